@@ -1,0 +1,240 @@
+namespace SpecDecode.Suffix;
+
+/// <summary>How a suffix tree grows a draft from a matched context.</summary>
+/// <param name="MaxTokens">The budget: most draft tokens in one draft.</param>
+/// <param name="Rule">SuffixDecoding's match-length rule: a match of <c>m</c> tokens may draft at most <c>Rule.Limit(m)</c>.</param>
+/// <param name="MinTokenProbability">Stop growing a branch once its estimated probability falls below this.</param>
+/// <param name="UseTree">False: one path following the most frequent child. True: a tree grown best-first by path probability.</param>
+public readonly record struct SpeculationSettings(int MaxTokens, MatchLengthRule Rule, float MinTokenProbability, bool UseTree)
+{
+    /// <summary>The reference configuration of SuffixDecoding: factor 1, offset 0, minimum probability 0.1, path mode.</summary>
+    public static SpeculationSettings Default(int maxTokens) => new(maxTokens, new MatchLengthRule(maxTokens, 1f, 0f), 0.1f, false);
+
+    /// <summary>Checks the settings; throws <see cref="ArgumentOutOfRangeException"/> when a value is out of range.</summary>
+    public void Validate()
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(MaxTokens, nameof(MaxTokens));
+        if (!(MinTokenProbability >= 0f && MinTokenProbability <= 1f))
+        {
+            throw new ArgumentOutOfRangeException(nameof(MinTokenProbability), MinTokenProbability, "Must lie in [0, 1].");
+        }
+    }
+}
+
+/// <summary>A draft under construction; two of them (best, current) are swapped while trying match lengths.</summary>
+internal struct DraftBuffer
+{
+    public int[] Tokens;
+    public int[] Parents;
+    public float[] Probs;
+    public int Count;
+    public float Score;
+    public int MatchLength;
+
+    public void Reset(int capacity)
+    {
+        if (Tokens is null || Tokens.Length < capacity)
+        {
+            int size = Math.Max(capacity, 8);
+            Tokens = new int[size];
+            Parents = new int[size];
+            Probs = new float[size];
+        }
+        Count = 0;
+        Score = 0f;
+        MatchLength = 0;
+    }
+
+    public void Add(int token, int parent, float prob)
+    {
+        Tokens[Count] = token;
+        Parents[Count] = parent;
+        Probs[Count] = prob;
+        Count++;
+        Score += prob;
+    }
+
+    public readonly DraftTree ToDraftTree() =>
+        Count == 0
+            ? DraftTree.Empty
+            : DraftTree.Create(Tokens.AsSpan(0, Count), Parents.AsSpan(0, Count), Probs.AsSpan(0, Count), int.MaxValue, MatchLength);
+}
+
+public sealed partial class SuffixTree
+{
+    [ThreadStatic] private static PriorityQueue<(int Node, int Idx, int Parent, float Prob), float>? t_queue;
+
+    /// <summary>Fills <paramref name="best"/> with the best draft for the context; <paramref name="scratch"/> is working space.</summary>
+    /// <returns>True when <paramref name="best"/> was replaced (a match of any length was found).</returns>
+    internal bool SpeculateInto(ReadOnlySpan<int> context, in SpeculationSettings settings, ref DraftBuffer best, ref DraftBuffer scratch)
+    {
+        settings.Validate();
+        int budget = settings.MaxTokens;
+        if (best.Tokens is null)
+        {
+            best.Reset(budget);
+        }
+        bool found = false;
+        int maxMatch = Math.Min(context.Length, _maxDepth);
+        for (int m = 1; m <= maxMatch; m++)
+        {
+            if (!Match(context[^m..], out int node, out int idx))
+            {
+                break;
+            }
+            int limit = Math.Min(budget, settings.Rule.Limit(m));
+            scratch.Reset(budget);
+            scratch.MatchLength = m;
+            if (limit > 0)
+            {
+                if (settings.UseTree)
+                {
+                    DraftTreeFrom(node, idx, limit, settings.MinTokenProbability, ref scratch);
+                }
+                else
+                {
+                    DraftPathFrom(node, idx, limit, settings.MinTokenProbability, ref scratch);
+                }
+            }
+            if (!found || scratch.Score >= best.Score)
+            {
+                (best, scratch) = (scratch, best);
+                found = true;
+            }
+        }
+        return found;
+    }
+
+    /// <summary>Walks the pattern from the root; on success gives the node and how many of its label tokens were consumed.</summary>
+    private bool Match(ReadOnlySpan<int> pattern, out int node, out int idx)
+    {
+        node = Root;
+        idx = 0;
+        int[]? data = null;
+        int baseIdx = 0;
+        foreach (int token in pattern)
+        {
+            if (idx == _nodes[node].Length)
+            {
+                int c = FindChild(node, token);
+                if (c == Nil)
+                {
+                    return false;
+                }
+                node = c;
+                idx = 0;
+                data = _seqs[_nodes[c].RefSeq]!.Tokens;
+                baseIdx = _nodes[c].RefIdx;
+            }
+            if (data![baseIdx + idx] != token)
+            {
+                return false;
+            }
+            idx++;
+        }
+        return true;
+    }
+
+    /// <summary>Path mode: follow the most frequent child while the path probability stays at or above the cut.</summary>
+    private void DraftPathFrom(int node, int idx, int limit, float minProb, ref DraftBuffer draft)
+    {
+        float prob = 1f;
+        int[] data = _seqs[_nodes[node].RefSeq]!.Tokens;
+        int baseIdx = _nodes[node].RefIdx;
+        while (draft.Count < limit && prob >= minProb)
+        {
+            if (idx < _nodes[node].Length)
+            {
+                draft.Add(data[baseIdx + idx], draft.Count - 1, prob);
+                idx++;
+            }
+            else
+            {
+                int child = _nodes[node].HeadChild;
+                if (child == Nil)
+                {
+                    break;
+                }
+                prob *= (float)_nodes[child].Count / _nodes[node].Count;
+                node = child;
+                idx = 0;
+                data = _seqs[_nodes[node].RefSeq]!.Tokens;
+                baseIdx = _nodes[node].RefIdx;
+            }
+        }
+    }
+
+    /// <summary>Tree mode: grow best-first by path probability; children are visited in decreasing count, so the scan of
+    /// a node's children stops at the first one below the cut.</summary>
+    private void DraftTreeFrom(int node, int idx, int limit, float minProb, ref DraftBuffer draft)
+    {
+        var queue = t_queue ??= new PriorityQueue<(int, int, int, float), float>();
+        queue.Clear();
+        queue.Enqueue((node, idx, -1, 1f), -1f);
+        while (draft.Count < limit && queue.TryDequeue(out var item, out _))
+        {
+            (int n, int i, int parent, float prob) = item;
+            if (i < _nodes[n].Length)
+            {
+                draft.Add(TokenAt(_nodes[n].RefSeq, _nodes[n].RefIdx + i), parent, prob);
+                queue.Enqueue((n, i + 1, draft.Count - 1, prob), -prob);
+            }
+            else
+            {
+                float parentCount = _nodes[n].Count;
+                for (int c = _nodes[n].HeadChild; c != Nil; c = _nodes[c].NextSibling)
+                {
+                    float p = prob * _nodes[c].Count / parentCount;
+                    if (p < minProb)
+                    {
+                        break;
+                    }
+                    queue.Enqueue((c, 0, parent, p), -p);
+                }
+            }
+        }
+        queue.Clear();
+    }
+}
+
+public sealed partial class SuffixTree
+{
+    /// <summary>Occurrences of <paramref name="pattern"/> (at most <see cref="MaxDepth"/> tokens) in the stored sequences; for tests.</summary>
+    internal int CountOf(ReadOnlySpan<int> pattern)
+    {
+        if (pattern.Length > _maxDepth)
+        {
+            return 0;
+        }
+        if (!Match(pattern, out int node, out _))
+        {
+            return 0;
+        }
+        return _nodes[node].Count;
+    }
+
+    /// <summary>The draft grown from a match of exactly <paramref name="matchLength"/> trailing context tokens; for tests.</summary>
+    internal DraftTree DraftForMatch(ReadOnlySpan<int> context, int matchLength, in SpeculationSettings settings)
+    {
+        var draft = new DraftBuffer();
+        draft.Reset(settings.MaxTokens);
+        draft.MatchLength = matchLength;
+        if (!Match(context[^matchLength..], out int node, out int idx))
+        {
+            return DraftTree.Empty;
+        }
+        int limit = Math.Min(settings.MaxTokens, settings.Rule.Limit(matchLength));
+        if (limit > 0)
+        {
+            if (settings.UseTree)
+            {
+                DraftTreeFrom(node, idx, limit, settings.MinTokenProbability, ref draft);
+            }
+            else
+            {
+                DraftPathFrom(node, idx, limit, settings.MinTokenProbability, ref draft);
+            }
+        }
+        return draft.ToDraftTree();
+    }
+}
