@@ -70,10 +70,7 @@ public sealed partial class SuffixTree
     {
         settings.Validate();
         int budget = settings.MaxTokens;
-        if (best.Tokens is null)
-        {
-            best.Reset(budget);
-        }
+        best.Reset(budget);
         bool found = false;
         int maxMatch = Math.Min(context.Length, _maxDepth);
         for (int m = 1; m <= maxMatch; m++)

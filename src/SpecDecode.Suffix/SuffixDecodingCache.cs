@@ -1,0 +1,442 @@
+using System.Collections.Concurrent;
+
+namespace SpecDecode.Suffix;
+
+/// <summary>
+/// SuffixDecoding's cache: a global suffix tree over the responses of earlier and current requests, and per request a
+/// suffix tree of its own context (prompt plus the tokens generated so far). Drafts come from both; the better score wins.
+/// </summary>
+/// <remarks>
+/// <para>Oliaro et al., 2024, "SuffixDecoding: Extreme Speculative Decoding for Emerging AI Applications"; the same roles as
+/// ArcticInference's <c>SuffixDecodingCache</c> (prompt tree per request, global tree of responses, FIFO eviction).</para>
+/// <para>Beyond the reference: a request that names a conversation (<see cref="DraftRequestOptions.ConversationId"/>) whose
+/// previous request's context is a prefix of the new prompt continues that request's tree and inserts only the new
+/// tokens, so an agent's hundredth call does not re-index a 100k-token prompt.</para>
+/// <para>Threading: calls for different requests may run concurrently. Drafting from the global tree takes a shared
+/// lock; adding generated tokens and evicting take it exclusively (one writer at a time). Each request's own tree is
+/// touched only by calls for that request, which must not overlap.</para>
+/// </remarks>
+public sealed class SuffixDecodingCache : IDisposable
+{
+    private const string Owner = nameof(SuffixDecodingCache);
+
+    private readonly SuffixCacheOptions _options;
+    private readonly SuffixTree _global;
+    private readonly ReaderWriterLockSlim _globalLock = new(LockRecursionPolicy.NoRecursion);
+    private readonly ConcurrentDictionary<RequestId, RequestState> _requests = new();
+    // Responses in the global tree in insertion order (guarded by the write lock).
+    private readonly LinkedList<CachedResponse> _responses = new();
+    private readonly HashSet<int> _cachedIds = new();
+    private int _nextSequenceId;
+    private long _evicted;
+
+    private readonly Lock _conversationGate = new();
+    private readonly Dictionary<string, LinkedListNode<CachedConversation>> _conversations = new(StringComparer.Ordinal);
+    private readonly LinkedList<CachedConversation> _conversationLru = new();   // most recently used last
+    private long _conversationTokens;
+    private long _reuses, _rebuilds, _inserted, _reused;
+    private bool _disposed;
+
+    [ThreadStatic] private static DraftBuffer t_local, t_global, t_scratch;
+
+    /// <summary>Creates an empty cache.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">An option is out of range; the message says which and why.</exception>
+    public SuffixDecodingCache(SuffixCacheOptions? options = null)
+    {
+        _options = options ?? new SuffixCacheOptions();
+        _options.Validate();
+        _global = new SuffixTree(_options.MaxDepth);
+    }
+
+    /// <summary>The options the cache was built with.</summary>
+    public SuffixCacheOptions Options => _options;
+
+    /// <summary>Starts a request: indexes its prompt (or continues its conversation's tree) and opens a slot for its
+    /// response in the global tree, evicting the oldest responses if a bound requires.</summary>
+    /// <exception cref="DuplicateRequestException">The request is already active.</exception>
+    /// <exception cref="ArgumentException">The id is invalid or a prompt token is negative.</exception>
+    public void StartRequest(RequestId request, ReadOnlySpan<int> prompt, DraftRequestOptions? options)
+    {
+        ThrowIfDisposed();
+        if (!request.IsValid)
+        {
+            throw new ArgumentException("RequestId.Invalid names no request.", nameof(request));
+        }
+        CheckTokens(prompt, nameof(prompt));
+        if (_requests.ContainsKey(request))
+        {
+            throw new DuplicateRequestException(request, Owner);
+        }
+
+        string? conversation = options?.ConversationId;
+        SuffixTree local = TakeConversationTree(conversation, prompt) ?? NewContextTree(prompt);
+        var state = new RequestState(local, conversation);
+        if (!_requests.TryAdd(request, state))
+        {
+            throw new DuplicateRequestException(request, Owner);
+        }
+
+        if (_options.MaxCachedResponses != 0)
+        {
+            _globalLock.EnterWriteLock();
+            try
+            {
+                int id = NextSequenceId();
+                state.Response = _responses.AddLast(new CachedResponse(id, state));
+                EvictOverBounds(keep: state.Response);
+            }
+            finally
+            {
+                _globalLock.ExitWriteLock();
+            }
+        }
+    }
+
+    /// <summary>Appends generated tokens to the request's context and to its cached response.</summary>
+    /// <exception cref="UnknownRequestException">The request is not active.</exception>
+    /// <exception cref="ArgumentException">A token is negative (nothing is appended).</exception>
+    public void AddTokens(RequestId request, ReadOnlySpan<int> tokens)
+    {
+        ThrowIfDisposed();
+        CheckTokens(tokens, nameof(tokens));
+        RequestState state = Get(request);
+        state.Context.Extend(0, tokens);
+        if (state.Response is null || tokens.IsEmpty)
+        {
+            return;
+        }
+        _globalLock.EnterWriteLock();
+        try
+        {
+            if (state.Response is { } node)
+            {
+                _global.Extend(node.Value.SequenceId, tokens);
+                node.Value.Tokens += tokens.Length;
+                EvictOverBounds(keep: null);
+            }
+        }
+        finally
+        {
+            _globalLock.ExitWriteLock();
+        }
+    }
+
+    /// <summary>Drafts a continuation of the request's context from its own tree and from the global tree, and returns
+    /// the draft with the higher score (the request's own on a tie).</summary>
+    /// <exception cref="UnknownRequestException">The request is not active.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The settings are out of range.</exception>
+    public DraftTree Speculate(RequestId request, in SpeculationSettings settings)
+    {
+        ThrowIfDisposed();
+        settings.Validate();
+        RequestState state = Get(request);
+        if (settings.MaxTokens == 0)
+        {
+            return DraftTree.Empty;
+        }
+        ReadOnlySpan<int> context = state.ContextTokens;
+        if (context.Length > _options.MaxDepth)
+        {
+            context = context[^_options.MaxDepth..];
+        }
+        state.Context.SpeculateInto(context, settings, ref t_local, ref t_scratch);
+        if (_options.MaxCachedResponses != 0)
+        {
+            _globalLock.EnterReadLock();
+            try
+            {
+                _global.SpeculateInto(context, settings, ref t_global, ref t_scratch);
+            }
+            finally
+            {
+                _globalLock.ExitReadLock();
+            }
+            if (t_global.Score > t_local.Score)
+            {
+                return t_global.ToDraftTree();
+            }
+        }
+        return t_local.ToDraftTree();
+    }
+
+    /// <summary>Ends a request. Its response stays in the global tree until evicted; with a conversation id its context
+    /// tree is kept for the conversation's next request.</summary>
+    /// <exception cref="UnknownRequestException">The request is not active.</exception>
+    public void EndRequest(RequestId request)
+    {
+        ThrowIfDisposed();
+        if (!_requests.TryRemove(request, out RequestState? state))
+        {
+            throw new UnknownRequestException(request, Owner);
+        }
+        state.Ended = true;
+        if (state.Conversation is not null && _options.MaxCachedConversations > 0)
+        {
+            KeepConversationTree(state.Conversation, state.Context);
+        }
+    }
+
+    /// <summary>True while the request is active.</summary>
+    public bool IsActive(RequestId request) => _requests.ContainsKey(request);
+
+    /// <summary>The request's context: its prompt followed by the tokens added so far (a copy).</summary>
+    /// <exception cref="UnknownRequestException">The request is not active.</exception>
+    public int[] GetContext(RequestId request) => Get(request).ContextTokens.ToArray();
+
+    /// <summary>Counters: cached responses and tokens, conversations, reuse and eviction totals.</summary>
+    public SuffixCacheStatistics GetStatistics()
+    {
+        int responses;
+        long responseTokens, evicted;
+        _globalLock.EnterReadLock();
+        try
+        {
+            responses = _responses.Count;
+            responseTokens = _global.TokenCount;
+            evicted = _evicted;
+        }
+        finally
+        {
+            _globalLock.ExitReadLock();
+        }
+        lock (_conversationGate)
+        {
+            return new SuffixCacheStatistics(_requests.Count, responses, responseTokens, _conversations.Count, _conversationTokens,
+                evicted, _reuses, _rebuilds, _inserted, _reused);
+        }
+    }
+
+    /// <summary>Bytes held: the global tree, every active request's tree and every cached conversation tree.</summary>
+    public long EstimateMemoryBytes()
+    {
+        long total;
+        _globalLock.EnterReadLock();
+        try
+        {
+            total = _global.EstimateMemoryBytes();
+        }
+        finally
+        {
+            _globalLock.ExitReadLock();
+        }
+        foreach (RequestState state in _requests.Values)
+        {
+            total += state.Context.EstimateMemoryBytes();
+        }
+        lock (_conversationGate)
+        {
+            foreach (CachedConversation c in _conversationLru)
+            {
+                total += c.Tree.EstimateMemoryBytes();
+            }
+        }
+        return total;
+    }
+
+    /// <summary>Checks every tree's invariants (see <see cref="SuffixTree.CheckIntegrity"/>) and the cache's bounds.</summary>
+    /// <exception cref="SuffixTreeIntegrityException">An invariant is broken.</exception>
+    public void CheckIntegrity()
+    {
+        _globalLock.EnterReadLock();
+        try
+        {
+            _global.CheckIntegrity();
+            long tokens = 0;
+            foreach (CachedResponse r in _responses)
+            {
+                tokens += r.Tokens;
+                if (r.Tokens != (_global.Contains(r.SequenceId) ? _global.SequenceLength(r.SequenceId) : 0))
+                {
+                    throw new SuffixTreeIntegrityException($"cached response {r.SequenceId} counts {r.Tokens} tokens, the tree holds another number");
+                }
+            }
+            if (tokens != _global.TokenCount || _responses.Count < _global.SequenceCount)
+            {
+                throw new SuffixTreeIntegrityException("the global tree holds sequences the cache does not track");
+            }
+            if (_options.MaxCachedResponses > 0 && _responses.Count > _options.MaxCachedResponses)
+            {
+                throw new SuffixTreeIntegrityException($"{_responses.Count} cached responses exceed the bound {_options.MaxCachedResponses}");
+            }
+            if (_options.MaxCachedTokens > 0 && tokens > _options.MaxCachedTokens)
+            {
+                throw new SuffixTreeIntegrityException($"{tokens} cached tokens exceed the bound {_options.MaxCachedTokens}");
+            }
+        }
+        finally
+        {
+            _globalLock.ExitReadLock();
+        }
+        foreach (RequestState state in _requests.Values)
+        {
+            state.Context.CheckIntegrity();
+        }
+        lock (_conversationGate)
+        {
+            foreach (CachedConversation c in _conversationLru)
+            {
+                c.Tree.CheckIntegrity();
+            }
+        }
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+        _disposed = true;
+        _requests.Clear();
+        _globalLock.Dispose();
+    }
+
+    // ------------------------------------------------------------------------------------------------ internals
+
+    private RequestState Get(RequestId request) =>
+        _requests.TryGetValue(request, out RequestState? state) ? state : throw new UnknownRequestException(request, Owner);
+
+    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
+
+    private static void CheckTokens(ReadOnlySpan<int> tokens, string name)
+    {
+        foreach (int t in tokens)
+        {
+            if (t < 0)
+            {
+                throw new ArgumentOutOfRangeException(name, t, "Token ids must be non-negative; nothing was changed.");
+            }
+        }
+    }
+
+    private SuffixTree NewContextTree(ReadOnlySpan<int> prompt)
+    {
+        var tree = new SuffixTree(_options.MaxDepth);
+        tree.Extend(0, prompt);
+        Interlocked.Add(ref _inserted, prompt.Length);
+        return tree;
+    }
+
+    /// <summary>Takes the conversation's cached tree when its context is a prefix of the prompt, extended by the rest.</summary>
+    private SuffixTree? TakeConversationTree(string? conversation, ReadOnlySpan<int> prompt)
+    {
+        if (conversation is null)
+        {
+            return null;
+        }
+        CachedConversation? cached;
+        lock (_conversationGate)
+        {
+            if (!_conversations.Remove(conversation, out var node))
+            {
+                return null;
+            }
+            cached = node.Value;
+            _conversationLru.Remove(node);
+            _conversationTokens -= cached.Tree.TokenCount;
+        }
+        ReadOnlySpan<int> known = cached.Tree.Contains(0) ? cached.Tree.SequenceTokens(0) : default;
+        if (known.Length > prompt.Length || !prompt[..known.Length].SequenceEqual(known))
+        {
+            Interlocked.Increment(ref _rebuilds);
+            return null;
+        }
+        int reused = known.Length;
+        cached.Tree.Extend(0, prompt[reused..]);
+        Interlocked.Increment(ref _reuses);
+        Interlocked.Add(ref _reused, reused);
+        Interlocked.Add(ref _inserted, prompt.Length - reused);
+        return cached.Tree;
+    }
+
+    private void KeepConversationTree(string conversation, SuffixTree tree)
+    {
+        lock (_conversationGate)
+        {
+            if (_conversations.Remove(conversation, out var old))
+            {
+                _conversationLru.Remove(old);
+                _conversationTokens -= old.Value.Tree.TokenCount;
+            }
+            long limit = _options.MaxConversationTokens;
+            if (limit > 0 && tree.TokenCount > limit)
+            {
+                return;   // larger than the whole budget: not kept
+            }
+            _conversations[conversation] = _conversationLru.AddLast(new CachedConversation(conversation, tree));
+            _conversationTokens += tree.TokenCount;
+            while (_conversations.Count > _options.MaxCachedConversations || (limit > 0 && _conversationTokens > limit))
+            {
+                CachedConversation oldest = _conversationLru.First!.Value;
+                _conversationLru.RemoveFirst();
+                _conversations.Remove(oldest.Id);
+                _conversationTokens -= oldest.Tree.TokenCount;
+            }
+        }
+    }
+
+    private int NextSequenceId()
+    {
+        // Ids only need to be unique among cached responses; they wrap around within the non-negative ints.
+        while (true)
+        {
+            int id = _nextSequenceId;
+            _nextSequenceId = id == int.MaxValue ? 0 : id + 1;
+            if (_cachedIds.Add(id))
+            {
+                return id;
+            }
+        }
+    }
+
+    /// <summary>Evicts oldest responses (ended before active) until both bounds hold. Caller holds the write lock.</summary>
+    private void EvictOverBounds(LinkedListNode<CachedResponse>? keep)
+    {
+        int maxResponses = _options.MaxCachedResponses;
+        long maxTokens = _options.MaxCachedTokens;
+        while ((maxResponses > 0 && _responses.Count > maxResponses) || (maxTokens > 0 && _global.TokenCount > maxTokens))
+        {
+            LinkedListNode<CachedResponse>? victim = null;
+            for (var n = _responses.First; n is not null; n = n.Next)
+            {
+                if (n.Value.Owner.Ended && n != keep)
+                {
+                    victim = n;
+                    break;
+                }
+            }
+            victim ??= _responses.First == keep ? _responses.First?.Next : _responses.First;
+            if (victim is null)
+            {
+                return;   // only the response being added is left and it cannot go; it is empty so bounds hold
+            }
+            _global.Remove(victim.Value.SequenceId);
+            _cachedIds.Remove(victim.Value.SequenceId);
+            _responses.Remove(victim);
+            // An active request whose response was evicted keeps drafting from its own tree and the rest of the cache.
+            victim.Value.Owner.Response = null;
+            _evicted++;
+        }
+    }
+
+    private sealed class RequestState(SuffixTree context, string? conversation)
+    {
+        public readonly SuffixTree Context = context;
+        public readonly string? Conversation = conversation;
+        public volatile LinkedListNode<CachedResponse>? Response;
+        public volatile bool Ended;
+
+        /// <summary>The prompt and the tokens added since (sequence 0 of the request's tree; absent while empty).</summary>
+        public ReadOnlySpan<int> ContextTokens => Context.Contains(0) ? Context.SequenceTokens(0) : default;
+    }
+
+    private sealed class CachedResponse(int sequenceId, RequestState owner)
+    {
+        public readonly int SequenceId = sequenceId;
+        public readonly RequestState Owner = owner;
+        public long Tokens;
+    }
+
+    private sealed record CachedConversation(string Id, SuffixTree Tree);
+}
