@@ -89,6 +89,7 @@ public sealed class DraftTree
     /// <param name="probabilities">Per-node acceptance estimate in [0, 1]; empty means 1 for every node.</param>
     /// <param name="maxTokens">The budget the tree must fit; <c>int.MaxValue</c> for none.</param>
     /// <param name="matchLength">Recorded as <see cref="MatchLength"/>; must be non-negative.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="maxTokens"/> or <paramref name="matchLength"/> is negative.</exception>
     /// <exception cref="InvalidDraftTreeException">The arrays are empty, of different lengths, a parent is out of range or
     /// after its child, a token is negative, two siblings share a token, a probability is outside [0, 1], or the tree has
     /// more than <paramref name="maxTokens"/> nodes.</exception>
@@ -207,9 +208,12 @@ public sealed class DraftTree
     /// <summary>Creates a linear draft: node <c>i</c> is the parent of node <c>i + 1</c>.</summary>
     /// <param name="tokens">The draft tokens in order; empty gives <see cref="Empty"/>.</param>
     /// <param name="probabilities">Per-node path probability, or empty for all 1.</param>
+    /// <param name="matchLength">Recorded as <see cref="MatchLength"/>; must be non-negative.</param>
     /// <exception cref="InvalidDraftTreeException">A token is negative, a probability is outside [0, 1], or the lengths differ.</exception>
-    public static DraftTree Chain(ReadOnlySpan<int> tokens, ReadOnlySpan<float> probabilities = default)
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="matchLength"/> is negative.</exception>
+    public static DraftTree Chain(ReadOnlySpan<int> tokens, ReadOnlySpan<float> probabilities = default, int matchLength = 0)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(matchLength);
         if (tokens.IsEmpty)
         {
             return Empty;
@@ -219,7 +223,7 @@ public sealed class DraftTree
         {
             parents[i] = i - 1;
         }
-        return Create(tokens, parents, probabilities);
+        return Create(tokens, parents, probabilities, int.MaxValue, matchLength);
     }
 
     /// <summary>Depth of node <paramref name="node"/> (1 for root-level candidates).</summary>

@@ -37,7 +37,8 @@ public sealed class FixedBudgetPolicy : ISpeculationPolicy
 /// <c>min(MaxSpecTokens, floor(m * MaxSpecFactor + MaxSpecOffset))</c> tokens, so long matches speculate far and short,
 /// unreliable matches speculate little.
 /// </summary>
-/// <remarks>Oliaro et al., 2024, "SuffixDecoding: Extreme Speculative Decoding for Emerging AI Applications", section on
+/// <remarks>Note that <c>default(MatchLengthRule)</c> has <see cref="MaxSpecTokens"/> 0 and so allows no draft at all; build
+/// the rule with its constructor. Oliaro et al., 2024, "SuffixDecoding: Extreme Speculative Decoding for Emerging AI Applications", section on
 /// adaptive speculation length; the same rule as ArcticInference's <c>max_spec_factor</c> and <c>max_spec_offset</c>.</remarks>
 public readonly record struct MatchLengthRule
 {

@@ -93,12 +93,14 @@ public sealed class SpeculationMetrics
     public void Add(SpeculationMetrics other)
     {
         ArgumentNullException.ThrowIfNull(other);
-        long[] perPosition = other.AcceptedPerPosition;
+        long[] perPosition;
         long steps, drafts, draftTokens, accepted, emitted, ticks;
+        // One snapshot of the source under its lock, then the update under ours: never both locks at once.
         lock (other._gate)
         {
             (steps, drafts, draftTokens, accepted, emitted, ticks) =
                 (other._steps, other._drafts, other._draftTokens, other._acceptedTokens, other._emittedTokens, other._draftingTicks);
+            perPosition = other._acceptedPerPosition.AsSpan(0, other._maxPosition).ToArray();
         }
         lock (_gate)
         {
