@@ -1,0 +1,3 @@
+using SpecDecode.Replay;
+
+return ReplayCommand.Build().Parse(args).Invoke();
