@@ -137,4 +137,26 @@ public sealed class ReplayDriverTests
         Assert.Equal(-1, r.DrafterMemoryBytes);
         Assert.Equal(-1, r.ManagedHeapGrowthBytes);
     }
+
+    [Fact]
+    public void Replay_loop_allocates_nothing_per_step()
+    {
+        // Steps of 1 token each (the draft never matches). Compare 10,000 and 50,000 steps: what the loop allocates per
+        // step shows in the difference (both fit the sample arrays' initial capacity, so they do not grow).
+        using var drafter = new FixedDraftDrafter(DraftTree.Chain([1, 2, 3, 4]));
+        long Allocated(int steps)
+        {
+            TraceTrajectory t = TestTrajectories.Make("task-a", [[1, 2, 3]], [Enumerable.Repeat(7, steps).ToArray()]);
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            ReplayResult r = ReplayDriver.Run(drafter, [t], NoHeap);
+            long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            Assert.Equal(steps, r.Steps);
+            return allocated;
+        }
+        Allocated(1_000); // JIT and first-use allocations
+
+        long small = Allocated(10_000), large = Allocated(50_000);
+
+        Assert.True(large - small < 40_000, $"{small} bytes for 10,000 steps, {large} bytes for 50,000 steps");
+    }
 }

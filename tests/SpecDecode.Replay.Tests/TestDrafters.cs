@@ -108,3 +108,21 @@ internal sealed class OverBudgetDrafter : RecordingDrafter
     protected override DraftTree Draft(RequestId request, List<int> context, int maxTokens) =>
         DraftTree.Chain(Enumerable.Range(0, maxTokens + 1).ToArray());
 }
+
+/// <summary>Returns one pre-built draft every step and keeps no context: allocates nothing per step itself.</summary>
+internal sealed class FixedDraftDrafter(DraftTree draft) : IDrafter
+{
+    public string Name => "fixed";
+
+    public int MaxBudget => 1024;
+
+    public void StartRequest(RequestId request, ReadOnlySpan<int> prompt, DraftRequestOptions? options) { }
+
+    public DraftTree Propose(RequestId request, int maxTokens) => draft;
+
+    public void Observe(RequestId request, ReadOnlySpan<int> emitted) { }
+
+    public void EndRequest(RequestId request) { }
+
+    public void Dispose() { }
+}

@@ -77,7 +77,8 @@ public static class ReplayDriver
         long wallTicks = Stopwatch.GetTimestamp() - wallStart - readTicks;
 
         long drafterMemory = settings.DrafterMemoryBytes?.Invoke() ?? -1;
-        long heapGrowth = settings.MeasureHeap ? ProcessMemory.LiveManagedBytes() - heapBefore : -1;
+        // The recorder's sample arrays are live too: leave them out, so that the growth is what the drafter retains.
+        long heapGrowth = settings.MeasureHeap ? ProcessMemory.LiveManagedBytes() - heapBefore - recorder.RetainedBytes : -1;
         GC.KeepAlive(drafter);
         SpeculationMetrics m = recorder.Metrics;
         return new ReplayResult

@@ -60,6 +60,11 @@ internal sealed class ReplayRecorder
         }
     }
 
+    /// <summary>Bytes of the sample arrays, so that the heap growth of a replay can leave the recorder out.</summary>
+    public long RetainedBytes =>
+        _draftTicks.RetainedBytes + _observeTicksPerToken.RetainedBytes + _startTicks.RetainedBytes + _endTicks.RetainedBytes
+        + (long)_draftedPerDepth.Length * sizeof(long);
+
     public LatencySummary DraftingMicroseconds => _draftTicks.Summarize(TicksToMicroseconds);
 
     public LatencySummary CacheUpdateMicrosecondsPerToken => _observeTicksPerToken.Summarize(TicksToMicroseconds);

@@ -88,8 +88,8 @@ public sealed class ReplayResult
     [JsonPropertyName("drafter_memory_bytes")] public required long DrafterMemoryBytes { get; init; }
 
     /// <summary>
-    /// Live managed heap after the replay minus before it (full collections), in bytes: what the drafter retains, as the
-    /// GC sees it; -1 when not measured.
+    /// Live managed heap after the replay minus before it (full collections), less the replay's own sample arrays, in
+    /// bytes: what the drafter retains, as the GC sees it; -1 when not measured.
     /// </summary>
     [JsonPropertyName("managed_heap_growth_bytes")] public required long ManagedHeapGrowthBytes { get; init; }
 

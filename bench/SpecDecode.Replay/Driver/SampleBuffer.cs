@@ -18,6 +18,9 @@ public sealed class SampleBuffer
     /// <summary>Samples recorded.</summary>
     public int Count { get; private set; }
 
+    /// <summary>Bytes the buffer holds on the managed heap (its array's capacity).</summary>
+    public long RetainedBytes => (long)_items.Length * sizeof(double);
+
     /// <summary>Records one sample.</summary>
     public void Add(double value)
     {
@@ -28,15 +31,18 @@ public sealed class SampleBuffer
         _items[Count++] = value;
     }
 
-    /// <summary>Sorts a copy of the samples and summarizes them, multiplied by <paramref name="scale"/> (e.g. ticks to µs).</summary>
+    /// <summary>
+    /// Summarizes the samples, multiplied by <paramref name="scale"/> (e.g. ticks to µs). Sorts the samples in place
+    /// (no copy): the order in which they were added is lost.
+    /// </summary>
     public LatencySummary Summarize(double scale)
     {
         if (Count == 0)
         {
             return LatencySummary.None;
         }
-        double[] sorted = _items.AsSpan(0, Count).ToArray();
-        Array.Sort(sorted);
+        Span<double> sorted = _items.AsSpan(0, Count);
+        sorted.Sort();
         double sum = 0;
         foreach (double v in sorted)
         {
