@@ -50,6 +50,7 @@ public sealed record SuffixCacheOptions
 /// <param name="ConversationRebuilds">Requests with a conversation id whose cached tree did not fit the prompt (rebuilt).</param>
 /// <param name="PromptTokensInserted">Prompt tokens inserted into request trees (reused ones not counted).</param>
 /// <param name="PromptTokensReused">Prompt tokens found already indexed in a reused conversation tree.</param>
+/// <param name="GlobalTreeBytes">Bytes held by the global tree of responses (see <see cref="SuffixTree.EstimateMemoryBytes"/>).</param>
 public readonly record struct SuffixCacheStatistics(
     int ActiveRequests,
     int CachedResponses,
@@ -60,4 +61,9 @@ public readonly record struct SuffixCacheStatistics(
     long ConversationReuses,
     long ConversationRebuilds,
     long PromptTokensInserted,
-    long PromptTokensReused);
+    long PromptTokensReused,
+    long GlobalTreeBytes)
+{
+    /// <summary>Bytes of the global tree per cached response token (0 when it is empty).</summary>
+    public double GlobalBytesPerToken => CachedResponseTokens == 0 ? 0 : (double)GlobalTreeBytes / CachedResponseTokens;
+}

@@ -187,13 +187,14 @@ public sealed class SuffixDecodingCache : IDisposable
     public SuffixCacheStatistics GetStatistics()
     {
         int responses;
-        long responseTokens, evicted;
+        long responseTokens, evicted, globalBytes;
         _globalLock.EnterReadLock();
         try
         {
             responses = _responses.Count;
             responseTokens = _global.TokenCount;
             evicted = _evicted;
+            globalBytes = _global.EstimateMemoryBytes();
         }
         finally
         {
@@ -202,7 +203,7 @@ public sealed class SuffixDecodingCache : IDisposable
         lock (_conversationGate)
         {
             return new SuffixCacheStatistics(_requests.Count, responses, responseTokens, _conversations.Count, _conversationTokens,
-                evicted, _reuses, _rebuilds, _inserted, _reused);
+                evicted, _reuses, _rebuilds, _inserted, _reused, globalBytes);
         }
     }
 
