@@ -82,8 +82,9 @@ public sealed class SuffixDecodingCache : IDisposable
             try
             {
                 int id = NextSequenceId();
-                state.Response = _responses.AddLast(new CachedResponse(id, state));
-                EvictOverBounds(keep: state.Response);
+                state.Response = new CachedResponse(id);
+                _responses.AddLast(state.Response.Node);
+                EvictOverBounds(keep: state.Response.Node);
             }
             finally
             {
@@ -101,17 +102,18 @@ public sealed class SuffixDecodingCache : IDisposable
         CheckTokens(tokens, nameof(tokens));
         RequestState state = Get(request);
         state.Context.Extend(0, tokens);
-        if (state.Response is null || tokens.IsEmpty)
+        CachedResponse? response = state.Response;
+        if (response is null || response.Evicted || tokens.IsEmpty)
         {
             return;
         }
         _globalLock.EnterWriteLock();
         try
         {
-            if (state.Response is { } node)
+            if (!response.Evicted)
             {
-                _global.Extend(node.Value.SequenceId, tokens);
-                node.Value.Tokens += tokens.Length;
+                _global.Extend(response.SequenceId, tokens);
+                response.Tokens += tokens.Length;
                 EvictOverBounds(keep: null);
             }
         }
@@ -169,7 +171,10 @@ public sealed class SuffixDecodingCache : IDisposable
         {
             throw new UnknownRequestException(request, Owner);
         }
-        state.Ended = true;
+        if (state.Response is { } response)
+        {
+            response.Ended = true;
+        }
         if (state.Conversation is not null && _options.MaxCachedConversations > 0)
         {
             KeepConversationTree(state.Conversation, state.Context);
@@ -182,6 +187,9 @@ public sealed class SuffixDecodingCache : IDisposable
     /// <summary>The request's context: its prompt followed by the tokens added so far (a copy).</summary>
     /// <exception cref="UnknownRequestException">The request is not active.</exception>
     public int[] GetContext(RequestId request) => Get(request).ContextTokens.ToArray();
+
+    /// <summary>The request's own tree; for tests.</summary>
+    internal SuffixTree ContextTreeOf(RequestId request) => Get(request).Context;
 
     /// <summary>Counters: cached responses and tokens, conversations, reuse and eviction totals.</summary>
     public SuffixCacheStatistics GetStatistics()
@@ -401,7 +409,7 @@ public sealed class SuffixDecodingCache : IDisposable
             LinkedListNode<CachedResponse>? victim = null;
             for (var n = _responses.First; n is not null; n = n.Next)
             {
-                if (n.Value.Owner.Ended && n != keep)
+                if (n.Value.Ended && n != keep)
                 {
                     victim = n;
                     break;
@@ -416,7 +424,7 @@ public sealed class SuffixDecodingCache : IDisposable
             _cachedIds.Remove(victim.Value.SequenceId);
             _responses.Remove(victim);
             // An active request whose response was evicted keeps drafting from its own tree and the rest of the cache.
-            victim.Value.Owner.Response = null;
+            victim.Value.Evicted = true;
             _evicted++;
         }
     }
@@ -425,18 +433,27 @@ public sealed class SuffixDecodingCache : IDisposable
     {
         public readonly SuffixTree Context = context;
         public readonly string? Conversation = conversation;
-        public volatile LinkedListNode<CachedResponse>? Response;
-        public volatile bool Ended;
+        public CachedResponse? Response;
 
         /// <summary>The prompt and the tokens added since (sequence 0 of the request's tree; absent while empty).</summary>
         public ReadOnlySpan<int> ContextTokens => Context.Contains(0) ? Context.SequenceTokens(0) : default;
     }
 
-    private sealed class CachedResponse(int sequenceId, RequestState owner)
+    /// <summary>A response slot in the global tree. It must not reference its request's state: a cached response
+    /// outlives the request, and holding the request would keep its whole context tree alive.</summary>
+    private sealed class CachedResponse
     {
-        public readonly int SequenceId = sequenceId;
-        public readonly RequestState Owner = owner;
+        public CachedResponse(int sequenceId)
+        {
+            SequenceId = sequenceId;
+            Node = new LinkedListNode<CachedResponse>(this);
+        }
+
+        public readonly int SequenceId;
+        public readonly LinkedListNode<CachedResponse> Node;
         public long Tokens;
+        public volatile bool Ended;
+        public volatile bool Evicted;
     }
 
     private sealed record CachedConversation(string Id, SuffixTree Tree);

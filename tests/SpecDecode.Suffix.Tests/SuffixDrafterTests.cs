@@ -178,6 +178,28 @@ public sealed class SuffixDrafterTests
     }
 
     [Fact]
+    public void AnEndedRequestsTreeIsFreedWhileItsResponseStaysCached()
+    {
+        using var drafter = new SuffixDrafter(new SuffixDrafterOptions { MaxCachedConversations = 0 });
+        WeakReference tree = StartAndEnd(drafter);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+        Assert.False(tree.IsAlive, "the cache still holds the ended request's context tree");
+        Assert.Equal(1, drafter.Cache.GetStatistics().CachedResponses);
+
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+        static WeakReference StartAndEnd(SuffixDrafter d)
+        {
+            d.StartRequest(R1, Enumerable.Range(0, 1000).ToArray(), null);
+            var weak = new WeakReference(d.Cache.ContextTreeOf(R1));
+            d.Observe(R1, [1, 2, 3]);
+            d.EndRequest(R1);
+            return weak;
+        }
+    }
+
+    [Fact]
     public void LifecycleMisuseGetsTypedErrors()
     {
         using var drafter = new SuffixDrafter(new SuffixDrafterOptions { MaxBudget = 64 });
