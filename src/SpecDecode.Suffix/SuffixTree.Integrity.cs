@@ -184,8 +184,8 @@ public sealed partial class SuffixTree
     public long EstimateMemoryBytes()
     {
         long total = 128;
-        total += (long)_nodes.Length * Unsafe.SizeOf<Node>();
-        total += (long)_groups.Length * Unsafe.SizeOf<Group>();
+        total += _nodes.MemoryBytes;
+        total += _groups.MemoryBytes;
         total += _childIndex.MemoryBytes;
         total += (long)_seqs.Length * IntPtr.Size + _slotOfId.Count * 24L;
         for (int slot = 0; slot < _seqHighWater; slot++)

@@ -2,7 +2,7 @@ using System.Runtime.CompilerServices;
 
 namespace SpecDecode.Suffix;
 
-// Node storage of the suffix tree: one struct array with a free list, children kept in a sibling list sorted by
+// Node storage of the suffix tree: paged struct arrays with a free list, children kept in a sibling list sorted by
 // decreasing count (runs of equal count form a group with O(1) access to its first and last member, so a count change
 // by one moves a node in O(1)), and a hash index of children for nodes with many of them.
 public sealed partial class SuffixTree
@@ -35,12 +35,13 @@ public sealed partial class SuffixTree
         public int Tail;
     }
 
-    private Node[] _nodes = new Node[64];
+    // Paged, so growth copies nothing (see PagedArray); never copy these fields.
+    private PagedArray<Node> _nodes = new();
     private int _nodeHighWater;     // nodes ever allocated (slots 0.._nodeHighWater-1)
     private int _freeNode = Nil;    // free list threaded through Parent
     private int _liveNodes;
 
-    private Group[] _groups = new Group[64];
+    private PagedArray<Group> _groups = new();
     private int _groupHighWater;
     private int _freeGroup = Nil;   // free list threaded through Head
     private int _liveGroups;
@@ -57,9 +58,9 @@ public sealed partial class SuffixTree
         }
         else
         {
-            if (_nodeHighWater == _nodes.Length)
+            if (_nodeHighWater == _nodes.Capacity)
             {
-                Array.Resize(ref _nodes, _nodes.Length * 2);
+                _nodes.Grow();
             }
             n = _nodeHighWater++;
         }
@@ -101,9 +102,9 @@ public sealed partial class SuffixTree
         }
         else
         {
-            if (_groupHighWater == _groups.Length)
+            if (_groupHighWater == _groups.Capacity)
             {
-                Array.Resize(ref _groups, _groups.Length * 2);
+                _groups.Grow();
             }
             g = _groupHighWater++;
         }
@@ -130,12 +131,14 @@ public sealed partial class SuffixTree
         {
             return _childIndex.TryGet(parent, token, out int c) ? c : Nil;
         }
-        for (int c = p.HeadChild; c != Nil; c = _nodes[c].NextSibling)
+        for (int c = p.HeadChild; c != Nil;)
         {
-            if (_nodes[c].Token == token)
+            ref Node cn = ref _nodes[c];
+            if (cn.Token == token)
             {
                 return c;
             }
+            c = cn.NextSibling;
         }
         return Nil;
     }

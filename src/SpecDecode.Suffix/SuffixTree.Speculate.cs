@@ -107,21 +107,24 @@ public sealed partial class SuffixTree
     {
         node = Root;
         idx = 0;
+        int length = 0;    // label length of the current node (the root's is 0)
         int[]? data = null;
         int baseIdx = 0;
         foreach (int token in pattern)
         {
-            if (idx == _nodes[node].Length)
+            if (idx == length)
             {
                 int c = FindChild(node, token);
                 if (c == Nil)
                 {
                     return false;
                 }
+                ref Node cn = ref _nodes[c];
                 node = c;
                 idx = 0;
-                data = _seqs[_nodes[c].RefSeq]!.Tokens;
-                baseIdx = _nodes[c].RefIdx;
+                length = cn.Length;
+                data = _seqs[cn.RefSeq]!.Tokens;
+                baseIdx = cn.RefIdx;
             }
             if (data![baseIdx + idx] != token)
             {
@@ -136,27 +139,30 @@ public sealed partial class SuffixTree
     private void DraftPathFrom(int node, int idx, int limit, float minProb, ref DraftBuffer draft)
     {
         float prob = 1f;
-        int[] data = _seqs[_nodes[node].RefSeq]!.Tokens;
-        int baseIdx = _nodes[node].RefIdx;
+        ref Node n = ref _nodes[node];
+        int[] data = _seqs[n.RefSeq]!.Tokens;
+        int baseIdx = n.RefIdx, length = n.Length, count = n.Count, head = n.HeadChild;
         while (draft.Count < limit && prob >= minProb)
         {
-            if (idx < _nodes[node].Length)
+            if (idx < length)
             {
                 draft.Add(data[baseIdx + idx], draft.Count - 1, prob);
                 idx++;
             }
             else
             {
-                int child = _nodes[node].HeadChild;
-                if (child == Nil)
+                if (head == Nil)
                 {
                     break;
                 }
-                prob *= (float)_nodes[child].Count / _nodes[node].Count;
-                node = child;
+                n = ref _nodes[head];
+                prob *= (float)n.Count / count;
                 idx = 0;
-                data = _seqs[_nodes[node].RefSeq]!.Tokens;
-                baseIdx = _nodes[node].RefIdx;
+                data = _seqs[n.RefSeq]!.Tokens;
+                baseIdx = n.RefIdx;
+                length = n.Length;
+                count = n.Count;
+                head = n.HeadChild;
             }
         }
     }
@@ -171,22 +177,25 @@ public sealed partial class SuffixTree
         while (draft.Count < limit && queue.TryDequeue(out var item, out _))
         {
             (int n, int i, int parent, float prob) = item;
-            if (i < _nodes[n].Length)
+            ref Node nn = ref _nodes[n];
+            if (i < nn.Length)
             {
-                draft.Add(TokenAt(_nodes[n].RefSeq, _nodes[n].RefIdx + i), parent, prob);
+                draft.Add(TokenAt(nn.RefSeq, nn.RefIdx + i), parent, prob);
                 queue.Enqueue((n, i + 1, draft.Count - 1, prob), -prob);
             }
             else
             {
-                float parentCount = _nodes[n].Count;
-                for (int c = _nodes[n].HeadChild; c != Nil; c = _nodes[c].NextSibling)
+                float parentCount = nn.Count;
+                for (int c = nn.HeadChild; c != Nil;)
                 {
-                    float p = prob * _nodes[c].Count / parentCount;
+                    ref Node cn = ref _nodes[c];
+                    float p = prob * cn.Count / parentCount;
                     if (p < minProb)
                     {
                         break;
                     }
                     queue.Enqueue((c, 0, parent, p), -p);
+                    c = cn.NextSibling;
                 }
             }
         }
