@@ -38,6 +38,8 @@ public sealed class SuffixDecodingCache : IDisposable
     private bool _disposed;
 
     [ThreadStatic] private static DraftBuffer t_local, t_global, t_scratch;
+    [ThreadStatic] private static DraftTrie? t_trie;
+    private readonly AcceptanceModel _acceptance = new();
 
     /// <summary>Creates an empty cache.</summary>
     /// <exception cref="ArgumentOutOfRangeException">An option is out of range; the message says which and why.</exception>
@@ -69,7 +71,7 @@ public sealed class SuffixDecodingCache : IDisposable
         }
 
         string? conversation = options?.ConversationId;
-        SuffixTree local = TakeConversationTree(conversation, prompt) ?? NewContextTree(prompt);
+        SuffixTree local = TakeConversationTree(conversation, prompt, out int known) ?? NewContextTree(prompt);
         var state = new RequestState(local, conversation);
         if (!_requests.TryAdd(request, state))
         {
@@ -84,6 +86,13 @@ public sealed class SuffixDecodingCache : IDisposable
                 int id = NextSequenceId();
                 state.Response = new CachedResponse(id);
                 _responses.AddLast(state.Response.Node);
+                if (_options.IndexConversationPrompts && conversation is not null && known < prompt.Length)
+                {
+                    // What the conversation's prompt adds (tool output, new messages) joins the global tree too, once.
+                    ReadOnlySpan<int> added = prompt[known..];
+                    _global.Extend(id, added);
+                    state.Response.Tokens += added.Length;
+                }
                 EvictOverBounds(keep: state.Response.Node);
             }
             finally
@@ -102,6 +111,7 @@ public sealed class SuffixDecodingCache : IDisposable
         CheckTokens(tokens, nameof(tokens));
         RequestState state = Get(request);
         state.Context.Extend(0, tokens);
+        state.LearnFrom(tokens, _acceptance);
         CachedResponse? response = state.Response;
         if (response is null || response.Evicted || tokens.IsEmpty)
         {
@@ -141,24 +151,55 @@ public sealed class SuffixDecodingCache : IDisposable
         {
             context = context[^_options.MaxDepth..];
         }
-        state.Context.SpeculateInto(context, settings, ref t_local, ref t_scratch);
+        bool calibrated = settings.CalibratedThreshold > 0f;
+        DraftTrie? trie = null;
+        if (calibrated && settings.MergeCandidates)
+        {
+            trie = t_trie ??= new DraftTrie();
+            trie.Clear();
+        }
+        if (calibrated)
+        {
+            state.Context.SpeculateCalibrated(context, settings.MaxTokens, settings.CalibratedThreshold, settings.UseTree, 0,
+                _acceptance, ref t_local, ref t_scratch, trie);
+        }
+        else
+        {
+            state.Context.SpeculateInto(context, settings, ref t_local, ref t_scratch);
+        }
+        bool useGlobal = false;
         if (_options.MaxCachedResponses != 0)
         {
             _globalLock.EnterReadLock();
             try
             {
-                _global.SpeculateInto(context, settings, ref t_global, ref t_scratch);
+                if (calibrated)
+                {
+                    _global.SpeculateCalibrated(context, settings.MaxTokens, settings.CalibratedThreshold, settings.UseTree, 1,
+                        _acceptance, ref t_global, ref t_scratch, trie);
+                }
+                else
+                {
+                    _global.SpeculateInto(context, settings, ref t_global, ref t_scratch);
+                }
             }
             finally
             {
                 _globalLock.ExitReadLock();
             }
-            if (t_global.Score > t_local.Score)
-            {
-                return t_global.ToDraftTree();
-            }
+            useGlobal = t_global.Score > t_local.Score;
         }
-        return t_local.ToDraftTree();
+        if (trie is not null)
+        {
+            trie.Emit(settings.MaxTokens, ref t_local);
+            useGlobal = false;
+        }
+        ref DraftBuffer chosen = ref useGlobal ? ref t_global : ref t_local;
+        if (calibrated)
+        {
+            state.RememberDraft(chosen);
+        }
+        return chosen.ToDraftTree();
     }
 
     /// <summary>Ends a request. Its response stays in the global tree until evicted; with a conversation id its context
@@ -187,6 +228,9 @@ public sealed class SuffixDecodingCache : IDisposable
     /// <summary>The request's context: its prompt followed by the tokens added so far (a copy).</summary>
     /// <exception cref="UnknownRequestException">The request is not active.</exception>
     public int[] GetContext(RequestId request) => Get(request).ContextTokens.ToArray();
+
+    /// <summary>Draft-token outcomes the calibrated drafting has learned from; for tests.</summary>
+    internal long CalibrationObservations => _acceptance.Observations;
 
     /// <summary>The request's own tree; for tests.</summary>
     internal SuffixTree ContextTreeOf(RequestId request) => Get(request).Context;
@@ -328,8 +372,9 @@ public sealed class SuffixDecodingCache : IDisposable
     }
 
     /// <summary>Takes the conversation's cached tree when its context is a prefix of the prompt, extended by the rest.</summary>
-    private SuffixTree? TakeConversationTree(string? conversation, ReadOnlySpan<int> prompt)
+    private SuffixTree? TakeConversationTree(string? conversation, ReadOnlySpan<int> prompt, out int known)
     {
+        known = 0;
         if (conversation is null)
         {
             return null;
@@ -345,13 +390,14 @@ public sealed class SuffixDecodingCache : IDisposable
             _conversationLru.Remove(node);
             _conversationTokens -= cached.Tree.TokenCount;
         }
-        ReadOnlySpan<int> known = cached.Tree.Contains(0) ? cached.Tree.SequenceTokens(0) : default;
-        if (known.Length > prompt.Length || !prompt[..known.Length].SequenceEqual(known))
+        ReadOnlySpan<int> knownTokens = cached.Tree.Contains(0) ? cached.Tree.SequenceTokens(0) : default;
+        if (knownTokens.Length > prompt.Length || !prompt[..knownTokens.Length].SequenceEqual(knownTokens))
         {
             Interlocked.Increment(ref _rebuilds);
             return null;
         }
-        int reused = known.Length;
+        int reused = knownTokens.Length;
+        known = reused;
         cached.Tree.Extend(0, prompt[reused..]);
         Interlocked.Increment(ref _reuses);
         Interlocked.Add(ref _reused, reused);
@@ -434,6 +480,50 @@ public sealed class SuffixDecodingCache : IDisposable
         public readonly SuffixTree Context = context;
         public readonly string? Conversation = conversation;
         public CachedResponse? Response;
+
+        // The last calibrated draft, kept until the next tokens tell which of its nodes the target accepted.
+        private int[] _draftTokens = [], _draftParents = [], _draftCells = [], _draftDepths = [];
+        private bool[] _draftAccepted = [];
+        private int _draftCount;
+
+        public void RememberDraft(in DraftBuffer draft)
+        {
+            int n = draft.Count;
+            if (_draftTokens.Length < n)
+            {
+                int size = Math.Max(n, 2 * _draftTokens.Length);
+                (_draftTokens, _draftParents, _draftCells, _draftDepths, _draftAccepted) =
+                    (new int[size], new int[size], new int[size], new int[size], new bool[size]);
+            }
+            draft.Tokens.AsSpan(0, n).CopyTo(_draftTokens);
+            draft.Parents.AsSpan(0, n).CopyTo(_draftParents);
+            draft.Cells.AsSpan(0, n).CopyTo(_draftCells);
+            _draftCount = n;
+        }
+
+        /// <summary>Teaches the model the outcome of the last draft: a node whose parent was accepted is a trial, accepted
+        /// when its token is the one emitted at its depth. Nodes deeper than the emitted tokens reach are not judged.</summary>
+        public void LearnFrom(ReadOnlySpan<int> emitted, AcceptanceModel model)
+        {
+            for (int i = 0; i < _draftCount; i++)
+            {
+                int parent = _draftParents[i];
+                _draftAccepted[i] = false;
+                if (parent >= 0 && !_draftAccepted[parent])
+                {
+                    continue;
+                }
+                int depth = _draftDepths[i] = parent < 0 ? 1 : _draftDepths[parent] + 1;
+                if (depth > emitted.Length)
+                {
+                    continue;
+                }
+                bool accepted = _draftTokens[i] == emitted[depth - 1];
+                _draftAccepted[i] = accepted;
+                model.Record(_draftCells[i], accepted);
+            }
+            _draftCount = 0;
+        }
 
         /// <summary>The prompt and the tokens added since (sequence 0 of the request's tree; absent while empty).</summary>
         public ReadOnlySpan<int> ContextTokens => Context.Contains(0) ? Context.SequenceTokens(0) : default;

@@ -18,6 +18,20 @@ public sealed record SuffixDrafterOptions
     /// <summary>False: path drafts (one chain). True: tree drafts grown best-first.</summary>
     public bool UseTree { get; init; }
 
+    /// <summary>
+    /// 0: SuffixDecoding's count-based drafts, shaped by <see cref="MaxSpecFactor"/>, <see cref="MaxSpecOffset"/> and
+    /// <see cref="MinTokenProbability"/> (the reference behaviour). Above 0: calibrated drafts (see
+    /// <see cref="SpeculationSettings.CalibratedThreshold"/>): the drafter learns from each step's outcome how likely its
+    /// tokens are to be accepted and keeps every token whose estimate stays at or above this value.
+    /// </summary>
+    public float CalibratedThreshold { get; init; }
+
+    /// <summary>See <see cref="SpeculationSettings.MergeCandidates"/>.</summary>
+    public bool MergeCandidates { get; init; }
+
+    /// <summary>See <see cref="SuffixCacheOptions.IndexConversationPrompts"/>.</summary>
+    public bool IndexConversationPrompts { get; init; }
+
     /// <summary>See <see cref="SuffixCacheOptions.MaxCachedResponses"/>.</summary>
     public int MaxCachedResponses { get; init; } = -1;
 
@@ -52,7 +66,7 @@ public sealed class SuffixDrafter : IDrafter
         ArgumentOutOfRangeException.ThrowIfLessThan(_options.MaxBudget, 1, nameof(SuffixDrafterOptions.MaxBudget));
         // Validates factor, offset and probability up front rather than at the first draft.
         new SpeculationSettings(0, new MatchLengthRule(0, _options.MaxSpecFactor, _options.MaxSpecOffset),
-            _options.MinTokenProbability, _options.UseTree).Validate();
+            _options.MinTokenProbability, _options.UseTree) { CalibratedThreshold = _options.CalibratedThreshold }.Validate();
         Cache = new SuffixDecodingCache(new SuffixCacheOptions
         {
             MaxDepth = _options.MaxDepth,
@@ -60,6 +74,7 @@ public sealed class SuffixDrafter : IDrafter
             MaxCachedTokens = _options.MaxCachedTokens,
             MaxCachedConversations = _options.MaxCachedConversations,
             MaxConversationTokens = _options.MaxConversationTokens,
+            IndexConversationPrompts = _options.IndexConversationPrompts,
         });
     }
 
@@ -70,7 +85,10 @@ public sealed class SuffixDrafter : IDrafter
     public SuffixDecodingCache Cache { get; }
 
     /// <inheritdoc />
-    public string Name => _options.UseTree ? "suffix-tree" : "suffix";
+    public string Name =>
+        (_options.UseTree ? "suffix-tree" : "suffix")
+        + (_options.CalibratedThreshold > 0 ? "-calibrated" : "")
+        + (_options.CalibratedThreshold > 0 && _options.MergeCandidates ? "-merged" : "");
 
     /// <inheritdoc />
     public int MaxBudget => _options.MaxBudget;
@@ -85,7 +103,11 @@ public sealed class SuffixDrafter : IDrafter
         ArgumentOutOfRangeException.ThrowIfNegative(maxTokens);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(maxTokens, _options.MaxBudget);
         var settings = new SpeculationSettings(maxTokens, new MatchLengthRule(maxTokens, _options.MaxSpecFactor, _options.MaxSpecOffset),
-            _options.MinTokenProbability, _options.UseTree);
+            _options.MinTokenProbability, _options.UseTree)
+        {
+            CalibratedThreshold = _options.CalibratedThreshold,
+            MergeCandidates = _options.MergeCandidates,
+        };
         return Cache.Speculate(request, settings);
     }
 

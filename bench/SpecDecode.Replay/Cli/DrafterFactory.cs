@@ -44,6 +44,8 @@ public static class DrafterFactory
             MaxSpecOffset = settings.Offset,
             MinTokenProbability = settings.MinProbability,
             UseTree = settings.Mode == DraftMode.Tree,
+            CalibratedThreshold = settings.CalibratedThreshold,
+            MergeCandidates = settings.MergeCandidates,
             MaxCachedResponses = settings.MaxCachedResponses,
             MaxCachedTokens = settings.MaxCachedTokens,
         });

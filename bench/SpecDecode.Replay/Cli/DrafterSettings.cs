@@ -30,6 +30,12 @@ public sealed record DrafterSettings
     /// <summary>Suffix drafter: path or tree drafts (<c>--mode</c>).</summary>
     [JsonPropertyName("mode")] public DraftMode Mode { get; init; } = DraftMode.Path;
 
+    /// <summary>Suffix drafter: calibrated drafting threshold, 0 for SuffixDecoding's count-based drafts (<c>--calibrated</c>).</summary>
+    [JsonPropertyName("calibrated_threshold")] public float CalibratedThreshold { get; init; }
+
+    /// <summary>Suffix drafter, calibrated only: merge every candidate into one tree (<c>--merge</c>).</summary>
+    [JsonPropertyName("merge_candidates")] public bool MergeCandidates { get; init; }
+
     /// <summary>Suffix drafter: responses kept in the global cache, -1 for no bound (<c>--max-cached-responses</c>).</summary>
     [JsonPropertyName("max_cached_responses")] public int MaxCachedResponses { get; init; } = -1;
 

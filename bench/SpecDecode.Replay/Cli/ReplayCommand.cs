@@ -25,6 +25,8 @@ public static class ReplayCommand
         var offset = new Option<float>("--offset") { Description = "Suffix drafter: draft tokens added to the match allowance.", DefaultValueFactory = _ => 0f };
         var minProb = new Option<float>("--min-prob") { Description = "Suffix drafter: lowest path probability of a draft node.", DefaultValueFactory = _ => 0.1f };
         var mode = new Option<DraftMode>("--mode") { Description = "Suffix drafter: path or tree drafts.", DefaultValueFactory = _ => DraftMode.Path };
+        var calibrated = new Option<float>("--calibrated") { Description = "Suffix drafter: calibrated drafting, keeping tokens whose learned acceptance estimate is at least this (0: SuffixDecoding's count-based drafts).", DefaultValueFactory = _ => 0f };
+        var merge = new Option<bool>("--merge") { Description = "Suffix drafter with --calibrated: merge the candidates of every match length and of both trees into one tree." };
         var maxResponses = new Option<int>("--max-cached-responses") { Description = "Suffix drafter: responses kept in the global cache (-1: unbounded).", DefaultValueFactory = _ => -1 };
         var maxTokens = new Option<long>("--max-cached-tokens") { Description = "Suffix drafter: tokens kept in the global cache (-1: unbounded).", DefaultValueFactory = _ => -1 };
         var ngramMin = new Option<int>("--ngram-min") { Description = "Prompt lookup: shortest n-gram.", DefaultValueFactory = _ => 1 };
@@ -35,7 +37,7 @@ public static class ReplayCommand
 
         var root = new RootCommand("Replays SWE-bench agent traces through model-free drafters and reports tokens per verification step.")
         {
-            traces, drafters, first, tasks, budgets, depth, factor, offset, minProb, mode, maxResponses, maxTokens, ngramMin, ngramMax,
+            traces, drafters, first, tasks, budgets, depth, factor, offset, minProb, mode, calibrated, merge, maxResponses, maxTokens, ngramMin, ngramMax,
             output, plot, skipBad,
         };
         root.SetAction(parse =>
@@ -57,6 +59,8 @@ public static class ReplayCommand
                 Offset = parse.GetValue(offset),
                 MinProbability = parse.GetValue(minProb),
                 Mode = parse.GetValue(mode),
+                CalibratedThreshold = parse.GetValue(calibrated),
+                MergeCandidates = parse.GetValue(merge),
                 MaxCachedResponses = parse.GetValue(maxResponses),
                 MaxCachedTokens = parse.GetValue(maxTokens),
                 NgramMin = parse.GetValue(ngramMin),

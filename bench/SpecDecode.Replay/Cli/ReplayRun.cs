@@ -66,6 +66,14 @@ public sealed record ReplayRun
         {
             return "--min-prob must lie in [0, 1].";
         }
+        if (!(s.CalibratedThreshold >= 0 && s.CalibratedThreshold < 1))
+        {
+            return "--calibrated must lie in [0, 1): 0 turns calibration off.";
+        }
+        if (s.MergeCandidates && s.CalibratedThreshold == 0)
+        {
+            return "--merge needs --calibrated (a threshold above 0).";
+        }
         if (s.MaxCachedResponses < -1 || s.MaxCachedTokens < -1)
         {
             return "--max-cached-responses and --max-cached-tokens must be -1 (unbounded) or >= 0.";
