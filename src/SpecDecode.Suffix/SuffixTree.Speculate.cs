@@ -7,6 +7,18 @@ namespace SpecDecode.Suffix;
 /// <param name="UseTree">False: one path following the most frequent child. True: a tree grown best-first by path probability.</param>
 public readonly record struct SpeculationSettings(int MaxTokens, MatchLengthRule Rule, float MinTokenProbability, bool UseTree)
 {
+    /// <summary>
+    /// 0 (the default): SuffixDecoding's count-based drafting with <see cref="Rule"/> and <see cref="MinTokenProbability"/>.
+    /// Above 0: calibrated drafting (used by <see cref="SuffixDecodingCache"/>, which learns how often drafts are accepted):
+    /// each draft token's estimated acceptance probability, given its path, must stay at or above this value, and
+    /// <see cref="Rule"/> and <see cref="MinTokenProbability"/> are not used. Must be below 1.
+    /// </summary>
+    public float CalibratedThreshold { get; init; }
+
+    /// <summary>Calibrated drafting only: merge the candidates of every match length and of both trees into one token
+    /// tree (shared prefixes, highest estimate per node) instead of keeping the single best candidate.</summary>
+    public bool MergeCandidates { get; init; }
+
     /// <summary>The reference configuration of SuffixDecoding: factor 1, offset 0, minimum probability 0.1, path mode.</summary>
     public static SpeculationSettings Default(int maxTokens) => new(maxTokens, new MatchLengthRule(maxTokens, 1f, 0f), 0.1f, false);
 
@@ -18,6 +30,11 @@ public readonly record struct SpeculationSettings(int MaxTokens, MatchLengthRule
         {
             throw new ArgumentOutOfRangeException(nameof(MinTokenProbability), MinTokenProbability, "Must lie in [0, 1].");
         }
+        if (!(CalibratedThreshold >= 0f && CalibratedThreshold < 1f))
+        {
+            throw new ArgumentOutOfRangeException(nameof(CalibratedThreshold), CalibratedThreshold,
+                "Must lie in [0, 1): 0 for count-based drafting, above 0 for the calibrated threshold.");
+        }
     }
 }
 
@@ -27,6 +44,7 @@ internal struct DraftBuffer
     public int[] Tokens;
     public int[] Parents;
     public float[] Probs;
+    public int[] Cells;      // acceptance-model cell per node (calibrated drafting only)
     public int Count;
     public float Score;
     public int MatchLength;
@@ -39,6 +57,7 @@ internal struct DraftBuffer
             Tokens = new int[size];
             Parents = new int[size];
             Probs = new float[size];
+            Cells = new int[size];
         }
         Count = 0;
         Score = 0f;
@@ -52,6 +71,12 @@ internal struct DraftBuffer
         Probs[Count] = prob;
         Count++;
         Score += prob;
+    }
+
+    public void Add(int token, int parent, float prob, int cell)
+    {
+        Cells[Count] = cell;
+        Add(token, parent, prob);
     }
 
     public readonly DraftTree ToDraftTree() =>
