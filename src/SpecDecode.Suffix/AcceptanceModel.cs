@@ -12,7 +12,7 @@ namespace SpecDecode.Suffix;
 /// match length = match length + draft depth so far, count ratio of the token, support = count of the path before it)
 /// and estimates each token's conditional acceptance as a smoothed cell mean. Drafts are then grown while the cumulative
 /// estimate stays at or above a threshold, and compared by their expected accepted tokens.</para>
-/// <para>Prior (before any outcome): <c>ratio × e / (e + 1)</c> for effective match length <c>e</c>, worth
+/// <para>Prior (before any outcome): <c>ratio × e / (e + 1)</c> for <c>e</c> = match length + depth, worth
 /// <see cref="PriorWeight"/> outcomes. A path of count-1 tokens after an <c>m</c>-token match then has cumulative
 /// prior <c>m / (m + k)</c> at depth <c>k</c>, so with threshold 0.5 it drafts about <c>m</c> tokens: the reference rule.</para>
 /// <para>Thread-safe: counts are updated with interlocked increments; reads may see a count a moment old.</para>
@@ -20,7 +20,8 @@ namespace SpecDecode.Suffix;
 internal sealed class AcceptanceModel
 {
     public const int Sources = 2;            // 0: the request's own tree, 1: the global tree
-    private const int MaxEffective = 96;
+    private const int MaxMatch = 64;
+    private const int DepthBuckets = 8;      // draft depth before the token: 0, 1, 2, 3, 4-5, 6-8, 9-15, 16+
     private const int RatioBuckets = 11;     // floor(10 × ratio), with ratio 1 alone in bucket 10
     private const int SupportBuckets = 7;    // 1, 2, 3, 4, 5-8, 9-16, 17+
     public const float PriorWeight = 8f;
@@ -31,7 +32,7 @@ internal sealed class AcceptanceModel
 
     public AcceptanceModel()
     {
-        int cells = Sources * (MaxEffective + 1) * RatioBuckets * SupportBuckets;
+        int cells = Sources * (MaxMatch + 1) * DepthBuckets * RatioBuckets * SupportBuckets;
         _trials = new int[cells];
         _accepts = new int[cells];
         _prior = new float[cells];
@@ -39,20 +40,32 @@ internal sealed class AcceptanceModel
         {
             int rest = cell / SupportBuckets;
             int ratioBucket = rest % RatioBuckets;
-            int effective = rest / RatioBuckets % (MaxEffective + 1);
+            rest /= RatioBuckets;
+            int depth = DepthFloor[rest % DepthBuckets];
+            int match = rest / DepthBuckets % (MaxMatch + 1);
             float ratio = ratioBucket == 10 ? 1f : (ratioBucket + 0.5f) / 10f;
+            float effective = match + depth;
             _prior[cell] = ratio * effective / (effective + 1f);
         }
     }
 
     /// <summary>The cell of a draft token.</summary>
     /// <param name="source">0 for the request's own tree, 1 for the global tree.</param>
-    /// <param name="effectiveMatch">Match length plus the draft depth before this token.</param>
+    /// <param name="match">Length of the context match the draft grew from.</param>
+    /// <param name="depth">Draft tokens before this one on its path.</param>
     /// <param name="count">Occurrences of the path with this token.</param>
     /// <param name="parentCount">Occurrences of the path before it.</param>
-    public static int Cell(int source, int effectiveMatch, int count, int parentCount)
+    public static int Cell(int source, int match, int depth, int count, int parentCount)
     {
-        int e = Math.Min(effectiveMatch, MaxEffective);
+        int m = Math.Min(match, MaxMatch);
+        int d = depth switch
+        {
+            <= 3 => depth,
+            <= 5 => 4,
+            <= 8 => 5,
+            <= 15 => 6,
+            _ => 7,
+        };
         int ratioBucket = count >= parentCount ? 10 : Math.Min(9, count * 10 / parentCount);
         int support = parentCount switch
         {
@@ -61,8 +74,10 @@ internal sealed class AcceptanceModel
             <= 16 => 5,
             _ => 6,
         };
-        return ((source * (MaxEffective + 1) + e) * RatioBuckets + ratioBucket) * SupportBuckets + support;
+        return (((source * (MaxMatch + 1) + m) * DepthBuckets + d) * RatioBuckets + ratioBucket) * SupportBuckets + support;
     }
+
+    private static readonly int[] DepthFloor = [0, 1, 2, 3, 4, 6, 9, 16];
 
     /// <summary>Estimated probability that a token of this cell is accepted, given that its parent was.</summary>
     public float Conditional(int cell)

@@ -69,7 +69,7 @@ public sealed partial class SuffixTree
                 token = _nodes[child].Token;
                 idx = 1;
             }
-            int cell = AcceptanceModel.Cell(source, m + draft.Count, count, parentCount);
+            int cell = AcceptanceModel.Cell(source, m, draft.Count, count, parentCount);
             cumulative *= model.Conditional(cell);
             if (cumulative < minCumulative)
             {
@@ -105,7 +105,7 @@ public sealed partial class SuffixTree
         if (nextIdx < _nodes[node].Length)
         {
             int count = _nodes[node].Count;
-            int cell = AcceptanceModel.Cell(source, m + depth, count, count);
+            int cell = AcceptanceModel.Cell(source, m, depth, count, count);
             float p = prob * model.Conditional(cell);
             if (p >= minCumulative)
             {
@@ -122,7 +122,7 @@ public sealed partial class SuffixTree
             {
                 break;
             }
-            int cell = AcceptanceModel.Cell(source, m + depth, count, parentCount);
+            int cell = AcceptanceModel.Cell(source, m, depth, count, parentCount);
             float p = prob * model.Conditional(cell);
             if (p >= minCumulative)
             {

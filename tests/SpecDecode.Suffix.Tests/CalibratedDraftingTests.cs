@@ -84,7 +84,7 @@ public sealed class CalibratedDraftingTests
     public void AcceptanceEstimatesMoveFromThePriorTowardsTheOutcomes()
     {
         var model = new AcceptanceModel();
-        int cell = AcceptanceModel.Cell(source: 0, effectiveMatch: 10, count: 1, parentCount: 1);
+        int cell = AcceptanceModel.Cell(source: 0, match: 10, depth: 0, count: 1, parentCount: 1);
         float prior = model.Conditional(cell);
         Assert.Equal(10f / 11f, prior, 5);
         for (int i = 0; i < 100; i++)
@@ -92,7 +92,7 @@ public sealed class CalibratedDraftingTests
             model.Record(cell, accepted: false);
         }
         Assert.True(model.Conditional(cell) < 0.1f);
-        int other = AcceptanceModel.Cell(source: 1, effectiveMatch: 10, count: 1, parentCount: 1);
+        int other = AcceptanceModel.Cell(source: 1, match: 10, depth: 0, count: 1, parentCount: 1);
         Assert.NotEqual(cell, other);
         Assert.Equal(prior, model.Conditional(other));
         for (int i = 0; i < 1000; i++)
