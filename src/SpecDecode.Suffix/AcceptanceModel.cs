@@ -19,7 +19,9 @@ namespace SpecDecode.Suffix;
 /// </remarks>
 internal sealed class AcceptanceModel
 {
-    public const int Sources = 2;            // 0: the request's own tree, 1: the global tree
+    // 0: the request's own tree, 1: the global tree; +RecentOffset: the continuation of one referenced occurrence.
+    public const int Sources = 4;
+    public const int RecentOffset = 2;
     private const int MaxMatch = 64;
     private const int DepthBuckets = 8;      // draft depth before the token: 0, 1, 2, 3, 4-5, 6-8, 9-15, 16+
     private const int RatioBuckets = 11;     // floor(10 × ratio), with ratio 1 alone in bucket 10
@@ -50,7 +52,7 @@ internal sealed class AcceptanceModel
     }
 
     /// <summary>The cell of a draft token.</summary>
-    /// <param name="source">0 for the request's own tree, 1 for the global tree.</param>
+    /// <param name="source">0 for the request's own tree, 1 for the global tree, 2 and 3 for their referenced-occurrence continuations.</param>
     /// <param name="match">Length of the context match the draft grew from.</param>
     /// <param name="depth">Draft tokens before this one on its path.</param>
     /// <param name="count">Occurrences of the path with this token.</param>

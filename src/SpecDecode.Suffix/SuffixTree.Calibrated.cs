@@ -19,11 +19,26 @@ public sealed partial class SuffixTree
             return;
         }
         int maxMatch = Math.Min(context.Length, _maxDepth);
+        long lastOccurrence = -1;
         for (int m = 1; m <= maxMatch; m++)
         {
             if (!Match(context[^m..], out int node, out int idx))
             {
                 break;
+            }
+            if (merge is not null)
+            {
+                // A second candidate per match: what followed the occurrence the node references, read straight from
+                // the stored sequence (the most recent occurrence where references are kept fresh), as prompt lookup does.
+                long occurrence = ((long)_nodes[node].RefSeq << 32) | (uint)(_nodes[node].RefIdx + idx);
+                if (occurrence != lastOccurrence)
+                {
+                    lastOccurrence = occurrence;
+                    scratch.Reset(budget);
+                    scratch.MatchLength = m;
+                    ContinuationFrom(node, idx, m, budget, minCumulative, source + AcceptanceModel.RecentOffset, model, ref scratch);
+                    merge.Add(scratch);
+                }
             }
             scratch.Reset(budget);
             scratch.MatchLength = m;
@@ -40,6 +55,26 @@ public sealed partial class SuffixTree
             {
                 (best, scratch) = (scratch, best);
             }
+        }
+    }
+
+    /// <summary>The tokens that follow the node's referenced occurrence, as one chain.</summary>
+    private void ContinuationFrom(int node, int idx, int m, int budget, float minCumulative, int source, AcceptanceModel model,
+        ref DraftBuffer draft)
+    {
+        Sequence seq = _seqs[_nodes[node].RefSeq]!;
+        int pos = _nodes[node].RefIdx + idx;
+        int support = _nodes[node].Count;
+        float cumulative = 1f;
+        for (int k = 0; k < budget && pos + k < seq.Length; k++)
+        {
+            int cell = AcceptanceModel.Cell(source, m, k, support, support);
+            cumulative *= model.Conditional(cell);
+            if (cumulative < minCumulative)
+            {
+                return;
+            }
+            draft.Add(seq.Tokens[pos + k], k - 1, cumulative, cell);
         }
     }
 
