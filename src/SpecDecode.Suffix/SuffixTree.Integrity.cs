@@ -62,12 +62,16 @@ public sealed partial class SuffixTree
             // Children: linked list, order, groups, counts.
             long childSum = 0;
             int seen = 0, prev = Nil;
+            // A saturated child count only says that the node once had that many children (see SaturatedChildCount).
+            bool saturated = node.ChildCount == SaturatedChildCount;
             for (int c = node.HeadChild; c != Nil; prev = c, c = _nodes[c].NextSibling)
             {
                 ref Node cn = ref _nodes[c];
                 seen++;
-                Require(seen <= node.ChildCount, $"node {n}'s sibling list is longer than its child count {node.ChildCount}");
-                Require(cn.Parent == n && cn.PrevSibling == prev, $"node {c} has wrong parent or previous-sibling links");
+                Require(seen <= node.ChildCount || saturated, $"node {n}'s sibling list is longer than its child count {node.ChildCount}");
+                Require(seen <= _nodeHighWater, $"node {n}'s sibling list has a cycle");
+                Require(cn.Parent == n && (prev == Nil ? IsTailLink(cn.PrevSibling) : cn.PrevSibling == prev),
+                    $"node {c} has wrong parent or previous-sibling links");
                 Require(n == Root || cn.Count < node.Count, $"child {c} (count {cn.Count}) is not below its parent {n} (count {node.Count}): should be merged");
                 Require(cn.Group >= 0 && cn.Group < _groupHighWater, $"node {c} has no group");
                 if (prev != Nil)
@@ -95,8 +99,9 @@ public sealed partial class SuffixTree
                 depthStart[c] = d0 + node.Length;
                 stack.Push(c);
             }
-            Require(seen == node.ChildCount, $"node {n} counts {node.ChildCount} children but lists {seen}");
-            Require(node.TailChild == prev, $"node {n}'s tail child is wrong");
+            Require(seen == node.ChildCount || saturated, $"node {n} counts {node.ChildCount} children but lists {seen}");
+            Require(node.HeadChild == Nil || _nodes[node.HeadChild].PrevSibling == TailLink(prev),
+                $"node {n}'s first child does not link to the last child");
             long records = 0;
             for (long r = node.EndHead; r != NoRecord; r = _seqs[RecordSlot(r)]!.EndNext[RecordStart(r)])
             {
@@ -140,7 +145,7 @@ public sealed partial class SuffixTree
                     node = c;
                 }
                 Require(RecordIsAt(node, Record(slot, j)), $"suffix {j} of sequence {s.Id} is not recorded at node {node}");
-                if (j >= firstActive)
+                if (s.Active is not null && j >= firstActive)
                 {
                     int pos = (s.ActiveStart + (j - firstActive)) % _maxDepth;
                     Require(s.Active[pos] == node, $"active suffix {j} of sequence {s.Id} points at {s.Active[pos]}, not {node}");

@@ -11,22 +11,26 @@ public sealed partial class SuffixTree
     private const int Root = 0;
     // A node whose number of children exceeds this has its children in _childIndex; others are found by a sibling scan.
     private const int IndexThreshold = 8;
+    // Node.ChildCount stops here: a node that once had this many children keeps this value whatever it has later, so it
+    // stays indexed, which stays correct (the index holds every child of an indexed node). Code that needs to know
+    // whether a node has no child or exactly one reads the sibling list instead.
+    private const int SaturatedChildCount = ushort.MaxValue;
 
+    /// <summary>A node: 48 bytes.</summary>
     internal struct Node
     {
-        public int Count;        // occurrences of this node's path string (suffixes that pass through or end here)
-        public int Token;        // first token of the label
-        public int Length;       // label length in tokens (0 only for the root)
-        public int RefSeq;       // slot of a sequence holding the label...
-        public int RefIdx;       // ...at this index, inside an occurrence of the whole path string
+        public int Count;            // occurrences of this node's path string (suffixes that pass through or end here)
+        public int Token;            // first token of the label
+        public ushort Length;        // label length in tokens (0 only for the root; at most MaxDepth <= 4096)
+        public ushort ChildCount;    // number of children, saturating at SaturatedChildCount
+        public int RefSeq;           // slot of a sequence holding the label...
+        public int RefIdx;           // ...at this index, inside an occurrence of the whole path string
         public int Parent;
-        public int HeadChild;    // children sorted by decreasing count
-        public int TailChild;
-        public int PrevSibling;
-        public int NextSibling;
-        public int Group;        // run of equal-count siblings this node belongs to
-        public int ChildCount;
-        public long EndHead;     // first record of the suffixes that end at this node
+        public int HeadChild;        // children sorted by decreasing count
+        public int PrevSibling;      // previous sibling; for the first child ~(last child), see TailLink
+        public int NextSibling;      // next sibling; Nil for the last child
+        public int Group;            // run of equal-count siblings this node belongs to
+        public long EndHead;         // first record of the suffixes that end at this node
     }
 
     private struct Group
@@ -68,12 +72,11 @@ public sealed partial class SuffixTree
         {
             Count = count,
             Token = token,
-            Length = length,
+            Length = (ushort)length,
             RefSeq = refSeq,
             RefIdx = refIdx,
             Parent = parent,
             HeadChild = Nil,
-            TailChild = Nil,
             PrevSibling = Nil,
             NextSibling = Nil,
             Group = Nil,
@@ -124,9 +127,12 @@ public sealed partial class SuffixTree
     // ---------------------------------------------------------------- child lookup
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private int FindChild(int parent, int token)
+    private int FindChild(int parent, int token) => FindChild(parent, ref _nodes[parent], token);
+
+    /// <summary>The child of <paramref name="parent"/> (whose node is <paramref name="p"/>) whose label starts with the token, or Nil.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private int FindChild(int parent, ref Node p, int token)
     {
-        ref Node p = ref _nodes[parent];
         if (p.ChildCount > IndexThreshold)
         {
             return _childIndex.TryGet(parent, token, out int c) ? c : Nil;
@@ -141,6 +147,35 @@ public sealed partial class SuffixTree
             c = cn.NextSibling;
         }
         return Nil;
+    }
+
+    /// <summary>
+    /// As <see cref="FindChild(int, ref Node, int)"/>, also giving the child's node in place; a null reference
+    /// (<see cref="Unsafe.IsNullRef"/>) when there is no such child.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ref Node FindChildNode(int parent, ref Node p, int token, out int child)
+    {
+        if (p.ChildCount > IndexThreshold)
+        {
+            if (_childIndex.TryGet(parent, token, out child))
+            {
+                return ref _nodes[child];
+            }
+            return ref Unsafe.NullRef<Node>();
+        }
+        for (int c = p.HeadChild; c != Nil;)
+        {
+            ref Node cn = ref _nodes[c];
+            if (cn.Token == token)
+            {
+                child = c;
+                return ref cn;
+            }
+            c = cn.NextSibling;
+        }
+        child = Nil;
+        return ref Unsafe.NullRef<Node>();
     }
 
     private void IndexAdd(int parent, int token, int child)
@@ -182,37 +217,75 @@ public sealed partial class SuffixTree
 
     // ---------------------------------------------------------------- sibling list with equal-count groups
 
+    /// <summary>True when the node has exactly one child (read from the sibling list: ChildCount may be saturated).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool HasOneChild(int n)
+    {
+        int head = _nodes[n].HeadChild;
+        return head != Nil && _nodes[head].NextSibling == Nil;
+    }
+
+    // The sibling list has no tail pointer in the parent: the first child's PrevSibling holds ~(last child), a value
+    // below -1 (the root is nobody's child, so the last child is >= 1), which also marks the first child without
+    // reading the parent; the others' PrevSibling is the sibling before them, and an unlinked node's is Nil.
+
+    /// <summary>The PrevSibling value of a first child whose list ends at <paramref name="tail"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int TailLink(int tail) => ~tail;
+
+    /// <summary>True when a linked node's PrevSibling value marks it as the first child.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool IsTailLink(int prevSibling) => prevSibling < Nil;
+
+    /// <summary>The sibling before a linked node, or Nil when it is the first child.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private int PreviousSibling(int n)
+    {
+        int prev = _nodes[n].PrevSibling;
+        return IsTailLink(prev) ? Nil : prev;
+    }
+
     /// <summary>Adds a new child with the smallest count (1) at the end of the parent's sibling list.</summary>
     private void AppendChild(int parent, int child)
     {
         ref Node p = ref _nodes[parent];
-        int tail = p.TailChild;
-        _nodes[child].Parent = parent;
-        _nodes[child].PrevSibling = tail;
-        _nodes[child].NextSibling = Nil;
-        if (tail == Nil)
+        ref Node ch = ref _nodes[child];
+        int head = p.HeadChild;
+        int tail;
+        ch.Parent = parent;
+        ch.NextSibling = Nil;
+        if (head == Nil)
         {
+            tail = Nil;
             p.HeadChild = child;
+            ch.PrevSibling = TailLink(child);
         }
         else
         {
+            ref Node h = ref _nodes[head];
+            tail = ~h.PrevSibling;
+            ch.PrevSibling = tail;
             _nodes[tail].NextSibling = child;
+            h.PrevSibling = TailLink(child);
         }
-        p.TailChild = child;
-        if (tail != Nil && _nodes[tail].Count == _nodes[child].Count)
+        if (tail != Nil && _nodes[tail].Count == ch.Count)
         {
             int g = _nodes[tail].Group;
-            _nodes[child].Group = g;
+            ch.Group = g;
             _groups[g].Tail = child;
         }
         else
         {
-            _nodes[child].Group = NewGroup(child);
+            ch.Group = NewGroup(child);
         }
-        int old = p.ChildCount++;
+        int old = p.ChildCount;
+        if (old < SaturatedChildCount)
+        {
+            p.ChildCount = (ushort)(old + 1);
+        }
         if (old > IndexThreshold)
         {
-            _childIndex.Set(parent, _nodes[child].Token, child);
+            _childIndex.Set(parent, ch.Token, child);
         }
         else
         {
@@ -227,8 +300,24 @@ public sealed partial class SuffixTree
         IndexRemove(parent, _nodes[child].Token);
         LeaveGroup(child);
         Unlink(child);
-        int old = _nodes[parent].ChildCount--;
-        OnChildCountChanged(parent, old);
+        int old = _nodes[parent].ChildCount;
+        if (old < SaturatedChildCount)
+        {
+            _nodes[parent].ChildCount = (ushort)(old - 1);
+            OnChildCountChanged(parent, old);
+        }
+    }
+
+    /// <summary>
+    /// Removes the child-index entry of the only child of <paramref name="n"/>, which is about to be fused with it and
+    /// freed; only a node whose child count saturated is indexed with a single child.
+    /// </summary>
+    private void UnindexOnlyChild(int n, int child)
+    {
+        if (_nodes[n].ChildCount > IndexThreshold)
+        {
+            _childIndex.Remove(n, _nodes[child].Token);
+        }
     }
 
     /// <summary>Puts <paramref name="replacement"/> where <paramref name="old"/> stands (same parent, same count, same position).</summary>
@@ -237,25 +326,27 @@ public sealed partial class SuffixTree
         ref Node o = ref _nodes[old];
         ref Node r = ref _nodes[replacement];
         int parent = o.Parent;
+        int prev = o.PrevSibling, next = o.NextSibling;
         r.Parent = parent;
-        r.PrevSibling = o.PrevSibling;
-        r.NextSibling = o.NextSibling;
+        r.NextSibling = next;
         r.Group = o.Group;
-        if (o.PrevSibling == Nil)
+        if (IsTailLink(prev))
         {
             _nodes[parent].HeadChild = replacement;
+            r.PrevSibling = next == Nil ? TailLink(replacement) : prev;   // an only child is its own tail
         }
         else
         {
-            _nodes[o.PrevSibling].NextSibling = replacement;
+            r.PrevSibling = prev;
+            _nodes[prev].NextSibling = replacement;
         }
-        if (o.NextSibling == Nil)
+        if (next != Nil)
         {
-            _nodes[parent].TailChild = replacement;
+            _nodes[next].PrevSibling = replacement;
         }
-        else
+        else if (!IsTailLink(prev))
         {
-            _nodes[o.NextSibling].PrevSibling = replacement;
+            _nodes[_nodes[parent].HeadChild].PrevSibling = TailLink(replacement);   // old was the last child
         }
         ref Group g = ref _groups[o.Group];
         if (g.Head == old)
@@ -277,36 +368,40 @@ public sealed partial class SuffixTree
     private void Unlink(int n)
     {
         ref Node node = ref _nodes[n];
-        int parent = node.Parent;
-        if (node.PrevSibling == Nil)
+        int prev = node.PrevSibling, next = node.NextSibling;
+        if (IsTailLink(prev))
         {
-            _nodes[parent].HeadChild = node.NextSibling;
+            _nodes[node.Parent].HeadChild = next;
+            if (next != Nil)
+            {
+                _nodes[next].PrevSibling = prev;   // the new first child takes the link to the last
+            }
         }
         else
         {
-            _nodes[node.PrevSibling].NextSibling = node.NextSibling;
-        }
-        if (node.NextSibling == Nil)
-        {
-            _nodes[parent].TailChild = node.PrevSibling;
-        }
-        else
-        {
-            _nodes[node.NextSibling].PrevSibling = node.PrevSibling;
+            _nodes[prev].NextSibling = next;
+            if (next != Nil)
+            {
+                _nodes[next].PrevSibling = prev;
+            }
+            else
+            {
+                _nodes[_nodes[node.Parent].HeadChild].PrevSibling = TailLink(prev);   // n was the last child
+            }
         }
         node.PrevSibling = node.NextSibling = Nil;
     }
 
     private void InsertBefore(int n, int other)
     {
-        int parent = _nodes[other].Parent;
-        int prev = _nodes[other].PrevSibling;
-        _nodes[n].PrevSibling = prev;
+        ref Node o = ref _nodes[other];
+        int prev = o.PrevSibling;
+        _nodes[n].PrevSibling = prev;   // a link to the last child when other was the first
         _nodes[n].NextSibling = other;
-        _nodes[other].PrevSibling = n;
-        if (prev == Nil)
+        o.PrevSibling = n;
+        if (IsTailLink(prev))
         {
-            _nodes[parent].HeadChild = n;
+            _nodes[o.Parent].HeadChild = n;
         }
         else
         {
@@ -316,14 +411,14 @@ public sealed partial class SuffixTree
 
     private void InsertAfter(int n, int other)
     {
-        int parent = _nodes[other].Parent;
-        int next = _nodes[other].NextSibling;
+        ref Node o = ref _nodes[other];
+        int next = o.NextSibling;
         _nodes[n].NextSibling = next;
         _nodes[n].PrevSibling = other;
-        _nodes[other].NextSibling = n;
+        o.NextSibling = n;
         if (next == Nil)
         {
-            _nodes[parent].TailChild = n;
+            _nodes[_nodes[o.Parent].HeadChild].PrevSibling = TailLink(n);   // n is the new last child
         }
         else
         {
@@ -334,61 +429,76 @@ public sealed partial class SuffixTree
     /// <summary>Takes the node out of its group (freeing the group if it was the only member); sibling links stay.</summary>
     private void LeaveGroup(int n)
     {
-        int g = _nodes[n].Group;
+        ref Node node = ref _nodes[n];
+        int g = node.Group;
         ref Group grp = ref _groups[g];
-        if (grp.Head == n && grp.Tail == n)
+        if (grp.Head == n)
         {
-            FreeGroup(g);
-        }
-        else if (grp.Head == n)
-        {
-            grp.Head = _nodes[n].NextSibling;
+            if (grp.Tail == n)
+            {
+                FreeGroup(g);
+            }
+            else
+            {
+                grp.Head = node.NextSibling;
+            }
         }
         else if (grp.Tail == n)
         {
-            grp.Tail = _nodes[n].PrevSibling;
+            grp.Tail = node.PrevSibling;   // n is not the first child, so this is the sibling before it
         }
-        _nodes[n].Group = Nil;
+        node.Group = Nil;
     }
 
     /// <summary>Gives a node that has no group the group of an equal-count neighbour, or a new one.</summary>
     private void JoinGroup(int n)
     {
-        int count = _nodes[n].Count;
-        int prev = _nodes[n].PrevSibling, next = _nodes[n].NextSibling;
-        if (prev != Nil && _nodes[prev].Count == count)
+        ref Node node = ref _nodes[n];
+        int count = node.Count;
+        int prev = node.PrevSibling, next = node.NextSibling;
+        if (!IsTailLink(prev))
         {
-            int g = _nodes[prev].Group;
-            _nodes[n].Group = g;
-            if (_groups[g].Tail == prev)
+            ref Node pn = ref _nodes[prev];
+            if (pn.Count == count)
             {
-                _groups[g].Tail = n;
+                int g = pn.Group;
+                node.Group = g;
+                ref Group grp = ref _groups[g];
+                if (grp.Tail == prev)
+                {
+                    grp.Tail = n;
+                }
+                return;
             }
         }
-        else if (next != Nil && _nodes[next].Count == count)
+        if (next != Nil)
         {
-            int g = _nodes[next].Group;
-            _nodes[n].Group = g;
-            if (_groups[g].Head == next)
+            ref Node nx = ref _nodes[next];
+            if (nx.Count == count)
             {
-                _groups[g].Head = n;
+                int g = nx.Group;
+                node.Group = g;
+                ref Group grp = ref _groups[g];
+                if (grp.Head == next)
+                {
+                    grp.Head = n;
+                }
+                return;
             }
         }
-        else
-        {
-            _nodes[n].Group = NewGroup(n);
-        }
+        node.Group = NewGroup(n);
     }
 
     /// <summary>Adds one to a node's count, keeping its parent's children sorted by decreasing count.</summary>
     private void IncrementCount(int n)
     {
+        ref Node node = ref _nodes[n];
         if (n == Root)
         {
-            _nodes[n].Count++;
+            node.Count++;
             return;
         }
-        int head = _groups[_nodes[n].Group].Head;
+        int head = _groups[node.Group].Head;
         LeaveGroup(n);
         if (head != n)
         {
@@ -396,7 +506,7 @@ public sealed partial class SuffixTree
             Unlink(n);
             InsertBefore(n, head);
         }
-        _nodes[n].Count++;
+        node.Count++;
         JoinGroup(n);
     }
 

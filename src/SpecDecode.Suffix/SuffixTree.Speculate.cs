@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace SpecDecode.Suffix;
 
 /// <summary>How a suffix tree grows a draft from a matched context.</summary>
@@ -130,34 +132,38 @@ public sealed partial class SuffixTree
     /// <summary>Walks the pattern from the root; on success gives the node and how many of its label tokens were consumed.</summary>
     private bool Match(ReadOnlySpan<int> pattern, out int node, out int idx)
     {
-        node = Root;
-        idx = 0;
+        // Locals rather than the out parameters in the loop: they stay in registers.
+        int n = Root, i = 0;
+        ref Node cn = ref _nodes[Root];
         int length = 0;    // label length of the current node (the root's is 0)
         int[]? data = null;
         int baseIdx = 0;
+        bool matched = true;
         foreach (int token in pattern)
         {
-            if (idx == length)
+            if (i == length)
             {
-                int c = FindChild(node, token);
-                if (c == Nil)
+                cn = ref FindChildNode(n, ref cn, token, out n);
+                if (Unsafe.IsNullRef(ref cn))
                 {
-                    return false;
+                    matched = false;
+                    break;
                 }
-                ref Node cn = ref _nodes[c];
-                node = c;
-                idx = 0;
+                i = 0;
                 length = cn.Length;
                 data = _seqs[cn.RefSeq]!.Tokens;
                 baseIdx = cn.RefIdx;
             }
-            if (data![baseIdx + idx] != token)
+            if (data![baseIdx + i] != token)
             {
-                return false;
+                matched = false;
+                break;
             }
-            idx++;
+            i++;
         }
-        return true;
+        node = n;
+        idx = i;
+        return matched;
     }
 
     /// <summary>Path mode: follow the most frequent child while the path probability stays at or above the cut.</summary>

@@ -126,6 +126,26 @@ public sealed partial class SuffixTree
     }
 
     /// <summary>
+    /// Trims a sequence's storage to its length: its tokens and suffix records are reallocated at exactly its length, and
+    /// the ring of its newest suffixes' end nodes (<see cref="MaxDepth"/> ints) is dropped. Call it when a sequence will
+    /// not grow for a while, e.g. when the request whose response it is has ended; it saves the growth slack (up to half
+    /// of 20 bytes a token) and the ring. Drafting and counts do not change. A later <see cref="Append"/> or
+    /// <see cref="Extend"/> still works: it regrows the storage and rebuilds the ring by walking the sequence's newest
+    /// suffixes from the root, O(<see cref="MaxDepth"/>²) once.
+    /// Cost: O(length of the sequence) when there is slack to trim, else O(1).
+    /// </summary>
+    /// <returns>False (and nothing changes) when no sequence has this id.</returns>
+    public bool Seal(int sequenceId)
+    {
+        if (!_slotOfId.TryGetValue(sequenceId, out int slot))
+        {
+            return false;
+        }
+        _seqs[slot]!.Trim();
+        return true;
+    }
+
+    /// <summary>
     /// Drafts a continuation of <paramref name="context"/>: for every length <c>m</c> of a context suffix found in the tree
     /// (up to <see cref="MaxDepth"/>), grows a draft from the matched node under the budget
     /// <c>min(settings.MaxTokens, settings.Rule.Limit(m))</c>, and returns the draft with the highest score (the expected
@@ -181,7 +201,7 @@ public sealed partial class SuffixTree
         _tokenCount++;
         _nodes[Root].Count++;
 
-        int[] ring = s.Active;
+        int[] ring = s.Active ?? RebuildActive(s, i);
         int d = _maxDepth;
         if (s.ActiveCount == d)
         {
@@ -202,6 +222,36 @@ public sealed partial class SuffixTree
     }
 
     /// <summary>
+    /// Recreates the ring of a sealed sequence (see <see cref="Seal"/>) as it stood after its first <paramref name="length"/>
+    /// tokens: the nodes where its newest min(length, MaxDepth) suffixes end, found by walking them from the root.
+    /// </summary>
+    private int[] RebuildActive(Sequence s, int length)
+    {
+        var ring = new int[_maxDepth];
+        int count = Math.Min(length, _maxDepth);
+        for (int k = 0, j = length - count; k < count; k++, j++)
+        {
+            int node = Root, idx = j;
+            while (idx < length)
+            {
+                node = FindChild(node, s.Tokens[idx]);
+                if (node == Nil)
+                {
+                    throw new InvalidOperationException(
+                        $"Suffix tree corrupted: suffix {j} of sequence {s.Id} has no node at depth {idx - j}. Run CheckIntegrity.");
+                }
+                idx += _nodes[node].Length;
+            }
+            Debug.Assert(idx == length, "a suffix ends inside a node");
+            ring[k] = node;
+        }
+        s.Active = ring;
+        s.ActiveStart = 0;
+        s.ActiveCount = count;
+        return ring;
+    }
+
+    /// <summary>
     /// Extends the suffix of sequence <paramref name="slot"/> that starts at <paramref name="start"/> and currently ends
     /// at the end of node <paramref name="n"/> by <paramref name="token"/> (stored at position <paramref name="i"/>).
     /// Returns the node where the longer suffix ends.
@@ -213,14 +263,16 @@ public sealed partial class SuffixTree
     private int ExtendSuffix(int slot, int start, int n, int token, int i)
     {
         long rec = Record(slot, start);
-        int c = FindChild(n, token);
+        // References into the node storage stay valid until the next NewNode (which may resize the first page).
+        ref Node nn = ref _nodes[n];
+        int c = FindChild(n, ref nn, token);
         if (c == Nil)
         {
-            if (n != Root && _nodes[n].Count == 1)
+            if (n != Root && nn.Count == 1)
             {
                 // Only this suffix passes through n, so n is a leaf labelled by the end of this very sequence: grow it.
-                Debug.Assert(_nodes[n].ChildCount == 0 && _nodes[n].RefSeq == slot && _nodes[n].RefIdx + _nodes[n].Length == i);
-                _nodes[n].Length++;
+                Debug.Assert(nn.HeadChild == Nil && nn.RefSeq == slot && nn.RefIdx + nn.Length == i);
+                nn.Length++;
                 return n;
             }
             int leaf = NewNode(1, token, 1, slot, i, n);
@@ -229,18 +281,18 @@ public sealed partial class SuffixTree
             return leaf;
         }
 
-        if (n != Root && _nodes[n].Count == _nodes[c].Count + 1)
+        ref Node cn = ref _nodes[c];
+        if (n != Root && nn.Count == cn.Count + 1)
         {
             // This suffix is the only one ending at n; every other occurrence continues into c, n's only child.
-            Debug.Assert(_nodes[n].ChildCount == 1);
-            if (_nodes[c].Length == 1)
+            Debug.Assert(HasOneChild(n));
+            if (cn.Length == 1)
             {
                 // The extended suffix covers n and c exactly: c takes n's place with n's label plus its own token.
-                ref Node cn = ref _nodes[c];
-                ref Node nn = ref _nodes[n];
+                UnindexOnlyChild(n, c);
                 cn.Count = nn.Count;
                 cn.Token = nn.Token;
-                cn.Length = nn.Length + 1;
+                cn.Length = (ushort)(nn.Length + 1);
                 cn.RefSeq = slot;
                 cn.RefIdx = i + 1 - cn.Length;
                 FreeGroup(cn.Group);
@@ -254,19 +306,19 @@ public sealed partial class SuffixTree
             else
             {
                 // n grows by c's first token, which c gives up.
-                ref Node nn = ref _nodes[n];
+                UnindexOnlyChild(n, c);
                 nn.Length++;
                 nn.RefSeq = slot;
                 nn.RefIdx = i + 1 - nn.Length;
-                ref Node cn = ref _nodes[c];
                 cn.Length--;
                 cn.RefIdx++;
                 cn.Token = TokenAt(cn.RefSeq, cn.RefIdx);
+                IndexAdd(n, cn.Token, c);
                 return n;
             }
         }
 
-        if (_nodes[c].Length == 1)
+        if (cn.Length == 1)
         {
             MoveRecord(n, c, rec);
             IncrementCount(c);
@@ -274,7 +326,7 @@ public sealed partial class SuffixTree
         }
 
         // Split c after its first token: the new node m carries the extra occurrence.
-        int m = NewNode(_nodes[c].Count, token, 1, slot, i, n);
+        int m = NewNode(cn.Count, token, 1, slot, i, n);
         ReplaceChild(c, m);
         ref Node ch = ref _nodes[c];
         ch.Length--;
@@ -282,9 +334,10 @@ public sealed partial class SuffixTree
         ch.Token = TokenAt(ch.RefSeq, ch.RefIdx);
         ch.Parent = m;
         ch.Group = NewGroup(c);
+        ch.PrevSibling = TailLink(c);   // an only child is its own last child
+        ch.NextSibling = Nil;
         ref Node mn = ref _nodes[m];
         mn.HeadChild = c;
-        mn.TailChild = c;
         mn.ChildCount = 1;
         MoveRecord(n, m, rec);
         IncrementCount(m);
@@ -321,7 +374,7 @@ public sealed partial class SuffixTree
             else
             {
                 // Only this suffix passes through c, so c is a leaf holding just this suffix's record.
-                Debug.Assert(_nodes[c].ChildCount == 0);
+                Debug.Assert(_nodes[c].HeadChild == Nil);
                 UnlinkRecord(c, rec);
                 recordGone = true;
                 DetachChild(c);
@@ -335,12 +388,13 @@ public sealed partial class SuffixTree
         }
 
         // The deepest surviving node may now have one child with an equal count: fuse them.
-        if (node != Root && _nodes[node].ChildCount == 1)
+        if (node != Root && HasOneChild(node))
         {
             int child = _nodes[node].HeadChild;
             if (_nodes[child].Count == _nodes[node].Count)
             {
                 Debug.Assert(_nodes[node].EndHead == NoRecord);
+                UnindexOnlyChild(node, child);
                 ref Node cn = ref _nodes[child];
                 ref Node nn = ref _nodes[node];
                 cn.Token = nn.Token;
@@ -453,7 +507,8 @@ public sealed partial class SuffixTree
         s.EndPrev[j] = NoRecord;
     }
 
-    /// <summary>One stored sequence: its tokens, the records of its suffixes, and the nodes where its newest suffixes end.</summary>
+    /// <summary>One stored sequence: its tokens, the records of its suffixes, and the nodes where its newest suffixes end
+    /// (the ring, dropped while the sequence is sealed).</summary>
     private sealed class Sequence
     {
         public Sequence(int id, int slot, int maxDepth)
@@ -469,7 +524,7 @@ public sealed partial class SuffixTree
         public long[] EndNext = new long[16];   // record list links of the suffix starting at each position
         public long[] EndPrev = new long[16];
         public int Length;
-        public readonly int[] Active;           // ring: end nodes of the suffixes still shorter than the maximum depth
+        public int[]? Active;                   // ring: end nodes of the newest min(Length, MaxDepth) suffixes; null when sealed
         public int ActiveStart;
         public int ActiveCount;
 
@@ -485,6 +540,24 @@ public sealed partial class SuffixTree
             Array.Resize(ref EndPrev, size);
         }
 
-        public long MemoryBytes => 64 + Tokens.Length * (long)(sizeof(int) + 2 * sizeof(long)) + Active.Length * sizeof(int);
+        /// <summary>Reallocates the arrays at exactly <see cref="Length"/> and drops the ring.</summary>
+        public void Trim()
+        {
+            if (Tokens.Length != Length)
+            {
+                Array.Resize(ref Tokens, Length);
+                Array.Resize(ref EndNext, Length);
+                Array.Resize(ref EndPrev, Length);
+            }
+            Active = null;
+            ActiveStart = ActiveCount = 0;
+        }
+
+        // The object (header and fields), three array headers and elements, and the ring with its header.
+        public long MemoryBytes =>
+            72 + 3 * ArrayHeader + Tokens.Length * (long)(sizeof(int) + 2 * sizeof(long))
+            + (Active is null ? 0 : ArrayHeader + Active.Length * sizeof(int));
+
+        private const int ArrayHeader = 24;
     }
 }
