@@ -215,6 +215,22 @@ public sealed class SuffixDecodingCache : IDisposable
         if (state.Response is { } response)
         {
             response.Ended = true;
+            if (!response.Evicted)
+            {
+                // The response is complete: trim its storage to its length (drafts do not change).
+                _globalLock.EnterWriteLock();
+                try
+                {
+                    if (!response.Evicted)
+                    {
+                        _global.Seal(response.SequenceId);
+                    }
+                }
+                finally
+                {
+                    _globalLock.ExitWriteLock();
+                }
+            }
         }
         if (state.Conversation is not null && _options.MaxCachedConversations > 0)
         {
