@@ -14,11 +14,17 @@ public static class DrafterFactory
     /// <summary>The suffix-tree drafter (SuffixDecoding).</summary>
     public const string Suffix = "suffix";
 
+    /// <summary>The suffix drafter with calibrated, merged drafts (SpecDecode's own; see docs/suffix-tree.md).</summary>
+    public const string SuffixCalibrated = "suffix-calibrated";
+
+    /// <summary>Calibrated threshold used by <see cref="SuffixCalibrated"/> unless <c>--calibrated</c> gives one.</summary>
+    public const float DefaultCalibratedThreshold = 0.11f;
+
     /// <summary>The prompt-lookup (n-gram) drafter.</summary>
     public const string PromptLookup = "prompt-lookup";
 
     /// <summary>Every name <see cref="Create"/> knows.</summary>
-    public static IReadOnlyList<string> Names { get; } = [Suffix, PromptLookup];
+    public static IReadOnlyList<string> Names { get; } = [Suffix, SuffixCalibrated, PromptLookup];
 
     /// <summary>Creates a fresh drafter (empty caches) for <paramref name="name"/>.</summary>
     /// <exception cref="ArgumentException">The name is unknown.</exception>
@@ -30,6 +36,11 @@ public static class DrafterFactory
         return name switch
         {
             Suffix => CreateSuffix(settings),
+            SuffixCalibrated => CreateSuffix(settings with
+            {
+                CalibratedThreshold = settings.CalibratedThreshold > 0 ? settings.CalibratedThreshold : DefaultCalibratedThreshold,
+                MergeCandidates = true,
+            }),
             PromptLookup => CreatePromptLookup(settings),
             _ => throw new ArgumentException($"Unknown drafter '{name}'; known: {string.Join(", ", Names)}.", nameof(name)),
         };
