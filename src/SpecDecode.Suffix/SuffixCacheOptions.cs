@@ -20,14 +20,6 @@ public sealed record SuffixCacheOptions
     /// <summary>Most tokens kept over all cached conversation trees: <c>-1</c> unbounded.</summary>
     public long MaxConversationTokens { get; init; } = 16_000_000;
 
-    /// <summary>
-    /// Also index, in the global tree, the prompt tokens a conversation's request adds to what the conversation already
-    /// had (tool output, new user messages), once per conversation and before that request's response, so other
-    /// conversations draft from them too. Counted against <see cref="MaxCachedTokens"/> with the response. Default false
-    /// (SuffixDecoding indexes responses only).
-    /// </summary>
-    public bool IndexConversationPrompts { get; init; }
-
     internal void Validate()
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxDepth, 1, nameof(MaxDepth));

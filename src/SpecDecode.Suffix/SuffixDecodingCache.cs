@@ -71,7 +71,7 @@ public sealed class SuffixDecodingCache : IDisposable
         }
 
         string? conversation = options?.ConversationId;
-        SuffixTree local = TakeConversationTree(conversation, prompt, out int known) ?? NewContextTree(prompt);
+        SuffixTree local = TakeConversationTree(conversation, prompt) ?? NewContextTree(prompt);
         var state = new RequestState(local, conversation);
         if (!_requests.TryAdd(request, state))
         {
@@ -86,13 +86,6 @@ public sealed class SuffixDecodingCache : IDisposable
                 int id = NextSequenceId();
                 state.Response = new CachedResponse(id);
                 _responses.AddLast(state.Response.Node);
-                if (_options.IndexConversationPrompts && conversation is not null && known < prompt.Length)
-                {
-                    // What the conversation's prompt adds (tool output, new messages) joins the global tree too, once.
-                    ReadOnlySpan<int> added = prompt[known..];
-                    _global.Extend(id, added);
-                    state.Response.Tokens += added.Length;
-                }
                 EvictOverBounds(keep: state.Response.Node);
             }
             finally
@@ -388,9 +381,8 @@ public sealed class SuffixDecodingCache : IDisposable
     }
 
     /// <summary>Takes the conversation's cached tree when its context is a prefix of the prompt, extended by the rest.</summary>
-    private SuffixTree? TakeConversationTree(string? conversation, ReadOnlySpan<int> prompt, out int known)
+    private SuffixTree? TakeConversationTree(string? conversation, ReadOnlySpan<int> prompt)
     {
-        known = 0;
         if (conversation is null)
         {
             return null;
@@ -413,7 +405,6 @@ public sealed class SuffixDecodingCache : IDisposable
             return null;
         }
         int reused = knownTokens.Length;
-        known = reused;
         cached.Tree.Extend(0, prompt[reused..]);
         Interlocked.Increment(ref _reuses);
         Interlocked.Add(ref _reused, reused);

@@ -26,11 +26,8 @@ public sealed record SuffixDrafterOptions
     /// </summary>
     public float CalibratedThreshold { get; init; }
 
-    /// <summary>See <see cref="SpeculationSettings.MergeCandidates"/>.</summary>
+    /// <summary>See <see cref="SpeculationSettings.MergeCandidates"/>; needs <see cref="CalibratedThreshold"/> above 0.</summary>
     public bool MergeCandidates { get; init; }
-
-    /// <summary>See <see cref="SuffixCacheOptions.IndexConversationPrompts"/>.</summary>
-    public bool IndexConversationPrompts { get; init; }
 
     /// <summary>See <see cref="SuffixCacheOptions.MaxCachedResponses"/>.</summary>
     public int MaxCachedResponses { get; init; } = -1;
@@ -64,6 +61,12 @@ public sealed class SuffixDrafter : IDrafter
     {
         _options = options ?? new SuffixDrafterOptions();
         ArgumentOutOfRangeException.ThrowIfLessThan(_options.MaxBudget, 1, nameof(SuffixDrafterOptions.MaxBudget));
+        if (_options.MergeCandidates && _options.CalibratedThreshold == 0f)
+        {
+            throw new ArgumentException(
+                "MergeCandidates needs calibrated drafting: set CalibratedThreshold above 0 (e.g. 0.11), or leave MergeCandidates off.",
+                nameof(options));
+        }
         // Validates factor, offset and probability up front rather than at the first draft.
         new SpeculationSettings(0, new MatchLengthRule(0, _options.MaxSpecFactor, _options.MaxSpecOffset),
             _options.MinTokenProbability, _options.UseTree) { CalibratedThreshold = _options.CalibratedThreshold }.Validate();
@@ -74,7 +77,6 @@ public sealed class SuffixDrafter : IDrafter
             MaxCachedTokens = _options.MaxCachedTokens,
             MaxCachedConversations = _options.MaxCachedConversations,
             MaxConversationTokens = _options.MaxConversationTokens,
-            IndexConversationPrompts = _options.IndexConversationPrompts,
         });
     }
 

@@ -122,5 +122,6 @@ public sealed class CalibratedDraftingTests
     {
         Assert.Throws<ArgumentOutOfRangeException>(() => new SuffixDrafter(new SuffixDrafterOptions { CalibratedThreshold = 1f }));
         Assert.Throws<ArgumentOutOfRangeException>(() => new SuffixDrafter(new SuffixDrafterOptions { CalibratedThreshold = -0.1f }));
+        Assert.Throws<ArgumentException>(() => new SuffixDrafter(new SuffixDrafterOptions { MergeCandidates = true }));
     }
 }
