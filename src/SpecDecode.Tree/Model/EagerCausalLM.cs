@@ -1,0 +1,147 @@
+using System.Runtime.InteropServices;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SpecDecode.Tree;
+
+/// <summary>
+/// A plain, cache-less float32 forward of a Llama-family decoder, written op by op after transformers' modelling code:
+/// the numerical reference that faster paths (KV cache, tree attention, fused kernels) are checked against. Not a
+/// serving path: it recomputes the whole sequence and loads every weight as float32 on the CPU.
+/// </summary>
+internal sealed class EagerCausalLM : IDisposable
+{
+    private readonly ModelConfig _config;
+    private readonly Dictionary<string, Tensor> _weights;
+
+    private EagerCausalLM(ModelConfig config, Dictionary<string, Tensor> weights)
+    {
+        _config = config;
+        _weights = weights;
+    }
+
+    public ModelConfig Config => _config;
+
+    /// <summary>Loads config.json and the safetensors weights of a checkpoint folder (float32 or float16/bfloat16 upcast).</summary>
+    public static EagerCausalLM Load(string folder)
+    {
+        ModelConfig config = ModelConfig.Load(folder);
+        using CheckpointWeights checkpoint = CheckpointWeights.Open(folder);
+        var weights = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        foreach (string name in checkpoint.TensorNames)
+        {
+            SafeTensorInfo info = checkpoint.Get(name);
+            var bytes = new byte[info.Length];
+            using (Stream s = checkpoint.OpenRead(name))
+            {
+                s.ReadExactly(bytes);
+            }
+            Tensor t = info.DType switch
+            {
+                SafeTensorsDType.Float32 => tensor(MemoryMarshal.Cast<byte, float>(bytes).ToArray(), info.Shape),
+                SafeTensorsDType.Float16 => tensor(MemoryMarshal.Cast<byte, Half>(bytes).ToArray().Select(h => (float)h).ToArray(), info.Shape),
+                _ => tensor(MemoryMarshal.Cast<byte, ushort>(bytes).ToArray().Select(b => BitConverter.Int32BitsToSingle(b << 16)).ToArray(), info.Shape),
+            };
+            weights[name] = t;
+        }
+        return new EagerCausalLM(config, weights);
+    }
+
+    private Tensor W(string name) =>
+        _weights.TryGetValue(name, out Tensor? t) ? t : throw new SafeTensorsException($"the checkpoint has no tensor '{name}'.");
+
+    private Tensor? OptionalW(string name) => _weights.GetValueOrDefault(name);
+
+    /// <summary>Logits [tokens, vocab] for every position of <paramref name="ids"/> (causal attention).</summary>
+    public Tensor Forward(long[] ids)
+    {
+        using var scope = NewDisposeScope();
+        ModelConfig c = _config;
+        int n = ids.Length;
+        Tensor x = W("model.embed_tokens.weight").index_select(0, tensor(ids));
+        (Tensor cos, Tensor sin) = RotaryTables(n);
+        Tensor mask = ones(n, n).triu(1).mul(float.NegativeInfinity).nan_to_num(0, float.NegativeInfinity, float.NegativeInfinity);
+        for (int layer = 0; layer < c.LayerCount; layer++)
+        {
+            string p = $"model.layers.{layer}.";
+            Tensor h = RmsNorm(x, W(p + "input_layernorm.weight"));
+            Tensor q = Linear(h, p + "self_attn.q_proj").view(n, c.HeadCount, c.HeadDim).transpose(0, 1);
+            Tensor k = Linear(h, p + "self_attn.k_proj").view(n, c.KeyValueHeadCount, c.HeadDim).transpose(0, 1);
+            Tensor v = Linear(h, p + "self_attn.v_proj").view(n, c.KeyValueHeadCount, c.HeadDim).transpose(0, 1);
+            if (c.QkNorm)
+            {
+                q = RmsNorm(q, W(p + "self_attn.q_norm.weight"));
+                k = RmsNorm(k, W(p + "self_attn.k_norm.weight"));
+            }
+            q = q * cos + RotateHalf(q) * sin;
+            k = k * cos + RotateHalf(k) * sin;
+            int groups = c.HeadCount / c.KeyValueHeadCount;
+            k = k.repeat_interleave(groups, 0);
+            v = v.repeat_interleave(groups, 0);
+            Tensor scores = q.matmul(k.transpose(1, 2)).div(Math.Sqrt(c.HeadDim)) + mask;
+            Tensor attention = scores.softmax(-1).matmul(v).transpose(0, 1).reshape(n, c.HeadCount * c.HeadDim);
+            x = x + Linear(attention, p + "self_attn.o_proj");
+            h = RmsNorm(x, W(p + "post_attention_layernorm.weight"));
+            Tensor mlp = nn.functional.silu(Linear(h, p + "mlp.gate_proj")) * Linear(h, p + "mlp.up_proj");
+            x = x + Linear(mlp, p + "mlp.down_proj");
+        }
+        x = RmsNorm(x, W("model.norm.weight"));
+        Tensor head = c.TieWordEmbeddings ? W("model.embed_tokens.weight") : W("lm_head.weight");
+        return x.matmul(head.t()).MoveToOuterDisposeScope();
+    }
+
+    private Tensor Linear(Tensor input, string prefix)
+    {
+        Tensor y = input.matmul(W(prefix + ".weight").t());
+        return OptionalW(prefix + ".bias") is { } bias ? y + bias : y;
+    }
+
+    private Tensor RmsNorm(Tensor x, Tensor weight) =>
+        x * (x.pow(2).mean([-1L], keepdim: true) + _config.RmsNormEps).rsqrt() * weight;
+
+    private static Tensor RotateHalf(Tensor x)
+    {
+        long half = x.shape[^1] / 2;
+        return cat([x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)], -1);
+    }
+
+    /// <summary>cos and sin [tokens, head_dim] for positions 0..n-1 (default RoPE or Llama 3 scaling).</summary>
+    private (Tensor Cos, Tensor Sin) RotaryTables(int n)
+    {
+        ModelConfig c = _config;
+        int d = c.HeadDim;
+        var inv = new double[d / 2];
+        for (int i = 0; i < inv.Length; i++)
+        {
+            inv[i] = 1.0 / Math.Pow(c.RopeTheta, 2.0 * i / d);
+            if (c.Rope == RopeType.Llama3)
+            {
+                // Llama 3.1: keep high frequencies, divide low ones by the factor, interpolate in between.
+                double lowWavelen = c.RopeOriginalMaxPositions / c.RopeLowFreqFactor;
+                double highWavelen = c.RopeOriginalMaxPositions / c.RopeHighFreqFactor;
+                double wavelen = 2 * Math.PI / inv[i];
+                if (wavelen > lowWavelen)
+                {
+                    inv[i] /= c.RopeFactor;
+                }
+                else if (wavelen >= highWavelen)
+                {
+                    double smooth = (c.RopeOriginalMaxPositions / wavelen - c.RopeLowFreqFactor) / (c.RopeHighFreqFactor - c.RopeLowFreqFactor);
+                    inv[i] = (1 - smooth) * inv[i] / c.RopeFactor + smooth * inv[i];
+                }
+            }
+        }
+        Tensor invFreq = tensor(inv.Select(f => (float)f).ToArray());
+        Tensor freqs = arange(n, dtype: ScalarType.Float32).unsqueeze(1) * invFreq.unsqueeze(0);
+        Tensor emb = cat([freqs, freqs], -1);
+        return (emb.cos(), emb.sin());
+    }
+
+    public void Dispose()
+    {
+        foreach (Tensor t in _weights.Values)
+        {
+            t.Dispose();
+        }
+    }
+}
