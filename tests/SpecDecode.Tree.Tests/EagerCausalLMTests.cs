@@ -55,6 +55,37 @@ public sealed class EagerCausalLMTests
     [Theory]
     [InlineData("llama-gqa")]
     [InlineData("qwen2-tied")]
+    public void OneTreeForwardGivesEveryNodesLogits(string name)
+    {
+        string folder = Checkpoint(name);
+        using JsonDocument expected = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(folder, "expected.json")));
+        long[] prompt = Ids(expected.RootElement, "prompt_ids");
+        int[] tokens = expected.RootElement.GetProperty("tree_tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        int[] parents = expected.RootElement.GetProperty("tree_parents").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        DraftTree tree = DraftTree.Create(tokens, parents, []);
+        Assert.False(tree.IsChain);
+        using var reference = SafeTensorsFile.Open(Path.Combine(folder, "expected.safetensors"));
+        SafeTensorInfo info = reference.Get("tree_logits");
+        var bytes = new byte[info.Length];
+        reference.CopyTo("tree_logits", bytes);
+        float[] theirs = MemoryMarshal.Cast<byte, float>(bytes).ToArray();
+        using EagerCausalLM model = EagerCausalLM.Load(folder);
+        using Tensor all = model.ForwardTree(prompt, tree);
+        using Tensor nodes = all.narrow(0, prompt.Length, tree.Count);
+        Assert.Equal(info.Shape, nodes.shape);
+        float[] mine = nodes.contiguous().data<float>().ToArray();
+        double maxDiff = 0, maxAbs = 0;
+        for (int i = 0; i < theirs.Length; i++)
+        {
+            maxDiff = Math.Max(maxDiff, Math.Abs(mine[i] - theirs[i]));
+            maxAbs = Math.Max(maxAbs, Math.Abs(theirs[i]));
+        }
+        Assert.True(maxDiff / maxAbs < 1e-4, $"{name} tree_logits: relative error {maxDiff / maxAbs:E2}");
+    }
+
+    [Theory]
+    [InlineData("llama-gqa")]
+    [InlineData("qwen2-tied")]
     public void GreedyContinuationMatchesTransformers(string name)
     {
         string folder = Checkpoint(name);

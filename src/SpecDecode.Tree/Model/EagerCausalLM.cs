@@ -55,12 +55,72 @@ internal sealed class EagerCausalLM : IDisposable
     /// <summary>Logits [tokens, vocab] for every position of <paramref name="ids"/> (causal attention).</summary>
     public Tensor Forward(long[] ids)
     {
+        int n = ids.Length;
+        var allowed = new bool[n, n];
+        var positions = new long[n];
+        for (int i = 0; i < n; i++)
+        {
+            positions[i] = i;
+            for (int j = 0; j <= i; j++)
+            {
+                allowed[i, j] = true;
+            }
+        }
+        return Forward(ids, positions, allowed);
+    }
+
+    /// <summary>
+    /// Logits for a prompt followed by a draft tree, in one forward (SpecInfer's tree attention): the prompt is causal;
+    /// tree node i sits at position prompt length + depth - 1 and attends to the whole prompt, its ancestors and itself.
+    /// Returns logits [prompt + nodes, vocab]; row prompt + i holds the logits after node i's path.
+    /// </summary>
+    public Tensor ForwardTree(long[] prompt, DraftTree tree)
+    {
+        int p = prompt.Length, n = p + tree.Count;
+        var ids = new long[n];
+        var positions = new long[n];
+        var allowed = new bool[n, n];
+        for (int i = 0; i < p; i++)
+        {
+            ids[i] = prompt[i];
+            positions[i] = i;
+            for (int j = 0; j <= i; j++)
+            {
+                allowed[i, j] = true;
+            }
+        }
+        for (int i = 0; i < tree.Count; i++)
+        {
+            ids[p + i] = tree.Tokens[i];
+            positions[p + i] = p + tree.Depths[i] - 1;
+            for (int j = 0; j < p; j++)
+            {
+                allowed[p + i, j] = true;
+            }
+            for (int a = i; a >= 0; a = tree.Parents[a])
+            {
+                allowed[p + i, p + a] = true;
+            }
+        }
+        return Forward(ids, positions, allowed);
+    }
+
+    private Tensor Forward(long[] ids, long[] positions, bool[,] allowed)
+    {
         using var scope = NewDisposeScope();
         ModelConfig c = _config;
         int n = ids.Length;
         Tensor x = W("model.embed_tokens.weight").index_select(0, tensor(ids));
-        (Tensor cos, Tensor sin) = RotaryTables(n);
-        Tensor mask = ones(n, n).triu(1).mul(float.NegativeInfinity).nan_to_num(0, float.NegativeInfinity, float.NegativeInfinity);
+        (Tensor cos, Tensor sin) = RotaryTables(positions);
+        var maskValues = new float[n * n];
+        for (int i = 0; i < n; i++)
+        {
+            for (int j = 0; j < n; j++)
+            {
+                maskValues[i * n + j] = allowed[i, j] ? 0f : float.NegativeInfinity;
+            }
+        }
+        Tensor mask = tensor(maskValues, [n, n]);
         for (int layer = 0; layer < c.LayerCount; layer++)
         {
             string p = $"model.layers.{layer}.";
@@ -105,8 +165,8 @@ internal sealed class EagerCausalLM : IDisposable
         return cat([x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)], -1);
     }
 
-    /// <summary>cos and sin [tokens, head_dim] for positions 0..n-1 (default RoPE or Llama 3 scaling).</summary>
-    private (Tensor Cos, Tensor Sin) RotaryTables(int n)
+    /// <summary>cos and sin [tokens, head_dim] for the given positions (default RoPE or Llama 3 scaling).</summary>
+    private (Tensor Cos, Tensor Sin) RotaryTables(long[] positions)
     {
         ModelConfig c = _config;
         int d = c.HeadDim;
@@ -132,7 +192,7 @@ internal sealed class EagerCausalLM : IDisposable
             }
         }
         Tensor invFreq = tensor(inv.Select(f => (float)f).ToArray());
-        Tensor freqs = arange(n, dtype: ScalarType.Float32).unsqueeze(1) * invFreq.unsqueeze(0);
+        Tensor freqs = tensor(positions.Select(p => (float)p).ToArray()).unsqueeze(1) * invFreq.unsqueeze(0);
         Tensor emb = cat([freqs, freqs], -1);
         return (emb.cos(), emb.sin());
     }
