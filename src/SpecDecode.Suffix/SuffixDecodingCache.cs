@@ -244,7 +244,8 @@ public sealed class SuffixDecodingCache : IDisposable
     /// <summary>The request's own tree; for tests.</summary>
     internal SuffixTree ContextTreeOf(RequestId request) => Get(request).Context;
 
-    /// <summary>Counters: cached responses and tokens, conversations, reuse and eviction totals.</summary>
+    /// <summary>Counters: cached responses and tokens, conversations, reuse and eviction totals, global-tree bytes.
+    /// Cost: O(cached responses), under the shared lock; not for every step.</summary>
     public SuffixCacheStatistics GetStatistics()
     {
         int responses;

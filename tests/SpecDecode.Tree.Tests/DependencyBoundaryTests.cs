@@ -16,14 +16,7 @@ public class DependencyBoundaryTests
     [InlineData("src/SpecDecode.Suffix/SpecDecode.Suffix.csproj")]
     public void PureProjects_ReferenceNeitherTorchSharpNorTree(string project)
     {
-        string? root = AppContext.BaseDirectory;
-        while (root != null && !File.Exists(Path.Combine(root, "SpecDecode.sln")))
-        {
-            root = Path.GetDirectoryName(root);
-        }
-
-        Assert.NotNull(root);
-        string text = File.ReadAllText(Path.Combine(root, project));
+        string text = File.ReadAllText(Path.Combine(SharedFixtures.RepoRoot, project));
         Assert.DoesNotContain("TorchSharp", text, StringComparison.OrdinalIgnoreCase);
         Assert.DoesNotContain("SpecDecode.Tree", text, StringComparison.Ordinal);
     }

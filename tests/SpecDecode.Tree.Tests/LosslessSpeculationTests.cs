@@ -1,4 +1,3 @@
-using System.Text.Json;
 using SpecDecode.Suffix;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -8,19 +7,6 @@ namespace SpecDecode.Tree.Tests;
 /// <summary>Greedy speculative decoding with tree verification emits exactly what plain greedy decoding emits.</summary>
 public sealed class LosslessSpeculationTests
 {
-    private static string Checkpoint(string name)
-    {
-        DirectoryInfo? dir = new(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "SpecDecode.sln")))
-        {
-            dir = dir.Parent;
-        }
-        Assert.True(dir is not null, "repository root (SpecDecode.sln) not found");
-        string path = Path.Combine(dir!.FullName, "..", "shared", "fixtures", "hf-tiny", name);
-        Assert.True(File.Exists(Path.Combine(path, "expected.json")), "fixture missing: " + path + " (../shared must lie beside the repository)");
-        return path;
-    }
-
     /// <summary>Proposes random trees: mostly wrong, sometimes right by chance, always valid.</summary>
     private sealed class RandomTreeDrafter(int vocab, int seed) : IDrafter
     {
@@ -62,10 +48,10 @@ public sealed class LosslessSpeculationTests
     [InlineData("qwen2-tied", "random")]
     public void SpeculativeGreedyEqualsPlainGreedy(string name, string drafterName)
     {
-        string folder = Checkpoint(name);
-        using JsonDocument expected = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(folder, "expected.json")));
-        long[] prompt = expected.RootElement.GetProperty("prompt_ids").EnumerateArray().Select(e => e.GetInt64()).ToArray();
-        long[] plain = expected.RootElement.GetProperty("greedy_continuation").EnumerateArray().Select(e => e.GetInt64()).ToArray();
+        string folder = SharedFixtures.TinyCheckpoint(name);
+        using var expected = SharedFixtures.Expected(folder);
+        long[] prompt = SharedFixtures.Ids(expected, "prompt_ids");
+        long[] plain = SharedFixtures.Ids(expected, "greedy_continuation");
         using EagerCausalLM model = EagerCausalLM.Load(folder);
         using IDrafter drafter = drafterName == "suffix"
             ? new SuffixDrafter(new SuffixDrafterOptions { MinTokenProbability = 0f, MaxSpecFactor = 4f })

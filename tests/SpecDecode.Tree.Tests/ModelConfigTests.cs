@@ -5,23 +5,10 @@ namespace SpecDecode.Tree.Tests;
 /// <summary>config.json of real checkpoints (both styles) and every way one can be refused.</summary>
 public sealed class ModelConfigTests
 {
-    private static string Fixture(params string[] parts)
-    {
-        DirectoryInfo? dir = new(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "SpecDecode.sln")))
-        {
-            dir = dir.Parent;
-        }
-        Assert.True(dir is not null, "repository root (SpecDecode.sln) not found above " + AppContext.BaseDirectory);
-        string path = Path.Combine([dir!.FullName, "..", "shared", "fixtures", .. parts]);
-        Assert.True(File.Exists(path) || Directory.Exists(path), "fixture missing: " + path + " (../shared must lie beside the repository)");
-        return path;
-    }
-
     [Fact]
     public void Llama31_8B_WithLlama3RopeScaling()
     {
-        ModelConfig c = ModelConfig.Load(Fixture("configs", "llama-3.1-8b.config.json"));
+        ModelConfig c = ModelConfig.Load(SharedFixtures.Path("configs", "llama-3.1-8b.config.json"));
         Assert.Equal(ModelArchitecture.Llama, c.Architecture);
         Assert.Equal((4096, 14336, 32, 32, 8, 128, 128256), (c.HiddenSize, c.IntermediateSize, c.LayerCount, c.HeadCount,
             c.KeyValueHeadCount, c.HeadDim, c.VocabSize));
@@ -38,7 +25,7 @@ public sealed class ModelConfigTests
     [Fact]
     public void Llama32_1B_IsTied()
     {
-        ModelConfig c = ModelConfig.Load(Fixture("configs", "llama-3.2-1b.config.json"));
+        ModelConfig c = ModelConfig.Load(SharedFixtures.Path("configs", "llama-3.2-1b.config.json"));
         Assert.True(c.TieWordEmbeddings);
         Assert.Equal(64, c.HeadDim);
         Assert.Equal(32.0, c.RopeFactor);
@@ -49,7 +36,7 @@ public sealed class ModelConfigTests
     [InlineData("qwen2.5-7b.config.json", 3584, 28, 4, 128, 152064)]
     public void Qwen25_HasQkvBiasAndDerivedHeadSize(string file, int hidden, int heads, int kvHeads, int headDim, int vocab)
     {
-        ModelConfig c = ModelConfig.Load(Fixture("configs", file));
+        ModelConfig c = ModelConfig.Load(SharedFixtures.Path("configs", file));
         Assert.Equal(ModelArchitecture.Qwen2, c.Architecture);
         Assert.Equal((hidden, heads, kvHeads, headDim, vocab), (c.HiddenSize, c.HeadCount, c.KeyValueHeadCount, c.HeadDim, c.VocabSize));
         Assert.True(c.QkvBias);
@@ -60,7 +47,7 @@ public sealed class ModelConfigTests
     [Fact]
     public void Transformers5Style_ReadsRopeParametersAndDtype()
     {
-        ModelConfig c = ModelConfig.Load(Fixture("hf-tiny", "llama-gqa"));
+        ModelConfig c = ModelConfig.Load(SharedFixtures.Path("hf-tiny", "llama-gqa"));
         Assert.Equal((64, 4, 2, 16, 2, 1000), (c.HiddenSize, c.HeadCount, c.KeyValueHeadCount, c.HeadDim, c.LayerCount, c.VocabSize));
         Assert.Equal(10000.0, c.RopeTheta);
         Assert.Equal("float32", c.DType);
@@ -70,7 +57,7 @@ public sealed class ModelConfigTests
     [Fact]
     public void HubStyle_ReadsTopLevelThetaAndTorchDtype()
     {
-        ModelConfig c = ModelConfig.Load(Fixture("hf-tiny", "qwen2-tied"));
+        ModelConfig c = ModelConfig.Load(SharedFixtures.Path("hf-tiny", "qwen2-tied"));
         Assert.Equal(1000000.0, c.RopeTheta);
         Assert.Equal("float32", c.DType);
         Assert.True(c.TieWordEmbeddings);

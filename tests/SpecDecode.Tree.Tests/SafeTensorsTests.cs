@@ -10,23 +10,10 @@ public sealed class SafeTensorsTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    private static string TinyCheckpoint(string name)
-    {
-        DirectoryInfo? dir = new(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "SpecDecode.sln")))
-        {
-            dir = dir.Parent;
-        }
-        Assert.True(dir is not null, "repository root (SpecDecode.sln) not found");
-        string path = Path.Combine(dir!.FullName, "..", "shared", "fixtures", "hf-tiny", name);
-        Assert.True(Directory.Exists(path), "fixture missing: " + path + " (../shared must lie beside the repository)");
-        return path;
-    }
-
     [Fact]
     public void ReadsTheTinyLlamaCheckpointAgainstItsConfig()
     {
-        string folder = TinyCheckpoint("llama-gqa");
+        string folder = SharedFixtures.TinyCheckpoint("llama-gqa");
         ModelConfig config = ModelConfig.Load(folder);
         using CheckpointWeights weights = CheckpointWeights.Open(folder);
         SafeTensorInfo embed = weights.Get("model.embed_tokens.weight", [config.VocabSize, config.HiddenSize]);
@@ -47,7 +34,7 @@ public sealed class SafeTensorsTests : IDisposable
     [Fact]
     public void ShapeMismatchNamesTheTensor()
     {
-        using CheckpointWeights weights = CheckpointWeights.Open(TinyCheckpoint("qwen2-tied"));
+        using CheckpointWeights weights = CheckpointWeights.Open(SharedFixtures.TinyCheckpoint("qwen2-tied"));
         var ex = Assert.Throws<SafeTensorsException>(() => weights.Get("model.embed_tokens.weight", [7, 7]));
         Assert.Contains("model.embed_tokens.weight", ex.Message);
         Assert.Contains("expects [7, 7]", ex.Message);
