@@ -168,29 +168,7 @@ internal sealed class EagerCausalLM : IDisposable
     /// <summary>cos and sin [tokens, head_dim] for the given positions (default RoPE or Llama 3 scaling).</summary>
     private (Tensor Cos, Tensor Sin) RotaryTables(long[] positions)
     {
-        ModelConfig c = _config;
-        int d = c.HeadDim;
-        var inv = new double[d / 2];
-        for (int i = 0; i < inv.Length; i++)
-        {
-            inv[i] = 1.0 / Math.Pow(c.RopeTheta, 2.0 * i / d);
-            if (c.Rope == RopeType.Llama3)
-            {
-                // Llama 3.1: keep high frequencies, divide low ones by the factor, interpolate in between.
-                double lowWavelen = c.RopeOriginalMaxPositions / c.RopeLowFreqFactor;
-                double highWavelen = c.RopeOriginalMaxPositions / c.RopeHighFreqFactor;
-                double wavelen = 2 * Math.PI / inv[i];
-                if (wavelen > lowWavelen)
-                {
-                    inv[i] /= c.RopeFactor;
-                }
-                else if (wavelen >= highWavelen)
-                {
-                    double smooth = (c.RopeOriginalMaxPositions / wavelen - c.RopeLowFreqFactor) / (c.RopeHighFreqFactor - c.RopeLowFreqFactor);
-                    inv[i] = (1 - smooth) * inv[i] / c.RopeFactor + smooth * inv[i];
-                }
-            }
-        }
+        double[] inv = RotaryFrequencies.Inverse(_config);
         Tensor invFreq = tensor(inv.Select(f => (float)f).ToArray());
         Tensor freqs = tensor(positions.Select(p => (float)p).ToArray()).unsqueeze(1) * invFreq.unsqueeze(0);
         Tensor emb = cat([freqs, freqs], -1);

@@ -1,0 +1,58 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SpecDecode.Tree;
+
+/// <summary>
+/// Greedy tree acceptance on the device for a whole batch: a node is correct when its token is the target's argmax at its
+/// parent, accepted when it and all its ancestors are correct; the deepest accepted node ends the path and its argmax is
+/// the bonus token. The accepted path's cache entries are moved next to the prefix before anything returns to the host.
+/// </summary>
+internal static class GreedyAcceptance
+{
+    /// <summary>
+    /// Decides every sequence's path and commits it in the cache; returns [B, 2T + 2] int64 on the device: tokens by
+    /// depth (T), entry at depth (T), bonus, accepted count.
+    /// </summary>
+    public static Tensor Decide(StepTensors step, KvCache cache, int window)
+    {
+        long b = step.Tokens.shape[0], t = step.Tokens.shape[1];
+        Tensor entries = arange(t, int64, step.Tokens.device).view(1, t).expand(b, t);
+        Tensor argmax = step.Logits!.argmax(-1);
+        Tensor correct = step.Tokens.eq(argmax.gather(1, step.Parents)).logical_and(step.Valid).logical_or(entries.eq(0));
+        Tensor accepted = step.Ancestors.logical_and(correct.logical_not().unsqueeze(1)).any(-1).logical_not();
+        Tensor score = where(accepted, step.Depths * (t + 1) + (t - 1 - entries), full_like(step.Depths, -1));
+        Tensor best = score.argmax(-1).view(b, 1);
+        Tensor bonus = argmax.gather(1, best);
+        Tensor count = step.Depths.gather(1, best);
+        Tensor onPath = step.Ancestors.gather(1, best.view(b, 1, 1).expand(b, 1, t)).squeeze(1);
+        Tensor entryAtDepth = arange(t + 1, int64, step.Tokens.device).view(1, t + 1).expand(b, t + 1).contiguous();
+        entryAtDepth.scatter_(1, where(onPath, step.Depths, full_like(step.Depths, t)), entries.contiguous());
+        entryAtDepth = entryAtDepth.narrow(1, 0, t);
+        cache.MoveAccepted(entryAtDepth, step.Lengths, window);
+        return cat([step.Tokens.gather(1, entryAtDepth), entryAtDepth, bonus, count], 1);
+    }
+
+    /// <summary>Reads <see cref="Decide"/>'s result on the host and advances the caches' lengths.</summary>
+    public static VerifiedStep[] Read(long[] result, IReadOnlyList<TreeInput> inputs, StepPlan plan, KvCache cache)
+    {
+        int t = plan.Width, stride = 2 * t + 2;
+        var steps = new VerifiedStep[inputs.Count];
+        for (int i = 0; i < inputs.Count; i++)
+        {
+            int slot = inputs[i].Slot, row = slot * stride;
+            int count = (int)result[row + 2 * t + 1];
+            var nodes = new int[count];
+            var tokens = new int[count + 1];
+            for (int d = 1; d <= count; d++)
+            {
+                tokens[d - 1] = (int)result[row + d];
+                nodes[d - 1] = (int)result[row + t + d] - 1;
+            }
+            tokens[count] = (int)result[row + 2 * t];
+            cache.SetLength(slot, cache.Length(slot) + 1 + count);
+            steps[i] = new VerifiedStep(slot, nodes, tokens);
+        }
+        return steps;
+    }
+}

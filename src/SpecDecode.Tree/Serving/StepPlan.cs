@@ -1,0 +1,122 @@
+namespace SpecDecode.Tree;
+
+/// <summary>
+/// One forward's host-side description, packed for a single host-to-device copy: for every slot 0 .. B-1 a row of T
+/// entries (tokens, parents, depths, validity) and the slot's cached length. Entry 0 of a row is the root (the last
+/// accepted token), entries 1 .. n its draft tree (node i at entry i + 1) or a chunk of prompt tokens as a chain.
+/// Padding entries and idle slots point at themselves as parents and are marked invalid: they write their keys and
+/// values to a scratch position past the capacity and attend to key 0 only, so they never touch a sequence's cache and
+/// no attention row is ever fully masked.
+/// </summary>
+internal sealed class StepPlan
+{
+    private StepPlan(int batch, int width)
+    {
+        Batch = batch;
+        Width = width;
+        Packed = new long[4 * batch * width + batch];
+        for (int b = 0; b < batch; b++)
+        {
+            for (int t = 0; t < width; t++)
+            {
+                Packed[ParentsOffset + b * width + t] = t;
+            }
+        }
+    }
+
+    /// <summary>Slots covered (the highest slot used + 1).</summary>
+    public int Batch { get; }
+
+    /// <summary>Entries per slot (the longest row).</summary>
+    public int Width { get; }
+
+    /// <summary>tokens [B*T], parents [B*T], depths [B*T], valid [B*T], lengths [B].</summary>
+    public long[] Packed { get; }
+
+    /// <summary>Entries used per slot (0 for slots not in the step).</summary>
+    public int[] Used { get; private set; } = [];
+
+    /// <summary>The longest root-to-leaf path (root = depth 0) over the batch.</summary>
+    public int MaxDepth { get; private set; }
+
+    /// <summary>Keys the attention must see: max over the slots in the step of cached length + entries used.</summary>
+    public int KeyCount { get; private set; }
+
+    private int ParentsOffset => Batch * Width;
+
+    private int DepthsOffset => 2 * Batch * Width;
+
+    private int ValidOffset => 3 * Batch * Width;
+
+    private int LengthsOffset => 4 * Batch * Width;
+
+    /// <summary>A verification step: each input's root and draft tree.</summary>
+    public static StepPlan ForTrees(IReadOnlyList<TreeInput> inputs, int[] lengths, int capacity)
+    {
+        int batch = inputs.Max(i => i.Slot) + 1;
+        int width = inputs.Max(i => i.Draft.Count) + 1;
+        var plan = new StepPlan(batch, width) { Used = new int[batch] };
+        foreach (TreeInput input in inputs)
+        {
+            DraftTree tree = input.Draft;
+            int row = input.Slot * width;
+            plan.Set(row, 0, input.Root, 0, 0);
+            for (int i = 0; i < tree.Count; i++)
+            {
+                plan.Set(row, i + 1, tree.Tokens[i], tree.Parents[i] + 1, tree.Depths[i]);
+                plan.MaxDepth = Math.Max(plan.MaxDepth, tree.Depths[i]);
+            }
+            plan.Used[input.Slot] = tree.Count + 1;
+        }
+        plan.Finish(lengths, capacity);
+        return plan;
+    }
+
+    /// <summary>A prefill step: each slot's chunk of tokens as a chain.</summary>
+    public static StepPlan ForChunks(IReadOnlyList<(int Slot, ReadOnlyMemory<int> Tokens)> chunks, int[] lengths, int capacity)
+    {
+        int batch = chunks.Max(c => c.Slot) + 1;
+        int width = chunks.Max(c => c.Tokens.Length);
+        var plan = new StepPlan(batch, width) { Used = new int[batch] };
+        foreach ((int slot, ReadOnlyMemory<int> tokens) in chunks)
+        {
+            ReadOnlySpan<int> span = tokens.Span;
+            for (int t = 0; t < span.Length; t++)
+            {
+                plan.Set(slot * width, t, span[t], Math.Max(t - 1, 0), t);
+            }
+            plan.Used[slot] = span.Length;
+            plan.MaxDepth = Math.Max(plan.MaxDepth, span.Length - 1);
+        }
+        plan.Finish(lengths, capacity);
+        return plan;
+    }
+
+    private void Set(int row, int t, int token, int parent, int depth)
+    {
+        Packed[row + t] = token;
+        Packed[ParentsOffset + row + t] = parent;
+        Packed[DepthsOffset + row + t] = depth;
+        Packed[ValidOffset + row + t] = 1;
+    }
+
+    private void Finish(int[] lengths, int capacity)
+    {
+        KeyCount = 1;
+        for (int b = 0; b < Batch; b++)
+        {
+            if (Used[b] == 0)
+            {
+                continue; // an idle slot: length 0 in the plan, so nothing of its cache is touched
+            }
+            if (lengths[b] + Used[b] > capacity)
+            {
+                throw new InvalidOperationException(
+                    $"Slot {b} holds {lengths[b]} tokens and this step adds {Used[b]}, past the KV cache's capacity of {capacity}. " +
+                    "Raise TargetModelOptions.MaxContext, draft smaller trees, or truncate the sequence.");
+            }
+            Packed[LengthsOffset + b] = lengths[b];
+            KeyCount = Math.Max(KeyCount, lengths[b] + Used[b]);
+        }
+    }
+}

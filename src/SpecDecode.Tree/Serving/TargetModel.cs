@@ -1,0 +1,269 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SpecDecode.Tree;
+
+/// <summary>
+/// A Llama-family target model for speculative decoding: weights on one device in one dtype, a preallocated KV cache of
+/// <see cref="TargetModelOptions.MaxBatch"/> slots, chunked prefill, and batched token-tree verification: one forward
+/// for every sequence's root and draft tree (ragged prefixes, ragged trees), greedy acceptance on the device, the
+/// accepted path's keys and values moved next to the prefix on the device, and one host synchronisation per step.
+/// </summary>
+/// <remarks>
+/// A slot's cache holds a sequence's tokens except the last accepted one (the root): <see cref="Prefill"/> caches a
+/// prompt without its last token, and each step caches the root plus the accepted draft tokens and returns the bonus
+/// token, which is the next step's root. Not thread-safe: one step at a time.
+/// </remarks>
+public sealed partial class TargetModel : IDisposable
+{
+    private readonly CausalLMWeights _weights;
+    private readonly KvCache _cache;
+    private readonly Tensor _cos;
+    private readonly Tensor _sin;
+    private readonly int _prefillChunk;
+    private bool _disposed;
+
+    private TargetModel(ModelConfig config, CausalLMWeights weights, TargetModelOptions options, Device device, ScalarType dtype)
+    {
+        Config = config;
+        _weights = weights;
+        Device = device;
+        DType = dtype;
+        _prefillChunk = options.PrefillChunk;
+        _cache = new KvCache(config, options.MaxBatch, options.MaxContext, dtype, device);
+        (_cos, _sin) = RotaryTables(config, options.MaxContext + 1, device);
+    }
+
+    /// <summary>The model's configuration.</summary>
+    public ModelConfig Config { get; }
+
+    /// <summary>The device the weights and cache live on.</summary>
+    public Device Device { get; }
+
+    /// <summary>The weights' and activations' dtype.</summary>
+    public ScalarType DType { get; }
+
+    /// <summary>Sequences the cache holds (slots 0 .. MaxBatch-1).</summary>
+    public int MaxBatch => _cache.Slots;
+
+    /// <summary>Tokens each slot holds.</summary>
+    public int Capacity => _cache.Capacity;
+
+    /// <summary>
+    /// Loads a Hugging Face checkpoint folder (config.json + model.safetensors or sharded safetensors with an index) onto
+    /// the device and dtype of <paramref name="options"/>.
+    /// </summary>
+    /// <exception cref="ModelConfigException">config.json is missing, malformed or unsupported.</exception>
+    /// <exception cref="SafeTensorsException">A weights file or tensor is missing, corrupt or has the wrong shape.</exception>
+    public static TargetModel Load(string folder, TargetModelOptions? options = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(folder);
+        options ??= new TargetModelOptions();
+        options.Validate();
+        TorchRuntime.EnsureLoaded();
+        ModelConfig config = ModelConfig.Load(folder);
+        using CheckpointWeights checkpoint = CheckpointWeights.Open(folder);
+        Device device = options.Device ?? TorchRuntime.DefaultDevice;
+        ScalarType dtype = options.DType ?? DefaultDType(config, device);
+        var weights = new CausalLMWeights(config, dtype, device);
+        try
+        {
+            using (no_grad())
+            {
+                foreach ((string name, TorchSharp.Modules.Parameter parameter) in weights.named_parameters())
+                {
+                    checkpoint.CopyInto(name, parameter);
+                }
+            }
+            return new TargetModel(config, weights, options, device, dtype);
+        }
+        catch
+        {
+            weights.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>A model of the given shape with random weights (normal, std 0.02; norms 1): for benchmarks, whose cost
+    /// does not depend on the weights' values.</summary>
+    internal static TargetModel CreateRandom(ModelConfig config, TargetModelOptions options, long seed)
+    {
+        options.Validate();
+        TorchRuntime.EnsureLoaded();
+        Device device = options.Device ?? TorchRuntime.DefaultDevice;
+        ScalarType dtype = options.DType ?? DefaultDType(config, device);
+        var weights = new CausalLMWeights(config, dtype, device);
+        using (no_grad())
+        {
+            var generator = new Generator((ulong)seed, device);
+            foreach ((string name, TorchSharp.Modules.Parameter parameter) in weights.named_parameters())
+            {
+                if (name.EndsWith("norm.weight", StringComparison.Ordinal))
+                {
+                    parameter.fill_(1);
+                }
+                else
+                {
+                    parameter.normal_(0, 0.02, generator);
+                }
+            }
+        }
+        return new TargetModel(config, weights, options, device, dtype);
+    }
+
+    /// <summary>The parameter names and shapes of a model of <paramref name="config"/>, built on the meta device (no
+    /// memory): the Hugging Face tensor names this model loads.</summary>
+    internal static IReadOnlyList<(string Name, long[] Shape)> ParameterShapes(ModelConfig config)
+    {
+        using var weights = new CausalLMWeights(config, ScalarType.BFloat16, META);
+        return weights.named_parameters().Select(p => (p.name, p.parameter.shape)).ToArray();
+    }
+
+    private static ScalarType DefaultDType(ModelConfig config, Device device) =>
+        device.type == DeviceType.CPU ? ScalarType.Float32
+        : config.DType == "float16" ? ScalarType.Float16
+        : ScalarType.BFloat16;
+
+    /// <summary>Tokens cached for <paramref name="slot"/>.</summary>
+    public int CachedLength(int slot) => _cache.Length(CheckSlot(slot));
+
+    /// <summary>Rolls <paramref name="slot"/> back to its first <paramref name="length"/> cached tokens (0 frees it).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The slot is out of range or <paramref name="length"/> exceeds what is cached.</exception>
+    public void Truncate(int slot, int length)
+    {
+        CheckSlot(slot);
+        if (length < 0 || length > _cache.Length(slot))
+        {
+            throw new ArgumentOutOfRangeException(nameof(length), length, $"Slot {slot} caches {_cache.Length(slot)} tokens; truncate to 0 .. that.");
+        }
+        _cache.SetLength(slot, length);
+    }
+
+    /// <summary>
+    /// Appends tokens to sequences' caches in chunks of <see cref="TargetModelOptions.PrefillChunk"/>, every sequence
+    /// of the batch in the same forwards. Pass a prompt without its last token, which is the first step's root.
+    /// </summary>
+    /// <exception cref="ArgumentException">A slot is out of range or repeated, or a token is outside the vocabulary.</exception>
+    /// <exception cref="InvalidOperationException">A sequence would exceed the cache's capacity.</exception>
+    public void Prefill(IReadOnlyList<(int Slot, int[] Tokens)> sequences)
+    {
+        ArgumentNullException.ThrowIfNull(sequences);
+        CheckInputs(sequences.Select(s => s.Slot), sequences.SelectMany(s => s.Tokens));
+        foreach ((int slot, int[] tokens) in sequences)
+        {
+            if (_cache.Length(slot) + tokens.Length > Capacity)
+            {
+                throw new InvalidOperationException($"Slot {slot}: {_cache.Length(slot)} cached + {tokens.Length} tokens exceed the capacity of {Capacity}; raise TargetModelOptions.MaxContext.");
+            }
+        }
+        for (int offset = 0; ; offset += _prefillChunk)
+        {
+            var chunks = sequences.Where(s => s.Tokens.Length > offset)
+                .Select(s => (s.Slot, (ReadOnlyMemory<int>)s.Tokens.AsMemory(offset, Math.Min(_prefillChunk, s.Tokens.Length - offset))))
+                .ToList();
+            if (chunks.Count == 0)
+            {
+                return;
+            }
+            StepPlan plan = StepPlan.ForChunks(chunks, _cache.Lengths, Capacity);
+            using (var scope = NewDisposeScope())
+            using (no_grad())
+            {
+                Forward(plan, LogitRows.None);
+            }
+            foreach ((int slot, ReadOnlyMemory<int> tokens) in chunks)
+            {
+                _cache.SetLength(slot, _cache.Length(slot) + tokens.Length);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Verifies every sequence's draft tree in one forward and accepts greedily: from the root, the child whose token is
+    /// the target's argmax at its parent, as long as there is one; the argmax after the last accepted node is the bonus
+    /// token. The output is exactly what plain greedy decoding produces. Each slot's cache grows by the root plus the
+    /// accepted tokens.
+    /// </summary>
+    /// <exception cref="ArgumentException">A slot is out of range or repeated, or a token is outside the vocabulary.</exception>
+    /// <exception cref="InvalidOperationException">A sequence would exceed the cache's capacity.</exception>
+    public VerifiedStep[] VerifyGreedy(IReadOnlyList<TreeInput> inputs)
+    {
+        ArgumentNullException.ThrowIfNull(inputs);
+        CheckTrees(inputs);
+        StepPlan plan = StepPlan.ForTrees(inputs, _cache.Lengths, Capacity);
+        long[] result;
+        using (var scope = NewDisposeScope())
+        using (no_grad())
+        {
+            StepTensors step = Forward(plan, LogitRows.All);
+            Tensor decided = GreedyAcceptance.Decide(step, _cache, plan.MaxDepth + 1);
+            result = decided.cpu().data<long>().ToArray(); // the step's one synchronisation
+        }
+        return GreedyAcceptance.Read(result, inputs, plan, _cache);
+    }
+
+    /// <summary>
+    /// Logits [B, T, vocab] (float32, on the CPU) of one verification forward, without accepting anything: the caches
+    /// keep their lengths. Row t of slot b follows entry t (0 = the root). For tests and the checkpoint checker.
+    /// </summary>
+    internal Tensor TreeLogits(IReadOnlyList<TreeInput> inputs)
+    {
+        CheckTrees(inputs);
+        StepPlan plan = StepPlan.ForTrees(inputs, _cache.Lengths, Capacity);
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        return Forward(plan, LogitRows.All).Logits!.to(float32).cpu().MoveToOuterDisposeScope();
+    }
+
+    private void CheckTrees(IReadOnlyList<TreeInput> inputs)
+    {
+        if (inputs.Count == 0)
+        {
+            throw new ArgumentException("No sequences to verify.", nameof(inputs));
+        }
+        foreach (TreeInput input in inputs)
+        {
+            ArgumentNullException.ThrowIfNull(input?.Draft, nameof(inputs));
+        }
+        CheckInputs(inputs.Select(i => i.Slot), inputs.SelectMany(i => i.Draft.Tokens.ToArray().Prepend(i.Root)));
+    }
+
+    private void CheckInputs(IEnumerable<int> slots, IEnumerable<int> tokens)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var seen = new HashSet<int>();
+        foreach (int slot in slots)
+        {
+            CheckSlot(slot);
+            if (!seen.Add(slot))
+            {
+                throw new ArgumentException($"Slot {slot} appears twice in one step; give each sequence its own slot.");
+            }
+        }
+        foreach (int token in tokens)
+        {
+            if ((uint)token >= (uint)Config.VocabSize)
+            {
+                throw new ArgumentException($"Token {token} is outside the vocabulary (0 .. {Config.VocabSize - 1}); was it made by another model's tokenizer?");
+            }
+        }
+    }
+
+    private int CheckSlot(int slot) =>
+        (uint)slot < (uint)MaxBatch ? slot
+        : throw new ArgumentOutOfRangeException(nameof(slot), slot, $"Slots are 0 .. {MaxBatch - 1} (TargetModelOptions.MaxBatch).");
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+        _disposed = true;
+        _cache.Dispose();
+        _cos.Dispose();
+        _sin.Dispose();
+        _weights.Dispose();
+    }
+}

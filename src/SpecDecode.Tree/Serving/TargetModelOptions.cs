@@ -1,0 +1,65 @@
+using static TorchSharp.torch;
+
+namespace SpecDecode.Tree;
+
+/// <summary>Where and how a <see cref="TargetModel"/> runs, and how much KV cache it preallocates.</summary>
+public sealed class TargetModelOptions
+{
+    /// <summary>The device; null picks CUDA when <see cref="TorchRuntime.EnsureLoaded"/> found a CUDA libtorch, else the CPU.</summary>
+    public Device? Device { get; init; }
+
+    /// <summary>The weights' and activations' dtype; null picks float32 on the CPU, and on CUDA the checkpoint's
+    /// float16/bfloat16 (bfloat16 for float32 checkpoints).</summary>
+    public ScalarType? DType { get; init; }
+
+    /// <summary>Sequences the KV cache holds at once (slots 0 .. MaxBatch-1). Default 1.</summary>
+    public int MaxBatch { get; init; } = 1;
+
+    /// <summary>Tokens each slot of the KV cache holds: prompt, generated tokens and one step's draft tree. Default 4096.</summary>
+    public int MaxContext { get; init; } = 4096;
+
+    /// <summary>Prompt tokens per sequence per forward during prefill, so that a long prompt never needs a
+    /// prompt × prompt attention mask. Default 512.</summary>
+    public int PrefillChunk { get; init; } = 512;
+
+    internal void Validate()
+    {
+        if (MaxBatch < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MaxBatch), MaxBatch, "MaxBatch must be at least 1.");
+        }
+        if (MaxContext < 2)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MaxContext), MaxContext, "MaxContext must be at least 2.");
+        }
+        if (PrefillChunk < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(PrefillChunk), PrefillChunk, "PrefillChunk must be at least 1.");
+        }
+        if (DType is { } d && d is not (ScalarType.Float32 or ScalarType.Float16 or ScalarType.BFloat16))
+        {
+            throw new ArgumentOutOfRangeException(nameof(DType), d, "DType must be Float32, Float16 or BFloat16.");
+        }
+    }
+}
+
+/// <summary>One sequence's input to a verification step.</summary>
+/// <param name="Slot">The KV-cache slot of the sequence (0 .. MaxBatch-1); each slot at most once per step.</param>
+/// <param name="Root">The last accepted token, not yet in the cache (after prefill: the prompt's last token; after a
+/// step: that step's bonus token).</param>
+/// <param name="Draft">The candidate tree hanging after <paramref name="Root"/>; may be empty.</param>
+public sealed record TreeInput(int Slot, int Root, DraftTree Draft);
+
+/// <summary>What one verification step decided for one sequence.</summary>
+/// <param name="Slot">The sequence's slot.</param>
+/// <param name="AcceptedNodes">The draft nodes accepted, root to leaf.</param>
+/// <param name="Tokens">The emitted tokens: the accepted draft tokens, then the bonus token (never empty). The last
+/// one is the next step's <see cref="TreeInput.Root"/>.</param>
+public sealed record VerifiedStep(int Slot, int[] AcceptedNodes, int[] Tokens)
+{
+    /// <summary>Draft tokens accepted (Tokens.Length - 1).</summary>
+    public int AcceptedCount => AcceptedNodes.Length;
+
+    /// <summary>The token the target model chose after the accepted path (the last of <see cref="Tokens"/>).</summary>
+    public int Bonus => Tokens[^1];
+}
