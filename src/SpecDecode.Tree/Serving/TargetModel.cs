@@ -111,6 +111,17 @@ public sealed partial class TargetModel : IDisposable
         return new TargetModel(config, weights, options, device, dtype);
     }
 
+    /// <summary>Fills every slot's cache with random keys and values and sets its length to <paramref name="length"/>:
+    /// benchmarks of long contexts, whose cost does not depend on the cached values.</summary>
+    internal void FillCacheForBenchmark(int length)
+    {
+        if (length < 0 || length > Capacity)
+        {
+            throw new ArgumentOutOfRangeException(nameof(length), length, $"0 .. {Capacity}");
+        }
+        _cache.FillRandomForBenchmark(length);
+    }
+
     /// <summary>The parameter names and shapes of a model of <paramref name="config"/>, built on the meta device (no
     /// memory): the Hugging Face tensor names this model loads.</summary>
     internal static IReadOnlyList<(string Name, long[] Shape)> ParameterShapes(ModelConfig config)

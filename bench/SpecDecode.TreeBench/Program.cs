@@ -1,0 +1,3 @@
+using SpecDecode.TreeBench;
+
+return VerifyCostCommand.Build().Parse(args).Invoke();

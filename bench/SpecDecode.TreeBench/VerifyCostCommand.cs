@@ -1,0 +1,119 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using SpecDecode.Tree;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SpecDecode.TreeBench;
+
+/// <summary>The command line: measure the ceilings, then the verification cost curve and prefill, print a table, write JSON.</summary>
+internal static class VerifyCostCommand
+{
+    public static RootCommand Build()
+    {
+        var model = new Option<string>("--model") { Description = "Model shape (random weights): llama-3.1-8b.", DefaultValueFactory = _ => "llama-3.1-8b" };
+        var contexts = new Option<string>("--contexts") { Description = "Cached context lengths, comma list.", DefaultValueFactory = _ => "2048,32768" };
+        var batches = new Option<string>("--batches") { Description = "Batch sizes, comma list.", DefaultValueFactory = _ => "1,8" };
+        var tokens = new Option<string>("--tokens") { Description = "Tree tokens per sequence (root + draft), comma list.", DefaultValueFactory = _ => "1,2,4,8,16,32,64,128" };
+        var prefill = new Option<string>("--prefill") { Description = "Prompt lengths to time a chunked prefill of (batch 1), comma list; empty for none.", DefaultValueFactory = _ => "2048,32768" };
+        var chunk = new Option<int>("--chunk") { Description = "Prefill chunk.", DefaultValueFactory = _ => 512 };
+        var warmup = new Option<int>("--warmup") { Description = "Untimed steps per point.", DefaultValueFactory = _ => 3 };
+        var repeat = new Option<int>("--repeat") { Description = "Timed steps per point (median reported).", DefaultValueFactory = _ => 15 };
+        var dtype = new Option<string>("--dtype") { Description = "bfloat16, float16 or float32.", DefaultValueFactory = _ => "bfloat16" };
+        var output = new Option<string?>("--out") { Description = "JSON file for the results." };
+        var root = new RootCommand("Times batched tree verification of a Llama-family target model (random weights) on the default device.")
+        {
+            model, contexts, batches, tokens, prefill, chunk, warmup, repeat, dtype, output,
+        };
+        root.SetAction(parse => Run(
+            parse.GetValue(model)!, Ints(parse.GetValue(contexts)!), Ints(parse.GetValue(batches)!), Ints(parse.GetValue(tokens)!),
+            Ints(parse.GetValue(prefill)!), parse.GetValue(chunk), parse.GetValue(warmup), parse.GetValue(repeat),
+            parse.GetValue(dtype)!, parse.GetValue(output)));
+        return root;
+    }
+
+    private static int[] Ints(string list) =>
+        list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+
+    private static int Run(string shape, int[] contexts, int[] batches, int[] tokens, int[] prefills, int chunk, int warmup, int repeat, string dtypeName, string? output)
+    {
+        string version = TorchRuntime.EnsureLoaded();
+        Device device = TorchRuntime.DefaultDevice;
+        ScalarType dtype = dtypeName switch
+        {
+            "bfloat16" => ScalarType.BFloat16,
+            "float16" => ScalarType.Float16,
+            "float32" => ScalarType.Float32,
+            _ => throw new ArgumentException($"--dtype {dtypeName}: bfloat16, float16 or float32."),
+        };
+        Console.WriteLine($"libtorch {version}, device {device}, cuda available {torch.cuda.is_available()}");
+        (double copy, double tflops) = Ceilings.Measure(device);
+        Console.WriteLine($"ceilings: copy {copy:F0} GB/s (read + write), bf16 matmul 8192^3 {tflops:F0} TFLOP/s");
+
+        ModelConfig config = ModelShapes.Get(shape);
+        int maxContext = Math.Max(contexts.Max() + tokens.Max(), prefills.DefaultIfEmpty(0).Max());
+        var options = new TargetModelOptions { Device = device, DType = dtype, MaxBatch = batches.Max(), MaxContext = maxContext, PrefillChunk = chunk };
+        using TargetModel target = TargetModel.CreateRandom(config, options, seed: 1);
+        Console.WriteLine($"{shape}: random {dtype} weights, KV cache {options.MaxBatch} x {maxContext} tokens");
+        var curve = new CostCurve(target, copy, tflops);
+
+        var prefillPoints = new List<PrefillPoint>();
+        foreach (int n in prefills)
+        {
+            PrefillPoint p = curve.Prefill(n, chunk);
+            prefillPoints.Add(p);
+            Console.WriteLine($"prefill {n} tokens (chunk {chunk}): {p.Seconds:F3} s, {p.TokensPerSecond:F0} tokens/s");
+        }
+
+        var points = new List<CostPoint>();
+        Console.WriteLine("context batch tree_tokens median_ms min_ms floor_ms bound median/floor ms_per_seq_token");
+        foreach (int context in contexts)
+        {
+            target.FillCacheForBenchmark(context);
+            foreach (int batch in batches)
+            {
+                foreach (int n in tokens)
+                {
+                    CostPoint p = curve.Measure(context, batch, n, warmup, repeat);
+                    points.Add(p);
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"{context,7} {batch,5} {n,11} {p.MedianMs,9:F2} {p.MinMs,6:F2} {p.FloorMs,8:F2} {p.FloorBound,-7} {p.MedianMs / p.FloorMs,6:F2} {p.MedianMs / (batch * n),8:F3}"));
+                }
+            }
+        }
+        if (output is not null)
+        {
+            var result = new
+            {
+                date = DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture),
+                libtorch = version,
+                device = device.ToString(),
+                gpu = device.type == DeviceType.CUDA ? GpuName() : "cpu",
+                model = shape,
+                dtype = dtype.ToString(),
+                copyGBps = copy,
+                matmulTflops = tflops,
+                prefill = prefillPoints,
+                points,
+            };
+            File.WriteAllText(output, JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true }));
+        }
+        return 0;
+    }
+
+    private static string GpuName()
+    {
+        try
+        {
+            var info = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("nvidia-smi", "--query-gpu=name --format=csv,noheader") { RedirectStandardOutput = true });
+            string name = info!.StandardOutput.ReadToEnd().Trim();
+            info.WaitForExit();
+            return name;
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            return "unknown (nvidia-smi not found)";
+        }
+    }
+}
