@@ -95,7 +95,8 @@ public sealed partial class TargetModel : IDisposable
         var weights = new CausalLMWeights(config, dtype, device);
         using (no_grad())
         {
-            var generator = new Generator((ulong)seed, device);
+            // TorchSharp's Generator(seed, device) makes a CPU generator; seed the default ones (all devices) instead.
+            manual_seed(seed);
             foreach ((string name, TorchSharp.Modules.Parameter parameter) in weights.named_parameters())
             {
                 if (name.EndsWith("norm.weight", StringComparison.Ordinal))
@@ -104,7 +105,7 @@ public sealed partial class TargetModel : IDisposable
                 }
                 else
                 {
-                    parameter.normal_(0, 0.02, generator);
+                    parameter.normal_(0, 0.02);
                 }
             }
         }
