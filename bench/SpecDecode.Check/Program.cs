@@ -1,0 +1,3 @@
+using SpecDecode.Check;
+
+return CheckCommand.Run(args);
