@@ -1,0 +1,633 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SpecDecode.Tree.Tests;
+
+/// <summary>
+/// Sampling verification of token trees (SpecInfer's multi-step speculative sampling) keeps the target distribution:
+/// statistical checks over big batches of independent trials in one call, exact checks of the filtered distribution,
+/// greedy equivalence at temperature 0, determinism under a seed, and negative controls that show the statistical check
+/// catches wrong algorithms.
+/// </summary>
+/// <remarks>
+/// <para><b>The statistical bound.</b> For n i.i.d. samples from a distribution over k categories, the total variation
+/// distance TV between the empirical and the true distribution is the largest deviation |P̂(A) − P(A)| over the 2^k
+/// subsets A; Hoeffding's inequality for each subset and a union bound give
+/// P(TV ≥ ε) ≤ 2^k · exp(−2 n ε²) (Bretagnolle–Huber–Carol). Solving for a false-failure probability δ = 1e-6 per check,
+/// ε(n, k) = sqrt((k ln 2 + ln(1/δ)) / (2n)): 0.022 for n = 20000, k = 8; 0.040 for the 72-category joint of two tokens.
+/// Seeds are fixed, so each run is deterministic anyway; the bound says a correct sampler would pass for all but a
+/// 1e-6 fraction of seeds, and a bias larger than ε is caught: the negative controls measure TV 0.79 (always accept) and
+/// 0.20 (no renormalisation) against ε = 0.040, and a wrongly claimed q gives 4 to 10 times ε; the correct runs stay
+/// below half of ε.</para>
+/// </remarks>
+public sealed class SamplingVerifierTests
+{
+    private const int Vocab = 8;
+    private const int Trials = 20000;
+    private const double Delta = 1e-6;
+    private const float Temperature = 0.8f;
+
+    // ---------- helpers ----------
+
+    /// <summary>The TV threshold ε(n, k) of the class remarks.</summary>
+    private static double TvBound(int n, int categories) =>
+        Math.Sqrt((categories * Math.Log(2) + Math.Log(1 / Delta)) / (2.0 * n));
+
+    private static double TotalVariation(int[] counts, double[] expected)
+    {
+        double n = counts.Sum(), tv = 0;
+        for (int i = 0; i < counts.Length; i++)
+        {
+            tv += Math.Abs(counts[i] / n - expected[i]);
+        }
+        return tv / 2;
+    }
+
+    private static void AssertDistribution(int[] counts, double[] expected, string what)
+    {
+        int n = counts.Sum();
+        double tv = TotalVariation(counts, expected), bound = TvBound(n, counts.Length);
+        Assert.True(tv <= bound, $"{what}: TV {tv:F4} > bound {bound:F4} over {n} trials; counts [{string.Join(", ", counts)}], expected [{string.Join(", ", expected.Select(e => e.ToString("F3")))}]");
+    }
+
+    private static float[] RandomLogits(Random rng, int rows, int vocab, double scale)
+    {
+        var logits = new float[rows * vocab];
+        for (int i = 0; i < logits.Length; i++)
+        {
+            // Box-Muller normal
+            double u1 = 1 - rng.NextDouble(), u2 = rng.NextDouble();
+            logits[i] = (float)(scale * Math.Sqrt(-2 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2));
+        }
+        return logits;
+    }
+
+    /// <summary>Hugging Face's temperature → top-k → top-p → softmax, in double: the reference the verifier must match.</summary>
+    private static double[] Reference(ReadOnlySpan<float> logits, float temperature, int topK, float topP)
+    {
+        int v = logits.Length;
+        var z = new double[v];
+        for (int i = 0; i < v; i++)
+        {
+            z[i] = logits[i] / (double)temperature;
+        }
+        if (topK > 0 && topK < v)
+        {
+            double kth = z.OrderByDescending(x => x).ElementAt(topK - 1);
+            for (int i = 0; i < v; i++)
+            {
+                if (z[i] < kth)
+                {
+                    z[i] = double.NegativeInfinity;
+                }
+            }
+        }
+        if (topP < 1f)
+        {
+            double[] soft = Softmax(z);
+            int[] ascending = Enumerable.Range(0, v).OrderBy(i => soft[i]).ToArray();
+            double cumulative = 0;
+            var remove = new bool[v];
+            for (int j = 0; j < v; j++)
+            {
+                cumulative += soft[ascending[j]];
+                remove[ascending[j]] = j < v - 1 && cumulative <= 1 - (double)topP;
+                // The test logits keep clear of the boundary, so float32 and double agree on every decision.
+                Assert.True(Math.Abs(cumulative - (1 - (double)topP)) > 1e-4, "test logits too close to the top-p boundary");
+            }
+            for (int i = 0; i < v; i++)
+            {
+                if (remove[i])
+                {
+                    z[i] = double.NegativeInfinity;
+                }
+            }
+        }
+        return Softmax(z);
+    }
+
+    private static double[] Softmax(double[] z)
+    {
+        double max = z.Max();
+        double[] e = z.Select(x => Math.Exp(x - max)).ToArray();
+        double sum = e.Sum();
+        return e.Select(x => x / sum).ToArray();
+    }
+
+    private static double[] Row(float[] logits, int row, int vocab = Vocab) =>
+        Reference(logits.AsSpan(row * vocab, vocab), Temperature, 0, 1f);
+
+    private static int Sample(double[] p, Random rng)
+    {
+        double u = rng.NextDouble(), c = 0;
+        for (int i = 0; i < p.Length; i++)
+        {
+            c += p[i];
+            if (u < c)
+            {
+                return i;
+            }
+        }
+        return Array.FindLastIndex(p, x => x > 0);
+    }
+
+    /// <summary>The token of the given rank (0 = most probable) under p.</summary>
+    private static int ByRank(double[] p, int rank) => Enumerable.Range(0, p.Length).OrderByDescending(i => p[i]).ElementAt(rank);
+
+    /// <summary>The same [T, V] logits for every one of <paramref name="batch"/> sequences: [batch, T, V].</summary>
+    private static Tensor Repeat(float[] rows, int batch, int vocab = Vocab)
+    {
+        int t = rows.Length / vocab;
+        using Tensor one = tensor(rows, [1, t, vocab]);
+        using Tensor view = one.expand(batch, t, vocab);
+        return view.contiguous();
+    }
+
+    private static TreeSample[] Run(SamplingOptions options, Tensor logits, int[][] parents, int[][] tokens, Tensor? draftProbs)
+    {
+        using var verifier = new SamplingTreeVerifier(options);
+        return verifier.Verify(logits, parents, tokens, draftProbs);
+    }
+
+    private enum Variant { Correct, AlwaysAccept, NoRenormalise }
+
+    /// <summary>
+    /// A host-only simulator of point-mass tree verification, correct or with a deliberate bug, to show the statistical
+    /// check tells them apart (negative controls) and that its expected values are right (the correct variant passes).
+    /// </summary>
+    private static List<int> Simulate(double[][] p, int[] parents, int[] tokens, Random rng, Variant variant)
+    {
+        var emitted = new List<int>();
+        int u = 0;
+        while (true)
+        {
+            double[] current = (double[])p[u].Clone();
+            int next = -1;
+            for (int c = 1; c < parents.Length && next < 0; c++)
+            {
+                if (parents[c] != u)
+                {
+                    continue;
+                }
+                double pc = current[tokens[c]];
+                // NoRenormalise: the acceptance of later children uses the unnormalised residual p(x) after removals.
+                double accept = variant == Variant.AlwaysAccept ? 1 : pc;
+                if (rng.NextDouble() < accept)
+                {
+                    next = c;
+                    break;
+                }
+                current[tokens[c]] = 0;
+                if (variant != Variant.NoRenormalise)
+                {
+                    double mass = current.Sum();
+                    for (int i = 0; i < current.Length; i++)
+                    {
+                        current[i] /= mass;
+                    }
+                }
+            }
+            if (next < 0)
+            {
+                double mass = current.Sum();
+                emitted.Add(Sample(current.Select(x => x / mass).ToArray(), rng));
+                return emitted;
+            }
+            emitted.Add(tokens[next]);
+            u = next;
+        }
+    }
+
+    /// <summary>
+    /// Joint distribution of (first token, second token or "none"), as index first * (V + 1) + (second or V): a second
+    /// token follows exactly when the first one is an accepted root child (point-mass drafts with distinct siblings, whose
+    /// residual excludes every child), and then it is distributed as that child's row.
+    /// </summary>
+    private static double[] ExpectedJoint(double[][] p, int[] parents, int[] tokens)
+    {
+        var joint = new double[Vocab * (Vocab + 1)];
+        for (int x = 0; x < Vocab; x++)
+        {
+            int child = Enumerable.Range(1, parents.Length - 1).FirstOrDefault(c => parents[c] == 0 && tokens[c] == x, -1);
+            if (child < 0)
+            {
+                joint[x * (Vocab + 1) + Vocab] = p[0][x];
+            }
+            else
+            {
+                for (int y = 0; y < Vocab; y++)
+                {
+                    joint[x * (Vocab + 1) + y] = p[0][x] * p[child][y];
+                }
+            }
+        }
+        return joint;
+    }
+
+    private static int[] JointCounts(IEnumerable<IReadOnlyList<int>> outputs)
+    {
+        var counts = new int[Vocab * (Vocab + 1)];
+        foreach (IReadOnlyList<int> tokens in outputs)
+        {
+            counts[tokens[0] * (Vocab + 1) + (tokens.Count > 1 ? tokens[1] : Vocab)]++;
+        }
+        return counts;
+    }
+
+    /// <summary>A fixed point-mass case: node rows of random logits, tokens chosen by rank under the parent's row.</summary>
+    private static (float[] Logits, double[][] P, int[] Tokens) PointMassCase(int[] parents, int[] ranks)
+    {
+        float[] logits = RandomLogits(new Random(2024), parents.Length, Vocab, 1.5);
+        double[][] p = Enumerable.Range(0, parents.Length).Select(t => Row(logits, t)).ToArray();
+        var tokens = new int[parents.Length];
+        for (int t = 1; t < parents.Length; t++)
+        {
+            tokens[t] = ByRank(p[parents[t]], ranks[t]);
+        }
+        return (logits, p, tokens);
+    }
+
+    // ---------- (1) point-mass drafts ----------
+
+    /// <summary>
+    /// Point-mass drafts, 20000 trials in one call: at every node the walk reaches (the root in every trial), the token
+    /// emitted next is distributed as that node's target row; the joint of the first two tokens matches
+    /// p(x1) · p(x2 | x1) with "no second token" exactly when x1 is not a root child.
+    /// </summary>
+    [Theory]
+    [InlineData(new[] { -1, 0, 1, 2 }, new[] { 0, 0, 1, 0 })]            // chain of likely guesses
+    [InlineData(new[] { -1, 0, 1 }, new[] { 0, 5, 0 })]                  // chain whose first guess is unlikely
+    [InlineData(new[] { -1, 0, 0, 0, 1, 1, 2 }, new[] { 0, 0, 2, 1, 0, 3, 0 })] // 3 root children, 2 and 1 below
+    [InlineData(new[] { -1, 0, 0, 1 }, new[] { 0, 6, 7, 2 })]            // 2 wrong root children
+    public void PointMassDraftsKeepTheTargetDistribution(int[] parents, int[] ranks)
+    {
+        (float[] logits, double[][] p, int[] tokens) = PointMassCase(parents, ranks);
+        using Tensor batch = Repeat(logits, Trials);
+        TreeSample[] samples = Run(new SamplingOptions { Temperature = Temperature, Seed = 11 }, batch,
+            Enumerable.Repeat(parents, Trials).ToArray(), Enumerable.Repeat(tokens, Trials).ToArray(), null);
+
+        foreach (TreeSample s in samples)
+        {
+            Assert.Equal(s.AcceptedNodes.Length, s.Tokens.Length);
+            for (int d = 1; d < s.AcceptedNodes.Length; d++)
+            {
+                Assert.Equal(s.AcceptedNodes[d - 1], parents[s.AcceptedNodes[d]]);
+                Assert.Equal(tokens[s.AcceptedNodes[d]], s.Tokens[d - 1]);
+            }
+        }
+        // Conditional on reaching node c, the next token ~ p_c (checked where at least 1000 trials reach c, ε ≤ 0.098).
+        for (int c = 0; c < parents.Length; c++)
+        {
+            var counts = new int[Vocab];
+            foreach (TreeSample s in samples)
+            {
+                int at = Array.IndexOf(s.AcceptedNodes, c);
+                if (at >= 0)
+                {
+                    counts[s.Tokens[at]]++;
+                }
+            }
+            if (c == 0 || counts.Sum() >= 1000)
+            {
+                AssertDistribution(counts, p[c], $"next token after node {c}");
+            }
+        }
+        AssertDistribution(JointCounts(samples.Select(s => s.Tokens)), ExpectedJoint(p, parents, tokens), "first two tokens");
+    }
+
+    /// <summary>
+    /// Negative controls: the same joint check rejects a verifier that always accepts point-mass drafts and one that does
+    /// not renormalise the residual after a rejection (TV about 0.20 here against a bound of 0.040), while the correct host
+    /// simulator passes it (so the expected values themselves are right).
+    /// </summary>
+    [Fact]
+    public void TheStatisticalCheckCatchesWrongAlgorithms()
+    {
+        int[] parents = [-1, 0, 0, 0, 1, 1, 2];
+        (float[] logits, double[][] p, int[] tokens) = PointMassCase(parents, [0, 0, 2, 1, 0, 3, 0]);
+        _ = logits;
+        double[] expected = ExpectedJoint(p, parents, tokens);
+        double bound = TvBound(Trials, expected.Length);
+        double TvOf(Variant variant)
+        {
+            var rng = new Random(5);
+            int[] counts = JointCounts(Enumerable.Range(0, Trials).Select(_ => Simulate(p, parents, tokens, rng, variant)));
+            return TotalVariation(counts, expected);
+        }
+        double correct = TvOf(Variant.Correct), always = TvOf(Variant.AlwaysAccept), noRenormalise = TvOf(Variant.NoRenormalise);
+        Assert.True(correct <= bound, $"the correct simulator fails the check: TV {correct:F4} > {bound:F4}");
+        Assert.True(always > bound, $"always-accept not detected: TV {always:F4} <= {bound:F4}");
+        Assert.True(noRenormalise > bound, $"missing renormalisation not detected: TV {noRenormalise:F4} <= {bound:F4}");
+    }
+
+    // ---------- (2) drafts sampled from q ----------
+
+    /// <summary>
+    /// A 2-level tree whose children are sampled i.i.d. from the draft per trial (3 at the root, 2 below each), with a
+    /// target whose rows are functions of the prefix (row after token x = L2[x], after (x, y) = L3[y]), so siblings that
+    /// repeat a token see the same target. Checks: the first token ~ p_root; given the first token was an accepted draft
+    /// x, the second ~ p2[x]; given two accepted drafts ending in y, the third ~ p3[y]. With <paramref name="claimWrongQ"/>
+    /// the verifier is told a uniform q instead of the one the children were sampled from, and the same checks must fail.
+    /// </summary>
+    /// <param name="qScale">Spread of the draft logits: 2 gives spiky drafts (more rejections, residual-heavy), 1 flatter
+    /// ones (more accepted drafts, so more conditional checks reach 1000 trials).</param>
+    /// <param name="claimWrongQ">Negative control: tell the verifier a uniform q.</param>
+    [Theory]
+    [InlineData(2.0, false)]
+    [InlineData(1.0, false)]
+    [InlineData(2.0, true)]
+    public void SampledDraftsKeepTheTargetDistribution(double qScale, bool claimWrongQ)
+    {
+        var rng = new Random(99);
+        float[] l1 = RandomLogits(rng, 1, Vocab, 1.5), l2 = RandomLogits(rng, Vocab, Vocab, 1.5), l3 = RandomLogits(rng, Vocab, Vocab, 1.5);
+        // Draft distributions deliberately unlike the target, one with zeros (tokens only the residual can give).
+        double[] q1 = Softmax(RandomLogits(rng, 1, Vocab, qScale).Select(x => (double)x).ToArray());
+        q1[ByRank(q1, Vocab - 1)] = 0;
+        q1[ByRank(q1, Vocab - 2)] = 0;
+        double q1Sum = q1.Sum();
+        q1 = q1.Select(x => x / q1Sum).ToArray();
+        double[][] q2 = Enumerable.Range(0, Vocab).Select(_ => Softmax(RandomLogits(rng, 1, Vocab, qScale).Select(x => (double)x).ToArray())).ToArray();
+        double[] pRoot = Row(l1, 0);
+        double[][] p2 = Enumerable.Range(0, Vocab).Select(x => Row(l2, x)).ToArray();
+        double[][] p3 = Enumerable.Range(0, Vocab).Select(y => Row(l3, y)).ToArray();
+
+        int[] parents = [-1, 0, 0, 0, 1, 1, 2, 2, 3, 3];
+        const int T = 10;
+        var logits = new float[Trials * T * Vocab];
+        var draft = new float[Trials * T * Vocab];
+        var allTokens = new int[Trials][];
+        for (int b = 0; b < Trials; b++)
+        {
+            var tokens = new int[T];
+            for (int t = 1; t < T; t++)
+            {
+                tokens[t] = Sample(parents[t] == 0 ? q1 : q2[tokens[parents[t]]], rng);
+            }
+            allTokens[b] = tokens;
+            for (int t = 0; t < T; t++)
+            {
+                ReadOnlySpan<float> row = t == 0 ? l1 : parents[t] == 0 ? l2.AsSpan(tokens[t] * Vocab, Vocab) : l3.AsSpan(tokens[t] * Vocab, Vocab);
+                row.CopyTo(logits.AsSpan((b * T + t) * Vocab, Vocab));
+                for (int x = 0; x < Vocab; x++)
+                {
+                    double q = claimWrongQ ? 1.0 / Vocab : t == 0 ? q1[x] : parents[t] == 0 ? q2[tokens[t]][x] : 1.0 / Vocab;
+                    draft[(b * T + t) * Vocab + x] = (float)q;
+                }
+            }
+        }
+        using Tensor logitsTensor = tensor(logits, [Trials, T, Vocab]);
+        using Tensor draftTensor = tensor(draft, [Trials, T, Vocab]);
+        TreeSample[] samples = Run(new SamplingOptions { Temperature = Temperature, Seed = 3 }, logitsTensor,
+            Enumerable.Repeat(parents, Trials).ToArray(), allTokens, draftTensor);
+
+        var first = new int[Vocab];
+        var second = new int[Vocab][];
+        var third = new int[Vocab][];
+        for (int x = 0; x < Vocab; x++)
+        {
+            second[x] = new int[Vocab];
+            third[x] = new int[Vocab];
+        }
+        foreach (TreeSample s in samples)
+        {
+            first[s.Tokens[0]]++;
+            if (s.AcceptedNodes.Length >= 2)
+            {
+                second[s.Tokens[0]][s.Tokens[1]]++;
+            }
+            if (s.AcceptedNodes.Length >= 3)
+            {
+                third[s.Tokens[1]][s.Tokens[2]]++;
+            }
+        }
+        var checks = new List<(int[] Counts, double[] Expected, string What)> { (first, pRoot, "first token") };
+        for (int x = 0; x < Vocab; x++)
+        {
+            if (second[x].Sum() >= 1000)
+            {
+                checks.Add((second[x], p2[x], $"second token after accepted {x}"));
+            }
+            if (third[x].Sum() >= 1000)
+            {
+                checks.Add((third[x], p3[x], $"third token after accepted (., {x})"));
+            }
+        }
+        Assert.True(checks.Count >= 4, $"only {checks.Count} conditional checks had 1000 trials: the case is too weak");
+        if (!claimWrongQ)
+        {
+            foreach ((int[] counts, double[] expected, string what) in checks)
+            {
+                AssertDistribution(counts, expected, what);
+            }
+        }
+        else
+        {
+            Assert.Contains(checks, c => TotalVariation(c.Counts, c.Expected) > TvBound(c.Counts.Sum(), Vocab));
+        }
+    }
+
+    /// <summary>
+    /// When the draft distribution equals the target's, every drafted child is accepted (p/q = 1), so the walk always
+    /// takes the first child down to a leaf; the residual there is empty and the zero-mass fallback must not produce NaN.
+    /// </summary>
+    [Fact]
+    public void DraftEqualToTargetAcceptsEveryFirstChild()
+    {
+        const int batch = 500;
+        float[] rows = RandomLogits(new Random(8), 4, Vocab, 1.5);
+        int[] parents = [-1, 0, 0, 1];
+        using Tensor logits = Repeat(rows, batch);
+        using Tensor q = SamplingTreeVerifier.TargetProbabilities(logits, Temperature, 0, 1f);
+        var rng = new Random(1);
+        int[][] tokens = Enumerable.Range(0, batch).Select(_ => new[] { 0, rng.Next(Vocab), rng.Next(Vocab), rng.Next(Vocab) }).ToArray();
+        TreeSample[] samples = Run(new SamplingOptions { Temperature = Temperature, Seed = 2 }, logits,
+            Enumerable.Repeat(parents, batch).ToArray(), tokens, q);
+        foreach (TreeSample s in samples)
+        {
+            Assert.Equal(new[] { 0, 1, 3 }, s.AcceptedNodes);
+            Assert.InRange(s.Tokens[^1], 0, Vocab - 1);
+        }
+    }
+
+    // ---------- (3) temperature, top-k and top-p ----------
+
+    /// <summary>
+    /// The target distribution equals Hugging Face's temperature → top-k → top-p → softmax (to 1e-5), ties at the k-th
+    /// logit are kept, and 20000 root-only trials emit tokens with that distribution and never a filtered token; a
+    /// point-mass draft of a filtered token is never accepted.
+    /// </summary>
+    [Theory]
+    [InlineData(1.0f, 0, 1.0f)]
+    [InlineData(0.5f, 0, 1.0f)]
+    [InlineData(2.0f, 0, 1.0f)]
+    [InlineData(1.0f, 3, 1.0f)]
+    [InlineData(1.0f, 0, 0.7f)]
+    [InlineData(0.7f, 5, 0.8f)]
+    [InlineData(1.3f, 20, 0.05f)]
+    public void TemperatureTopKTopPShapeTheTarget(float temperature, int topK, float topP)
+    {
+        float[] logits = RandomLogits(new Random(31), 1, Vocab, 1.5);
+        if (topK == 3 && topP == 1f)
+        {
+            // A tie at the 3rd largest logit: transformers keeps both tied tokens. (Only here: with top-p a tie at the cut
+            // would make the kept set depend on the sort order.)
+            int[] byValue = Enumerable.Range(0, Vocab).OrderByDescending(i => logits[i]).ToArray();
+            logits[byValue[5]] = logits[byValue[2]];
+        }
+        double[] expected = Reference(logits, temperature, topK, topP);
+        using (Tensor row = tensor(logits, [1, Vocab]))
+        using (Tensor probs = SamplingTreeVerifier.TargetProbabilities(row, temperature, topK, topP))
+        {
+            float[] got = probs.data<float>().ToArray();
+            for (int x = 0; x < Vocab; x++)
+            {
+                Assert.True(Math.Abs(got[x] - expected[x]) < 1e-5, $"p[{x}] = {got[x]}, expected {expected[x]}");
+            }
+        }
+        if (topK == 3 && topP == 1f)
+        {
+            Assert.Equal(4, expected.Count(x => x > 0)); // the tie at the 3rd largest logit keeps 4 tokens
+        }
+        var options = new SamplingOptions { Temperature = temperature, TopK = topK, TopP = topP, Seed = 17 };
+        int filtered = Array.FindIndex(expected, x => x == 0);
+        // With a filtered token, a root with one point-mass child drafting it (row 1 is any valid row: never reached).
+        using Tensor batch = Repeat(filtered < 0 ? logits : [.. logits, .. logits], Trials);
+        int[] parents = filtered < 0 ? [-1] : [-1, 0];
+        int[] tokens = filtered < 0 ? [0] : [0, filtered];
+        TreeSample[] samples = Run(options, batch, Enumerable.Repeat(parents, Trials).ToArray(), Enumerable.Repeat(tokens, Trials).ToArray(), null);
+        var counts = new int[Vocab];
+        foreach (TreeSample s in samples)
+        {
+            Assert.Single(s.AcceptedNodes);
+            Assert.True(expected[s.Tokens[0]] > 0, $"emitted token {s.Tokens[0]}, which the filters remove");
+            counts[s.Tokens[0]]++;
+        }
+        AssertDistribution(counts, expected, $"T={temperature} top-k={topK} top-p={topP}");
+    }
+
+    [Fact]
+    public void OptionsRejectOutOfRangeValuesAndSayTheRange()
+    {
+        var options = new SamplingOptions();
+        Assert.Contains(">= 0", Assert.Throws<ArgumentOutOfRangeException>(() => options.Temperature = -0.1f).Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => options.Temperature = float.NaN);
+        Assert.Throws<ArgumentOutOfRangeException>(() => options.Temperature = float.PositiveInfinity);
+        Assert.Contains(">= 0", Assert.Throws<ArgumentOutOfRangeException>(() => options.TopK = -1).Message);
+        Assert.Contains("(0, 1]", Assert.Throws<ArgumentOutOfRangeException>(() => options.TopP = 0f).Message);
+        Assert.Contains("(0, 1]", Assert.Throws<ArgumentOutOfRangeException>(() => options.TopP = 1.01f).Message);
+        Assert.Equal((1f, 0, 1f, (long?)null), (options.Temperature, options.TopK, options.TopP, options.Seed));
+        options.Temperature = 0;
+        Assert.True(options.IsGreedy);
+    }
+
+    [Fact]
+    public void MalformedTreesAreRejected()
+    {
+        using Tensor logits = zeros(2, 3, Vocab);
+        using var verifier = new SamplingTreeVerifier(new SamplingOptions { Seed = 1 });
+        int[][] ok = [[-1, 0], [-1]];
+        int[][] okTokens = [[0, 1], [0]];
+        Assert.Equal(2, verifier.Verify(logits, ok, okTokens, null).Length);
+        Assert.Throws<ArgumentException>(() => verifier.Verify(logits, [[-1, 0], [0]], okTokens, null));          // root with a parent
+        Assert.Throws<ArgumentException>(() => verifier.Verify(logits, [[-1, 1], [-1]], okTokens, null));         // parent not before child
+        Assert.Throws<ArgumentException>(() => verifier.Verify(logits, [[-1, 0, 0, 0], [-1]], [[0, 1, 2, 3], [0]], null)); // more nodes than rows
+        Assert.Throws<ArgumentException>(() => verifier.Verify(logits, ok, [[0, Vocab], [0]], null));             // token outside the vocabulary
+        Assert.Throws<ArgumentException>(() => verifier.Verify(logits, ok, [[0], [0]], null));                     // lengths differ
+        Assert.Throws<ArgumentException>(() => verifier.Verify(logits, [[-1]], [[0]], null));                      // one tree for two sequences
+        using Tensor wrongDraft = zeros(2, 3, Vocab + 1);
+        Assert.Throws<ArgumentException>(() => verifier.Verify(logits, ok, okTokens, wrongDraft));
+        verifier.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => verifier.Verify(logits, ok, okTokens, null));
+    }
+
+    // ---------- (4) temperature 0 is greedy ----------
+
+    /// <summary>
+    /// With temperature 0 (whatever top-k, top-p and draft probabilities say) the output equals
+    /// <see cref="GreedyTreeVerifier"/>'s on 300 random trees of 1..12 nodes (padded rows filled with NaN, which must not
+    /// matter) whose guesses are the parent's argmax half of the time, for float32, float64 and bfloat16 logits.
+    /// </summary>
+    [Theory]
+    [InlineData(ScalarType.Float32, false)]
+    [InlineData(ScalarType.Float32, true)]
+    [InlineData(ScalarType.Float64, false)]
+    [InlineData(ScalarType.BFloat16, true)]
+    public void TemperatureZeroEqualsGreedyVerifier(ScalarType dtype, bool withDraftProbs)
+    {
+        using var scope = NewDisposeScope(); // the per-sequence views
+        const int batch = 300, rows = 12, vocab = 50;
+        var rng = new Random(77);
+        using Tensor logits = tensor(RandomLogits(rng, batch * rows, vocab, 3.0), [batch, rows, vocab]).to(dtype);
+        using Tensor argmax = logits.argmax(-1);
+        long[] best = argmax.data<long>().ToArray();
+        var parents = new int[batch][];
+        var tokens = new int[batch][];
+        for (int b = 0; b < batch; b++)
+        {
+            int n = rng.Next(1, rows + 1);
+            var par = new List<int> { -1 };
+            var tok = new List<int> { 0 };
+            while (par.Count < n)
+            {
+                int parent = rng.Next(par.Count);
+                int token = rng.Next(2) == 0 ? (int)best[b * rows + parent] : rng.Next(vocab);
+                if (!Enumerable.Range(1, par.Count - 1).Any(c => par[c] == parent && tok[c] == token)) // DraftTree wants distinct siblings
+                {
+                    par.Add(parent);
+                    tok.Add(token);
+                }
+            }
+            parents[b] = [.. par];
+            tokens[b] = [.. tok];
+            if (n < rows)
+            {
+                logits[b].narrow(0, n, rows - n).fill_(float.NaN);
+            }
+        }
+        using Tensor? draft = withDraftProbs ? softmax(rand(batch, rows, vocab) * 5, -1) : null;
+        TreeSample[] samples = Run(new SamplingOptions { Temperature = 0, TopK = 2, TopP = 0.5f, Seed = 1 }, logits, parents, tokens, draft);
+        int accepted = 0;
+        for (int b = 0; b < batch; b++)
+        {
+            int n = parents[b].Length;
+            DraftTree tree = n == 1 ? DraftTree.Empty : DraftTree.Create(tokens[b][1..], parents[b][1..].Select(x => x - 1).ToArray(), []);
+            using Tensor seqRows = logits[b].narrow(0, 0, n);
+            int[] greedy = GreedyTreeVerifier.Verify(seqRows, tree);
+            Assert.Equal(greedy, samples[b].Tokens);
+            accepted += greedy.Length - 1;
+        }
+        Assert.True(accepted > batch / 2, $"only {accepted} drafts accepted: the case does not exercise acceptance");
+    }
+
+    // ---------- (5) determinism ----------
+
+    /// <summary>
+    /// Two verifiers with the same seed give the same outputs over two successive calls; a verifier's second call differs
+    /// from its first (the generator advances), and another seed differs.
+    /// </summary>
+    [Fact]
+    public void SameSeedSameOutput()
+    {
+        using var scope = NewDisposeScope();
+        const int batch = 2000;
+        int[] parents = [-1, 0, 0, 1, 1, 2];
+        (float[] logits, _, int[] tokens) = PointMassCase(parents, [0, 0, 1, 0, 2, 0]);
+        using Tensor input = Repeat(logits, batch);
+        using Tensor draft = softmax(tensor(RandomLogits(new Random(4), parents.Length, Vocab, 1.0), [1, parents.Length, Vocab]), -1)
+            .expand(batch, parents.Length, Vocab);
+        int[][] par = Enumerable.Repeat(parents, batch).ToArray(), tok = Enumerable.Repeat(tokens, batch).ToArray();
+        string[] Twice(long seed, Tensor? q)
+        {
+            using var verifier = new SamplingTreeVerifier(new SamplingOptions { Temperature = Temperature, TopK = 6, TopP = 0.95f, Seed = seed });
+            return [.. new[] { verifier.Verify(input, par, tok, q), verifier.Verify(input, par, tok, q) }
+                .Select(r => string.Join(";", r.Select(s => string.Join(",", s.AcceptedNodes) + "|" + string.Join(",", s.Tokens))))];
+        }
+        foreach (Tensor? q in new[] { null, draft })
+        {
+            string[] a = Twice(42, q), b = Twice(42, q), c = Twice(43, q);
+            Assert.Equal(a, b);
+            Assert.NotEqual(a[0], a[1]);
+            Assert.NotEqual(a[0], c[0]);
+        }
+    }
+}
