@@ -47,7 +47,9 @@ internal readonly record struct TreeSample(int[] AcceptedNodes, int[] Tokens);
 /// <para><b>Randomness.</b> With <see cref="SamplingOptions.Seed"/> set the verifier owns a <see cref="Generator"/>
 /// created on the device of the first logits it sees and advanced by every call, so two verifiers with the same seed
 /// give the same outputs for the same sequence of calls on the same device (successive calls get fresh random numbers);
-/// without a seed TorchSharp's global generator is used. An instance is not safe for concurrent calls.</para>
+/// without a seed TorchSharp's global generator is used. On CUDA, TorchSharp 0.107 cannot make a device generator, so a
+/// seeded verifier seeds the device's default generator at its first call and draws from it: its outputs are then
+/// reproducible only when nothing else draws from that generator in between. An instance is not safe for concurrent calls.</para>
 /// </remarks>
 internal sealed class SamplingTreeVerifier : IDisposable
 {
@@ -304,12 +306,21 @@ internal sealed class SamplingTreeVerifier : IDisposable
         {
             return null;
         }
-        if (_generator is null)
+        if (_generatorDevice is null)
         {
-            _generator = new Generator(unchecked((ulong)seed), device);
             _generatorDevice = device;
+            if (device.type == DeviceType.CUDA)
+            {
+                // TorchSharp 0.107's Generator(seed, device) always makes a CPU generator, which CUDA kernels refuse;
+                // a seeded CUDA verifier seeds the device's default generator once and draws from it.
+                torch.cuda.manual_seed(seed);
+            }
+            else
+            {
+                _generator = new Generator(unchecked((ulong)seed), device);
+            }
         }
-        else if (_generatorDevice!.type != device.type || _generatorDevice.index != device.index)
+        else if (_generatorDevice.type != device.type || _generatorDevice.index != device.index)
         {
             throw new InvalidOperationException(
                 $"This seeded verifier draws on {_generatorDevice}; logits on {device} need a verifier of their own.");
