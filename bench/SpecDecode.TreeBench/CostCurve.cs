@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace SpecDecode.TreeBench;
 
 /// <summary>One measured point of the verification cost curve.</summary>
-public sealed record CostPoint(int Context, int Batch, int TreeTokens, double MedianMs, double MinMs, double FloorMs, string FloorBound);
+public sealed record CostPoint(int Context, int Batch, int TreeTokens, double MedianMs, double MinMs, double FloorMs, string FloorBound, double? SampledMedianMs);
 
 /// <summary>A timed prefill.</summary>
 public sealed record PrefillPoint(int Tokens, int Chunk, double Seconds, double TokensPerSecond);
@@ -19,14 +19,28 @@ internal sealed class CostCurve(TargetModel model, double copyGBps, double matmu
 {
     private readonly Random _random = new(1234);
 
-    public CostPoint Measure(int context, int batch, int treeTokens, int warmup, int repeat)
+    public CostPoint Measure(int context, int batch, int treeTokens, int warmup, int repeat, SamplingOptions? sampling)
     {
         var inputs = Enumerable.Range(0, batch).Select(slot => new TreeInput(slot, _random.Next(model.Config.VocabSize), RandomTree(treeTokens - 1))).ToArray();
+        double greedy = Median(context, inputs, warmup, repeat, () => model.VerifyGreedy(inputs));
+        double greedyMin = _lastMin;
+        double? sampled = sampling is null ? null : Median(context, inputs, warmup, repeat, () => model.VerifySampled(inputs, sampling));
+        (double floor, string bound) = Floor(context, batch, treeTokens);
+        return new CostPoint(context, batch, treeTokens, greedy, greedyMin, floor, bound, sampled);
+    }
+
+    private double _lastMin;
+
+    /// <summary>Median of <paramref name="repeat"/> timed steps (each ends with the step's one synchronisation), caches
+    /// rolled back to <paramref name="context"/> after every step.</summary>
+    private double Median(int context, TreeInput[] inputs, int warmup, int repeat, Action step)
+    {
+        int batch = inputs.Length;
         var times = new double[repeat];
         for (int i = -warmup; i < repeat; i++)
         {
             long start = Stopwatch.GetTimestamp();
-            model.VerifyGreedy(inputs); // ends with the step's one synchronisation
+            step();
             double ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
             for (int slot = 0; slot < batch; slot++)
             {
@@ -38,8 +52,8 @@ internal sealed class CostCurve(TargetModel model, double copyGBps, double matmu
             }
         }
         Array.Sort(times);
-        (double floor, string bound) = Floor(context, batch, treeTokens);
-        return new CostPoint(context, batch, treeTokens, times[repeat / 2], times[0], floor, bound);
+        _lastMin = times[0];
+        return times[repeat / 2];
     }
 
     public PrefillPoint Prefill(int tokens, int chunk)

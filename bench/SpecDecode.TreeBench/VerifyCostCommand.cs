@@ -22,21 +22,22 @@ internal static class VerifyCostCommand
         var repeat = new Option<int>("--repeat") { Description = "Timed steps per point (median reported).", DefaultValueFactory = _ => 15 };
         var dtype = new Option<string>("--dtype") { Description = "bfloat16, float16 or float32.", DefaultValueFactory = _ => "bfloat16" };
         var output = new Option<string?>("--out") { Description = "JSON file for the results." };
+        var sampled = new Option<bool>("--sampled") { Description = "Also time VerifySampled (temperature 1, top-p 0.9, seeded) at every point." };
         var root = new RootCommand("Times batched tree verification of a Llama-family target model (random weights) on the default device.")
         {
-            model, contexts, batches, tokens, prefill, chunk, warmup, repeat, dtype, output,
+            model, contexts, batches, tokens, prefill, chunk, warmup, repeat, dtype, output, sampled,
         };
         root.SetAction(parse => Run(
             parse.GetValue(model)!, Ints(parse.GetValue(contexts)!), Ints(parse.GetValue(batches)!), Ints(parse.GetValue(tokens)!),
             Ints(parse.GetValue(prefill)!), parse.GetValue(chunk), parse.GetValue(warmup), parse.GetValue(repeat),
-            parse.GetValue(dtype)!, parse.GetValue(output)));
+            parse.GetValue(dtype)!, parse.GetValue(output), parse.GetValue(sampled)));
         return root;
     }
 
     private static int[] Ints(string list) =>
         list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
 
-    private static int Run(string shape, int[] contexts, int[] batches, int[] tokens, int[] prefills, int chunk, int warmup, int repeat, string dtypeName, string? output)
+    private static int Run(string shape, int[] contexts, int[] batches, int[] tokens, int[] prefills, int chunk, int warmup, int repeat, string dtypeName, string? output, bool sampled)
     {
         string version = TorchRuntime.EnsureLoaded();
         Device device = TorchRuntime.DefaultDevice;
@@ -67,7 +68,8 @@ internal static class VerifyCostCommand
         }
 
         var points = new List<CostPoint>();
-        Console.WriteLine("context batch tree_tokens median_ms min_ms floor_ms bound median/floor ms_per_seq_token");
+        SamplingOptions? sampling = sampled ? new SamplingOptions { Temperature = 1, TopP = 0.9f, Seed = 7 } : null;
+        Console.WriteLine("context batch tree_tokens median_ms min_ms floor_ms bound median/floor ms_per_seq_token sampled_median_ms");
         foreach (int context in contexts)
         {
             target.FillCacheForBenchmark(context);
@@ -75,10 +77,10 @@ internal static class VerifyCostCommand
             {
                 foreach (int n in tokens)
                 {
-                    CostPoint p = curve.Measure(context, batch, n, warmup, repeat);
+                    CostPoint p = curve.Measure(context, batch, n, warmup, repeat, sampling);
                     points.Add(p);
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                        $"{context,7} {batch,5} {n,11} {p.MedianMs,9:F2} {p.MinMs,6:F2} {p.FloorMs,8:F2} {p.FloorBound,-7} {p.MedianMs / p.FloorMs,6:F2} {p.MedianMs / (batch * n),8:F3}"));
+                        $"{context,7} {batch,5} {n,11} {p.MedianMs,9:F2} {p.MinMs,6:F2} {p.FloorMs,8:F2} {p.FloorBound,-7} {p.MedianMs / p.FloorMs,6:F2} {p.MedianMs / (batch * n),8:F3} {p.SampledMedianMs,9:F2}"));
                 }
             }
         }
