@@ -22,22 +22,23 @@ internal static class VerifyCostCommand
         var repeat = new Option<int>("--repeat") { Description = "Timed steps per point (median reported).", DefaultValueFactory = _ => 15 };
         var dtype = new Option<string>("--dtype") { Description = "bfloat16, float16 or float32.", DefaultValueFactory = _ => "bfloat16" };
         var output = new Option<string?>("--out") { Description = "JSON file for the results." };
+        var eager = new Option<bool>("--eager") { Description = "Run the decoder layers eagerly (one TorchSharp call per op) instead of the compiled TorchScript function." };
         var sampled = new Option<bool>("--sampled") { Description = "Also time VerifySampled (temperature 1, top-p 0.9, seeded) at every point." };
         var root = new RootCommand("Times batched tree verification of a Llama-family target model (random weights) on the default device.")
         {
-            model, contexts, batches, tokens, prefill, chunk, warmup, repeat, dtype, output, sampled,
+            model, contexts, batches, tokens, prefill, chunk, warmup, repeat, dtype, output, sampled, eager,
         };
         root.SetAction(parse => Run(
             parse.GetValue(model)!, Ints(parse.GetValue(contexts)!), Ints(parse.GetValue(batches)!), Ints(parse.GetValue(tokens)!),
             Ints(parse.GetValue(prefill)!), parse.GetValue(chunk), parse.GetValue(warmup), parse.GetValue(repeat),
-            parse.GetValue(dtype)!, parse.GetValue(output), parse.GetValue(sampled)));
+            parse.GetValue(dtype)!, parse.GetValue(output), parse.GetValue(sampled), parse.GetValue(eager)));
         return root;
     }
 
     private static int[] Ints(string list) =>
         list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
 
-    private static int Run(string shape, int[] contexts, int[] batches, int[] tokens, int[] prefills, int chunk, int warmup, int repeat, string dtypeName, string? output, bool sampled)
+    private static int Run(string shape, int[] contexts, int[] batches, int[] tokens, int[] prefills, int chunk, int warmup, int repeat, string dtypeName, string? output, bool sampled, bool eager)
     {
         string version = TorchRuntime.EnsureLoaded();
         Device device = TorchRuntime.DefaultDevice;
@@ -54,9 +55,9 @@ internal static class VerifyCostCommand
 
         ModelConfig config = ModelShapes.Get(shape);
         int maxContext = Math.Max(contexts.Max() + tokens.Max(), prefills.DefaultIfEmpty(0).Max());
-        var options = new TargetModelOptions { Device = device, DType = dtype, MaxBatch = batches.Max(), MaxContext = maxContext, PrefillChunk = chunk };
+        var options = new TargetModelOptions { Device = device, DType = dtype, MaxBatch = batches.Max(), MaxContext = maxContext, PrefillChunk = chunk, ScriptedLayers = !eager };
         using TargetModel target = TargetModel.CreateRandom(config, options, seed: 1);
-        Console.WriteLine($"{shape}: random {dtype} weights, KV cache {options.MaxBatch} x {maxContext} tokens");
+        Console.WriteLine($"{shape}: random {dtype} weights, KV cache {options.MaxBatch} x {maxContext} tokens, layers {(target.UsesScriptedLayers ? "scripted (TorchScript)" : "eager")}");
         var curve = new CostCurve(target, copy, tflops);
 
         var prefillPoints = new List<PrefillPoint>();
@@ -94,6 +95,7 @@ internal static class VerifyCostCommand
                 gpu = device.type == DeviceType.CUDA ? GpuName() : "cpu",
                 model = shape,
                 dtype = dtype.ToString(),
+                layers = target.UsesScriptedLayers ? "scripted" : "eager",
                 copyGBps = copy,
                 matmulTflops = tflops,
                 prefill = prefillPoints,

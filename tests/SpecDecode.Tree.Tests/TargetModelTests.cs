@@ -63,6 +63,31 @@ public sealed class TargetModelTests
         Assert.Equal(prompt.Length + plain.Length - 1, model.CachedLength(0));
     }
 
+    [Theory]
+    [InlineData("llama-gqa")]
+    [InlineData("qwen2-tied")]
+    public void ScriptedAndEagerLayersComputeTheSame(string name)
+    {
+        string folder = SharedFixtures.TinyCheckpoint(name);
+        using var expected = SharedFixtures.Expected(folder);
+        int[] prompt = Ints(SharedFixtures.Ids(expected, "prompt_ids"));
+        int[] treeTokens = Ints(SharedFixtures.Ids(expected, "tree_tokens"));
+        int[] treeParents = Ints(SharedFixtures.Ids(expected, "tree_parents"));
+        (float[] treeLogits, _) = SharedFixtures.ExpectedTensor(folder, "tree_logits");
+        float[] Run(bool scripted)
+        {
+            using TargetModel model = TargetModel.Load(folder, new TargetModelOptions { Device = CPU, MaxContext = 64, PrefillChunk = 8, ScriptedLayers = scripted });
+            Assert.Equal(scripted, model.UsesScriptedLayers);
+            model.Prefill([(0, prompt[..^1])]);
+            using Tensor logits = model.TreeLogits([new TreeInput(0, prompt[^1], DraftTree.Create(treeTokens, treeParents, []))]);
+            return Rows(logits, 0, 1, treeTokens.Length);
+        }
+        float[] scriptedRows = Run(true), eagerRows = Run(false);
+        SharedFixtures.AssertClose(treeLogits, scriptedRows, name + " scripted");
+        SharedFixtures.AssertClose(treeLogits, eagerRows, name + " eager");
+        SharedFixtures.AssertClose(eagerRows, scriptedRows, name + " scripted vs eager");
+    }
+
     [Fact]
     public void LoadsBFloat16WithinTheHalfPrecisionTolerance()
     {

@@ -23,6 +23,9 @@ internal sealed class KvCache : IDisposable
 
     public int Slots { get; }
 
+    /// <summary>The whole cache tensor (for the scripted decoder, which indexes it itself).</summary>
+    public Tensor Data => _data;
+
     public int Capacity { get; }
 
     /// <summary>The scratch position padding rows write to.</summary>

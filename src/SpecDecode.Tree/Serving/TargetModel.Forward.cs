@@ -44,6 +44,19 @@ public sealed partial class TargetModel
         Tensor sin = _sin.index_select(0, positions).view(b, t, 1, c.HeadDim).to(DType);
 
         Tensor x = _weights.EmbedTokens.index_select(0, tokens.view(-1)).view(b, t, c.HiddenSize);
+        x = _scripted is not null
+            ? _scripted.Forward(x, _cache.Data, writeAt, mask, cos, sin, s)
+            : EagerLayers(x, writeAt, mask, cos, sin, s, groups);
+        Tensor? logits = rows == LogitRows.All ? nn.functional.linear(x, _weights.Head) : null;
+        return new StepTensors(tokens, parents, depths, valid, lengths, ancestors, logits);
+    }
+
+    /// <summary>The decoder layers and the final norm, one TorchSharp call per tensor operation (the reference for the
+    /// scripted path, and the path for models the script does not cover).</summary>
+    private Tensor EagerLayers(Tensor x, Tensor writeAt, Tensor mask, Tensor cos, Tensor sin, long s, int groups)
+    {
+        ModelConfig c = Config;
+        long b = x.shape[0], t = x.shape[1];
         for (int layer = 0; layer < c.LayerCount; layer++)
         {
             DecoderLayerWeights w = _weights.Layers[layer];
@@ -70,8 +83,7 @@ public sealed partial class TargetModel
             x = x + a.OProj.Forward(attended);
             x = x + w.Mlp.Forward(w.PostAttentionNorm.Forward(x));
         }
-        Tensor? logits = rows == LogitRows.All ? nn.functional.linear(_weights.Norm.Forward(x), _weights.Head) : null;
-        return new StepTensors(tokens, parents, depths, valid, lengths, ancestors, logits);
+        return _weights.Norm.Forward(x);
     }
 
     /// <summary>

@@ -21,6 +21,7 @@ public sealed partial class TargetModel : IDisposable
     private readonly Tensor _cos;
     private readonly Tensor _sin;
     private readonly int _prefillChunk;
+    private readonly ScriptedDecoder? _scripted;
     private bool _disposed;
 
     private TargetModel(ModelConfig config, CausalLMWeights weights, TargetModelOptions options, Device device, ScalarType dtype)
@@ -32,7 +33,15 @@ public sealed partial class TargetModel : IDisposable
         _prefillChunk = options.PrefillChunk;
         _cache = new KvCache(config, options.MaxBatch, options.MaxContext, dtype, device);
         (_cos, _sin) = RotaryTables(config, options.MaxContext + 1, device);
+        _scripted = options.ScriptedLayers ? ScriptedDecoder.TryCreate(config, weights) : null;
+        if (_scripted is not null)
+        {
+            ScriptedDecoder.Compile();
+        }
     }
+
+    /// <summary>Whether the decoder layers run as one compiled TorchScript function (see <see cref="TargetModelOptions.ScriptedLayers"/>).</summary>
+    public bool UsesScriptedLayers => _scripted is not null;
 
     /// <summary>The model's configuration.</summary>
     public ModelConfig Config { get; }

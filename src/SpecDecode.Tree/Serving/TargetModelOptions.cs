@@ -22,6 +22,10 @@ public sealed class TargetModelOptions
     /// prompt × prompt attention mask. Default 512.</summary>
     public int PrefillChunk { get; init; } = 512;
 
+    /// <summary>Run the decoder layers as one TorchScript function compiled at load time (default), instead of one
+    /// TorchSharp call per tensor operation; both compute the same, the script with far less host time per step.</summary>
+    public bool ScriptedLayers { get; init; } = true;
+
     internal void Validate()
     {
         if (MaxBatch < 1)

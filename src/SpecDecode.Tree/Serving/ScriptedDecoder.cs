@@ -1,0 +1,110 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SpecDecode.Tree;
+
+/// <summary>
+/// The decoder layers as one TorchScript function, compiled at run time by libtorch (<c>torch.jit.compile</c>) and
+/// called once per forward: the layer loop's few hundred tensor operations run in libtorch's C++ interpreter instead
+/// of one TorchSharp call each (~10 µs of host time apiece), which is what bounds a decode step on a GPU. It computes
+/// exactly what <see cref="TargetModel"/>'s eager layer loop computes, op for op (tests compare the two).
+/// </summary>
+internal sealed class ScriptedDecoder
+{
+    // TorchScript source: compiled from a string, so only aten ops (torch.linear, torch.silu, ...) are visible, not
+    // torch.nn.functional. It must end with a newline.
+    private const string Source = """
+        def rms(x: Tensor, w: Tensor, eps: float) -> Tensor:
+            h = x.float()
+            h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+            return w * h.to(x.dtype)
+
+        def rotate_half(x: Tensor) -> Tensor:
+            half = x.size(-1) // 2
+            return torch.cat([x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)], -1)
+
+        def layers(x: Tensor, in_norm: List[Tensor], wq: List[Tensor], wk: List[Tensor], wv: List[Tensor], wo: List[Tensor],
+                   bq: List[Tensor], bk: List[Tensor], bv: List[Tensor], q_norm: List[Tensor], k_norm: List[Tensor],
+                   post_norm: List[Tensor], gate: List[Tensor], up: List[Tensor], down: List[Tensor], final_norm: Tensor,
+                   cache: Tensor, write_at: Tensor, mask: Tensor, cos: Tensor, sin: Tensor, keys: int, heads: int,
+                   kv_heads: int, head_dim: int, eps: float, has_bias: bool, has_qk_norm: bool) -> Tensor:
+            b = x.size(0)
+            t = x.size(1)
+            groups = heads // kv_heads
+            index = write_at.view(b, 1, t, 1).expand(b, kv_heads, t, head_dim)
+            for i in range(len(wq)):
+                h = rms(x, in_norm[i], eps)
+                q = torch.linear(h, wq[i])
+                k = torch.linear(h, wk[i])
+                v = torch.linear(h, wv[i])
+                if has_bias:
+                    q = q + bq[i]
+                    k = k + bk[i]
+                    v = v + bv[i]
+                q = q.view(b, t, heads, head_dim)
+                k = k.view(b, t, kv_heads, head_dim)
+                v = v.view(b, t, kv_heads, head_dim)
+                if has_qk_norm:
+                    q = rms(q, q_norm[i], eps)
+                    k = rms(k, k_norm[i], eps)
+                q = q * cos + rotate_half(q) * sin
+                k = k * cos + rotate_half(k) * sin
+                kc = cache.select(0, i).select(0, 0).narrow(0, 0, b)
+                vc = cache.select(0, i).select(0, 1).narrow(0, 0, b)
+                kc.scatter_(2, index, k.transpose(1, 2))
+                vc.scatter_(2, index, v.transpose(1, 2))
+                grouped = q.view(b, t, kv_heads, groups, head_dim).permute(0, 2, 3, 1, 4).reshape(b, kv_heads, groups * t, head_dim)
+                o = torch.scaled_dot_product_attention(grouped, kc.narrow(2, 0, keys), vc.narrow(2, 0, keys), mask)
+                o = o.view(b, kv_heads, groups, t, head_dim).permute(0, 3, 1, 2, 4).reshape(b, t, heads * head_dim)
+                x = x + torch.linear(o, wo[i])
+                h = rms(x, post_norm[i], eps)
+                x = x + torch.linear(torch.silu(torch.linear(h, gate[i])) * torch.linear(h, up[i]), down[i])
+            return rms(x, final_norm, eps)
+
+        """;
+
+    private static readonly Lazy<jit.CompilationUnit> Compiled = new(() => jit.compile(Source), LazyThreadSafetyMode.ExecutionAndPublication);
+
+    private readonly ModelConfig _config;
+    private readonly Tensor[] _inNorm, _wq, _wk, _wv, _wo, _bq, _bk, _bv, _qNorm, _kNorm, _postNorm, _gate, _up, _down;
+    private readonly Tensor _finalNorm;
+
+    private ScriptedDecoder(ModelConfig config, CausalLMWeights w)
+    {
+        _config = config;
+        IReadOnlyList<DecoderLayerWeights> l = w.Layers;
+        _inNorm = l.Select(x => (Tensor)x.InputNorm.Weight).ToArray();
+        _wq = l.Select(x => (Tensor)x.Attention.QProj.Weight).ToArray();
+        _wk = l.Select(x => (Tensor)x.Attention.KProj.Weight).ToArray();
+        _wv = l.Select(x => (Tensor)x.Attention.VProj.Weight).ToArray();
+        _wo = l.Select(x => (Tensor)x.Attention.OProj.Weight).ToArray();
+        _bq = config.QkvBias ? l.Select(x => (Tensor)x.Attention.QProj.Bias!).ToArray() : [];
+        _bk = config.QkvBias ? l.Select(x => (Tensor)x.Attention.KProj.Bias!).ToArray() : [];
+        _bv = config.QkvBias ? l.Select(x => (Tensor)x.Attention.VProj.Bias!).ToArray() : [];
+        _qNorm = config.QkNorm ? l.Select(x => (Tensor)x.Attention.QNorm!.Weight).ToArray() : [];
+        _kNorm = config.QkNorm ? l.Select(x => (Tensor)x.Attention.KNorm!.Weight).ToArray() : [];
+        _postNorm = l.Select(x => (Tensor)x.PostAttentionNorm.Weight).ToArray();
+        _gate = l.Select(x => (Tensor)x.Mlp.GateProj.Weight).ToArray();
+        _up = l.Select(x => (Tensor)x.Mlp.UpProj.Weight).ToArray();
+        _down = l.Select(x => (Tensor)x.Mlp.DownProj.Weight).ToArray();
+        _finalNorm = w.Norm.Weight;
+    }
+
+    /// <summary>The scripted decoder for <paramref name="weights"/>, or null when the model has a feature the script does
+    /// not implement (bias on the output or MLP projections), which then runs eagerly.</summary>
+    public static ScriptedDecoder? TryCreate(ModelConfig config, CausalLMWeights weights) =>
+        config.OutputBias || config.MlpBias ? null : new ScriptedDecoder(config, weights);
+
+    /// <summary>Compiles the script now (it is compiled once per process).</summary>
+    public static void Compile() => _ = Compiled.Value;
+
+    /// <summary>Runs every layer and the final norm; writes the step's keys and values into <paramref name="cache"/>.</summary>
+    public Tensor Forward(Tensor x, Tensor cache, Tensor writeAt, Tensor mask, Tensor cos, Tensor sin, long keys)
+    {
+        ModelConfig c = _config;
+        return (Tensor)Compiled.Value.invoke("layers",
+            x, _inNorm, _wq, _wk, _wv, _wo, _bq, _bk, _bv, _qNorm, _kNorm, _postNorm, _gate, _up, _down, _finalNorm,
+            cache, writeAt, mask, cos, sin, keys, (long)c.HeadCount, (long)c.KeyValueHeadCount, (long)c.HeadDim, c.RmsNormEps,
+            c.QkvBias, c.QkNorm);
+    }
+}
