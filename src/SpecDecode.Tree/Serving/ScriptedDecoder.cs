@@ -27,7 +27,8 @@ internal sealed class ScriptedDecoder
                    bq: List[Tensor], bk: List[Tensor], bv: List[Tensor], q_norm: List[Tensor], k_norm: List[Tensor],
                    post_norm: List[Tensor], gate: List[Tensor], up: List[Tensor], down: List[Tensor], final_norm: Tensor,
                    cache: Tensor, write_at: Tensor, mask: Tensor, cos: Tensor, sin: Tensor, keys: int, heads: int,
-                   kv_heads: int, head_dim: int, eps: float, has_bias: bool, has_qk_norm: bool) -> Tensor:
+                   kv_heads: int, head_dim: int, eps: float, has_bias: bool, has_qk_norm: bool,
+                   matmul_attention: bool) -> Tensor:
             b = x.size(0)
             t = x.size(1)
             groups = heads // kv_heads
@@ -54,7 +55,11 @@ internal sealed class ScriptedDecoder
                 kc.scatter_(2, index, k.transpose(1, 2))
                 vc.scatter_(2, index, v.transpose(1, 2))
                 grouped = q.view(b, t, kv_heads, groups, head_dim).permute(0, 2, 3, 1, 4).reshape(b, kv_heads, groups * t, head_dim)
-                o = torch.scaled_dot_product_attention(grouped, kc.narrow(2, 0, keys), vc.narrow(2, 0, keys), mask)
+                if matmul_attention:
+                    scores = torch.matmul(grouped, kc.narrow(2, 0, keys).transpose(2, 3)) * (float(head_dim) ** -0.5) + mask
+                    o = torch.matmul(torch.softmax(scores.float(), -1).to(grouped.dtype), vc.narrow(2, 0, keys))
+                else:
+                    o = torch.scaled_dot_product_attention(grouped, kc.narrow(2, 0, keys), vc.narrow(2, 0, keys), mask)
                 o = o.view(b, kv_heads, groups, t, head_dim).permute(0, 3, 1, 2, 4).reshape(b, t, heads * head_dim)
                 x = x + torch.linear(o, wo[i])
                 h = rms(x, post_norm[i], eps)
@@ -98,6 +103,12 @@ internal sealed class ScriptedDecoder
     /// <summary>Compiles the script now (it is compiled once per process).</summary>
     public static void Compile() => _ = Compiled.Value;
 
+    /// <summary>Up to this many attention scores per layer (batch × kv heads × query rows × keys), attention runs as two
+    /// batched matrix products with a float32 softmax (as transformers' eager attention does) instead of the fused SDPA
+    /// kernel: with few query rows (decoding, small trees) PyTorch's masked SDPA kernel gets only a few thread blocks per
+    /// head and reads a long cache slowly, while the matrix products spread over the keys.</summary>
+    public const long MatmulAttentionMaxScores = 32L << 20;
+
     /// <summary>Runs every layer and the final norm; writes the step's keys and values into <paramref name="cache"/>.</summary>
     public Tensor Forward(Tensor x, Tensor cache, Tensor writeAt, Tensor mask, Tensor cos, Tensor sin, long keys)
     {
@@ -105,6 +116,6 @@ internal sealed class ScriptedDecoder
         return (Tensor)Compiled.Value.invoke("layers",
             x, _inNorm, _wq, _wk, _wv, _wo, _bq, _bk, _bv, _qNorm, _kNorm, _postNorm, _gate, _up, _down, _finalNorm,
             cache, writeAt, mask, cos, sin, keys, (long)c.HeadCount, (long)c.KeyValueHeadCount, (long)c.HeadDim, c.RmsNormEps,
-            c.QkvBias, c.QkNorm);
+            c.QkvBias, c.QkNorm, x.shape[0] * c.HeadCount * x.shape[1] * keys <= MatmulAttentionMaxScores);
     }
 }
