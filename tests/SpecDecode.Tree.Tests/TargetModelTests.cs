@@ -74,16 +74,20 @@ public sealed class TargetModelTests
         int[] treeTokens = Ints(SharedFixtures.Ids(expected, "tree_tokens"));
         int[] treeParents = Ints(SharedFixtures.Ids(expected, "tree_parents"));
         (float[] treeLogits, _) = SharedFixtures.ExpectedTensor(folder, "tree_logits");
-        float[] Run(bool scripted)
+        float[] Run(bool scripted, long matmulMinKeys = 8192)
         {
-            using TargetModel model = TargetModel.Load(folder, new TargetModelOptions { Device = CPU, MaxContext = 64, PrefillChunk = 8, ScriptedLayers = scripted });
+            using TargetModel model = TargetModel.Load(folder, new TargetModelOptions
+            {
+                Device = CPU, MaxContext = 64, PrefillChunk = 8, ScriptedLayers = scripted, MatmulAttentionMinKeys = matmulMinKeys,
+            });
             Assert.Equal(scripted, model.UsesScriptedLayers);
             model.Prefill([(0, prompt[..^1])]);
             using Tensor logits = model.TreeLogits([new TreeInput(0, prompt[^1], DraftTree.Create(treeTokens, treeParents, []))]);
             return Rows(logits, 0, 1, treeTokens.Length);
         }
-        float[] scriptedRows = Run(true), eagerRows = Run(false);
+        float[] scriptedRows = Run(true), eagerRows = Run(false), matmulRows = Run(true, matmulMinKeys: 0);
         SharedFixtures.AssertClose(treeLogits, scriptedRows, name + " scripted");
+        SharedFixtures.AssertClose(treeLogits, matmulRows, name + " scripted, matmul attention");
         SharedFixtures.AssertClose(treeLogits, eagerRows, name + " eager");
         SharedFixtures.AssertClose(eagerRows, scriptedRows, name + " scripted vs eager");
     }

@@ -74,9 +74,12 @@ internal sealed class ScriptedDecoder
     private readonly Tensor[] _inNorm, _wq, _wk, _wv, _wo, _bq, _bk, _bv, _qNorm, _kNorm, _postNorm, _gate, _up, _down;
     private readonly Tensor _finalNorm;
 
-    private ScriptedDecoder(ModelConfig config, CausalLMWeights w)
+    private readonly long _matmulMinKeys;
+
+    private ScriptedDecoder(ModelConfig config, CausalLMWeights w, long matmulMinKeys)
     {
         _config = config;
+        _matmulMinKeys = matmulMinKeys;
         IReadOnlyList<DecoderLayerWeights> l = w.Layers;
         _inNorm = l.Select(x => (Tensor)x.InputNorm.Weight).ToArray();
         _wq = l.Select(x => (Tensor)x.Attention.QProj.Weight).ToArray();
@@ -97,8 +100,8 @@ internal sealed class ScriptedDecoder
 
     /// <summary>The scripted decoder for <paramref name="weights"/>, or null when the model has a feature the script does
     /// not implement (bias on the output or MLP projections), which then runs eagerly.</summary>
-    public static ScriptedDecoder? TryCreate(ModelConfig config, CausalLMWeights weights) =>
-        config.OutputBias || config.MlpBias ? null : new ScriptedDecoder(config, weights);
+    public static ScriptedDecoder? TryCreate(ModelConfig config, CausalLMWeights weights, long matmulMinKeys) =>
+        config.OutputBias || config.MlpBias ? null : new ScriptedDecoder(config, weights, matmulMinKeys);
 
     /// <summary>Compiles the script now (it is compiled once per process).</summary>
     public static void Compile() => _ = Compiled.Value;
@@ -109,6 +112,17 @@ internal sealed class ScriptedDecoder
     /// head and reads a long cache slowly, while the matrix products spread over the keys.</summary>
     public const long MatmulAttentionMaxScores = 32L << 20;
 
+    /// <summary>
+    /// The rule, from one H100 run (bench/RESULTS.md): matrix products won clearly on long caches with at least 16
+    /// query rows per key/value head (32k keys: 22.7 vs 32.9 ms at 4 tree tokens, 21.9 vs 36.7 at 16) and lost badly on
+    /// single-token decoding (48.9 vs 30.3 ms: a 4-row product is a poor cuBLAS shape), with no clear difference at 2k.
+    /// </summary>
+    private bool UseMatmulAttention(long batch, long rows, long keys)
+    {
+        long groups = _config.HeadCount / _config.KeyValueHeadCount;
+        return groups * rows >= 16 && keys >= _matmulMinKeys && batch * _config.HeadCount * rows * keys <= MatmulAttentionMaxScores;
+    }
+
     /// <summary>Runs every layer and the final norm; writes the step's keys and values into <paramref name="cache"/>.</summary>
     public Tensor Forward(Tensor x, Tensor cache, Tensor writeAt, Tensor mask, Tensor cos, Tensor sin, long keys)
     {
@@ -116,6 +130,6 @@ internal sealed class ScriptedDecoder
         return (Tensor)Compiled.Value.invoke("layers",
             x, _inNorm, _wq, _wk, _wv, _wo, _bq, _bk, _bv, _qNorm, _kNorm, _postNorm, _gate, _up, _down, _finalNorm,
             cache, writeAt, mask, cos, sin, keys, (long)c.HeadCount, (long)c.KeyValueHeadCount, (long)c.HeadDim, c.RmsNormEps,
-            c.QkvBias, c.QkNorm, x.shape[0] * c.HeadCount * x.shape[1] * keys <= MatmulAttentionMaxScores);
+            c.QkvBias, c.QkNorm, UseMatmulAttention(x.shape[0], x.shape[1], keys));
     }
 }

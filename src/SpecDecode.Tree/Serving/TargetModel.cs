@@ -33,7 +33,7 @@ public sealed partial class TargetModel : IDisposable
         _prefillChunk = options.PrefillChunk;
         _cache = new KvCache(config, options.MaxBatch, options.MaxContext, dtype, device);
         (_cos, _sin) = RotaryTables(config, options.MaxContext + 1, device);
-        _scripted = options.ScriptedLayers ? ScriptedDecoder.TryCreate(config, weights) : null;
+        _scripted = options.ScriptedLayers ? ScriptedDecoder.TryCreate(config, weights, options.MatmulAttentionMinKeys) : null;
         if (_scripted is not null)
         {
             ScriptedDecoder.Compile();

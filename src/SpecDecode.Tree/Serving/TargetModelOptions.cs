@@ -26,6 +26,10 @@ public sealed class TargetModelOptions
     /// TorchSharp call per tensor operation; both compute the same, the script with far less host time per step.</summary>
     public bool ScriptedLayers { get; init; } = true;
 
+    /// <summary>Shortest cache (keys) for which the scripted layers may compute attention with matrix products (see
+    /// ScriptedDecoder); lowered by tests to reach that branch on tiny models.</summary>
+    internal long MatmulAttentionMinKeys { get; init; } = 8192;
+
     internal void Validate()
     {
         if (MaxBatch < 1)
