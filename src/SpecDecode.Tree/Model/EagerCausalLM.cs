@@ -133,8 +133,8 @@ internal sealed class EagerCausalLM : IDisposable
                 q = RmsNorm(q, W(p + "self_attn.q_norm.weight"));
                 k = RmsNorm(k, W(p + "self_attn.k_norm.weight"));
             }
-            q = q * cos + RotateHalf(q) * sin;
-            k = k * cos + RotateHalf(k) * sin;
+            q = RotaryFrequencies.Apply(q, cos, sin);
+            k = RotaryFrequencies.Apply(k, cos, sin);
             int groups = c.HeadCount / c.KeyValueHeadCount;
             k = k.repeat_interleave(groups, 0);
             v = v.repeat_interleave(groups, 0);
@@ -158,12 +158,6 @@ internal sealed class EagerCausalLM : IDisposable
 
     private Tensor RmsNorm(Tensor x, Tensor weight) =>
         x * (x.pow(2).mean([-1L], keepdim: true) + _config.RmsNormEps).rsqrt() * weight;
-
-    private static Tensor RotateHalf(Tensor x)
-    {
-        long half = x.shape[^1] / 2;
-        return cat([x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)], -1);
-    }
 
     /// <summary>cos and sin [tokens, head_dim] for the given positions (default RoPE or Llama 3 scaling).</summary>
     private (Tensor Cos, Tensor Sin) RotaryTables(long[] positions)

@@ -1,6 +1,8 @@
+using static TorchSharp.torch;
+
 namespace SpecDecode.Tree;
 
-/// <summary>The inverse frequencies of rotary position embeddings, as transformers computes them (default or Llama 3).</summary>
+/// <summary>Rotary position embeddings as transformers computes them: the inverse frequencies (default or Llama 3) and their application.</summary>
 internal static class RotaryFrequencies
 {
     /// <summary>One inverse frequency per pair of head dimensions (head_dim / 2 values), in double precision.</summary>
@@ -29,5 +31,12 @@ internal static class RotaryFrequencies
             }
         }
         return inv;
+    }
+
+    /// <summary>x · cos + rotate_half(x) · sin, rotate_half swapping the two halves of the last dimension and negating the second.</summary>
+    public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)
+    {
+        long half = x.shape[^1] / 2;
+        return x * cos + cat([x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)], -1) * sin;
     }
 }

@@ -70,8 +70,8 @@ public sealed partial class TargetModel
                 q = qNorm.Forward(q);
                 k = kNorm.Forward(k);
             }
-            q = q * cos + RotateHalf(q) * sin;
-            k = k * cos + RotateHalf(k) * sin;
+            q = RotaryFrequencies.Apply(q, cos, sin);
+            k = RotaryFrequencies.Apply(k, cos, sin);
             _cache.Write(layer, writeAt, k.transpose(1, 2), v.transpose(1, 2));
             (Tensor keys, Tensor values) = _cache.Read(layer, b, s);
             // Grouped-query attention without copying keys: the query heads of one key/value head become rows.
@@ -122,12 +122,6 @@ public sealed partial class TargetModel
         return groups == 1
             ? additive.view(b, 1, t, keys)
             : additive.view(b, 1, t, keys).expand(b, groups, t, keys).reshape(b, 1, groups * t, keys);
-    }
-
-    private static Tensor RotateHalf(Tensor x)
-    {
-        long half = x.shape[^1] / 2;
-        return cat([x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)], -1);
     }
 
     /// <summary>cos and sin [positions, head size] in float32, as transformers computes them before casting.</summary>

@@ -72,8 +72,7 @@ public sealed partial class TargetModel : IDisposable
         TorchRuntime.EnsureLoaded();
         ModelConfig config = ModelConfig.Load(folder);
         using CheckpointWeights checkpoint = CheckpointWeights.Open(folder);
-        Device device = options.Device ?? TorchRuntime.DefaultDevice;
-        ScalarType dtype = options.DType ?? DefaultDType(config, device);
+        (Device device, ScalarType dtype) = Placement(config, options);
         var weights = new CausalLMWeights(config, dtype, device);
         try
         {
@@ -99,8 +98,7 @@ public sealed partial class TargetModel : IDisposable
     {
         options.Validate();
         TorchRuntime.EnsureLoaded();
-        Device device = options.Device ?? TorchRuntime.DefaultDevice;
-        ScalarType dtype = options.DType ?? DefaultDType(config, device);
+        (Device device, ScalarType dtype) = Placement(config, options);
         var weights = new CausalLMWeights(config, dtype, device);
         using (no_grad())
         {
@@ -140,10 +138,17 @@ public sealed partial class TargetModel : IDisposable
         return weights.named_parameters().Select(p => (p.name, p.parameter.shape)).ToArray();
     }
 
-    private static ScalarType DefaultDType(ModelConfig config, Device device) =>
-        device.type == DeviceType.CPU ? ScalarType.Float32
-        : config.DType == "float16" ? ScalarType.Float16
-        : ScalarType.BFloat16;
+    /// <summary>The options' device and dtype, or the defaults: CUDA when loaded, float32 on the CPU, else the
+    /// checkpoint's float16 or bfloat16.</summary>
+    private static (Device Device, ScalarType DType) Placement(ModelConfig config, TargetModelOptions options)
+    {
+        Device device = options.Device ?? TorchRuntime.DefaultDevice;
+        ScalarType dtype = options.DType
+            ?? (device.type == DeviceType.CPU ? ScalarType.Float32
+                : config.DType == "float16" ? ScalarType.Float16
+                : ScalarType.BFloat16);
+        return (device, dtype);
+    }
 
     /// <summary>Tokens cached for <paramref name="slot"/>.</summary>
     public int CachedLength(int slot) => _cache.Length(CheckSlot(slot));
