@@ -55,4 +55,29 @@ public sealed record DraftRequestOptions
     /// only add the new tokens, instead of rebuilding it. <c>null</c> for a stand-alone request.
     /// </summary>
     public string? ConversationId { get; init; }
+
+    /// <summary>
+    /// How the target will verify this request's drafts: <c>null</c> or temperature 0 for greedy decoding. Model
+    /// drafters read it (a greedy request gets the draft model's most probable tree; a sampled one gets a chain drawn
+    /// from the draft distribution, whose probabilities the verifier then needs); model-free drafters ignore it.
+    /// </summary>
+    public SamplingOptions? Sampling { get; init; }
+}
+
+/// <summary>What a batched drafter is asked for one request in one step.</summary>
+/// <param name="Request">An active request.</param>
+/// <param name="MaxTokens">The budget (see <see cref="IDrafter.Propose"/>).</param>
+public readonly record struct DraftQuery(RequestId Request, int MaxTokens);
+
+/// <summary>
+/// A drafter that drafts for many requests at once, e.g. a draft model that runs one batched forward for all of them.
+/// An engine calls <see cref="ProposeBatch"/> once per step instead of <see cref="IDrafter.Propose"/> per request.
+/// </summary>
+public interface IBatchDrafter : IDrafter
+{
+    /// <summary>Proposes one draft per query, in the queries' order (each as <see cref="IDrafter.Propose"/> would).</summary>
+    /// <exception cref="UnknownRequestException">A request is not active.</exception>
+    /// <exception cref="ArgumentException">A request appears twice.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A budget is negative or above <see cref="IDrafter.MaxBudget"/>.</exception>
+    IReadOnlyList<DraftTree> ProposeBatch(IReadOnlyList<DraftQuery> queries);
 }

@@ -1,4 +1,4 @@
-namespace SpecDecode.Tree;
+namespace SpecDecode;
 
 /// <summary>
 /// How the target model's next-token distribution is formed from its logits when drafts are verified by sampling:
