@@ -14,11 +14,21 @@ internal static class GreedyAcceptance
     /// Decides every sequence's path and commits it in the cache; returns [B, 2T + 2] int64 on the device: tokens by
     /// depth (T), entry at depth (T), bonus, accepted count.
     /// </summary>
-    public static Tensor Decide(StepTensors step, KvCache cache, int window)
+    /// <param name="step">The forward's tensors, logits included.</param>
+    /// <param name="cache">The cache the accepted paths are committed in.</param>
+    /// <param name="window">The longest path + 1.</param>
+    /// <param name="forcedNext">For benchmarks that replay recorded text on a model that would not produce it: [B, T]
+    /// int64, the token that counts as the target's choice after each entry where it is &gt;= 0 (the argmax is still
+    /// computed, so the step costs the same); null for plain greedy acceptance.</param>
+    public static Tensor Decide(StepTensors step, KvCache cache, int window, Tensor? forcedNext = null)
     {
         long b = step.Tokens.shape[0], t = step.Tokens.shape[1];
         Tensor entries = arange(t, int64, step.Tokens.device).view(1, t).expand(b, t);
         Tensor argmax = step.Logits!.argmax(-1);
+        if (forcedNext is not null)
+        {
+            argmax = where(forcedNext.ge(0), forcedNext, argmax);
+        }
         Tensor correct = step.Tokens.eq(argmax.gather(1, step.Parents)).logical_and(step.Valid).logical_or(entries.eq(0));
         Tensor accepted = step.Ancestors.logical_and(correct.logical_not().unsqueeze(1)).any(-1).logical_not();
         Tensor score = where(accepted, step.Depths * (t + 1) + (t - 1 - entries), full_like(step.Depths, -1));

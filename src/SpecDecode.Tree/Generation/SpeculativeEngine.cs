@@ -1,0 +1,229 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Threading.Channels;
+using Microsoft.ML.Tokenizers;
+
+namespace SpecDecode.Tree;
+
+/// <summary>
+/// Speculative generation for many concurrent requests on one <see cref="TargetModel"/>: each step drafts for every
+/// active request, verifies all their trees in one batched forward, and streams what was accepted. Requests join and
+/// leave between steps (continuous batching); greedy output is token for token what plain greedy decoding gives, and
+/// sampled output follows the target's distribution exactly.
+/// </summary>
+/// <remarks>
+/// <para>One engine thread owns the model and the drafter: it admits waiting requests into free cache slots (their prompts
+/// prefilled together), drafts (one <see cref="IBatchDrafter.ProposeBatch"/> call, or <see cref="IDrafter.Propose"/> per
+/// request), lets <see cref="AdaptiveSpeculation"/> cut the batch's drafts to what pays under the measured cost model,
+/// verifies (greedy acceptance on the device when every request is greedy, multi-step speculative sampling otherwise),
+/// and hands each request its tokens. Tokenization of prompts happens on the submitting thread; detokenization and stop
+/// strings on the engine thread.</para>
+/// <para>Memory is the model's preallocated KV cache: one slot of <see cref="TargetModel.Capacity"/> tokens per concurrent
+/// request. A request waits until a slot is free; one whose prompt can never fit is refused with
+/// <see cref="RequestRejectedException"/>. Generation that fills the context ends with <see cref="FinishReason.ContextFull"/>.</para>
+/// <para>The engine does not own the model, the tokenizer or the drafter: dispose them after the engine.</para>
+/// </remarks>
+public sealed partial class SpeculativeEngine : ISpeculativeGenerator, IDisposable
+{
+    private readonly TargetModel _model;
+    private readonly Tokenizer _tokenizer;
+    private readonly IDrafter? _drafter;
+    private readonly SpeculativeEngineOptions _options;
+    private readonly int _maxBatch;
+    private readonly int[] _defaultStopIds;
+    private readonly AdaptiveSpeculation? _adaptive;
+    private readonly ConcurrentQueue<EngineRequest> _submitted = new();
+    private readonly SemaphoreSlim _wake = new(0);
+    private readonly Queue<EngineRequest> _waiting = new();
+    private readonly List<EngineRequest> _active = [];
+    private readonly Stack<int> _freeSlots = new();
+    private readonly Thread _thread;
+    private readonly EngineCounters _counters = new();
+    private long _nextId;
+    private volatile bool _stopping;
+
+    private SpeculativeEngine(TargetModel model, Tokenizer tokenizer, IDrafter? drafter, SpeculativeEngineOptions options,
+        VerificationCostModel? cost)
+    {
+        _model = model;
+        _tokenizer = tokenizer;
+        _drafter = drafter;
+        _options = options;
+        _maxBatch = options.MaxBatch ?? model.MaxBatch;
+        _defaultStopIds = [.. options.EndOfSequenceTokenIds ?? model.Config.EosTokenIds];
+        _adaptive = cost is null ? null : new AdaptiveSpeculation(cost);
+        for (int slot = _maxBatch - 1; slot >= 0; slot--)
+        {
+            _freeSlots.Push(slot);
+        }
+        _thread = new Thread(Run) { IsBackground = true, Name = "SpecDecode engine" };
+        _thread.Start();
+    }
+
+    /// <summary>
+    /// Creates an engine over a loaded target model. With <see cref="SpeculativeEngineOptions.AdaptiveSpeculation"/> and
+    /// no <see cref="SpeculativeEngineOptions.CostModel"/>, measures the model's verification cost first (every slot must
+    /// be empty).
+    /// </summary>
+    /// <param name="model">The target; its cache slots must be empty (the engine owns them from now on).</param>
+    /// <param name="tokenizer">The target's tokenizer (e.g. <see cref="Tokenization.CheckpointTokenizer.Load"/>).</param>
+    /// <param name="drafter">The drafter for every request; null for plain decoding (one token per step).</param>
+    /// <param name="options">Scheduling and speculation options; null for the defaults.</param>
+    /// <exception cref="ArgumentOutOfRangeException">An option is out of range.</exception>
+    /// <exception cref="InvalidOperationException">A cache slot is in use.</exception>
+    public static SpeculativeEngine Create(TargetModel model, Tokenizer tokenizer, IDrafter? drafter, SpeculativeEngineOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        options ??= new SpeculativeEngineOptions();
+        options.Validate(model);
+        for (int slot = 0; slot < model.MaxBatch; slot++)
+        {
+            if (model.CachedLength(slot) != 0)
+            {
+                throw new InvalidOperationException($"Slot {slot} of the model caches {model.CachedLength(slot)} tokens; give the engine a model with empty slots (Truncate(slot, 0)).");
+            }
+        }
+        VerificationCostModel? cost = null;
+        if (options.AdaptiveSpeculation && drafter is not null && options.MaxDraftTokens > 0)
+        {
+            cost = options.CostModel ?? VerificationCostModel.Measure(model,
+                options.CostModelContext ?? Math.Min(2048, model.Capacity / 4), maxWidth: Math.Min(64, options.MaxDraftTokens + 1));
+        }
+        return new SpeculativeEngine(model, tokenizer, drafter, options, cost);
+    }
+
+    /// <summary>The target model.</summary>
+    public TargetModel Model => _model;
+
+    /// <summary>The cost model adaptive speculation uses (null when it is off).</summary>
+    public VerificationCostModel? CostModel => _adaptive?.Cost;
+
+    /// <inheritdoc />
+    public EngineStatistics Statistics => _counters.Snapshot(_active.Count, _waiting.Count + _submitted.Count);
+
+    /// <inheritdoc />
+    public Task<GenerationResult> GenerateAsync(GenerationRequest request, CancellationToken cancellationToken = default)
+    {
+        EngineRequest r = Submit(request, stream: false, forced: null, cancellationToken);
+        return r.Completion.Task;
+    }
+
+    /// <inheritdoc />
+    public async IAsyncEnumerable<GenerationChunk> StreamAsync(GenerationRequest request,
+        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        EngineRequest r = Submit(request, stream: true, forced: null, cancellationToken);
+        try
+        {
+            await foreach (GenerationChunk chunk in r.Stream!.Reader.ReadAllAsync(CancellationToken.None).ConfigureAwait(false))
+            {
+                yield return chunk;
+            }
+        }
+        finally
+        {
+            if (!r.Completion.Task.IsCompleted)
+            {
+                // The caller stopped reading: free the request's slot.
+                r.CancelRequested = true;
+                _wake.Release();
+            }
+        }
+    }
+
+    /// <summary>Generates with recorded response tokens deciding acceptance in place of the target (see
+    /// <see cref="TargetModel.VerifyForced"/>): benchmarks of real traces on models with random weights. The request must be
+    /// greedy; it stops after <paramref name="forcedResponse"/>'s length unless it sets a smaller budget.</summary>
+    internal Task<GenerationResult> GenerateForcedAsync(GenerationRequest request, int[] forcedResponse, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(forcedResponse);
+        if (request.Sampling is { IsGreedy: false })
+        {
+            throw new ArgumentException("Forced acceptance replays greedy decoding; leave Sampling null.", nameof(request));
+        }
+        return Submit(request, stream: false, forcedResponse, cancellationToken).Completion.Task;
+    }
+
+    private EngineRequest Submit(GenerationRequest request, bool stream, int[]? forced, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ObjectDisposedException.ThrowIf(_stopping, this);
+        request.Validate();
+        cancellationToken.ThrowIfCancellationRequested();
+        int[] prompt = PromptTokens(request);
+        if (prompt.Length == 0)
+        {
+            throw new ArgumentException("The prompt encodes to no tokens; give at least one token (e.g. the BOS token).", nameof(request));
+        }
+        int vocab = _model.Config.VocabSize;
+        if (prompt.Any(t => t >= vocab))
+        {
+            throw new ArgumentException($"A prompt token is outside the model's vocabulary (0 .. {vocab - 1}); were the ids made by another tokenizer?", nameof(request));
+        }
+        if (prompt.Length > _model.Capacity)
+        {
+            throw new RequestRejectedException(
+                $"The prompt has {prompt.Length} tokens but the model's context holds {_model.Capacity} (TargetModelOptions.MaxContext); shorten the prompt or load the model with a larger MaxContext.");
+        }
+        SamplingOptions? sampling = request.Sampling is null ? null : new SamplingOptions
+        {
+            Temperature = request.Sampling.Temperature,
+            TopK = request.Sampling.TopK,
+            TopP = request.Sampling.TopP,
+            Seed = request.Sampling.Seed,
+        };
+        HashSet<int> stopIds = [.. request.StopTokenIds ?? _defaultStopIds];
+        var r = new EngineRequest(new RequestId(Interlocked.Increment(ref _nextId)), prompt, request, sampling, stopIds,
+            new TextAssembler(_tokenizer, request.StopStrings),
+            stream ? Channel.CreateUnbounded<GenerationChunk>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true }) : null,
+            forced);
+        r.CancellationToken = cancellationToken;
+        if (cancellationToken.CanBeCanceled)
+        {
+            r.Registration = cancellationToken.Register(static state =>
+            {
+                var (engine, req) = ((SpeculativeEngine, EngineRequest))state!;
+                req.CancelRequested = true;
+                engine._wake.Release();
+            }, (this, r));
+        }
+        _submitted.Enqueue(r);
+        _wake.Release();
+        return r;
+    }
+
+    private int[] PromptTokens(GenerationRequest request)
+    {
+        if (request.PromptTokens is not null)
+        {
+            return [.. request.PromptTokens];
+        }
+        if (request.Messages is not null)
+        {
+            Func<IReadOnlyList<PromptMessage>, string> render = _options.ChatRenderer
+                ?? throw new ArgumentException("This engine has no chat template (SpeculativeEngineOptions.ChatRenderer): pass Prompt or PromptTokens, or give the engine the checkpoint's chat template.", nameof(request));
+            return [.. _tokenizer.EncodeToIds(render(request.Messages))];
+        }
+        int[] ids = [.. _tokenizer.EncodeToIds(request.Prompt!)];
+        if (_options.PrependBosToText && _model.Config.BosTokenId is int bos && (ids.Length == 0 || ids[0] != bos))
+        {
+            ids = [bos, .. ids];
+        }
+        return ids;
+    }
+
+    /// <summary>Stops the engine: requests still waiting or running fail with <see cref="ObjectDisposedException"/>.</summary>
+    public void Dispose()
+    {
+        if (_stopping)
+        {
+            return;
+        }
+        _stopping = true;
+        _wake.Release();
+        _thread.Join();
+        _wake.Dispose();
+    }
+}

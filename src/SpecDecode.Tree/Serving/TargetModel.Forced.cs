@@ -1,0 +1,58 @@
+using static TorchSharp.torch;
+
+namespace SpecDecode.Tree;
+
+public sealed partial class TargetModel
+{
+    /// <summary>
+    /// <see cref="VerifyGreedy"/> with the target's choices replaced by recorded text: after the root and after each draft
+    /// node at depth d, the token that counts as the target's choice is <c>references[i][d]</c> (where the reference is
+    /// long enough; beyond it, the argmax). The forward, the argmax and the cache commit run exactly as in
+    /// <see cref="VerifyGreedy"/>, so the step costs the same; only which path is accepted changes. For benchmarks that
+    /// replay recorded responses through a model with random weights (the model-free replay's acceptance, the real
+    /// forward's cost).
+    /// </summary>
+    /// <param name="inputs">As for <see cref="VerifyGreedy"/>.</param>
+    /// <param name="references">Per input, the recorded tokens that follow its root.</param>
+    internal VerifiedStep[] VerifyForced(IReadOnlyList<TreeInput> inputs, IReadOnlyList<int[]> references)
+    {
+        ArgumentNullException.ThrowIfNull(inputs);
+        ArgumentNullException.ThrowIfNull(references);
+        if (references.Count != inputs.Count)
+        {
+            throw new ArgumentException($"{inputs.Count} inputs but {references.Count} references: give one per input.", nameof(references));
+        }
+        CheckTrees(inputs);
+        StepPlan plan = StepPlan.ForTrees(inputs, _cache.Lengths, Capacity);
+        var forced = new long[plan.Batch * plan.Width];
+        Array.Fill(forced, -1L);
+        for (int i = 0; i < inputs.Count; i++)
+        {
+            int row = inputs[i].Slot * plan.Width;
+            int[] reference = references[i];
+            DraftTree draft = inputs[i].Draft;
+            if (reference.Length > 0)
+            {
+                forced[row] = reference[0];
+            }
+            for (int node = 0; node < draft.Count; node++)
+            {
+                int depth = draft.Depths[node];
+                if (depth < reference.Length)
+                {
+                    forced[row + node + 1] = reference[depth];
+                }
+            }
+        }
+        long[] result;
+        using (var scope = NewDisposeScope())
+        using (no_grad())
+        {
+            StepTensors step = Forward(plan, LogitRows.All);
+            Tensor forcedNext = tensor(forced, [plan.Batch, plan.Width]).to(Device);
+            Tensor decided = GreedyAcceptance.Decide(step, _cache, plan.MaxDepth + 1, forcedNext);
+            result = decided.cpu().data<long>().ToArray(); // the step's one synchronisation
+        }
+        return GreedyAcceptance.Read(result, inputs, plan, _cache);
+    }
+}
