@@ -1,0 +1,179 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SpecDecode.Tree;
+
+/// <summary>
+/// One slot's rows of a draft forward (<see cref="TargetModel.DraftLogits"/>). The slot's <em>draft region</em> is the
+/// cache after its cached length: entries 0 .. <see cref="RegionBefore"/>-1 were written by earlier forwards of the same
+/// proposal and stay there; this forward appends <see cref="Tokens"/> as entries <see cref="RegionBefore"/> onwards.
+/// </summary>
+/// <param name="Slot">The KV-cache slot; each slot at most once per forward.</param>
+/// <param name="RegionBefore">Entries of the draft region already written (0 for the first forward of a proposal).</param>
+/// <param name="RegionParents">For every region entry, old and new (<c>RegionBefore + Tokens.Length</c> values): the
+/// entry of its parent, or -1 for an entry that hangs off the cached prefix. Parents precede their children.</param>
+/// <param name="Tokens">The new entries' tokens.</param>
+/// <param name="Offsets">The new entries' positions relative to the cached length (position = length + offset): a
+/// chain fed from the root has offsets 0, 1, 2, ...; a tree node at depth d after a chain of c tokens has c + d - 1.</param>
+internal sealed record DraftRows(int Slot, int RegionBefore, int[] RegionParents, int[] Tokens, int[] Offsets);
+
+public sealed partial class TargetModel
+{
+    /// <summary>
+    /// A forward for a draft model (<see cref="DraftModelDrafter"/>): writes the new entries' keys and values into each
+    /// slot's draft region (after its cached length, which does not change) and returns the logits of the requested
+    /// rows only. A new entry attends to the slot's cached prefix and to itself and its ancestors in the draft region,
+    /// including entries written by earlier forwards, so a tree can grow depth by depth with each node fed once.
+    /// </summary>
+    /// <param name="inputs">Each slot's new rows.</param>
+    /// <param name="logitRows">The rows whose logits are wanted, in the order of the result: (slot, index into that
+    /// slot's <see cref="DraftRows.Tokens"/>).</param>
+    /// <returns>Logits [N, vocab] in the model's dtype on the model's device, N = <paramref name="logitRows"/>.Count;
+    /// moved to the caller's dispose scope.</returns>
+    /// <exception cref="ArgumentException">A slot is out of range or repeated, a token is outside the vocabulary, the
+    /// arrays are inconsistent, or a logit row does not exist.</exception>
+    /// <exception cref="InvalidOperationException">A slot's region would pass the cache's capacity.</exception>
+    internal Tensor DraftLogits(IReadOnlyList<DraftRows> inputs, IReadOnlyList<(int Slot, int Row)> logitRows)
+    {
+        ArgumentNullException.ThrowIfNull(inputs);
+        ArgumentNullException.ThrowIfNull(logitRows);
+        if (inputs.Count == 0 || logitRows.Count == 0)
+        {
+            throw new ArgumentException("A draft forward needs at least one row and one logit row.", nameof(inputs));
+        }
+        CheckInputs(inputs.Select(i => i.Slot), inputs.SelectMany(i => i.Tokens));
+
+        int batch = inputs.Max(i => i.Slot) + 1;
+        int width = Math.Max(1, inputs.Max(i => i.Tokens.Length));
+        int window = Math.Max(1, inputs.Max(i => i.RegionParents.Length));
+        int n = logitRows.Count;
+        // tokens, entry, offset, valid [B*T]; lengths [B]; region parents [B*W]; logit rows [N]
+        int bt = batch * width;
+        var packed = new long[4 * bt + batch + batch * window + n];
+        int entryAt = bt, offsetAt = 2 * bt, validAt = 3 * bt, lengthAt = 4 * bt, parentAt = 4 * bt + batch, rowAt = parentAt + batch * window;
+        for (int w = 0; w < batch * window; w++)
+        {
+            packed[parentAt + w] = w % window; // padding entries are their own parents
+        }
+        var rowsOfSlot = new int[batch];
+        int maxHops = 0, keys = 1;
+        foreach (DraftRows input in inputs)
+        {
+            int b = input.Slot, count = input.Tokens.Length, region = input.RegionParents.Length;
+            if (input.RegionBefore < 0 || region != input.RegionBefore + count || input.Offsets.Length != count)
+            {
+                throw new ArgumentException(
+                    $"Slot {b}: {input.RegionBefore} region entries before, {count} tokens, {input.Offsets.Length} offsets and {region} region parents do not fit together.",
+                    nameof(inputs));
+            }
+            int length = _cache.Length(b);
+            if (length + region > Capacity)
+            {
+                throw new InvalidOperationException(
+                    $"Slot {b} holds {length} tokens and its draft region {region}, past the KV cache's capacity of {Capacity}: draft smaller trees or raise the context.");
+            }
+            var hops = new int[region];
+            for (int e = 0; e < region; e++)
+            {
+                int parent = input.RegionParents[e];
+                if (parent < -1 || parent >= e)
+                {
+                    throw new ArgumentException($"Slot {b}: region entry {e} has parent {parent}; parents must precede their children.", nameof(inputs));
+                }
+                hops[e] = parent < 0 ? 0 : hops[parent] + 1;
+                maxHops = Math.Max(maxHops, hops[e]);
+                packed[parentAt + b * window + e] = parent < 0 ? e : parent;
+            }
+            for (int t = 0; t < count; t++)
+            {
+                int at = b * width + t;
+                packed[at] = input.Tokens[t];
+                packed[entryAt + at] = input.RegionBefore + t;
+                packed[offsetAt + at] = input.Offsets[t];
+                packed[validAt + at] = 1;
+                if (input.Offsets[t] < 0 || length + input.Offsets[t] >= Capacity)
+                {
+                    throw new ArgumentException($"Slot {b}: row {t} has the position offset {input.Offsets[t]}, outside the cache.", nameof(inputs));
+                }
+            }
+            packed[lengthAt + b] = length;
+            rowsOfSlot[b] = count;
+            keys = Math.Max(keys, length + region);
+        }
+        for (int i = 0; i < n; i++)
+        {
+            (int slot, int row) = logitRows[i];
+            if ((uint)slot >= (uint)batch || (uint)row >= (uint)rowsOfSlot[slot])
+            {
+                throw new ArgumentException($"Logit row ({slot}, {row}) is not a row of this forward.", nameof(logitRows));
+            }
+            packed[rowAt + i] = slot * width + row;
+        }
+
+        ModelConfig c = Config;
+        int groups = c.HeadCount / c.KeyValueHeadCount;
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        Tensor all = tensor(packed).to(Device); // the forward's one upload
+        Tensor tokens = all.narrow(0, 0, bt).view(batch, width);
+        Tensor entries = all.narrow(0, entryAt, bt).view(batch, width);
+        Tensor offsets = all.narrow(0, offsetAt, bt).view(batch, width);
+        Tensor valid = all.narrow(0, validAt, bt).view(batch, width).to(ScalarType.Bool);
+        Tensor lengths = all.narrow(0, lengthAt, batch);
+        Tensor parents = all.narrow(0, parentAt, batch * window).view(batch, window);
+        Tensor rows = all.narrow(0, rowAt, n);
+
+        // visible[b, t, w]: region entry w is row t's entry or one of its ancestors.
+        Tensor ancestors = Ancestors(parents, maxHops);
+        Tensor visible = ancestors.gather(1, entries.view(batch, width, 1).expand(batch, width, window));
+        Tensor writeAt = where(valid, lengths.view(batch, 1) + entries, full_like(entries, _cache.Scratch));
+        Tensor mask = DraftMask(visible, lengths, valid, keys, groups);
+        Tensor positions = (lengths.view(batch, 1) + offsets).view(-1);
+        Tensor cos = _cos.index_select(0, positions).view(batch, width, 1, c.HeadDim).to(DType);
+        Tensor sin = _sin.index_select(0, positions).view(batch, width, 1, c.HeadDim).to(DType);
+
+        Tensor x = _weights.EmbedTokens.index_select(0, tokens.view(-1)).view(batch, width, c.HiddenSize);
+        x = _scripted is not null
+            ? _scripted.Forward(x, _cache.Data, writeAt, mask, cos, sin, keys)
+            : EagerLayers(x, writeAt, mask, cos, sin, keys, groups);
+        // The output projection for the wanted rows only (a vocabulary-wide projection of every row would dominate a
+        // small model's forward).
+        Tensor hidden = x.view(batch * width, c.HiddenSize).index_select(0, rows);
+        return nn.functional.linear(hidden, _weights.Head).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Adds <paramref name="count"/> entries of <paramref name="slot"/>'s draft region to its cached prefix: the
+    /// entries a draft forward wrote there at their final positions (a chain fed from the root) become context.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The slot is out of range, or the length would leave 0 .. capacity.</exception>
+    internal void CommitDraftRegion(int slot, int count)
+    {
+        CheckSlot(slot);
+        int length = _cache.Length(slot);
+        if (count < 0 || length + count > Capacity)
+        {
+            throw new ArgumentOutOfRangeException(nameof(count), count, $"Slot {slot} caches {length} of {Capacity} tokens.");
+        }
+        _cache.SetLength(slot, length + count);
+    }
+
+    /// <summary>
+    /// The additive mask [B, 1, groups × T, S] of a draft forward: a valid row sees its slot's cached prefix
+    /// (key &lt; length) and the region entries <paramref name="visible"/> marks (key = length + entry); a padding row
+    /// sees key 0 only. Laid out as <see cref="AttentionMask"/> lays out a verification step's mask.
+    /// </summary>
+    private Tensor DraftMask(Tensor visible, Tensor lengths, Tensor valid, long keys, int groups)
+    {
+        long b = visible.shape[0], t = visible.shape[1], w = visible.shape[2];
+        Tensor key = arange(keys, int64, Device).view(1, keys);
+        Tensor relative = key - lengths.view(b, 1);
+        Tensor prefix = relative.lt(0);
+        Tensor inWindow = relative.ge(0).logical_and(relative.lt(w));
+        Tensor inRegion = visible.gather(2, relative.clamp(0, w - 1).view(b, 1, keys).expand(b, t, keys));
+        Tensor allowed = prefix.view(b, 1, keys).logical_or(inWindow.view(b, 1, keys).logical_and(inRegion));
+        allowed = where(valid.view(b, t, 1), allowed, key.eq(0).view(1, 1, keys));
+        Tensor additive = zeros([b, t, keys], DType, Device).masked_fill(allowed.logical_not(), double.NegativeInfinity);
+        return groups == 1
+            ? additive.view(b, 1, t, keys)
+            : additive.view(b, 1, t, keys).expand(b, groups, t, keys).reshape(b, 1, groups * t, keys);
+    }
+}
