@@ -102,7 +102,17 @@ public sealed partial class SpeculativeEngine
         long start = Stopwatch.GetTimestamp();
         try
         {
-            _model.Prefill(admitted.Select(r => (r.Slot, r.Prompt[..^1])).ToList());
+            if (_options.SkipPrefillForBenchmark)
+            {
+                foreach (EngineRequest r in admitted)
+                {
+                    _model.SetLengthForBenchmark(r.Slot, r.Prompt.Length - 1);
+                }
+            }
+            else
+            {
+                _model.Prefill(admitted.Select(r => (r.Slot, r.Prompt[..^1])).ToList());
+            }
         }
         catch (Exception e)
         {

@@ -43,6 +43,11 @@ public sealed class SpeculativeEngineOptions
     /// their own BOS.</summary>
     public bool PrependBosToText { get; init; } = true;
 
+    /// <summary>Benchmarks on random weights: admit a request by setting its slot's cached length to the prompt's (the
+    /// cache's values are whatever the slot holds) instead of running the prefill forwards, whose cost is measured
+    /// elsewhere and whose values do not change the cost of later steps.</summary>
+    internal bool SkipPrefillForBenchmark { get; init; }
+
     internal void Validate(TargetModel model)
     {
         if (MaxBatch is int batch && (batch < 1 || batch > model.MaxBatch))

@@ -55,4 +55,16 @@ public sealed partial class TargetModel
         }
         return GreedyAcceptance.Read(result, inputs, plan, _cache);
     }
+
+    /// <summary>Sets a slot's cached length without computing anything (the cache keeps whatever values it holds): for
+    /// benchmarks on random weights, where a prompt's cached values do not change what later steps cost.</summary>
+    internal void SetLengthForBenchmark(int slot, int length)
+    {
+        CheckSlot(slot);
+        if (length < 0 || length > Capacity)
+        {
+            throw new ArgumentOutOfRangeException(nameof(length), length, $"0 .. {Capacity}");
+        }
+        _cache.SetLength(slot, length);
+    }
 }

@@ -1,0 +1,154 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Microsoft.ML.Tokenizers;
+using SpecDecode.Tree;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SpecDecode.EngineBench;
+
+/// <summary>The results file: the set-up, the model-free reference and every configuration's figures.</summary>
+internal sealed record BenchReport(
+    string Date, string Device, string Libtorch, string Model, string DType, int MaxContext, int Budget, int WarmupTrajectories,
+    int WarmupCalls, int SkippedTooLong, double CostModelSeconds, IReadOnlyList<ReferencePoint> ModelFree, IReadOnlyList<VariantResult> Results);
+
+/// <summary>The model-free replay's figure for the calls one batch size served.</summary>
+internal sealed record ReferencePoint(int Batch, int Calls, long Tokens, double TokensPerStep, double AcceptanceRate, double MeanPromptTokens);
+
+internal static class BenchCommand
+{
+    public static Command Build()
+    {
+        var traces = new Option<string>("--traces") { Description = "The SWE-bench traces (gzip JSONL).", DefaultValueFactory = _ => "../shared/data/swebench/gemini3pro-minisweagent.jsonl.gz" };
+        var config = new Option<string>("--config") { Description = "The target's config.json (weights are random).", DefaultValueFactory = _ => "../shared/fixtures/configs/llama-3.1-8b.config.json" };
+        var warmup = new Option<int>("--warmup-trajectories") { Description = "Trajectories that only teach the drafter, before the evaluated calls.", DefaultValueFactory = _ => 40 };
+        var calls = new Option<string>("--calls") { Description = "Evaluated calls per batch size, e.g. 1=16,8=48,32=96 (the first N of the selection).", DefaultValueFactory = _ => "1=16,8=48,32=96" };
+        var budget = new Option<int>("--budget") { Description = "Draft tokens per request per step.", DefaultValueFactory = _ => 32 };
+        var maxContext = new Option<int>("--max-context") { Description = "KV-cache tokens per slot; calls whose prompt + response do not fit are skipped.", DefaultValueFactory = _ => 8192 };
+        var variants = new Option<string>("--variants") { Description = "plain, suffix, suffix-adaptive (comma list).", DefaultValueFactory = _ => "plain,suffix,suffix-adaptive" };
+        var dtype = new Option<string>("--dtype") { Description = "bfloat16, float16 or float32.", DefaultValueFactory = _ => "bfloat16" };
+        var output = new Option<string>("--out") { Description = "Folder for engine-bench.json and engine-bench.md.", DefaultValueFactory = _ => "bench/out" };
+        var command = new Command("run", "Replay the traces through the engine and plain decoding; write JSON and markdown.")
+        {
+            traces, config, warmup, calls, budget, maxContext, variants, dtype, output,
+        };
+        command.SetAction(p => Run(p.GetValue(traces)!, p.GetValue(config)!, p.GetValue(warmup), ParseCalls(p.GetValue(calls)!),
+            p.GetValue(budget), p.GetValue(maxContext), p.GetValue(variants)!.Split(',', StringSplitOptions.TrimEntries).Select(Variant.Parse).ToArray(),
+            p.GetValue(dtype)!, p.GetValue(output)!));
+        return command;
+    }
+
+    private static SortedDictionary<int, int> ParseCalls(string text)
+    {
+        var result = new SortedDictionary<int, int>();
+        foreach (string part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            string[] kv = part.Split('=');
+            if (kv.Length != 2)
+            {
+                throw new ArgumentException($"--calls {text}: write batch=calls pairs, e.g. 1=16,8=48.");
+            }
+            result[int.Parse(kv[0], CultureInfo.InvariantCulture)] = int.Parse(kv[1], CultureInfo.InvariantCulture);
+        }
+        return result;
+    }
+
+    private static int Run(string traces, string configPath, int warmupTrajectories, SortedDictionary<int, int> callsPerBatch, int budget,
+        int maxContext, Variant[] variants, string dtypeName, string output)
+    {
+        string libtorch = TorchRuntime.EnsureLoaded();
+        Device device = TorchRuntime.DefaultDevice;
+        ScalarType dtype = dtypeName switch
+        {
+            "bfloat16" => ScalarType.BFloat16,
+            "float16" => ScalarType.Float16,
+            "float32" => ScalarType.Float32,
+            _ => throw new ArgumentException($"--dtype {dtypeName}: bfloat16, float16 or float32."),
+        };
+        string deviceName = device.type == DeviceType.CUDA ? $"cuda ({Environment.GetEnvironmentVariable("SPECDECODE_DEVICE_NAME") ?? "GPU"})" : "cpu";
+        Console.WriteLine($"libtorch {libtorch}, device {device}");
+        ModelConfig config = ModelConfig.Load(configPath);
+        int maxBatch = callsPerBatch.Keys.Max();
+        int maxCalls = callsPerBatch.Values.Max();
+
+        var load = Stopwatch.StartNew();
+        Workload workload = Workload.Load(traces, warmupTrajectories, maxCalls, maxContext, headroom: budget + 2, config.VocabSize);
+        Console.WriteLine($"traces: {workload.Warmup.Count} warm-up calls, {workload.Evaluation.Count} evaluated calls " +
+            $"(mean prompt {workload.Evaluation.Average(c => c.Prompt.Length):F0}, mean response {workload.Evaluation.Average(c => c.Response.Length):F0} tokens), " +
+            $"{workload.SkippedTooLong} calls over {maxContext} tokens skipped; {load.Elapsed.TotalSeconds:F1} s");
+
+        var reference = new List<ReferencePoint>();
+        foreach ((int batch, int n) in callsPerBatch)
+        {
+            IReadOnlyList<TraceCallTokens> calls = workload.Evaluation.Take(n).ToArray();
+            using IDrafter drafter = Variant.NewDrafter();
+            workload.Teach(drafter);
+            (double tps, double rate, _, long tokens) = ModelFreeReplay.Run(drafter, calls, budget);
+            reference.Add(new ReferencePoint(batch, calls.Count, tokens, tps, rate, calls.Average(c => c.Prompt.Length)));
+            Console.WriteLine($"model-free replay, first {calls.Count} calls: {tps:F3} tokens/step, acceptance {rate:P1}");
+        }
+
+        var options = new TargetModelOptions { Device = device, DType = dtype, MaxBatch = maxBatch, MaxContext = maxContext };
+        using TargetModel model = TargetModel.CreateRandom(config, options, seed: 1);
+        Tokenizer tokenizer = TiktokenTokenizer.CreateForEncoding("o200k_base");
+        Console.WriteLine($"target: {config.LayerCount} layers, hidden {config.HiddenSize}, random {dtype}, KV cache {maxBatch} x {maxContext}, scripted {model.UsesScriptedLayers}");
+
+        var costWatch = Stopwatch.StartNew();
+        int costContext = (int)Math.Min(maxContext - budget - 2, workload.Evaluation.Average(c => c.Prompt.Length));
+        VerificationCostModel cost = VerificationCostModel.Measure(model, costContext, maxWidth: Math.Min(64, budget + 1));
+        double costSeconds = costWatch.Elapsed.TotalSeconds;
+        Console.WriteLine($"cost model at context {costContext}: {costSeconds:F1} s; batch 1 width 1 {cost.Measured(0, 0) * 1e3:F2} ms, width {cost.Widths[^1]} {cost.Measured(0, cost.Widths.Count - 1) * 1e3:F2} ms; " +
+            $"batch {cost.Batches[^1]} width 1 {cost.Measured(cost.Batches.Count - 1, 0) * 1e3:F2} ms, width {cost.Widths[^1]} {cost.Measured(cost.Batches.Count - 1, cost.Widths.Count - 1) * 1e3:F2} ms");
+
+        // Warm-up: kernels, JIT and the engine's paths, untimed.
+        EngineRunner.Run(model, tokenizer, workload, workload.Evaluation.Take(2).ToArray(), Variant.Parse("suffix"), 2, budget, cost);
+
+        var results = new List<VariantResult>();
+        Console.WriteLine("variant batch calls tokens seconds tokens/s tokens/step acceptance draft/step draft_ms verify_ms host_ms mean_batch mismatches");
+        foreach ((int batch, int n) in callsPerBatch)
+        {
+            IReadOnlyList<TraceCallTokens> calls = workload.Evaluation.Take(n).ToArray();
+            foreach (Variant variant in variants)
+            {
+                VariantResult r = EngineRunner.Run(model, tokenizer, workload, calls, variant, batch, budget, cost);
+                results.Add(r);
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"{r.Variant} {r.Batch} {r.Calls} {r.Tokens} {r.Seconds:F2} {r.TokensPerSecond:F1} {r.TokensPerStep:F3} {r.AcceptanceRate:P1} {r.DraftTokensPerStep:F2} {r.DraftMsPerBatch:F3} {r.VerifyMsPerBatch:F2} {r.HostMsPerBatch:F3} {r.MeanBatch:F1} {r.Mismatches}"));
+                if (r.Mismatches != 0)
+                {
+                    Console.Error.WriteLine($"error: {r.Mismatches} calls did not reproduce their recorded response");
+                }
+            }
+        }
+
+        var report = new BenchReport(DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture), deviceName, libtorch,
+            Path.GetFileName(configPath), dtypeName, maxContext, budget, warmupTrajectories, workload.Warmup.Count, workload.SkippedTooLong,
+            costSeconds, reference, results);
+        Directory.CreateDirectory(output);
+        File.WriteAllText(Path.Combine(output, "engine-bench.json"), JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));
+        File.WriteAllText(Path.Combine(output, "engine-bench.md"), Markdown(report));
+        Console.WriteLine(Markdown(report));
+        return results.Any(r => r.Mismatches != 0) ? 1 : 0;
+    }
+
+    internal static string Markdown(BenchReport report)
+    {
+        var md = new StringBuilder();
+        md.AppendLine(CultureInfo.InvariantCulture, $"Engine on SWE-bench traces, {report.Model} ({report.DType}, random weights), {report.Device}, {report.Date}; budget {report.Budget}, KV {report.MaxContext} tokens per slot.");
+        md.AppendLine();
+        md.AppendLine("| batch | calls | variant | tokens/s | speedup vs plain | tokens/step (engine) | tokens/step (model-free replay) | speedup / replay tokens per step | draft ms | verify ms | host ms (per batched step) |");
+        md.AppendLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        foreach (VariantResult r in report.Results)
+        {
+            VariantResult? plain = report.Results.FirstOrDefault(p => p.Batch == r.Batch && p.Variant == "plain");
+            ReferencePoint? reference = report.ModelFree.FirstOrDefault(p => p.Batch == r.Batch);
+            double speedup = plain is null ? double.NaN : r.TokensPerSecond / plain.TokensPerSecond;
+            md.AppendLine(string.Create(CultureInfo.InvariantCulture,
+                $"| {r.Batch} | {r.Calls} | {r.Variant} | {r.TokensPerSecond:F1} | {speedup:F2}x | {r.TokensPerStep:F3} | {reference?.TokensPerStep:F3} | {(r.Variant == "plain" || reference is null ? "" : (speedup / reference.TokensPerStep).ToString("F2", CultureInfo.InvariantCulture))} | {r.DraftMsPerBatch:F3} | {r.VerifyMsPerBatch:F2} | {r.HostMsPerBatch:F3} |"));
+        }
+        return md.ToString();
+    }
+}

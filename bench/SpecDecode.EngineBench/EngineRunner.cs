@@ -1,0 +1,71 @@
+using System.Diagnostics;
+using Microsoft.ML.Tokenizers;
+using SpecDecode.Suffix;
+using SpecDecode.Tree;
+
+namespace SpecDecode.EngineBench;
+
+/// <summary>One configuration's figures: the engine serving the calls at one batch size with one drafter setting.</summary>
+internal sealed record VariantResult(
+    string Variant, int Batch, int Calls, long Tokens, double Seconds, double TokensPerSecond, long RequestSteps, long Batches,
+    double TokensPerStep, double AcceptanceRate, double DraftTokensPerStep, double DraftMsPerBatch, double VerifyMsPerBatch,
+    double HostMsPerBatch, double MeanBatch, int Mismatches);
+
+/// <summary>A drafter setting: none (plain decoding), the suffix drafter verified as proposed, or with adaptive pruning.</summary>
+internal sealed record Variant(string Name, bool Drafts, bool Adaptive)
+{
+    public static Variant Parse(string name) => name switch
+    {
+        "plain" => new Variant(name, false, false),
+        "suffix" => new Variant(name, true, false),
+        "suffix-adaptive" => new Variant(name, true, true),
+        _ => throw new ArgumentException($"unknown variant '{name}': plain, suffix, suffix-adaptive"),
+    };
+
+    public static IDrafter NewDrafter() => new SuffixDrafter(new SuffixDrafterOptions());
+}
+
+internal static class EngineRunner
+{
+    public static VariantResult Run(TargetModel model, Tokenizer tokenizer, Workload workload, IReadOnlyList<TraceCallTokens> calls,
+        Variant variant, int batch, int budget, VerificationCostModel? cost)
+    {
+        using IDrafter? drafter = variant.Drafts ? Variant.NewDrafter() : null;
+        if (drafter is not null)
+        {
+            workload.Teach(drafter);
+        }
+        using SpeculativeEngine engine = SpeculativeEngine.Create(model, tokenizer, drafter, new SpeculativeEngineOptions
+        {
+            MaxBatch = batch,
+            MaxDraftTokens = budget,
+            AdaptiveSpeculation = variant.Adaptive,
+            CostModel = variant.Adaptive ? cost : null,
+            EndOfSequenceTokenIds = [],
+            SkipPrefillForBenchmark = true,
+        });
+        long start = Stopwatch.GetTimestamp();
+        Task<GenerationResult>[] tasks = calls.Select(c => engine.GenerateForcedAsync(
+            new GenerationRequest { PromptTokens = c.Prompt, MaxNewTokens = c.Response.Length, StopTokenIds = [], ConversationId = c.TaskId },
+            c.Response)).ToArray();
+        GenerationResult[] results = Task.WhenAll(tasks).GetAwaiter().GetResult();
+        double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
+
+        int mismatches = 0;
+        for (int i = 0; i < calls.Count; i++)
+        {
+            if (!results[i].TokenIds.SequenceEqual(calls[i].Response))
+            {
+                mismatches++;
+            }
+        }
+        EngineStatistics s = engine.Statistics;
+        GenerationStatistics t = s.Totals;
+        long tokens = results.Sum(r => (long)r.TokenIds.Count);
+        double perBatch(TimeSpan x) => s.Batches == 0 ? 0 : x.TotalMilliseconds / s.Batches;
+        return new VariantResult(variant.Name, batch, calls.Count, tokens, seconds, tokens / seconds, t.Steps, s.Batches,
+            t.Steps == 0 ? 0 : (double)tokens / t.Steps, t.AcceptanceRate, t.Steps == 0 ? 0 : (double)t.DraftTokens / t.Steps,
+            perBatch(t.DraftingTime), perBatch(t.VerificationTime), perBatch(s.HostTime),
+            s.Batches == 0 ? 0 : (double)t.Steps / s.Batches, mismatches);
+    }
+}

@@ -1,0 +1,9 @@
+using System.CommandLine;
+using SpecDecode.EngineBench;
+
+var root = new RootCommand("Speculative engine on SWE-bench traces: tokens per second against plain decoding, by batch size.")
+{
+    BenchCommand.Build(),
+    PlotCommand.Build(),
+};
+return root.Parse(args).Invoke();
