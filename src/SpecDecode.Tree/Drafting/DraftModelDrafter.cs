@@ -104,7 +104,7 @@ public sealed class DraftModelDrafter : IBatchDrafter
     /// <inheritdoc />
     /// <remarks>The most candidates a greedy tree can hold: <see cref="DraftModelOptions.TopK"/> at depth 1, then per
     /// depth min(<see cref="DraftModelOptions.Beam"/>, candidates above) × TopK, down to
-    /// <see cref="DraftModelOptions.MaxDepth"/> (164 with the defaults). Sampled chains stop at MaxDepth.</remarks>
+    /// <see cref="DraftModelOptions.MaxDepth"/> (4 + 16 + 4 × 32 = 148 with the defaults). Sampled chains stop at MaxDepth.</remarks>
     public int MaxBudget => _maxBudget;
 
     /// <summary>The settings the drafter was created with.</summary>
@@ -449,7 +449,7 @@ public sealed class DraftModelDrafter : IBatchDrafter
             }
             foreach (Job job in jobs)
             {
-                results[job.Index] = job.State.Sampler is null ? job.SelectTree() : job.ChainAndRegister(kept);
+                results[job.Index] = job.State.Sampler is null ? job.SelectTree(Options.KeepGreedyPath) : job.ChainAndRegister(kept);
             }
         }
         finally
@@ -685,7 +685,7 @@ public sealed class DraftModelDrafter : IBatchDrafter
 
         /// <summary>The budget's most probable candidates, grown best-first from the root (the greedy path first when
         /// kept), in the order taken: parents before children.</summary>
-        public DraftTree SelectTree()
+        public DraftTree SelectTree(bool keepGreedy)
         {
             if (_rootCount == 0)
             {
@@ -696,7 +696,7 @@ public sealed class DraftModelDrafter : IBatchDrafter
             {
                 for (int i = first; i < first + count; i++)
                 {
-                    queue.Enqueue(i, (Pool[i].GreedyPath ? 0 : 1, -Pool[i].Probability, i));
+                    queue.Enqueue(i, (keepGreedy && Pool[i].GreedyPath ? 0 : 1, -Pool[i].Probability, i));
                 }
             }
             Push(_rootFirst, _rootCount);

@@ -9,7 +9,7 @@ namespace SpecDecode.Tree;
 /// <remarks>
 /// <para>The tree defaults (<see cref="TopK"/> 4, <see cref="Beam"/> 8, <see cref="MaxDepth"/> 6) follow EAGLE-2's
 /// dynamic draft trees (Li et al., 2024, "EAGLE-2: Faster Inference of Language Models with Dynamic Draft Trees"), scaled
-/// to a separate draft model: 6 forwards of the draft per step, 4 + 5 × 32 = 164 candidate nodes at most, from which
+/// to a separate draft model: 6 forwards of the draft per step, 4 + 16 + 4 × 32 = 148 candidate nodes at most, from which
 /// the budget's best are kept. A small draft puts most of its probability on its first few tokens, so more children per
 /// node mostly add candidates the selection drops, while the beam decides how many branches reach the deeper levels.</para>
 /// </remarks>
