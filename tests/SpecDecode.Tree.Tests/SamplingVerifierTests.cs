@@ -6,8 +6,9 @@ namespace SpecDecode.Tree.Tests;
 /// <summary>
 /// Sampling verification of token trees (SpecInfer's multi-step speculative sampling) keeps the target distribution:
 /// statistical checks over big batches of independent trials in one call, exact checks of the filtered distribution,
-/// greedy equivalence at temperature 0, determinism under a seed, and negative controls that show the statistical check
-/// catches wrong algorithms.
+/// greedy equivalence at temperature 0 (and top-k 1) inside batches that also sample, per-sequence temperature, top-k,
+/// top-p and draft kind in one batch, determinism under a seed whatever shares the batch, the host random stream's
+/// reference outputs, and negative controls that show the statistical check catches wrong algorithms.
 /// </summary>
 /// <remarks>
 /// <para><b>The statistical bound.</b> For n i.i.d. samples from a distribution over k categories, the total variation
@@ -114,8 +115,8 @@ public sealed class SamplingVerifierTests
         return e.Select(x => x / sum).ToArray();
     }
 
-    private static double[] Row(float[] logits, int row, int vocab = Vocab) =>
-        Reference(logits.AsSpan(row * vocab, vocab), Temperature, 0, 1f);
+    private static double[] Row(float[] logits, int row, float temperature = Temperature) =>
+        Reference(logits.AsSpan(row * Vocab, Vocab), temperature, 0, 1f);
 
     private static int Sample(double[] p, Random rng)
     {
@@ -143,11 +144,32 @@ public sealed class SamplingVerifierTests
         return view.contiguous();
     }
 
-    private static TreeSample[] Run(SamplingOptions options, Tensor logits, int[][] parents, int[][] tokens, Tensor? draftProbs)
+    /// <summary>One options object (so one stream, seeded from its seed) for every sequence; row b of
+    /// <paramref name="draftProbs"/> [B, T, V] as sequence b's draft distributions (its first n_b rows).</summary>
+    private static TreeSample[] Run(SamplingOptions options, Tensor logits, int[][] parents, int[][] tokens, Tensor? draftProbs) =>
+        RunRows(Enumerable.Repeat(options, parents.Length).ToArray(), logits, parents, tokens,
+            draftProbs is null ? null : b => draftProbs[b].narrow(0, 0, parents[b].Length));
+
+    /// <summary>Per-sequence options (one stream per distinct options object, seeded from its seed) and per-sequence
+    /// draft distributions (null entries: point-mass drafts).</summary>
+    private static TreeSample[] RunRows(IReadOnlyList<SamplingOptions> options, Tensor logits, int[][] parents, int[][] tokens,
+        Func<int, Tensor?>? draft)
     {
-        using var verifier = new SamplingTreeVerifier(options);
-        return verifier.Verify(logits, parents, tokens, draftProbs);
+        using var scope = NewDisposeScope(); // the draft views
+        var streams = new Dictionary<SamplingOptions, SamplingStream>(ReferenceEqualityComparer.Instance);
+        SequenceSampling[] sequences = Enumerable.Range(0, parents.Length).Select(b =>
+        {
+            SamplingOptions o = options[b];
+            if (!streams.TryGetValue(o, out SamplingStream? stream))
+            {
+                streams[o] = stream = SamplingStream.Create(o.Seed);
+            }
+            return new SequenceSampling(o, stream, draft?.Invoke(b));
+        }).ToArray();
+        return SamplingTreeVerifier.Verify(logits, parents, tokens, sequences);
     }
+
+    private static string Describe(TreeSample s) => string.Join(",", s.AcceptedNodes) + "|" + string.Join(",", s.Tokens);
 
     private enum Variant { Correct, AlwaysAccept, NoRenormalise }
 
@@ -328,15 +350,22 @@ public sealed class SamplingVerifierTests
     /// repeat a token see the same target. Checks: the first token ~ p_root; given the first token was an accepted draft
     /// x, the second ~ p2[x]; given two accepted drafts ending in y, the third ~ p3[y]. With <paramref name="claimWrongQ"/>
     /// the verifier is told a uniform q instead of the one the children were sampled from, and the same checks must fail.
+    /// With <paramref name="mixPointMass"/> the batch holds twice as many sequences: every odd one a model-free draft of
+    /// the same shape (fixed guesses by rank, no draft distribution) at another temperature, checked the same way against
+    /// its own target, in the same call as the sampled drafts.
     /// </summary>
     /// <param name="qScale">Spread of the draft logits: 2 gives spiky drafts (more rejections, residual-heavy), 1 flatter
     /// ones (more accepted drafts, so more conditional checks reach 1000 trials).</param>
-    /// <param name="claimWrongQ">Negative control: tell the verifier a uniform q.</param>
+    /// <param name="claimWrongQ">Negative control: tell the verifier a uniform q (for the sampled drafts only).</param>
+    /// <param name="mixPointMass">Interleave point-mass sequences with the sampled ones.</param>
     [Theory]
-    [InlineData(2.0, false)]
-    [InlineData(1.0, false)]
-    [InlineData(2.0, true)]
-    public void SampledDraftsKeepTheTargetDistribution(double qScale, bool claimWrongQ)
+    [InlineData(2.0, false, false)]
+    [InlineData(1.0, false, false)]
+    [InlineData(2.0, true, false)]
+    [InlineData(2.0, false, true)]
+    [InlineData(1.0, false, true)]
+    [InlineData(2.0, true, true)]
+    public void SampledDraftsKeepTheTargetDistribution(double qScale, bool claimWrongQ, bool mixPointMass)
     {
         var rng = new Random(99);
         float[] l1 = RandomLogits(rng, 1, Vocab, 1.5), l2 = RandomLogits(rng, Vocab, Vocab, 1.5), l3 = RandomLogits(rng, Vocab, Vocab, 1.5);
@@ -347,21 +376,34 @@ public sealed class SamplingVerifierTests
         double q1Sum = q1.Sum();
         q1 = q1.Select(x => x / q1Sum).ToArray();
         double[][] q2 = Enumerable.Range(0, Vocab).Select(_ => Softmax(RandomLogits(rng, 1, Vocab, qScale).Select(x => (double)x).ToArray())).ToArray();
-        double[] pRoot = Row(l1, 0);
-        double[][] p2 = Enumerable.Range(0, Vocab).Select(x => Row(l2, x)).ToArray();
-        double[][] p3 = Enumerable.Range(0, Vocab).Select(y => Row(l3, y)).ToArray();
+        const float pointMassTemperature = 1.3f;
+        var groups = new List<(bool Sampled, float Temperature)> { (true, Temperature) };
+        if (mixPointMass)
+        {
+            groups.Add((false, pointMassTemperature));
+        }
 
         int[] parents = [-1, 0, 0, 0, 1, 1, 2, 2, 3, 3];
         const int T = 10;
-        var logits = new float[Trials * T * Vocab];
-        var draft = new float[Trials * T * Vocab];
-        var allTokens = new int[Trials][];
-        for (int b = 0; b < Trials; b++)
+        int batch = Trials * groups.Count;
+        var logits = new float[batch * T * Vocab];
+        var draft = new float[batch * T * Vocab];
+        var allTokens = new int[batch][];
+        // Point-mass guesses: root children of ranks 0, 2, 5 under the point-mass target, each with its ranks 0 and 1 below.
+        double[] pmRoot = Row(l1, 0, pointMassTemperature);
+        int[] guessed = new int[T];
+        int[] rootRanks = [0, 2, 5];
+        for (int t = 1; t < T; t++)
         {
+            guessed[t] = parents[t] == 0 ? ByRank(pmRoot, rootRanks[t - 1]) : ByRank(Row(l2, guessed[parents[t]], pointMassTemperature), (t - 4) % 2);
+        }
+        for (int b = 0; b < batch; b++)
+        {
+            bool sampled = groups[b % groups.Count].Sampled;
             var tokens = new int[T];
             for (int t = 1; t < T; t++)
             {
-                tokens[t] = Sample(parents[t] == 0 ? q1 : q2[tokens[parents[t]]], rng);
+                tokens[t] = sampled ? Sample(parents[t] == 0 ? q1 : q2[tokens[parents[t]]], rng) : guessed[t];
             }
             allTokens[b] = tokens;
             for (int t = 0; t < T; t++)
@@ -375,54 +417,66 @@ public sealed class SamplingVerifierTests
                 }
             }
         }
-        using Tensor logitsTensor = tensor(logits, [Trials, T, Vocab]);
-        using Tensor draftTensor = tensor(draft, [Trials, T, Vocab]);
-        TreeSample[] samples = Run(new SamplingOptions { Temperature = Temperature, Seed = 3 }, logitsTensor,
-            Enumerable.Repeat(parents, Trials).ToArray(), allTokens, draftTensor);
+        using Tensor logitsTensor = tensor(logits, [batch, T, Vocab]);
+        using Tensor draftTensor = tensor(draft, [batch, T, Vocab]);
+        SamplingOptions[] options = [.. groups.Select((g, i) => new SamplingOptions { Temperature = g.Temperature, Seed = 3 + i })];
+        // Sampled sequences pass rows 0..3 only (nodes 4..9 are leaves): the trailing rows may be left out.
+        TreeSample[] samples = RunRows([.. Enumerable.Range(0, batch).Select(b => options[b % groups.Count])], logitsTensor,
+            Enumerable.Repeat(parents, batch).ToArray(), allTokens,
+            b => groups[b % groups.Count].Sampled ? draftTensor[b].narrow(0, 0, 4) : null);
 
-        var first = new int[Vocab];
-        var second = new int[Vocab][];
-        var third = new int[Vocab][];
-        for (int x = 0; x < Vocab; x++)
+        for (int g = 0; g < groups.Count; g++)
         {
-            second[x] = new int[Vocab];
-            third[x] = new int[Vocab];
-        }
-        foreach (TreeSample s in samples)
-        {
-            first[s.Tokens[0]]++;
-            if (s.AcceptedNodes.Length >= 2)
+            float temperature = groups[g].Temperature;
+            double[] pRoot = Row(l1, 0, temperature);
+            double[][] p2 = Enumerable.Range(0, Vocab).Select(x => Row(l2, x, temperature)).ToArray();
+            double[][] p3 = Enumerable.Range(0, Vocab).Select(y => Row(l3, y, temperature)).ToArray();
+            var first = new int[Vocab];
+            var second = new int[Vocab][];
+            var third = new int[Vocab][];
+            for (int x = 0; x < Vocab; x++)
             {
-                second[s.Tokens[0]][s.Tokens[1]]++;
+                second[x] = new int[Vocab];
+                third[x] = new int[Vocab];
             }
-            if (s.AcceptedNodes.Length >= 3)
+            for (int b = g; b < batch; b += groups.Count)
             {
-                third[s.Tokens[1]][s.Tokens[2]]++;
+                TreeSample s = samples[b];
+                first[s.Tokens[0]]++;
+                if (s.AcceptedNodes.Length >= 2)
+                {
+                    second[s.Tokens[0]][s.Tokens[1]]++;
+                }
+                if (s.AcceptedNodes.Length >= 3)
+                {
+                    third[s.Tokens[1]][s.Tokens[2]]++;
+                }
             }
-        }
-        var checks = new List<(int[] Counts, double[] Expected, string What)> { (first, pRoot, "first token") };
-        for (int x = 0; x < Vocab; x++)
-        {
-            if (second[x].Sum() >= 1000)
+            string kind = groups[g].Sampled ? "sampled drafts" : "point-mass drafts";
+            var checks = new List<(int[] Counts, double[] Expected, string What)> { (first, pRoot, $"{kind}: first token") };
+            for (int x = 0; x < Vocab; x++)
             {
-                checks.Add((second[x], p2[x], $"second token after accepted {x}"));
+                if (second[x].Sum() >= 1000)
+                {
+                    checks.Add((second[x], p2[x], $"{kind}: second token after accepted {x}"));
+                }
+                if (third[x].Sum() >= 1000)
+                {
+                    checks.Add((third[x], p3[x], $"{kind}: third token after accepted (., {x})"));
+                }
             }
-            if (third[x].Sum() >= 1000)
+            Assert.True(checks.Count >= (groups[g].Sampled ? 4 : 3), $"{kind}: only {checks.Count} conditional checks had 1000 trials: the case is too weak");
+            if (!claimWrongQ || !groups[g].Sampled)
             {
-                checks.Add((third[x], p3[x], $"third token after accepted (., {x})"));
+                foreach ((int[] counts, double[] expected, string what) in checks)
+                {
+                    AssertDistribution(counts, expected, what);
+                }
             }
-        }
-        Assert.True(checks.Count >= 4, $"only {checks.Count} conditional checks had 1000 trials: the case is too weak");
-        if (!claimWrongQ)
-        {
-            foreach ((int[] counts, double[] expected, string what) in checks)
+            else
             {
-                AssertDistribution(counts, expected, what);
+                Assert.Contains(checks, c => TotalVariation(c.Counts, c.Expected) > TvBound(c.Counts.Sum(), Vocab));
             }
-        }
-        else
-        {
-            Assert.Contains(checks, c => TotalVariation(c.Counts, c.Expected) > TvBound(c.Counts.Sum(), Vocab));
         }
     }
 
@@ -437,7 +491,7 @@ public sealed class SamplingVerifierTests
         float[] rows = RandomLogits(new Random(8), 4, Vocab, 1.5);
         int[] parents = [-1, 0, 0, 1];
         using Tensor logits = Repeat(rows, batch);
-        using Tensor q = SamplingTreeVerifier.TargetProbabilities(logits, Temperature, 0, 1f);
+        using Tensor q = SamplingTreeVerifier.TargetProbabilities(logits, Enumerable.Repeat(new SamplingOptions { Temperature = Temperature }, batch).ToArray());
         var rng = new Random(1);
         int[][] tokens = Enumerable.Range(0, batch).Select(_ => new[] { 0, rng.Next(Vocab), rng.Next(Vocab), rng.Next(Vocab) }).ToArray();
         TreeSample[] samples = Run(new SamplingOptions { Temperature = Temperature, Seed = 2 }, logits,
@@ -475,8 +529,8 @@ public sealed class SamplingVerifierTests
             logits[byValue[5]] = logits[byValue[2]];
         }
         double[] expected = Reference(logits, temperature, topK, topP);
-        using (Tensor row = tensor(logits, [1, Vocab]))
-        using (Tensor probs = SamplingTreeVerifier.TargetProbabilities(row, temperature, topK, topP))
+        using (Tensor row = tensor(logits, [1, 1, Vocab]))
+        using (Tensor probs = SamplingTreeVerifier.TargetProbabilities(row, [new SamplingOptions { Temperature = temperature, TopK = topK, TopP = topP }]))
         {
             float[] got = probs.data<float>().ToArray();
             for (int x = 0; x < Vocab; x++)
@@ -520,39 +574,73 @@ public sealed class SamplingVerifierTests
         Assert.True(options.IsGreedy);
     }
 
+    /// <summary>Malformed trees and inconsistent per-sequence sampling data are refused with an <see cref="ArgumentException"/>
+    /// that names the sequence and what to give, before any random number is drawn.</summary>
     [Fact]
-    public void MalformedTreesAreRejected()
+    public void MalformedTreesAndSamplingDataAreRejected()
     {
+        using var scope = NewDisposeScope();
         using Tensor logits = zeros(2, 3, Vocab);
-        using var verifier = new SamplingTreeVerifier(new SamplingOptions { Seed = 1 });
+        var options = new SamplingOptions { Seed = 1 };
+        SamplingStream stream = SamplingStream.Create(1);
+        SequenceSampling pointMass = new(options, stream, null);
+        SequenceSampling[] both = [pointMass, pointMass];
         int[][] ok = [[-1, 0], [-1]];
         int[][] okTokens = [[0, 1], [0]];
-        Assert.Equal(2, verifier.Verify(logits, ok, okTokens, null).Length);
-        Assert.Throws<ArgumentException>(() => verifier.Verify(logits, [[-1, 0], [0]], okTokens, null));          // root with a parent
-        Assert.Throws<ArgumentException>(() => verifier.Verify(logits, [[-1, 1], [-1]], okTokens, null));         // parent not before child
-        Assert.Throws<ArgumentException>(() => verifier.Verify(logits, [[-1, 0, 0, 0], [-1]], [[0, 1, 2, 3], [0]], null)); // more nodes than rows
-        Assert.Throws<ArgumentException>(() => verifier.Verify(logits, ok, [[0, Vocab], [0]], null));             // token outside the vocabulary
-        Assert.Throws<ArgumentException>(() => verifier.Verify(logits, ok, [[0], [0]], null));                     // lengths differ
-        Assert.Throws<ArgumentException>(() => verifier.Verify(logits, [[-1]], [[0]], null));                      // one tree for two sequences
-        using Tensor wrongDraft = zeros(2, 3, Vocab + 1);
-        Assert.Throws<ArgumentException>(() => verifier.Verify(logits, ok, okTokens, wrongDraft));
-        verifier.Dispose();
-        Assert.Throws<ObjectDisposedException>(() => verifier.Verify(logits, ok, okTokens, null));
+        Assert.Equal(2, SamplingTreeVerifier.Verify(logits, ok, okTokens, both).Length);
+        ArgumentException Refused(int[][] parents, int[][] tokens, SequenceSampling[] sequences) =>
+            Assert.ThrowsAny<ArgumentException>(() => SamplingTreeVerifier.Verify(logits, parents, tokens, sequences));
+        Refused([[-1, 0], [0]], okTokens, both);                             // root with a parent
+        Refused([[-1, 1], [-1]], okTokens, both);                            // parent not before child
+        Refused([[-1, 0, 0, 0], [-1]], [[0, 1, 2, 3], [0]], both);           // more nodes than rows
+        Refused(ok, [[0, Vocab], [0]], both);                                // token outside the vocabulary
+        Refused(ok, [[0], [0]], both);                                       // lengths differ
+        Refused([[-1]], [[0]], both);                                        // one tree for two sequences
+        Refused(ok, okTokens, [pointMass]);                                  // one SequenceSampling for two sequences
+        Assert.Contains("no random stream", Refused(ok, okTokens, [new(options, null, null), pointMass]).Message);
+        Assert.Equal(2, SamplingTreeVerifier.Verify(logits, ok, okTokens, [new(new SamplingOptions { Temperature = 0 }, null, null), pointMass]).Length);
+
+        // Draft distributions: [rows, V] floating point on the logits' device, a row for every node with children.
+        int[][] chain = [[-1, 0, 1], [-1]];
+        int[][] chainTokens = [[0, 1, 2], [0]];
+        SequenceSampling WithDraft(Tensor q) => new(options, stream, q);
+        Assert.Equal(2, SamplingTreeVerifier.Verify(logits, chain, chainTokens, [WithDraft(ones(2, Vocab) / Vocab), pointMass]).Length); // node 2 is a leaf: 2 rows do
+        Assert.Equal(2, SamplingTreeVerifier.Verify(logits, chain, chainTokens, [WithDraft(ones(3, Vocab) / Vocab), pointMass]).Length);
+        Assert.Contains("last node with children is 1", Refused(chain, chainTokens, [WithDraft(ones(1, Vocab)), pointMass]).Message);
+        Refused(chain, chainTokens, [WithDraft(ones(4, Vocab)), pointMass]);            // more rows than nodes
+        Refused(chain, chainTokens, [WithDraft(ones(2, Vocab + 1)), pointMass]);        // another vocabulary
+        Refused(chain, chainTokens, [WithDraft(ones(1, 2, Vocab)), pointMass]);         // [B, T, V] instead of [rows, V]
+        Refused(chain, chainTokens, [WithDraft(ones(2, Vocab, ScalarType.Int64)), pointMass]); // not probabilities
+        Refused(chain, chainTokens, [WithDraft(empty(2, Vocab, device: META)), pointMass]);    // another device
+
+        // A refused call draws nothing.
+        SamplingStream untouched = SamplingStream.Create(7);
+        Refused(chain, chainTokens, [new(options, untouched, null), new(options, stream, ones(2, Vocab))]); // a root alone has 0 or 1 rows
+        Assert.Equal(SamplingStream.Create(7).NextUInt64(), untouched.NextUInt64());
     }
 
-    // ---------- (4) temperature 0 is greedy ----------
+    // ---------- (4) temperature 0 (and top-k 1) is greedy, also inside a sampling batch ----------
 
     /// <summary>
     /// With temperature 0 (whatever top-k, top-p and draft probabilities say) the output equals
     /// <see cref="GreedyTreeVerifier"/>'s on 300 random trees of 1..12 nodes (padded rows filled with NaN, which must not
-    /// matter) whose guesses are the parent's argmax half of the time, for float32, float64 and bfloat16 logits.
+    /// matter) whose guesses are the parent's argmax half of the time, for float32, float64 and bfloat16 logits. With
+    /// <paramref name="mixed"/> the greedy sequences share the call with sampling ones: every third sequence samples at
+    /// temperature 1 (those must differ from greedy somewhere, or the case would prove nothing) and, for float32 and
+    /// float64 logits (which have no ties), every third samples at temperature 0.5 to 2 with top-k 1, which must give the
+    /// argmax path too; with <paramref name="withDraftProbs"/> every other sequence (of each kind) has draft distributions
+    /// and the rest are point-mass drafts.
     /// </summary>
     [Theory]
-    [InlineData(ScalarType.Float32, false)]
-    [InlineData(ScalarType.Float32, true)]
-    [InlineData(ScalarType.Float64, false)]
-    [InlineData(ScalarType.BFloat16, true)]
-    public void TemperatureZeroEqualsGreedyVerifier(ScalarType dtype, bool withDraftProbs)
+    [InlineData(ScalarType.Float32, false, false)]
+    [InlineData(ScalarType.Float32, true, false)]
+    [InlineData(ScalarType.Float64, false, false)]
+    [InlineData(ScalarType.BFloat16, true, false)]
+    [InlineData(ScalarType.Float32, false, true)]
+    [InlineData(ScalarType.Float32, true, true)]
+    [InlineData(ScalarType.Float64, true, true)]
+    [InlineData(ScalarType.BFloat16, true, true)]
+    public void TemperatureZeroEqualsGreedyVerifier(ScalarType dtype, bool withDraftProbs, bool mixed)
     {
         using var scope = NewDisposeScope(); // the per-sequence views
         const int batch = 300, rows = 12, vocab = 50;
@@ -584,26 +672,166 @@ public sealed class SamplingVerifierTests
                 logits[b].narrow(0, n, rows - n).fill_(float.NaN);
             }
         }
-        using Tensor? draft = withDraftProbs ? softmax(rand(batch, rows, vocab) * 5, -1) : null;
-        TreeSample[] samples = Run(new SamplingOptions { Temperature = 0, TopK = 2, TopP = 0.5f, Seed = 1 }, logits, parents, tokens, draft);
-        int accepted = 0;
+        bool noTies = dtype != ScalarType.BFloat16;
+        // Kinds: 0 greedy, 1 sampling at temperature 1, 2 top-k 1 at temperature 0.5..2 (greedy when ties are possible).
+        int KindOf(int b) => !mixed ? 0 : b % 3 == 1 ? 1 : b % 3 == 2 && noTies ? 2 : 0;
+        var greedy = new SamplingOptions { Temperature = 0, TopK = 2, TopP = 0.5f, Seed = 1 };
+        SamplingOptions[] options = [.. Enumerable.Range(0, batch).Select(b => KindOf(b) switch
+        {
+            0 => greedy,
+            1 => new SamplingOptions { Temperature = 1, Seed = b },
+            _ => new SamplingOptions { Temperature = 0.5f + 1.5f * (b % 7) / 6, TopK = 1, TopP = b % 2 == 0 ? 1f : 0.9f, Seed = b },
+        })];
+        using Tensor draft = softmax(rand(batch, rows, vocab) * 5, -1);
+        TreeSample[] samples = RunRows(options, logits, parents, tokens,
+            withDraftProbs ? b => (b / 3) % 2 == 0 ? draft[b].narrow(0, 0, parents[b].Length) : null : null);
+        int accepted = 0, sampledDiffer = 0;
         for (int b = 0; b < batch; b++)
         {
             int n = parents[b].Length;
             DraftTree tree = n == 1 ? DraftTree.Empty : DraftTree.Create(tokens[b][1..], parents[b][1..].Select(x => x - 1).ToArray(), []);
             using Tensor seqRows = logits[b].narrow(0, 0, n);
-            int[] greedy = GreedyTreeVerifier.Verify(seqRows, tree);
-            Assert.Equal(greedy, samples[b].Tokens);
-            accepted += greedy.Length - 1;
+            int[] expected = GreedyTreeVerifier.Verify(seqRows, tree);
+            if (KindOf(b) == 1)
+            {
+                sampledDiffer += expected.SequenceEqual(samples[b].Tokens) ? 0 : 1;
+                continue;
+            }
+            Assert.True(expected.SequenceEqual(samples[b].Tokens), $"sequence {b} (kind {KindOf(b)}): [{string.Join(", ", samples[b].Tokens)}], greedy [{string.Join(", ", expected)}]");
+            accepted += expected.Length - 1;
         }
-        Assert.True(accepted > batch / 2, $"only {accepted} drafts accepted: the case does not exercise acceptance");
+        Assert.True(accepted > batch / 3, $"only {accepted} drafts accepted: the case does not exercise acceptance");
+        if (mixed)
+        {
+            Assert.True(sampledDiffer > batch / 10, $"only {sampledDiffer} of the sampling sequences left the greedy path: they did not sample");
+        }
     }
 
-    // ---------- (5) determinism ----------
+    // ---------- (5) per-sequence settings ----------
 
     /// <summary>
-    /// Two verifiers with the same seed give the same outputs over two successive calls; a verifier's second call differs
-    /// from its first (the generator advances), and another seed differs.
+    /// Six kinds of sequence in one call, 6000 each, all with the same logits and a root with two point-mass children
+    /// (ranks 0 and 3 under temperature 1). With top-p in the batch (the sort path): temperature 0.5; temperature 2; top-k
+    /// 3; top-p 0.7; temperature 0.7 with top-k 5 and top-p 0.8; greedy. Without (the top-k-only path): temperature 0.5;
+    /// temperature 2; top-k 3; temperature 0.7 with top-k 5; temperature 1.3 with top-k 1; greedy. The first token of
+    /// each kind follows that kind's own filtered distribution (TV within ε(6000, 8) = 0.040; the greedy kind always
+    /// emits the argmax), and <see cref="SamplingTreeVerifier.TargetProbabilities(Tensor, IReadOnlyList{SamplingOptions})"/> computes each kind's distribution to
+    /// 1e-5 in one batch. Negative control: the temperature-0.5 counts fail the check against the temperature-2
+    /// distribution and vice versa, so rows that got each other's (or a shared) temperature would be caught.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void EachSequenceGetsItsOwnTemperatureTopKAndTopP(bool withTopP)
+    {
+        (float T, int K, float P)[] kinds = withTopP
+            ? [(0.5f, 0, 1f), (2f, 0, 1f), (1f, 3, 1f), (1f, 0, 0.7f), (0.7f, 5, 0.8f), (0f, 0, 1f)]
+            : [(0.5f, 0, 1f), (2f, 0, 1f), (1f, 3, 1f), (0.7f, 5, 1f), (1.3f, 1, 1f), (0f, 0, 1f)];
+        const int perKind = 6000;
+        int batch = perKind * kinds.Length;
+        float[] root = RandomLogits(new Random(31), 1, Vocab, 1.5);
+        float[] rows = [.. root, .. RandomLogits(new Random(32), 2, Vocab, 1.5)];
+        double[] plain = Reference(root, 1f, 0, 1f);
+        int[] parents = [-1, 0, 0];
+        int[] tokens = [0, ByRank(plain, 0), ByRank(plain, 3)];
+        double[][] expected = [.. kinds.Select(k => k.T == 0
+            ? Enumerable.Range(0, Vocab).Select(x => x == ByRank(plain, 0) ? 1.0 : 0.0).ToArray()
+            : Reference(root, k.T, k.K, k.P))];
+        SamplingOptions[] options = [.. kinds.Select((k, i) => new SamplingOptions { Temperature = k.T, TopK = k.K, TopP = k.P, Seed = 50 + i })];
+
+        using (Tensor one = tensor(root, [1, 1, Vocab]))
+        using (Tensor same = one.expand(kinds.Length, 1, Vocab).contiguous())
+        using (Tensor probs = SamplingTreeVerifier.TargetProbabilities(same, options))
+        {
+            float[] got = probs.data<float>().ToArray();
+            for (int k = 0; k < kinds.Length; k++)
+            {
+                for (int x = 0; x < Vocab; x++)
+                {
+                    Assert.True(Math.Abs(got[k * Vocab + x] - expected[k][x]) < 1e-5, $"kind {k}: p[{x}] = {got[k * Vocab + x]}, expected {expected[k][x]}");
+                }
+            }
+        }
+
+        using Tensor logits = Repeat(rows, batch);
+        TreeSample[] samples = RunRows([.. Enumerable.Range(0, batch).Select(b => options[b % kinds.Length])], logits,
+            Enumerable.Repeat(parents, batch).ToArray(), Enumerable.Repeat(tokens, batch).ToArray(), null);
+        int[][] counts = [.. kinds.Select(_ => new int[Vocab])];
+        for (int b = 0; b < batch; b++)
+        {
+            counts[b % kinds.Length][samples[b].Tokens[0]]++;
+        }
+        for (int k = 0; k < kinds.Length; k++)
+        {
+            AssertDistribution(counts[k], expected[k], $"kind {k}: T={kinds[k].T} top-k={kinds[k].K} top-p={kinds[k].P}");
+        }
+        Assert.Equal(perKind, counts[^1][ByRank(plain, 0)]);
+        double bound = TvBound(perKind, Vocab);
+        Assert.True(TotalVariation(counts[0], expected[1]) > bound, "temperature 0.5 passes as temperature 2: the check cannot tell rows apart");
+        Assert.True(TotalVariation(counts[1], expected[0]) > bound, "temperature 2 passes as temperature 0.5: the check cannot tell rows apart");
+    }
+
+    // ---------- (6) randomness: the host stream, determinism, isolation ----------
+
+    /// <summary>
+    /// The host stream is the published algorithms, bit for bit: SplitMix64 from 1234567 and xoshiro256** from the state
+    /// {1, 2, 3, 4} give their reference outputs (Vigna's C code; the same vectors as the Rust crate rand_xoshiro), so a
+    /// seed means the same numbers on every runtime. Uniforms are the top 24 bits, in [0, 1).
+    /// </summary>
+    [Fact]
+    public void TheRandomStreamMatchesTheReferenceOutputs()
+    {
+        ulong state = 1234567;
+        ulong[] splitMix = [.. Enumerable.Range(0, 5).Select(_ => SamplingStream.SplitMix64(ref state))];
+        Assert.Equal([6457827717110365317UL, 3203168211198807973UL, 9817491932198370423UL, 4593380528125082431UL, 16408922859458223821UL], splitMix);
+        SamplingStream x = SamplingStream.FromState(1, 2, 3, 4);
+        ulong[] xoshiro = [.. Enumerable.Range(0, 10).Select(_ => x.NextUInt64())];
+        Assert.Equal([11520UL, 0UL, 1509978240UL, 1215971899390074240UL, 1216172134540287360UL, 607988272756665600UL,
+            16172922978634559625UL, 8476171486693032832UL, 10595114339597558777UL, 2904607092377533576UL], xoshiro);
+
+        SamplingStream a = SamplingStream.Create(42), b = SamplingStream.Create(42);
+        for (int i = 0; i < 1000; i++)
+        {
+            ulong bits = a.NextUInt64();
+            float u = b.NextSingle();
+            Assert.Equal((bits >> 40) / 16777216.0, (double)u);
+            Assert.InRange(u, 0f, 0.99999995f);
+        }
+        Assert.Equal(42L, a.Seed);
+        Assert.Null(SamplingStream.Create(null).Seed);
+        Assert.NotEqual(SamplingStream.Create(null).NextUInt64(), SamplingStream.Create(null).NextUInt64());
+        Assert.NotEqual(SamplingStream.Create(1).NextUInt64(), SamplingStream.Create(2).NextUInt64());
+    }
+
+    /// <summary>
+    /// A call draws 2n − 1 uniforms from the stream of a sampling sequence of n nodes (one per child, one per node for its
+    /// final token) and none for a greedy one, whatever the batch's width and widest node: the count that makes a
+    /// sequence's numbers independent of its companions.
+    /// </summary>
+    [Fact]
+    public void EachSequenceDrawsTwiceItsNodesMinusOne()
+    {
+        int[][] parents = [[-1, 0, 0, 1], [-1], [-1, 0, 0, 0, 0, 0, 1, 6], [-1, 0]];
+        int[][] tokens = [.. parents.Select(p => p.Select((_, t) => t).ToArray())];
+        SamplingStream[] streams = [.. Enumerable.Range(0, 4).Select(i => SamplingStream.Create(100 + i))];
+        SamplingOptions[] options = [new() { Seed = 100 }, new() { Seed = 101 }, new() { Seed = 102, TopP = 0.5f }, new() { Temperature = 0, Seed = 103 }];
+        using Tensor logits = randn(4, 8, Vocab);
+        SamplingTreeVerifier.Verify(logits, parents, tokens, [.. Enumerable.Range(0, 4).Select(i => new SequenceSampling(options[i], streams[i], null))]);
+        for (int i = 0; i < 4; i++)
+        {
+            SamplingStream fresh = SamplingStream.Create(100 + i);
+            int draws = options[i].IsGreedy ? 0 : 2 * parents[i].Length - 1;
+            for (int d = 0; d < draws; d++)
+            {
+                fresh.NextSingle();
+            }
+            Assert.True(fresh.NextUInt64() == streams[i].NextUInt64(), $"sequence {i} did not draw {draws} numbers");
+        }
+    }
+
+    /// <summary>
+    /// Two streams with the same seed give the same outputs over two successive calls; a stream's second call differs
+    /// from its first (the stream advances), and another seed differs. For point-mass and sampled drafts.
     /// </summary>
     [Fact]
     public void SameSeedSameOutput()
@@ -618,9 +846,11 @@ public sealed class SamplingVerifierTests
         int[][] par = Enumerable.Repeat(parents, batch).ToArray(), tok = Enumerable.Repeat(tokens, batch).ToArray();
         string[] Twice(long seed, Tensor? q)
         {
-            using var verifier = new SamplingTreeVerifier(new SamplingOptions { Temperature = Temperature, TopK = 6, TopP = 0.95f, Seed = seed });
-            return [.. new[] { verifier.Verify(input, par, tok, q), verifier.Verify(input, par, tok, q) }
-                .Select(r => string.Join(";", r.Select(s => string.Join(",", s.AcceptedNodes) + "|" + string.Join(",", s.Tokens))))];
+            var options = new SamplingOptions { Temperature = Temperature, TopK = 6, TopP = 0.95f, Seed = seed };
+            SamplingStream stream = SamplingStream.Create(seed);
+            SequenceSampling[] sequences = [.. Enumerable.Range(0, batch).Select(b => new SequenceSampling(options, stream, q?[b]))];
+            return [.. new[] { SamplingTreeVerifier.Verify(input, par, tok, sequences), SamplingTreeVerifier.Verify(input, par, tok, sequences) }
+                .Select(r => string.Join(";", r.Select(Describe)))];
         }
         foreach (Tensor? q in new[] { null, draft })
         {
@@ -629,5 +859,71 @@ public sealed class SamplingVerifierTests
             Assert.NotEqual(a[0], a[1]);
             Assert.NotEqual(a[0], c[0]);
         }
+    }
+
+    /// <summary>
+    /// Seed isolation: a seeded sequence gives the same outputs over 8 successive calls alone and inside two different
+    /// batches (placed first or third; companions that are greedy, sample with the same seed in another options object,
+    /// sample unseeded, carry draft distributions or not, and make the batch wider (T) and bushier (K)); its padding rows
+    /// are NaN in one batch and random in another. Checked for a point-mass and a sampled draft of the sequence; the 8
+    /// outputs are not all equal, so the randomness is live.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void ASeededSequenceIgnoresItsCompanions(bool withDraft)
+    {
+        using var scope = NewDisposeScope();
+        const int calls = 8, vocab = 50;
+        var rng = new Random(123);
+        int[] parents = [-1, 0, 0, 1, 2];
+        int[] tokens = [0, 3, 7, 11, 5];
+        float[] own = RandomLogits(rng, parents.Length, vocab, 1.0);
+        Tensor q = softmax(tensor(RandomLogits(rng, 3, vocab, 1.0), [3, vocab]), -1); // rows for nodes 0..2, the ones with children
+        var options = new SamplingOptions { Temperature = 1.1f, TopP = 0.97f, Seed = 2024 };
+
+        // Each scenario: (the batch's width, the sequence's place, the companions' trees, options and drafts).
+        string[] Scenario(int width, int place, int[][] companionParents, SamplingOptions[] companionOptions, bool[] companionDraft, float padding)
+        {
+            int batch = companionParents.Length + 1;
+            var logits = new float[batch * width * vocab];
+            var par = new int[batch][];
+            var tok = new int[batch][];
+            var sequences = new SequenceSampling[batch];
+            var streams = companionOptions.Select(o => SamplingStream.Create(o.Seed)).ToArray();
+            SamplingStream mine = SamplingStream.Create(options.Seed);
+            for (int b = 0, c = 0; b < batch; b++)
+            {
+                float[] rows = b == place ? own : RandomLogits(rng, width, vocab, 2.0);
+                rows.CopyTo(logits, b * width * vocab);
+                if (b == place)
+                {
+                    logits.AsSpan((b * width + parents.Length) * vocab, (width - parents.Length) * vocab).Fill(padding);
+                    (par[b], tok[b]) = (parents, tokens);
+                    sequences[b] = new SequenceSampling(options, mine, withDraft ? q : null);
+                    continue;
+                }
+                par[b] = companionParents[c];
+                tok[b] = [.. par[b].Select((_, t) => (t * 7) % vocab)];
+                Tensor? companionQ = companionDraft[c] ? softmax(randn(par[b].Length, vocab), -1) : null;
+                sequences[b] = new SequenceSampling(companionOptions[c], streams[c], companionQ);
+                c++;
+            }
+            using Tensor input = tensor(logits, [batch, width, vocab]);
+            return [.. Enumerable.Range(0, calls).Select(_ => Describe(SamplingTreeVerifier.Verify(input, par, tok, sequences)[place]))];
+        }
+
+        string[] alone = Scenario(parents.Length, 0, [], [], [], 0f);
+        string[] crowded = Scenario(9, 2,
+            [[-1, 0, 0, 0, 0, 1, 1, 2, 3], [-1], [-1, 0, 1, 2, 3, 4]],
+            [new() { Temperature = 0 }, new() { Temperature = 1.1f, TopP = 0.97f, Seed = 2024 }, new() { Temperature = 0.6f, TopK = 4 }],
+            [true, false, true], float.NaN);
+        string[] other = Scenario(7, 0,
+            [[-1, 0, 1, 1, 1, 0, 5]],
+            [new() { Temperature = 2f, Seed = 7 }],
+            [false], 3.5f);
+        Assert.Equal(alone, crowded);
+        Assert.Equal(alone, other);
+        Assert.True(alone.Distinct().Count() > 1, "8 calls gave one output: the case does not exercise the randomness");
     }
 }
