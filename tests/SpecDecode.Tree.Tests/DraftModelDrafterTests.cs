@@ -124,10 +124,10 @@ public sealed class DraftModelDrafterTests : IDisposable
         }
         Assert.True(output.Count >= 3 * (expected + 1));
         Assert.Equal(continuation[..output.Count], output.ToArray());
-        // The draft cache holds the context except the tokens just observed.
+        // The draft cache holds the context except the tokens just observed and the last token it was fed.
         (_, int cached, int pending) = drafter.Inspect(request);
         Assert.Equal(prompt.Length + output.Count, cached + pending);
-        Assert.Equal(expected + 1, pending);
+        Assert.Equal(expected + 2, pending);
     }
 
     // ---------- the incremental cache equals a recomputation ----------
@@ -148,6 +148,11 @@ public sealed class DraftModelDrafterTests : IDisposable
         for (int step = 0; step < 10; step++)
         {
             DraftTree tree = drafter.Propose(request, budget);
+            if (step % 2 == 1)
+            {
+                // Proposing again without new tokens drafts the same tree.
+                AssertSameTree(tree, drafter.Propose(request, budget), $"step {step}, proposed again");
+            }
             drafter.StartRequest(new RequestId(2), context.ToArray(), null);
             DraftTree fresh = drafter.Propose(new RequestId(2), budget);
             drafter.EndRequest(new RequestId(2));

@@ -13,11 +13,13 @@ namespace SpecDecode.Tree;
 /// </summary>
 /// <remarks>
 /// <para><b>Context.</b> A request's slot caches its context except the tokens not yet fed (<em>pending</em>): the
-/// prompt at <see cref="StartRequest"/>, then what <see cref="Observe"/> appends. The first forward of the next proposal
-/// feeds the pending tokens as a chain from the root (positions right after the cached prefix) and reads the draft's
-/// prediction at the last of them; the chain's keys and values then sit at their final positions, so the drafter commits
-/// them by moving the slot's length: no separate catch-up forward. A pending stretch longer than 64 tokens (a new
-/// prompt) is first cached in chunks of <see cref="DraftModelOptions.PrefillChunk"/> with
+/// prompt at <see cref="StartRequest"/>, then what <see cref="Observe"/> appends, after the last token of the previous
+/// proposal. The first forward of the next proposal feeds the pending tokens as a chain (positions right after the
+/// cached prefix) and reads the draft's prediction at the last of them; the chain's keys and values then sit at their
+/// final positions, so the drafter commits all but the last by moving the slot's length: no separate catch-up forward.
+/// The last context token stays pending, as <see cref="TargetModel"/> keeps its root out of the cache, so a second
+/// proposal without new tokens drafts again (the same tree, for a greedy request). A pending stretch longer than 64
+/// tokens (a new prompt) is first cached in chunks of <see cref="DraftModelOptions.PrefillChunk"/> with
 /// <see cref="TargetModel.Prefill"/>, the stretches of all requests of the batch in the same forwards.</para>
 /// <para><b>Greedy requests</b> (<see cref="DraftRequestOptions.Sampling"/> null or temperature 0) get EAGLE-2's
 /// dynamic tree (Li et al., 2024, "EAGLE-2: Faster Inference of Language Models with Dynamic Draft Trees"): depth by
@@ -407,11 +409,15 @@ public sealed class DraftModelDrafter : IBatchDrafter
                 double[] table = Expand(inputs, rows, jobs, kept, out int k);
                 if (!committed)
                 {
-                    // The chains are context now: their entries already sit at their final positions.
+                    // The chains are context now: their entries already sit at their final positions. The last token
+                    // stays pending, as the root of the next proposal (so that proposing again without new tokens
+                    // drafts again); its entry stays as region entry 0, the parent of the depth-1 nodes.
                     foreach (Job job in jobs)
                     {
-                        _model.CommitDraftRegion(job.State.Slot, job.State.Pending.Count);
-                        job.State.Pending.Clear();
+                        int fed = job.State.Pending.Count;
+                        _model.CommitDraftRegion(job.State.Slot, fed - 1);
+                        job.State.Pending.RemoveRange(0, fed - 1);
+                        job.RegionParents.Add(-1);
                     }
                     committed = true;
                 }
@@ -435,9 +441,9 @@ public sealed class DraftModelDrafter : IBatchDrafter
                     {
                         Node node = job.Pool[job.Frontier[f]];
                         node.Entry = job.RegionParents.Count;
-                        job.RegionParents.Add(node.Parent < 0 ? -1 : job.Pool[node.Parent].Entry);
+                        job.RegionParents.Add(node.Parent < 0 ? 0 : job.Pool[node.Parent].Entry);
                         tokens[f] = node.Token;
-                        offsets[f] = node.Depth - 1;
+                        offsets[f] = node.Depth;
                         rows.Add((job.State.Slot, f));
                     }
                     inputs.Add(new DraftRows(job.State.Slot, before, job.RegionParents.ToArray(), tokens, offsets));
@@ -623,7 +629,8 @@ public sealed class DraftModelDrafter : IBatchDrafter
         /// <summary>The nodes fed in the current forward, in row order (-1: the root, i.e. the last pending token).</summary>
         public List<int> Frontier { get; } = [];
 
-        /// <summary>Parent entry of every draft-region entry (-1: hangs off the cached prefix).</summary>
+        /// <summary>Parent entry of every draft-region entry after the first forward: entry 0 is the root (the last
+        /// context token, whose parent is the cached prefix, -1), then the fed nodes.</summary>
         public List<int> RegionParents { get; } = [];
 
         /// <summary>Sampled requests: the distribution each chain token was drawn from (tensor, row).</summary>

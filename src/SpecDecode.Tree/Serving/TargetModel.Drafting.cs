@@ -14,7 +14,7 @@ namespace SpecDecode.Tree;
 /// entry of its parent, or -1 for an entry that hangs off the cached prefix. Parents precede their children.</param>
 /// <param name="Tokens">The new entries' tokens.</param>
 /// <param name="Offsets">The new entries' positions relative to the cached length (position = length + offset): a
-/// chain fed from the root has offsets 0, 1, 2, ...; a tree node at depth d after a chain of c tokens has c + d - 1.</param>
+/// chain fed right after the prefix has offsets 0, 1, 2, ...; a tree node at depth d below a root at offset 0 has d.</param>
 internal sealed record DraftRows(int Slot, int RegionBefore, int[] RegionParents, int[] Tokens, int[] Offsets);
 
 public sealed partial class TargetModel
