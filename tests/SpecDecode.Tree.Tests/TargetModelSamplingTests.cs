@@ -293,6 +293,35 @@ public sealed class TargetModelSamplingTests
     }
 
     /// <summary>
+    /// An options object's stream advances from call to call, and setting its seed to another number restarts it from
+    /// that number: the same state verified again with seed 3 set anew repeats the first call's tokens, and seed 4
+    /// repeats what a fresh options object with seed 4 gives.
+    /// </summary>
+    [Fact]
+    public void SettingAnotherSeedRestartsTheStream()
+    {
+        (string folder, int[] prompt) = LlamaGqa();
+        using TargetModel model = TargetModel.Load(folder, new TargetModelOptions { Device = CPU, MaxContext = 64 });
+        model.Prefill([(0, prompt[..^1])]);
+        int cached = prompt.Length - 1;
+        string Step(SamplingOptions options)
+        {
+            VerifiedStep step = model.VerifySampled([new TreeInput(0, prompt[^1], DraftTree.Chain([prompt[^1], prompt[^1]]))], [options])[0];
+            model.Truncate(0, cached);
+            return Describe(step);
+        }
+        var options = new SamplingOptions { Temperature = 1.5f, Seed = 3 };
+        string first = Step(options);
+        string[] later = [.. Enumerable.Range(0, 4).Select(_ => Step(options))];
+        Assert.Contains(later, s => s != first); // the stream advances
+        options.Seed = 4;
+        string four = Step(options);
+        Assert.Equal(Step(new SamplingOptions { Temperature = 1.5f, Seed = 4 }), four);
+        options.Seed = 3;
+        Assert.Equal(first, Step(options));
+    }
+
+    /// <summary>
     /// <c>draftDistributions[i]</c> belongs to <c>inputs[i]</c>, not to a slot: five slots with different contexts, inputs
     /// listed out of slot order, one-token drafts, one of them model-free and the others with q = the target's own
     /// distribution for that input (from a logits-only forward of the same inputs), given as 1 or 2 rows. With q = p every

@@ -51,7 +51,7 @@ public sealed partial class TargetModel
     /// read at this call. Temperature 0 makes that sequence's acceptance exactly greedy (the argmax, lowest id on ties),
     /// as <see cref="VerifyGreedy"/>, whatever the other sequences do, and draws no random numbers. Otherwise each options
     /// object owns a random stream (per model) that advances with every call: seeded from <see cref="SamplingOptions.Seed"/>
-    /// when set (restarted when the seed changes), so a sequence with its own seeded options gets the same tokens for the
+    /// when set (and restarted from the new value when the seed is set to another number), so a sequence with its own seeded options gets the same tokens for the
     /// same inputs whatever other sequences share the batch and on any device (up to that device's float32 rounding of
     /// the probabilities); else seeded from the operating system's randomness. Sequences that share an options object
     /// draw from its one stream in slot order.</param>
@@ -123,7 +123,8 @@ public sealed partial class TargetModel
         return steps;
     }
 
-    /// <summary>The random stream of <paramref name="options"/>, made at its first use and restarted when its seed changes.</summary>
+    /// <summary>The random stream of <paramref name="options"/>, made at its first use and restarted when its seed is set to
+    /// another number (a seed cleared to null keeps the stream going).</summary>
     private SamplingStream StreamFor(SamplingOptions options)
     {
         SamplingStream stream = _samplingStreams.GetValue(options, o => SamplingStream.Create(o.Seed));
