@@ -504,8 +504,8 @@ public sealed class DraftModelDrafterTests : IDisposable
         {
             DraftTree chain = drafter.Propose(id, 5);
             Assert.True(DraftDistributions.TryGet(chain, out Tensor? q));
-            using Tensor rows = cat([q, zeros([1, q.shape[1]])], 0).unsqueeze(0); // [1, r + 1, V]: the last node has no children
-            VerifiedStep verified = target.VerifySampled([new TreeInput(0, root, chain)], verifying, rows)[0];
+            // The registered [r, V] tensor as it is: row 0 = the root's children, row j + 1 = node j's children.
+            VerifiedStep verified = target.VerifySampled([new TreeInput(0, root, chain)], [verifying], [q])[0];
             Assert.Equal(chain.Count, verified.AcceptedCount);
             drafter.Observe(id, verified.Tokens);
             root = verified.Bonus;
