@@ -42,9 +42,9 @@ internal static class JinjaAccess
                 }
 
                 break;
-            case List<object?> or object?[] when key is long or bool:
+            case List<object?> or object?[] or PythonSequence { TypeName: "range" } when key is long or bool:
                 {
-                    var items = (IReadOnlyList<object?>)target;
+                    IReadOnlyList<object?> items = target is PythonSequence range ? range.Items : (IReadOnlyList<object?>)target;
                     long index = Python.ToLong(key);
                     if (index < 0)
                     {
@@ -83,12 +83,27 @@ internal static class JinjaAccess
             throw u.Fail();
         }
 
+        if (target is JinjaDict)
+        {
+            throw new JinjaRuntimeException("unhashable type: 'slice'");
+        }
+
+        if (target is PythonSequence { TypeName: "range" })
+        {
+            throw new JinjaRuntimeException("slicing a range() is not supported by this chat-template interpreter");
+        }
+
+        if (target is not (string or List<object?> or object?[]))
+        {
+            // Jinja's getitem turns the TypeError of an unsliceable object into an undefined value.
+            return new Undefined($"'{Python.TypeName(target)} object' has no element slice");
+        }
+
         long length = target switch
         {
             string s => s.Length,
             List<object?> list => list.Count,
-            object?[] tuple => tuple.Length,
-            _ => throw new JinjaRuntimeException($"'{Python.TypeName(target)}' object is not subscriptable"),
+            _ => ((object?[])target).Length,
         };
         long stride = step is null ? 1 : Bound(step);
         if (stride == 0)

@@ -34,20 +34,20 @@ internal static class JinjaFilters
         ["first"] = (v, a) =>
         {
             a.Bind("first", []);
+            if (v is JinjaIterator iterator)
+            {
+                return iterator.TryNext(out object? next) ? next : new Undefined("No first item, sequence was empty.");
+            }
+
             List<object?> items = Python.Iterate(v);
             return items.Count > 0 ? items[0] : new Undefined("No first item, sequence was empty.");
         },
         ["last"] = (v, a) =>
         {
             a.Bind("last", []);
-            if (v is Undefined u)
+            if (v is JinjaIterator iterator)
             {
-                throw u.Fail();
-            }
-
-            if (v is JinjaDict)
-            {
-                throw new JinjaRuntimeException("'dict' object is not reversible");
+                throw new JinjaRuntimeException($"'{iterator.TypeName}' object is not reversible");
             }
 
             List<object?> items = Python.Iterate(v);
@@ -67,12 +67,7 @@ internal static class JinjaFilters
         ["items"] = (v, a) =>
         {
             a.Bind("items", []);
-            return v switch
-            {
-                Undefined => new List<object?>(),
-                JinjaDict dict => dict.Select(e => (object?)new object?[] { e.Key, e.Value }).ToList(),
-                _ => throw new JinjaRuntimeException("Can only get item pairs from a mapping."),
-            };
+            return new JinjaIterator("generator", Items(v));
         },
         ["join"] = (v, a) =>
         {
@@ -123,7 +118,7 @@ internal static class JinjaFilters
 
             List<object?> items = Python.Iterate(v);
             items.Reverse();
-            return items;
+            return v is JinjaIterator ? items : new JinjaIterator(v is List<object?> ? "list_reverseiterator" : "reversed", items);
         },
         ["safe"] = (v, a) =>
         {
@@ -174,6 +169,24 @@ internal static class JinjaFilters
             ? filter(value, args)
             : throw new JinjaRuntimeException($"no filter named '{name}'");
 
+    private static IEnumerable<object?> Items(object? value)
+    {
+        switch (value)
+        {
+            case Undefined:
+                yield break;
+            case JinjaDict dict:
+                foreach ((object? key, object? item) in dict)
+                {
+                    yield return new object?[] { key, item };
+                }
+
+                yield break;
+            default:
+                throw new JinjaRuntimeException("Can only get item pairs from a mapping.");
+        }
+    }
+
     private static object? Length(object? value, CallArguments args)
     {
         args.Bind("length", []);
@@ -208,19 +221,40 @@ internal static class JinjaFilters
         return Python.Truthy(p[1]) ? indentation + result : result;
     }
 
+    /// <summary>The items of <paramref name="value"/>, iterated only when enumerated (so errors surface lazily, as in a
+    /// Python generator); nothing for a falsey value, as Jinja's <c>select_or_reject</c> and <c>do_map</c> check
+    /// <c>if value</c> first.</summary>
+    private static IEnumerable<object?> Lazy(object? value)
+    {
+        if (!Python.Truthy(value))
+        {
+            yield break;
+        }
+
+        foreach (object? item in Python.Iterate(value))
+        {
+            yield return item;
+        }
+    }
+
     private static object? Map(object? value, CallArguments args)
     {
-        List<object?> items = Python.Iterate(value);
         if (args.Positional.Count == 0)
         {
             object?[] p = args.Bind("map", ["attribute", "default"], CallArguments.Required, null);
             bool hasDefault = args.Keywords.Any(k => k.Key == "default");
-            return items.Select(AttributeGetter(p[0], hasDefault ? p[1] : null, hasDefault)).ToList();
+            Func<object?, object?> getter = AttributeGetter(p[0], hasDefault ? p[1] : null, hasDefault);
+            return new JinjaIterator("generator", Lazy(value).Select(getter));
         }
 
         string filter = args.Positional[0] as string ?? throw new JinjaRuntimeException("map() needs a filter name or attribute=");
+        if (!IsKnown(filter))
+        {
+            throw new JinjaRuntimeException($"no filter named '{filter}'");
+        }
+
         var rest = new CallArguments([.. args.Positional.Skip(1)], args.Keywords);
-        return items.Select(item => Apply(filter, item, rest)).ToList();
+        return new JinjaIterator("generator", Lazy(value).Select(item => Apply(filter, item, rest)));
     }
 
     private static object? Select(object? value, CallArguments args, string callee, bool byAttribute, bool keep)
@@ -251,7 +285,7 @@ internal static class JinjaFilters
             test = Python.Truthy;
         }
 
-        return Python.Iterate(value).Where(item => test(pick(item)) == keep).ToList();
+        return new JinjaIterator("generator", Lazy(value).Where(item => test(pick(item)) == keep));
     }
 
     /// <summary>Jinja's <c>make_attrgetter</c>: a dotted path of item lookups (<c>"function.name"</c>; digits index
@@ -284,6 +318,7 @@ internal static class JinjaFilters
     {
         switch (value)
         {
+            case Undefined u: throw u.Fail();
             case long l: return l;
             case bool b: return b ? 1L : 0L;
             case double d when !double.IsNaN(d) && !double.IsInfinity(d) && Math.Abs(d) < 9.2e18: return (long)Math.Truncate(d);
@@ -316,6 +351,7 @@ internal static class JinjaFilters
 
     private static double? ToFloat(object? value) => value switch
     {
+        Undefined u => throw u.Fail(),
         double d => d,
         long l => l,
         bool b => b ? 1 : 0,

@@ -11,6 +11,7 @@ internal sealed class JinjaInterpreter
 {
     private readonly JinjaSource _source;
     private readonly IReadOnlyDictionary<string, object?> _globals;
+    private readonly IReadOnlyDictionary<object, string[]> _undefinedAtEntry;
     private readonly StringBuilder _output = new();
     private Scope _scope;
     private int _at;
@@ -22,26 +23,29 @@ internal sealed class JinjaInterpreter
         Continue,
     }
 
-    private JinjaInterpreter(JinjaSource source, IReadOnlyDictionary<string, object?> globals, IReadOnlyDictionary<string, object?> variables)
+    private JinjaInterpreter(JinjaSource source, IReadOnlyList<JinjaStatement> body, IReadOnlyDictionary<object, string[]> undefinedAtEntry,
+        IReadOnlyDictionary<string, object?> globals, IReadOnlyDictionary<string, object?> variables)
     {
         _source = source;
         _globals = globals;
+        _undefinedAtEntry = undefinedAtEntry;
         var context = new Scope(null);
         foreach ((string name, object? value) in variables)
         {
             context.Variables[name] = value;
         }
 
-        _scope = new Scope(context);
+        _scope = NewScope(context, body);
     }
 
-    /// <summary>Renders <paramref name="body"/> with <paramref name="variables"/> over <paramref name="globals"/>.</summary>
+    /// <summary>Renders <paramref name="body"/> with <paramref name="variables"/> over <paramref name="globals"/>;
+    /// <paramref name="undefinedAtEntry"/> is <see cref="JinjaScopeAnalysis.Analyze"/> of the body.</summary>
     /// <exception cref="ChatTemplateException">A runtime error, with the line and column of the expression that raised
     /// it, or the template's <c>raise_exception</c>.</exception>
-    public static string Render(JinjaSource source, IReadOnlyList<JinjaStatement> body, IReadOnlyDictionary<string, object?> globals,
-        IReadOnlyDictionary<string, object?> variables)
+    public static string Render(JinjaSource source, IReadOnlyList<JinjaStatement> body, IReadOnlyDictionary<object, string[]> undefinedAtEntry,
+        IReadOnlyDictionary<string, object?> globals, IReadOnlyDictionary<string, object?> variables)
     {
-        var interpreter = new JinjaInterpreter(source, globals, variables);
+        var interpreter = new JinjaInterpreter(source, body, undefinedAtEntry, globals, variables);
         try
         {
             interpreter.Execute(body);
@@ -79,6 +83,37 @@ internal sealed class JinjaInterpreter
 
             value = null;
             return false;
+        }
+    }
+
+    /// <summary>A scope for <paramref name="body"/> over <paramref name="parent"/>, with the names Jinja starts
+    /// undefined there.</summary>
+    private Scope NewScope(Scope parent, IReadOnlyList<JinjaStatement> body)
+    {
+        var scope = new Scope(parent);
+        if (_undefinedAtEntry.TryGetValue(body, out string[]? names))
+        {
+            foreach (string name in names)
+            {
+                scope.Variables[name] = Undefined.Name(name);
+            }
+        }
+
+        return scope;
+    }
+
+    /// <summary>Executes <paramref name="body"/> in its own scope (a block set or generation body).</summary>
+    private Flow ExecuteInChildScope(IReadOnlyList<JinjaStatement> body)
+    {
+        Scope outer = _scope;
+        _scope = NewScope(outer, body);
+        try
+        {
+            return Execute(body);
+        }
+        finally
+        {
+            _scope = outer;
         }
     }
 
@@ -125,7 +160,7 @@ internal sealed class JinjaInterpreter
             case SetBlockStatement setBlock:
                 {
                     int mark = _output.Length;
-                    Execute(setBlock.Body);
+                    ExecuteInChildScope(setBlock.Body);
                     object? value = _output.ToString(mark, _output.Length - mark);
                     _output.Length = mark;
                     foreach (FilterExpression filter in setBlock.Filters)
@@ -140,7 +175,7 @@ internal sealed class JinjaInterpreter
             case LoopControlStatement control:
                 return control.IsBreak ? Flow.Break : Flow.Continue;
             case GenerationStatement generation:
-                return Execute(generation.Body);
+                return ExecuteInChildScope(generation.Body);
             default:
                 throw new JinjaRuntimeException($"unknown statement {statement.GetType().Name}");
         }
@@ -174,7 +209,7 @@ internal sealed class JinjaInterpreter
             {
                 if (loop.Else is not null)
                 {
-                    _scope = new Scope(outer);
+                    _scope = NewScope(outer, loop.Else);
                     Execute(loop.Else);
                 }
 
@@ -183,7 +218,7 @@ internal sealed class JinjaInterpreter
 
             for (int i = 0; i < items.Count; i++)
             {
-                _scope = new Scope(outer);
+                _scope = NewScope(outer, loop.Body);
                 _scope.Variables["loop"] = new LoopContext(items, i);
                 Assign(loop.Target, items[i]);
                 if (Execute(loop.Body) == Flow.Break)

@@ -624,10 +624,6 @@ internal sealed class JinjaParser
                 }
 
                 Expect(JinjaTokenKind.Operator, "]");
-                if (args.Count == 0)
-                {
-                    throw Fail(t, "empty subscript '[]'.");
-                }
 
                 if (args.Count > 1 && args.Any(a => a is SliceExpression))
                 {

@@ -15,11 +15,13 @@ internal sealed class JinjaTemplate
 
     private readonly JinjaSource _source;
     private readonly IReadOnlyList<JinjaStatement> _body;
+    private readonly IReadOnlyDictionary<object, string[]> _undefinedAtEntry;
 
     private JinjaTemplate(JinjaSource source, IReadOnlyList<JinjaStatement> body)
     {
         _source = source;
         _body = body;
+        _undefinedAtEntry = JinjaScopeAnalysis.Analyze(body);
     }
 
     /// <summary>Parses <paramref name="template"/>.</summary>
@@ -42,7 +44,7 @@ internal sealed class JinjaTemplate
             converted[name] = ToJinja(value);
         }
 
-        return JinjaInterpreter.Render(_source, _body, Globals(clock), converted);
+        return JinjaInterpreter.Render(_source, _body, _undefinedAtEntry, Globals(clock), converted);
     }
 
     private static Dictionary<string, object?> Globals(TimeProvider clock) => new(StringComparer.Ordinal)
@@ -114,7 +116,7 @@ internal sealed class JinjaTemplate
         }
     }
 
-    private static List<object?> Range(CallArguments args)
+    private static PythonSequence Range(CallArguments args)
     {
         IReadOnlyList<object?> p = args.Positional;
         if (args.Keywords.Count > 0 || p.Count is 0 or > 3)
@@ -141,7 +143,8 @@ internal sealed class JinjaTemplate
             result.Add(i);
         }
 
-        return result;
+        string repr = step == 1 ? $"range({start}, {stop})" : $"range({start}, {stop}, {step})";
+        return new PythonSequence("range", result, repr);
     }
 
     /// <summary>

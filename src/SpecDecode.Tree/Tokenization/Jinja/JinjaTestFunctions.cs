@@ -4,7 +4,7 @@ namespace SpecDecode.Tree.Tokenization.Jinja;
 /// Jinja 3.1's tests (<c>x is name</c>): <c>defined undefined none boolean true false integer float number string
 /// mapping iterable sequence callable sameas equalto eq == ne != lt &lt; le &lt;= gt &gt; ge &gt;= in odd even
 /// divisibleby lower upper</c>. Note Jinja's own quirks: a string is <c>iterable</c>, and so is an undefined value; a
-/// bool is a <c>number</c> but not an <c>integer</c>.
+/// bool is a <c>number</c> but not an <c>integer</c>; a generator is <c>iterable</c> but not a <c>sequence</c>.
 /// </summary>
 internal static class JinjaTestFunctions
 {
@@ -21,13 +21,13 @@ internal static class JinjaTestFunctions
         ["number"] = Unary(Python.IsNumber),
         ["string"] = Unary(v => v is string),
         ["mapping"] = Unary(v => v is JinjaDict),
-        ["iterable"] = Unary(v => v is string or List<object?> or object?[] or JinjaDict or Undefined),
-        ["sequence"] = Unary(v => v is string or List<object?> or object?[] or JinjaDict or Undefined),
+        ["iterable"] = Unary(v => v is string or List<object?> or object?[] or JinjaDict or Undefined or JinjaIterator or PythonSequence),
+        ["sequence"] = Unary(v => v is string or List<object?> or object?[] or JinjaDict or Undefined or PythonSequence { TypeName: "range" }),
         ["callable"] = Unary(v => v is JinjaCallable or BoundMethod),
         ["lower"] = Unary(v => v is string s && s.Any(char.IsLetter) && s == s.ToLowerInvariant()),
         ["upper"] = Unary(v => v is string s && s.Any(char.IsLetter) && s == s.ToUpperInvariant()),
-        ["odd"] = Unary(v => Python.ToLong(v) % 2 != 0),
-        ["even"] = Unary(v => Python.ToLong(v) % 2 == 0),
+        ["odd"] = Unary(v => Python.Equal(Python.Arithmetic("%", v, 2L), 1L)),
+        ["even"] = Unary(v => Python.Equal(Python.Arithmetic("%", v, 2L), 0L)),
         ["sameas"] = Binary((a, b) => a is null || a is bool ? Equals(a, b) : ReferenceEquals(a, b) || (a is long or double && Python.Equal(a, b) && a.GetType() == b?.GetType())),
         ["equalto"] = Binary(Python.Equal),
         ["eq"] = Binary(Python.Equal),

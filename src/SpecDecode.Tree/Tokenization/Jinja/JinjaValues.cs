@@ -216,3 +216,58 @@ internal sealed class CallArguments(IReadOnlyList<object?> positional, IReadOnly
         return bound;
     }
 }
+
+/// <summary>
+/// A Python iterator: what Jinja's <c>select</c>, <c>reject</c>, <c>selectattr</c>, <c>rejectattr</c>, <c>map</c> and
+/// <c>items</c> (generators) and <c>reverse</c> return. Lazy (errors surface when it is consumed), single-use (a second
+/// loop over it sees nothing), always truthy, without a length, and not printable (Python prints its address): add
+/// <c>| list</c>, as templates do.
+/// </summary>
+internal sealed class JinjaIterator(string typeName, IEnumerable<object?> source)
+{
+    private IEnumerator<object?>? _enumerator;
+
+    /// <summary>The Python type name (<c>generator</c>, <c>list_reverseiterator</c>, ...).</summary>
+    public string TypeName { get; } = typeName;
+
+    /// <summary>The next item, if any.</summary>
+    public bool TryNext(out object? item)
+    {
+        _enumerator ??= source.GetEnumerator();
+        if (_enumerator.MoveNext())
+        {
+            item = _enumerator.Current;
+            return true;
+        }
+
+        item = null;
+        return false;
+    }
+
+    /// <summary>The remaining items; the iterator is exhausted afterwards.</summary>
+    public List<object?> Drain()
+    {
+        var items = new List<object?>();
+        while (TryNext(out object? item))
+        {
+            items.Add(item);
+        }
+
+        return items;
+    }
+}
+
+/// <summary>A re-iterable Python sequence object that is not a list: <c>range(...)</c> and the views
+/// <c>dict.items()</c>, <c>dict.keys()</c>, <c>dict.values()</c>. Behaves as its items except when printed
+/// (<c>range(0, 3)</c>, <c>dict_keys(['a'])</c>) and compared.</summary>
+internal sealed class PythonSequence(string typeName, IReadOnlyList<object?> items, string? repr = null)
+{
+    /// <summary>The Python type name: <c>range</c>, <c>dict_items</c>, <c>dict_keys</c> or <c>dict_values</c>.</summary>
+    public string TypeName { get; } = typeName;
+
+    /// <summary>The items.</summary>
+    public IReadOnlyList<object?> Items { get; } = items;
+
+    /// <summary>Python's <c>repr</c>.</summary>
+    public string Repr => repr ?? TypeName + "(" + Python.Repr(Items.ToList()) + ")";
+}

@@ -25,6 +25,8 @@ internal static class Python
         LoopContext => "LoopContext",
         Undefined => "Undefined",
         JinjaCallable or BoundMethod => "function",
+        JinjaIterator iterator => iterator.TypeName,
+        PythonSequence sequence => sequence.TypeName,
         _ => value.GetType().Name,
     };
 
@@ -39,6 +41,7 @@ internal static class Python
         List<object?> list => list.Count > 0,
         object?[] tuple => tuple.Length > 0,
         JinjaDict dict => dict.Count > 0,
+        PythonSequence sequence => sequence.Items.Count > 0,
         Undefined => false,
         _ => true,
     };
@@ -66,8 +69,11 @@ internal static class Python
             case object?[] tuple: return tuple.Length == 1 ? "(" + Repr(tuple[0]) + ",)" : "(" + string.Join(", ", tuple.Select(Repr)) + ")";
             case JinjaDict dict: return "{" + string.Join(", ", dict.Select(e => Repr(e.Key) + ": " + Repr(e.Value))) + "}";
             case JinjaNamespace ns: return "<Namespace " + Repr(ns.Attributes) + ">";
-            case JinjaCallable f: return "<function " + f.Name + ">";
-            case BoundMethod m: return $"<built-in method {m.Name} of {TypeName(m.Target)} object>";
+            case JinjaCallable or BoundMethod:
+                throw new JinjaRuntimeException($"cannot print a function ({(value is BoundMethod m ? TypeName(m.Target) + "." + m.Name : ((JinjaCallable)value).Name)}): Python prints its object address; call it");
+            case PythonSequence sequence: return sequence.Repr;
+            case JinjaIterator iterator:
+                throw new JinjaRuntimeException($"cannot print a {iterator.TypeName} (the result of select, reject, map, items or reverse): Python prints its object address; add '| list'");
             default: return "<" + TypeName(value) + " object>";
         }
     }
@@ -217,6 +223,10 @@ internal static class Python
             case object?[] x when b is object?[] y: return SequenceEqual(x, y);
             case JinjaDict x when b is JinjaDict y:
                 return x.Count == y.Count && x.All(e => y.TryGetValue(e.Key, out object? v) && Equal(e.Value, v));
+            case PythonSequence x when b is PythonSequence y && x.TypeName == y.TypeName:
+                return x.TypeName is "range" or "dict_items" or "dict_keys"
+                    ? (x.TypeName == "range" ? SequenceEqual(x.Items, y.Items) : x.Items.Count == y.Items.Count && x.Items.All(i => y.Items.Any(j => Equal(i, j))))
+                    : ReferenceEquals(x, y);
             default: return ReferenceEquals(a, b) || (a is BoundMethod m && m.Equals(b));
         }
     }
@@ -283,7 +293,21 @@ internal static class Python
             case List<object?> or object?[]:
                 return ((IReadOnlyList<object?>)container).Any(x => Equal(x, item));
             case JinjaDict dict:
-                return dict.ContainsKey(item);
+                return item is List<object?> or JinjaDict or JinjaNamespace or PythonSequence
+                    ? throw new JinjaRuntimeException($"unhashable type: '{TypeName(item)}'")
+                    : dict.ContainsKey(item);
+            case PythonSequence sequence:
+                return sequence.Items.Any(x => Equal(x, item));
+            case JinjaIterator iterator:
+                while (iterator.TryNext(out object? next))
+                {
+                    if (Equal(next, item))
+                    {
+                        return true;
+                    }
+                }
+
+                return false;
             case Undefined:
                 return false;
             default:
@@ -298,6 +322,7 @@ internal static class Python
         List<object?> list => list.Count,
         object?[] tuple => tuple.Length,
         JinjaDict dict => dict.Count,
+        PythonSequence sequence => sequence.Items.Count,
         Undefined => 0,
         _ => throw new JinjaRuntimeException($"object of type '{TypeName(value)}' has no len()"),
     };
@@ -310,6 +335,8 @@ internal static class Python
         object?[] tuple => [.. tuple],
         JinjaDict dict => [.. dict.Keys],
         string s => [.. Characters(s)],
+        PythonSequence sequence => [.. sequence.Items],
+        JinjaIterator iterator => iterator.Drain(),
         Undefined => [],
         _ => throw new JinjaRuntimeException($"'{TypeName(value)}' object is not iterable"),
     };
@@ -458,15 +485,69 @@ internal static class Python
         }
     }
 
+    /// <summary>CPython's <c>float_divmod</c>: the remainder takes the divisor's sign, the quotient is floored and
+    /// corrected for rounding, zeros keep Python's signs.</summary>
+    private static (double Quotient, double Remainder) FloatDivMod(double a, double b)
+    {
+        double mod = a % b;
+        double div = (a - mod) / b;
+        if (mod != 0)
+        {
+            if ((b < 0) != (mod < 0))
+            {
+                mod += b;
+                div -= 1.0;
+            }
+        }
+        else
+        {
+            mod = Math.CopySign(0.0, b);
+        }
+
+        double floor;
+        if (div != 0)
+        {
+            floor = Math.Floor(div);
+            if (div - floor > 0.5)
+            {
+                floor += 1.0;
+            }
+        }
+        else
+        {
+            floor = Math.CopySign(0.0, a / b);
+        }
+
+        return (floor, mod);
+    }
+
+    private static double Power(double a, double b)
+    {
+        if (a == 0 && b < 0)
+        {
+            throw new JinjaRuntimeException("0.0 cannot be raised to a negative power");
+        }
+
+        double result = Math.Pow(a, b);
+        if (double.IsNaN(result) && !double.IsNaN(a) && !double.IsNaN(b))
+        {
+            throw new JinjaRuntimeException("a negative number cannot be raised to a fractional power in this interpreter (Python gives a complex number)");
+        }
+
+        return double.IsInfinity(result) && double.IsFinite(a) && double.IsFinite(b)
+            ? throw new JinjaRuntimeException("(34, 'Numerical result out of range')")
+            : result;
+    }
+
     private static object FloatArithmetic(string op, double a, double b) => op switch
     {
         "+" => a + b,
         "-" => a - b,
         "*" => a * b,
         "/" => b == 0 ? throw new JinjaRuntimeException("float division by zero") : a / b,
-        "//" => b == 0 ? throw new JinjaRuntimeException("float floor division by zero") : Math.Floor(a / b),
-        "%" => b == 0 ? throw new JinjaRuntimeException("float modulo") : a - b * Math.Floor(a / b),
-        "**" => Math.Pow(a, b),
+        "//" => b == 0 ? throw new JinjaRuntimeException("float floor division by zero") : FloatDivMod(a, b).Quotient,
+        "%" => b == 0 ? throw new JinjaRuntimeException("float modulo") : FloatDivMod(a, b).Remainder,
+        "**" => Power(a, b),
         _ => throw new JinjaRuntimeException($"unknown operator '{op}'"),
     };
 }

@@ -295,13 +295,13 @@ internal static class PythonMethods
 
                 case "items":
                     args.Bind("items", []);
-                    return dict.Select(e => (object?)new object?[] { e.Key, e.Value }).ToList();
+                    return new PythonSequence("dict_items", dict.Select(e => (object?)new object?[] { e.Key, e.Value }).ToList());
                 case "keys":
                     args.Bind("keys", []);
-                    return dict.Keys.ToList();
+                    return new PythonSequence("dict_keys", dict.Keys.ToList());
                 default:
                     args.Bind("values", []);
-                    return dict.Values.ToList();
+                    return new PythonSequence("dict_values", dict.Values.ToList());
             }
         }
 
