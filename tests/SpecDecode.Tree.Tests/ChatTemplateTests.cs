@@ -504,7 +504,7 @@ public sealed class ChatTemplateTests : IDisposable
     [InlineData("{{ missing[0] }}", 1, 11, "'missing' is undefined")]
     [InlineData("{{ missing + 1 }}", 1, 12, "'missing' is undefined")]
     [InlineData("{{ missing() }}", 1, 4, "'missing' is undefined")]
-    [InlineData("{{ none.a.b }}", 1, 10, "'NoneType object' has no attribute 'a'")]
+    [InlineData("{{ none.a.b }}", 1, 10, "'None' has no attribute 'a'")]
     [InlineData("{{ 'a' + 1 }}", 1, 8, "unsupported operand type(s) for +: 'str' and 'int'")]
     [InlineData("{{ 1 / 0 }}", 1, 6, "division by zero")]
     [InlineData("{{ 1 < 'a' }}", 1, 8, "'<' not supported between instances of 'int' and 'str'")]

@@ -56,13 +56,15 @@ internal static class JinjaAccess
 
             case string s when key is long or bool:
                 {
+                    string[]? points = PythonText.CodePoints(s);
+                    int length = points?.Length ?? s.Length;
                     long index = Python.ToLong(key);
                     if (index < 0)
                     {
-                        index += s.Length;
+                        index += length;
                     }
 
-                    return index >= 0 && index < s.Length ? s[(int)index].ToString() : Undefined.Item(target, key);
+                    return index >= 0 && index < length ? points?[index] ?? s[(int)index].ToString() : Undefined.Item(target, key);
                 }
 
             case JinjaNamespace or LoopContext when key is string name:
@@ -99,9 +101,10 @@ internal static class JinjaAccess
             return new Undefined($"'{Python.TypeName(target)} object' has no element slice");
         }
 
+        string[]? points = target is string text ? PythonText.CodePoints(text) : null;
         long length = target switch
         {
-            string s => s.Length,
+            string s => points?.Length ?? s.Length,
             List<object?> list => list.Count,
             _ => ((object?[])target).Length,
         };
@@ -145,7 +148,7 @@ internal static class JinjaAccess
 
         return target switch
         {
-            string s => string.Concat(indices.Select(i => s[i])),
+            string s => points is null ? string.Concat(indices.Select(i => s[i])) : string.Concat(indices.Select(i => points[i])),
             List<object?> list => indices.Select(i => list[i]).ToList(),
             _ => indices.Select(i => ((object?[])target!)[i]).ToArray(),
         };

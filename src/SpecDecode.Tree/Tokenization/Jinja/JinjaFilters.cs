@@ -111,9 +111,7 @@ internal static class JinjaFilters
             a.Bind("reverse", []);
             if (v is string s)
             {
-                char[] chars = s.ToCharArray();
-                Array.Reverse(chars);
-                return new string(chars);
+                return string.Concat(Python.Iterate(s).Cast<string>().Reverse());
             }
 
             List<object?> items = Python.Iterate(v);

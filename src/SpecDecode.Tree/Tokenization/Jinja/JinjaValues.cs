@@ -27,11 +27,14 @@ internal sealed class Undefined(string message)
     public static Undefined Name(string name) => new($"'{name}' is undefined");
 
     /// <summary>Undefined because <paramref name="target"/> has no attribute <paramref name="name"/>.</summary>
-    public static Undefined Attribute(object? target, string name) => new($"'{Python.TypeName(target)} object' has no attribute '{name}'");
+    public static Undefined Attribute(object? target, string name) => new($"'{ObjectName(target)}' has no attribute '{name}'");
 
     /// <summary>Undefined because <paramref name="target"/> has no item <paramref name="key"/>.</summary>
     public static Undefined Item(object? target, object? key) =>
-        key is string s ? Attribute(target, s) : new($"{Python.TypeName(target)} object has no element {Python.Repr(key)}");
+        key is string s ? Attribute(target, s) : new($"{ObjectName(target)} has no element {Python.Repr(key)}");
+
+    /// <summary>Jinja's <c>object_type_repr</c>: <c>None</c>, else <c>dict object</c>, <c>list object</c>, ...</summary>
+    private static string ObjectName(object? target) => target is null ? "None" : Python.TypeName(target) + " object";
 }
 
 /// <summary>A Python dict: insertion-ordered, keys compared with Python equality (so <c>1</c>, <c>1.0</c> and

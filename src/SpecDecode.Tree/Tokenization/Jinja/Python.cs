@@ -186,6 +186,10 @@ internal static class Python
                     i++;
                 }
             }
+            else if (char.IsSurrogatePair(s, i))
+            {
+                sb.Append(c).Append(s[++i]);
+            }
             else
             {
                 sb.Append(c);
@@ -318,7 +322,7 @@ internal static class Python
     /// <summary>Python's <c>len()</c> (0 for undefined).</summary>
     public static long Length(object? value) => value switch
     {
-        string s => s.Length,
+        string s => PythonText.CodePoints(s)?.Length ?? s.Length,
         List<object?> list => list.Count,
         object?[] tuple => tuple.Length,
         JinjaDict dict => dict.Count,
@@ -334,27 +338,12 @@ internal static class Python
         List<object?> list => [.. list],
         object?[] tuple => [.. tuple],
         JinjaDict dict => [.. dict.Keys],
-        string s => [.. Characters(s)],
+        string s => [.. (PythonText.CodePoints(s) ?? s.Select(c => c.ToString()))],
         PythonSequence sequence => [.. sequence.Items],
         JinjaIterator iterator => iterator.Drain(),
         Undefined => [],
         _ => throw new JinjaRuntimeException($"'{TypeName(value)}' object is not iterable"),
     };
-
-    private static IEnumerable<object?> Characters(string s)
-    {
-        for (int i = 0; i < s.Length; i++)
-        {
-            if (char.IsSurrogatePair(s, i))
-            {
-                yield return s.Substring(i++, 2);
-            }
-            else
-            {
-                yield return s[i].ToString();
-            }
-        }
-    }
 
     /// <summary>Whether the value is a Python number (bool included, as in Python).</summary>
     public static bool IsNumber(object? value) => value is long or double or bool;

@@ -22,6 +22,24 @@ internal static class PythonText
         return true;
     }
 
+    /// <summary>The characters of <paramref name="s"/> as Python counts them (code points: a surrogate pair is one),
+    /// or null when every UTF-16 unit is one character (the common case).</summary>
+    public static string[]? CodePoints(string s)
+    {
+        if (!s.AsSpan().ContainsAnyInRange('\uD800', '\uDFFF'))
+        {
+            return null;
+        }
+
+        var points = new List<string>(s.Length);
+        for (int i = 0; i < s.Length; i++)
+        {
+            points.Add(char.IsSurrogatePair(s, i) ? s.Substring(i++, 2) : s[i].ToString());
+        }
+
+        return [.. points];
+    }
+
     /// <summary>Python's <c>str.rstrip()</c>.</summary>
     public static string RStrip(string s) => Strip(s, null, left: false, right: true);
 
