@@ -12,7 +12,7 @@ namespace SpecDecode.EngineBench;
 
 /// <summary>The results file: the set-up, the model-free reference and every configuration's figures.</summary>
 internal sealed record BenchReport(
-    string Date, string Device, string Libtorch, string Model, string DType, int MaxContext, int Budget, int WarmupTrajectories,
+    string Date, string Device, string Libtorch, string ScriptExecutor, string Model, string DType, int MaxContext, int Budget, int WarmupTrajectories,
     int WarmupCalls, int SkippedTooLong, double CostModelSeconds, IReadOnlyList<ReferencePoint> ModelFree, IReadOnlyList<VariantResult> Results);
 
 /// <summary>The model-free replay's figure for the calls one batch size served.</summary>
@@ -94,17 +94,21 @@ internal static class BenchCommand
         var options = new TargetModelOptions { Device = device, DType = dtype, MaxBatch = maxBatch, MaxContext = maxContext };
         using TargetModel model = TargetModel.CreateRandom(config, options, seed: 1);
         Tokenizer tokenizer = TiktokenTokenizer.CreateForEncoding("o200k_base");
-        Console.WriteLine($"target: {config.LayerCount} layers, hidden {config.HiddenSize}, random {dtype}, KV cache {maxBatch} x {maxContext}, scripted {model.UsesScriptedLayers}");
+        Console.WriteLine($"target: {config.LayerCount} layers, hidden {config.HiddenSize}, random {dtype}, KV cache {maxBatch} x {maxContext}, scripted {model.UsesScriptedLayers}, script executor {ScriptExecutor.Mode}");
 
         var costWatch = Stopwatch.StartNew();
+        bool adaptive = variants.Any(v => v.Adaptive);
         int costContext = (int)Math.Min(maxContext - budget - 2, workload.Evaluation.Average(c => c.Prompt.Length));
-        VerificationCostModel cost = VerificationCostModel.Measure(model, costContext, maxWidth: Math.Min(64, budget + 1));
+        VerificationCostModel? cost = adaptive ? VerificationCostModel.Measure(model, costContext, maxWidth: Math.Min(64, budget + 1)) : null;
         double costSeconds = costWatch.Elapsed.TotalSeconds;
-        Console.WriteLine($"cost model at context {costContext}: {costSeconds:F1} s; batch 1 width 1 {cost.Measured(0, 0) * 1e3:F2} ms, width {cost.Widths[^1]} {cost.Measured(0, cost.Widths.Count - 1) * 1e3:F2} ms; " +
+        if (cost is not null)
+        {
+            Console.WriteLine($"cost model at context {costContext}: {costSeconds:F1} s; batch 1 width 1 {cost.Measured(0, 0) * 1e3:F2} ms, width {cost.Widths[^1]} {cost.Measured(0, cost.Widths.Count - 1) * 1e3:F2} ms; " +
             $"batch {cost.Batches[^1]} width 1 {cost.Measured(cost.Batches.Count - 1, 0) * 1e3:F2} ms, width {cost.Widths[^1]} {cost.Measured(cost.Batches.Count - 1, cost.Widths.Count - 1) * 1e3:F2} ms");
+        }
 
         // Warm-up: kernels, JIT and the engine's paths, untimed.
-        EngineRunner.Run(model, tokenizer, workload, workload.Evaluation.Take(2).ToArray(), Variant.Parse("suffix"), 2, budget, cost);
+        EngineRunner.Run(model, tokenizer, workload, workload.Evaluation.Take(2).ToArray(), Variant.Parse(adaptive ? "suffix-adaptive" : "suffix"), Math.Min(2, maxBatch), budget, cost);
 
         var results = new List<VariantResult>();
         Console.WriteLine("variant batch calls tokens seconds tokens/s tokens/step acceptance draft/step draft_ms verify_ms host_ms mean_batch mismatches");
@@ -124,7 +128,7 @@ internal static class BenchCommand
             }
         }
 
-        var report = new BenchReport(DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture), deviceName, libtorch,
+        var report = new BenchReport(DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture), deviceName, libtorch, ScriptExecutor.Mode,
             Path.GetFileName(configPath), dtypeName, maxContext, budget, warmupTrajectories, workload.Warmup.Count, workload.SkippedTooLong,
             costSeconds, reference, results);
         Directory.CreateDirectory(output);
@@ -137,7 +141,7 @@ internal static class BenchCommand
     internal static string Markdown(BenchReport report)
     {
         var md = new StringBuilder();
-        md.AppendLine(CultureInfo.InvariantCulture, $"Engine on SWE-bench traces, {report.Model} ({report.DType}, random weights), {report.Device}, {report.Date}; budget {report.Budget}, KV {report.MaxContext} tokens per slot.");
+        md.AppendLine(CultureInfo.InvariantCulture, $"Engine on SWE-bench traces, {report.Model} ({report.DType}, random weights), {report.Device}, script executor {report.ScriptExecutor}, {report.Date}; budget {report.Budget}, KV {report.MaxContext} tokens per slot.");
         md.AppendLine();
         md.AppendLine("| batch | calls | variant | tokens/s | speedup vs plain | tokens/step (engine) | tokens/step (model-free replay) | speedup / replay tokens per step | draft ms | verify ms | host ms (per batched step) |");
         md.AppendLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");

@@ -35,9 +35,9 @@ internal static class PlotCommand
             plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
                 batches.Select(b => Math.Log2(b)).ToArray(),
                 batches.Select(b => b.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray());
-            plot.XLabel("batch size");
             plot.YLabel("speedup over plain decoding");
-            plot.Title($"{report.Model}, {report.Device}: engine speedup by batch size");
+            plot.Title("Engine speedup by batch size");
+            plot.XLabel($"batch size ({report.Device})");
             plot.ShowLegend();
             plot.SavePng(p.GetValue(output)!, 800, 500);
             return 0;

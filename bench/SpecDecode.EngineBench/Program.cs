@@ -5,5 +5,6 @@ var root = new RootCommand("Speculative engine on SWE-bench traces: tokens per s
 {
     BenchCommand.Build(),
     PlotCommand.Build(),
+    StepsCommand.Build(),
 };
 return root.Parse(args).Invoke();

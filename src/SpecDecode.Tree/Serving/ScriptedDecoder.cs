@@ -12,16 +12,17 @@ namespace SpecDecode.Tree;
 internal sealed class ScriptedDecoder
 {
     // TorchScript source: compiled from a string, so only aten ops (torch.linear, torch.silu, ...) are visible, not
-    // torch.nn.functional. It must end with a newline.
+    // torch.nn.functional. It must end with a newline. Dimensions are counted from the front (no -1): libtorch's simple
+    // executor failed on CUDA with an index of -1 (see ScriptExecutor).
     private const string Source = """
         def rms(x: Tensor, w: Tensor, eps: float) -> Tensor:
             h = x.float()
-            h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+            h = h * torch.rsqrt(h.pow(2).mean([h.dim() - 1], keepdim=True) + eps)
             return w * h.to(x.dtype)
 
         def rotate_half(x: Tensor) -> Tensor:
-            half = x.size(-1) // 2
-            return torch.cat([x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)], -1)
+            half = x.size(3) // 2
+            return torch.cat([x.narrow(3, half, half).neg(), x.narrow(3, 0, half)], 3)
 
         def layers(x: Tensor, in_norm: List[Tensor], wq: List[Tensor], wk: List[Tensor], wv: List[Tensor], wo: List[Tensor],
                    bq: List[Tensor], bk: List[Tensor], bv: List[Tensor], q_norm: List[Tensor], k_norm: List[Tensor],
@@ -57,7 +58,7 @@ internal sealed class ScriptedDecoder
                 grouped = q.view(b, t, kv_heads, groups, head_dim).permute(0, 2, 3, 1, 4).reshape(b, kv_heads, groups * t, head_dim)
                 if matmul_attention:
                     scores = torch.matmul(grouped, kc.narrow(2, 0, keys).transpose(2, 3)) * (float(head_dim) ** -0.5) + mask
-                    o = torch.matmul(torch.softmax(scores.float(), -1).to(grouped.dtype), vc.narrow(2, 0, keys))
+                    o = torch.matmul(torch.softmax(scores.float(), 3).to(grouped.dtype), vc.narrow(2, 0, keys))
                 else:
                     o = torch.scaled_dot_product_attention(grouped, kc.narrow(2, 0, keys), vc.narrow(2, 0, keys), mask)
                 o = o.view(b, kv_heads, groups, t, head_dim).permute(0, 3, 1, 2, 4).reshape(b, t, heads * head_dim)
@@ -68,7 +69,11 @@ internal sealed class ScriptedDecoder
 
         """;
 
-    private static readonly Lazy<jit.CompilationUnit> Compiled = new(() => jit.compile(Source), LazyThreadSafetyMode.ExecutionAndPublication);
+    private static readonly Lazy<jit.CompilationUnit> Compiled = new(() =>
+    {
+        ScriptExecutor.Configure();
+        return jit.compile(Source);
+    }, LazyThreadSafetyMode.ExecutionAndPublication);
 
     private readonly ModelConfig _config;
     private readonly Tensor[] _inNorm, _wq, _wk, _wv, _wo, _bq, _bk, _bv, _qNorm, _kNorm, _postNorm, _gate, _up, _down;

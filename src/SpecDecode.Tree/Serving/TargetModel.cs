@@ -32,6 +32,10 @@ public sealed partial class TargetModel : IDisposable
         DType = dtype;
         _prefillChunk = options.PrefillChunk;
         _cache = new KvCache(config, options.MaxBatch, options.MaxContext, dtype, device);
+        if (device.type == DeviceType.CUDA)
+        {
+            AttentionBackends.Set("CuDNN", options.CuDnnAttention);
+        }
         (_cos, _sin) = RotaryTables(config, options.MaxContext + 1, device);
         _scripted = options.ScriptedLayers ? ScriptedDecoder.TryCreate(config, weights, options.MatmulAttentionMinKeys) : null;
         if (_scripted is not null)

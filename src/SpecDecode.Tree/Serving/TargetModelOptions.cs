@@ -26,6 +26,14 @@ public sealed class TargetModelOptions
     /// TorchSharp call per tensor operation; both compute the same, the script with far less host time per step.</summary>
     public bool ScriptedLayers { get; init; } = true;
 
+    /// <summary>
+    /// Let libtorch pick cuDNN's attention kernel on CUDA. Off by default: cuDNN builds an execution plan for every new
+    /// key count, and a decoder's key count changes every step; on an H100 that made a Llama-3.1-8B decode step at a
+    /// 5k context 65 ms instead of 19 ms (bench/RESULTS.md). With it off, libtorch uses its memory-efficient kernel. The
+    /// setting is process-wide (libtorch's global context): the last model loaded decides.
+    /// </summary>
+    public bool CuDnnAttention { get; init; }
+
     /// <summary>Shortest cache (keys) for which the scripted layers may compute attention with matrix products (see
     /// ScriptedDecoder); lowered by tests to reach that branch on tiny models.</summary>
     internal long MatmulAttentionMinKeys { get; init; } = 8192;
