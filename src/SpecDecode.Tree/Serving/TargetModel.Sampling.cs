@@ -49,7 +49,8 @@ public sealed partial class TargetModel
     /// <param name="inputs">Each sequence's slot, root and draft tree.</param>
     /// <param name="options">One per input, <c>options[i]</c> for <c>inputs[i]</c>; an object may repeat. Its settings are
     /// read at this call. Temperature 0 makes that sequence's acceptance exactly greedy (the argmax, lowest id on ties),
-    /// as <see cref="VerifyGreedy"/>, whatever the other sequences do, and draws no random numbers. Otherwise each options
+    /// as <see cref="VerifyGreedy"/>, whatever the other sequences do, and draws no random numbers (top-k 1 gives the same
+    /// path unless the largest logits tie: top-k keeps ties, as transformers does). Otherwise each options
     /// object owns a random stream (per model) that advances with every call: seeded from <see cref="SamplingOptions.Seed"/>
     /// when set (and restarted from the new value when the seed is set to another number), so a sequence with its own seeded options gets the same tokens for the
     /// same inputs whatever other sequences share the batch and on any device (up to that device's float32 rounding of
