@@ -42,6 +42,12 @@ public sealed class HybridDrafter : IBatchDrafter
     /// <inheritdoc />
     public int MaxBudget => Math.Min(_cheap.MaxBudget, _model.MaxBudget);
 
+    /// <summary>The model-free drafter.</summary>
+    public IDrafter CheapDrafter => _cheap;
+
+    /// <summary>The model drafter.</summary>
+    public IDrafter ModelDrafter => _model;
+
     /// <summary>Drafts taken from the cheap drafter so far.</summary>
     public long CheapDrafts { get; private set; }
 

@@ -57,6 +57,7 @@ public sealed class DraftModelDrafter : IBatchDrafter
     private readonly Dictionary<RequestId, RequestState> _requests = new();
     private readonly SortedSet<int> _freeSlots;
     private readonly int _maxBudget;
+    private Tokenizer? _ownTokenizer;
     private int _targetVocab;
     private bool _disposed;
 
@@ -77,13 +78,18 @@ public sealed class DraftModelDrafter : IBatchDrafter
     /// <exception cref="ArgumentOutOfRangeException">An option is out of range.</exception>
     /// <exception cref="ModelConfigException">config.json is missing, malformed or unsupported.</exception>
     /// <exception cref="SafeTensorsException">A weights file is missing or corrupt.</exception>
+    /// <exception cref="Tokenization.TokenizerLoadException">The folder has tokenizer files that do not load.</exception>
     public static DraftModelDrafter Load(string folder, DraftModelOptions options)
     {
         ArgumentException.ThrowIfNullOrEmpty(folder);
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
-        return new DraftModelDrafter(TargetModel.Load(folder, options.ToModelOptions()), options);
+        Tokenizer? tokenizer = HasTokenizerFiles(folder) ? Tokenization.CheckpointTokenizer.Load(folder) : null;
+        return new DraftModelDrafter(TargetModel.Load(folder, options.ToModelOptions()), options) { _ownTokenizer = tokenizer };
     }
+
+    private static bool HasTokenizerFiles(string folder) =>
+        new[] { "tokenizer.json", "tokenizer.model", "vocab.json" }.Any(name => File.Exists(Path.Combine(folder, name)));
 
     /// <summary>A drafter over an existing model, which it then owns (disposes). For tests, with
     /// <see cref="TargetModel.CreateRandom"/>.</summary>
@@ -157,7 +163,8 @@ public sealed class DraftModelDrafter : IBatchDrafter
     /// </remarks>
     /// <param name="target">The target model's configuration.</param>
     /// <param name="targetTokenizer">The target's tokenizer, e.g. <see cref="Tokenization.CheckpointTokenizer.Load"/>.</param>
-    /// <param name="draftTokenizer">The draft model's tokenizer.</param>
+    /// <param name="draftTokenizer">The draft model's tokenizer; null for the one <see cref="Load"/> found in the draft's
+    /// checkpoint folder, if any.</param>
     /// <exception cref="ArgumentNullException"><paramref name="target"/> is null.</exception>
     /// <exception cref="VocabularyMismatchException">The vocabularies differ; the message says how and what to do.</exception>
     /// <exception cref="ObjectDisposedException">The drafter was disposed.</exception>
@@ -167,7 +174,7 @@ public sealed class DraftModelDrafter : IBatchDrafter
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            VocabularyCheck.Check(target.VocabSize, _model.Config.VocabSize, targetTokenizer, draftTokenizer);
+            VocabularyCheck.Check(target.VocabSize, _model.Config.VocabSize, targetTokenizer, draftTokenizer ?? _ownTokenizer);
             _targetVocab = target.VocabSize;
         }
     }

@@ -1,26 +1,64 @@
+using static TorchSharp.torch;
+
 namespace SpecDecode.Tree;
 
 public sealed partial class SpeculativeEngine
 {
     private static readonly SamplingOptions Greedy = new() { Temperature = 0 };
 
+    // Views of model drafts' distributions made for pruned trees; disposed after the step's verification.
+    private readonly List<(DraftTree Tree, Tensor View)> _prunedDistributions = [];
+
     /// <summary>One verification forward for the whole batch: recorded-response acceptance for benchmark requests,
-    /// greedy acceptance on the device when every request is greedy, multi-step speculative sampling otherwise.</summary>
+    /// greedy acceptance on the device when every request is greedy, multi-step speculative sampling otherwise (greedy
+    /// requests then get exact greedy acceptance within the same step; each sampled request draws from its own random
+    /// stream).</summary>
     private VerifiedStep[] Verify(TreeInput[] inputs)
     {
-        if (_active.Any(r => r.Forced is not null))
+        try
         {
-            return _model.VerifyForced(inputs, _active.Select(r => r.Forced is { } f ? f[(int)Math.Min(r.Emitted, f.Length)..] : []).ToArray());
+            if (_active.Any(r => r.Forced is not null))
+            {
+                return _model.VerifyForced(inputs, _active.Select(r => r.Forced is { } f ? f[(int)Math.Min(r.Emitted, f.Length)..] : []).ToArray());
+            }
+            if (_active.All(r => r.IsGreedy))
+            {
+                return _model.VerifyGreedy(inputs);
+            }
+            var options = new SamplingOptions[inputs.Length];
+            var distributions = new Tensor?[inputs.Length];
+            for (int i = 0; i < inputs.Length; i++)
+            {
+                options[i] = _active[i].IsGreedy ? Greedy : _active[i].Sampling!;
+                distributions[i] = DraftDistributions.TryGet(inputs[i].Draft, out Tensor? q) ? q : null;
+            }
+            return _model.VerifySampled(inputs, options, distributions);
         }
-        if (_active.All(r => r.IsGreedy))
+        finally
         {
-            return _model.VerifyGreedy(inputs);
+            foreach ((DraftTree tree, Tensor view) in _prunedDistributions)
+            {
+                DraftDistributions.Remove(tree);
+                view.Dispose();
+            }
+            _prunedDistributions.Clear();
         }
-        throw new NotSupportedException("sampled verification: pending");
     }
 
-    /// <summary>Keeps a model draft's distributions with its pruned tree (a chain pruned to a prefix keeps its first rows).</summary>
-    private static void KeepDistributions(DraftTree original, DraftTree pruned)
+    /// <summary>Keeps a model draft's distributions with its pruned tree. Sampled model drafts are chains, and a pruned
+    /// chain is a prefix of it, whose distributions are the first rows.</summary>
+    private void KeepDistributions(DraftTree original, DraftTree pruned)
     {
+        if (ReferenceEquals(original, pruned) || pruned.IsEmpty || !DraftDistributions.TryGet(original, out Tensor? q))
+        {
+            return;
+        }
+        if (!original.IsChain)
+        {
+            throw new InvalidOperationException("Adaptive speculation pruned a sampled model draft that is not a chain; only chains carry distributions.");
+        }
+        Tensor view = q.narrow(0, 0, Math.Min(q.shape[0], pruned.Count));
+        DraftDistributions.Register(pruned, view);
+        _prunedDistributions.Add((pruned, view));
     }
 }

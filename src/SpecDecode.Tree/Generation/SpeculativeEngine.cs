@@ -51,7 +51,7 @@ public sealed partial class SpeculativeEngine : ISpeculativeGenerator, IDisposab
         _drafter = drafter;
         _options = options;
         _maxBatch = options.MaxBatch ?? model.MaxBatch;
-        _defaultStopIds = [.. options.EndOfSequenceTokenIds ?? model.Config.EosTokenIds];
+        _defaultStopIds = [.. options.EndOfSequenceTokenIds ?? model.EndOfSequenceTokenIds];
         _adaptive = cost is null ? null : new AdaptiveSpeculation(cost);
         for (int slot = _maxBatch - 1; slot >= 0; slot--)
         {
@@ -72,6 +72,8 @@ public sealed partial class SpeculativeEngine : ISpeculativeGenerator, IDisposab
     /// <param name="options">Scheduling and speculation options; null for the defaults.</param>
     /// <exception cref="ArgumentOutOfRangeException">An option is out of range.</exception>
     /// <exception cref="InvalidOperationException">A cache slot is in use.</exception>
+    /// <exception cref="VocabularyMismatchException">A draft model's vocabulary differs from the target's.</exception>
+    /// <exception cref="ArgumentException">A draft model has fewer request slots than the engine's batch.</exception>
     public static SpeculativeEngine Create(TargetModel model, Tokenizer tokenizer, IDrafter? drafter, SpeculativeEngineOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -85,6 +87,7 @@ public sealed partial class SpeculativeEngine : ISpeculativeGenerator, IDisposab
                 throw new InvalidOperationException($"Slot {slot} of the model caches {model.CachedLength(slot)} tokens; give the engine a model with empty slots (Truncate(slot, 0)).");
             }
         }
+        ValidateDrafter(model, tokenizer, drafter, options.MaxBatch ?? model.MaxBatch);
         VerificationCostModel? cost = null;
         if (options.AdaptiveSpeculation && drafter is not null && options.MaxDraftTokens > 0)
         {
@@ -92,6 +95,28 @@ public sealed partial class SpeculativeEngine : ISpeculativeGenerator, IDisposab
                 options.CostModelContext ?? Math.Min(2048, model.Capacity / 4), maxWidth: Math.Min(64, options.MaxDraftTokens + 1));
         }
         return new SpeculativeEngine(model, tokenizer, drafter, options, cost);
+    }
+
+    /// <summary>Checks draft models inside <paramref name="drafter"/> (directly or in a <see cref="HybridDrafter"/>): the
+    /// same vocabulary as the target, and a slot for every request the engine serves at once.</summary>
+    private static void ValidateDrafter(TargetModel model, Tokenizer tokenizer, IDrafter? drafter, int maxBatch)
+    {
+        switch (drafter)
+        {
+            case HybridDrafter hybrid:
+                ValidateDrafter(model, tokenizer, hybrid.CheapDrafter, maxBatch);
+                ValidateDrafter(model, tokenizer, hybrid.ModelDrafter, maxBatch);
+                break;
+            case DraftModelDrafter draft:
+                draft.EnsureSameVocabulary(model.Config, tokenizer);
+                if (draft.Options.MaxRequests < maxBatch)
+                {
+                    throw new ArgumentException(
+                        $"The draft model has {draft.Options.MaxRequests} request slots but the engine serves {maxBatch} requests at once; set DraftModelOptions.MaxRequests to at least {maxBatch}.",
+                        nameof(drafter));
+                }
+                break;
+        }
     }
 
     /// <summary>The target model.</summary>
@@ -202,9 +227,9 @@ public sealed partial class SpeculativeEngine : ISpeculativeGenerator, IDisposab
         }
         if (request.Messages is not null)
         {
-            Func<IReadOnlyList<PromptMessage>, string> render = _options.ChatRenderer
-                ?? throw new ArgumentException("This engine has no chat template (SpeculativeEngineOptions.ChatRenderer): pass Prompt or PromptTokens, or give the engine the checkpoint's chat template.", nameof(request));
-            return [.. _tokenizer.EncodeToIds(render(request.Messages))];
+            Tokenization.ChatTemplate template = _options.ChatTemplate
+                ?? throw new ArgumentException("This engine has no chat template (SpeculativeEngineOptions.ChatTemplate, e.g. ChatTemplate.Load(checkpointFolder)): pass Prompt or PromptTokens instead, or give the engine the checkpoint's template.", nameof(request));
+            return [.. _tokenizer.EncodeToIds(template.Render(request.Messages, addGenerationPrompt: true))];
         }
         int[] ids = [.. _tokenizer.EncodeToIds(request.Prompt!)];
         if (_options.PrependBosToText && _model.Config.BosTokenId is int bos && (ids.Length == 0 || ids[0] != bos))

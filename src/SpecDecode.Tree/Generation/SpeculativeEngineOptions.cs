@@ -30,13 +30,13 @@ public sealed class SpeculativeEngineOptions
     /// of the model's capacity, at most 2048.</summary>
     public int? CostModelContext { get; init; }
 
-    /// <summary>The default stop tokens of requests that do not name theirs; null for the checkpoint's end-of-sequence ids
-    /// (generation_config.json, else config.json).</summary>
+    /// <summary>The default stop tokens of requests that do not name theirs; null for the model's
+    /// <see cref="TargetModel.EndOfSequenceTokenIds"/> (generation_config.json, else config.json).</summary>
     public IReadOnlyList<int>? EndOfSequenceTokenIds { get; init; }
 
-    /// <summary>Renders chat messages into a prompt (the checkpoint's chat template); null refuses requests with
-    /// <see cref="GenerationRequest.Messages"/>.</summary>
-    public Func<IReadOnlyList<PromptMessage>, string>? ChatRenderer { get; init; }
+    /// <summary>Renders chat messages into a prompt, followed by the assistant turn's header: the checkpoint's template
+    /// (<see cref="Tokenization.ChatTemplate.Load"/>); null refuses requests with <see cref="GenerationRequest.Messages"/>.</summary>
+    public Tokenization.ChatTemplate? ChatTemplate { get; init; }
 
     /// <summary>Put the checkpoint's BOS token (config.json <c>bos_token_id</c>) before text prompts that do not start with
     /// it, as transformers' Llama tokenizers do. Default true. Token-id prompts are never changed; chat templates write

@@ -50,6 +50,10 @@ public sealed partial class TargetModel : IDisposable
     /// <summary>The model's configuration.</summary>
     public ModelConfig Config { get; }
 
+    /// <summary>The tokens that end generation: generation_config.json's <c>eos_token_id</c> when the checkpoint has one,
+    /// else config.json's (empty when neither names one).</summary>
+    public IReadOnlyList<int> EndOfSequenceTokenIds { get; private init; } = [];
+
     /// <summary>The device the weights and cache live on.</summary>
     public Device Device { get; }
 
@@ -87,7 +91,7 @@ public sealed partial class TargetModel : IDisposable
                     checkpoint.CopyInto(name, parameter);
                 }
             }
-            return new TargetModel(config, weights, options, device, dtype);
+            return new TargetModel(config, weights, options, device, dtype) { EndOfSequenceTokenIds = GenerationConfig.EosTokenIds(folder) };
         }
         catch
         {
@@ -120,7 +124,7 @@ public sealed partial class TargetModel : IDisposable
                 }
             }
         }
-        return new TargetModel(config, weights, options, device, dtype);
+        return new TargetModel(config, weights, options, device, dtype) { EndOfSequenceTokenIds = config.EosTokenIds };
     }
 
     /// <summary>Fills every slot's cache with random keys and values and sets its length to <paramref name="length"/>:
