@@ -71,8 +71,9 @@ public sealed class SamplingOptions
     }
 
     /// <summary>
-    /// Seeds the random generator of a verifier, so that the same inputs in the same order give the same outputs on
-    /// the same device; <c>null</c> (the default) uses TorchSharp's global generator.
+    /// Seeds this options object's random stream (drawn on the host), so that the same inputs and the same drafts give
+    /// the same tokens whatever other sequences share the batch; <c>null</c> (the default) seeds the stream from the
+    /// operating system. An engine copies a request's options, so each request has a stream of its own.
     /// </summary>
     public long? Seed { get; set; }
 
