@@ -12,7 +12,7 @@ namespace SpecDecode.EngineBench;
 
 /// <summary>The results file: the set-up, the model-free reference and every configuration's figures.</summary>
 internal sealed record BenchReport(
-    string Date, string Device, string Libtorch, string ScriptExecutor, string Model, string DType, int MaxContext, int Budget, int WarmupTrajectories,
+    string Date, string Device, string Libtorch, string ScriptExecutor, string Model, string? DraftModel, int MaxResponse, string DType, int MaxContext, int Budget, int WarmupTrajectories,
     int WarmupCalls, int SkippedTooLong, double CostModelSeconds, IReadOnlyList<ReferencePoint> ModelFree, IReadOnlyList<VariantResult> Results);
 
 /// <summary>The model-free replay's figure for the calls one batch size served.</summary>
@@ -29,15 +29,17 @@ internal static class BenchCommand
         var budget = new Option<int>("--budget") { Description = "Draft tokens per request per step.", DefaultValueFactory = _ => 32 };
         var maxContext = new Option<int>("--max-context") { Description = "KV-cache tokens per slot; calls whose prompt + response do not fit are skipped.", DefaultValueFactory = _ => 8192 };
         var variants = new Option<string>("--variants") { Description = "plain, suffix, suffix-adaptive (comma list).", DefaultValueFactory = _ => "plain,suffix,suffix-adaptive" };
+        var draftConfig = new Option<string?>("--draft-config") { Description = "A draft model's config.json (random weights) for the draft-adaptive and hybrid-adaptive variants." };
+        var maxResponse = new Option<int>("--max-response") { Description = "Replay at most this many tokens of each response (0: all), so that batches stay full.", DefaultValueFactory = _ => 0 };
         var dtype = new Option<string>("--dtype") { Description = "bfloat16, float16 or float32.", DefaultValueFactory = _ => "bfloat16" };
         var output = new Option<string>("--out") { Description = "Folder for engine-bench.json and engine-bench.md.", DefaultValueFactory = _ => "bench/out" };
         var command = new Command("run", "Replay the traces through the engine and plain decoding; write JSON and markdown.")
         {
-            traces, config, warmup, calls, budget, maxContext, variants, dtype, output,
+            traces, config, warmup, calls, budget, maxContext, variants, dtype, output, draftConfig, maxResponse,
         };
         command.SetAction(p => Run(p.GetValue(traces)!, p.GetValue(config)!, p.GetValue(warmup), ParseCalls(p.GetValue(calls)!),
             p.GetValue(budget), p.GetValue(maxContext), p.GetValue(variants)!.Split(',', StringSplitOptions.TrimEntries).Select(Variant.Parse).ToArray(),
-            p.GetValue(dtype)!, p.GetValue(output)!));
+            p.GetValue(dtype)!, p.GetValue(output)!, p.GetValue(draftConfig), p.GetValue(maxResponse)));
         return command;
     }
 
@@ -57,7 +59,7 @@ internal static class BenchCommand
     }
 
     private static int Run(string traces, string configPath, int warmupTrajectories, SortedDictionary<int, int> callsPerBatch, int budget,
-        int maxContext, Variant[] variants, string dtypeName, string output)
+        int maxContext, Variant[] variants, string dtypeName, string output, string? draftConfigPath, int maxResponse)
     {
         string libtorch = TorchRuntime.EnsureLoaded();
         Device device = TorchRuntime.DefaultDevice;
@@ -75,7 +77,7 @@ internal static class BenchCommand
         int maxCalls = callsPerBatch.Values.Max();
 
         var load = Stopwatch.StartNew();
-        Workload workload = Workload.Load(traces, warmupTrajectories, maxCalls, maxContext, headroom: budget + 2, config.VocabSize);
+        Workload workload = Workload.Load(traces, warmupTrajectories, maxCalls, maxContext, headroom: budget + 2, config.VocabSize, maxResponse);
         Console.WriteLine($"traces: {workload.Warmup.Count} warm-up calls, {workload.Evaluation.Count} evaluated calls " +
             $"(mean prompt {workload.Evaluation.Average(c => c.Prompt.Length):F0}, mean response {workload.Evaluation.Average(c => c.Response.Length):F0} tokens), " +
             $"{workload.SkippedTooLong} calls over {maxContext} tokens skipped; {load.Elapsed.TotalSeconds:F1} s");
@@ -96,6 +98,17 @@ internal static class BenchCommand
         Tokenizer tokenizer = TiktokenTokenizer.CreateForEncoding("o200k_base");
         Console.WriteLine($"target: {config.LayerCount} layers, hidden {config.HiddenSize}, random {dtype}, KV cache {maxBatch} x {maxContext}, scripted {model.UsesScriptedLayers}, script executor {ScriptExecutor.Mode}");
 
+        using DraftModelDrafter? draftModel = draftConfigPath is null ? null : DraftModelDrafter.Create(
+            TargetModel.CreateRandom(ModelConfig.Load(draftConfigPath), new TargetModelOptions { Device = device, DType = dtype, MaxBatch = maxBatch, MaxContext = maxContext }, seed: 2),
+            new DraftModelOptions { MaxRequests = maxBatch, MaxContext = maxContext, Device = device, DType = dtype });
+        if (draftModel is not null)
+        {
+            draftModel.SkipPrefillForBenchmark = true; // as for the target: prefill cost is measured elsewhere
+        }
+        if (draftModel is not null)
+        {
+            Console.WriteLine($"draft model: {draftModel.Config.LayerCount} layers, hidden {draftModel.Config.HiddenSize}, random {dtype}; tree top-k {draftModel.Options.TopK}, beam {draftModel.Options.Beam}, depth {draftModel.Options.MaxDepth}");
+        }
         var costWatch = Stopwatch.StartNew();
         bool adaptive = variants.Any(v => v.Adaptive);
         int costContext = (int)Math.Min(maxContext - budget - 2, workload.Evaluation.Average(c => c.Prompt.Length));
@@ -108,7 +121,7 @@ internal static class BenchCommand
         }
 
         // Warm-up: kernels, JIT and the engine's paths, untimed.
-        EngineRunner.Run(model, tokenizer, workload, workload.Evaluation.Take(2).ToArray(), Variant.Parse(adaptive ? "suffix-adaptive" : "suffix"), Math.Min(2, maxBatch), budget, cost);
+        EngineRunner.Run(model, tokenizer, workload, workload.Evaluation.Take(2).ToArray(), Variant.Parse(adaptive ? "suffix-adaptive" : "suffix"), Math.Min(2, maxBatch), budget, cost, draftModel);
 
         var results = new List<VariantResult>();
         Console.WriteLine("variant batch calls tokens seconds tokens/s tokens/step acceptance draft/step draft_ms verify_ms host_ms mean_batch mismatches");
@@ -117,7 +130,7 @@ internal static class BenchCommand
             IReadOnlyList<TraceCallTokens> calls = workload.Evaluation.Take(n).ToArray();
             foreach (Variant variant in variants)
             {
-                VariantResult r = EngineRunner.Run(model, tokenizer, workload, calls, variant, batch, budget, cost);
+                VariantResult r = EngineRunner.Run(model, tokenizer, workload, calls, variant, batch, budget, cost, draftModel);
                 results.Add(r);
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"{r.Variant} {r.Batch} {r.Calls} {r.Tokens} {r.Seconds:F2} {r.TokensPerSecond:F1} {r.TokensPerStep:F3} {r.AcceptanceRate:P1} {r.DraftTokensPerStep:F2} {r.DraftMsPerBatch:F3} {r.VerifyMsPerBatch:F2} {r.HostMsPerBatch:F3} {r.MeanBatch:F1} {r.Mismatches}"));
@@ -129,7 +142,7 @@ internal static class BenchCommand
         }
 
         var report = new BenchReport(DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture), deviceName, libtorch, ScriptExecutor.Mode,
-            Path.GetFileName(configPath), dtypeName, maxContext, budget, warmupTrajectories, workload.Warmup.Count, workload.SkippedTooLong,
+            Path.GetFileName(configPath), draftConfigPath is null ? null : Path.GetFileName(draftConfigPath), maxResponse, dtypeName, maxContext, budget, warmupTrajectories, workload.Warmup.Count, workload.SkippedTooLong,
             costSeconds, reference, results);
         Directory.CreateDirectory(output);
         File.WriteAllText(Path.Combine(output, "engine-bench.json"), JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));
@@ -141,7 +154,7 @@ internal static class BenchCommand
     internal static string Markdown(BenchReport report)
     {
         var md = new StringBuilder();
-        md.AppendLine(CultureInfo.InvariantCulture, $"Engine on SWE-bench traces, {report.Model} ({report.DType}, random weights), {report.Device}, script executor {report.ScriptExecutor}, {report.Date}; budget {report.Budget}, KV {report.MaxContext} tokens per slot.");
+        md.AppendLine(CultureInfo.InvariantCulture, $"Engine on SWE-bench traces, {report.Model} ({report.DType}, random weights{(report.DraftModel is null ? "" : ", draft " + report.DraftModel)}{(report.MaxResponse > 0 ? $", responses cut at {report.MaxResponse} tokens" : "")}), {report.Device}, script executor {report.ScriptExecutor}, {report.Date}; budget {report.Budget}, KV {report.MaxContext} tokens per slot.");
         md.AppendLine();
         md.AppendLine("| batch | calls | variant | tokens/s | speedup vs plain | tokens/step (engine) | tokens/step (model-free replay) | speedup / replay tokens per step | draft ms | verify ms | host ms (per batched step) |");
         md.AppendLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");

@@ -11,15 +11,19 @@ internal sealed record VariantResult(
     double TokensPerStep, double AcceptanceRate, double DraftTokensPerStep, double DraftMsPerBatch, double VerifyMsPerBatch,
     double HostMsPerBatch, double MeanBatch, int Mismatches);
 
-/// <summary>A drafter setting: none (plain decoding), the suffix drafter verified as proposed, or with adaptive pruning.</summary>
-internal sealed record Variant(string Name, bool Drafts, bool Adaptive)
+/// <summary>A drafter setting: none (plain decoding), the suffix drafter verified as proposed or with adaptive pruning,
+/// a draft model (random weights: its drafts are never right, so adaptive speculation must switch it off), or the hybrid
+/// of both.</summary>
+internal sealed record Variant(string Name, bool Drafts, bool Adaptive, bool Suffix, bool Model)
 {
     public static Variant Parse(string name) => name switch
     {
-        "plain" => new Variant(name, false, false),
-        "suffix" => new Variant(name, true, false),
-        "suffix-adaptive" => new Variant(name, true, true),
-        _ => throw new ArgumentException($"unknown variant '{name}': plain, suffix, suffix-adaptive"),
+        "plain" => new Variant(name, false, false, false, false),
+        "suffix" => new Variant(name, true, false, true, false),
+        "suffix-adaptive" => new Variant(name, true, true, true, false),
+        "draft-adaptive" => new Variant(name, true, true, false, true),
+        "hybrid-adaptive" => new Variant(name, true, true, true, true),
+        _ => throw new ArgumentException($"unknown variant '{name}': plain, suffix, suffix-adaptive, draft-adaptive, hybrid-adaptive"),
     };
 
     public static IDrafter NewDrafter() => new SuffixDrafter(new SuffixDrafterOptions());
@@ -28,13 +32,19 @@ internal sealed record Variant(string Name, bool Drafts, bool Adaptive)
 internal static class EngineRunner
 {
     public static VariantResult Run(TargetModel model, Tokenizer tokenizer, Workload workload, IReadOnlyList<TraceCallTokens> calls,
-        Variant variant, int batch, int budget, VerificationCostModel? cost)
+        Variant variant, int batch, int budget, VerificationCostModel? cost, DraftModelDrafter? draftModel)
     {
-        using IDrafter? drafter = variant.Drafts ? Variant.NewDrafter() : null;
-        if (drafter is not null)
+        using IDrafter? suffix = variant.Suffix ? Variant.NewDrafter() : null;
+        if (suffix is not null)
         {
-            workload.Teach(drafter);
+            workload.Teach(suffix);
         }
+        if (variant.Model && draftModel is null)
+        {
+            throw new ArgumentException($"variant {variant.Name} needs --draft-config");
+        }
+        using HybridDrafter? hybrid = variant.Suffix && variant.Model ? new HybridDrafter(suffix!, draftModel!) : null;
+        IDrafter? drafter = hybrid ?? suffix ?? (variant.Model ? draftModel : null);
         using SpeculativeEngine engine = SpeculativeEngine.Create(model, tokenizer, drafter, new SpeculativeEngineOptions
         {
             MaxBatch = batch,

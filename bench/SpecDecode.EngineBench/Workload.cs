@@ -13,7 +13,7 @@ internal sealed record TraceCallTokens(string TaskId, int CallIndex, int[] Promp
 /// </summary>
 internal sealed record Workload(IReadOnlyList<TraceCallTokens> Warmup, IReadOnlyList<TraceCallTokens> Evaluation, int SkippedTooLong)
 {
-    public static Workload Load(string traces, int warmupTrajectories, int evaluationCalls, int maxContext, int headroom, int vocab)
+    public static Workload Load(string traces, int warmupTrajectories, int evaluationCalls, int maxContext, int headroom, int vocab, int maxResponse = 0)
     {
         var warmup = new List<TraceCallTokens>();
         var evaluation = new List<TraceCallTokens>();
@@ -24,7 +24,12 @@ internal sealed record Workload(IReadOnlyList<TraceCallTokens> Warmup, IReadOnly
             bool warm = trajectory++ < warmupTrajectories;
             foreach (TraceCall call in t.Calls)
             {
-                var c = new TraceCallTokens(t.TaskId, call.Index, Map(call.Prompt.Span, vocab), Map(call.Response.Span, vocab));
+                ReadOnlySpan<int> response = call.Response.Span;
+                if (!warm && maxResponse > 0 && response.Length > maxResponse)
+                {
+                    response = response[..maxResponse];
+                }
+                var c = new TraceCallTokens(t.TaskId, call.Index, Map(call.Prompt.Span, vocab), Map(response, vocab));
                 if (warm)
                 {
                     warmup.Add(c);

@@ -9,7 +9,8 @@ namespace SpecDecode;
 /// <para>The rule follows ArcticInference's hybrid of suffix decoding with a model speculator (use the suffix draft when
 /// its score is high enough, else the model's). Here the threshold is not fixed: the suffix draft's
 /// <see cref="DraftTree.Score"/> (its expected accepted tokens) is compared with the moving average of tokens the target
-/// accepted from this request's recent model drafts (starting at <see cref="HybridDrafterOptions.InitialModelAcceptance"/>).</para>
+/// accepted from this request's recent model drafts (starting at <see cref="HybridDrafterOptions.InitialModelAcceptance"/>),
+/// and the model is not asked at all once that average falls below <see cref="HybridDrafterOptions.MinModelAcceptance"/>.</para>
 /// <para>Both drafters see every request's whole lifecycle (start, every emitted token, end), so either can draft at any
 /// step. The model drafter runs once per step for all requests that need it when it is an <see cref="IBatchDrafter"/>.
 /// The hybrid does not own its drafters: dispose them yourself.</para>
@@ -98,7 +99,8 @@ public sealed class HybridDrafter : IBatchDrafter
             ArgumentOutOfRangeException.ThrowIfGreaterThan(q.MaxTokens, MaxBudget);
             states[i] = Get(q.Request);
             drafts[i] = q.MaxTokens == 0 ? DraftTree.Empty : _cheap.Propose(q.Request, q.MaxTokens);
-            bool modelBetter = q.MaxTokens > 0 && drafts[i].Score < Math.Min(q.MaxTokens, states[i].ModelAcceptance);
+            bool modelBetter = q.MaxTokens > 0 && states[i].ModelAcceptance >= _options.MinModelAcceptance
+                && drafts[i].Score < Math.Min(q.MaxTokens, states[i].ModelAcceptance);
             states[i].LastFromModel = modelBetter;
             if (modelBetter)
             {
@@ -190,6 +192,11 @@ public sealed class HybridDrafterOptions
     /// <summary>Expected accepted tokens of a model draft before a request has any history. Default 2.</summary>
     public double InitialModelAcceptance { get; init; } = 2.0;
 
+    /// <summary>The model drafter is not asked for a request whose model drafts are expected to yield fewer accepted tokens
+    /// than this (a model draft costs forwards of the draft model; a useless one only slows the step). The request's
+    /// estimate then stays where it is, so a model that stopped paying is not asked again for that request. Default 0.5.</summary>
+    public double MinModelAcceptance { get; init; } = 0.5;
+
     /// <summary>Weight of the newest model draft in the moving average of its accepted tokens. Default 0.2.</summary>
     public double AcceptanceSmoothing { get; init; } = 0.2;
 
@@ -198,6 +205,10 @@ public sealed class HybridDrafterOptions
         if (!(InitialModelAcceptance >= 0) || !double.IsFinite(InitialModelAcceptance))
         {
             throw new ArgumentOutOfRangeException(nameof(InitialModelAcceptance), InitialModelAcceptance, "Must be a finite number >= 0.");
+        }
+        if (!(MinModelAcceptance >= 0) || !double.IsFinite(MinModelAcceptance))
+        {
+            throw new ArgumentOutOfRangeException(nameof(MinModelAcceptance), MinModelAcceptance, "Must be a finite number >= 0.");
         }
         if (!(AcceptanceSmoothing > 0 && AcceptanceSmoothing <= 1))
         {

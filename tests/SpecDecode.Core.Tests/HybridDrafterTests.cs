@@ -90,4 +90,21 @@ public sealed class HybridDrafterTests
         Assert.Throws<UnknownRequestException>(() => hybrid.Propose(a, 2));
         Assert.Throws<DuplicateRequestException>(() => hybrid.StartRequest(b, [1], null));
     }
+
+    [Fact]
+    public void ModelThatStoppedPaying_IsNotAskedAgain_EvenWithoutACheapDraft()
+    {
+        var cheap = new FixedDrafter("suffix", 7, 0f);   // score 0: nothing to offer
+        var model = new FixedDrafter("model", 9, 0.9f, batch: true);
+        var hybrid = new HybridDrafter(cheap, model, new HybridDrafterOptions { InitialModelAcceptance = 1, AcceptanceSmoothing = 0.5, MinModelAcceptance = 0.4 });
+        var r = new RequestId(5);
+        hybrid.StartRequest(r, [1], null);
+        Assert.Equal(9, hybrid.Propose(r, 3).Tokens[0]);   // 1 >= 0.4: the model
+        hybrid.Observe(r, [5]);                              // 1 -> 0.5
+        Assert.Equal(9, hybrid.Propose(r, 3).Tokens[0]);   // 0.5 >= 0.4: the model again
+        hybrid.Observe(r, [5]);                              // 0.5 -> 0.25
+        Assert.Equal(7, hybrid.Propose(r, 3).Tokens[0]);   // 0.25 < 0.4: not asked; the cheap draft stands
+        Assert.Equal(2, hybrid.ModelDrafts);
+    }
 }
+

@@ -379,6 +379,10 @@ public sealed class DraftModelDrafter : IBatchDrafter
             .ToList();
     }
 
+    /// <summary>Benchmarks on random weights: cache new prompts by setting the slot's length instead of running the
+    /// prefill forwards (as <see cref="SpeculativeEngineOptions.SkipPrefillForBenchmark"/> does for the target).</summary>
+    internal bool SkipPrefillForBenchmark { get; set; }
+
     private void RunJobs(List<Job> jobs, DraftTree[] results)
     {
         // Long pending stretches (new prompts): cache all but their last token first, all requests in the same forwards.
@@ -387,7 +391,17 @@ public sealed class DraftModelDrafter : IBatchDrafter
             .ToList();
         if (prefill.Count > 0)
         {
-            _model.Prefill(prefill);
+            if (SkipPrefillForBenchmark)
+            {
+                foreach ((int slot, int[] tokens) in prefill)
+                {
+                    _model.SetLengthForBenchmark(slot, _model.CachedLength(slot) + tokens.Length);
+                }
+            }
+            else
+            {
+                _model.Prefill(prefill);
+            }
             foreach (Job job in jobs.Where(j => j.State.Pending.Count > ChainFeedLimit))
             {
                 job.State.Pending.RemoveRange(0, job.State.Pending.Count - 1);

@@ -6,11 +6,12 @@ namespace SpecDecode.Tree;
 /// a tree is the sum of its nodes' path probabilities), and the verification cost model prices the tokens.
 /// </summary>
 /// <remarks>
-/// <para>Nodes of all trees are taken best-first (highest probability among the nodes whose parent is already taken, so
-/// every selection is ancestor-closed), and after each node the ratio (batch + expected accepted) / predicted step time
-/// is evaluated; the prefix with the best ratio wins, including the empty one (plain decoding) when no draft pays for
-/// itself. When verification becomes compute-bound, at large batches or long trees, the predicted time grows with the
-/// tokens and the selection shrinks by itself.</para>
+/// <para>The verifier pads every sequence to the batch's widest tree, so a step costs what batch × widest tree costs.
+/// For each cap on nodes per tree, every tree keeps its best nodes up to the cap (best-first: highest probability among
+/// the nodes whose parent is kept, so every selection is ancestor-closed), and the ratio (batch + expected accepted) /
+/// predicted step time is evaluated; the cap with the best ratio wins, including 0 (plain decoding) when no draft pays
+/// for itself. When verification becomes compute-bound, at large batches or long trees, the predicted time grows with
+/// the width and the cap shrinks by itself.</para>
 /// <para>The drafters' probabilities are estimates; a calibration factor (moving average of accepted over expected
 /// tokens of the selected nodes) corrects them online. The idea of pricing tokens by a measured cost curve follows
 /// SpecInfer's and Sequoia's tree sizing and the goodput objective of SmartSpec (Liu et al., 2024); the rule here is
@@ -43,12 +44,13 @@ internal sealed class AdaptiveSpeculation
             return false;
         }
         double expected = 0;
-        int tokens = batch;
+        int widest = 0;
         foreach ((int budget, double recent) in requests)
         {
             expected += Math.Min(budget, recent);
-            tokens += budget;
+            widest = Math.Max(widest, budget);
         }
+        int tokens = batch * (widest + 1); // every sequence is padded to the widest tree
         double plain = batch / _cost.Predict(batch, batch);
         double draft = _draftTimed ? _draftSeconds : 0;
         double speculative = (batch + expected) / (_cost.Predict(batch, tokens) + draft);
@@ -57,53 +59,74 @@ internal sealed class AdaptiveSpeculation
 
     /// <summary>Prunes every tree to the batch-wide best selection; returns the trees to verify (the same objects where
     /// nothing was cut) and the expected accepted tokens of the selection.</summary>
+    /// <remarks>A verification step pads every sequence to the widest tree of the batch, so its cost follows batch size ×
+    /// widest tree, not the number of draft tokens: for each cap w on nodes per tree, each tree keeps its w best nodes
+    /// (best-first, so ancestor-closed), and the cap with the best expected tokens per second wins (0: no draft).</remarks>
     public DraftTree[] Select(IReadOnlyList<DraftTree> trees, out double expectedAccepted)
     {
         int batch = trees.Count;
-        var queue = new PriorityQueue<(int Tree, int Node), float>();
+        var orders = new int[batch][];
+        var gains = new double[batch][];
+        int widest = 0;
         for (int i = 0; i < batch; i++)
         {
-            foreach (int child in trees[i].Children(-1))
+            orders[i] = BestFirst(trees[i]);
+            gains[i] = new double[orders[i].Length + 1];
+            for (int k = 0; k < orders[i].Length; k++)
             {
-                queue.Enqueue((i, child), -trees[i].Probabilities[child]);
+                gains[i][k + 1] = gains[i][k] + Math.Min(1.0, trees[i].Probabilities[orders[i][k]] * _calibration);
             }
+            widest = Math.Max(widest, orders[i].Length);
         }
-        var order = new List<(int Tree, int Node)>();
-        double gain = batch, bestRatio = batch / _cost.Predict(batch, batch), expected = 0, bestExpected = 0;
-        int bestCount = 0;
-        while (queue.TryDequeue(out (int Tree, int Node) item, out float negative))
+        double bestRatio = batch / _cost.Predict(batch, batch), bestExpected = 0;
+        int bestCap = 0;
+        for (int cap = 1; cap <= widest; cap++)
         {
-            order.Add(item);
-            double p = Math.Min(1.0, -negative * _calibration);
-            gain += p;
-            expected += p;
-            double ratio = gain / _cost.Predict(batch, batch + order.Count);
+            double expected = 0;
+            for (int i = 0; i < batch; i++)
+            {
+                expected += gains[i][Math.Min(cap, orders[i].Length)];
+            }
+            double ratio = (batch + expected) / _cost.Predict(batch, batch * (cap + 1));
             if (ratio > bestRatio)
             {
                 bestRatio = ratio;
-                bestCount = order.Count;
+                bestCap = cap;
                 bestExpected = expected;
-            }
-            DraftTree tree = trees[item.Tree];
-            foreach (int child in tree.Children(item.Node))
-            {
-                queue.Enqueue((item.Tree, child), -tree.Probabilities[child]);
             }
         }
         expectedAccepted = bestExpected;
-        var keep = new List<int>[batch];
-        for (int k = 0; k < bestCount; k++)
-        {
-            (keep[order[k].Tree] ??= []).Add(order[k].Node);
-        }
         var result = new DraftTree[batch];
         for (int i = 0; i < batch; i++)
         {
-            result[i] = keep[i] is null ? DraftTree.Empty
-                : keep[i].Count == trees[i].Count ? trees[i]
-                : Subtree(trees[i], keep[i]);
+            int keep = Math.Min(bestCap, orders[i].Length);
+            result[i] = keep == 0 ? DraftTree.Empty
+                : keep == trees[i].Count ? trees[i]
+                : Subtree(trees[i], [.. orders[i].AsSpan(0, keep)]);
         }
         return result;
+    }
+
+    /// <summary>The nodes of <paramref name="tree"/> best-first: the most probable node among those whose parent is
+    /// already listed, so every prefix is ancestor-closed.</summary>
+    private static int[] BestFirst(DraftTree tree)
+    {
+        var order = new int[tree.Count];
+        var queue = new PriorityQueue<int, float>();
+        foreach (int child in tree.Children(-1))
+        {
+            queue.Enqueue(child, -tree.Probabilities[child]);
+        }
+        int n = 0;
+        while (queue.TryDequeue(out int node, out _))
+        {
+            order[n++] = node;
+            foreach (int child in tree.Children(node))
+            {
+                queue.Enqueue(child, -tree.Probabilities[child]);
+            }
+        }
+        return order;
     }
 
     /// <summary>Refines the calibration and the cost model with what a step measured.</summary>

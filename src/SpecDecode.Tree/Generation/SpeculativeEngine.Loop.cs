@@ -157,6 +157,8 @@ public sealed partial class SpeculativeEngine
         {
             Draft(budgets, trees);
         }
+        // Which requests got a draft before pruning: a draft pruned away entirely still counts as drafting that paid nothing.
+        bool[] drafted = trees.Select(t => !t.IsEmpty).ToArray();
         long draftTicks = Stopwatch.GetTimestamp() - draftStart;
         double expected = 0;
         if (_adaptive is not null && trees.Any(t => !t.IsEmpty))
@@ -188,6 +190,10 @@ public sealed partial class SpeculativeEngine
             r.DraftingTicks += draftTicks / batch;
             r.VerificationTicks += verifyTicks;
             accepted += steps[i].AcceptedCount;
+            if (drafted[i])
+            {
+                r.RecentAccepted = 0.8 * r.RecentAccepted + 0.2 * steps[i].AcceptedCount;
+            }
             if (Process(r, trees[i], steps[i]))
             {
                 finished.Add(r);
@@ -259,7 +265,6 @@ public sealed partial class SpeculativeEngine
             r.DraftTokens += tree.Count;
             r.AcceptedTokens += step.AcceptedCount;
             r.RecordAccepted(step.AcceptedCount);
-            r.RecentAccepted = 0.8 * r.RecentAccepted + 0.2 * step.AcceptedCount;
         }
         _counters.AddRequestStep(tree.IsEmpty ? 0 : tree.Count, step.AcceptedCount, step.Tokens.Length);
         r.Root = step.Bonus;

@@ -1,0 +1,87 @@
+namespace SpecDecode.Tree.Tests;
+
+/// <summary>The batch-wide pruning rule against a brute-force search over caps, and its two extremes.</summary>
+public sealed class AdaptiveSpeculationTests
+{
+    private static VerificationCostModel LinearInWidth(int maxBatch, double perWidth)
+    {
+        int[] batches = Enumerable.Range(1, maxBatch).ToArray();
+        int[] widths = [1, 2, 4, 8, 16, 32, 64];
+        var seconds = new double[batches.Length, widths.Length];
+        for (int i = 0; i < batches.Length; i++)
+        {
+            for (int j = 0; j < widths.Length; j++)
+            {
+                seconds[i, j] = 0.01 * (1 + perWidth * batches[i] * (widths[j] - 1));
+            }
+        }
+        return new VerificationCostModel(batches, widths, seconds);
+    }
+
+    private static DraftTree RandomTree(Random rng, int count)
+    {
+        var tokens = new List<int>();
+        var parents = new List<int>();
+        var probabilities = new List<float>();
+        for (int n = 0; n < count; n++)
+        {
+            int parent = n == 0 ? -1 : rng.Next(-1, n);
+            float parentP = parent < 0 ? 1f : probabilities[parent];
+            tokens.Add(1000 + n); // distinct tokens: siblings never clash
+            parents.Add(parent);
+            probabilities.Add(parentP * (float)(0.2 + 0.8 * rng.NextDouble()));
+        }
+        return DraftTree.Create(tokens.ToArray(), parents.ToArray(), probabilities.ToArray());
+    }
+
+    [Theory]
+    [InlineData(1, 0.01)]
+    [InlineData(4, 0.02)]
+    [InlineData(8, 0.005)]
+    public void ChosenCap_IsTheBestOfAllCaps_AndEveryTreeIsAnAncestorClosedSubset(int batch, double perWidth)
+    {
+        var rng = new Random(batch);
+        VerificationCostModel cost = LinearInWidth(8, perWidth);
+        DraftTree[] trees = Enumerable.Range(0, batch).Select(_ => RandomTree(rng, rng.Next(0, 20))).ToArray();
+        var rule = new AdaptiveSpeculation(cost);
+
+        DraftTree[] kept = rule.Select(trees, out double expected);
+
+        int cap = kept.Max(t => t.Count);
+        double Ratio(int c, out double gain)
+        {
+            // Independent reference: for cap c, the c most probable nodes of each tree (they are ancestor-closed because
+            // probabilities never rise along a path), by sorting instead of best-first search.
+            gain = trees.Sum(t => t.Probabilities.ToArray().OrderDescending().Take(c).Sum(p => (double)p));
+            return (batch + gain) / cost.Predict(batch, batch * (c + 1));
+        }
+        double chosen = Ratio(cap, out double chosenGain);
+        for (int c = 0; c <= 20; c++)
+        {
+            Assert.True(Ratio(c, out _) <= chosen + 1e-9, $"cap {c} beats the chosen cap {cap}");
+        }
+        Assert.Equal(chosenGain, expected, 5);
+        for (int i = 0; i < batch; i++)
+        {
+            Assert.True(kept[i].Count <= Math.Min(cap, trees[i].Count));
+            // Ancestor-closed: every kept path is a path of the original tree with the same tokens.
+            for (int node = 0; node < kept[i].Count; node++)
+            {
+                int[] path = kept[i].TokensTo(node);
+                Assert.Contains(Enumerable.Range(0, trees[i].Count), n => trees[i].TokensTo(n).SequenceEqual(path));
+            }
+        }
+    }
+
+    [Fact]
+    public void FlatCost_KeepsEveryTree_AndSteepCost_KeepsNone()
+    {
+        var rng = new Random(3);
+        DraftTree[] trees = Enumerable.Range(0, 4).Select(_ => RandomTree(rng, 12)).ToArray();
+        DraftTree[] all = new AdaptiveSpeculation(LinearInWidth(4, 0)).Select(trees, out _);
+        Assert.Equal(trees, all); // the same objects: nothing cut
+        DraftTree[] none = new AdaptiveSpeculation(LinearInWidth(4, 10)).Select(trees, out double expected);
+        Assert.All(none, t => Assert.True(t.IsEmpty));
+        Assert.Equal(0, expected);
+    }
+}
