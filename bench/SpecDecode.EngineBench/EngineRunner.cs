@@ -70,6 +70,10 @@ internal static class EngineRunner
             }
         }
         EngineStatistics s = engine.Statistics;
+        if (hybrid is not null)
+        {
+            Console.WriteLine($"  hybrid: {hybrid.CheapDrafts} cheap drafts, {hybrid.ModelDrafts} model drafts");
+        }
         GenerationStatistics t = s.Totals;
         long tokens = results.Sum(r => (long)r.TokenIds.Count);
         double perBatch(TimeSpan x) => s.Batches == 0 ? 0 : x.TotalMilliseconds / s.Batches;

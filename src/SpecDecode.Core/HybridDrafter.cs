@@ -9,7 +9,8 @@ namespace SpecDecode;
 /// <para>The rule follows ArcticInference's hybrid of suffix decoding with a model speculator (use the suffix draft when
 /// its score is high enough, else the model's). Here the threshold is not fixed: the suffix draft's
 /// <see cref="DraftTree.Score"/> (its expected accepted tokens) is compared with the moving average of tokens the target
-/// accepted from this request's recent model drafts (starting at <see cref="HybridDrafterOptions.InitialModelAcceptance"/>),
+/// accepted from this request's recent model drafts (starting from the average over all requests' model drafts, at first
+/// <see cref="HybridDrafterOptions.InitialModelAcceptance"/>),
 /// and the model is not asked at all once that average falls below <see cref="HybridDrafterOptions.MinModelAcceptance"/>.</para>
 /// <para>Both drafters see every request's whole lifecycle (start, every emitted token, end), so either can draft at any
 /// step. The model drafter runs once per step for all requests that need it when it is an <see cref="IBatchDrafter"/>.
@@ -22,6 +23,7 @@ public sealed class HybridDrafter : IBatchDrafter
     private readonly HybridDrafterOptions _options;
     private readonly Dictionary<RequestId, State> _requests = [];
     private readonly Lock _gate = new();
+    private double _sharedModelAcceptance;
 
     /// <summary>Creates the hybrid.</summary>
     /// <param name="cheap">The model-free drafter (e.g. a suffix drafter).</param>
@@ -35,6 +37,7 @@ public sealed class HybridDrafter : IBatchDrafter
         _model = model;
         _options = options ?? new HybridDrafterOptions();
         _options.Validate();
+        _sharedModelAcceptance = _options.InitialModelAcceptance;
     }
 
     /// <inheritdoc />
@@ -77,7 +80,8 @@ public sealed class HybridDrafter : IBatchDrafter
         }
         lock (_gate)
         {
-            _requests[request] = new State { ModelAcceptance = _options.InitialModelAcceptance };
+            // A new request starts from what model drafts yielded lately over all requests.
+            _requests[request] = new State { ModelAcceptance = _sharedModelAcceptance };
         }
     }
 
@@ -139,6 +143,10 @@ public sealed class HybridDrafter : IBatchDrafter
             // Emitted = accepted draft tokens + the bonus token.
             double rate = _options.AcceptanceSmoothing;
             state.ModelAcceptance = (1 - rate) * state.ModelAcceptance + rate * (emitted.Length - 1);
+            lock (_gate)
+            {
+                _sharedModelAcceptance = (1 - rate / 4) * _sharedModelAcceptance + rate / 4 * (emitted.Length - 1);
+            }
         }
         state.LastFromModel = state.LastWasDraft = false;
         _cheap.Observe(request, emitted);
@@ -189,7 +197,8 @@ public sealed class HybridDrafter : IBatchDrafter
 /// <summary>Settings of <see cref="HybridDrafter"/>.</summary>
 public sealed class HybridDrafterOptions
 {
-    /// <summary>Expected accepted tokens of a model draft before a request has any history. Default 2.</summary>
+    /// <summary>Expected accepted tokens of a model draft before any model draft was verified. Default 2. Later requests
+    /// start from the moving average over all requests' model drafts.</summary>
     public double InitialModelAcceptance { get; init; } = 2.0;
 
     /// <summary>The model drafter is not asked for a request whose model drafts are expected to yield fewer accepted tokens

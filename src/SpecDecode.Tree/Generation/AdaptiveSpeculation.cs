@@ -130,11 +130,15 @@ internal sealed class AdaptiveSpeculation
     }
 
     /// <summary>Refines the calibration and the cost model with what a step measured.</summary>
-    public void ObserveStep(int batch, int totalTokens, double verifySeconds, double draftSeconds, double expectedAccepted, int accepted)
+    public void ObserveStep(int batch, int totalTokens, double verifySeconds, bool drafted, double draftSeconds, double expectedAccepted, int accepted)
     {
         _cost.Observe(batch, totalTokens, verifySeconds);
-        _draftSeconds = _draftTimed ? 0.9 * _draftSeconds + 0.1 * draftSeconds : draftSeconds;
-        _draftTimed = true;
+        if (drafted)
+        {
+            // Only steps that drafted say what drafting costs (a step that skipped it must not make it look free).
+            _draftSeconds = _draftTimed ? 0.9 * _draftSeconds + 0.1 * draftSeconds : draftSeconds;
+            _draftTimed = true;
+        }
         if (expectedAccepted >= 0.5)
         {
             double ratio = Math.Clamp(accepted / (expectedAccepted / _calibration), 0.02, 1.5);

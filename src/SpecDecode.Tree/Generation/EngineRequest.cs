@@ -83,8 +83,8 @@ internal sealed class EngineRequest
 
     public long PrefillTicks { get; set; }
 
-    /// <summary>Moving average of accepted tokens per draft (optimistic start, so drafting gets tried).</summary>
-    public double RecentAccepted { get; set; } = 4.0;
+    /// <summary>Moving average of accepted tokens per draft (starts from the engine's).</summary>
+    public double RecentAccepted { get; set; }
 
     public void RecordAccepted(int accepted)
     {

@@ -82,6 +82,7 @@ public sealed partial class SpeculativeEngine
             r.Slot = _freeSlots.Pop();
             r.AdmittedAt = Stopwatch.GetTimestamp();
             r.Root = r.Prompt[^1];
+            r.RecentAccepted = _recentAccepted; // what drafts yielded lately, engine-wide: a new request starts from that
             try
             {
                 _drafter?.StartRequest(r.Id, r.Prompt, new DraftRequestOptions { ConversationId = r.ConversationId, Sampling = r.Sampling });
@@ -143,7 +144,9 @@ public sealed partial class SpeculativeEngine
             budgets[i] = Budget(_active[i], batch);
             anyBudget |= budgets[i] > 0;
         }
-        if (anyBudget && _adaptive is not null && _drafter is IBatchDrafter
+        // A model drafter's forwards cost whether or not its drafts survive pruning: skip them when recent drafts did not
+        // pay. Not for the hybrid, which stops asking its model by itself and whose cheap drafts cost next to nothing.
+        if (anyBudget && _adaptive is not null && _drafter is IBatchDrafter and not HybridDrafter
             && !_adaptive.WorthDrafting(_active.Select((r, i) => (budgets[i], r.RecentAccepted)).ToArray()))
         {
             Array.Clear(budgets);
@@ -193,6 +196,7 @@ public sealed partial class SpeculativeEngine
             if (drafted[i])
             {
                 r.RecentAccepted = 0.8 * r.RecentAccepted + 0.2 * steps[i].AcceptedCount;
+                _recentAccepted = 0.95 * _recentAccepted + 0.05 * steps[i].AcceptedCount;
             }
             if (Process(r, trees[i], steps[i]))
             {
@@ -204,7 +208,7 @@ public sealed partial class SpeculativeEngine
             _active.Remove(r);
         }
         _adaptive?.ObserveStep(batch, totalTokens, Stopwatch.GetElapsedTime(0, verifyTicks).TotalSeconds,
-            Stopwatch.GetElapsedTime(0, draftTicks).TotalSeconds, expected, accepted);
+            anyBudget, Stopwatch.GetElapsedTime(0, draftTicks).TotalSeconds, expected, accepted);
         _counters.AddStep(Stopwatch.GetTimestamp() - stepStart, draftTicks, verifyTicks);
     }
 

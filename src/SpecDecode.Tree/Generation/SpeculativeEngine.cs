@@ -41,6 +41,8 @@ public sealed partial class SpeculativeEngine : ISpeculativeGenerator, IDisposab
     private readonly Thread _thread;
     private readonly EngineCounters _counters = new();
     private long _nextId;
+    // Moving average of accepted tokens per draft over all requests (optimistic start, so drafting gets tried).
+    private double _recentAccepted = 4.0;
     private volatile bool _stopping;
 
     private SpeculativeEngine(TargetModel model, Tokenizer tokenizer, IDrafter? drafter, SpeculativeEngineOptions options,
