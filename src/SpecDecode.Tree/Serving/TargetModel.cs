@@ -44,6 +44,10 @@ public sealed partial class TargetModel : IDisposable
         }
     }
 
+    /// <summary>What the weights and the KV cache take on the device (see <see cref="MemoryEstimate.MaxSequences"/> for how
+    /// many sequences of a length would fit elsewhere). <see cref="MemoryEstimate.For"/> gives the same before loading.</summary>
+    public MemoryEstimate Memory => MemoryEstimate.For(Config, new TargetModelOptions { MaxBatch = MaxBatch, MaxContext = Capacity, DType = DType });
+
     /// <summary>Whether the decoder layers run as one compiled TorchScript function (see <see cref="TargetModelOptions.ScriptedLayers"/>).</summary>
     public bool UsesScriptedLayers => _scripted is not null;
 

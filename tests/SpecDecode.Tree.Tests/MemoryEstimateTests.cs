@@ -1,0 +1,32 @@
+using System.Text;
+
+namespace SpecDecode.Tree.Tests;
+
+/// <summary>The memory plan of issue 6's goal: batch 8 × 32k context with a bf16 cache beside Llama-3.1-8B's weights.</summary>
+public sealed class MemoryEstimateTests
+{
+    private static ModelConfig Llama31_8B() => ModelConfig.Parse(new MemoryStream(Encoding.UTF8.GetBytes("""
+        {
+          "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+          "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+          "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128256,
+          "max_position_embeddings": 131072, "rms_norm_eps": 1e-05, "rope_theta": 500000.0,
+          "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                           "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+          "hidden_act": "silu", "tie_word_embeddings": false, "torch_dtype": "bfloat16"
+        }
+        """)), "llama-3.1-8b");
+
+    [Fact]
+    public void Llama31_8B_Batch8_32k_FitsAnH100_AndTheFiguresAreTheShapesProducts()
+    {
+        MemoryEstimate m = MemoryEstimate.For(Llama31_8B(), new TargetModelOptions { MaxBatch = 8, MaxContext = 32768 });
+        Assert.Equal(8_030_261_248L * 2, m.WeightBytes);                 // the parameter count ModelShapeTests checks
+        Assert.Equal(32L * 2 * 8 * 128 * 2, m.KvBytesPerToken);         // 131,072 B per token
+        Assert.Equal(m.KvBytesPerToken * 8 * 32769, m.KvCacheBytes);     // 34.4 GB
+        const long h100 = 78L * 1024 * 1024 * 1024;                      // what the H100 here offers (about 78 GiB)
+        Assert.True(m.TotalBytes < h100, $"{m.TotalBytes / 1e9:F1} GB");
+        Assert.Equal(15, m.MaxSequences(h100, 32768));                   // (83.75 - 16.06) GB / 4.295 GB per 32k sequence = 15.8
+        Assert.Equal(0, m.MaxSequences(m.WeightBytes, 10));
+    }
+}
