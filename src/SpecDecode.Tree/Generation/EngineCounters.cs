@@ -2,19 +2,33 @@ using System.Diagnostics;
 
 namespace SpecDecode.Tree;
 
-/// <summary>The engine's counters, written by the engine thread and read by anyone.</summary>
-internal sealed class EngineCounters
+/// <summary>The engine's counters, written by the engine thread and read by anyone; each update is also recorded on the
+/// engine's <see cref="EngineMetrics"/>.</summary>
+internal sealed class EngineCounters(EngineMetrics metrics)
 {
     private readonly Lock _gate = new();
     private long _completed, _batches, _requestSteps, _drafts, _draftTokens, _accepted, _emitted;
     private long _stepTicks, _draftTicks, _verifyTicks, _prefillTicks;
     private long[] _acceptedPerPosition = new long[8];
 
-    public void AddCompleted()
+    /// <summary>A finished request: its reason, or null for a cancelled (<paramref name="failed"/> false) or failed one.</summary>
+    public void AddCompleted(FinishReason? reason, bool failed = false)
     {
         lock (_gate)
         {
             _completed++;
+        }
+        if (reason is FinishReason r)
+        {
+            metrics.RecordFinished(r);
+        }
+        else if (failed)
+        {
+            metrics.RecordFailed();
+        }
+        else
+        {
+            metrics.RecordCancelled();
         }
     }
 
@@ -24,9 +38,10 @@ internal sealed class EngineCounters
         {
             _prefillTicks += ticks;
         }
+        metrics.RecordPrefill(Seconds(ticks));
     }
 
-    public void AddStep(long stepTicks, long draftTicks, long verifyTicks)
+    public void AddStep(int batch, long stepTicks, long draftTicks, long verifyTicks)
     {
         lock (_gate)
         {
@@ -35,6 +50,7 @@ internal sealed class EngineCounters
             _draftTicks += draftTicks;
             _verifyTicks += verifyTicks;
         }
+        metrics.RecordStep(batch, Seconds(stepTicks), Seconds(draftTicks), Seconds(verifyTicks));
     }
 
     public void AddRequestStep(int draftTokens, int accepted, int emitted)
@@ -58,6 +74,7 @@ internal sealed class EngineCounters
                 }
             }
         }
+        metrics.RecordRequestStep(draftTokens, accepted, emitted);
     }
 
     public EngineStatistics Snapshot(int active, int waiting)
@@ -73,4 +90,6 @@ internal sealed class EngineCounters
     }
 
     private static TimeSpan Ticks(long ticks) => Stopwatch.GetElapsedTime(0, ticks);
+
+    private static double Seconds(long ticks) => (double)ticks / Stopwatch.Frequency;
 }

@@ -38,6 +38,7 @@ public sealed partial class SpeculativeEngine
             catch (Exception e)
             {
                 // A failed forward (out of memory, a native error) fails the requests of that step; the engine goes on.
+                EngineLog.StepFailed(_logger, e, _active.Count);
                 foreach (EngineRequest r in _active.ToArray())
                 {
                     Fail(r, e);
@@ -117,6 +118,7 @@ public sealed partial class SpeculativeEngine
         }
         catch (Exception e)
         {
+            EngineLog.StepFailed(_logger, e, admitted.Count);
             foreach (EngineRequest r in admitted)
             {
                 _active.Add(r); // so that Fail frees the slot and ends the drafter's request
@@ -209,7 +211,7 @@ public sealed partial class SpeculativeEngine
         }
         _adaptive?.ObserveStep(batch, totalTokens, Stopwatch.GetElapsedTime(0, verifyTicks).TotalSeconds,
             anyBudget, Stopwatch.GetElapsedTime(0, draftTicks).TotalSeconds, expected, accepted);
-        _counters.AddStep(Stopwatch.GetTimestamp() - stepStart, draftTicks, verifyTicks);
+        _counters.AddStep(batch, Stopwatch.GetTimestamp() - stepStart, draftTicks, verifyTicks);
     }
 
     private int Budget(EngineRequest r, int batch)
@@ -317,7 +319,9 @@ public sealed partial class SpeculativeEngine
     {
         Release(r);
         var result = new GenerationResult(r.Text.Text, r.Generated.ToArray(), reason, r.Statistics(Stopwatch.GetTimestamp()));
-        _counters.AddCompleted();
+        _counters.AddCompleted(reason);
+        EngineLog.RequestCompleted(_logger, r.Id.Value, reason, result.Statistics.PromptTokens, result.Statistics.GeneratedTokens,
+            result.Statistics.Steps, result.Statistics.MeanAcceptanceLength);
         if (r.Stream is not null)
         {
             r.Stream.Writer.TryWrite(new GenerationChunk(text, fresh, result));
@@ -331,7 +335,8 @@ public sealed partial class SpeculativeEngine
     {
         _active.Remove(r);
         Release(r);
-        _counters.AddCompleted();
+        _counters.AddCompleted(null);
+        EngineLog.RequestCancelled(_logger, r.Id.Value, r.Generated.Count);
         var cancelled = new OperationCanceledException("The request was cancelled.", r.CancellationToken);
         r.Stream?.Writer.TryComplete(cancelled);
         r.Completion.TrySetCanceled(r.CancellationToken);
@@ -349,7 +354,8 @@ public sealed partial class SpeculativeEngine
         {
             // The request fails with the original error; a second one while cleaning up adds nothing for the caller.
         }
-        _counters.AddCompleted();
+        _counters.AddCompleted(null, failed: true);
+        EngineLog.RequestFailed(_logger, r.Id.Value, r.Generated.Count, error.Message);
         r.Stream?.Writer.TryComplete(error);
         r.Completion.TrySetException(error);
         r.Registration.Dispose();

@@ -2,6 +2,8 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.ML.Tokenizers;
 
 namespace SpecDecode.Tree;
@@ -39,7 +41,9 @@ public sealed partial class SpeculativeEngine : ISpeculativeGenerator, IDisposab
     private readonly List<EngineRequest> _active = [];
     private readonly Stack<int> _freeSlots = new();
     private readonly Thread _thread;
-    private readonly EngineCounters _counters = new();
+    private readonly EngineCounters _counters;
+    private readonly EngineMetrics _metrics;
+    private readonly ILogger _logger;
     private long _nextId;
     // Moving average of accepted tokens per draft over all requests (optimistic start, so drafting gets tried).
     private double _recentAccepted = 4.0;
@@ -55,6 +59,12 @@ public sealed partial class SpeculativeEngine : ISpeculativeGenerator, IDisposab
         _maxBatch = options.MaxBatch ?? model.MaxBatch;
         _defaultStopIds = [.. options.EndOfSequenceTokenIds ?? model.EndOfSequenceTokenIds];
         _adaptive = cost is null ? null : new AdaptiveSpeculation(cost);
+        _logger = options.Logger ?? NullLogger.Instance;
+        _metrics = new EngineMetrics(options.MeterFactory, this);
+        _counters = new EngineCounters(_metrics);
+        EngineLog.EngineStarted(_logger, model.Config.Architecture.ToString(), model.Config.LayerCount, model.Config.HiddenSize,
+            model.Config.VocabSize, model.Capacity, _maxBatch, drafter?.GetType().Name ?? "none", options.MaxDraftTokens,
+            cost is null ? "off" : options.CostModel is null ? "measured" : "given");
         for (int slot = _maxBatch - 1; slot >= 0; slot--)
         {
             _freeSlots.Push(slot);
@@ -127,6 +137,10 @@ public sealed partial class SpeculativeEngine : ISpeculativeGenerator, IDisposab
     /// <summary>The cost model adaptive speculation uses (null when it is off).</summary>
     public VerificationCostModel? CostModel => _adaptive?.Cost;
 
+    /// <summary>The meter the engine records its metrics on (named <c>SpecDecode</c>; see
+    /// <see cref="SpeculativeEngineOptions.MeterFactory"/>).</summary>
+    public System.Diagnostics.Metrics.Meter Meter => _metrics.Meter;
+
     /// <inheritdoc />
     public EngineStatistics Statistics => _counters.Snapshot(_active.Count, _waiting.Count + _submitted.Count);
 
@@ -191,8 +205,10 @@ public sealed partial class SpeculativeEngine : ISpeculativeGenerator, IDisposab
         }
         if (prompt.Length > _model.Capacity)
         {
-            throw new RequestRejectedException(
+            var rejected = new RequestRejectedException(
                 $"The prompt has {prompt.Length} tokens but the model's context holds {_model.Capacity} (TargetModelOptions.MaxContext); shorten the prompt or load the model with a larger MaxContext.");
+            EngineLog.RequestRefused(_logger, rejected.Message);
+            throw rejected;
         }
         SamplingOptions? sampling = request.Sampling is null ? null : new SamplingOptions
         {
@@ -252,5 +268,8 @@ public sealed partial class SpeculativeEngine : ISpeculativeGenerator, IDisposab
         _wake.Release();
         _thread.Join();
         _wake.Dispose();
+        EngineStatistics statistics = Statistics;
+        EngineLog.EngineStopped(_logger, statistics.Completed, statistics.Batches, statistics.Totals.MeanAcceptanceLength);
+        _metrics.Dispose();
     }
 }

@@ -1,3 +1,6 @@
+using System.Diagnostics.Metrics;
+using Microsoft.Extensions.Logging;
+
 namespace SpecDecode.Tree;
 
 /// <summary>How a <see cref="SpeculativeEngine"/> schedules, drafts and prompts. Validated when the engine is created.</summary>
@@ -42,6 +45,17 @@ public sealed class SpeculativeEngineOptions
     /// it, as transformers' Llama tokenizers do. Default true. Token-id prompts are never changed; chat templates write
     /// their own BOS.</summary>
     public bool PrependBosToText { get; init; } = true;
+
+    /// <summary>Where the engine logs: start (model, batch, drafter, cost model) and stop at Information, refused,
+    /// finished and cancelled requests at Debug, failed requests at Warning, failed steps at Error. Null (the default)
+    /// for <see cref="Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance"/>.</summary>
+    public ILogger? Logger { get; init; }
+
+    /// <summary>Creates the engine's <see cref="Meter"/> (named <c>SpecDecode</c>, versioned as this assembly), e.g. the
+    /// host's <see cref="IMeterFactory"/> from dependency injection, which then owns the meter. Null (the default): the
+    /// engine creates the meter itself, with the engine as its <see cref="Meter.Scope"/>, and disposes it with the engine.
+    /// See docs/engine.md for the instruments.</summary>
+    public IMeterFactory? MeterFactory { get; init; }
 
     /// <summary>Benchmarks on random weights: admit a request by setting its slot's cached length to the prompt's (the
     /// cache's values are whatever the slot holds) instead of running the prefill forwards, whose cost is measured
