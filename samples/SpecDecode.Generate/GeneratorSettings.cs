@@ -1,0 +1,86 @@
+namespace SpecDecode.Generate;
+
+/// <summary>The drafters the generator offers.</summary>
+public enum DraftKind
+{
+    /// <summary>Plain decoding: one token per target forward.</summary>
+    None,
+
+    /// <summary>SuffixDecoding's suffix-tree cache over the prompt and earlier responses.</summary>
+    Suffix,
+
+    /// <summary>n-gram lookup in the prompt and the text so far.</summary>
+    PromptLookup,
+
+    /// <summary>A small model of the same tokenizer (<c>--draft-model</c>).</summary>
+    DraftModel,
+
+    /// <summary>The suffix drafter when it matches, else the draft model.</summary>
+    Hybrid,
+}
+
+/// <summary>Everything the command line decided, validated by the parser.</summary>
+public sealed record GeneratorSettings
+{
+    /// <summary>The names <c>--draft</c> accepts, in <see cref="DraftKind"/> order.</summary>
+    public static readonly string[] DraftNames = ["none", "suffix", "prompt-lookup", "draft-model", "hybrid"];
+
+    /// <summary>The prompt text (argument or file), or null.</summary>
+    public string? Prompt { get; init; }
+
+    /// <summary>Interactive chat with history.</summary>
+    public bool Chat { get; init; }
+
+    /// <summary>The checkpoint folder, or null for the embedded default.</summary>
+    public string? ModelFolder { get; init; }
+
+    /// <summary>The drafter.</summary>
+    public DraftKind Draft { get; init; } = DraftKind.Suffix;
+
+    /// <summary>The draft model's checkpoint folder (draft-model and hybrid).</summary>
+    public string? DraftModelFolder { get; init; }
+
+    /// <summary>Tokens to generate at most.</summary>
+    public int MaxNewTokens { get; init; } = 256;
+
+    /// <summary>0 is greedy.</summary>
+    public float Temperature { get; init; }
+
+    /// <summary>0 is off.</summary>
+    public int TopK { get; init; }
+
+    /// <summary>1 is off.</summary>
+    public float TopP { get; init; } = 1f;
+
+    /// <summary>Sampling seed, or null for a random one.</summary>
+    public long? Seed { get; init; }
+
+    /// <summary>Draft tokens per step at most (SpeculativeEngineOptions.MaxDraftTokens).</summary>
+    public int Budget { get; init; } = 32;
+
+    /// <summary>Adaptive speculation.</summary>
+    public bool Adaptive { get; init; } = true;
+
+    /// <summary>"cpu", "cuda" or null for the default device.</summary>
+    public string? Device { get; init; }
+
+    /// <summary>"float32", "float16", "bfloat16" or null for the default.</summary>
+    public string? DType { get; init; }
+
+    /// <summary>KV-cache tokens (prompt + output + one draft).</summary>
+    public int MaxContext { get; init; } = 4096;
+
+    /// <summary>Stop strings.</summary>
+    public IReadOnlyList<string> Stop { get; init; } = [];
+
+    /// <summary>Run plain and speculative decoding and compare.</summary>
+    public bool Compare { get; init; }
+
+    /// <summary>The sampling options, or null for greedy decoding.</summary>
+    public SamplingOptions? Sampling => Temperature == 0f
+        ? null
+        : new SamplingOptions { Temperature = Temperature, TopK = TopK, TopP = TopP, Seed = Seed };
+
+    /// <summary>The name of <see cref="Draft"/> on the command line.</summary>
+    public string DraftName => DraftNames[(int)Draft];
+}
