@@ -96,7 +96,7 @@ public sealed class PackagesFixture : IDisposable
             ? value
             : throw new InvalidOperationException($"assembly metadata {key} is empty");
 
-    private static string FindRepositoryRoot()
+    internal static string FindRepositoryRoot()
     {
         DirectoryInfo? dir = new(AppContext.BaseDirectory);
         while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "SpecDecode.sln")))
@@ -105,7 +105,7 @@ public sealed class PackagesFixture : IDisposable
             "repository root (SpecDecode.sln) not found above " + AppContext.BaseDirectory);
     }
 
-    private static (int ExitCode, string Output) RunDotnet(IEnumerable<string> arguments, TimeSpan timeout)
+    internal static (int ExitCode, string Output) RunDotnet(IEnumerable<string> arguments, TimeSpan timeout)
     {
         string dotnet = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host && File.Exists(host)
             ? host
