@@ -6,7 +6,7 @@ namespace SpecDecode.Tree;
 /// The weights of a Hugging Face checkpoint folder: <c>model.safetensors</c>, or the shards named by
 /// <c>model.safetensors.index.json</c>. Every file is memory-mapped and validated when the folder is opened.
 /// </summary>
-public sealed class CheckpointWeights : IDisposable
+internal sealed class CheckpointWeights : IDisposable
 {
     private readonly SafeTensorsFile[] _files;
     private readonly Dictionary<string, SafeTensorsFile> _byTensor;
