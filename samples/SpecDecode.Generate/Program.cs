@@ -1,4 +1,4 @@
 using Spectre.Console;
 using SpecDecode.Generate;
 
-return await GenerateCommand.Create(AnsiConsole.Console, Console.In).Parse(args).InvokeAsync();
+return await GenerateCommand.RunAsync(args, AnsiConsole.Console, Console.In, Console.Error);

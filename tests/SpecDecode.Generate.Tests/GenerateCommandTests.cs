@@ -1,8 +1,159 @@
 namespace SpecDecode.Generate.Tests;
 
-public sealed class GenerateCommandTests
+/// <summary>The console generator end to end, in-process, on the tiny llama-gqa checkpoint (random weights) with a
+/// synthetic tokenizer; never the embedded default model.</summary>
+public sealed class GenerateCommandTests(TinyCheckpoints checkpoints) : IClassFixture<TinyCheckpoints>
 {
+    // Repeated segments, so the suffix and prompt-lookup drafters find matches.
+    private const string Prompt = "abc def abc def ghi abc def abc def ghi abc def";
+
+    private static string[] Common(string model, int maxNewTokens = 32) => ["--model", model, "--max-new-tokens", maxNewTokens.ToString(System.Globalization.CultureInfo.InvariantCulture), "--max-context", "160"];
+
     [Fact]
-    public void CommandIsCreated() =>
-        Assert.NotNull(GenerateCommand.Create(Spectre.Console.AnsiConsole.Console, TextReader.Null));
+    public async Task Compare_GreedyOutputsAreIdentical()
+    {
+        var (code, output) = await GeneratorHarness.RunAsync([Prompt, .. Common(checkpoints.Target), "--compare", "--budget", "8"]);
+
+        Assert.True(code == 0, output);
+        Assert.Contains("Plain decoding", output);
+        Assert.Contains("Speculative decoding (suffix)", output);
+        Assert.Contains("Speedup", output);
+        Assert.Matches(@"Outputs\s+identical \(32 tokens; greedy", output);
+    }
+
+    [Fact]
+    public async Task Generate_PrintsSummaryWithStepsAcceptanceAndChart()
+    {
+        var (code, output) = await GeneratorHarness.RunAsync([Prompt, .. Common(checkpoints.Target), "--draft", "prompt-lookup", "--no-adaptive"]);
+
+        Assert.True(code == 0, output);
+        Assert.Contains("Loading " + checkpoints.Target, output);
+        Assert.Matches(@"Generated tokens\s+3[23]", output);   // 32, plus a final stop token if the model emits one
+        Assert.Matches(@"Steps\s+\d+", output);
+        Assert.Matches(@"Tokens per step\s+\d+\.\d\d", output);
+        Assert.Matches(@"Acceptance rate\s+\d+(\.\d)?\s?% \(\d+ of \d+ draft tokens accepted\)", output);
+        Assert.Contains("Acceptance by position", output);
+        Assert.Matches(@"\d+ tokens in \d+\.\d\d s: \d+\.\d tokens/s", output);
+    }
+
+    [Fact]
+    public async Task DraftModel_SameCheckpointAsDraft_MatchesPlainAndIsAccepted()
+    {
+        var (code, output) = await GeneratorHarness.RunAsync([Prompt, .. Common(checkpoints.Target), "--compare", "--draft", "draft-model",
+            "--draft-model", checkpoints.Target, "--no-adaptive", "--budget", "6"]);
+
+        Assert.True(code == 0, output);
+        Assert.Contains("Loading the draft model " + checkpoints.Target, output);
+        Assert.Matches(@"Outputs\s+identical", output);
+        // The draft is the target itself: (nearly) every drafted token is accepted, so there are far fewer steps than tokens.
+        Assert.Matches(@"Tokens per step\s+([2-9]|\d\d)\.\d\d", output);
+        Assert.Contains("d=1", output);
+    }
+
+    [Fact]
+    public async Task Hybrid_Runs()
+    {
+        var (code, output) = await GeneratorHarness.RunAsync([Prompt, .. Common(checkpoints.Target), "--draft", "hybrid",
+            "--draft-model", checkpoints.Target, "--temperature", "0.8", "--seed", "7", "--top-k", "50", "--stop", "zzz"]);
+
+        Assert.True(code == 0, output);
+        Assert.Contains("Drafter", output);
+        Assert.Contains("hybrid", output);
+    }
+
+    [Fact]
+    public async Task MissingModelFolder_SaysWhichFolderAndHowToPassOne()
+    {
+        string missing = Path.Combine(checkpoints.Root, "does-not-exist");
+
+        var (code, output) = await GeneratorHarness.RunAsync("hello", "--model", missing);
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Contains($"The model folder {missing} does not exist", output);
+        Assert.Contains("--model <folder>", output);
+    }
+
+    [Fact]
+    public void DefaultModel_IsLookedForUnderModelsDefault()
+    {
+        Assert.All(ModelLoading.DefaultModelCandidates(), c => Assert.EndsWith(Path.Combine("models", "default"), c));
+    }
+
+    [Fact]
+    public async Task FolderWithoutTokenizer_IsRefusedWithWhatToCopy()
+    {
+        var (code, output) = await GeneratorHarness.RunAsync("hello", "--model", checkpoints.NoTokenizer);
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Contains("tokenizer", output);
+        Assert.Contains("tokenizer.json", output);
+    }
+
+    [Fact]
+    public async Task ChatWithoutTemplate_IsRefused()
+    {
+        var (code, output) = await GeneratorHarness.RunWithInputAsync("hi\n", "--chat", "--model", checkpoints.Target);
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Contains("Chat mode needs the checkpoint's chat template", output);
+        Assert.Contains("Run without --chat", output);
+    }
+
+    [Fact]
+    public async Task Chat_WithTemplate_AnswersEachLineWithHistory()
+    {
+        var (code, output) = await GeneratorHarness.RunWithInputAsync("hello there\nand again\n/exit\n",
+            ["--chat", .. Common(checkpoints.Chat, maxNewTokens: 8)]);
+
+        Assert.True(code == 0, output);
+        Assert.Equal(2, output.Split("assistant>").Length - 1);
+        Assert.Contains("Chat session", output);
+        Assert.Matches(@"Prompt tokens\s+\d+", output);
+    }
+
+    [Fact]
+    public async Task DraftWithAnotherVocabulary_IsRefused()
+    {
+        var (code, output) = await GeneratorHarness.RunAsync([Prompt, .. Common(checkpoints.Target), "--draft", "draft-model",
+            "--draft-model", checkpoints.OtherVocabulary]);
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Contains("The draft model does not share the target's vocabulary", output);
+        Assert.Contains("--draft suffix", output);
+    }
+
+    [Fact]
+    public async Task CudaWithoutCuda_IsRefused()
+    {
+        var (code, output) = await GeneratorHarness.RunAsync("hello", "--model", checkpoints.Target, "--device", "cuda");
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Contains("CUDA was requested", output);
+        Assert.Contains("--device cpu", output);
+    }
+
+    [Theory]
+    [InlineData("--top-p", "1.5", "--top-p must lie in (0, 1]")]
+    [InlineData("--temperature", "-1", "--temperature must be a number >= 0")]
+    [InlineData("--max-new-tokens", "0", "--max-new-tokens must be at least 1")]
+    [InlineData("--draft", "ngram", "'ngram'")]
+    public async Task BadOptionValues_AreRefused(string option, string value, string message)
+    {
+        var (code, output) = await GeneratorHarness.RunAsync("hello", "--model", checkpoints.Target, option, value);
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Contains(message, output);
+    }
+
+    [Fact]
+    public async Task NoPromptAndDraftModelWithoutFolder_AreRefused()
+    {
+        var (code, output) = await GeneratorHarness.RunAsync("--model", checkpoints.Target);
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Contains("No prompt", output);
+
+        (code, output) = await GeneratorHarness.RunAsync(Prompt, "--model", checkpoints.Target, "--draft", "draft-model");
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Contains("needs the draft model's checkpoint folder: pass --draft-model <folder>", output);
+    }
 }
