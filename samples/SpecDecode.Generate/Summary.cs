@@ -41,7 +41,7 @@ public static class Summary
             return;
         }
         var chart = new BarChart()
-            .Label(string.Create(CultureInfo.InvariantCulture, $"Acceptance by position: drafts (of {s.Drafts}) whose accepted path reached depth d"))
+            .Label(string.Create(CultureInfo.InvariantCulture, $"Acceptance by position: drafts (of {s.Drafts}) accepted to depth d"))
             .Width(Math.Min(72, console.Profile.Width));
         int shown = Math.Min(MaxPositions, s.AcceptedPerPosition.Count);
         for (int i = 0; i < shown; i++)
