@@ -22,7 +22,9 @@ namespace SpecDecode.Tree;
 /// them set samples, with temperature 1 unless given (temperature 0 is greedy);
 /// <see cref="ChatOptions.ConversationId"/> to <see cref="GenerationRequest.ConversationId"/>, which lets the drafters
 /// reuse what they indexed for the conversation's earlier turns. The engine keeps no chat history: every call must carry
-/// the whole conversation, and the response echoes the caller's conversation id (it never makes one up).</para>
+/// the whole conversation. Responses therefore carry no <see cref="ChatResponse.ConversationId"/>: in
+/// Microsoft.Extensions.AI a returned id means the service keeps the history, and callers would then send only the new
+/// messages.</para>
 /// <para>The response's <see cref="ChatResponse.FinishReason"/> is <see cref="ChatFinishReason.Stop"/> for a stop token or
 /// stop string and <see cref="ChatFinishReason.Length"/> for the token budget or a full context; its
 /// <see cref="ChatResponse.Usage"/> counts prompt and generated tokens; the engine's
@@ -72,7 +74,6 @@ public sealed class SpeculativeChatClient : IChatClient
         return new ChatResponse(message)
         {
             ResponseId = responseId,
-            ConversationId = request.ConversationId,
             ModelId = ModelId,
             CreatedAt = created,
             FinishReason = ToFinishReason(result.FinishReason),
@@ -117,7 +118,6 @@ public sealed class SpeculativeChatClient : IChatClient
             {
                 ResponseId = responseId,
                 MessageId = responseId,
-                ConversationId = request.ConversationId,
                 ModelId = ModelId,
                 CreatedAt = created,
                 FinishReason = chunk.Final is { } f ? ToFinishReason(f.FinishReason) : null,

@@ -177,12 +177,13 @@ public sealed partial class SpeculativeEngine
         }
 
         var inputs = new TreeInput[batch];
-        int totalTokens = 0;
+        int widest = 0;
         for (int i = 0; i < batch; i++)
         {
             inputs[i] = new TreeInput(_active[i].Slot, _active[i].Root, trees[i]);
-            totalTokens += trees[i].Count + 1;
+            widest = Math.Max(widest, trees[i].Count + 1);
         }
+        int totalTokens = batch * widest; // what the step computes: every sequence is padded to the widest tree
         long verifyStart = Stopwatch.GetTimestamp();
         VerifiedStep[] steps = Verify(inputs);
         long verifyTicks = Stopwatch.GetTimestamp() - verifyStart;

@@ -169,7 +169,7 @@ public sealed partial class SpeculativeEngine : ISpeculativeGenerator, IDisposab
             {
                 // The caller stopped reading: free the request's slot.
                 r.CancelRequested = true;
-                _wake.Release();
+                Wake();
             }
         }
     }
@@ -229,11 +229,11 @@ public sealed partial class SpeculativeEngine : ISpeculativeGenerator, IDisposab
             {
                 var (engine, req) = ((SpeculativeEngine, EngineRequest))state!;
                 req.CancelRequested = true;
-                engine._wake.Release();
+                engine.Wake();
             }, (this, r));
         }
         _submitted.Enqueue(r);
-        _wake.Release();
+        Wake();
         return r;
     }
 
@@ -255,6 +255,19 @@ public sealed partial class SpeculativeEngine : ISpeculativeGenerator, IDisposab
             ids = [bos, .. ids];
         }
         return ids;
+    }
+
+    /// <summary>Wakes the engine thread; a no-op once the engine is disposed (a late cancellation must not throw in the
+    /// caller's <c>Cancel</c>).</summary>
+    private void Wake()
+    {
+        try
+        {
+            _wake.Release();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
     }
 
     /// <summary>Stops the engine: requests still waiting or running fail with <see cref="ObjectDisposedException"/>.</summary>

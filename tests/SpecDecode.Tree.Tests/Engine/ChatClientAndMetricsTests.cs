@@ -48,12 +48,12 @@ public sealed class ChatClientAndMetricsTests
         Assert.Equal(expected.Statistics.PromptTokens, response.Usage!.InputTokenCount);
         Assert.Equal(expected.Statistics.GeneratedTokens, response.Usage.OutputTokenCount);
         Assert.Equal("tiny-llama", response.ModelId);
-        Assert.Equal("c-1", response.ConversationId);
+        Assert.Null(response.ConversationId); // stateless: a returned id would tell callers the service keeps the history
 
         Assert.Equal(expectedChunks.Count, updates.Count);
         Assert.Equal(expected.Text, string.Concat(updates.Select(u => u.Text)));
         Assert.Equal(expectedChunks.Select(c => c.Text), updates.Select(u => u.Text));
-        Assert.All(updates, u => Assert.Equal("c-1", u.ConversationId));
+        Assert.All(updates, u => Assert.Null(u.ConversationId));
         Assert.All(updates[..^1], u => Assert.Null(u.FinishReason));
         Assert.Equal(ChatFinishReason.Length, updates[^1].FinishReason);
         UsageContent usage = Assert.Single(updates[^1].Contents.OfType<UsageContent>());
