@@ -26,10 +26,12 @@ public sealed class EngineDraftersAndSamplingTests
         using IDrafter suffix = EngineFixture.Drafter("suffix");
         using var hybrid = new HybridDrafter(suffix, draft);
         IDrafter drafter = kind == "hybrid" ? hybrid : draft;
+        // Adaptive speculation off: its choices depend on measured drafting time (a busy CI machine makes the draft model
+        // look slow), and this test needs every draft verified to show they are accepted.
         using SpeculativeEngine engine = SpeculativeEngine.Create(model, ByteTokenizer.Instance, drafter, new SpeculativeEngineOptions
         {
             MaxDraftTokens = 8,
-            CostModel = EngineFixture.FlatCost(3),
+            AdaptiveSpeculation = false,
             EndOfSequenceTokenIds = [],
         });
         var cases = Enumerable.Range(0, 5).Select(i => (Seed: 300 + i, PromptLength: 12 + 5 * i, Count: 15 + 4 * i)).ToArray();
