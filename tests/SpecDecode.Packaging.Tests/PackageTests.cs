@@ -11,7 +11,8 @@ namespace SpecDecode.Packaging.Tests;
 /// Core and Suffix; TorchSharp, not a libtorch, in Tree), one version, the licence expression, repository metadata, a
 /// readme, XML docs, symbol packages, deterministic CI builds and Tree's buildTransitive Debian 12 fix.
 /// </summary>
-public sealed class PackageTests(PackagesFixture packages, ITestOutputHelper output) : IClassFixture<PackagesFixture>
+[Collection(PackagesCollection.Name)]
+public sealed class PackageTests(PackagesFixture packages, ITestOutputHelper output)
 {
     private static readonly string[] NativeTorchPrefixes = ["TorchSharp-", "libtorch"];
 

@@ -11,7 +11,10 @@ namespace SpecDecode.Packaging.Tests;
 /// Packs SpecDecode.Core, SpecDecode.Suffix and SpecDecode.Tree once, as a user or a release job would
 /// (<c>dotnet pack -c Release</c> with <c>ContinuousIntegrationBuild=true</c>), into a temporary folder, and opens the
 /// packages. The pack uses its own artifacts folder (<c>--artifacts-path</c>): it restores from the local NuGet cache and
-/// never writes into the repository's bin/ and obj/ folders, so it cannot disturb the solution build around it.
+/// never writes into the repository's bin/ and obj/ folders, so it cannot disturb the solution build around it. The version
+/// is the repository's VersionPrefix with a unique suffix (<c>ci.&lt;ticks&gt;</c>), so a restore of these packages (the
+/// host app test) can never be served a stale copy from the global NuGet cache. Shared by the test classes of the
+/// <see cref="PackagesCollection"/>: one pack for all of them.
 /// </summary>
 public sealed class PackagesFixture : IDisposable
 {
@@ -24,7 +27,8 @@ public sealed class PackagesFixture : IDisposable
     public PackagesFixture()
     {
         RepositoryRoot = FindRepositoryRoot();
-        ExpectedVersion = Metadata("SpecDecodePackageVersion");
+        VersionSuffix = "ci." + DateTime.UtcNow.Ticks.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        ExpectedVersion = Metadata("SpecDecodeVersionPrefix") + "-" + VersionSuffix;
         TorchSharpVersion = Metadata("TorchSharpVersion");
         _work = Path.Combine(Path.GetTempPath(), "specdecode-pack-" + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(_work);
@@ -43,7 +47,7 @@ public sealed class PackagesFixture : IDisposable
         Stopwatch clock = Stopwatch.StartNew();
         (int exitCode, string output) = RunDotnet(
             ["pack", filter, "-c", "Release", "--artifacts-path", Path.Combine(_work, "artifacts"),
-             "-o", Path.Combine(_work, "out"), "-p:ContinuousIntegrationBuild=true", "--disable-build-servers", "-nologo"],
+             "-o", Path.Combine(_work, "out"), "-p:ContinuousIntegrationBuild=true", "-p:VersionSuffix=" + VersionSuffix, "--disable-build-servers", "-nologo"],
             TimeSpan.FromMinutes(8));
         PackTime = clock.Elapsed;
         PackOutput = output;
@@ -64,8 +68,12 @@ public sealed class PackagesFixture : IDisposable
     /// <summary>The folder holding SpecDecode.sln.</summary>
     public string RepositoryRoot { get; }
 
-    /// <summary>The version the build gives the packages (Directory.Build.props, as the test project saw it).</summary>
+    /// <summary>The version the packages must have: Directory.Build.props' VersionPrefix (as the test project saw it)
+    /// and <see cref="VersionSuffix"/>.</summary>
     public string ExpectedVersion { get; }
+
+    /// <summary>The unique version suffix this pack used (<c>ci.&lt;ticks&gt;</c>).</summary>
+    public string VersionSuffix { get; }
 
     /// <summary>The TorchSharp version of Directory.Packages.props.</summary>
     public string TorchSharpVersion { get; }
@@ -105,7 +113,8 @@ public sealed class PackagesFixture : IDisposable
             "repository root (SpecDecode.sln) not found above " + AppContext.BaseDirectory);
     }
 
-    internal static (int ExitCode, string Output) RunDotnet(IEnumerable<string> arguments, TimeSpan timeout)
+    internal static (int ExitCode, string Output) RunDotnet(IEnumerable<string> arguments, TimeSpan timeout,
+        IReadOnlyDictionary<string, string>? environment = null)
     {
         string dotnet = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host && File.Exists(host)
             ? host
@@ -125,6 +134,8 @@ public sealed class PackagesFixture : IDisposable
             start.Environment.Remove(name);
         start.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
         start.Environment["DOTNET_NOLOGO"] = "1";
+        foreach ((string name, string value) in environment ?? new Dictionary<string, string>())
+            start.Environment[name] = value;
 
         using Process process = Process.Start(start) ?? throw new InvalidOperationException("could not start " + dotnet);
         var output = new StringBuilder();
@@ -142,6 +153,14 @@ public sealed class PackagesFixture : IDisposable
         lock (gate)
             return (process.ExitCode, output.ToString());
     }
+}
+
+/// <summary>The test classes that share one pack (<see cref="PackagesFixture"/>).</summary>
+[CollectionDefinition(Name)]
+public sealed class PackagesCollection : ICollectionFixture<PackagesFixture>
+{
+    /// <summary>The collection's name.</summary>
+    public const string Name = "Packed libraries";
 }
 
 /// <summary>One .nupkg, read into memory: its entry names, its nuspec and the text of chosen entries.</summary>
