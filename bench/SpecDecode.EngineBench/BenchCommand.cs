@@ -133,7 +133,7 @@ internal static class BenchCommand
                 VariantResult r = EngineRunner.Run(model, tokenizer, workload, calls, variant, batch, budget, cost, draftModel);
                 results.Add(r);
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"{r.Variant} {r.Batch} {r.Calls} {r.Tokens} {r.Seconds:F2} {r.TokensPerSecond:F1} {r.TokensPerStep:F3} {r.AcceptanceRate:P1} {r.DraftTokensPerStep:F2} {r.DraftMsPerBatch:F3} {r.VerifyMsPerBatch:F2} {r.HostMsPerBatch:F3} {r.MeanBatch:F1} {r.Mismatches}"));
+                    $"{r.Variant} {r.Batch} {r.Calls} {r.Tokens} {r.Seconds:F2} {r.TokensPerSecond:F1} {r.TokensPerStep:F3} {r.AcceptanceRate:P1} {r.DraftTokensPerStep:F2} {r.DraftMsPerBatch:F3} {r.VerifyMsPerBatch:F2} {r.HostMsPerBatch:F3} {r.MeanBatch:F1} {r.Mismatches} gc0={r.Gen0Collections} gc2={r.Gen2Collections}"));
                 if (r.Mismatches != 0)
                 {
                     Console.Error.WriteLine($"error: {r.Mismatches} calls did not reproduce their recorded response");

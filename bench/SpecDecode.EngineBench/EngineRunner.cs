@@ -9,7 +9,7 @@ namespace SpecDecode.EngineBench;
 internal sealed record VariantResult(
     string Variant, int Batch, int Calls, long Tokens, double Seconds, double TokensPerSecond, long RequestSteps, long Batches,
     double TokensPerStep, double AcceptanceRate, double DraftTokensPerStep, double DraftMsPerBatch, double VerifyMsPerBatch,
-    double HostMsPerBatch, double MeanBatch, int Mismatches);
+    double HostMsPerBatch, double MeanBatch, int Mismatches, int Gen0Collections = 0, int Gen2Collections = 0);
 
 /// <summary>A drafter setting: none (plain decoding), the suffix drafter verified as proposed or with adaptive pruning,
 /// a draft model (random weights: its drafts are never right, so adaptive speculation must switch it off), or the hybrid
@@ -54,6 +54,7 @@ internal static class EngineRunner
             EndOfSequenceTokenIds = [],
             SkipPrefillForBenchmark = true,
         });
+        int gen0 = GC.CollectionCount(0), gen2 = GC.CollectionCount(2);
         long start = Stopwatch.GetTimestamp();
         Task<GenerationResult>[] tasks = calls.Select(c => engine.GenerateForcedAsync(
             new GenerationRequest { PromptTokens = c.Prompt, MaxNewTokens = c.Response.Length, StopTokenIds = [], ConversationId = c.TaskId },
@@ -80,6 +81,7 @@ internal static class EngineRunner
         return new VariantResult(variant.Name, batch, calls.Count, tokens, seconds, tokens / seconds, t.Steps, s.Batches,
             t.Steps == 0 ? 0 : (double)tokens / t.Steps, t.AcceptanceRate, t.Steps == 0 ? 0 : (double)t.DraftTokens / t.Steps,
             perBatch(t.DraftingTime), perBatch(t.VerificationTime), perBatch(s.HostTime),
-            s.Batches == 0 ? 0 : (double)t.Steps / s.Batches, mismatches);
+            s.Batches == 0 ? 0 : (double)t.Steps / s.Batches, mismatches,
+            GC.CollectionCount(0) - gen0, GC.CollectionCount(2) - gen2);
     }
 }
