@@ -127,7 +127,7 @@ public sealed partial class TargetModel
         Tensor ancestors = Ancestors(parents, maxHops);
         Tensor visible = ancestors.gather(1, entries.view(batch, width, 1).expand(batch, width, window));
         Tensor writeAt = where(valid, lengths.view(batch, 1) + entries, full_like(entries, _cache.Scratch));
-        Tensor mask = DraftMask(visible, lengths, valid, keys, groups);
+        Tensor mask = AttentionMask(visible, lengths, valid, keys, groups);
         Tensor positions = (lengths.view(batch, 1) + offsets).view(-1);
         Tensor cos = _cos.index_select(0, positions).view(batch, width, 1, c.HeadDim).to(DType);
         Tensor sin = _sin.index_select(0, positions).view(batch, width, 1, c.HeadDim).to(DType);
@@ -154,26 +154,5 @@ public sealed partial class TargetModel
             throw new ArgumentOutOfRangeException(nameof(count), count, $"Slot {slot} caches {length} of {Capacity} tokens.");
         }
         _cache.SetLength(slot, length + count);
-    }
-
-    /// <summary>
-    /// The additive mask [B, 1, groups × T, S] of a draft forward: a valid row sees its slot's cached prefix
-    /// (key &lt; length) and the region entries <paramref name="visible"/> marks (key = length + entry); a padding row
-    /// sees key 0 only. Laid out as <see cref="AttentionMask"/> lays out a verification step's mask.
-    /// </summary>
-    private Tensor DraftMask(Tensor visible, Tensor lengths, Tensor valid, long keys, int groups)
-    {
-        long b = visible.shape[0], t = visible.shape[1], w = visible.shape[2];
-        Tensor key = arange(keys, int64, Device).view(1, keys);
-        Tensor relative = key - lengths.view(b, 1);
-        Tensor prefix = relative.lt(0);
-        Tensor inWindow = relative.ge(0).logical_and(relative.lt(w));
-        Tensor inRegion = visible.gather(2, relative.clamp(0, w - 1).view(b, 1, keys).expand(b, t, keys));
-        Tensor allowed = prefix.view(b, 1, keys).logical_or(inWindow.view(b, 1, keys).logical_and(inRegion));
-        allowed = where(valid.view(b, t, 1), allowed, key.eq(0).view(1, 1, keys));
-        Tensor additive = zeros([b, t, keys], DType, Device).masked_fill(allowed.logical_not(), double.NegativeInfinity);
-        return groups == 1
-            ? additive.view(b, 1, t, keys)
-            : additive.view(b, 1, t, keys).expand(b, groups, t, keys).reshape(b, 1, groups * t, keys);
     }
 }

@@ -105,18 +105,20 @@ public sealed partial class TargetModel
 
     /// <summary>
     /// The additive attention mask [B, 1, groups × T, S] in the model's dtype: a valid row sees its sequence's cached
-    /// prefix and its own ancestors in this step; a padding row sees key 0 only. Rows are laid out as the grouped
-    /// queries are (group-major), so one mask serves every key/value head.
+    /// prefix (key &lt; length) and the entries of this forward that <paramref name="visible"/> [B, T, W] marks for it (key
+    /// = length + entry): in a verification step its own ancestors in the tree (W = T), in a draft forward its ancestors
+    /// in the slot's draft region. A padding row sees key 0 only. Rows are laid out as the grouped queries are
+    /// (group-major), so one mask serves every key/value head.
     /// </summary>
-    private Tensor AttentionMask(Tensor ancestors, Tensor lengths, Tensor valid, long keys, int groups)
+    private Tensor AttentionMask(Tensor visible, Tensor lengths, Tensor valid, long keys, int groups)
     {
-        long b = ancestors.shape[0], t = ancestors.shape[1];
+        long b = visible.shape[0], t = visible.shape[1], w = visible.shape[2];
         Tensor key = arange(keys, int64, Device).view(1, keys);
         Tensor relative = key - lengths.view(b, 1);
         Tensor prefix = relative.lt(0);
-        Tensor window = relative.ge(0).logical_and(relative.lt(t));
-        Tensor inTree = ancestors.gather(2, relative.clamp(0, t - 1).view(b, 1, keys).expand(b, t, keys));
-        Tensor allowed = prefix.view(b, 1, keys).logical_or(window.view(b, 1, keys).logical_and(inTree));
+        Tensor window = relative.ge(0).logical_and(relative.lt(w));
+        Tensor inWindow = visible.gather(2, relative.clamp(0, w - 1).view(b, 1, keys).expand(b, t, keys));
+        Tensor allowed = prefix.view(b, 1, keys).logical_or(window.view(b, 1, keys).logical_and(inWindow));
         allowed = where(valid.view(b, t, 1), allowed, key.eq(0).view(1, 1, keys));
         Tensor additive = zeros([b, t, keys], DType, Device).masked_fill(allowed.logical_not(), double.NegativeInfinity);
         return groups == 1
