@@ -2,6 +2,8 @@ using MlTokenizer = Microsoft.ML.Tokenizers.Tokenizer;
 using SpecDecode.Train.Tokenizer;
 using SpecDecode.Tree.Tokenization;
 
+using ByteLevelAlphabet = SpecDecode.Train.Tokenizer.ByteLevelAlphabet;
+
 namespace SpecDecode.Train.Tests;
 
 /// <summary>BpeTrainer against a hand-worked example and a naive reference, and its files through CheckpointTokenizer.</summary>

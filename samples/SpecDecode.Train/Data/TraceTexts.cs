@@ -14,7 +14,16 @@ internal static class TraceTexts
     /// <exception cref="InvalidDataException">A line is not a trajectory object with a messages array.</exception>
     public static (List<string> Training, List<string> HeldOut) Read(string path, int heldOut)
     {
-        var all = new List<string>();
+        List<string> all = ReadConversations(path).Select(Format).ToList();
+        int split = Math.Max(0, all.Count - heldOut);
+        return (all.GetRange(0, split), all.GetRange(split, all.Count - split));
+    }
+
+    /// <summary>The messages (role, content) of every trajectory, in file order.</summary>
+    /// <exception cref="InvalidDataException">A line is not a trajectory object with a messages array.</exception>
+    public static List<TraceMessage[]> ReadConversations(string path)
+    {
+        var all = new List<TraceMessage[]>();
         using var file = File.OpenRead(path);
         using var gzip = new GZipStream(file, CompressionMode.Decompress);
         using var reader = new StreamReader(gzip);
@@ -31,15 +40,24 @@ internal static class TraceTexts
             {
                 throw new InvalidDataException($"{path}, line {lineNumber}: no messages array.");
             }
-            var text = new System.Text.StringBuilder();
-            foreach (JsonElement message in messages.EnumerateArray())
-            {
-                text.Append("<|im_start|>").Append(message.GetProperty("role").GetString()).Append('\n')
-                    .Append(message.GetProperty("content").GetString()).Append("<|im_end|>\n");
-            }
-            all.Add(text.ToString());
+            all.Add(messages.EnumerateArray()
+                .Select(m => new TraceMessage(m.GetProperty("role").GetString() ?? "", m.GetProperty("content").GetString() ?? ""))
+                .ToArray());
         }
-        int split = Math.Max(0, all.Count - heldOut);
-        return (all.GetRange(0, split), all.GetRange(split, all.Count - split));
+        return all;
+    }
+
+    /// <summary>Messages in the chat format the models are trained on: <c>&lt;|im_start|&gt;role\ncontent&lt;|im_end|&gt;\n</c> each.</summary>
+    public static string Format(IEnumerable<TraceMessage> messages)
+    {
+        var text = new System.Text.StringBuilder();
+        foreach (TraceMessage message in messages)
+        {
+            text.Append("<|im_start|>").Append(message.Role).Append('\n').Append(message.Content).Append("<|im_end|>\n");
+        }
+        return text.ToString();
     }
 }
+
+/// <summary>One message of a trajectory.</summary>
+internal sealed record TraceMessage(string Role, string Content);

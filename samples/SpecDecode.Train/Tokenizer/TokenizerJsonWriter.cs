@@ -186,4 +186,26 @@ public static class TokenizerJsonWriter
         }
         w.WriteEndObject();
     }
+
+    /// <summary>The vocabulary size of a folder's tokenizer.json: one past the largest id of the model's vocabulary and
+    /// the added tokens (what a model trained with it needs as <c>vocab_size</c>).</summary>
+    /// <exception cref="FileNotFoundException">The folder has no tokenizer.json.</exception>
+    public static int VocabularySize(string folder)
+    {
+        string path = Path.Combine(folder, "tokenizer.json");
+        if (!File.Exists(path))
+        {
+            throw new FileNotFoundException($"{folder} has no tokenizer.json; run the tokenizer command first.", path);
+        }
+        using JsonDocument doc = JsonDocument.Parse(File.ReadAllText(path));
+        int max = doc.RootElement.GetProperty("model").GetProperty("vocab").EnumerateObject().Max(p => p.Value.GetInt32());
+        if (doc.RootElement.TryGetProperty("added_tokens", out JsonElement added))
+        {
+            foreach (JsonElement token in added.EnumerateArray())
+            {
+                max = Math.Max(max, token.GetProperty("id").GetInt32());
+            }
+        }
+        return max + 1;
+    }
 }
