@@ -73,6 +73,15 @@ public sealed class TrainingTests : IDisposable
         using EagerCausalLM reference = EagerCausalLM.Load(folder);
         using Tensor actual = reference.Forward(ids);
         Assert.True(expected.allclose(actual, rtol: 1e-4, atol: 1e-4), $"max difference {(expected - actual).abs().max().item<float>()}");
+
+        // bf16, as the GPU run saves: the same logits up to bf16 rounding of the weights.
+        string half = Path.Combine(_root, "export-bf16");
+        HuggingFaceExport.Write(model, half, tokenizer, bosTokenId: 0, eosTokenId: 3, ScalarType.BFloat16, maxShardBytes: 16_000_000);
+        Assert.Contains("\"torch_dtype\": \"bfloat16\"", File.ReadAllText(Path.Combine(half, "config.json")));
+        using EagerCausalLM rounded = EagerCausalLM.Load(half);
+        using Tensor halfLogits = rounded.Forward(ids);
+        double error = (expected - halfLogits).abs().max().item<float>();
+        Assert.InRange(error, 1e-6, 0.05);   // not identical (weights were rounded) but close
     }
 
     [Fact]
