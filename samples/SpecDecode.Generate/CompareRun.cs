@@ -16,7 +16,7 @@ public static class CompareRun
         {
             throw new GeneratorException("--compare compares plain decoding with a drafter: choose one with --draft (suffix, prompt-lookup, draft-model or hybrid).");
         }
-        GenerationRequest request = GeneratorRun.Request(settings, settings.Prompt!, conversationId: null);
+        GenerationRequest request = GeneratorRun.Request(settings, settings.Prompt, conversationId: null);
 
         GenerationResult plain;
         TimeSpan plainTime;

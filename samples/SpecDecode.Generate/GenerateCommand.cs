@@ -47,7 +47,7 @@ public static class GenerateCommand
         var model = new Option<string?>("--model", "-m") { Description = $"A Hugging Face checkpoint folder (config.json, safetensors, tokenizer.json). Default: the embedded model, {ModelLoading.DefaultModelRelativePath} in the repository." };
         var draft = new Option<string>("--draft", "-d") { Description = "The drafter.", DefaultValueFactory = _ => "suffix" };
         draft.AcceptOnlyFromAmong(GeneratorSettings.DraftNames);
-        var draftModel = new Option<string?>("--draft-model") { Description = "The draft model's checkpoint folder (same tokenizer as the target), for --draft draft-model or hybrid." };
+        var draftModel = new Option<string?>("--draft-model") { Description = $"The draft model's checkpoint folder (same tokenizer as the target), for --draft draft-model or hybrid. Default with the embedded model: {ModelLoading.DefaultDraftModelRelativePath}." };
         var maxNew = new Option<int>("--max-new-tokens", "-n") { Description = "Tokens to generate at most.", DefaultValueFactory = _ => 256 };
         var temperature = new Option<float>("--temperature", "-t") { Description = "0 is greedy decoding (output identical to plain decoding); above 0 samples.", DefaultValueFactory = _ => 0f };
         var topK = new Option<int>("--top-k") { Description = "Sample among the k most probable tokens (0: off).", DefaultValueFactory = _ => 0 };

@@ -28,6 +28,9 @@ public sealed record GeneratorSettings
     /// <summary>The prompt text (argument or file), or null.</summary>
     public string? Prompt { get; init; }
 
+    /// <summary>Chat messages to continue instead of a prompt text (the demo conversation), or null.</summary>
+    public IReadOnlyList<PromptMessage>? Messages { get; init; }
+
     /// <summary>Interactive chat with history.</summary>
     public bool Chat { get; init; }
 

@@ -62,6 +62,23 @@ public static class ModelLoading
         return candidates.Distinct().ToList();
     }
 
+    /// <summary>Where the embedded default draft model lives, beside the default model.</summary>
+    public const string DefaultDraftModelRelativePath = "models/default-draft";
+
+    /// <summary>The embedded draft model's folder when <paramref name="targetFolder"/> is the embedded default model and
+    /// the draft is there; otherwise null (a draft model must then be named).</summary>
+    public static string? DefaultDraftFolder(string targetFolder)
+    {
+        string target = Path.GetFullPath(targetFolder).TrimEnd(Path.DirectorySeparatorChar);
+        if (!string.Equals(Path.GetFileName(target), Path.GetFileName(DefaultModelRelativePath), StringComparison.Ordinal) ||
+            !DefaultModelCandidates().Any(c => string.Equals(Path.GetFullPath(c).TrimEnd(Path.DirectorySeparatorChar), target, StringComparison.Ordinal)))
+        {
+            return null;
+        }
+        string draft = Path.Combine(Path.GetDirectoryName(target)!, Path.GetFileName(DefaultDraftModelRelativePath));
+        return Directory.Exists(draft) ? draft : null;
+    }
+
     /// <summary>The model folder to load: <paramref name="folder"/>, or the first default candidate that exists.</summary>
     /// <exception cref="GeneratorException">The folder (or every default candidate) is missing.</exception>
     public static string ResolveModelFolder(string? folder)
@@ -163,11 +180,12 @@ public static class ModelLoading
                 var lookup = new PromptLookupDrafter();
                 return new LoadedDrafter(lookup, lookup);
         }
-        if (settings.DraftModelFolder is null)
+        string? draftFolder = settings.DraftModelFolder ?? DefaultDraftFolder(target.Folder);
+        if (draftFolder is null)
         {
             throw new GeneratorException($"--draft {settings.DraftName} needs the draft model's checkpoint folder: pass --draft-model <folder> (a small model with the target's tokenizer), or choose --draft suffix.");
         }
-        string folder = Path.GetFullPath(settings.DraftModelFolder);
+        string folder = Path.GetFullPath(draftFolder);
         if (!Directory.Exists(folder))
         {
             throw new GeneratorException($"The draft model folder {folder} does not exist. Pass --draft-model <folder> with an existing checkpoint folder ({FolderHint}).");

@@ -146,14 +146,44 @@ public sealed class GenerateCommandTests(TinyCheckpoints checkpoints) : IClassFi
     }
 
     [Fact]
-    public async Task NoPromptAndDraftModelWithoutFolder_AreRefused()
+    public async Task NoPromptWithoutChatTemplate_AndDraftModelWithoutFolder_AreRefused()
     {
         var (code, output) = await GeneratorHarness.RunAsync("--model", checkpoints.Target);
         Assert.Equal(ExitCodes.Usage, code);
-        Assert.Contains("No prompt", output);
+        Assert.Contains("No prompt given, and the demo conversation needs a chat template", output);
 
         (code, output) = await GeneratorHarness.RunAsync(Prompt, "--model", checkpoints.Target, "--draft", "draft-model");
         Assert.Equal(ExitCodes.Usage, code);
         Assert.Contains("needs the draft model's checkpoint folder: pass --draft-model <folder>", output);
+    }
+
+    [Fact]
+    public async Task EmbeddedDefault_NoArguments_ContinuesTheDemoFasterOrNot_ButIdenticalToPlain()
+    {
+        RequireEmbeddedModels();
+        var (code, output) = await GeneratorHarness.RunAsync();
+        Assert.True(code == ExitCodes.Ok, output);
+        Assert.Contains("No prompt given: continuing the demo conversation", output);
+        Assert.Contains("Speculative decoding (suffix)", output);
+        Assert.Matches(@"Outputs\s+identical \(\d+ tokens; greedy", output);
+    }
+
+    [Fact]
+    public async Task EmbeddedDefault_HybridUsesTheEmbeddedDraft_AndMatchesPlain()
+    {
+        RequireEmbeddedModels();
+        var (code, output) = await GeneratorHarness.RunAsync("<|im_start|>user\nShow me the failing test<|im_end|>\n<|im_start|>assistant\n",
+            "--compare", "--draft", "hybrid", "-n", "48");
+        Assert.True(code == ExitCodes.Ok, output);
+        Assert.Contains(Path.Combine("models", "default-draft"), output);
+        Assert.Matches(@"Outputs\s+identical \(\d+ tokens; greedy", output);
+    }
+
+    /// <summary>The embedded default pair ships with the repository (models/); a checkout without it fails here with the reason.</summary>
+    private static void RequireEmbeddedModels()
+    {
+        string? target = ModelLoading.DefaultModelCandidates().FirstOrDefault(Directory.Exists);
+        Assert.True(target is not null, $"the embedded default model is missing: looked for {string.Join(", ", ModelLoading.DefaultModelCandidates())} (it is committed under models/default).");
+        Assert.True(ModelLoading.DefaultDraftFolder(target!) is not null, $"the embedded draft model is missing beside {target} (models/default-draft).");
     }
 }

@@ -42,19 +42,20 @@ internal static class EvaluateCommand
         var drafters = new Option<string>("--drafters") { Description = "Comma list of plain, suffix, draft-model, hybrid.", DefaultValueFactory = _ => "plain,suffix,draft-model,hybrid" };
         var adaptive = new Option<bool>("--adaptive") { Description = "Adaptive speculation (default off: every draft is verified as proposed, which measures acceptance)." };
         var device = new Option<string?>("--device") { Description = "cpu or cuda (default: cuda when available)." };
+        var dtype = new Option<string?>("--dtype") { Description = "float32 or bfloat16 (default: bfloat16 on CUDA, float32 on the CPU). Greedy speculative output equals plain output exactly only where the tree forward and the one-token forward round alike: float32." };
         var output = new Option<string>("--out") { Description = "The JSON report (a markdown table is printed).", DefaultValueFactory = _ => "bench/out/default-model-acceptance.json" };
         var command = new Command("evaluate", "Acceptance of the drafters with the trained pair on the held-out trajectories.")
         {
-            traces, model, draft, perTrajectory, maxNew, budget, drafters, adaptive, device, output,
+            traces, model, draft, perTrajectory, maxNew, budget, drafters, adaptive, device, dtype, output,
         };
         command.SetAction(p => Run(p.GetValue(traces)!, p.GetValue(model)!, p.GetValue(draft)!, p.GetValue(perTrajectory), p.GetValue(maxNew),
             p.GetValue(budget), p.GetValue(drafters)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries),
-            p.GetValue(adaptive), p.GetValue(device), p.GetValue(output)!));
+            p.GetValue(adaptive), p.GetValue(device), p.GetValue(dtype), p.GetValue(output)!));
         return command;
     }
 
     private static int Run(string traces, string modelFolder, string draftFolder, int perTrajectory, int maxNew, int budget, string[] drafterNames,
-        bool adaptive, string? deviceName, string output)
+        bool adaptive, string? deviceName, string? dtypeName, string output)
     {
         foreach (string name in drafterNames)
         {
@@ -71,7 +72,13 @@ internal static class EvaluateCommand
             "cuda" => cuda.is_available() ? CUDA : throw new ArgumentException("--device cuda: no CUDA device."),
             _ => throw new ArgumentException($"--device {deviceName}: cpu or cuda."),
         };
-        ScalarType dtype = device.type == DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32;
+        ScalarType dtype = dtypeName switch
+        {
+            null => device.type == DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32,
+            "float32" => ScalarType.Float32,
+            "bfloat16" => ScalarType.BFloat16,
+            _ => throw new ArgumentException($"--dtype {dtypeName}: float32 or bfloat16."),
+        };
         Microsoft.ML.Tokenizers.Tokenizer tokenizer = CheckpointTokenizer.Load(modelFolder);
         ModelConfig config = ModelConfig.Load(modelFolder);
         int positions = config.MaxPositionEmbeddings;

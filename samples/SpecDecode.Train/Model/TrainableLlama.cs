@@ -34,27 +34,35 @@ public sealed class TrainableLlama : nn.Module<Tensor, Tensor>
         _compute = computeType;
         using var generator = new Generator((ulong)seed, CPU);
         double residualStd = 0.02 / Math.Sqrt(2.0 * shape.LayerCount);
-        _embed = new Parameter(normal(0, 0.02, [shape.VocabSize, shape.HiddenSize], generator: generator));
+        // Every tensor is made on the device directly: Module.to would replace registered tensors and leave these
+        // fields pointing at disposed ones (the names are Hugging Face's, not the fields').
+        _embed = OnDevice(normal(0, 0.02, [shape.VocabSize, shape.HiddenSize], generator: generator), device);
         register_parameter("model.embed_tokens.weight", _embed);
         _layers = new DecoderLayer[shape.LayerCount];
         for (int i = 0; i < shape.LayerCount; i++)
         {
-            _layers[i] = new DecoderLayer(shape, generator, residualStd);
+            _layers[i] = new DecoderLayer(shape, generator, residualStd, device);
             foreach ((string name, Parameter p) in _layers[i].Named())
             {
                 register_parameter($"model.layers.{i}.{name}", p);
             }
         }
-        _finalNorm = new Parameter(ones(shape.HiddenSize));
+        _finalNorm = OnDevice(ones(shape.HiddenSize), device);
         register_parameter("model.norm.weight", _finalNorm);
         var inv = new float[shape.HeadDim / 2];
         for (int i = 0; i < inv.Length; i++)
         {
             inv[i] = (float)(1.0 / Math.Pow(shape.RopeTheta, 2.0 * i / shape.HeadDim));
         }
-        _inverseFrequencies = tensor(inv);
-        register_buffer("rope_inverse_frequencies", _inverseFrequencies, persistent: false);
-        this.to(device);
+        _inverseFrequencies = tensor(inv, device: device);
+    }
+
+    private static Parameter OnDevice(Tensor cpu, Device device)
+    {
+        using (cpu)
+        {
+            return new Parameter(cpu.to(device));
+        }
     }
 
     /// <summary>The model's shape.</summary>
@@ -66,7 +74,7 @@ public sealed class TrainableLlama : nn.Module<Tensor, Tensor>
         long batch = ids.shape[0], tokens = ids.shape[1];
         Device device = ids.device;
         using var positions = arange(tokens, dtype: ScalarType.Float32, device: device);
-        using var freqs = positions.unsqueeze(1) * _inverseFrequencies.to(device).unsqueeze(0);
+        using var freqs = positions.unsqueeze(1) * _inverseFrequencies.unsqueeze(0);
         using var angles = cat([freqs, freqs], -1);
         using var cos = angles.cos().to(_compute);
         using var sin = angles.sin().to(_compute);
@@ -123,13 +131,13 @@ public sealed class TrainableLlama : nn.Module<Tensor, Tensor>
         private readonly ModelShape _s;
         private readonly Parameter _inputNorm, _postNorm, _q, _k, _v, _o, _gate, _up, _down;
 
-        public DecoderLayer(ModelShape s, Generator generator, double residualStd)
+        public DecoderLayer(ModelShape s, Generator generator, double residualStd, Device device)
         {
             _s = s;
             int kv = s.KeyValueHeadCount * s.HeadDim;
-            Parameter Normal(long rows, long cols, double std) => new(normal(0, std, [rows, cols], generator: generator));
-            _inputNorm = new Parameter(ones(s.HiddenSize));
-            _postNorm = new Parameter(ones(s.HiddenSize));
+            Parameter Normal(long rows, long cols, double std) => OnDevice(normal(0, std, [rows, cols], generator: generator), device);
+            _inputNorm = OnDevice(ones(s.HiddenSize), device);
+            _postNorm = OnDevice(ones(s.HiddenSize), device);
             _q = Normal(s.HiddenSize, s.HiddenSize, 0.02);
             _k = Normal(kv, s.HiddenSize, 0.02);
             _v = Normal(kv, s.HiddenSize, 0.02);
