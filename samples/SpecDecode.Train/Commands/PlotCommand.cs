@@ -32,14 +32,14 @@ internal static class PlotCommand
                 validation.LegendText = $"{name}: validation";
                 validation.LinePattern = LinePattern.Dashed;
                 var heldOut = plot.Add.Scatter(tokens, rows.Select(r => r.HeldOutLoss).ToArray());
-                heldOut.LegendText = $"{name}: held out (last 50 trajectories)";
+                heldOut.LegendText = $"{name}: held out (first 64 windows of the last 50 trajectories)";
                 heldOut.LinePattern = LinePattern.Dotted;
             }
             plot.XLabel("training tokens (millions)");
             plot.YLabel("next-token cross-entropy (nats)");
             plot.Title("Embedded default models: loss");
             plot.Axes.SetLimitsY(0, 5);
-            plot.ShowLegend();
+            plot.ShowLegend(Alignment.LowerLeft);
             plot.SavePng(p.GetValue(output)!, 900, 540);
             Console.WriteLine($"wrote {p.GetValue(output)}");
             return 0;

@@ -8,7 +8,9 @@ using static TorchSharp.torch;
 
 namespace SpecDecode.Train.Training;
 
-/// <summary>One row of the loss log: the mean training loss since the previous row and the evaluation losses.</summary>
+/// <summary>One row of the loss log: the mean training loss since the previous row, the loss on every validation
+/// window, and the loss on the first 64 held-out windows (a cheap running view; the kept model's loss on the whole
+/// held-out set is measured when it is exported).</summary>
 public sealed record LossRow(long Step, double TrainLoss, double ValidationLoss, double HeldOutLoss, double LearningRate, long Tokens, double Seconds)
 {
     /// <summary>The CSV header.</summary>
