@@ -28,9 +28,11 @@ public sealed class TargetModelTests
     }
 
     [Theory]
-    [InlineData("llama-gqa", 5)]
-    [InlineData("qwen2-tied", 7)]
-    public void ChunkedPrefillThenTreeMatchesTransformers(string name, int chunk)
+    [InlineData("llama-gqa", 5, 0)] // masked chunks only
+    [InlineData("qwen2-tied", 7, 0)]
+    [InlineData("llama-gqa", 5, 8)] // a causal first chunk, then masked chunks
+    [InlineData("qwen2-tied", 512, 8192)] // the defaults: the whole prompt in one causal forward
+    public void ChunkedPrefillThenTreeMatchesTransformers(string name, int chunk, int causalChunk)
     {
         string folder = SharedFixtures.TinyCheckpoint(name);
         using var expected = SharedFixtures.Expected(folder);
@@ -40,7 +42,7 @@ public sealed class TargetModelTests
         (float[] promptLogits, long[] shape) = SharedFixtures.ExpectedTensor(folder, "prompt_logits");
         (float[] treeLogits, _) = SharedFixtures.ExpectedTensor(folder, "tree_logits");
         int vocab = (int)shape[1];
-        using TargetModel model = TargetModel.Load(folder, new TargetModelOptions { Device = CPU, MaxContext = 128, PrefillChunk = chunk });
+        using TargetModel model = TargetModel.Load(folder, new TargetModelOptions { Device = CPU, MaxContext = 128, PrefillChunk = chunk, CausalPrefillChunk = causalChunk });
         model.Prefill([(0, prompt[..^1])]);
         Assert.Equal(prompt.Length - 1, model.CachedLength(0));
         using Tensor ours = model.TreeLogits([new TreeInput(0, prompt[^1], DraftTree.Create(treeTokens, treeParents, []))]);

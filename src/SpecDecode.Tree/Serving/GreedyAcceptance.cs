@@ -24,7 +24,7 @@ internal static class GreedyAcceptance
     {
         long b = step.Tokens.shape[0], t = step.Tokens.shape[1];
         Tensor entries = arange(t, int64, step.Tokens.device).view(1, t).expand(b, t);
-        Tensor argmax = step.Logits!.argmax(-1);
+        Tensor argmax = step.Logits.argmax(-1);
         if (forcedNext is not null)
         {
             argmax = where(forcedNext.ge(0), forcedNext, argmax);

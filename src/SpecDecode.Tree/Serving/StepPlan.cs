@@ -42,6 +42,13 @@ internal sealed class StepPlan
     /// <summary>Keys the attention must see: max over the slots in the step of cached length + entries used.</summary>
     public int KeyCount { get; private set; }
 
+    /// <summary>
+    /// Every sequence of the step is a chain starting at an empty cache (<see cref="ForChunks"/> with causal), so row t
+    /// sees exactly entries 0 .. t of its own row: attention is plain causal attention over the step's own keys and
+    /// needs no ancestor matrix and no mask. Padding entries sit after a row's last token, where no valid row sees them.
+    /// </summary>
+    public bool Causal { get; private set; }
+
     private int ParentsOffset => Batch * Width;
 
     private int DepthsOffset => 2 * Batch * Width;
@@ -72,14 +79,20 @@ internal sealed class StepPlan
         return plan;
     }
 
-    /// <summary>A prefill step: each slot's chunk of tokens as a chain.</summary>
-    public static StepPlan ForChunks(IReadOnlyList<(int Slot, ReadOnlyMemory<int> Tokens)> chunks, int[] lengths, int capacity)
+    /// <summary>A prefill step: each slot's chunk of tokens as a chain. With <paramref name="causal"/>, every slot must
+    /// have an empty cache, and the plan is <see cref="Causal"/>.</summary>
+    /// <exception cref="InvalidOperationException"><paramref name="causal"/> is set and a slot has cached tokens.</exception>
+    public static StepPlan ForChunks(IReadOnlyList<(int Slot, ReadOnlyMemory<int> Tokens)> chunks, int[] lengths, int capacity, bool causal)
     {
         int batch = chunks.Max(c => c.Slot) + 1;
         int width = chunks.Max(c => c.Tokens.Length);
-        var plan = new StepPlan(batch, width) { Used = new int[batch] };
+        var plan = new StepPlan(batch, width) { Used = new int[batch], Causal = causal };
         foreach ((int slot, ReadOnlyMemory<int> tokens) in chunks)
         {
+            if (causal && lengths[slot] != 0)
+            {
+                throw new InvalidOperationException($"Slot {slot} caches {lengths[slot]} tokens; a causal prefill chunk needs an empty cache.");
+            }
             ReadOnlySpan<int> span = tokens.Span;
             for (int t = 0; t < span.Length; t++)
             {

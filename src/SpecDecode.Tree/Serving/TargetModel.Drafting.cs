@@ -135,7 +135,7 @@ public sealed partial class TargetModel
         Tensor x = _weights.EmbedTokens.index_select(0, tokens.view(-1)).view(batch, width, c.HiddenSize);
         x = _scripted is not null
             ? _scripted.Forward(x, _cache.Data, writeAt, mask, cos, sin, keys)
-            : EagerLayers(x, writeAt, mask, cos, sin, keys, groups);
+            : EagerLayers(x, writeAt, mask, cos, sin, keys);
         // The output projection for the wanted rows only (a vocabulary-wide projection of every row would dominate a
         // small model's forward).
         Tensor hidden = x.view(batch * width, c.HiddenSize).index_select(0, rows);

@@ -48,7 +48,7 @@ public sealed partial class TargetModel
         using (var scope = NewDisposeScope())
         using (no_grad())
         {
-            StepTensors step = Forward(plan, LogitRows.All);
+            StepTensors step = Forward(plan);
             Tensor forcedNext = tensor(forced, [plan.Batch, plan.Width]).to(Device);
             Tensor decided = GreedyAcceptance.Decide(step, _cache, plan.MaxDepth + 1, forcedNext);
             result = decided.cpu().data<long>().ToArray(); // the step's one synchronisation

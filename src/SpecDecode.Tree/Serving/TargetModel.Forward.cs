@@ -3,62 +3,88 @@ using static TorchSharp.torch;
 
 namespace SpecDecode.Tree;
 
-/// <summary>Which rows of a forward go through the output projection.</summary>
-internal enum LogitRows
-{
-    /// <summary>None (prefill of all but the last prompt token).</summary>
-    None,
-
-    /// <summary>Every row [B, T, vocab] (verification).</summary>
-    All,
-}
-
-/// <summary>A step's device tensors (all [B, T] unless noted).</summary>
-internal sealed record StepTensors(Tensor Tokens, Tensor Parents, Tensor Depths, Tensor Valid, Tensor Lengths, Tensor Ancestors, Tensor? Logits);
+/// <summary>A step's device tensors (all [B, T] unless noted; Logits [B, T, vocab]).</summary>
+internal sealed record StepTensors(Tensor Tokens, Tensor Parents, Tensor Depths, Tensor Valid, Tensor Lengths, Tensor Ancestors, Tensor Logits);
 
 public sealed partial class TargetModel
 {
     /// <summary>
-    /// One forward over a <see cref="StepPlan"/>: uploads the plan in one copy, builds positions, the ancestor matrix and
-    /// the attention mask on the device, writes every row's keys and values into the cache (padding rows into scratch),
-    /// and returns the step's tensors. Must run inside a dispose scope and no_grad.
+    /// One verification forward over a <see cref="StepPlan"/>: uploads the plan in one copy, builds positions, the
+    /// ancestor matrix and the attention mask on the device, writes every row's keys and values into the cache (padding
+    /// rows into scratch), and returns the step's tensors with every row's logits. Must run inside a dispose scope and
+    /// no_grad.
     /// </summary>
-    private StepTensors Forward(StepPlan plan, LogitRows rows)
+    private StepTensors Forward(StepPlan plan)
     {
-        ModelConfig c = Config;
-        long b = plan.Batch, t = plan.Width, s = plan.KeyCount;
-        int groups = c.HeadCount / c.KeyValueHeadCount;
-        Tensor packed = tensor(plan.Packed).to(Device);
-        Tensor tokens = packed.narrow(0, 0, b * t).view(b, t);
-        Tensor parents = packed.narrow(0, b * t, b * t).view(b, t);
-        Tensor depths = packed.narrow(0, 2 * b * t, b * t).view(b, t);
-        Tensor valid = packed.narrow(0, 3 * b * t, b * t).view(b, t).to(ScalarType.Bool);
-        Tensor lengths = packed.narrow(0, 4 * b * t, b);
-
+        (Tensor tokens, Tensor parents, Tensor depths, Tensor valid, Tensor lengths) = Upload(plan);
         Tensor ancestors = Ancestors(parents, plan.MaxDepth);
-        Tensor entries = arange(t, int64, Device).view(1, t);
-        Tensor writeAt = where(valid, lengths.view(b, 1) + entries, full_like(parents, _cache.Scratch));
-        Tensor mask = AttentionMask(ancestors, lengths, valid, s, groups);
-        Tensor positions = (lengths.view(b, 1) + depths).view(-1);
-        Tensor cos = _cos.index_select(0, positions).view(b, t, 1, c.HeadDim).to(DType);
-        Tensor sin = _sin.index_select(0, positions).view(b, t, 1, c.HeadDim).to(DType);
-
-        Tensor x = _weights.EmbedTokens.index_select(0, tokens.view(-1)).view(b, t, c.HiddenSize);
-        x = _scripted is not null
-            ? _scripted.Forward(x, _cache.Data, writeAt, mask, cos, sin, s)
-            : EagerLayers(x, writeAt, mask, cos, sin, s, groups);
-        Tensor? logits = rows == LogitRows.All ? nn.functional.linear(x, _weights.Head) : null;
+        Tensor mask = AttentionMask(ancestors, lengths, valid, plan.KeyCount, Config.HeadCount / Config.KeyValueHeadCount);
+        Tensor x = DecoderStack(tokens, depths, valid, lengths, mask, plan.KeyCount);
+        Tensor logits = nn.functional.linear(x, _weights.Head);
         return new StepTensors(tokens, parents, depths, valid, lengths, ancestors, logits);
     }
 
-    /// <summary>The decoder layers and the final norm, one TorchSharp call per tensor operation (the reference for the
-    /// scripted path, and the path for models the script does not cover).</summary>
-    private Tensor EagerLayers(Tensor x, Tensor writeAt, Tensor mask, Tensor cos, Tensor sin, long s, int groups)
+    /// <summary>
+    /// One prefill forward (no logits): writes every chunk's keys and values into the cache. A <see cref="StepPlan.Causal"/>
+    /// plan runs plain causal attention over its own keys, with no ancestor matrix and no mask; any other plan takes
+    /// the verification forward's mask. Must run inside a dispose scope and no_grad.
+    /// </summary>
+    private void PrefillForward(StepPlan plan)
+    {
+        (Tensor tokens, Tensor parents, Tensor depths, Tensor valid, Tensor lengths) = Upload(plan);
+        Tensor? mask = plan.Causal
+            ? null
+            : AttentionMask(Ancestors(parents, plan.MaxDepth), lengths, valid, plan.KeyCount, Config.HeadCount / Config.KeyValueHeadCount);
+        DecoderStack(tokens, depths, valid, lengths, mask, plan.KeyCount);
+    }
+
+    /// <summary>The plan on the device in one host-to-device copy: tokens, parents, depths, validity [B, T] and the
+    /// slots' lengths [B].</summary>
+    private (Tensor Tokens, Tensor Parents, Tensor Depths, Tensor Valid, Tensor Lengths) Upload(StepPlan plan)
+    {
+        long b = plan.Batch, t = plan.Width;
+        Tensor packed = tensor(plan.Packed).to(Device);
+        return (packed.narrow(0, 0, b * t).view(b, t),
+            packed.narrow(0, b * t, b * t).view(b, t),
+            packed.narrow(0, 2 * b * t, b * t).view(b, t),
+            packed.narrow(0, 3 * b * t, b * t).view(b, t).to(ScalarType.Bool),
+            packed.narrow(0, 4 * b * t, b));
+    }
+
+    /// <summary>
+    /// Embedding, rotary tables at positions length + depth, the decoder layers (scripted or eager) and the final norm
+    /// [B, T, hidden]; writes each valid row's keys and values at length + entry, padding rows' at scratch.
+    /// <paramref name="mask"/> [B, 1, groups × T, keys] (<see cref="AttentionMask"/>), or null for plain causal attention
+    /// among the forward's own rows (every sequence starting at an empty cache).
+    /// </summary>
+    private Tensor DecoderStack(Tensor tokens, Tensor depths, Tensor valid, Tensor lengths, Tensor? mask, long keys)
     {
         ModelConfig c = Config;
+        long b = tokens.shape[0], t = tokens.shape[1];
+        Tensor entries = arange(t, int64, Device).view(1, t);
+        Tensor writeAt = where(valid, lengths.view(b, 1) + entries, full_like(tokens, _cache.Scratch));
+        Tensor positions = (lengths.view(b, 1) + depths).view(-1);
+        Tensor cos = _cos.index_select(0, positions).view(b, t, 1, c.HeadDim).to(DType);
+        Tensor sin = _sin.index_select(0, positions).view(b, t, 1, c.HeadDim).to(DType);
+        Tensor x = _weights.EmbedTokens.index_select(0, tokens.view(-1)).view(b, t, c.HiddenSize);
+        return _scripted is not null
+            ? _scripted.Forward(x, _cache.Data, writeAt, mask, cos, sin, keys)
+            : EagerLayers(x, writeAt, mask, cos, sin, keys);
+    }
+
+    /// <summary>The decoder layers and the final norm, one TorchSharp call per tensor operation (the reference for the
+    /// scripted path, and the path for models the script does not cover). Each layer's temporaries are freed when the
+    /// layer ends, so memory does not grow with the layer count. <paramref name="mask"/>: as for
+    /// <see cref="DecoderStack"/>.</summary>
+    private Tensor EagerLayers(Tensor x, Tensor writeAt, Tensor? mask, Tensor cos, Tensor sin, long s)
+    {
+        ModelConfig c = Config;
+        int groups = c.HeadCount / c.KeyValueHeadCount;
         long b = x.shape[0], t = x.shape[1];
+        Tensor input = x;
         for (int layer = 0; layer < c.LayerCount; layer++)
         {
+            using var layerScope = NewDisposeScope();
             DecoderLayerWeights w = _weights.Layers[layer];
             Tensor h = w.InputNorm.Forward(x);
             AttentionWeights a = w.Attention;
@@ -73,17 +99,41 @@ public sealed partial class TargetModel
             q = RotaryFrequencies.Apply(q, cos, sin);
             k = RotaryFrequencies.Apply(k, cos, sin);
             _cache.Write(layer, writeAt, k.transpose(1, 2), v.transpose(1, 2));
-            (Tensor keys, Tensor values) = _cache.Read(layer, b, s);
-            // Grouped-query attention without copying keys: the query heads of one key/value head become rows.
-            Tensor grouped = q.view(b, t, c.KeyValueHeadCount, groups, c.HeadDim).permute(0, 2, 3, 1, 4)
-                .reshape(b, c.KeyValueHeadCount, groups * t, c.HeadDim);
-            Tensor attended = nn.functional.scaled_dot_product_attention(grouped, keys, values, mask)
-                .view(b, c.KeyValueHeadCount, groups, t, c.HeadDim).permute(0, 3, 1, 2, 4)
-                .reshape(b, t, c.HeadCount * c.HeadDim);
-            x = x + a.OProj.Forward(attended);
-            x = x + w.Mlp.Forward(w.PostAttentionNorm.Forward(x));
+            Tensor attended;
+            if (mask is null)
+            {
+                // Causal within this forward: the fresh keys and values, repeated for the query heads of each group.
+                Tensor keys = RepeatGroups(k, groups), values = RepeatGroups(v, groups);
+                attended = nn.functional.scaled_dot_product_attention(q.transpose(1, 2), keys, values, null, 0, true)
+                    .transpose(1, 2).reshape(b, t, c.HeadCount * c.HeadDim);
+            }
+            else
+            {
+                (Tensor keys, Tensor values) = _cache.Read(layer, b, s);
+                // Grouped-query attention without copying keys: the query heads of one key/value head become rows.
+                Tensor grouped = q.view(b, t, c.KeyValueHeadCount, groups, c.HeadDim).permute(0, 2, 3, 1, 4)
+                    .reshape(b, c.KeyValueHeadCount, groups * t, c.HeadDim);
+                attended = nn.functional.scaled_dot_product_attention(grouped, keys, values, mask)
+                    .view(b, c.KeyValueHeadCount, groups, t, c.HeadDim).permute(0, 3, 1, 2, 4)
+                    .reshape(b, t, c.HeadCount * c.HeadDim);
+            }
+            Tensor residual = x + a.OProj.Forward(attended);
+            Tensor output = (residual + w.Mlp.Forward(w.PostAttentionNorm.Forward(residual))).MoveToOuterDisposeScope();
+            if (!ReferenceEquals(x, input))
+            {
+                x.Dispose(); // the previous layer's output, made here
+            }
+            x = output;
         }
         return _weights.Norm.Forward(x);
+    }
+
+    /// <summary>[B, T, kv heads, D] → [B, heads, T, D], each key/value head repeated for its group of query heads
+    /// (head h reads key/value head h / groups, as transformers' repeat_kv).</summary>
+    private static Tensor RepeatGroups(Tensor x, int groups)
+    {
+        long b = x.shape[0], t = x.shape[1], kv = x.shape[2], d = x.shape[3];
+        return x.transpose(1, 2).unsqueeze(2).expand(b, kv, groups, t, d).reshape(b, kv * groups, t, d);
     }
 
     /// <summary>

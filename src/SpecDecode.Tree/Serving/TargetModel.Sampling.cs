@@ -99,8 +99,8 @@ public sealed partial class TargetModel
         using (var scope = NewDisposeScope())
         using (no_grad())
         {
-            StepTensors step = Forward(plan, LogitRows.All);
-            TreeSample[] samples = SamplingTreeVerifier.Verify(step.Logits!, parents, tokens, sequences); // the one synchronisation
+            StepTensors step = Forward(plan);
+            TreeSample[] samples = SamplingTreeVerifier.Verify(step.Logits, parents, tokens, sequences); // the one synchronisation
             // Commit the sampled paths: entry at depth d for every slot, identity past the path (and for idle slots).
             int window = plan.MaxDepth + 1;
             var entryAtDepth = new long[plan.Batch * window];

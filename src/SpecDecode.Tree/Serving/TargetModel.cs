@@ -21,6 +21,7 @@ public sealed partial class TargetModel : IDisposable
     private readonly Tensor _cos;
     private readonly Tensor _sin;
     private readonly int _prefillChunk;
+    private readonly int _causalPrefillChunk;
     private readonly ScriptedDecoder? _scripted;
     private bool _disposed;
 
@@ -31,6 +32,7 @@ public sealed partial class TargetModel : IDisposable
         Device = device;
         DType = dtype;
         _prefillChunk = options.PrefillChunk;
+        _causalPrefillChunk = options.CausalPrefillChunk;
         _cache = new KvCache(config, options.MaxBatch, options.MaxContext, dtype, device);
         if (device.type == DeviceType.CUDA)
         {
@@ -142,6 +144,15 @@ public sealed partial class TargetModel : IDisposable
         _cache.FillRandomForBenchmark(length);
     }
 
+    /// <summary>A copy of <paramref name="slot"/>'s cached keys and values [layers, 2, kv heads, cached length, head size]
+    /// in float32 on the CPU: for tests that compare two ways of filling the cache.</summary>
+    internal Tensor CachedKeysAndValues(int slot)
+    {
+        CheckSlot(slot);
+        using var scope = NewDisposeScope();
+        return _cache.Data.select(2, slot).narrow(3, 0, _cache.Length(slot)).cpu().to(float32).clone().MoveToOuterDisposeScope();
+    }
+
     /// <summary>The parameter names and shapes of a model of <paramref name="config"/>, built on the meta device (no
     /// memory): the Hugging Face tensor names this model loads.</summary>
     internal static IReadOnlyList<(string Name, long[] Shape)> ParameterShapes(ModelConfig config)
@@ -178,8 +189,11 @@ public sealed partial class TargetModel : IDisposable
     }
 
     /// <summary>
-    /// Appends tokens to sequences' caches in chunks of <see cref="TargetModelOptions.PrefillChunk"/>, every sequence
-    /// of the batch in the same forwards. Pass a prompt without its last token, which is the first step's root.
+    /// Appends tokens to sequences' caches, every sequence of the batch in the same forwards. A sequence whose slot is
+    /// empty first caches up to <see cref="TargetModelOptions.CausalPrefillChunk"/> tokens in one forward with plain causal
+    /// attention (no mask); the rest, and every sequence that continues cached tokens, go in chunks of
+    /// <see cref="TargetModelOptions.PrefillChunk"/> with a mask over the cached keys. Pass a prompt without its last
+    /// token, which is the first step's root.
     /// </summary>
     /// <exception cref="ArgumentException">A slot is out of range or repeated, or a token is outside the vocabulary.</exception>
     /// <exception cref="InvalidOperationException">A sequence would exceed the cache's capacity.</exception>
@@ -194,25 +208,52 @@ public sealed partial class TargetModel : IDisposable
                 throw new InvalidOperationException($"Slot {slot}: {_cache.Length(slot)} cached + {tokens.Length} tokens exceed the capacity of {Capacity}; raise TargetModelOptions.MaxContext.");
             }
         }
-        for (int offset = 0; ; offset += _prefillChunk)
+        var done = new int[sequences.Count]; // tokens of each sequence cached so far
+        if (_causalPrefillChunk > 0)
         {
-            var chunks = sequences.Where(s => s.Tokens.Length > offset)
-                .Select(s => (s.Slot, (ReadOnlyMemory<int>)s.Tokens.AsMemory(offset, Math.Min(_prefillChunk, s.Tokens.Length - offset))))
+            // Empty slots: the first chunk sees only itself, so one causal forward with no mask serves them all.
+            var first = Enumerable.Range(0, sequences.Count)
+                .Where(i => sequences[i].Tokens.Length > 0 && _cache.Length(sequences[i].Slot) == 0)
                 .ToList();
-            if (chunks.Count == 0)
+            if (first.Count > 0)
+            {
+                foreach (int i in first)
+                {
+                    done[i] = Math.Min(_causalPrefillChunk, sequences[i].Tokens.Length);
+                }
+                PrefillChunks(first.Select(i => (sequences[i].Slot, (ReadOnlyMemory<int>)sequences[i].Tokens.AsMemory(0, done[i]))).ToList(), causal: true);
+            }
+        }
+        while (true)
+        {
+            var next = Enumerable.Range(0, sequences.Count).Where(i => done[i] < sequences[i].Tokens.Length).ToList();
+            if (next.Count == 0)
             {
                 return;
             }
-            StepPlan plan = StepPlan.ForChunks(chunks, _cache.Lengths, Capacity);
-            using (var scope = NewDisposeScope())
-            using (no_grad())
+            var chunks = new List<(int Slot, ReadOnlyMemory<int> Tokens)>(next.Count);
+            foreach (int i in next)
             {
-                Forward(plan, LogitRows.None);
+                int count = Math.Min(_prefillChunk, sequences[i].Tokens.Length - done[i]);
+                chunks.Add((sequences[i].Slot, sequences[i].Tokens.AsMemory(done[i], count)));
+                done[i] += count;
             }
-            foreach ((int slot, ReadOnlyMemory<int> tokens) in chunks)
-            {
-                _cache.SetLength(slot, _cache.Length(slot) + tokens.Length);
-            }
+            PrefillChunks(chunks, causal: false);
+        }
+    }
+
+    /// <summary>One prefill forward over each slot's chunk; the slots' lengths grow by their chunks.</summary>
+    private void PrefillChunks(List<(int Slot, ReadOnlyMemory<int> Tokens)> chunks, bool causal)
+    {
+        StepPlan plan = StepPlan.ForChunks(chunks, _cache.Lengths, Capacity, causal);
+        using (var scope = NewDisposeScope())
+        using (no_grad())
+        {
+            PrefillForward(plan);
+        }
+        foreach ((int slot, ReadOnlyMemory<int> tokens) in chunks)
+        {
+            _cache.SetLength(slot, _cache.Length(slot) + tokens.Length);
         }
     }
 
@@ -233,7 +274,7 @@ public sealed partial class TargetModel : IDisposable
         using (var scope = NewDisposeScope())
         using (no_grad())
         {
-            StepTensors step = Forward(plan, LogitRows.All);
+            StepTensors step = Forward(plan);
             Tensor decided = GreedyAcceptance.Decide(step, _cache, plan.MaxDepth + 1);
             result = decided.cpu().data<long>().ToArray(); // the step's one synchronisation
         }
@@ -250,7 +291,7 @@ public sealed partial class TargetModel : IDisposable
         StepPlan plan = StepPlan.ForTrees(inputs, _cache.Lengths, Capacity);
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        return Forward(plan, LogitRows.All).Logits!.to(float32).cpu().MoveToOuterDisposeScope();
+        return Forward(plan).Logits.to(float32).cpu().MoveToOuterDisposeScope();
     }
 
     private void CheckTrees(IReadOnlyList<TreeInput> inputs)

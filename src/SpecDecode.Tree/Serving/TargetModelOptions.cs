@@ -18,9 +18,21 @@ public sealed class TargetModelOptions
     /// <summary>Tokens each slot of the KV cache holds: prompt, generated tokens and one step's draft tree. Default 4096.</summary>
     public int MaxContext { get; init; } = 4096;
 
-    /// <summary>Prompt tokens per sequence per forward during prefill, so that a long prompt never needs a
-    /// prompt × prompt attention mask. Default 512.</summary>
+    /// <summary>Prompt tokens per sequence per forward for prefill chunks that attend to tokens already cached (a
+    /// prompt's tokens past <see cref="CausalPrefillChunk"/>, or a prefill that continues a cached sequence). Such a
+    /// chunk's attention takes a materialised mask of chunk × cached keys (a few bytes per entry, times the query heads
+    /// per key/value head), so this bounds the mask: a long prompt never needs a prompt × prompt mask. Default 512.</summary>
     public int PrefillChunk { get; init; } = 512;
+
+    /// <summary>
+    /// Prompt tokens per sequence in the first prefill forward of a slot whose cache is empty. That forward's tokens
+    /// attend only to each other, so its attention is plain causal attention with no mask (flash attention on CUDA in
+    /// float16/bfloat16) and its memory grows only linearly with the chunk: about 100 KB of activations per token for
+    /// Llama-3.1-8B in bfloat16 (the MLP's [chunk, intermediate] products), so ≈ 0.8 GB at the default 8192. The rest
+    /// of a longer prompt goes in masked chunks of <see cref="PrefillChunk"/>. 0 turns the causal path off (every chunk
+    /// masked, as before). Default 8192.
+    /// </summary>
+    public int CausalPrefillChunk { get; init; } = 8192;
 
     /// <summary>Run the decoder layers as one TorchScript function compiled at load time (default), instead of one
     /// TorchSharp call per tensor operation; both compute the same, the script with far less host time per step.</summary>
@@ -51,6 +63,10 @@ public sealed class TargetModelOptions
         if (PrefillChunk < 1)
         {
             throw new ArgumentOutOfRangeException(nameof(PrefillChunk), PrefillChunk, "PrefillChunk must be at least 1.");
+        }
+        if (CausalPrefillChunk < 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(CausalPrefillChunk), CausalPrefillChunk, "CausalPrefillChunk must be at least 0 (0 turns the causal first chunk off).");
         }
         if (DType is { } d && d is not (ScalarType.Float32 or ScalarType.Float16 or ScalarType.BFloat16))
         {
