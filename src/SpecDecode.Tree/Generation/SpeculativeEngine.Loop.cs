@@ -273,15 +273,17 @@ public sealed partial class SpeculativeEngine
             r.AcceptedTokens += step.AcceptedCount;
             r.RecordAccepted(step.AcceptedCount);
         }
-        _counters.AddRequestStep(tree.IsEmpty ? 0 : tree.Count, step.AcceptedCount, step.Tokens.Length);
         r.Root = step.Bonus;
-        r.Emitted += step.Tokens.Length;
         _drafter?.Observe(r.Id, step.Tokens);
 
+        // Tokens past a stop token or past the length limit were verified but are not emitted: they count neither as
+        // generated tokens nor in tokens per step (the acceptance counters above keep what the verifier accepted).
         var fresh = new List<int>(step.Tokens.Length);
         FinishReason? finish = null;
+        int consumed = 0;
         foreach (int token in step.Tokens)
         {
+            consumed++;
             if (r.StopIds.Contains(token))
             {
                 finish = FinishReason.Stop;
@@ -295,6 +297,8 @@ public sealed partial class SpeculativeEngine
                 break;
             }
         }
+        r.Emitted += consumed;
+        _counters.AddRequestStep(tree.IsEmpty ? 0 : tree.Count, step.AcceptedCount, consumed);
         string text = r.Text.Append(fresh);
         if (r.Text.Stopped)
         {
