@@ -1,36 +1,77 @@
-// A host application as a user writes it against the SpecDecode NuGet packages: load a Hugging Face checkpoint, build a
-// SpeculativeEngine with the suffix drafter, generate greedily twice (plain, then speculative) and check that
-// speculative decoding changed nothing but the number of steps. Exit code 0 when it holds, 1 otherwise, 2 for usage.
+// A host application as a user writes it against the SpecDecode NuGet packages: load a Hugging Face checkpoint (the
+// repository's embedded default model unless a folder is given), build a SpeculativeEngine with the suffix drafter,
+// generate greedily twice (plain, then speculative) and check that speculative decoding changed nothing but the number of
+// steps. Exit code 0 when it holds, 1 otherwise, 2 for usage (including a default model that cannot be found).
 using System.Globalization;
 using SpecDecode;
+using SpecDecode.HostApp;
 using SpecDecode.Suffix;
 using SpecDecode.Tree;
 using SpecDecode.Tree.Tokenization;
 
-const string DefaultPrompt = "abc def abc def ghi abc def abc def ghi abc def";
+// for a checkpoint without a chat template (and no prompt argument): a text prompt that repeats itself
+const string FallbackPrompt = "abc def abc def ghi abc def abc def ghi abc def";
+const string Usage =
+    "usage: SpecDecode.HostApp [<hf-checkpoint-folder> [prompt] [max-new-tokens]]\n" +
+    "  no folder: the embedded default model (models/default in the SpecDecode repository)\n" +
+    "  no prompt: a short example conversation when the checkpoint has a chat template, else a short text prompt";
 
-if (args.Length is < 1 or > 3 || args[0] is "-h" or "--help")
+if (args.Length > 3 || args is ["-h" or "--help", ..])
 {
-    Console.Error.WriteLine("usage: SpecDecode.HostApp <hf-checkpoint-folder> [prompt] [max-new-tokens]");
+    Console.Error.WriteLine(Usage);
     return 2;
 }
-string folder = Path.GetFullPath(args[0]);
-if (!Directory.Exists(folder))
+string folder;
+if (args.Length == 0)
 {
-    Console.Error.WriteLine($"The checkpoint folder {folder} does not exist (a Hugging Face folder: config.json, *.safetensors, tokenizer.json).");
+    if (DefaultModel.Find() is not { } found)
+    {
+        IReadOnlyList<string> looked = DefaultModel.Candidates();
+        Console.Error.WriteLine(
+            "No checkpoint folder given and the embedded default model was not found: " +
+            (looked.Count == 0
+                ? $"no folder holding SpecDecode.sln above the working directory ({Directory.GetCurrentDirectory()}) or the app's folder ({AppContext.BaseDirectory})"
+                : "looked for " + string.Join(" and ", looked.Select(c => Path.Combine(c, "config.json")))) +
+            ". Run the app from inside the SpecDecode repository, or pass a Hugging Face checkpoint folder " +
+            "(config.json, *.safetensors, tokenizer.json).\n" + Usage);
+        return 2;
+    }
+    folder = found;
+}
+else
+{
+    folder = Path.GetFullPath(args[0]);
+    if (!Directory.Exists(folder))
+    {
+        Console.Error.WriteLine($"The checkpoint folder {folder} does not exist (a Hugging Face folder: config.json, *.safetensors, tokenizer.json).");
+        return 2;
+    }
+}
+int maxNewTokens = 48;
+if (args.Length > 2 && (!int.TryParse(args[2], NumberStyles.None, CultureInfo.InvariantCulture, out maxNewTokens) || maxNewTokens < 1))
+{
+    Console.Error.WriteLine($"max-new-tokens must be a positive integer, not {args[2]}.\n{Usage}");
     return 2;
 }
-string prompt = args.Length > 1 ? args[1] : DefaultPrompt;
-int maxNewTokens = args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 32;
 
-using TargetModel model = TargetModel.Load(folder, new TargetModelOptions { MaxBatch = 1, MaxContext = 512 });
+using TargetModel model = TargetModel.Load(folder, new TargetModelOptions { MaxBatch = 1, MaxContext = 1024 });
 var tokenizer = CheckpointTokenizer.Load(folder);
+ChatTemplate? chatTemplate = ChatTemplate.Load(folder);
 Console.WriteLine($"loaded {folder}: {model.Config.LayerCount} layers, vocabulary {model.Config.VocabSize}, on {model.Device.type} as {model.DType}");
 
-var request = new GenerationRequest { Prompt = prompt, MaxNewTokens = maxNewTokens };
+GenerationRequest request = (args.Length > 1, chatTemplate) switch
+{
+    (true, _) => new GenerationRequest { Prompt = args[1], MaxNewTokens = maxNewTokens },
+    (false, not null) => new GenerationRequest { Messages = ExampleConversation.Messages, MaxNewTokens = maxNewTokens },
+    (false, null) => new GenerationRequest { Prompt = FallbackPrompt, MaxNewTokens = maxNewTokens },
+};
+Console.WriteLine(request.Messages is not null
+    ? $"prompt:      the example conversation ({request.Messages.Count} messages, rendered with the checkpoint's chat template)"
+    : $"prompt:      {Quote(request.Prompt!)}");
 
 GenerationResult plain;
-using (SpeculativeEngine engine = SpeculativeEngine.Create(model, tokenizer, drafter: null, new SpeculativeEngineOptions { MaxBatch = 1 }))
+using (SpeculativeEngine engine = SpeculativeEngine.Create(model, tokenizer, drafter: null,
+           new SpeculativeEngineOptions { MaxBatch = 1, ChatTemplate = chatTemplate }))
 {
     plain = await engine.GenerateAsync(request);
 }
@@ -41,6 +82,7 @@ using (SpeculativeEngine engine = SpeculativeEngine.Create(model, tokenizer, dra
 {
     MaxBatch = 1,
     MaxDraftTokens = 8,
+    ChatTemplate = chatTemplate,
     // speculate on every step: whether drafts are verified must not depend on how fast this machine is
     AdaptiveSpeculation = false,
 }))

@@ -1,5 +1,7 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using System.Xml.Linq;
 using Xunit.Abstractions;
 
@@ -8,8 +10,11 @@ namespace SpecDecode.Packaging.Tests;
 /// <summary>
 /// samples/SpecDecode.HostApp as a user gets the packages: it restores SpecDecode.Tree and SpecDecode.Suffix by version
 /// from the folder feed the shared pack wrote (never by project reference, never from a cached copy: the version is
-/// unique), builds with its own artifacts folder (nothing written into the repository), runs plain and suffix-speculative
-/// greedy decoding on the tiny llama-gqa checkpoint and must report identical token ids with accepted draft tokens.
+/// unique) and builds once with its own artifacts folder (nothing written into the repository). Then it runs plain and
+/// suffix-speculative greedy decoding: with no argument on the embedded default model (models/default) and its example
+/// conversation, and on the tiny llama-gqa checkpoint with the text prompt; both must report identical token ids with
+/// accepted draft tokens. Run from outside the repository with no argument, it must say that the default model is
+/// missing and exit with 2.
 /// </summary>
 [Collection(PackagesCollection.Name)]
 public sealed class HostAppTests(PackagesFixture packages, ITestOutputHelper output)
@@ -19,28 +24,51 @@ public sealed class HostAppTests(PackagesFixture packages, ITestOutputHelper out
     [Fact]
     public void HostAppRestoresAndRunsOnThePackedPackages()
     {
+        // the embedded default model is committed in git: a checkout without it is broken, not a reason to skip
+        string defaultModel = Path.Combine(packages.RepositoryRoot, "models", "default");
+        Assert.True(File.Exists(Path.Combine(defaultModel, "config.json")),
+            $"the embedded default model is missing: {Path.Combine(defaultModel, "config.json")} does not exist " +
+            "(models/default is committed in git; restore it with `git checkout -- models/default`)");
+
         string work = Path.Combine(Path.GetTempPath(), "specdecode-hostapp-" + Guid.NewGuid().ToString("N"));
         string checkpoint = Path.Combine(work, "checkpoint");
         string artifacts = Path.Combine(work, "artifacts");
+        var feed = new Dictionary<string, string> { ["SPECDECODE_FEED"] = packages.OutputFolder };
+        string[] project = ["--project", HostApp, "-c", "Release", "--artifacts-path", artifacts, "-p:SpecDecodeVersion=" + packages.ExpectedVersion];
         // a developer may have run the app by hand (bin/ and obj/ are ignored); only this run must not write them
         string[] repositoryOutputs = ["obj", "bin"];
         bool[] existedBefore = repositoryOutputs.Select(d => Directory.Exists(Path.Combine(packages.RepositoryRoot, HostApp, d))).ToArray();
         try
         {
-            TinyCheckpoint.Write(packages.RepositoryRoot, checkpoint);
             Stopwatch clock = Stopwatch.StartNew();
-            (int exitCode, string text) = PackagesFixture.RunDotnet(
-                ["run", "--project", HostApp, "-c", "Release", "--artifacts-path", artifacts, "--disable-build-servers",
-                 "-p:SpecDecodeVersion=" + packages.ExpectedVersion, "--", checkpoint],
-                TimeSpan.FromMinutes(5),
-                new Dictionary<string, string> { ["SPECDECODE_FEED"] = packages.OutputFolder });
-            output.WriteLine($"restore, build and run of the host app took {clock.Elapsed.TotalSeconds:F1} s:\n{text}");
+            (int buildExit, string buildText) = PackagesFixture.RunDotnet(
+                ["build", HostApp, "-c", "Release", "--artifacts-path", artifacts, "--disable-build-servers", "-nologo",
+                 "-p:SpecDecodeVersion=" + packages.ExpectedVersion],
+                TimeSpan.FromMinutes(5), feed);
+            output.WriteLine($"restore and build of the host app took {clock.Elapsed.TotalSeconds:F1} s");
+            Assert.True(buildExit == 0, $"the host app build exited with {buildExit}:\n{buildText}");
 
-            Assert.True(exitCode == 0, $"the host app exited with {exitCode}:\n{text}");
-            Assert.Matches(@"plain:\s+32 tokens in 32 steps", text);
-            Assert.Matches(@"speculative:\s+32 tokens in \d+ steps", text);
-            Assert.Matches(@"statistics:\s+drafts [1-9]\d*, draft tokens [1-9]\d*, accepted [1-9]\d*", text);
-            Assert.Contains("OK: identical token ids (32 tokens)", text);
+            // no argument, from the repository root as the README says: the embedded default model and the example conversation
+            string text = Run("the embedded default model", [.. project, "--no-build"]);
+            Assert.Contains($"loaded {defaultModel}: 5 layers, vocabulary 8192, on CPU as Float32", text);
+            Assert.Contains("prompt:      the example conversation (2 messages", text);
+            AssertIdenticalWithDraftsAccepted(text, maxNewTokens: 48, "the embedded default model");
+
+            // a checkpoint folder without a chat template: the text prompt
+            TinyCheckpoint.Write(packages.RepositoryRoot, checkpoint);
+            text = Run("the tiny checkpoint", [.. project, "--no-build", "--", checkpoint]);
+            Assert.Contains($"loaded {checkpoint}: 2 layers, vocabulary 1000", text);
+            Assert.Contains("prompt:      \"abc def", text);
+            AssertIdenticalWithDraftsAccepted(text, maxNewTokens: 48, "the tiny checkpoint");
+
+            // no argument outside the repository (working directory and app folder both under the temp folder)
+            string app = Directory.GetFiles(artifacts, "SpecDecode.HostApp.dll", SearchOption.AllDirectories)
+                .Single(f => f.Contains($"{Path.DirectorySeparatorChar}bin{Path.DirectorySeparatorChar}", StringComparison.Ordinal));
+            clock.Restart();
+            (int missingExit, string missingText) = PackagesFixture.RunDotnet(["exec", app], TimeSpan.FromMinutes(2), workingDirectory: work);
+            output.WriteLine($"the host app without a model took {clock.Elapsed.TotalSeconds:F1} s:\n{missingText}");
+            Assert.True(missingExit == 2, $"without a default model the host app exited with {missingExit}, not 2:\n{missingText}");
+            Assert.Contains("No checkpoint folder given and the embedded default model was not found", missingText);
 
             // the SpecDecode packages it ran on are the packed ones, by version
             using JsonDocument assets = JsonDocument.Parse(File.ReadAllText(
@@ -65,6 +93,33 @@ public sealed class HostAppTests(PackagesFixture packages, ITestOutputHelper out
             foreach (string id in PackagesFixture.PackageIds)
                 TryDelete(Path.Combine(cache, id.ToLowerInvariant(), packages.ExpectedVersion.ToLowerInvariant()));
         }
+
+        string Run(string what, string[] runArguments)
+        {
+            Stopwatch clock = Stopwatch.StartNew();
+            (int exitCode, string text) = PackagesFixture.RunDotnet(["run", .. runArguments], TimeSpan.FromMinutes(5), feed);
+            output.WriteLine($"the host app on {what} took {clock.Elapsed.TotalSeconds:F1} s:\n{text}");
+            Assert.True(exitCode == 0, $"the host app on {what} exited with {exitCode}:\n{text}");
+            return text;
+        }
+    }
+
+    /// <summary>The app's own verdict (the OK line, printed only when the token ids match and drafts were accepted) and
+    /// the lines behind it: as many tokens plain as speculative, in fewer speculative steps.</summary>
+    private static void AssertIdenticalWithDraftsAccepted(string text, int maxNewTokens, string what)
+    {
+        Match ok = Regex.Match(text, @"^OK: identical token ids \((\d+) tokens\); ([1-9]\d*) draft tokens accepted\r?$", RegexOptions.Multiline);
+        Assert.True(ok.Success, $"no OK line from the host app on {what}:\n{text}");
+        int tokens = int.Parse(ok.Groups[1].Value, CultureInfo.InvariantCulture);
+        Assert.InRange(tokens, 1, maxNewTokens);
+        Match plain = Regex.Match(text, @"^plain:\s+(\d+) tokens in (\d+) steps", RegexOptions.Multiline);
+        Match speculative = Regex.Match(text, @"^speculative:\s+(\d+) tokens in (\d+) steps", RegexOptions.Multiline);
+        Assert.True(plain.Success && speculative.Success, $"no plain or speculative line from the host app on {what}:\n{text}");
+        Assert.Equal(tokens, int.Parse(plain.Groups[1].Value, CultureInfo.InvariantCulture));
+        Assert.Equal(tokens, int.Parse(speculative.Groups[1].Value, CultureInfo.InvariantCulture));
+        Assert.True(int.Parse(speculative.Groups[2].Value, CultureInfo.InvariantCulture) < int.Parse(plain.Groups[2].Value, CultureInfo.InvariantCulture),
+            $"accepted drafts must save steps on {what}:\n{text}");
+        Assert.Matches(@"statistics:\s+drafts [1-9]\d*, draft tokens [1-9]\d*, accepted [1-9]\d*", text);
     }
 
     [Fact]

@@ -113,8 +113,11 @@ public sealed class PackagesFixture : IDisposable
             "repository root (SpecDecode.sln) not found above " + AppContext.BaseDirectory);
     }
 
+    /// <summary>Runs dotnet with <paramref name="arguments"/> in <paramref name="workingDirectory"/> (the repository root
+    /// when null) and returns its exit code and its output (stdout and stderr interleaved).</summary>
+    /// <exception cref="TimeoutException">It ran past <paramref name="timeout"/> (it is then killed).</exception>
     internal static (int ExitCode, string Output) RunDotnet(IEnumerable<string> arguments, TimeSpan timeout,
-        IReadOnlyDictionary<string, string>? environment = null)
+        IReadOnlyDictionary<string, string>? environment = null, string? workingDirectory = null)
     {
         string dotnet = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host && File.Exists(host)
             ? host
@@ -124,7 +127,7 @@ public sealed class PackagesFixture : IDisposable
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
-            WorkingDirectory = FindRepositoryRoot(),
+            WorkingDirectory = workingDirectory ?? FindRepositoryRoot(),
         };
         foreach (string argument in arguments)
             start.ArgumentList.Add(argument);
