@@ -36,9 +36,13 @@ public sealed class CausalPrefillTests
             "short" => ([[(0, prompt[..10])]], [new TreeInput(0, prompt[10], DraftTree.Chain(prompt[11..14]))]),
             // The whole prompt but its last token.
             "long" => ([[(0, prompt[..^1])]], [new TreeInput(0, prompt[^1], DraftTree.Empty)]),
-            // Two prompts of different lengths in the same forwards (the shorter one padded).
-            "batch" => ([[(0, prompt[..^4]), (1, second[..^1])]],
-                [new TreeInput(0, prompt[^4], DraftTree.Chain(prompt[^3..])), new TreeInput(1, second[^1], DraftTree.Empty)]),
+            // Two prompts of different lengths in the same forwards (the shorter one padded), in slots 2 and 0 (a causal
+            // forward has rows for these two only, in this order).
+            "batch" => ([[(2, prompt[..^4]), (0, second[..^1])]],
+                [new TreeInput(2, prompt[^4], DraftTree.Chain(prompt[^3..])), new TreeInput(0, second[^1], DraftTree.Empty)]),
+            // Lengths 36 and 3: the causal chunks go in two forwards (padding 3 to 36 would be mostly waste).
+            "uneven" => ([[(1, prompt[..^1]), (3, second[..3])]],
+                [new TreeInput(1, prompt[^1], DraftTree.Empty), new TreeInput(3, second[3], DraftTree.Chain(second[4..8]))]),
             // A prefill that continues cached tokens (slot 0), beside a fresh slot (1) in the same call.
             "continued" => ([[(0, prompt[..12])], [(0, prompt[12..30]), (1, second[..^1])]],
                 [new TreeInput(0, prompt[30], DraftTree.Chain(prompt[31..])), new TreeInput(1, second[^1], DraftTree.Empty)]),
@@ -50,7 +54,7 @@ public sealed class CausalPrefillTests
     {
         using TargetModel model = TargetModel.Load(folder, new TargetModelOptions
         {
-            Device = CPU, DType = dtype, MaxBatch = 2, MaxContext = 64, PrefillChunk = chunk, CausalPrefillChunk = causalChunk,
+            Device = CPU, DType = dtype, MaxBatch = 4, MaxContext = 64, PrefillChunk = chunk, CausalPrefillChunk = causalChunk,
             ScriptedLayers = scripted,
         });
         Assert.Equal(scripted, model.UsesScriptedLayers);
@@ -90,7 +94,7 @@ public sealed class CausalPrefillTests
         {
             foreach (bool scripted in new[] { true, false })
             {
-                foreach (string scenario in new[] { "short", "long", "batch", "continued" })
+                foreach (string scenario in new[] { "short", "long", "batch", "uneven", "continued" })
                 {
                     data.Add(fixture, scenario, scripted, 512, 8192); // the defaults: every empty slot's prompt in one causal forward
                     data.Add(fixture, scenario, scripted, 5, 8); // a causal first chunk of 8, then masked chunks of 5
@@ -128,13 +132,29 @@ public sealed class CausalPrefillTests
     }
 
     [Fact]
-    public void ACausalPlanRefusesASlotWithCachedTokens()
+    public void ACausalPlanHasRowsForItsSequencesOnlyAndRefusesACachedSlot()
     {
-        (int, ReadOnlyMemory<int>)[] chunks = [(0, new[] { 1, 2 }), (1, new[] { 3 })];
-        StepPlan plan = StepPlan.ForChunks(chunks, [0, 0], capacity: 8, causal: true);
+        (int, ReadOnlyMemory<int>)[] chunks = [(3, new[] { 1, 2 }), (1, new[] { 3 })];
+        StepPlan plan = StepPlan.ForCausalChunks(chunks, [0, 0, 0, 0], capacity: 8);
         Assert.True(plan.Causal);
-        Assert.False(StepPlan.ForChunks(chunks, [0, 4], capacity: 8, causal: false).Causal);
-        Assert.Throws<InvalidOperationException>(() => StepPlan.ForChunks(chunks, [0, 4], capacity: 8, causal: true));
+        Assert.Equal((2, 2, 2), (plan.Batch, plan.Width, plan.KeyCount));
+        Assert.Equal([3L, 1L], plan.Packed[^2..]); // the rows' slots
+        StepPlan masked = StepPlan.ForChunks(chunks, [0, 4, 0, 0], capacity: 8);
+        Assert.False(masked.Causal);
+        Assert.Equal(4, masked.Batch); // row = slot
+        Assert.Throws<InvalidOperationException>(() => StepPlan.ForCausalChunks(chunks, [0, 4, 0, 0], capacity: 8));
+    }
+
+    [Theory]
+    [InlineData(new[] { 36, 22 }, 8192, "0,1")] // similar lengths share a forward
+    [InlineData(new[] { 36, 3 }, 8192, "0|1")] // 3 padded to 36 would be mostly waste
+    [InlineData(new[] { 3, 36, 20, 18, 17 }, 8192, "1,2,3|4|0")] // longest first; 17 < 36 / 2 and 3 < 17 / 2 start new forwards
+    [InlineData(new[] { 8, 8, 8, 8, 8 }, 16, "0,1|2,3|4")] // at most 16 rows × width per forward
+    [InlineData(new[] { 16 }, 16, "0")]
+    public void CausalChunksAreGroupedByLengthWithinTheRowBudget(int[] lengths, int maxRows, string expected)
+    {
+        List<List<int>> groups = TargetModel.CausalGroups(lengths, maxRows);
+        Assert.Equal(expected, string.Join('|', groups.Select(g => string.Join(',', g))));
     }
 
     [Fact]

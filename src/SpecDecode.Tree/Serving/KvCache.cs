@@ -49,6 +49,17 @@ internal sealed class KvCache : IDisposable
         v.scatter_(2, index, values);
     }
 
+    /// <summary>Writes one layer's new keys and values [B, kv heads, T, D] of rows whose slots are <paramref name="slots"/>
+    /// [B] at positions <paramref name="writeAt"/> [B, T] (rows need not be slots 0 .. B-1).</summary>
+    public void WriteRows(int layer, Tensor slots, Tensor writeAt, Tensor keys, Tensor values)
+    {
+        long b = keys.shape[0], heads = keys.shape[1], t = keys.shape[2];
+        using var scope = NewDisposeScope();
+        Tensor slotRows = slots.view(b, 1, 1), headRows = arange(heads, int64, keys.device).view(1, heads, 1), positionRows = writeAt.view(b, 1, t);
+        _data.select(0, layer).select(0, 0).index_put_(keys, slotRows, headRows, positionRows);
+        _data.select(0, layer).select(0, 1).index_put_(values, slotRows, headRows, positionRows);
+    }
+
     /// <summary>One layer's keys and values of slots 0 .. <paramref name="batch"/>-1, positions 0 .. <paramref name="keys"/>-1 (views).</summary>
     public (Tensor Keys, Tensor Values) Read(int layer, long batch, long keys)
     {

@@ -1,12 +1,13 @@
 namespace SpecDecode.Tree;
 
 /// <summary>
-/// One forward's host-side description, packed for a single host-to-device copy: for every slot 0 .. B-1 a row of T
-/// entries (tokens, parents, depths, validity) and the slot's cached length. Entry 0 of a row is the root (the last
-/// accepted token), entries 1 .. n its draft tree (node i at entry i + 1) or a chunk of prompt tokens as a chain.
-/// Padding entries and idle slots point at themselves as parents and are marked invalid: they write their keys and
-/// values to a scratch position past the capacity and attend to key 0 only, so they never touch a sequence's cache and
-/// no attention row is ever fully masked.
+/// One forward's host-side description, packed for a single host-to-device copy: B rows of T entries (tokens, parents,
+/// depths, validity), each row's cached length and its KV-cache slot. Row b is slot b (slots 0 .. B-1, those not in the
+/// step idle), except in a <see cref="Causal"/> plan, whose rows are just the step's sequences. Entry 0 of a row is the
+/// root (the last accepted token), entries 1 .. n its draft tree (node i at entry i + 1) or a chunk of prompt tokens as
+/// a chain. Padding entries and idle slots point at themselves as parents and are marked invalid: they write their keys
+/// and values to a scratch position past the capacity and attend to key 0 only, so they never touch a sequence's cache
+/// and no attention row is ever fully masked.
 /// </summary>
 internal sealed class StepPlan
 {
@@ -14,9 +15,10 @@ internal sealed class StepPlan
     {
         Batch = batch;
         Width = width;
-        Packed = new long[4 * batch * width + batch];
+        Packed = new long[4 * batch * width + 2 * batch];
         for (int b = 0; b < batch; b++)
         {
+            Packed[SlotsOffset + b] = b;
             for (int t = 0; t < width; t++)
             {
                 Packed[ParentsOffset + b * width + t] = t;
@@ -24,16 +26,16 @@ internal sealed class StepPlan
         }
     }
 
-    /// <summary>Slots covered (the highest slot used + 1).</summary>
+    /// <summary>Rows: the highest slot used + 1, or in a <see cref="Causal"/> plan the sequences of the step.</summary>
     public int Batch { get; }
 
-    /// <summary>Entries per slot (the longest row).</summary>
+    /// <summary>Entries per row (the longest row).</summary>
     public int Width { get; }
 
-    /// <summary>tokens [B*T], parents [B*T], depths [B*T], valid [B*T], lengths [B].</summary>
+    /// <summary>tokens [B*T], parents [B*T], depths [B*T], valid [B*T], lengths [B], slots [B].</summary>
     public long[] Packed { get; }
 
-    /// <summary>Entries used per slot (0 for slots not in the step).</summary>
+    /// <summary>Entries used per row (0 for slots not in the step).</summary>
     public int[] Used { get; private set; } = [];
 
     /// <summary>The longest root-to-leaf path (root = depth 0) over the batch.</summary>
@@ -43,9 +45,11 @@ internal sealed class StepPlan
     public int KeyCount { get; private set; }
 
     /// <summary>
-    /// Every sequence of the step is a chain starting at an empty cache (<see cref="ForChunks"/> with causal), so row t
-    /// sees exactly entries 0 .. t of its own row: attention is plain causal attention over the step's own keys and
-    /// needs no ancestor matrix and no mask. Padding entries sit after a row's last token, where no valid row sees them.
+    /// Every row is a chain of prompt tokens starting at an empty cache (<see cref="ForCausalChunks"/>), so entry t sees
+    /// exactly entries 0 .. t of its own row: attention is plain causal attention over the step's own keys, with no
+    /// ancestor matrix, no mask and no cache read. Padding entries sit after a row's last token, where no valid entry
+    /// sees them. Rows are the step's sequences only (no idle slots), and their keys and values are written to the
+    /// slots the plan's slots section names.
     /// </summary>
     public bool Causal { get; private set; }
 
@@ -56,6 +60,8 @@ internal sealed class StepPlan
     private int ValidOffset => 3 * Batch * Width;
 
     private int LengthsOffset => 4 * Batch * Width;
+
+    private int SlotsOffset => 4 * Batch * Width + Batch;
 
     /// <summary>A verification step: each input's root and draft tree.</summary>
     public static StepPlan ForTrees(IReadOnlyList<TreeInput> inputs, int[] lengths, int capacity)
@@ -79,30 +85,51 @@ internal sealed class StepPlan
         return plan;
     }
 
-    /// <summary>A prefill step: each slot's chunk of tokens as a chain. With <paramref name="causal"/>, every slot must
-    /// have an empty cache, and the plan is <see cref="Causal"/>.</summary>
-    /// <exception cref="InvalidOperationException"><paramref name="causal"/> is set and a slot has cached tokens.</exception>
-    public static StepPlan ForChunks(IReadOnlyList<(int Slot, ReadOnlyMemory<int> Tokens)> chunks, int[] lengths, int capacity, bool causal)
+    /// <summary>A masked prefill step: each slot's chunk of tokens as a chain after its cached tokens.</summary>
+    public static StepPlan ForChunks(IReadOnlyList<(int Slot, ReadOnlyMemory<int> Tokens)> chunks, int[] lengths, int capacity)
     {
         int batch = chunks.Max(c => c.Slot) + 1;
         int width = chunks.Max(c => c.Tokens.Length);
-        var plan = new StepPlan(batch, width) { Used = new int[batch], Causal = causal };
+        var plan = new StepPlan(batch, width) { Used = new int[batch] };
         foreach ((int slot, ReadOnlyMemory<int> tokens) in chunks)
         {
-            if (causal && lengths[slot] != 0)
-            {
-                throw new InvalidOperationException($"Slot {slot} caches {lengths[slot]} tokens; a causal prefill chunk needs an empty cache.");
-            }
-            ReadOnlySpan<int> span = tokens.Span;
-            for (int t = 0; t < span.Length; t++)
-            {
-                plan.Set(slot * width, t, span[t], Math.Max(t - 1, 0), t);
-            }
-            plan.Used[slot] = span.Length;
-            plan.MaxDepth = Math.Max(plan.MaxDepth, span.Length - 1);
+            plan.SetChain(slot, tokens.Span);
         }
         plan.Finish(lengths, capacity);
         return plan;
+    }
+
+    /// <summary>A <see cref="Causal"/> prefill step: row r is chunks[r], the first tokens of a slot with an empty cache.</summary>
+    /// <exception cref="InvalidOperationException">A slot has cached tokens.</exception>
+    public static StepPlan ForCausalChunks(IReadOnlyList<(int Slot, ReadOnlyMemory<int> Tokens)> chunks, int[] lengths, int capacity)
+    {
+        var plan = new StepPlan(chunks.Count, chunks.Max(c => c.Tokens.Length)) { Used = new int[chunks.Count], Causal = true };
+        for (int row = 0; row < chunks.Count; row++)
+        {
+            (int slot, ReadOnlyMemory<int> tokens) = chunks[row];
+            if (lengths[slot] != 0)
+            {
+                throw new InvalidOperationException($"Slot {slot} caches {lengths[slot]} tokens; a causal prefill chunk needs an empty cache.");
+            }
+            if (tokens.Length > capacity)
+            {
+                throw new InvalidOperationException($"Slot {slot}: {tokens.Length} tokens exceed the KV cache's capacity of {capacity}.");
+            }
+            plan.SetChain(row, tokens.Span);
+            plan.Packed[plan.SlotsOffset + row] = slot;
+        }
+        plan.KeyCount = plan.Width;
+        return plan;
+    }
+
+    private void SetChain(int row, ReadOnlySpan<int> tokens)
+    {
+        for (int t = 0; t < tokens.Length; t++)
+        {
+            Set(row * Width, t, tokens[t], Math.Max(t - 1, 0), t);
+        }
+        Used[row] = tokens.Length;
+        MaxDepth = Math.Max(MaxDepth, tokens.Length - 1);
     }
 
     private void Set(int row, int t, int token, int parent, int depth)

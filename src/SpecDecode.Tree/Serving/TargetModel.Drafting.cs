@@ -133,9 +133,10 @@ public sealed partial class TargetModel
         Tensor sin = _sin.index_select(0, positions).view(batch, width, 1, c.HeadDim).to(DType);
 
         Tensor x = _weights.EmbedTokens.index_select(0, tokens.view(-1)).view(batch, width, c.HiddenSize);
+        Tensor slots = arange(batch, int64, Device); // row b is slot b
         x = _scripted is not null
-            ? _scripted.Forward(x, _cache.Data, writeAt, mask, cos, sin, keys)
-            : EagerLayers(x, writeAt, mask, cos, sin, keys);
+            ? _scripted.Forward(x, _cache.Data, writeAt, slots, mask, cos, sin, keys)
+            : EagerLayers(x, writeAt, slots, mask, cos, sin, keys);
         // The output projection for the wanted rows only (a vocabulary-wide projection of every row would dominate a
         // small model's forward).
         Tensor hidden = x.view(batch * width, c.HiddenSize).index_select(0, rows);

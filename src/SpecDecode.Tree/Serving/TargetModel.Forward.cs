@@ -16,10 +16,10 @@ public sealed partial class TargetModel
     /// </summary>
     private StepTensors Forward(StepPlan plan)
     {
-        (Tensor tokens, Tensor parents, Tensor depths, Tensor valid, Tensor lengths) = Upload(plan);
+        (Tensor tokens, Tensor parents, Tensor depths, Tensor valid, Tensor lengths, Tensor slots) = Upload(plan);
         Tensor ancestors = Ancestors(parents, plan.MaxDepth);
         Tensor mask = AttentionMask(ancestors, lengths, valid, plan.KeyCount, Config.HeadCount / Config.KeyValueHeadCount);
-        Tensor x = DecoderStack(tokens, depths, valid, lengths, mask, plan.KeyCount);
+        Tensor x = DecoderStack(tokens, depths, valid, lengths, slots, mask, plan.KeyCount);
         Tensor logits = nn.functional.linear(x, _weights.Head);
         return new StepTensors(tokens, parents, depths, valid, lengths, ancestors, logits);
     }
@@ -31,16 +31,16 @@ public sealed partial class TargetModel
     /// </summary>
     private void PrefillForward(StepPlan plan)
     {
-        (Tensor tokens, Tensor parents, Tensor depths, Tensor valid, Tensor lengths) = Upload(plan);
+        (Tensor tokens, Tensor parents, Tensor depths, Tensor valid, Tensor lengths, Tensor slots) = Upload(plan);
         Tensor? mask = plan.Causal
             ? null
             : AttentionMask(Ancestors(parents, plan.MaxDepth), lengths, valid, plan.KeyCount, Config.HeadCount / Config.KeyValueHeadCount);
-        DecoderStack(tokens, depths, valid, lengths, mask, plan.KeyCount);
+        DecoderStack(tokens, depths, valid, lengths, slots, mask, plan.KeyCount);
     }
 
-    /// <summary>The plan on the device in one host-to-device copy: tokens, parents, depths, validity [B, T] and the
-    /// slots' lengths [B].</summary>
-    private (Tensor Tokens, Tensor Parents, Tensor Depths, Tensor Valid, Tensor Lengths) Upload(StepPlan plan)
+    /// <summary>The plan on the device in one host-to-device copy: tokens, parents, depths, validity [B, T], the rows'
+    /// cached lengths [B] and slots [B].</summary>
+    private (Tensor Tokens, Tensor Parents, Tensor Depths, Tensor Valid, Tensor Lengths, Tensor Slots) Upload(StepPlan plan)
     {
         long b = plan.Batch, t = plan.Width;
         Tensor packed = tensor(plan.Packed).to(Device);
@@ -48,16 +48,18 @@ public sealed partial class TargetModel
             packed.narrow(0, b * t, b * t).view(b, t),
             packed.narrow(0, 2 * b * t, b * t).view(b, t),
             packed.narrow(0, 3 * b * t, b * t).view(b, t).to(ScalarType.Bool),
-            packed.narrow(0, 4 * b * t, b));
+            packed.narrow(0, 4 * b * t, b),
+            packed.narrow(0, 4 * b * t + b, b));
     }
 
     /// <summary>
     /// Embedding, rotary tables at positions length + depth, the decoder layers (scripted or eager) and the final norm
-    /// [B, T, hidden]; writes each valid row's keys and values at length + entry, padding rows' at scratch.
-    /// <paramref name="mask"/> [B, 1, groups × T, keys] (<see cref="AttentionMask"/>), or null for plain causal attention
-    /// among the forward's own rows (every sequence starting at an empty cache).
+    /// [B, T, hidden]; writes each valid entry's keys and values at length + entry, padding entries' at scratch.
+    /// <paramref name="mask"/> [B, 1, groups × T, keys] (<see cref="AttentionMask"/>) with row b = slot b, or null for
+    /// plain causal attention among the forward's own rows (every sequence starting at an empty cache; row b writes to
+    /// slot <paramref name="slots"/>[b]).
     /// </summary>
-    private Tensor DecoderStack(Tensor tokens, Tensor depths, Tensor valid, Tensor lengths, Tensor? mask, long keys)
+    private Tensor DecoderStack(Tensor tokens, Tensor depths, Tensor valid, Tensor lengths, Tensor slots, Tensor? mask, long keys)
     {
         ModelConfig c = Config;
         long b = tokens.shape[0], t = tokens.shape[1];
@@ -68,15 +70,15 @@ public sealed partial class TargetModel
         Tensor sin = _sin.index_select(0, positions).view(b, t, 1, c.HeadDim).to(DType);
         Tensor x = _weights.EmbedTokens.index_select(0, tokens.view(-1)).view(b, t, c.HiddenSize);
         return _scripted is not null
-            ? _scripted.Forward(x, _cache.Data, writeAt, mask, cos, sin, keys)
-            : EagerLayers(x, writeAt, mask, cos, sin, keys);
+            ? _scripted.Forward(x, _cache.Data, writeAt, slots, mask, cos, sin, keys)
+            : EagerLayers(x, writeAt, slots, mask, cos, sin, keys);
     }
 
     /// <summary>The decoder layers and the final norm, one TorchSharp call per tensor operation (the reference for the
     /// scripted path, and the path for models the script does not cover). Each layer's temporaries are freed when the
     /// layer ends, so memory does not grow with the layer count. <paramref name="mask"/>: as for
     /// <see cref="DecoderStack"/>.</summary>
-    private Tensor EagerLayers(Tensor x, Tensor writeAt, Tensor? mask, Tensor cos, Tensor sin, long s)
+    private Tensor EagerLayers(Tensor x, Tensor writeAt, Tensor slots, Tensor? mask, Tensor cos, Tensor sin, long s)
     {
         ModelConfig c = Config;
         int groups = c.HeadCount / c.KeyValueHeadCount;
@@ -98,10 +100,10 @@ public sealed partial class TargetModel
             }
             q = RotaryFrequencies.Apply(q, cos, sin);
             k = RotaryFrequencies.Apply(k, cos, sin);
-            _cache.Write(layer, writeAt, k.transpose(1, 2), v.transpose(1, 2));
             Tensor attended;
             if (mask is null)
             {
+                _cache.WriteRows(layer, slots, writeAt, k.transpose(1, 2), v.transpose(1, 2));
                 // Causal within this forward: the fresh keys and values, repeated for the query heads of each group.
                 Tensor keys = RepeatGroups(k, groups), values = RepeatGroups(v, groups);
                 attended = nn.functional.scaled_dot_product_attention(q.transpose(1, 2), keys, values, null, 0, true)
@@ -109,6 +111,7 @@ public sealed partial class TargetModel
             }
             else
             {
+                _cache.Write(layer, writeAt, k.transpose(1, 2), v.transpose(1, 2));
                 (Tensor keys, Tensor values) = _cache.Read(layer, b, s);
                 // Grouped-query attention without copying keys: the query heads of one key/value head become rows.
                 Tensor grouped = q.view(b, t, c.KeyValueHeadCount, groups, c.HeadDim).permute(0, 2, 3, 1, 4)

@@ -189,11 +189,11 @@ public sealed partial class TargetModel : IDisposable
     }
 
     /// <summary>
-    /// Appends tokens to sequences' caches, every sequence of the batch in the same forwards. A sequence whose slot is
-    /// empty first caches up to <see cref="TargetModelOptions.CausalPrefillChunk"/> tokens in one forward with plain causal
-    /// attention (no mask); the rest, and every sequence that continues cached tokens, go in chunks of
-    /// <see cref="TargetModelOptions.PrefillChunk"/> with a mask over the cached keys. Pass a prompt without its last
-    /// token, which is the first step's root.
+    /// Appends tokens to sequences' caches. A sequence whose slot is empty first caches up to
+    /// <see cref="TargetModelOptions.CausalPrefillChunk"/> tokens with plain causal attention (no mask; sequences of
+    /// similar lengths share a forward); the rest, and every sequence that continues cached tokens, go in chunks of
+    /// <see cref="TargetModelOptions.PrefillChunk"/> with a mask over the cached keys, every such sequence in the same
+    /// forwards. Pass a prompt without its last token, which is the first step's root.
     /// </summary>
     /// <exception cref="ArgumentException">A slot is out of range or repeated, or a token is outside the vocabulary.</exception>
     /// <exception cref="InvalidOperationException">A sequence would exceed the cache's capacity.</exception>
@@ -211,17 +211,17 @@ public sealed partial class TargetModel : IDisposable
         var done = new int[sequences.Count]; // tokens of each sequence cached so far
         if (_causalPrefillChunk > 0)
         {
-            // Empty slots: the first chunk sees only itself, so one causal forward with no mask serves them all.
+            // Empty slots: the first chunk sees only itself, so causal forwards with no mask serve them.
             var first = Enumerable.Range(0, sequences.Count)
                 .Where(i => sequences[i].Tokens.Length > 0 && _cache.Length(sequences[i].Slot) == 0)
                 .ToList();
-            if (first.Count > 0)
+            foreach (int i in first)
             {
-                foreach (int i in first)
-                {
-                    done[i] = Math.Min(_causalPrefillChunk, sequences[i].Tokens.Length);
-                }
-                PrefillChunks(first.Select(i => (sequences[i].Slot, (ReadOnlyMemory<int>)sequences[i].Tokens.AsMemory(0, done[i]))).ToList(), causal: true);
+                done[i] = Math.Min(_causalPrefillChunk, sequences[i].Tokens.Length);
+            }
+            foreach (List<int> group in CausalGroups(first.Select(i => done[i]).ToList(), _causalPrefillChunk))
+            {
+                PrefillChunks(group.Select(g => (sequences[first[g]].Slot, (ReadOnlyMemory<int>)sequences[first[g]].Tokens.AsMemory(0, done[first[g]]))).ToList(), causal: true);
             }
         }
         while (true)
@@ -242,10 +242,39 @@ public sealed partial class TargetModel : IDisposable
         }
     }
 
-    /// <summary>One prefill forward over each slot's chunk; the slots' lengths grow by their chunks.</summary>
+    /// <summary>
+    /// Splits causal first chunks of the given lengths (each at most <paramref name="maxRows"/>) into forwards, longest
+    /// first: a forward pads every chunk to its longest, so it takes chunks of at least half that length (padding at most
+    /// doubles the work) and at most <paramref name="maxRows"/> rows × width in all (activation memory). Returns indices
+    /// into <paramref name="lengths"/>.
+    /// </summary>
+    internal static List<List<int>> CausalGroups(IReadOnlyList<int> lengths, int maxRows)
+    {
+        var order = Enumerable.Range(0, lengths.Count).OrderByDescending(i => lengths[i]).ThenBy(i => i).ToList();
+        var groups = new List<List<int>>();
+        foreach (int i in order)
+        {
+            List<int>? last = groups.Count > 0 ? groups[^1] : null;
+            int width = last is null ? 0 : lengths[last[0]];
+            if (last is not null && 2 * lengths[i] >= width && (long)(last.Count + 1) * width <= maxRows)
+            {
+                last.Add(i);
+            }
+            else
+            {
+                groups.Add([i]);
+            }
+        }
+        return groups;
+    }
+
+    /// <summary>One prefill forward over each slot's chunk (causal: every slot empty, see
+    /// <see cref="StepPlan.ForCausalChunks"/>); the slots' lengths grow by their chunks.</summary>
     private void PrefillChunks(List<(int Slot, ReadOnlyMemory<int> Tokens)> chunks, bool causal)
     {
-        StepPlan plan = StepPlan.ForChunks(chunks, _cache.Lengths, Capacity, causal);
+        StepPlan plan = causal
+            ? StepPlan.ForCausalChunks(chunks, _cache.Lengths, Capacity)
+            : StepPlan.ForChunks(chunks, _cache.Lengths, Capacity);
         using (var scope = NewDisposeScope())
         using (no_grad())
         {
