@@ -34,9 +34,6 @@ internal sealed class ScriptedDecoder
             t = x.size(1)
             groups = heads // kv_heads
             index = write_at.view(b, 1, t, 1).expand(b, kv_heads, t, head_dim)
-            slot_rows = slots.view(b, 1, 1)
-            head_rows = torch.arange(kv_heads, device=x.device).view(1, kv_heads, 1)
-            position_rows = write_at.view(b, 1, t)
             for i in range(len(wq)):
                 h = rms(x, in_norm[i], eps)
                 q = torch.linear(h, wq[i])
@@ -55,6 +52,10 @@ internal sealed class ScriptedDecoder
                 q = q * cos + rotate_half(q) * sin
                 k = k * cos + rotate_half(k) * sin
                 if causal:
+                    # row r of this forward is slot slots[r]: write with (slot, head, position) indices
+                    slot_rows = slots.view(b, 1, 1)
+                    head_rows = torch.arange(kv_heads, device=x.device).view(1, kv_heads, 1)
+                    position_rows = write_at.view(b, 1, t)
                     kall = cache.select(0, i).select(0, 0)
                     vall = cache.select(0, i).select(0, 1)
                     kall[slot_rows, head_rows, position_rows] = k.transpose(1, 2)
