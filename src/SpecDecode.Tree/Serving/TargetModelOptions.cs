@@ -25,12 +25,12 @@ public sealed class TargetModelOptions
     public int PrefillChunk { get; init; } = 512;
 
     /// <summary>
-    /// Prompt tokens per sequence in the first prefill forward of a slot whose cache is empty. That forward's tokens
-    /// attend only to each other, so its attention is plain causal attention with no mask (flash attention on CUDA in
-    /// float16/bfloat16) and its memory grows only linearly with the chunk: about 100 KB of activations per token for
-    /// Llama-3.1-8B in bfloat16 (the MLP's [chunk, intermediate] products), so ≈ 0.8 GB at the default 8192. The rest
-    /// of a longer prompt goes in masked chunks of <see cref="PrefillChunk"/>. 0 turns the causal path off (every chunk
-    /// masked, as before). Default 8192.
+    /// Prompt tokens a slot whose cache is empty caches first, with plain causal attention and no mask: those tokens
+    /// attend only to each other, so PyTorch can use flash attention on CUDA in float16/bfloat16, and the forward's
+    /// memory grows only linearly: about 100 KB of activations per row for Llama-3.1-8B in bfloat16 (the MLP's
+    /// [rows, intermediate] products), ≈ 0.8 GB at the default 8192. It also bounds each such forward's rows × width
+    /// (sequences of similar lengths share one). The rest of a longer prompt goes in masked chunks of
+    /// <see cref="PrefillChunk"/>. 0 turns the causal path off (every chunk masked). Default 8192.
     /// </summary>
     public int CausalPrefillChunk { get; init; } = 8192;
 
