@@ -56,7 +56,7 @@ public static class CompareRun
     }
 
     private static string Timing(GenerationResult r, TimeSpan time) => string.Create(CultureInfo.InvariantCulture,
-        $"{time.TotalSeconds:F2} s, {r.TokenIds.Count} tokens, {r.TokenIds.Count / Math.Max(time.TotalSeconds, 1e-9):F1} tokens/s, {r.Statistics.Steps} steps");
+        $"{time.TotalSeconds:F2} s, {r.Statistics.GeneratedTokens} tokens, {r.Statistics.GeneratedTokens / Math.Max(time.TotalSeconds, 1e-9):F1} tokens/s, {r.Statistics.Steps} steps");
 
     private static string Verdict(bool greedy, bool identical, GenerationResult plain, GenerationResult speculative)
     {

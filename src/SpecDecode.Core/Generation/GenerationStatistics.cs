@@ -52,7 +52,8 @@ public sealed record GenerationStatistics(
 /// <param name="Active">Requests holding a slot now.</param>
 /// <param name="Waiting">Requests waiting for a slot.</param>
 /// <param name="Batches">Batched verification forwards run.</param>
-/// <param name="Totals">The requests' counters summed; its times are the engine's wall-clock times (drafting, verifying,
+/// <param name="Totals">The requests' counters summed (prompt tokens of admitted requests, saturating at
+/// <see cref="int.MaxValue"/>); its times are the engine's wall-clock times (drafting, verifying,
 /// prefilling) and its <see cref="GenerationStatistics.TotalTime"/> the time the engine spent in steps.</param>
 /// <param name="HostTime">Engine time outside drafting, verification and prefill forwards: scheduling, stop checks,
 /// detokenization, bookkeeping.</param>

@@ -7,7 +7,7 @@ namespace SpecDecode.Tree;
 internal sealed class EngineCounters(EngineMetrics metrics)
 {
     private readonly Lock _gate = new();
-    private long _completed, _batches, _requestSteps, _drafts, _draftTokens, _accepted, _emitted;
+    private long _completed, _batches, _requestSteps, _drafts, _draftTokens, _accepted, _emitted, _promptTokens;
     private long _stepTicks, _draftTicks, _verifyTicks, _prefillTicks;
     private long[] _acceptedPerPosition = new long[8];
 
@@ -32,11 +32,13 @@ internal sealed class EngineCounters(EngineMetrics metrics)
         }
     }
 
-    public void AddPrefill(long ticks)
+    /// <summary>A prefill forward and the prompt tokens of the requests it admitted.</summary>
+    public void AddPrefill(long ticks, long promptTokens)
     {
         lock (_gate)
         {
             _prefillTicks += ticks;
+            _promptTokens += promptTokens;
         }
         metrics.RecordPrefill(Seconds(ticks));
     }
@@ -82,7 +84,8 @@ internal sealed class EngineCounters(EngineMetrics metrics)
         lock (_gate)
         {
             int positions = Array.FindLastIndex(_acceptedPerPosition, c => c != 0) + 1;
-            var totals = new GenerationStatistics(0, _emitted, _requestSteps, _drafts, _draftTokens, _accepted,
+            // Prompt tokens saturate at int.MaxValue (GenerationStatistics counts one request's prompt in an int).
+            var totals = new GenerationStatistics((int)Math.Min(_promptTokens, int.MaxValue), _emitted, _requestSteps, _drafts, _draftTokens, _accepted,
                 _acceptedPerPosition[..positions], Ticks(_draftTicks), Ticks(_verifyTicks), Ticks(_prefillTicks), TimeSpan.Zero,
                 Ticks(_stepTicks + _prefillTicks));
             return new EngineStatistics(_completed, active, waiting, _batches, totals, Ticks(_stepTicks - _draftTicks - _verifyTicks));

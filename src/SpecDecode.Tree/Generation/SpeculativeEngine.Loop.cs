@@ -127,7 +127,7 @@ public sealed partial class SpeculativeEngine
             return;
         }
         long elapsed = Stopwatch.GetTimestamp() - start;
-        _counters.AddPrefill(elapsed);
+        _counters.AddPrefill(elapsed, admitted.Sum(r => (long)r.Prompt.Length));
         foreach (EngineRequest r in admitted)
         {
             r.PrefillTicks = elapsed;

@@ -31,6 +31,8 @@ public sealed class EngineStatisticsTests
             $"the drafts should have been accepted past the stop token: {result.Statistics.AcceptedTokens} accepted in {result.Statistics.Steps} steps");
         Assert.Equal(at + 1, result.Statistics.GeneratedTokens);
         Assert.Equal(at + 1, engine.Statistics.Totals.GeneratedTokens);
+        Assert.Equal(prompt.Length, result.Statistics.PromptTokens);
+        Assert.Equal(prompt.Length, engine.Statistics.Totals.PromptTokens);
         Assert.Equal((at + 1.0) / result.Statistics.Steps, result.Statistics.MeanTokensPerStep, 12);
     }
 }
