@@ -1,3 +1,6 @@
+using System.CommandLine;
 using SpecDecode.TreeBench;
 
-return VerifyCostCommand.Build().Parse(args).Invoke();
+RootCommand root = VerifyCostCommand.Build();
+root.Subcommands.Add(GraphProbeCommand.Build());
+return root.Parse(args).Invoke();

@@ -106,7 +106,7 @@ internal static class VerifyCostCommand
         return 0;
     }
 
-    private static string GpuName()
+    internal static string GpuName()
     {
         try
         {

@@ -29,9 +29,8 @@ internal static class AttentionBackends
             "Math" => "_ZN2at7Context13setSDPUseMathEb",
             _ => throw new ArgumentException($"unknown backend {backend}", nameof(backend)),
         };
-        if (!NativeLibrary.TryLoad("libtorch_cpu.so", out IntPtr library)
-            || !NativeLibrary.TryGetExport(library, "_ZN2at13globalContextEv", out IntPtr context)
-            || !NativeLibrary.TryGetExport(library, setter, out IntPtr set))
+        if (!LibTorchExports.TryResolve("libtorch_cpu.so", "_ZN2at13globalContextEv", out IntPtr context)
+            || !LibTorchExports.TryResolve("libtorch_cpu.so", setter, out IntPtr set))
         {
             return false;
         }

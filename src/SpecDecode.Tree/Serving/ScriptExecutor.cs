@@ -23,6 +23,8 @@ internal static class ScriptExecutor
     private const string ProfilingModeSymbol = "_ZN5torch3jit16getProfilingModeEv";
     private const string ExecutorModeSymbol = "_ZN5torch3jit15getExecutorModeEv";
 
+    private const string Library = "libtorch_cpu.so";
+
     private const string SetOptimizeSymbol = "_ZN5torch3jit24setGraphExecutorOptimizeEb";
 
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
@@ -46,23 +48,23 @@ internal static class ScriptExecutor
             return;
         }
         // libtorch_cpu is loaded by now (TorchSharp or TorchRuntime loaded it); by its soname dlopen returns that copy.
-        if (!NativeLibrary.TryLoad("libtorch_cpu.so", out IntPtr library))
+        if (!NativeLibrary.TryLoad(Library, out _))
         {
             Mode = "profiling (libtorch_cpu not found)";
             return;
         }
         switch (requested)
         {
-            case "nooptimize" when NativeLibrary.TryGetExport(library, SetOptimizeSymbol, out IntPtr setOptimize):
+            case "nooptimize" when LibTorchExports.TryResolve(Library, SetOptimizeSymbol, out IntPtr setOptimize):
                 Marshal.GetDelegateForFunctionPointer<SetFlag>(setOptimize)(0);
                 Mode = "nooptimize";
                 return;
-            case "legacy" when NativeLibrary.TryGetExport(library, ProfilingModeSymbol, out IntPtr profiling):
+            case "legacy" when LibTorchExports.TryResolve(Library, ProfilingModeSymbol, out IntPtr profiling):
                 Marshal.WriteByte(Marshal.GetDelegateForFunctionPointer<FlagReference>(profiling)(), 0);
                 Mode = "legacy";
                 return;
-            case "simple" when NativeLibrary.TryGetExport(library, ProfilingModeSymbol, out IntPtr profiling)
-                && NativeLibrary.TryGetExport(library, ExecutorModeSymbol, out IntPtr executor):
+            case "simple" when LibTorchExports.TryResolve(Library, ProfilingModeSymbol, out IntPtr profiling)
+                && LibTorchExports.TryResolve(Library, ExecutorModeSymbol, out IntPtr executor):
                 // std::atomic<bool>& : a one-byte flag; false = off.
                 Marshal.WriteByte(Marshal.GetDelegateForFunctionPointer<FlagReference>(profiling)(), 0);
                 Marshal.WriteByte(Marshal.GetDelegateForFunctionPointer<FlagReference>(executor)(), 0);
