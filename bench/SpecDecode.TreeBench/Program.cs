@@ -3,4 +3,5 @@ using SpecDecode.TreeBench;
 
 RootCommand root = VerifyCostCommand.Build();
 root.Subcommands.Add(GraphProbeCommand.Build());
+root.Subcommands.Add(DecodeGraphsCommand.Build());
 return root.Parse(args).Invoke();

@@ -44,6 +44,7 @@ public sealed partial class TargetModel : IDisposable
         {
             ScriptedDecoder.Compile();
         }
+        _graphs = options.CudaGraphs ? new DecodeGraphs(this, options.CudaGraphKeyBucket, options.CudaGraphCapture) : null;
     }
 
     /// <summary>What the weights and the KV cache take on the device (see <see cref="MemoryEstimate.MaxSequences"/> for how
@@ -78,6 +79,8 @@ public sealed partial class TargetModel : IDisposable
     /// </summary>
     /// <exception cref="ModelConfigException">config.json is missing, malformed or unsupported.</exception>
     /// <exception cref="SafeTensorsException">A weights file or tensor is missing, corrupt or has the wrong shape.</exception>
+    /// <exception cref="NotSupportedException"><see cref="TargetModelOptions.CudaGraphs"/> is on without a CUDA device, a
+    /// CUDA libtorch with the graph exports, or the scripted layers.</exception>
     public static TargetModel Load(string folder, TargetModelOptions? options = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(folder);
@@ -87,6 +90,7 @@ public sealed partial class TargetModel : IDisposable
         ModelConfig config = ModelConfig.Load(folder);
         using CheckpointWeights checkpoint = CheckpointWeights.Open(folder);
         (Device device, ScalarType dtype) = Placement(config, options);
+        CheckGraphOptions(config, options, device);
         var weights = new CausalLMWeights(config, dtype, device);
         try
         {
@@ -113,11 +117,16 @@ public sealed partial class TargetModel : IDisposable
         options.Validate();
         TorchRuntime.EnsureLoaded();
         (Device device, ScalarType dtype) = Placement(config, options);
+        CheckGraphOptions(config, options, device);
         var weights = new CausalLMWeights(config, dtype, device);
         using (no_grad())
         {
             // TorchSharp's Generator(seed, device) makes a CPU generator; seed the default ones (all devices) instead.
             manual_seed(seed);
+            if (device.type == DeviceType.CUDA)
+            {
+                cuda.manual_seed_all(seed); // manual_seed alone left the CUDA generators unseeded: two models differed
+            }
             foreach ((string name, TorchSharp.Modules.Parameter parameter) in weights.named_parameters())
             {
                 if (name.EndsWith("norm.weight", StringComparison.Ordinal))
@@ -290,7 +299,8 @@ public sealed partial class TargetModel : IDisposable
     /// Verifies every sequence's draft tree in one forward and accepts greedily: from the root, the child whose token is
     /// the target's argmax at its parent, as long as there is one; the argmax after the last accepted node is the bonus
     /// token. The output is exactly what plain greedy decoding produces. Each slot's cache grows by the root plus the
-    /// accepted tokens.
+    /// accepted tokens. With <see cref="TargetModelOptions.CudaGraphs"/>, a call with one sequence and an empty draft
+    /// replays a captured graph instead.
     /// </summary>
     /// <exception cref="ArgumentException">A slot is out of range or repeated, or a token is outside the vocabulary.</exception>
     /// <exception cref="InvalidOperationException">A sequence would exceed the cache's capacity.</exception>
@@ -298,6 +308,10 @@ public sealed partial class TargetModel : IDisposable
     {
         ArgumentNullException.ThrowIfNull(inputs);
         CheckTrees(inputs);
+        if (IsGraphedStep(inputs))
+        {
+            return GraphedStep(inputs[0]);
+        }
         StepPlan plan = StepPlan.ForTrees(inputs, _cache.Lengths, Capacity);
         long[] result;
         using (var scope = NewDisposeScope())
@@ -369,6 +383,7 @@ public sealed partial class TargetModel : IDisposable
             return;
         }
         _disposed = true;
+        _graphs?.Dispose();
         _cache.Dispose();
         _cos.Dispose();
         _sin.Dispose();

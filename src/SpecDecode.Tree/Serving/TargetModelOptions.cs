@@ -46,6 +46,25 @@ public sealed class TargetModelOptions
     /// </summary>
     public bool CuDnnAttention { get; init; }
 
+    /// <summary>
+    /// Replay plain decoding steps as CUDA graphs (default off). A <see cref="TargetModel.VerifyGreedy"/> call with exactly
+    /// one sequence and an empty draft (one new token) runs a fixed-shape step captured once per slot and key bucket (the
+    /// cached length + 1 rounded up to a multiple of 1024, at most the capacity; keys past the length are masked) and
+    /// replayed with one launch; every other call takes the usual path. Needs a CUDA device, a CUDA libtorch with the graph
+    /// exports, and the scripted layers: <see cref="TargetModel.Load"/> throws <see cref="NotSupportedException"/> otherwise
+    /// (on the CPU too). Graphs are captured lazily, the first time a slot reaches a bucket, and kept until the model is
+    /// disposed (each holds a private memory pool of a few MB).
+    /// </summary>
+    public bool CudaGraphs { get; init; }
+
+    /// <summary>Key count granularity of <see cref="CudaGraphs"/>: a graphed step attends over the cached length + 1
+    /// rounded up to a multiple of this (at most the capacity). Lowered by tests to cross buckets on tiny models.</summary>
+    internal int CudaGraphKeyBucket { get; init; } = 1024;
+
+    /// <summary>False runs the graphed path's fixed-shape step eagerly instead of capturing it (and allows the CPU): for
+    /// tests of the bucketing and masking on machines without CUDA.</summary>
+    internal bool CudaGraphCapture { get; init; } = true;
+
     /// <summary>Shortest cache (keys) for which the scripted layers may compute attention with matrix products (see
     /// ScriptedDecoder); lowered by tests to reach that branch on tiny models.</summary>
     internal long MatmulAttentionMinKeys { get; init; } = 8192;
@@ -67,6 +86,10 @@ public sealed class TargetModelOptions
         if (CausalPrefillChunk < 0)
         {
             throw new ArgumentOutOfRangeException(nameof(CausalPrefillChunk), CausalPrefillChunk, "CausalPrefillChunk must be at least 0 (0 turns the causal first chunk off).");
+        }
+        if (CudaGraphKeyBucket < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(CudaGraphKeyBucket), CudaGraphKeyBucket, "CudaGraphKeyBucket must be at least 1.");
         }
         if (DType is { } d && d is not (ScalarType.Float32 or ScalarType.Float16 or ScalarType.BFloat16))
         {

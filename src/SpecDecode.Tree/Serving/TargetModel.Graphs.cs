@@ -1,0 +1,144 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SpecDecode.Tree;
+
+/// <summary>
+/// Plain decoding steps (one sequence, one new token) as replayed CUDA graphs (<see cref="TargetModelOptions.CudaGraphs"/>):
+/// a fixed-shape step reads the token and the cached length from a static device tensor, attends over a fixed key bucket
+/// (keys past the length masked), writes its keys and values at the length and leaves the argmax in a static tensor.
+/// </summary>
+public sealed partial class TargetModel
+{
+    private DecodeGraphs? _graphs;
+
+    /// <summary>Whether plain decoding steps run as CUDA graphs (see <see cref="TargetModelOptions.CudaGraphs"/>).</summary>
+    public bool UsesCudaGraphs => _graphs is not null;
+
+    /// <summary>Graphs captured so far (one per slot and key bucket reached); for benchmarks and tests.</summary>
+    internal int CapturedGraphCount => _graphs?.Count ?? 0;
+
+    /// <summary>Throws when <see cref="TargetModelOptions.CudaGraphs"/> is on where it cannot work; runs before any weight is
+    /// allocated.</summary>
+    private static void CheckGraphOptions(ModelConfig config, TargetModelOptions options, Device device)
+    {
+        if (!options.CudaGraphs)
+        {
+            return;
+        }
+        if (options.CudaGraphCapture)
+        {
+            if (device.type != DeviceType.CUDA)
+            {
+                throw new NotSupportedException($"TargetModelOptions.CudaGraphs needs a CUDA device; this model would run on {device.type}. Leave CudaGraphs off on the CPU.");
+            }
+            if (!CudaGraph.IsAvailable)
+            {
+                throw new NotSupportedException("TargetModelOptions.CudaGraphs: " + CudaGraph.UnavailableReason);
+            }
+        }
+        if (!options.ScriptedLayers || config.OutputBias || config.MlpBias)
+        {
+            throw new NotSupportedException("TargetModelOptions.CudaGraphs needs the scripted decoder layers (ScriptedLayers on, and a model " +
+                "without output or MLP projection biases).");
+        }
+    }
+
+    /// <summary>True sends every step down the usual path even with graphs on: benchmarks compare both on one model.</summary>
+    internal bool SuspendCudaGraphs { get; set; }
+
+    /// <summary>Whether a <see cref="VerifyGreedy"/> call takes the graphed path: one sequence, no draft.</summary>
+    private bool IsGraphedStep(IReadOnlyList<TreeInput> inputs) =>
+        _graphs is not null && !SuspendCudaGraphs && inputs.Count == 1 && inputs[0].Draft.Count == 0;
+
+    /// <summary>One plain decoding step through the slot's graph for the current key bucket (captured on first use).</summary>
+    private VerifiedStep[] GraphedStep(TreeInput input)
+    {
+        int slot = input.Slot, length = _cache.Length(slot);
+        if (length + 1 > Capacity)
+        {
+            throw new InvalidOperationException(
+                $"Slot {slot} holds {length} tokens and this step adds 1, past the KV cache's capacity of {Capacity}. " +
+                "Raise TargetModelOptions.MaxContext, or truncate the sequence.");
+        }
+        long next = _graphs!.Step(slot, input.Root, length);
+        _cache.SetLength(slot, length + 1);
+        return [new VerifiedStep(slot, [], [(int)next])];
+    }
+
+    /// <summary>
+    /// The fixed-shape step for <paramref name="slot"/> over <paramref name="keys"/> keys: token and length from
+    /// <paramref name="input"/> [2] int64, argmax into <paramref name="output"/> [1] int64. Launches kernels only (no host
+    /// synchronisation, no host-to-device copy), so it can be captured. Runs in its own dispose scope and no_grad.
+    /// </summary>
+    private void FixedDecodeStep(int slot, long keys, Tensor input, Tensor output)
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        ModelConfig c = Config;
+        int groups = c.HeadCount / c.KeyValueHeadCount;
+        Tensor token = input.narrow(0, 0, 1);
+        Tensor length = input.narrow(0, 1, 1);
+        Tensor writeAt = length.view(1, 1);
+        Tensor cos = _cos.index_select(0, length).view(1, 1, 1, c.HeadDim).to(DType);
+        Tensor sin = _sin.index_select(0, length).view(1, 1, 1, c.HeadDim).to(DType);
+        Tensor x = _weights.EmbedTokens.index_select(0, token).view(1, 1, c.HiddenSize);
+        // The cached prefix (key < length) and the new token (key = length); the rest of the bucket is masked.
+        Tensor beyond = arange(keys, int64, Device).gt(length).view(1, 1, 1, keys).expand(1, 1, groups, keys);
+        Tensor mask = zeros([1, 1, groups, keys], DType, Device).masked_fill(beyond, double.NegativeInfinity);
+        // The slot's cache as a batch of one: the script writes and reads row 0 of this view, i.e. the slot.
+        Tensor cache = _cache.Data.narrow(2, slot, 1);
+        Tensor hidden = _scripted!.Forward(x, cache, writeAt, zeros(1, int64, Device), mask, cos, sin, keys);
+        Tensor logits = nn.functional.linear(hidden, _weights.Head);
+        output.copy_(logits.view(-1).argmax(0).view(1));
+    }
+
+    /// <summary>The captured steps, one per (slot, key bucket), with their shared static input and per-graph outputs.</summary>
+    private sealed class DecodeGraphs(TargetModel model, int bucket, bool capture) : IDisposable
+    {
+        private readonly Dictionary<(int Slot, long Keys), (CudaGraph? Graph, Tensor Output)> _graphs = [];
+        private readonly Tensor _input = zeros(2, int64, model.Device);
+
+        public int Count => _graphs.Count;
+
+        /// <summary>Copies the token and length in, replays (capturing first if needed), and reads the argmax.</summary>
+        public long Step(int slot, int token, int length)
+        {
+            long keys = Math.Min(((long)length + 1 + bucket - 1) / bucket * bucket, model.Capacity);
+            using (var scope = NewDisposeScope())
+            {
+                _input.copy_(tensor(new long[] { token, length }));
+            }
+            if (!_graphs.TryGetValue((slot, keys), out var entry))
+            {
+                Tensor output = zeros(1, int64, model.Device);
+                CudaGraph? graph = capture ? CudaGraph.Capture(() => model.FixedDecodeStep(slot, keys, _input, output)) : null;
+                entry = (graph, output);
+                _graphs.Add((slot, keys), entry);
+            }
+            if (entry.Graph is { } g)
+            {
+                g.Replay();
+            }
+            else
+            {
+                model.FixedDecodeStep(slot, keys, _input, entry.Output);
+            }
+            using (var scope = NewDisposeScope())
+            {
+                return entry.Output.cpu().data<long>()[0]; // the step's one synchronisation
+            }
+        }
+
+        public void Dispose()
+        {
+            foreach ((CudaGraph? graph, Tensor output) in _graphs.Values)
+            {
+                graph?.Dispose();
+                output.Dispose();
+            }
+            _graphs.Clear();
+            _input.Dispose();
+        }
+    }
+}

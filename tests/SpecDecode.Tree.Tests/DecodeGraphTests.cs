@@ -1,0 +1,148 @@
+using SpecDecode.TreeBench;
+using static TorchSharp.torch;
+
+namespace SpecDecode.Tree.Tests;
+
+/// <summary>
+/// <see cref="TargetModelOptions.CudaGraphs"/>: refused clearly where it cannot work (the CPU, eager layers), and its
+/// fixed-shape step (key buckets, masked past the length, the slot's cache as a batch of one) run eagerly on the CPU
+/// (<see cref="TargetModelOptions.CudaGraphCapture"/> off) against the usual path: the same tokens and the same cache.
+/// </summary>
+public sealed class DecodeGraphTests
+{
+    private static string Folder => SharedFixtures.TinyCheckpoint("llama-gqa");
+
+    private static int[] Prompt()
+    {
+        using var expected = SharedFixtures.Expected(Folder);
+        return SharedFixtures.Ids(expected, "prompt_ids").Select(i => (int)i).ToArray();
+    }
+
+    [Fact]
+    public void IsOffByDefault()
+    {
+        Assert.False(new TargetModelOptions().CudaGraphs);
+        using TargetModel model = TargetModel.Load(Folder, new TargetModelOptions { Device = CPU, MaxContext = 64 });
+        Assert.False(model.UsesCudaGraphs);
+    }
+
+    [Fact]
+    public void IsRefusedOnTheCpuWithAReason()
+    {
+        var e = Assert.Throws<NotSupportedException>(() =>
+            TargetModel.Load(Folder, new TargetModelOptions { Device = CPU, MaxContext = 64, CudaGraphs = true }));
+        Assert.Contains("CUDA", e.Message, StringComparison.Ordinal);
+        Assert.Contains(nameof(TargetModelOptions.CudaGraphs), e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void IsRefusedWithoutTheScriptedLayers()
+    {
+        var e = Assert.Throws<NotSupportedException>(() => TargetModel.Load(Folder, new TargetModelOptions
+        {
+            Device = CPU, MaxContext = 64, CudaGraphs = true, CudaGraphCapture = false, ScriptedLayers = false,
+        }));
+        Assert.Contains("scripted", e.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>Plain greedy decoding in slot 1 of 2 across several key buckets (of 8) up to the full capacity (60, not a
+    /// multiple of 8): the fixed-shape step gives the usual path's tokens and cache, one graph per bucket reached.</summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(0)]
+    public void FixedShapeStepDecodesAsTheUsualPath(int slot)
+    {
+        const int capacity = 60, bucket = 8;
+        int[] prompt = Prompt()[..20];
+        (int[] expected, Tensor expectedCache) = Decode(slot, prompt, capacity, new TargetModelOptions { Device = CPU, MaxBatch = 2, MaxContext = capacity }, out _);
+        (int[] actual, Tensor actualCache) = Decode(slot, prompt, capacity, new TargetModelOptions
+        {
+            Device = CPU, MaxBatch = 2, MaxContext = capacity, CudaGraphs = true, CudaGraphCapture = false, CudaGraphKeyBucket = bucket,
+        }, out int graphs);
+
+        Assert.Equal(expected, actual);
+        // Lengths 19 .. 59 + 1 keys: buckets 24, 32, 40, 48, 56 and the capacity 60.
+        Assert.Equal(6, graphs);
+        using (expectedCache)
+        using (actualCache)
+        {
+            Assert.Equal(expectedCache.shape, actualCache.shape);
+            double diff = (expectedCache - actualCache).abs().max().item<float>();
+            Assert.True(diff <= 1e-4, $"cache differs by {diff}");
+        }
+    }
+
+    /// <summary>Graphed steps and draft steps (the usual path) interleave on one model: the draft steps see the caches
+    /// the graphed steps wrote.</summary>
+    [Fact]
+    public void DraftStepsFollowGraphedStepsOnTheSameCache()
+    {
+        int[] prompt = Prompt()[..20];
+        var reference = new List<int>();
+        using (TargetModel model = TargetModel.Load(Folder, new TargetModelOptions { Device = CPU, MaxContext = 64 }))
+        {
+            model.Prefill([(0, prompt[..^1])]);
+            int root = prompt[^1];
+            for (int i = 0; i < 12; i++)
+            {
+                root = model.VerifyGreedy([new TreeInput(0, root, DraftTree.Empty)])[0].Bonus;
+                reference.Add(root);
+            }
+        }
+
+        using TargetModel graphed = TargetModel.Load(Folder, new TargetModelOptions
+        {
+            Device = CPU, MaxContext = 64, CudaGraphs = true, CudaGraphCapture = false, CudaGraphKeyBucket = 8,
+        });
+        Assert.True(graphed.UsesCudaGraphs);
+        graphed.Prefill([(0, prompt[..^1])]);
+        var tokens = new List<int>();
+        int next = prompt[^1];
+        for (int i = 0; i < 4; i++)
+        {
+            next = graphed.VerifyGreedy([new TreeInput(0, next, DraftTree.Empty)])[0].Bonus;
+            tokens.Add(next);
+        }
+        // A perfect draft of the next three tokens, then a wrong one: three accepted on the usual path.
+        int[] draft = [.. reference.Skip(4).Take(3), (reference[7] + 1) % graphed.Config.VocabSize];
+        VerifiedStep step = graphed.VerifyGreedy([new TreeInput(0, next, DraftTree.Chain(draft))])[0];
+        Assert.Equal(3, step.AcceptedCount);
+        tokens.AddRange(step.Tokens);
+        next = step.Bonus;
+        while (tokens.Count < reference.Count)
+        {
+            next = graphed.VerifyGreedy([new TreeInput(0, next, DraftTree.Empty)])[0].Bonus;
+            tokens.Add(next);
+        }
+        Assert.Equal(reference, tokens);
+        Assert.Equal(prompt.Length - 1 + reference.Count, graphed.CachedLength(0));
+    }
+
+    [Fact]
+    public void DecodeGraphsBenchRefusesWithoutCuda()
+    {
+        using var output = new StringWriter();
+        using var error = new StringWriter();
+
+        int code = DecodeGraphsCommand.Build().Parse(["--context", "16", "--tokens", "2"]).Invoke(
+            new System.CommandLine.InvocationConfiguration { Output = output, Error = error });
+
+        Assert.Equal(GraphProbeCommand.NoCudaExitCode, code);
+        Assert.Contains("CUDA", error.ToString(), StringComparison.Ordinal);
+    }
+
+    private static (int[] Tokens, Tensor Cache) Decode(int slot, int[] prompt, int capacity, TargetModelOptions options, out int graphs)
+    {
+        using TargetModel model = TargetModel.Load(Folder, options);
+        model.Prefill([(slot, prompt[..^1])]);
+        var tokens = new List<int>();
+        int root = prompt[^1];
+        while (model.CachedLength(slot) < capacity)
+        {
+            root = model.VerifyGreedy([new TreeInput(slot, root, DraftTree.Empty)])[0].Bonus;
+            tokens.Add(root);
+        }
+        graphs = model.CapturedGraphCount;
+        return (tokens.ToArray(), model.CachedKeysAndValues(slot));
+    }
+}
