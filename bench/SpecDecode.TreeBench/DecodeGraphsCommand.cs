@@ -10,7 +10,7 @@ namespace SpecDecode.TreeBench;
 
 /// <summary>One model run of <c>decode-graphs</c>: plain greedy decoding with or without CUDA graphs.</summary>
 internal sealed record DecodeGraphsRun(
-    int Capacity, bool CudaGraphs, int Context, int[] Tokens, double MedianStepMs, double MinStepMs, double MaxStepMs,
+    int Capacity, bool CudaGraphs, string Attention, int Round, int Context, int[] Tokens, double MedianStepMs, double MinStepMs, double MaxStepMs,
     int GraphsCaptured, double CaptureStepsMs, double FloorMs);
 
 /// <summary>The command's results.</summary>
@@ -24,7 +24,9 @@ internal sealed record DecodeGraphsResult(
 /// on one model with <see cref="TargetModelOptions.CudaGraphs"/> on, first with the graphs suspended (the usual path),
 /// then rolled back to the prompt and through the graphs, at each cache capacity: the generated tokens must be
 /// identical, and each step is timed (the step ends with its host read, so it is synchronised). Steps that captured a
-/// graph are left out of the median and reported apart.
+/// graph are left out of the median and reported apart. <c>--attention</c> times the graphed step with each attention
+/// variant of <see cref="TargetModel.GraphAttention"/> on the same model (default, grouped-matmul, skipped), each after a
+/// roll-back to the prompt, <c>--rounds</c> times in turn; every variant but <c>skipped</c> must give the usual path's tokens.
 /// </summary>
 internal static class DecodeGraphsCommand
 {
@@ -36,23 +38,40 @@ internal static class DecodeGraphsCommand
         var capacities = new Option<string>("--capacities") { Description = "Comma-separated KV cache capacities (MaxContext).", DefaultValueFactory = _ => "4096,32768" };
         var output = new Option<string?>("--out") { Description = "JSON file for the results." };
         var diagnose = new Option<bool>("--print-tokens") { Description = "Print every run's tokens." };
+        var attention = new Option<string>("--attention")
+        {
+            Description = "Comma-separated attention variants of the graphed step: default, grouped-matmul, skipped (skipped changes the tokens; timed only).",
+            DefaultValueFactory = _ => "default",
+        };
+        var dtype = new Option<string>("--dtype") { Description = "Model dtype: bfloat16 or float32 (float32 checks the attention variants' tokens without bf16 rounding).", DefaultValueFactory = _ => "bfloat16" };
+        var rounds = new Option<int>("--rounds") { Description = "Times each attention variant is run in turn (the graphs are reused after the first).", DefaultValueFactory = _ => 1 };
         var command = new Command("decode-graphs",
             "Plain greedy decoding on a random-weight model with and without TargetModelOptions.CudaGraphs: same tokens, median step; needs CUDA.")
         {
-            model, context, tokens, capacities, output, diagnose,
+            model, context, tokens, capacities, output, diagnose, attention, rounds, dtype,
         };
         command.SetAction(parse => Run(parse.GetValue(model)!, parse.GetValue(context), parse.GetValue(tokens),
             parse.GetValue(capacities)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(int.Parse).ToArray(),
-            parse.GetValue(output), parse.GetValue(diagnose), parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error));
+            parse.GetValue(output), parse.GetValue(diagnose), parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error,
+            parse.GetValue(attention)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(ParseAttention).ToArray(),
+            parse.GetValue(rounds), parse.GetValue(dtype)!.ToLowerInvariant() switch
+            {
+                "bfloat16" or "bf16" => ScalarType.BFloat16,
+                "float32" or "fp32" => ScalarType.Float32,
+                string other => throw new ArgumentException($"Unknown dtype '{other}': use bfloat16 or float32."),
+            }));
         return command;
     }
 
     /// <summary>Runs every capacity without and with graphs; returns 0 when every pair generated the same tokens,
     /// <see cref="GraphProbeCommand.MismatchExitCode"/> when not, <see cref="GraphProbeCommand.NoCudaExitCode"/> without CUDA.</summary>
-    public static int Run(string shape, int context, int count, int[] capacities, string? outputPath, bool diagnose, TextWriter output, TextWriter error)
+    public static int Run(string shape, int context, int count, int[] capacities, string? outputPath, bool diagnose, TextWriter output, TextWriter error,
+        DecodeAttention[]? attentions = null, int rounds = 1, ScalarType dtype = ScalarType.BFloat16)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(context, 2);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(count);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(rounds);
+        attentions = attentions is { Length: > 0 } ? attentions : [DecodeAttention.Default];
         string version = TorchRuntime.EnsureLoaded();
         if (!torch.cuda.is_available() || !CudaGraph.IsAvailable)
         {
@@ -61,7 +80,7 @@ internal static class DecodeGraphsCommand
         }
         ModelConfig config = ModelShapes.Get(shape);
         string gpu = VerifyCostCommand.GpuName();
-        output.WriteLine($"libtorch {version}, {gpu}, {shape}, context {context}, {count} tokens");
+        output.WriteLine($"libtorch {version}, {gpu}, {shape} in {dtype}, context {context}, {count} tokens");
         (double copy, _) = Ceilings.Measure(CUDA);
         output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"copy bandwidth {copy:F0} GB/s"));
 
@@ -71,21 +90,29 @@ internal static class DecodeGraphsCommand
         bool identical = true;
         foreach (int capacity in capacities)
         {
-            (DecodeGraphsRun eager, DecodeGraphsRun graphed) = Decode(config, capacity, prompt, count, copy);
+            (DecodeGraphsRun eager, List<DecodeGraphsRun> graphed) = Decode(config, capacity, prompt, count, copy, attentions, rounds, dtype);
             Report(output, eager);
-            Report(output, graphed);
-            int firstDiff = Enumerable.Range(0, count).FirstOrDefault(i => eager.Tokens[i] != graphed.Tokens[i], -1);
-            identical &= firstDiff < 0;
-            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"capacity {capacity}: tokens {(firstDiff < 0 ? "identical" : $"DIFFER from token {firstDiff}")} ({eager.Tokens.Distinct().Count()} distinct), " +
-                $"speedup {eager.MedianStepMs / graphed.MedianStepMs:F2}x"));
+            runs.Add(eager);
             if (diagnose)
             {
                 output.WriteLine("eager:  " + string.Join(' ', eager.Tokens));
-                output.WriteLine("graphs: " + string.Join(' ', graphed.Tokens));
             }
-            runs.Add(eager);
-            runs.Add(graphed);
+            foreach (DecodeGraphsRun run in graphed)
+            {
+                Report(output, run);
+                int firstDiff = Enumerable.Range(0, count).FirstOrDefault(i => eager.Tokens[i] != run.Tokens[i], -1);
+                bool checkedRun = run.Attention != nameof(DecodeAttention.Skipped);
+                identical &= !checkedRun || firstDiff < 0;
+                output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"capacity {capacity} {run.Attention} round {run.Round}: tokens {(firstDiff < 0 ? "identical" : $"DIFFER from token {firstDiff}")}" +
+                    $"{(checkedRun ? "" : " (not checked: attention skipped)")} ({eager.Tokens.Distinct().Count()} distinct), " +
+                    $"speedup {eager.MedianStepMs / run.MedianStepMs:F2}x"));
+                if (diagnose)
+                {
+                    output.WriteLine($"graphs ({run.Attention}): " + string.Join(' ', run.Tokens));
+                }
+                runs.Add(run);
+            }
         }
         output.WriteLine(identical ? "PASS" : "FAIL");
         if (outputPath is not null)
@@ -99,30 +126,49 @@ internal static class DecodeGraphsCommand
 
     /// <summary>One model with graphs on: prefill, decode with the graphs suspended (the usual path), roll back to the
     /// prompt, decode again through the graphs.</summary>
-    private static (DecodeGraphsRun Eager, DecodeGraphsRun Graphed) Decode(ModelConfig config, int capacity, int[] prompt, int count, double copyGBps)
+    private static (DecodeGraphsRun Eager, List<DecodeGraphsRun> Graphed) Decode(ModelConfig config, int capacity, int[] prompt, int count, double copyGBps,
+        DecodeAttention[] attentions, int rounds, ScalarType dtype)
     {
-        var options = new TargetModelOptions { Device = CUDA, DType = ScalarType.BFloat16, MaxContext = capacity, CudaGraphs = true };
+        var options = new TargetModelOptions { Device = CUDA, DType = dtype, MaxContext = capacity, CudaGraphs = true };
         using TargetModel model = TargetModel.CreateRandom(config, options, seed: 1);
         model.Prefill([(0, prompt[..^1])]);
         // Bytes a step must read: every weight but the embedding table (one row of it), and the cached keys and values.
         MemoryEstimate memory = model.Memory;
-        long embedding = (long)config.VocabSize * config.HiddenSize * 2;
+        long embedding = (long)config.VocabSize * config.HiddenSize * (dtype == ScalarType.Float32 ? 4 : 2);
         long bytes = memory.WeightBytes - (config.TieWordEmbeddings ? 0 : embedding) + memory.KvBytesPerToken * prompt.Length;
         double floorMs = bytes / (copyGBps * 1e9) * 1e3;
         model.SuspendCudaGraphs = true;
-        DecodeGraphsRun eager = Steps(model, capacity, prompt, count, floorMs);
-        model.Truncate(0, prompt.Length - 1);
+        DecodeGraphsRun eager = Steps(model, capacity, prompt, count, floorMs, 0);
         model.SuspendCudaGraphs = false;
-        DecodeGraphsRun graphed = Steps(model, capacity, prompt, count, floorMs);
+        var graphed = new List<DecodeGraphsRun>();
+        for (int round = 1; round <= rounds; round++)
+        {
+            foreach (DecodeAttention attention in attentions)
+            {
+                model.Truncate(0, prompt.Length - 1);
+                model.GraphAttention = attention;
+                graphed.Add(Steps(model, capacity, prompt, count, floorMs, round));
+            }
+        }
+        model.GraphAttention = DecodeAttention.Default;
         return (eager, graphed);
     }
 
-    private static DecodeGraphsRun Steps(TargetModel model, int capacity, int[] prompt, int count, double floorMs)
+    private static DecodeAttention ParseAttention(string name) => name.ToLowerInvariant() switch
+    {
+        "default" => DecodeAttention.Default,
+        "grouped-matmul" or "grouped" => DecodeAttention.GroupedMatmul,
+        "skipped" or "skip" => DecodeAttention.Skipped,
+        _ => throw new ArgumentException($"Unknown attention variant '{name}': use default, grouped-matmul or skipped.", nameof(name)),
+    };
+
+    private static DecodeGraphsRun Steps(TargetModel model, int capacity, int[] prompt, int count, double floorMs, int round)
     {
         torch.cuda.synchronize();
         var tokens = new int[count];
         var times = new List<double>();
         double captureMs = 0;
+        int initialGraphs = model.CapturedGraphCount;
         int root = prompt[^1];
         for (int i = 0; i < count; i++)
         {
@@ -141,12 +187,13 @@ internal static class DecodeGraphsCommand
             }
         }
         times.Sort();
-        return new DecodeGraphsRun(capacity, !model.SuspendCudaGraphs, prompt.Length, tokens, times[times.Count / 2], times[0], times[^1],
-            model.CapturedGraphCount, captureMs, floorMs);
+        string attention = model.SuspendCudaGraphs ? "usual" : model.GraphAttention.ToString();
+        return new DecodeGraphsRun(capacity, !model.SuspendCudaGraphs, attention, round, prompt.Length, tokens, times[times.Count / 2], times[0], times[^1],
+            model.CapturedGraphCount - initialGraphs, captureMs, floorMs);
     }
 
     private static void Report(TextWriter output, DecodeGraphsRun run) =>
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"capacity {run.Capacity,6} {(run.CudaGraphs ? "graphs" : "eager "),-6}: median step {run.MedianStepMs:F2} ms (min {run.MinStepMs:F2}, max {run.MaxStepMs:F2}), " +
+            $"capacity {run.Capacity,6} {(run.CudaGraphs ? "graphs" : "eager "),-6} {run.Attention,-13} r{run.Round}: median step {run.MedianStepMs:F2} ms (min {run.MinStepMs:F2}, max {run.MaxStepMs:F2}), " +
             $"floor {run.FloorMs:F2} ms ({run.MedianStepMs / run.FloorMs:F2}x); {run.GraphsCaptured} graphs captured in {run.CaptureStepsMs:F0} ms of steps"));
 }

@@ -118,6 +118,57 @@ public sealed class DecodeGraphTests
         Assert.Equal(prompt.Length - 1 + reference.Count, graphed.CachedLength(0));
     }
 
+    /// <summary>The grouped-matmul attention knob (<see cref="TargetModel.GraphAttention"/>): the fixed-shape step's logits
+    /// match the default kernel's (float32, 1e-4) step by step, and its argmax is the usual path's token; skipping
+    /// attention changes the logits (the knob reaches the script).</summary>
+    [Fact]
+    public void GroupedMatmulAttentionGivesTheDefaultLogits()
+    {
+        int[] prompt = Prompt()[..20];
+        using TargetModel model = TargetModel.Load(Folder, new TargetModelOptions { Device = CPU, MaxContext = 64, CudaGraphKeyBucket = 8 });
+        Assert.True(model.Config.HeadCount > model.Config.KeyValueHeadCount, "the fixture should have grouped query heads");
+        model.Prefill([(0, prompt[..^1])]);
+        int root = prompt[^1];
+        for (int i = 0; i < 6; i++)
+        {
+            using Tensor skipped = model.FixedDecodeLogits(0, root, DecodeAttention.Skipped);
+            using Tensor grouped = model.FixedDecodeLogits(0, root, DecodeAttention.GroupedMatmul);
+            using Tensor standard = model.FixedDecodeLogits(0, root, DecodeAttention.Default);
+            Assert.Equal(ScalarType.Float32, standard.dtype);
+            double diff = (grouped - standard).abs().max().item<float>();
+            Assert.True(diff <= 1e-4, $"step {i}: grouped-matmul logits differ by {diff}");
+            double skippedDiff = (skipped - standard).abs().max().item<float>();
+            Assert.True(skippedDiff > 1e-3, $"step {i}: skipping attention changed the logits by only {skippedDiff}");
+            long token = grouped.view(-1).argmax(0).item<long>();
+            Assert.Equal(standard.view(-1).argmax(0).item<long>(), token);
+            root = model.VerifyGreedy([new TreeInput(0, root, DraftTree.Empty)])[0].Bonus; // the usual path, from the same cache
+            Assert.Equal(token, root);
+        }
+    }
+
+    /// <summary>Plain decoding through the graphed path with grouped-matmul attention, across buckets up to the full
+    /// capacity: the usual path's tokens and cache.</summary>
+    [Fact]
+    public void GroupedMatmulAttentionDecodesAsTheUsualPath()
+    {
+        const int capacity = 60, slot = 1;
+        int[] prompt = Prompt()[..20];
+        (int[] expected, Tensor expectedCache) = Decode(slot, prompt, capacity, new TargetModelOptions { Device = CPU, MaxBatch = 2, MaxContext = capacity }, out _);
+        (int[] actual, Tensor actualCache) = Decode(slot, prompt, capacity, new TargetModelOptions
+        {
+            Device = CPU, MaxBatch = 2, MaxContext = capacity, CudaGraphs = true, CudaGraphCapture = false, CudaGraphKeyBucket = 8,
+        }, out int graphs, DecodeAttention.GroupedMatmul);
+
+        Assert.Equal(expected, actual);
+        Assert.Equal(6, graphs);
+        using (expectedCache)
+        using (actualCache)
+        {
+            double diff = (expectedCache - actualCache).abs().max().item<float>();
+            Assert.True(diff <= 1e-4, $"cache differs by {diff}");
+        }
+    }
+
     [Fact]
     public void DecodeGraphsBenchRefusesWithoutCuda()
     {
@@ -131,9 +182,11 @@ public sealed class DecodeGraphTests
         Assert.Contains("CUDA", error.ToString(), StringComparison.Ordinal);
     }
 
-    private static (int[] Tokens, Tensor Cache) Decode(int slot, int[] prompt, int capacity, TargetModelOptions options, out int graphs)
+    private static (int[] Tokens, Tensor Cache) Decode(int slot, int[] prompt, int capacity, TargetModelOptions options, out int graphs,
+        DecodeAttention attention = DecodeAttention.Default)
     {
         using TargetModel model = TargetModel.Load(Folder, options);
+        model.GraphAttention = attention;
         model.Prefill([(slot, prompt[..^1])]);
         var tokens = new List<int>();
         int root = prompt[^1];

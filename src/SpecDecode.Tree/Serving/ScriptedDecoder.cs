@@ -29,7 +29,7 @@ internal sealed class ScriptedDecoder
                    post_norm: List[Tensor], gate: List[Tensor], up: List[Tensor], down: List[Tensor], final_norm: Tensor,
                    cache: Tensor, write_at: Tensor, slots: Tensor, mask: Tensor, cos: Tensor, sin: Tensor, keys: int, heads: int,
                    kv_heads: int, head_dim: int, eps: float, has_bias: bool, has_qk_norm: bool,
-                   matmul_attention: bool, causal: bool) -> Tensor:
+                   matmul_attention: bool, causal: bool, skip_attention: bool) -> Tensor:
             b = x.size(0)
             t = x.size(1)
             groups = heads // kv_heads
@@ -70,7 +70,9 @@ internal sealed class ScriptedDecoder
                     kc.scatter_(2, index, k.transpose(1, 2))
                     vc.scatter_(2, index, v.transpose(1, 2))
                     grouped = q.view(b, t, kv_heads, groups, head_dim).permute(0, 2, 3, 1, 4).reshape(b, kv_heads, groups * t, head_dim)
-                    if matmul_attention:
+                    if skip_attention:
+                        o = grouped
+                    elif matmul_attention:
                         scores = torch.matmul(grouped, kc.narrow(2, 0, keys).transpose(2, 3)) * (float(head_dim) ** -0.5) + mask
                         o = torch.matmul(torch.softmax(scores.float(), 3).to(grouped.dtype), vc.narrow(2, 0, keys))
                     else:
@@ -147,13 +149,41 @@ internal sealed class ScriptedDecoder
     /// or null for plain causal attention among the forward's own rows (every sequence starting at an empty cache, row b
     /// writing to slot <paramref name="slots"/>[b]): then the fresh keys and values are attended with <c>is_causal</c>
     /// and no mask, which lets PyTorch pick flash attention on CUDA in float16/bfloat16.</summary>
-    public Tensor Forward(Tensor x, Tensor cache, Tensor writeAt, Tensor slots, Tensor? mask, Tensor cos, Tensor sin, long keys)
+    /// <remarks><paramref name="attention"/> says how masked (non-causal) attention is computed: <see cref="DecodeAttention.Default"/>
+    /// picks SDPA or matrix products by <see cref="UseMatmulAttention"/>; the others are the graphed step's experiment
+    /// knob (<see cref="TargetModel.GraphAttention"/>). It is ignored for causal attention (<paramref name="mask"/> null).</remarks>
+    public Tensor Forward(Tensor x, Tensor cache, Tensor writeAt, Tensor slots, Tensor? mask, Tensor cos, Tensor sin, long keys,
+        DecodeAttention attention = DecodeAttention.Default)
     {
         ModelConfig c = _config;
         bool causal = mask is null;
+        bool matmul = attention switch
+        {
+            DecodeAttention.Default => !causal && UseMatmulAttention(x.shape[0], x.shape[1], keys),
+            DecodeAttention.GroupedMatmul or DecodeAttention.Skipped => !causal,
+            _ => throw new ArgumentOutOfRangeException(nameof(attention), attention, "Unknown DecodeAttention."),
+        };
         return (Tensor)Compiled.Value.invoke("layers",
             x, _inNorm, _wq, _wk, _wv, _wo, _bq, _bk, _bv, _qNorm, _kNorm, _postNorm, _gate, _up, _down, _finalNorm,
             cache, writeAt, slots, mask ?? empty(0, x.dtype, x.device), cos, sin, keys, (long)c.HeadCount, (long)c.KeyValueHeadCount,
-            (long)c.HeadDim, c.RmsNormEps, c.QkvBias, c.QkNorm, !causal && UseMatmulAttention(x.shape[0], x.shape[1], keys), causal);
+            (long)c.HeadDim, c.RmsNormEps, c.QkvBias, c.QkNorm, matmul, causal, !causal && attention == DecodeAttention.Skipped);
     }
+}
+
+/// <summary>
+/// How the scripted layers compute masked attention; an internal experiment knob for the graphed single-token step
+/// (<see cref="TargetModel.GraphAttention"/>, docs/target-model.md "CUDA graphs"), not public API.
+/// </summary>
+internal enum DecodeAttention
+{
+    /// <summary>The usual rule: fused SDPA with the additive mask, or matrix products for many query rows on long caches.</summary>
+    Default,
+
+    /// <summary>Grouped matrix products with no key/value repeat: q as [B, kv heads, groups × T, head dim], scores =
+    /// q·Kᵀ/√d + mask over the bucket's keys, softmax in float32, then ·V.</summary>
+    GroupedMatmul,
+
+    /// <summary>No attention at all (the output is q itself; the keys and values are still written): only to measure
+    /// attention's share of a step. Gives different tokens.</summary>
+    Skipped,
 }

@@ -11,6 +11,7 @@ namespace SpecDecode.Tree;
 public sealed partial class TargetModel
 {
     private DecodeGraphs? _graphs;
+    private readonly int _graphBucket;
 
     /// <summary>Whether plain decoding steps run as CUDA graphs (see <see cref="TargetModelOptions.CudaGraphs"/>).</summary>
     public bool UsesCudaGraphs => _graphs is not null;
@@ -47,6 +48,12 @@ public sealed partial class TargetModel
     /// <summary>True sends every step down the usual path even with graphs on: benchmarks compare both on one model.</summary>
     internal bool SuspendCudaGraphs { get; set; }
 
+    /// <summary>Experiment knob (not public API): how the graphed single-token step computes attention; default
+    /// <see cref="DecodeAttention.Default"/>, the usual path's kernel. Steps after a change capture (and then replay) their own
+    /// graphs per (slot, bucket, attention), so one model can time every variant (TreeBench <c>decode-graphs --attention</c>).
+    /// Only the graphed path reads it.</summary>
+    internal DecodeAttention GraphAttention { get; set; }
+
     /// <summary>Whether a <see cref="VerifyGreedy"/> call takes the graphed path: one sequence, no draft.</summary>
     private bool IsGraphedStep(IReadOnlyList<TreeInput> inputs) =>
         _graphs is not null && !SuspendCudaGraphs && inputs.Count == 1 && inputs[0].Draft.Count == 0;
@@ -61,7 +68,7 @@ public sealed partial class TargetModel
                 $"Slot {slot} holds {length} tokens and this step adds 1, past the KV cache's capacity of {Capacity}. " +
                 "Raise TargetModelOptions.MaxContext, or truncate the sequence.");
         }
-        long next = _graphs!.Step(slot, input.Root, length);
+        long next = _graphs!.Step(slot, input.Root, length, GraphAttention);
         _cache.SetLength(slot, length + 1);
         return [new VerifiedStep(slot, [], [(int)next])];
     }
@@ -71,10 +78,31 @@ public sealed partial class TargetModel
     /// <paramref name="input"/> [2] int64, argmax into <paramref name="output"/> [1] int64. Launches kernels only (no host
     /// synchronisation, no host-to-device copy), so it can be captured. Runs in its own dispose scope and no_grad.
     /// </summary>
-    private void FixedDecodeStep(int slot, long keys, Tensor input, Tensor output)
+    private void FixedDecodeStep(int slot, long keys, DecodeAttention attention, Tensor input, Tensor output)
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
+        output.copy_(FixedDecodeLogits(slot, keys, attention, input).view(-1).argmax(0).view(1));
+    }
+
+    /// <summary>The fixed-shape step's logits [1, 1, vocab] (in the model's dtype); writes the token's key and value at the
+    /// length like the step does, and leaves the cached length alone. For tests that compare attention variants.</summary>
+    internal Tensor FixedDecodeLogits(int slot, int token, DecodeAttention attention)
+    {
+        if (_scripted is null)
+        {
+            throw new InvalidOperationException("The fixed-shape decoding step needs the scripted decoder layers.");
+        }
+        int length = _cache.Length(CheckSlot(slot));
+        long bucket = _graphBucket;
+        long keys = Math.Min(((long)length + 1 + bucket - 1) / bucket * bucket, Capacity);
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        return FixedDecodeLogits(slot, keys, attention, tensor(new long[] { token, length }, device: Device)).MoveToOuterDisposeScope();
+    }
+
+    private Tensor FixedDecodeLogits(int slot, long keys, DecodeAttention attention, Tensor input)
+    {
         ModelConfig c = Config;
         int groups = c.HeadCount / c.KeyValueHeadCount;
         Tensor token = input.narrow(0, 0, 1);
@@ -88,33 +116,32 @@ public sealed partial class TargetModel
         Tensor mask = zeros([1, 1, groups, keys], DType, Device).masked_fill(beyond, double.NegativeInfinity);
         // The slot's cache as a batch of one: the script writes and reads row 0 of this view, i.e. the slot.
         Tensor cache = _cache.Data.narrow(2, slot, 1);
-        Tensor hidden = _scripted!.Forward(x, cache, writeAt, zeros(1, int64, Device), mask, cos, sin, keys);
-        Tensor logits = nn.functional.linear(hidden, _weights.Head);
-        output.copy_(logits.view(-1).argmax(0).view(1));
+        Tensor hidden = _scripted!.Forward(x, cache, writeAt, zeros(1, int64, Device), mask, cos, sin, keys, attention);
+        return nn.functional.linear(hidden, _weights.Head);
     }
 
     /// <summary>The captured steps, one per (slot, key bucket), with their shared static input and per-graph outputs.</summary>
     private sealed class DecodeGraphs(TargetModel model, int bucket, bool capture) : IDisposable
     {
-        private readonly Dictionary<(int Slot, long Keys), (CudaGraph? Graph, Tensor Output)> _graphs = [];
+        private readonly Dictionary<(int Slot, long Keys, DecodeAttention Attention), (CudaGraph? Graph, Tensor Output)> _graphs = [];
         private readonly Tensor _input = zeros(2, int64, model.Device);
 
         public int Count => _graphs.Count;
 
         /// <summary>Copies the token and length in, replays (capturing first if needed), and reads the argmax.</summary>
-        public long Step(int slot, int token, int length)
+        public long Step(int slot, int token, int length, DecodeAttention attention)
         {
             long keys = Math.Min(((long)length + 1 + bucket - 1) / bucket * bucket, model.Capacity);
             using (var scope = NewDisposeScope())
             {
                 _input.copy_(tensor(new long[] { token, length }));
             }
-            if (!_graphs.TryGetValue((slot, keys), out var entry))
+            if (!_graphs.TryGetValue((slot, keys, attention), out var entry))
             {
                 Tensor output = zeros(1, int64, model.Device);
-                CudaGraph? graph = capture ? CudaGraph.Capture(() => model.FixedDecodeStep(slot, keys, _input, output)) : null;
+                CudaGraph? graph = capture ? CudaGraph.Capture(() => model.FixedDecodeStep(slot, keys, attention, _input, output)) : null;
                 entry = (graph, output);
-                _graphs.Add((slot, keys), entry);
+                _graphs.Add((slot, keys, attention), entry);
             }
             if (entry.Graph is { } g)
             {
@@ -122,7 +149,7 @@ public sealed partial class TargetModel
             }
             else
             {
-                model.FixedDecodeStep(slot, keys, _input, entry.Output);
+                model.FixedDecodeStep(slot, keys, attention, _input, entry.Output);
             }
             using (var scope = NewDisposeScope())
             {

@@ -44,6 +44,7 @@ public sealed partial class TargetModel : IDisposable
         {
             ScriptedDecoder.Compile();
         }
+        _graphBucket = options.CudaGraphKeyBucket;
         _graphs = options.CudaGraphs ? new DecodeGraphs(this, options.CudaGraphKeyBucket, options.CudaGraphCapture) : null;
     }
 
