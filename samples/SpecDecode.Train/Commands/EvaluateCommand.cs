@@ -64,14 +64,7 @@ internal static class EvaluateCommand
                 throw new ArgumentException($"--drafters: unknown drafter '{name}' (plain, suffix, draft-model, hybrid).");
             }
         }
-        string libtorch = TorchRuntime.EnsureLoaded();
-        Device device = deviceName switch
-        {
-            null => TorchRuntime.DefaultDevice,
-            "cpu" => CPU,
-            "cuda" => cuda.is_available() ? CUDA : throw new ArgumentException("--device cuda: no CUDA device."),
-            _ => throw new ArgumentException($"--device {deviceName}: cpu or cuda."),
-        };
+        (Device device, string libtorch) = DeviceOption.Resolve(deviceName);
         ScalarType dtype = dtypeName switch
         {
             null => device.type == DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32,
@@ -124,7 +117,7 @@ internal static class EvaluateCommand
         }
 
         var report = new EvaluationReport(DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture),
-            device.type == DeviceType.CUDA ? $"cuda ({Environment.GetEnvironmentVariable("SPECDECODE_DEVICE_NAME") ?? "GPU"})" : $"cpu ({Environment.ProcessorCount} cores)",
+            device.type == DeviceType.CUDA ? DeviceOption.CudaLabel : $"cpu ({Environment.ProcessorCount} cores)",
             dtype.ToString(), modelFolder, draftFolder, prompts.Count, 50, prompts.Average(p => p.Length), maxNew, budget, results);
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(output))!);
         File.WriteAllText(output, JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));

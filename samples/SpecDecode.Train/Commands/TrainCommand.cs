@@ -58,14 +58,7 @@ internal static class TrainCommand
     private static int Run(string traces, string tokenizerFolder, string output, string checkpoint, int positions, TrainingOptions options,
         double maxMinutes, int validationTrajectories, string? deviceName, int shardMb)
     {
-        string libtorch = TorchRuntime.EnsureLoaded();
-        Device device = deviceName switch
-        {
-            null => TorchRuntime.DefaultDevice,
-            "cpu" => CPU,
-            "cuda" => cuda.is_available() ? CUDA : throw new ArgumentException("--device cuda: no CUDA device (set SPECDECODE_LIBTORCH to a CUDA PyTorch's torch/lib)."),
-            _ => throw new ArgumentException($"--device {deviceName}: cpu or cuda."),
-        };
+        (Device device, string libtorch) = DeviceOption.Resolve(deviceName);
         ScalarType compute = device.type == DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32;
         Console.WriteLine($"libtorch {libtorch}, device {device}, compute {compute}");
 
@@ -95,7 +88,7 @@ internal static class TrainCommand
 
         TimeSpan limit = maxMinutes > 0 ? TimeSpan.FromMinutes(maxMinutes) : TimeSpan.MaxValue;
         string summaryPath = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(output))!, $"training-{Path.GetFileName(Path.GetFullPath(output))}.json");
-        string deviceLabel = device.type == DeviceType.CUDA ? $"cuda ({Environment.GetEnvironmentVariable("SPECDECODE_DEVICE_NAME") ?? "GPU"})" : "cpu";
+        string deviceLabel = device.type == DeviceType.CUDA ? DeviceOption.CudaLabel : "cpu";
         ScalarType saveAs = device.type == DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32;
 
         // The kept model is the one with the lowest validation loss: exported, with its held-out loss, whenever it improves.
