@@ -44,11 +44,12 @@ internal static class DecodeGraphsCommand
             DefaultValueFactory = _ => "default",
         };
         var dtype = new Option<string>("--dtype") { Description = "Model dtype: bfloat16 or float32 (float32 checks the attention variants' tokens without bf16 rounding).", DefaultValueFactory = _ => "bfloat16" };
+        var checkpoint = new Option<string?>("--checkpoint") { Description = "A checkpoint folder to load instead of random weights of --model's shape (e.g. models/default)." };
         var rounds = new Option<int>("--rounds") { Description = "Times each attention variant is run in turn (the graphs are reused after the first).", DefaultValueFactory = _ => 1 };
         var command = new Command("decode-graphs",
             "Plain greedy decoding on a random-weight model with and without TargetModelOptions.CudaGraphs: same tokens, median step; needs CUDA.")
         {
-            model, context, tokens, capacities, output, diagnose, attention, rounds, dtype,
+            model, context, tokens, capacities, output, diagnose, attention, rounds, dtype, checkpoint,
         };
         command.SetAction(parse => Run(parse.GetValue(model)!, parse.GetValue(context), parse.GetValue(tokens),
             parse.GetValue(capacities)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(int.Parse).ToArray(),
@@ -59,14 +60,14 @@ internal static class DecodeGraphsCommand
                 "bfloat16" or "bf16" => ScalarType.BFloat16,
                 "float32" or "fp32" => ScalarType.Float32,
                 string other => throw new ArgumentException($"Unknown dtype '{other}': use bfloat16 or float32."),
-            }));
+            }, parse.GetValue(checkpoint)));
         return command;
     }
 
     /// <summary>Runs every capacity without and with graphs; returns 0 when every pair generated the same tokens,
     /// <see cref="GraphProbeCommand.MismatchExitCode"/> when not, <see cref="GraphProbeCommand.NoCudaExitCode"/> without CUDA.</summary>
     public static int Run(string shape, int context, int count, int[] capacities, string? outputPath, bool diagnose, TextWriter output, TextWriter error,
-        DecodeAttention[]? attentions = null, int rounds = 1, ScalarType dtype = ScalarType.BFloat16)
+        DecodeAttention[]? attentions = null, int rounds = 1, ScalarType dtype = ScalarType.BFloat16, string? checkpoint = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(context, 2);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(count);
@@ -78,7 +79,8 @@ internal static class DecodeGraphsCommand
             error.WriteLine("decode-graphs needs CUDA and CUDA graphs: " + (torch.cuda.is_available() ? CudaGraph.UnavailableReason : $"libtorch {version} reports no CUDA."));
             return GraphProbeCommand.NoCudaExitCode;
         }
-        ModelConfig config = ModelShapes.Get(shape);
+        ModelConfig config = checkpoint is null ? ModelShapes.Get(shape) : ModelConfig.Load(checkpoint);
+        shape = checkpoint ?? shape;
         string gpu = VerifyCostCommand.GpuName();
         output.WriteLine($"libtorch {version}, {gpu}, {shape} in {dtype}, context {context}, {count} tokens");
         (double copy, _) = Ceilings.Measure(CUDA);
@@ -90,7 +92,7 @@ internal static class DecodeGraphsCommand
         bool identical = true;
         foreach (int capacity in capacities)
         {
-            (DecodeGraphsRun eager, List<DecodeGraphsRun> graphed) = Decode(config, capacity, prompt, count, copy, attentions, rounds, dtype);
+            (DecodeGraphsRun eager, List<DecodeGraphsRun> graphed) = Decode(config, capacity, prompt, count, copy, attentions, rounds, dtype, checkpoint, output);
             Report(output, eager);
             runs.Add(eager);
             if (diagnose)
@@ -127,11 +129,15 @@ internal static class DecodeGraphsCommand
     /// <summary>One model with graphs on: prefill, decode with the graphs suspended (the usual path), roll back to the
     /// prompt, decode again through the graphs.</summary>
     private static (DecodeGraphsRun Eager, List<DecodeGraphsRun> Graphed) Decode(ModelConfig config, int capacity, int[] prompt, int count, double copyGBps,
-        DecodeAttention[] attentions, int rounds, ScalarType dtype)
+        DecodeAttention[] attentions, int rounds, ScalarType dtype, string? checkpoint, TextWriter output)
     {
         var options = new TargetModelOptions { Device = CUDA, DType = dtype, MaxContext = capacity, CudaGraphs = true };
-        using TargetModel model = TargetModel.CreateRandom(config, options, seed: 1);
+        using TargetModel model = checkpoint is null ? TargetModel.CreateRandom(config, options, seed: 1) : TargetModel.Load(checkpoint, options);
         model.Prefill([(0, prompt[..^1])]);
+        if (attentions.Contains(DecodeAttention.Kernels))
+        {
+            CompareLogits(model, prompt, output);
+        }
         // Bytes a step must read: every weight but the embedding table (one row of it), and the cached keys and values.
         MemoryEstimate memory = model.Memory;
         long embedding = (long)config.VocabSize * config.HiddenSize * (dtype == ScalarType.Float32 ? 4 : 2);
@@ -151,6 +157,14 @@ internal static class DecodeGraphsCommand
             }
         }
         model.GraphAttention = DecodeAttention.Default;
+        foreach (DecodeGraphsRun run in graphed.Where(r => r.Attention == nameof(DecodeAttention.Kernels)).Take(1))
+        {
+            int first = Enumerable.Range(0, count).FirstOrDefault(i => eager.Tokens[i] != run.Tokens[i], -1);
+            if (first >= 0)
+            {
+                DivergenceMargins(model, prompt, eager.Tokens, first, output);
+            }
+        }
         return (eager, graphed);
     }
 
@@ -159,8 +173,53 @@ internal static class DecodeGraphsCommand
         "default" => DecodeAttention.Default,
         "grouped-matmul" or "grouped" => DecodeAttention.GroupedMatmul,
         "skipped" or "skip" => DecodeAttention.Skipped,
-        _ => throw new ArgumentException($"Unknown attention variant '{name}': use default, grouped-matmul or skipped.", nameof(name)),
+        "kernels" => DecodeAttention.Kernels,
+        _ => throw new ArgumentException($"Unknown attention variant '{name}': use default, grouped-matmul, skipped or kernels.", nameof(name)),
     };
+
+    /// <summary>Where the kernel step's tokens leave the usual path's: the top two logits of both at that step, after the
+    /// usual path's own tokens up to it (so both see the same cache), to tell a near-tie from an error.</summary>
+    private static void DivergenceMargins(TargetModel model, int[] prompt, int[] tokens, int at, TextWriter output)
+    {
+        model.Truncate(0, prompt.Length - 1);
+        model.SuspendCudaGraphs = true;
+        int root = prompt[^1];
+        for (int i = 0; i < at; i++)
+        {
+            _ = model.VerifyGreedy([new TreeInput(0, root, DraftTree.Empty)]);
+            root = tokens[i];
+        }
+        model.SuspendCudaGraphs = false;
+        using var scope = torch.NewDisposeScope();
+        Tensor script = model.FixedDecodeLogits(0, root, DecodeAttention.Default).view(-1).to(ScalarType.Float32);
+        Tensor kernels = model.KernelDecodeLogits(0, root).to(ScalarType.Float32);
+        string Top(Tensor logits)
+        {
+            (Tensor values, Tensor indices) = logits.topk(2);
+            float a = values[0].item<float>(), b = values[1].item<float>();
+            return string.Create(CultureInfo.InvariantCulture, $"{indices[0].item<long>()} ({a:G6}), {indices[1].item<long>()} ({b:G6}), margin {a - b:G3}");
+        }
+        output.WriteLine($"at token {at}: usual path's top two {Top(script)}; kernels' top two {Top(kernels)}");
+    }
+
+    /// <summary>The kernel step's logits against the script's (the usual path's computation) for the prompt's last token,
+    /// twice each: relative error, largest difference, both argmaxes and whether the kernels gave the same bits twice.</summary>
+    private static void CompareLogits(TargetModel model, int[] prompt, TextWriter output)
+    {
+        using var scope = torch.NewDisposeScope();
+        Tensor script = model.FixedDecodeLogits(0, prompt[^1], DecodeAttention.Default).view(-1).to(ScalarType.Float32);
+        Tensor kernels = model.KernelDecodeLogits(0, prompt[^1]).to(ScalarType.Float32);
+        Tensor again = model.KernelDecodeLogits(0, prompt[^1]).to(ScalarType.Float32);
+        double relative = ((kernels - script).norm() / script.norm()).item<float>();
+        double largest = (kernels - script).abs().max().item<float>();
+        long a = script.argmax().item<long>(), b = kernels.argmax().item<long>();
+        bool repeatable = kernels.eq(again).all().item<bool>();
+        DecodeKernels.Module module = DecodeKernels.Get();
+        output.WriteLine($"kernels from {module.Source}, dependent launch {(module.DependentLaunch ? "on" : "off")}, o-projection prefetch {(DecodeKernels.PrefetchOutputProjection ? "on" : "off")}, {module.Multiprocessors} multiprocessors");
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"kernel logits vs script: relative error {relative:E2}, largest difference {largest:E2}, argmax {b} vs {a} ({(a == b ? "same" : "DIFFERENT")}), " +
+            $"kernels bitwise repeatable: {repeatable}"));
+    }
 
     private static DecodeGraphsRun Steps(TargetModel model, int capacity, int[] prompt, int count, double floorMs, int round)
     {

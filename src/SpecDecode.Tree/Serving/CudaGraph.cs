@@ -141,6 +141,14 @@ internal sealed class CudaGraph : IDisposable
 
     /// <summary>Re-runs the captured kernels on the current stream (asynchronously: no host synchronisation).</summary>
     /// <exception cref="ObjectDisposedException">The graph was disposed.</exception>
+    /// <summary>libtorch's current CUDA stream on the current device (the capturing stream inside <see cref="Capture"/>);
+    /// for kernels launched outside libtorch (<see cref="DecodeKernels"/>). Throws when CUDA graphs are unavailable.</summary>
+    internal static CudaStream CurrentStream()
+    {
+        Api api = Resolved.Value.Api ?? throw new CudaGraphUnavailableException(Resolved.Value.Reason);
+        return api.GetCurrentStream(CurrentDevice);
+    }
+
     public void Replay()
     {
         ObjectDisposedException.ThrowIf(_object == IntPtr.Zero, this);

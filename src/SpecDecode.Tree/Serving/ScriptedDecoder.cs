@@ -186,4 +186,8 @@ internal enum DecodeAttention
     /// <summary>No attention at all (the output is q itself; the keys and values are still written): only to measure
     /// attention's share of a step. Gives different tokens.</summary>
     Skipped,
+
+    /// <summary>Not the script: the whole step through <see cref="DecodeKernels"/> (<see cref="KernelDecodeStep"/>), bf16
+    /// models on CUDA only.</summary>
+    Kernels,
 }

@@ -59,6 +59,32 @@ public sealed partial class TargetModel
         _graphs is not null && !SuspendCudaGraphs && inputs.Count == 1 && inputs[0].Draft.Count == 0;
 
     /// <summary>One plain decoding step through the slot's graph for the current key bucket (captured on first use).</summary>
+    private KernelDecodeStep? _kernelStep;
+
+    /// <summary>The model's <see cref="KernelDecodeStep"/>, made on first use.</summary>
+    private KernelDecodeStep KernelStep()
+    {
+        if (DecodeKernels.Unsupported(Config, DType, Capacity) is { } reason)
+        {
+            throw new NotSupportedException("The decode-step kernels cannot run this model: " + reason + ".");
+        }
+        return _kernelStep ??= new KernelDecodeStep(Config, _weights, _cache.Data, _cos, _sin, Capacity);
+    }
+
+    /// <summary>The kernel step's logits [vocab] (bf16) for <paramref name="token"/> at the slot's length, run eagerly; writes the
+    /// token's key and value at the length like a step does and leaves the cached length alone. For tests and benchmarks
+    /// that compare it with <see cref="FixedDecodeLogits(int, int, DecodeAttention)"/>.</summary>
+    internal Tensor KernelDecodeLogits(int slot, int token)
+    {
+        int length = _cache.Length(CheckSlot(slot));
+        long keys = Math.Min(((long)length + 1 + _graphBucket - 1) / _graphBucket * _graphBucket, Capacity);
+        KernelDecodeStep step = KernelStep();
+        using var state = tensor(new long[] { token, length }, device: Device);
+        step.Enqueue(slot, keys, state);
+        cuda.synchronize();
+        return step.Logits.clone();
+    }
+
     private VerifiedStep[] GraphedStep(TreeInput input)
     {
         int slot = input.Slot, length = _cache.Length(slot);
@@ -136,10 +162,18 @@ public sealed partial class TargetModel
             {
                 _input.copy_(tensor(new long[] { token, length }));
             }
+            bool kernels = attention == DecodeAttention.Kernels;
             if (!_graphs.TryGetValue((slot, keys, attention), out var entry))
             {
                 Tensor output = zeros(1, int64, model.Device);
-                CudaGraph? graph = capture ? CudaGraph.Capture(() => model.FixedDecodeStep(slot, keys, attention, _input, output)) : null;
+                if (kernels)
+                {
+                    _ = model.KernelStep(); // its buffers are allocated before, not during, the capture
+                }
+                Action work = kernels
+                    ? () => model.KernelStep().Enqueue(slot, keys, _input)
+                    : () => model.FixedDecodeStep(slot, keys, attention, _input, output);
+                CudaGraph? graph = capture ? CudaGraph.Capture(work) : null;
                 entry = (graph, output);
                 _graphs.Add((slot, keys, attention), entry);
             }
@@ -147,13 +181,18 @@ public sealed partial class TargetModel
             {
                 g.Replay();
             }
+            else if (kernels)
+            {
+                model.KernelStep().Enqueue(slot, keys, _input);
+            }
             else
             {
                 model.FixedDecodeStep(slot, keys, attention, _input, entry.Output);
             }
             using (var scope = NewDisposeScope())
             {
-                return entry.Output.cpu().data<long>()[0]; // the step's one synchronisation
+                // the step's one synchronisation
+                return kernels ? KernelDecodeStep.Unpack(model.KernelStep().Packed.cpu().data<long>()[0]) : entry.Output.cpu().data<long>()[0];
             }
         }
 

@@ -385,6 +385,7 @@ public sealed partial class TargetModel : IDisposable
         }
         _disposed = true;
         _graphs?.Dispose();
+        _kernelStep?.Dispose();
         _cache.Dispose();
         _cos.Dispose();
         _sin.Dispose();
