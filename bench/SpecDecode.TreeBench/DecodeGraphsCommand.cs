@@ -215,7 +215,7 @@ internal static class DecodeGraphsCommand
         long a = script.argmax().item<long>(), b = kernels.argmax().item<long>();
         bool repeatable = kernels.eq(again).all().item<bool>();
         DecodeKernels.Module module = DecodeKernels.Get();
-        output.WriteLine($"kernels from {module.Source}, dependent launch {(module.DependentLaunch ? "on" : "off")}, o-projection prefetch {(DecodeKernels.PrefetchOutputProjection ? "on" : "off")}, {module.Multiprocessors} multiprocessors");
+        output.WriteLine($"kernels from {module.Source}, dependent launch {(module.DependentLaunch ? "on" : "off")}, {module.Multiprocessors} multiprocessors");
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"kernel logits vs script: relative error {relative:E2}, largest difference {largest:E2}, argmax {b} vs {a} ({(a == b ? "same" : "DIFFERENT")}), " +
             $"kernels bitwise repeatable: {repeatable}"));

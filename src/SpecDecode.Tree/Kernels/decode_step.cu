@@ -17,7 +17,8 @@ typedef __nv_bfloat16 bf16;
 
 #define WARP 32
 #define NORM_THREADS 512
-#define ATTN_THREADS 256
+#define ATTN_THREADS 512   // four threads per key in the score pass
+#define ATTN_CHUNK 128     // keys per attention block
 #define MAX_GROUPS 8       // query heads per key/value head
 
 __device__ __forceinline__ float round_bf16(float v) { return __bfloat162float(__float2bfloat16_rn(v)); }
@@ -173,15 +174,20 @@ __device__ __forceinline__ uint4 load_x(const uint4* x4, const uint4* sx, int v)
     return XM == 0 ? __ldcg(x4 + v) : XM == 1 ? sx[v] : __ldg(x4 + v);
 }
 
-template <int MODE, int U = (MODE == 0 || MODE == 3 ? 8 : 4), int XM = 0>
+template <int MODE, int U = (MODE == 0 || MODE == 3 ? 8 : 4), int XM = 0, int SK = 1>
 __device__ void gemv(const GemvParams& p)
 {
+    static_assert(SK == 1 || MODE == 0, "split rows: plain rows only");
     extern __shared__ uint4 staged_x[];
-    int lane = threadIdx.x & (WARP - 1);
-    int item = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP;
+    __shared__ float split_sums[SK > 1 ? 32 : 1];
+    int lane = threadIdx.x & (WARP - 1), warp = threadIdx.x / WARP;
+    // SK warps share a row, each a contiguous 1/SK of it (k / 8 divisible by SK); their sums meet in shared memory
+    int part = warp % SK;
+    int item = blockIdx.x * (blockDim.x / WARP / SK) + warp / SK;
     bool active = item < p.items;
     int64_t k = p.k;
-    int n = p.k / 8;
+    int n = p.k / 8 / SK;                       // 16-byte vectors of this warp's part of a row
+    int offset = part * n;
     const bf16* ra = nullptr;
     const bf16* rb = nullptr;
     // mode 1 bookkeeping
@@ -190,7 +196,7 @@ __device__ void gemv(const GemvParams& p)
     {
         if (MODE == 0 || MODE == 3)
         {
-            ra = p.w0 + item * k;
+            ra = p.w0 + item * k + (int64_t)offset * 8;
         }
         else if (MODE == 2)
         {
@@ -213,7 +219,7 @@ __device__ void gemv(const GemvParams& p)
     const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
     const uint4* a4 = reinterpret_cast<const uint4*>(ra);
     const uint4* b4 = reinterpret_cast<const uint4*>(rb);
-    const uint4* x4 = reinterpret_cast<const uint4*>(p.x);
+    const uint4* x4 = reinterpret_cast<const uint4*>(p.x) + offset;
     uint4 wa[U], wb[U], xv[U];
     if (active)
     {
@@ -229,7 +235,7 @@ __device__ void gemv(const GemvParams& p)
     grid_trigger();
     if (XM == 1)
     {
-        for (int v = threadIdx.x; v < n; v += blockDim.x) staged_x[v] = __ldcg(x4 + v);
+        for (int v = threadIdx.x; v < n * SK; v += blockDim.x) staged_x[v] = __ldcg(x4 - offset + v);
         __syncthreads();
     }
     float acc_a = 0.f, acc_b = 0.f;
@@ -240,7 +246,7 @@ __device__ void gemv(const GemvParams& p)
         for (int j = 0; j < U; j++)
         {
             sa[j] = sb[j] = 0.f;
-            xv[j] = lane + j * WARP < n ? load_x<XM>(x4, staged_x, lane + j * WARP) : zero;
+            xv[j] = lane + j * WARP < n ? load_x<XM>(x4, staged_x + offset, lane + j * WARP) : zero;
         }
         for (int base = 0;;)
         {
@@ -260,7 +266,7 @@ __device__ void gemv(const GemvParams& p)
                 for (int j = 0; j < U; j++) wb[j] = base + lane + j * WARP < n ? __ldcs(b4 + base + lane + j * WARP) : zero;
             }
 #pragma unroll
-            for (int j = 0; j < U; j++) xv[j] = base + lane + j * WARP < n ? load_x<XM>(x4, staged_x, base + lane + j * WARP) : zero;
+            for (int j = 0; j < U; j++) xv[j] = base + lane + j * WARP < n ? load_x<XM>(x4, staged_x + offset, base + lane + j * WARP) : zero;
         }
 #pragma unroll
         for (int j = 0; j < U; j++)
@@ -270,6 +276,17 @@ __device__ void gemv(const GemvParams& p)
         }
         acc_a = warp_sum(acc_a);
         acc_b = warp_sum(acc_b);
+    }
+    if (SK > 1)
+    {
+        if (lane == 0) split_sums[warp] = acc_a;
+        __syncthreads();
+        if (part == 0)
+        {
+            acc_a = 0.f;
+            for (int q = 0; q < SK; q++) acc_a += split_sums[warp + q];
+        }
+        active = active && part == 0;
     }
     float out_value = -INFINITY;   // mode 3: the logit
     if (active)
@@ -367,11 +384,13 @@ __device__ void gemv(const GemvParams& p)
     }
 }
 
-// The launch shapes the host uses (threads per block; dynamic shared memory k * 2 bytes where x is staged), chosen with
-// bench/kernels/gemv_bench.cu on an H100: staging x in shared memory helps the one-row kernels, and the small o
-// projection does best with many short batches in big blocks.
-extern "C" __global__ void __launch_bounds__(256) gemv_rows(GemvParams p) { gemv<0, 8, 1>(p); }
-extern "C" __global__ void __launch_bounds__(512) gemv_rows_wide(GemvParams p) { gemv<0, 4, 1>(p); }
+// The launch shapes the host uses (threads per block; dynamic shared memory k * 2 bytes where x is staged; two warps per
+// row in the plain-row kernels), chosen on an H100 with bench/kernels/gemv_bench.cu and whole decode steps
+// (bench/RESULTS.md): staging x in shared memory helps the one-row kernels, the small o projection does best with many
+// short batches in big blocks, and two warps per row (each half of it) keep more loads in flight in those one-wave
+// kernels.
+extern "C" __global__ void __launch_bounds__(256) gemv_rows(GemvParams p) { gemv<0, 8, 1, 2>(p); }
+extern "C" __global__ void __launch_bounds__(512) gemv_rows_wide(GemvParams p) { gemv<0, 4, 1, 2>(p); }
 extern "C" __global__ void __launch_bounds__(128) gemv_qkv_rotary(GemvParams p) { gemv<1, 4, 0>(p); }
 extern "C" __global__ void __launch_bounds__(128) gemv_gate_up(GemvParams p) { gemv<2, 8, 0>(p); }
 extern "C" __global__ void __launch_bounds__(256) gemv_head_argmax(GemvParams p) { gemv<3, 8, 1>(p); }
@@ -387,8 +406,6 @@ struct AttentionParams
     float* partial_ml;        // [splits, heads, 2]: the split's max score and sum of exponentials
     unsigned int* counters;   // [kv heads], zero between launches
     bf16* out;                // [heads, head_dim]
-    const char* prefetch;     // weights the next kernel reads, for the blocks to ask L2 for (null: none)
-    int64_t prefetch_bytes;   // a multiple of 16
     int heads;
     int kv_heads;
     int head_dim;
@@ -404,52 +421,27 @@ template <> struct Lanes<8> { typedef uint4 T; __device__ static void unpack(T v
     f[0] = lo_bf16(v.x); f[1] = hi_bf16(v.x); f[2] = lo_bf16(v.y); f[3] = hi_bf16(v.y);
     f[4] = lo_bf16(v.z); f[5] = hi_bf16(v.z); f[6] = lo_bf16(v.w); f[7] = hi_bf16(v.w); } };
 
-__device__ __forceinline__ void prefetch_l2(const void* p, int bytes)
-{
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" :: "l"(p), "r"(bytes) : "memory");
-#endif
-}
 
-// cp.async (sm_80+): 16 bytes global -> shared without registers, completed by cp_async_wait_all()
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem)
-{
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    unsigned int s = (unsigned int)__cvta_generic_to_shared(smem);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(s), "l"(gmem) : "memory");
-#else
-    *reinterpret_cast<uint4*>(smem) = *reinterpret_cast<const uint4*>(gmem);
-#endif
-}
-
-__device__ __forceinline__ void cp_async_wait_all()
-{
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile("cp.async.wait_all;" ::: "memory");
-#endif
-}
-
-// Decode attention of one token over the cache, split over keys: block (split, kv head) takes 8192 / HD keys (a 16 KB
-// key tile and a 16 KB value tile, copied to shared memory by cp.async before grid_wait(), all but the newest key, which
-// is the previous kernel's) for the kv head's query heads, and leaves unnormalised partials; the last block of a kv head
-// merges them. Scores: 2 to 8 threads per key, 32 dimensions each; softmax: one warp per query head; values: thread
-// t takes dimension t % HD for a run of keys. Everything is float32; the output is rounded to bf16 once.
+// Decode attention of one token over the cache, split over keys: block (split, kv head) takes ATTN_CHUNK keys for the
+// kv head's query heads and leaves unnormalised partials; the last block of a kv head merges them. Scores: four threads
+// per key, a quarter of the head each (their key slice loaded before grid_wait: only the newest key is the previous
+// kernel's). Softmax: one warp per query head. Values: thread t takes dimension t % HD for a run of keys, its values
+// also loaded before grid_wait. Everything is float32; the output is rounded to bf16 once. Cache rows are read through
+// L2 (ld.global.cg): a rolled-back cache rewrites positions that an SM's L1 may still hold.
 template <int HD>
 __device__ void attention(const AttentionParams& p)
 {
-    constexpr int CHUNK = 8192 / HD;                          // keys per block
-    constexpr int TPK = ATTN_THREADS / CHUNK;                 // threads per key in the score pass (2, 4 or 8)
-    constexpr int QD = HD / TPK;                              // dimensions per thread in the score pass (32)
+    constexpr int QD = HD / 4;                                // dimensions per thread in the score pass
+    constexpr int QV = QD / 8;                                // 16-byte vectors per thread in the score pass
     constexpr int QPAD = QD + 4;                              // q rows padded against bank conflicts
-    constexpr int RUNS = ATTN_THREADS / HD;                   // value pass: runs of keys
-    constexpr int RUN = CHUNK / RUNS;                         // keys per run
+    constexpr int KEY_GROUPS = ATTN_THREADS / HD;             // value pass: runs of keys
+    constexpr int RUN = ATTN_CHUNK / KEY_GROUPS;              // keys per run
     constexpr int WARPS = ATTN_THREADS / WARP;
-    constexpr int ROW16 = HD / 8;                             // 16-byte pieces per cache row
-    static_assert(TPK >= 2 && TPK <= 8 && QD % 8 == 0, "2 to 8 threads per key");
-    static_assert(RUNS * MAX_GROUPS * HD <= 2 * CHUNK * HD / 2, "value sums fit the tiles");
-    __shared__ __align__(16) bf16 tiles[2][CHUNK][HD];        // keys, values; later the value sums and merge weights
-    __shared__ float q[MAX_GROUPS][TPK][QPAD];
-    __shared__ float e[MAX_GROUPS][CHUNK];
+    constexpr int SQ = MAX_GROUPS * 4 * QPAD, SA = KEY_GROUPS * MAX_GROUPS * HD, SW = MAX_GROUPS * MAX_SPLITS;
+    constexpr int SCRATCH = SQ > SA ? (SQ > SW ? SQ : SW) : (SA > SW ? SA : SW);
+    
+    __shared__ float scratch[SCRATCH];    // q (scores), then the runs' value sums, then the merge weights
+    __shared__ float e[MAX_GROUPS][ATTN_CHUNK];
     __shared__ float total[MAX_GROUPS];
     __shared__ bool last;
     int split = blockIdx.x, kvh = blockIdx.y, groups = p.heads / p.kv_heads;
@@ -458,58 +450,57 @@ __device__ void attention(const AttentionParams& p)
     const bf16* vc = p.v_cache + kvh * p.head_stride;
     int64_t pos = p.state[1];             // written by the host before the graph, not by a kernel
     int n = (int)pos + 1;
-    int start = split * CHUNK;
-    int count = min(CHUNK, n - start);
-    if (p.prefetch != nullptr && tid == 0)
+    int start = split * ATTN_CHUNK;
+    int count = min(ATTN_CHUNK, n - start);
+    int key_local = tid / 4, quarter = tid % 4;
+    int64_t key = start + key_local;
+    bool has_key = key_local < count;
+    const uint4* kr = reinterpret_cast<const uint4*>(kc + key * HD + quarter * QD);
+    uint4 kq[QV];
+    if (has_key && key != pos)
     {
-        // this block's share of the next kernel's weights (the o projection), while attention leaves memory idle
-        int64_t blocks = (int64_t)gridDim.x * gridDim.y, b = (int64_t)blockIdx.y * gridDim.x + blockIdx.x;
-        int64_t share = (p.prefetch_bytes / blocks + 15) / 16 * 16, from = b * share;
-        for (int64_t at = from; at < min(from + share, p.prefetch_bytes); at += 65536)
-            prefetch_l2(p.prefetch + at, (int)min((int64_t)65536, min(from + share, p.prefetch_bytes) - at));
+#pragma unroll
+        for (int j = 0; j < QV; j++) kq[j] = __ldcg(kr + j);
     }
-    for (int i = tid; i < 2 * CHUNK * ROW16; i += ATTN_THREADS)
-    {
-        int kv = i / (CHUNK * ROW16), row = (i / ROW16) % CHUNK, piece = i % ROW16;
-        if (row < count && start + row != pos)
-            cp_async16(&tiles[kv][row][piece * 8], (kv == 0 ? kc : vc) + (int64_t)(start + row) * HD + piece * 8);
-    }
+    int d = tid % HD, run = (tid / HD) * RUN;
+    bf16 vv[RUN];
+#pragma unroll
+    for (int j = 0; j < RUN; j++)
+        if (run + j < count && start + run + j != pos) vv[j] = __ldcg(vc + (int64_t)(start + run + j) * HD + d);
     grid_wait();
     grid_trigger();
     float* ml = p.partial_ml + ((int64_t)split * p.heads + kvh * groups) * 2;
     if (count > 0)
     {
-        if (pos >= start && pos < start + count)
+        if (has_key && key == pos)
         {
-            for (int i = tid; i < 2 * ROW16; i += ATTN_THREADS)
-                cp_async16(&tiles[i / ROW16][pos - start][(i % ROW16) * 8], (i < ROW16 ? kc : vc) + pos * HD + (i % ROW16) * 8);
+#pragma unroll
+            for (int j = 0; j < QV; j++) kq[j] = __ldcg(kr + j);
         }
         for (int i = tid; i < groups * HD; i += ATTN_THREADS)
         {
             int g = i / HD, dd = i % HD;
-            q[g][dd / QD][dd % QD] = __bfloat162float(__ldcg(p.q + (kvh * groups + g) * HD + dd));
+            scratch[(g * 4 + dd / QD) * QPAD + dd % QD] = __bfloat162float(__ldcg(p.q + (kvh * groups + g) * HD + dd));
         }
-        cp_async_wait_all();
         __syncthreads();
-        int key = tid / TPK, quarter = tid % TPK;
         float sc[MAX_GROUPS];
 #pragma unroll
         for (int g = 0; g < MAX_GROUPS; g++) sc[g] = 0.f;
-        if (key < count)
+        if (has_key)
         {
-            const uint4* kr = reinterpret_cast<const uint4*>(&tiles[0][key][quarter * QD]);
 #pragma unroll
-            for (int j = 0; j < QD / 8; j++)
+            for (int j = 0; j < QV; j++)
             {
                 float kf[8];
-                Lanes<8>::unpack(kr[j], kf);
+                Lanes<8>::unpack(kq[j], kf);
 #pragma unroll
                 for (int g = 0; g < MAX_GROUPS; g++)
                 {
                     if (g < groups)
                     {
+                        const float* qr = scratch + (g * 4 + quarter) * QPAD + j * 8;
 #pragma unroll
-                        for (int t = 0; t < 8; t++) sc[g] = fmaf(q[g][quarter][j * 8 + t], kf[t], sc[g]);
+                        for (int t = 0; t < 8; t++) sc[g] = fmaf(qr[t], kf[t], sc[g]);
                     }
                 }
             }
@@ -517,27 +508,34 @@ __device__ void attention(const AttentionParams& p)
 #pragma unroll
         for (int g = 0; g < MAX_GROUPS; g++)
         {
-#pragma unroll
-            for (int o = 1; o < TPK; o <<= 1) sc[g] += __shfl_xor_sync(0xffffffffu, sc[g], o);
+            sc[g] += __shfl_xor_sync(0xffffffffu, sc[g], 1);
+            sc[g] += __shfl_xor_sync(0xffffffffu, sc[g], 2);
         }
         if (quarter == 0)
         {
 #pragma unroll
             for (int g = 0; g < MAX_GROUPS; g++)
-                if (g < groups) e[g][key] = key < count ? sc[g] * p.scale : -INFINITY;
+                if (g < groups) e[g][key_local] = has_key ? sc[g] * p.scale : -INFINITY;
         }
         __syncthreads();
-        for (int g = warp; g < groups; g += WARPS)
+        if (warp < groups)
         {
+            int g = warp;
+            float v[ATTN_CHUNK / WARP];
             float m = -INFINITY;
-            for (int j = lane; j < CHUNK; j += WARP) m = fmaxf(m, e[g][j]);
+#pragma unroll
+            for (int j = 0; j < ATTN_CHUNK / WARP; j++)
+            {
+                v[j] = e[g][lane + j * WARP];
+                m = fmaxf(m, v[j]);
+            }
             m = warp_max(m);
             float l = 0.f;
-            for (int j = lane; j < CHUNK; j += WARP)
+#pragma unroll
+            for (int j = 0; j < ATTN_CHUNK / WARP; j++)
             {
-                float v = e[g][j];
-                float x = v == -INFINITY ? 0.f : expf(v - m);
-                e[g][j] = x;
+                float x = v[j] == -INFINITY ? 0.f : expf(v[j] - m);
+                e[g][lane + j * WARP] = x;
                 l += x;
             }
             l = warp_sum(l);
@@ -548,23 +546,22 @@ __device__ void attention(const AttentionParams& p)
             }
         }
         __syncthreads();
-        int d = tid % HD, run = (tid / HD) * RUN;
         float acc[MAX_GROUPS];
 #pragma unroll
         for (int g = 0; g < MAX_GROUPS; g++) acc[g] = 0.f;
-#pragma unroll 8
+#pragma unroll
         for (int j = 0; j < RUN; j++)
         {
             if (run + j < count)
             {
-                float v = __bfloat162float(tiles[1][run + j][d]);
+                if (start + run + j == pos) vv[j] = __ldcg(vc + (int64_t)pos * HD + d);
+                float v = __bfloat162float(vv[j]);
 #pragma unroll
                 for (int g = 0; g < MAX_GROUPS; g++)
                     if (g < groups) acc[g] = fmaf(e[g][run + j], v, acc[g]);
             }
         }
-        __syncthreads();   // the tiles are free: the runs' sums go there
-        float* acc_s = reinterpret_cast<float*>(&tiles[0][0][0]);
+        float* acc_s = scratch;   // [run group][query head][dimension]
 #pragma unroll
         for (int g = 0; g < MAX_GROUPS; g++)
             if (g < groups) acc_s[((tid / HD) * MAX_GROUPS + g) * HD + d] = acc[g];
@@ -574,18 +571,14 @@ __device__ void attention(const AttentionParams& p)
             int g = i / HD, dd = i % HD;
             float o = 0.f;
 #pragma unroll
-            for (int r = 0; r < RUNS; r++) o += acc_s[(r * MAX_GROUPS + g) * HD + dd];
+            for (int r = 0; r < KEY_GROUPS; r++) o += acc_s[(r * MAX_GROUPS + g) * HD + dd];
             p.partial_o[((int64_t)split * p.heads + kvh * groups + g) * HD + dd] = o;
         }
     }
-    else
+    else if (tid < groups)
     {
-        cp_async_wait_all();
-        if (tid < groups)
-        {
-            ml[tid * 2] = -INFINITY;
-            ml[tid * 2 + 1] = 0.f;
-        }
+        ml[tid * 2] = -INFINITY;
+        ml[tid * 2 + 1] = 0.f;
     }
     __syncthreads();
     if (tid == 0)
@@ -598,7 +591,7 @@ __device__ void attention(const AttentionParams& p)
     __threadfence();
     // merge: warp g takes query head g: the largest max, each split's weight exp(m_s - M) and the total
     int splits = gridDim.x;
-    float (*weight)[MAX_SPLITS] = reinterpret_cast<float (*)[MAX_SPLITS]>(&tiles[0][0][0]);
+    float (*weight)[MAX_SPLITS] = reinterpret_cast<float (*)[MAX_SPLITS]>(scratch);
     for (int g = warp; g < groups; g += WARPS)
     {
         const float* mlh = p.partial_ml + (kvh * groups + g) * 2;
@@ -636,4 +629,3 @@ __device__ void attention(const AttentionParams& p)
 
 extern "C" __global__ void __launch_bounds__(ATTN_THREADS) attention_decode_64(AttentionParams p) { attention<64>(p); }
 extern "C" __global__ void __launch_bounds__(ATTN_THREADS) attention_decode_128(AttentionParams p) { attention<128>(p); }
-extern "C" __global__ void __launch_bounds__(ATTN_THREADS) attention_decode_256(AttentionParams p) { attention<256>(p); }

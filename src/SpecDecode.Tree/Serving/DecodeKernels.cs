@@ -25,10 +25,10 @@ internal static class DecodeKernels
     public const string DependentLaunchVariable = "SPECDECODE_KERNELS_PDL";
 
     public const int NormThreads = 512;
-    public const int AttentionThreads = 256;
+    public const int AttentionThreads = 512;
 
-    /// <summary>Keys per attention block for a head size (CHUNK: a 16 KB tile of keys).</summary>
-    public static int AttentionChunk(int headDim) => 8192 / headDim;
+    /// <summary>Keys per attention block (ATTN_CHUNK).</summary>
+    public const int AttentionChunk = 128;
 
     public const int MaxGroups = 8;
 
@@ -38,12 +38,6 @@ internal static class DecodeKernels
     /// <summary>The most dynamic shared memory a matrix-vector block stages its input vector in (inputs up to half this
     /// many elements).</summary>
     public const int MaxStagedBytes = 96 << 10;
-
-    /// <summary>Set to 0 to stop the attention kernel asking L2 for the o projection's weights (to measure what it gains).</summary>
-    public const string PrefetchVariable = "SPECDECODE_KERNELS_PREFETCH";
-
-    /// <summary>Whether the attention kernel prefetches the o projection into L2 (<see cref="PrefetchVariable"/>).</summary>
-    public static readonly bool PrefetchOutputProjection = Environment.GetEnvironmentVariable(PrefetchVariable) != "0";
 
     private const string Driver = "libcuda.so.1";
     private const string StreamSymbol = "_ZNK3c104cuda10CUDAStream6streamEv";
@@ -60,9 +54,9 @@ internal static class DecodeKernels
     /// <summary>Why a model cannot run through the kernels, or null when it can.</summary>
     public static string? Unsupported(ModelConfig c, ScalarType dtype, int capacity)
     {
-        if (c.HeadDim is 64 or 128 or 256 && (capacity + AttentionChunk(c.HeadDim)) / AttentionChunk(c.HeadDim) > MaxSplits)
+        if ((capacity + AttentionChunk) / AttentionChunk > MaxSplits)
         {
-            return $"their attention covers at most {MaxSplits * AttentionChunk(c.HeadDim) - 1} cached tokens and the cache holds {capacity}";
+            return $"their attention covers at most {MaxSplits * AttentionChunk - 1} cached tokens and the cache holds {capacity}";
         }
         if (dtype != ScalarType.BFloat16)
         {
@@ -72,13 +66,13 @@ internal static class DecodeKernels
         {
             return "the model has q/k norms or output or MLP biases, which they do not implement";
         }
-        if (c.HeadDim is not (64 or 128 or 256))
+        if (c.HeadDim is not (64 or 128))
         {
-            return $"they are built for head sizes 64, 128 and 256, and the model's is {c.HeadDim}";
+            return $"they are built for head sizes 64 and 128, and the model's is {c.HeadDim}";
         }
-        if (c.HiddenSize % 8 != 0 || c.IntermediateSize % 8 != 0)
+        if (c.HiddenSize % 16 != 0 || c.IntermediateSize % 16 != 0)
         {
-            return "they need the hidden size and the MLP size to be multiples of 8";
+            return "they need the hidden size and the MLP size to be multiples of 16";
         }
         if (2L * Math.Max(c.IntermediateSize, Math.Max(c.HiddenSize, c.HeadCount * c.HeadDim)) > MaxStagedBytes)
         {
@@ -225,10 +219,10 @@ internal static class DecodeKernels
             _stream = (StreamFn)stream;
             Multiprocessors = multiprocessors;
             Source = source;
-            foreach (string name in new[] { "embed_norm", "gemv_rows", "gemv_rows_wide", "gemv_qkv_rotary", "gemv_gate_up", "gemv_head_argmax", "attention_decode_64", "attention_decode_128", "attention_decode_256" })
+            foreach (string name in new[] { "embed_norm", "gemv_rows", "gemv_rows_wide", "gemv_qkv_rotary", "gemv_gate_up", "gemv_head_argmax", "attention_decode_64", "attention_decode_128" })
             {
                 Check(api, api.ModuleGetFunction(out IntPtr f, module, name), "cuModuleGetFunction(" + name + ")");
-                if (name is "gemv_rows" or "gemv_rows_wide" or "gemv_head_argmax")
+                if (name.StartsWith("gemv_rows", StringComparison.Ordinal) || name == "gemv_head_argmax")
                 {
                     // these stage x in dynamic shared memory: allow more than the default 48 KB
                     Check(api, api.FuncSetAttribute(f, 8 /* CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES */, MaxStagedBytes),
@@ -410,8 +404,6 @@ internal struct AttentionParams
     public IntPtr PartialMl;
     public IntPtr Counters;
     public IntPtr Out;
-    public IntPtr Prefetch;
-    public long PrefetchBytes;
     public int Heads;
     public int KvHeads;
     public int HeadDim;

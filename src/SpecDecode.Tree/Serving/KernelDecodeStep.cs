@@ -33,8 +33,7 @@ internal sealed class KernelDecodeStep : IDisposable
         _q = zeros(c.HeadCount * c.HeadDim, ScalarType.BFloat16, device);
         _attention = zeros(c.HeadCount * c.HeadDim, ScalarType.BFloat16, device);
         _act = zeros(c.IntermediateSize, ScalarType.BFloat16, device);
-        int chunk = DecodeKernels.AttentionChunk(c.HeadDim);
-        _maxSplits = (capacity + chunk) / chunk;
+        _maxSplits = (capacity + DecodeKernels.AttentionChunk) / DecodeKernels.AttentionChunk;
         _partialO = zeros((long)_maxSplits * c.HeadCount * c.HeadDim, ScalarType.Float32, device);
         _partialMl = zeros((long)_maxSplits * c.HeadCount * 2, ScalarType.Float32, device);
         _counters = zeros(c.KeyValueHeadCount, ScalarType.Int32, device);
@@ -68,8 +67,7 @@ internal sealed class KernelDecodeStep : IDisposable
     {
         ModelConfig c = _config;
         long[] stride = _cache.stride(); // [layer, k/v, slot, kv head, position, dim]
-        int chunk = DecodeKernels.AttentionChunk(c.HeadDim);
-        int splits = (int)Math.Min((keys + chunk - 1) / chunk, _maxSplits);
+        int splits = (int)Math.Min((keys + DecodeKernels.AttentionChunk - 1) / DecodeKernels.AttentionChunk, _maxSplits);
         IntPtr cacheBase = DecodeKernels.DataPointer(_cache);
         IntPtr statePtr = DecodeKernels.DataPointer(state);
         float eps = (float)c.RmsNormEps;
@@ -100,10 +98,9 @@ internal sealed class KernelDecodeStep : IDisposable
                 Q = P(_q), KCache = kCache, VCache = vCache, HeadStride = stride[3], State = statePtr,
                 PartialO = P(_partialO), PartialMl = P(_partialMl), Counters = P(_counters), Out = P(_attention),
                 Heads = c.HeadCount, KvHeads = c.KeyValueHeadCount, HeadDim = c.HeadDim, Scale = (float)(1.0 / Math.Sqrt(c.HeadDim)),
-                Prefetch = DecodeKernels.PrefetchOutputProjection ? P(a.OProj.Weight) : IntPtr.Zero,
-                PrefetchBytes = (long)c.HiddenSize * c.HeadCount * c.HeadDim * 2,
             });
-            _module.Launch("gemv_rows_wide", Blocks(c.HiddenSize, 512), 1, 512, new GemvParams
+            // plain rows: two warps per row (gemv_rows*: split in halves)
+            _module.Launch("gemv_rows_wide", Blocks(c.HiddenSize * 2, 512), 1, 512, new GemvParams
             {
                 X = P(_attention), K = c.HeadCount * c.HeadDim, Items = c.HiddenSize, W0 = P(a.OProj.Weight),
                 Y = hidden, Residual = hidden, NormWeight = P(layer.PostAttentionNorm.Weight), Normed = normed, Eps = eps, Counter = P(_rowCounter),
@@ -113,7 +110,7 @@ internal sealed class KernelDecodeStep : IDisposable
                 X = normed, K = c.HiddenSize, Items = c.IntermediateSize, W0 = P(layer.Mlp.GateProj.Weight), W1 = P(layer.Mlp.UpProj.Weight), Y = P(_act),
             });
             Tensor nextNorm = i + 1 < c.LayerCount ? _weights.Layers[i + 1].InputNorm.Weight : _weights.Norm.Weight;
-            _module.Launch("gemv_rows", Blocks(c.HiddenSize, 256), 1, 256, new GemvParams
+            _module.Launch("gemv_rows", Blocks(c.HiddenSize * 2, 256), 1, 256, new GemvParams
             {
                 X = P(_act), K = c.IntermediateSize, Items = c.HiddenSize, W0 = P(layer.Mlp.DownProj.Weight),
                 Y = hidden, Residual = hidden, NormWeight = P(nextNorm), Normed = normed, Eps = eps, Counter = P(_rowCounter),

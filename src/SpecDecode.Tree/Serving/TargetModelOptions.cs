@@ -53,9 +53,19 @@ public sealed class TargetModelOptions
     /// replayed with one launch; every other call takes the usual path. Needs a CUDA device, a CUDA libtorch with the graph
     /// exports, and the scripted layers: <see cref="TargetModel.Load"/> throws <see cref="NotSupportedException"/> otherwise
     /// (on the CPU too). Graphs are captured lazily, the first time a slot reaches a bucket, and kept until the model is
-    /// disposed (each holds a private memory pool of a few MB).
+    /// disposed (each holds a private memory pool of a few MB). For a bf16 Llama-family model (head size 64 or 128, no
+    /// q/k norms, no output or MLP biases) the graphed step is SpecDecode's own decode-step kernels
+    /// (<see cref="DecodeKernels"/>): 5 launches per layer at about 1.15x the memory-bandwidth floor on an H100, against
+    /// 2.3x for the captured libtorch step (bench/RESULTS.md); other models, and GPUs the kernels were not built for, get
+    /// the captured libtorch step.
     /// </summary>
     public bool CudaGraphs { get; init; }
+
+    /// <summary>
+    /// With <see cref="CudaGraphs"/>, run graphed plain steps through SpecDecode's decode-step kernels where the model and
+    /// the GPU allow it (default on). Off keeps the captured libtorch step, e.g. to compare the two.
+    /// </summary>
+    public bool DecodeKernels { get; init; } = true;
 
     /// <summary>Key count granularity of <see cref="CudaGraphs"/>: a graphed step attends over the cached length + 1
     /// rounded up to a multiple of this (at most the capacity). Lowered by tests to cross buckets on tiny models.</summary>
