@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Builds decode_step.fatbin from decode_step.cu: machine code for sm_80 (A100) and sm_90 (H100/H200), and PTX of sm_90
 # that the driver compiles for later GPUs. Needs CUDA's nvcc (12.x or 13.x); the .NET build only embeds the result, so
-# run this on a CUDA machine after changing the source and commit the fatbin with it.
-#   src/SpecDecode.Tree/Kernels/build.sh [output]       (default: beside this script)
+# run this on a CUDA machine after changing the source and commit the fatbin with it. It also writes the source's
+# SHA-256 to decode_step.cu.sha256, which a CPU test compares with the source: a changed source with an old fatbin
+# fails CI.
+#   src/SpecDecode.Tree/Kernels/build.sh [output folder]       (default: beside this script)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-out="${1:-$here/decode_step.fatbin}"
+out="${1:-$here}"
+mkdir -p "$out"
 nvcc -O3 -std=c++17 -fatbin --resource-usage \
   -gencode arch=compute_80,code=sm_80 \
   -gencode arch=compute_90,code=sm_90 \
   -gencode arch=compute_90,code=compute_90 \
-  -o "$out" "$here/decode_step.cu"
-echo "built $out ($(stat -c %s "$out") bytes) with $(nvcc --version | tail -1)"
+  -o "$out/decode_step.fatbin" "$here/decode_step.cu"
+(cd "$here" && sha256sum decode_step.cu) > "$out/decode_step.cu.sha256"
+echo "built $out/decode_step.fatbin ($(stat -c %s "$out/decode_step.fatbin") bytes) with $(nvcc --version | tail -1)"

@@ -39,6 +39,10 @@ internal static class DecodeKernels
     /// many elements).</summary>
     public const int MaxStagedBytes = 96 << 10;
 
+    /// <summary>The kernels the module must hold (decode_step.cu's extern "C" entry points).</summary>
+    internal static readonly string[] KernelNames =
+        ["embed_norm", "gemv_rows", "gemv_rows_wide", "gemv_qkv_rotary", "gemv_gate_up", "gemv_head_argmax", "attention_decode_64", "attention_decode_128"];
+
     private const string Driver = "libcuda.so.1";
     private const string StreamSymbol = "_ZNK3c104cuda10CUDAStream6streamEv";
 
@@ -219,7 +223,7 @@ internal static class DecodeKernels
             _stream = (StreamFn)stream;
             Multiprocessors = multiprocessors;
             Source = source;
-            foreach (string name in new[] { "embed_norm", "gemv_rows", "gemv_rows_wide", "gemv_qkv_rotary", "gemv_gate_up", "gemv_head_argmax", "attention_decode_64", "attention_decode_128" })
+            foreach (string name in KernelNames)
             {
                 Check(api, api.ModuleGetFunction(out IntPtr f, module, name), "cuModuleGetFunction(" + name + ")");
                 if (name.StartsWith("gemv_rows", StringComparison.Ordinal) || name == "gemv_head_argmax")

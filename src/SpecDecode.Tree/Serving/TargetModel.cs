@@ -47,7 +47,7 @@ public sealed partial class TargetModel : IDisposable
         _graphBucket = options.CudaGraphKeyBucket;
         _graphs = options.CudaGraphs ? new DecodeGraphs(this, options.CudaGraphKeyBucket, options.CudaGraphCapture) : null;
         // The graphed step: SpecDecode's kernels where they can run this model on this GPU, else the captured libtorch step.
-        GraphAttention = _graphs is not null && options.CudaGraphCapture && options.DecodeKernels
+        GraphAttention = _graphs is not null && options.DecodeKernels
             && SpecDecode.Tree.DecodeKernels.Unsupported(config, dtype, options.MaxContext) is null && SpecDecode.Tree.DecodeKernels.IsAvailable
             ? DecodeAttention.Kernels
             : DecodeAttention.Default;
