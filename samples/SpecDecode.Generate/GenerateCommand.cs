@@ -60,6 +60,7 @@ public static class GenerateCommand
         device.AcceptOnlyFromAmong("cpu", "cuda");
         var dtype = new Option<string?>("--dtype") { Description = "float32, float16 or bfloat16 (default: float32 on the CPU, the checkpoint's half type on CUDA)." };
         dtype.AcceptOnlyFromAmong(ModelLoading.DTypeNames);
+        var noCudaGraphs = new Option<bool>("--no-cuda-graphs") { Description = "On CUDA, run plain decoding steps without CUDA graphs and SpecDecode's decode-step kernels (they are on by default there)." };
         var maxContext = new Option<int>("--max-context") { Description = "Tokens of context the KV cache holds (prompt + output + one draft).", DefaultValueFactory = _ => 4096 };
         var stop = new Option<string[]>("--stop") { Description = "Stop at this string (repeatable).", Arity = ArgumentArity.ZeroOrMore, AllowMultipleArgumentsPerToken = false };
         var compare = new Option<bool>("--compare") { Description = "Run plain decoding and speculative decoding on the same prompt; print both times, the speedup and whether the outputs match." };
@@ -88,7 +89,7 @@ public static class GenerateCommand
         var root = new RootCommand("Generate text with speculative decoding (SpecDecode): streams the output, shows tokens/s and acceptance, and compares against plain decoding with --compare.")
         {
             prompt, promptFile, chat, model, draft, draftModel, maxNew, temperature, topK, topP, seed, budget, adaptive,
-            noAdaptive, device, dtype, maxContext, stop, compare,
+            noAdaptive, device, dtype, noCudaGraphs, maxContext, stop, compare,
         };
         root.Validators.Add(r =>
         {
@@ -127,6 +128,7 @@ public static class GenerateCommand
                     Adaptive = p.GetValue(adaptive) && !p.GetValue(noAdaptive),
                     Device = p.GetValue(device),
                     DType = p.GetValue(dtype),
+                    CudaGraphs = !p.GetValue(noCudaGraphs),
                     MaxContext = p.GetValue(maxContext),
                     Stop = p.GetValue(stop) ?? [],
                     Compare = p.GetValue(compare),

@@ -70,6 +70,10 @@ public sealed record GeneratorSettings
     /// <summary>"float32", "float16", "bfloat16" or null for the default.</summary>
     public string? DType { get; init; }
 
+    /// <summary>On CUDA, plain decoding steps as CUDA graphs, through the decode-step kernels where the model allows
+    /// (<see cref="SpecDecode.Tree.TargetModelOptions.CudaGraphs"/>); ignored on the CPU.</summary>
+    public bool CudaGraphs { get; init; } = true;
+
     /// <summary>KV-cache tokens (prompt + output + one draft).</summary>
     public int MaxContext { get; init; } = 4096;
 

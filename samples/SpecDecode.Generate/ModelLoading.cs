@@ -99,6 +99,20 @@ public static class ModelLoading
                 $"Pass --model <folder> with a checkpoint folder ({FolderHint}), e.g. --model ~/models/Qwen2.5-0.5B-Instruct.");
     }
 
+    /// <summary>The device a model loads on when none is named: libtorch's default, or the CPU when libtorch does not load
+    /// (loading then reports that itself).</summary>
+    private static Device DefaultDeviceOrCpu()
+    {
+        try
+        {
+            return TorchRuntime.DefaultDevice;
+        }
+        catch (InvalidOperationException)
+        {
+            return CPU;
+        }
+    }
+
     /// <summary>Resolves the device (checking that CUDA is there when asked for) and the dtype.</summary>
     /// <exception cref="GeneratorException">CUDA was asked for but is not available, or libtorch does not load.</exception>
     public static (Device? Device, ScalarType? DType) Placement(GeneratorSettings settings)
@@ -159,9 +173,23 @@ public static class ModelLoading
                 "instruct checkpoint.");
         }
         (Device? device, ScalarType? dtype) = Placement(settings);
-        var options = new TargetModelOptions { Device = device, DType = dtype, MaxBatch = 1, MaxContext = settings.MaxContext };
-        TargetModel model = WithStatus(console, $"Loading {Describe(folder)} ...", () => LoadModel(() => TargetModel.Load(folder, options), folder));
-        console.MarkupLine(Markup.Escape($"Loaded {folder}: {model.Config.LayerCount} layers, vocabulary {model.Config.VocabSize}, on {model.Device.type.ToString().ToLowerInvariant()} as {model.DType}."));
+        bool graphs = settings.CudaGraphs && (device ?? DefaultDeviceOrCpu()).type == TorchSharp.DeviceType.CUDA;
+        TargetModelOptions Options(bool cudaGraphs) =>
+            new() { Device = device, DType = dtype, MaxBatch = 1, MaxContext = settings.MaxContext, CudaGraphs = cudaGraphs };
+        TargetModel model;
+        try
+        {
+            model = WithStatus(console, $"Loading {Describe(folder)} ...",
+                () => LoadModel(() => TargetModel.Load(folder, Options(graphs)), folder));
+        }
+        catch (NotSupportedException e) when (graphs)
+        {
+            // CUDA graphs cannot work with this libtorch or model: plain steps take the usual path
+            console.MarkupLine(Markup.Escape($"note: plain decoding without CUDA graphs ({e.Message})"));
+            model = WithStatus(console, $"Loading {Describe(folder)} ...", () => LoadModel(() => TargetModel.Load(folder, Options(false)), folder));
+        }
+        string steps = !model.UsesCudaGraphs ? "" : model.UsesDecodeKernels ? "; plain steps as CUDA graphs of the decode-step kernels" : "; plain steps as CUDA graphs";
+        console.MarkupLine(Markup.Escape($"Loaded {folder}: {model.Config.LayerCount} layers, vocabulary {model.Config.VocabSize}, on {model.Device.type.ToString().ToLowerInvariant()} as {model.DType}{steps}."));
         return new LoadedTarget(folder, model, tokenizer, template);
     }
 

@@ -36,6 +36,20 @@ public sealed class GenerateCommandTests(TinyCheckpoints checkpoints) : IClassFi
         Assert.Matches(@"\d+ tokens in \d+\.\d\d s: \d+\.\d tokens/s", output);
     }
 
+    /// <summary>CUDA graphs (and the decode-step kernels) are on by default only on CUDA: on the CPU the run neither
+    /// uses nor mentions them, with or without --no-cuda-graphs.</summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task CudaGraphs_OnTheCpu_AreNeitherUsedNorMentioned(bool optOut)
+    {
+        string[] args = [Prompt, .. Common(checkpoints.Target, 4), "--draft", "none"];
+        var (code, output) = await GeneratorHarness.RunAsync(optOut ? [.. args, "--no-cuda-graphs"] : args);
+        Assert.True(code == 0, output);
+        Assert.Contains("on cpu as", output);
+        Assert.DoesNotContain("CUDA graphs", output);
+    }
+
     [Fact]
     public async Task DraftModel_SameCheckpointAsDraft_MatchesPlainAndIsAccepted()
     {

@@ -16,6 +16,10 @@ public sealed partial class TargetModel
     /// <summary>Whether plain decoding steps run as CUDA graphs (see <see cref="TargetModelOptions.CudaGraphs"/>).</summary>
     public bool UsesCudaGraphs => _graphs is not null;
 
+    /// <summary>Whether graphed plain steps run SpecDecode's decode-step kernels (see <see cref="TargetModelOptions.DecodeKernels"/>);
+    /// false without <see cref="TargetModelOptions.CudaGraphs"/>, and where the model or the GPU is not one they cover.</summary>
+    public bool UsesDecodeKernels => _graphs is not null && GraphAttention == DecodeAttention.Kernels;
+
     /// <summary>Graphs captured so far (one per slot and key bucket reached); for benchmarks and tests.</summary>
     internal int CapturedGraphCount => _graphs?.Count ?? 0;
 
