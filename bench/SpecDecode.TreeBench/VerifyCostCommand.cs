@@ -23,22 +23,25 @@ internal static class VerifyCostCommand
         var dtype = new Option<string>("--dtype") { Description = "bfloat16, float16 or float32.", DefaultValueFactory = _ => "bfloat16" };
         var output = new Option<string?>("--out") { Description = "JSON file for the results." };
         var eager = new Option<bool>("--eager") { Description = "Run the decoder layers eagerly (one TorchSharp call per op) instead of the compiled TorchScript function." };
+        var markdown = new Option<string?>("--markdown") { Description = "Markdown file for the report (plain decoding, verification with issue 6's goal-2 ratios, prefill, memory)." };
+        var plainSteps = new Option<int>("--plain-steps") { Description = "Graphed plain decoding steps timed per context on CUDA (0: none).", DefaultValueFactory = _ => 32 };
         var sampled = new Option<bool>("--sampled") { Description = "Also time VerifySampled (temperature 1, top-p 0.9, seeded) at every point." };
         var root = new RootCommand("Times batched tree verification of a Llama-family target model (random weights) on the default device.")
         {
-            model, contexts, batches, tokens, prefill, chunk, warmup, repeat, dtype, output, sampled, eager,
+            model, contexts, batches, tokens, prefill, chunk, warmup, repeat, dtype, output, sampled, eager, markdown, plainSteps,
         };
         root.SetAction(parse => Run(
             parse.GetValue(model)!, Ints(parse.GetValue(contexts)!), Ints(parse.GetValue(batches)!), Ints(parse.GetValue(tokens)!),
             Ints(parse.GetValue(prefill)!), parse.GetValue(chunk), parse.GetValue(warmup), parse.GetValue(repeat),
-            parse.GetValue(dtype)!, parse.GetValue(output), parse.GetValue(sampled), parse.GetValue(eager)));
+            parse.GetValue(dtype)!, parse.GetValue(output), parse.GetValue(sampled), parse.GetValue(eager), parse.GetValue(markdown), parse.GetValue(plainSteps)));
         return root;
     }
 
     private static int[] Ints(string list) =>
         list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
 
-    private static int Run(string shape, int[] contexts, int[] batches, int[] tokens, int[] prefills, int chunk, int warmup, int repeat, string dtypeName, string? output, bool sampled, bool eager)
+    private static int Run(string shape, int[] contexts, int[] batches, int[] tokens, int[] prefills, int chunk, int warmup, int repeat, string dtypeName, string? output, bool sampled, bool eager,
+        string? markdown = null, int plainSteps = 0)
     {
         string version = TorchRuntime.EnsureLoaded();
         Device device = TorchRuntime.DefaultDevice;
@@ -56,7 +59,7 @@ internal static class VerifyCostCommand
         ModelConfig config = ModelShapes.Get(shape);
         int maxContext = Math.Max(contexts.Max() + tokens.Max(), prefills.DefaultIfEmpty(0).Max());
         var options = new TargetModelOptions { Device = device, DType = dtype, MaxBatch = batches.Max(), MaxContext = maxContext, PrefillChunk = chunk, ScriptedLayers = !eager };
-        using TargetModel target = TargetModel.CreateRandom(config, options, seed: 1);
+        TargetModel target = TargetModel.CreateRandom(config, options, seed: 1);
         Console.WriteLine($"{shape}: random {dtype} weights, KV cache {options.MaxBatch} x {maxContext} tokens, layers {(target.UsesScriptedLayers ? "scripted (TorchScript)" : "eager")}");
         var curve = new CostCurve(target, copy, tflops);
 
@@ -85,6 +88,24 @@ internal static class VerifyCostCommand
                 }
             }
         }
+        target.Dispose(); // the graphed plain-decoding models below need its memory
+        var plain = new List<PlainPoint>();
+        if (plainSteps > 0 && device.type == DeviceType.CUDA && CudaGraph.IsAvailable)
+        {
+            foreach (int context in contexts)
+            {
+                double floor = points.FirstOrDefault(p => p.Context == context && p.Batch == 1 && p.TreeTokens == 1)?.FloorMs ?? double.NaN;
+                PlainPoint p = BenchReport.Plain(config, dtype, context, plainSteps, floor);
+                plain.Add(p);
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"plain decoding, context {context}, graphed ({p.Path}): median {p.MedianMs:F2} ms (min {p.MinMs:F2}), floor {p.FloorMs:F2} ms"));
+            }
+        }
+        MemoryPoint? memory = device.type == DeviceType.CUDA ? BenchReport.Memory(config, dtype, 8, 32768) : null;
+        if (markdown is not null)
+        {
+            File.WriteAllText(markdown, BenchReport.Markdown(device.type == DeviceType.CUDA ? GpuName() : "cpu", shape, dtype, copy, tflops, points, plain, prefillPoints, memory));
+        }
         if (output is not null)
         {
             var result = new
@@ -100,6 +121,8 @@ internal static class VerifyCostCommand
                 matmulTflops = tflops,
                 prefill = prefillPoints,
                 points,
+                plain,
+                memory,
             };
             File.WriteAllText(output, JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true }));
         }
