@@ -32,14 +32,15 @@ internal static class BenchCommand
         var draftConfig = new Option<string?>("--draft-config") { Description = "A draft model's config.json (random weights) for the draft-adaptive and hybrid-adaptive variants." };
         var maxResponse = new Option<int>("--max-response") { Description = "Replay at most this many tokens of each response (0: all), so that batches stay full.", DefaultValueFactory = _ => 0 };
         var dtype = new Option<string>("--dtype") { Description = "bfloat16, float16 or float32.", DefaultValueFactory = _ => "bfloat16" };
+        var cudaGraphs = new Option<bool>("--cuda-graphs") { Description = "Plain single-sequence steps as CUDA graphs (the decode-step kernels where they apply): TargetModelOptions.CudaGraphs." };
         var output = new Option<string>("--out") { Description = "Folder for engine-bench.json and engine-bench.md.", DefaultValueFactory = _ => "bench/out" };
         var command = new Command("run", "Replay the traces through the engine and plain decoding; write JSON and markdown.")
         {
-            traces, config, warmup, calls, budget, maxContext, variants, dtype, output, draftConfig, maxResponse,
+            traces, config, warmup, calls, budget, maxContext, variants, dtype, output, draftConfig, maxResponse, cudaGraphs,
         };
         command.SetAction(p => Run(p.GetValue(traces)!, p.GetValue(config)!, p.GetValue(warmup), ParseCalls(p.GetValue(calls)!),
             p.GetValue(budget), p.GetValue(maxContext), p.GetValue(variants)!.Split(',', StringSplitOptions.TrimEntries).Select(Variant.Parse).ToArray(),
-            p.GetValue(dtype)!, p.GetValue(output)!, p.GetValue(draftConfig), p.GetValue(maxResponse)));
+            p.GetValue(dtype)!, p.GetValue(output)!, p.GetValue(draftConfig), p.GetValue(maxResponse), p.GetValue(cudaGraphs)));
         return command;
     }
 
@@ -59,7 +60,7 @@ internal static class BenchCommand
     }
 
     private static int Run(string traces, string configPath, int warmupTrajectories, SortedDictionary<int, int> callsPerBatch, int budget,
-        int maxContext, Variant[] variants, string dtypeName, string output, string? draftConfigPath, int maxResponse)
+        int maxContext, Variant[] variants, string dtypeName, string output, string? draftConfigPath, int maxResponse, bool cudaGraphs = false)
     {
         string libtorch = TorchRuntime.EnsureLoaded();
         Device device = TorchRuntime.DefaultDevice;
@@ -93,8 +94,12 @@ internal static class BenchCommand
             Console.WriteLine($"model-free replay, first {calls.Count} calls: {tps:F3} tokens/step, acceptance {rate:P1}");
         }
 
-        var options = new TargetModelOptions { Device = device, DType = dtype, MaxBatch = maxBatch, MaxContext = maxContext };
+        var options = new TargetModelOptions { Device = device, DType = dtype, MaxBatch = maxBatch, MaxContext = maxContext, CudaGraphs = cudaGraphs };
         using TargetModel model = TargetModel.CreateRandom(config, options, seed: 1);
+        if (cudaGraphs)
+        {
+            Console.WriteLine($"plain single-sequence steps as CUDA graphs ({(model.UsesDecodeKernels ? "decode-step kernels" : "captured libtorch step")})");
+        }
         Tokenizer tokenizer = TiktokenTokenizer.CreateForEncoding("o200k_base");
         Console.WriteLine($"target: {config.LayerCount} layers, hidden {config.HiddenSize}, random {dtype}, KV cache {maxBatch} x {maxContext}, scripted {model.UsesScriptedLayers}, script executor {ScriptExecutor.Mode}");
 

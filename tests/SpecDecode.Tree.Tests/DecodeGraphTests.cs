@@ -118,6 +118,40 @@ public sealed class DecodeGraphTests
         Assert.Equal(prompt.Length - 1 + reference.Count, graphed.CachedLength(0));
     }
 
+    /// <summary>Forced verification (benchmarks replaying recorded text) of a plain step takes the graphed path too: the
+    /// forced token replaces the argmax, the cache is the usual path's, and without a reference the argmax stands.</summary>
+    [Fact]
+    public void ForcedPlainStepsTakeTheGraphAndKeepTheForcedToken()
+    {
+        int[] prompt = Prompt()[..20];
+        var options = new TargetModelOptions { Device = CPU, MaxContext = 64, CudaGraphKeyBucket = 8 };
+        using TargetModel usual = TargetModel.Load(Folder, options);
+        using TargetModel graphed = TargetModel.Load(Folder, new TargetModelOptions
+        {
+            Device = CPU, MaxContext = 64, CudaGraphs = true, CudaGraphCapture = false, CudaGraphKeyBucket = 8,
+        });
+        int[] forced = [5, 17, 3];
+        foreach (TargetModel model in new[] { usual, graphed })
+        {
+            model.Prefill([(0, prompt[..^1])]);
+        }
+        int root = prompt[^1];
+        for (int i = 0; i < forced.Length; i++)
+        {
+            int captured = graphed.CapturedGraphCount;
+            VerifiedStep a = usual.VerifyForced([new TreeInput(0, root, DraftTree.Empty)], [forced[i..]])[0];
+            VerifiedStep b = graphed.VerifyForced([new TreeInput(0, root, DraftTree.Empty)], [forced[i..]])[0];
+            Assert.Equal(forced[i], a.Bonus);
+            Assert.Equal(a.Tokens, b.Tokens);
+            Assert.True(i > 0 || graphed.CapturedGraphCount == captured + 1, "the first forced plain step should have made its graph");
+            root = forced[i];
+        }
+        int argmax = usual.VerifyForced([new TreeInput(0, root, DraftTree.Empty)], [[]])[0].Bonus;
+        Assert.Equal(argmax, graphed.VerifyForced([new TreeInput(0, root, DraftTree.Empty)], [[]])[0].Bonus);
+        using Tensor cacheA = usual.CachedKeysAndValues(0), cacheB = graphed.CachedKeysAndValues(0);
+        Assert.True(cacheA.allclose(cacheB, rtol: 1e-4, atol: 1e-5), "the graphed forced steps should leave the usual path's cache");
+    }
+
     /// <summary>The grouped-matmul attention knob (<see cref="TargetModel.GraphAttention"/>): the fixed-shape step's logits
     /// match the default kernel's (float32, 1e-4) step by step, and its argmax is the usual path's token; skipping
     /// attention changes the logits (the knob reaches the script).</summary>

@@ -23,6 +23,12 @@ public sealed partial class TargetModel
             throw new ArgumentException($"{inputs.Count} inputs but {references.Count} references: give one per input.", nameof(references));
         }
         CheckTrees(inputs);
+        if (IsGraphedStep(inputs))
+        {
+            // A plain step through the graph costs what it costs; only the token that counts as the target's changes.
+            VerifiedStep graphed = GraphedStep(inputs[0])[0];
+            return references[0].Length > 0 ? [graphed with { Tokens = [references[0][0]] }] : [graphed];
+        }
         StepPlan plan = StepPlan.ForTrees(inputs, _cache.Lengths, Capacity);
         var forced = new long[plan.Batch * plan.Width];
         Array.Fill(forced, -1L);
