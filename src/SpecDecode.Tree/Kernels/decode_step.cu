@@ -1,13 +1,14 @@
 // The batch-1 decode step of a Llama-family decoder in five kernels per layer, for the CUDA-graph path of
-// SpecDecode.Tree (TargetModel.Kernels.cs). Built into decode_step.fatbin by build.sh (needs nvcc), which the assembly
-// embeds and loads through the CUDA driver API; see docs/target-model.md, "Decode-step kernels".
+// SpecDecode.Tree (Serving/KernelDecodeStep.cs launches them, Serving/DecodeKernels.cs loads them). Built into
+// decode_step.fatbin by build.sh (needs nvcc), which the assembly embeds and loads through the CUDA driver API; see
+// docs/target-model.md, "Decode-step kernels".
 //
 // Numerics follow what the TorchScript layers compute in bfloat16, op for op, wherever a value is rounded there:
 // RMSNorm as h = float(x) * rsqrt(mean(x^2) + eps), bf16(w * bf16(h)); each projection rounded to bf16 before the
 // residual add, the bias add, silu and the rotary products; rotary as bf16(bf16(x * cos) + bf16(rotate_half(x) * sin))
 // with cos and sin rounded to bf16; the argmax over bf16 logits, lowest index on a tie. What differs: the order of
 // the float32 sums (a matrix-vector product here, cuBLAS there), and attention, which is computed here entirely in
-// float32 (scores, softmax and the product with V) where SDPA rounds the probabilities to bf16.
+// float32 (scores, softmax and the product with V) where SDPA multiplies bf16 probabilities with V.
 // Every reduction has a fixed order, so a step gives the same bits on every run.
 
 #include <cuda_bf16.h>
@@ -160,20 +161,20 @@ struct GemvParams
     unsigned long long* argmax;
 };
 
-// One kernel, four jobs (mode is a launch constant): 0 plain rows (+ residual, + finisher), 1 q/k/v with rotary and the
-// KV-cache write, 2 gate/up with silu(gate) * up, 3 the output head with the argmax. A warp takes one item: one row, or
-// two rows read together (a rotary pair of q or k, or gate and up). A warp loads its first weights before grid_wait(),
-// x after it, and x always through L2 (ld.global.cg): x changes every layer, and with dependent launch an SM's L1 may
-// still hold the previous layer's lines (reading it through the read-only path gave wrong results).
-// XM: how a warp reads x: 0 through L2 (ld.global.cg), 1 from shared memory (the block stages x first; launch with
-// k * 2 bytes of dynamic shared memory), 2 through the read-only cache (not safe with dependent launch: kernel
-// benchmarks only). U: 16-byte weight vectors per row and batch.
+// How a warp reads x (XM): 0 through L2 (ld.global.cg), 1 from shared memory (the block stages x through L2 first;
+// launch with k * 2 bytes of dynamic shared memory), 2 through the read-only cache (not safe with dependent launch:
+// kernel benchmarks only). x changes every layer, and with dependent launch an SM's L1 may still hold the previous
+// layer's lines: reading it through the read-only path gave wrong results.
 template <int XM>
 __device__ __forceinline__ uint4 load_x(const uint4* x4, const uint4* sx, int v)
 {
     return XM == 0 ? __ldcg(x4 + v) : XM == 1 ? sx[v] : __ldg(x4 + v);
 }
 
+// One kernel, four jobs (mode is a launch constant): 0 plain rows (+ residual, + finisher), 1 q/k/v with rotary and the
+// KV-cache write, 2 gate/up with silu(gate) * up, 3 the output head with the argmax. A warp takes one item: one row, or
+// two rows read together (a rotary pair of q or k, or gate and up), or with SK > 1 a 1/SK part of a plain row. It loads
+// its first U 16-byte weight vectors per row before grid_wait(), x after it.
 template <int MODE, int U = (MODE == 0 || MODE == 3 ? 8 : 4), int XM = 0, int SK = 1>
 __device__ void gemv(const GemvParams& p)
 {
@@ -414,13 +415,10 @@ struct AttentionParams
 
 #define MAX_SPLITS 1024   // attention blocks per kv head at most (the host falls back beyond)
 
-template <int N> struct Lanes;   // N bf16 of one lane as one load
-template <> struct Lanes<2> { typedef unsigned int T; __device__ static void unpack(T v, float* f) { f[0] = lo_bf16(v); f[1] = hi_bf16(v); } };
-template <> struct Lanes<4> { typedef uint2 T; __device__ static void unpack(T v, float* f) { f[0] = lo_bf16(v.x); f[1] = hi_bf16(v.x); f[2] = lo_bf16(v.y); f[3] = hi_bf16(v.y); } };
+template <int N> struct Lanes;   // N bf16 as one load
 template <> struct Lanes<8> { typedef uint4 T; __device__ static void unpack(T v, float* f) {
     f[0] = lo_bf16(v.x); f[1] = hi_bf16(v.x); f[2] = lo_bf16(v.y); f[3] = hi_bf16(v.y);
     f[4] = lo_bf16(v.z); f[5] = hi_bf16(v.z); f[6] = lo_bf16(v.w); f[7] = hi_bf16(v.w); } };
-
 
 // Decode attention of one token over the cache, split over keys: block (split, kv head) takes ATTN_CHUNK keys for the
 // kv head's query heads and leaves unnormalised partials; the last block of a kv head merges them. Scores: four threads
@@ -439,7 +437,7 @@ __device__ void attention(const AttentionParams& p)
     constexpr int WARPS = ATTN_THREADS / WARP;
     constexpr int SQ = MAX_GROUPS * 4 * QPAD, SA = KEY_GROUPS * MAX_GROUPS * HD, SW = MAX_GROUPS * MAX_SPLITS;
     constexpr int SCRATCH = SQ > SA ? (SQ > SW ? SQ : SW) : (SA > SW ? SA : SW);
-    
+
     __shared__ float scratch[SCRATCH];    // q (scores), then the runs' value sums, then the merge weights
     __shared__ float e[MAX_GROUPS][ATTN_CHUNK];
     __shared__ float total[MAX_GROUPS];
