@@ -25,8 +25,11 @@ internal sealed record DecodeGraphsResult(
 /// then rolled back to the prompt and through the graphs, at each cache capacity: the generated tokens must be
 /// identical, and each step is timed (the step ends with its host read, so it is synchronised). Steps that captured a
 /// graph are left out of the median and reported apart. <c>--attention</c> times the graphed step with each attention
-/// variant of <see cref="TargetModel.GraphAttention"/> on the same model (default, grouped-matmul, skipped), each after a
-/// roll-back to the prompt, <c>--rounds</c> times in turn; every variant but <c>skipped</c> must give the usual path's tokens.
+/// variant of <see cref="TargetModel.GraphAttention"/> on the same model (default, grouped-matmul, skipped, kernels), each
+/// after a roll-back to the prompt, <c>--rounds</c> times in turn; every variant but <c>skipped</c> must give the usual
+/// path's tokens, except that the decode-step kernels may leave them where the usual path's two best bf16 logits are
+/// exactly equal (reported with both top-two margins). With <c>kernels</c> it also compares the kernel step's logits with
+/// the script's and checks that the kernels repeat bitwise. <c>--checkpoint</c> loads real weights instead of random ones.
 /// </summary>
 internal static class DecodeGraphsCommand
 {
