@@ -47,7 +47,8 @@ public sealed partial class TargetModel : IDisposable
         _graphBucket = options.CudaGraphKeyBucket;
         _graphs = options.CudaGraphs ? new DecodeGraphs(this, options.CudaGraphKeyBucket, options.CudaGraphCapture) : null;
         // The graphed step: SpecDecode's kernels where they can run this model on this GPU, else the captured libtorch step.
-        GraphAttention = _graphs is not null && options.DecodeKernels
+        // The kernels' module lives in the context of the GPU that was current when it loaded: the first GPU only.
+        GraphAttention = _graphs is not null && options.DecodeKernels && device.index <= 0
             && SpecDecode.Tree.DecodeKernels.Unsupported(config, dtype, options.MaxContext) is null && SpecDecode.Tree.DecodeKernels.IsAvailable
             ? DecodeAttention.Kernels
             : DecodeAttention.Default;
