@@ -32,7 +32,9 @@ public sealed class DraftModelOptions
     /// <summary>The dtype; null picks as <see cref="TargetModelOptions.DType"/> does.</summary>
     public ScalarType? DType { get; init; }
 
-    /// <summary>Context tokens per sequence per forward when a long stretch of context (a new prompt) is cached. Default 512.</summary>
+    /// <summary>Context tokens per sequence per forward when cached context is continued, or past the first 8192 tokens of
+    /// an empty slot: those are cached in causal chunks, as <see cref="TargetModelOptions.CausalPrefillChunk"/>'s default
+    /// does for the target. Default 512.</summary>
     public int PrefillChunk { get; init; } = 512;
 
     /// <summary>Run the draft model's layers as one TorchScript function (see <see cref="TargetModelOptions.ScriptedLayers"/>). Default true.</summary>
