@@ -81,7 +81,7 @@ public sealed partial class TargetModel
     internal Tensor KernelDecodeLogits(int slot, int token)
     {
         int length = _cache.Length(CheckSlot(slot));
-        long keys = Math.Min(((long)length + 1 + _graphBucket - 1) / _graphBucket * _graphBucket, Capacity);
+        long keys = KeyBucket(length);
         KernelDecodeStep step = KernelStep();
         using var state = tensor(new long[] { token, length }, device: Device);
         step.Enqueue(slot, keys, state);
@@ -124,12 +124,15 @@ public sealed partial class TargetModel
             throw new InvalidOperationException("The fixed-shape decoding step needs the scripted decoder layers.");
         }
         int length = _cache.Length(CheckSlot(slot));
-        long bucket = _graphBucket;
-        long keys = Math.Min(((long)length + 1 + bucket - 1) / bucket * bucket, Capacity);
+        long keys = KeyBucket(length);
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         return FixedDecodeLogits(slot, keys, attention, tensor(new long[] { token, length }, device: Device)).MoveToOuterDisposeScope();
     }
+
+    /// <summary>The keys a graphed step over a cached <paramref name="length"/> attends: length + 1 rounded up to the key
+    /// bucket, at most the capacity. Graphs are keyed by it.</summary>
+    private long KeyBucket(int length) => Math.Min(((long)length + 1 + _graphBucket - 1) / _graphBucket * _graphBucket, Capacity);
 
     private Tensor FixedDecodeLogits(int slot, long keys, DecodeAttention attention, Tensor input)
     {
@@ -151,7 +154,7 @@ public sealed partial class TargetModel
     }
 
     /// <summary>The captured steps, one per (slot, key bucket), with their shared static input and per-graph outputs.</summary>
-    private sealed class DecodeGraphs(TargetModel model, int bucket, bool capture) : IDisposable
+    private sealed class DecodeGraphs(TargetModel model, bool capture) : IDisposable
     {
         private readonly Dictionary<(int Slot, long Keys, DecodeAttention Attention), (CudaGraph? Graph, Tensor Output)> _graphs = [];
         private readonly Tensor _input = zeros(2, int64, model.Device);
@@ -161,42 +164,42 @@ public sealed partial class TargetModel
         /// <summary>Copies the token and length in, replays (capturing first if needed), and reads the argmax.</summary>
         public long Step(int slot, int token, int length, DecodeAttention attention)
         {
-            long keys = Math.Min(((long)length + 1 + bucket - 1) / bucket * bucket, model.Capacity);
+            long keys = model.KeyBucket(length);
             using (var scope = NewDisposeScope())
             {
                 _input.copy_(tensor(new long[] { token, length }));
             }
-            bool kernels = attention == DecodeAttention.Kernels;
+            // made here, so that its buffers are allocated before, not during, a capture
+            KernelDecodeStep? kernels = attention == DecodeAttention.Kernels ? model.KernelStep() : null;
+            void Run(Tensor output)
+            {
+                if (kernels is not null)
+                {
+                    kernels.Enqueue(slot, keys, _input);
+                }
+                else
+                {
+                    model.FixedDecodeStep(slot, keys, attention, _input, output);
+                }
+            }
             if (!_graphs.TryGetValue((slot, keys, attention), out var entry))
             {
                 Tensor output = zeros(1, int64, model.Device);
-                if (kernels)
-                {
-                    _ = model.KernelStep(); // its buffers are allocated before, not during, the capture
-                }
-                Action work = kernels
-                    ? () => model.KernelStep().Enqueue(slot, keys, _input)
-                    : () => model.FixedDecodeStep(slot, keys, attention, _input, output);
-                CudaGraph? graph = capture ? CudaGraph.Capture(work) : null;
-                entry = (graph, output);
+                entry = (capture ? CudaGraph.Capture(() => Run(output)) : null, output);
                 _graphs.Add((slot, keys, attention), entry);
             }
             if (entry.Graph is { } g)
             {
                 g.Replay();
             }
-            else if (kernels)
-            {
-                model.KernelStep().Enqueue(slot, keys, _input);
-            }
             else
             {
-                model.FixedDecodeStep(slot, keys, attention, _input, entry.Output);
+                Run(entry.Output);
             }
             using (var scope = NewDisposeScope())
             {
                 // the step's one synchronisation
-                return kernels ? KernelDecodeStep.Unpack(model.KernelStep().Packed.cpu().data<long>()[0]) : entry.Output.cpu().data<long>()[0];
+                return kernels is not null ? KernelDecodeStep.Unpack(kernels.Packed.cpu().data<long>()[0]) : entry.Output.cpu().data<long>()[0];
             }
         }
 

@@ -45,7 +45,7 @@ public sealed partial class TargetModel : IDisposable
             ScriptedDecoder.Compile();
         }
         _graphBucket = options.CudaGraphKeyBucket;
-        _graphs = options.CudaGraphs ? new DecodeGraphs(this, options.CudaGraphKeyBucket, options.CudaGraphCapture) : null;
+        _graphs = options.CudaGraphs ? new DecodeGraphs(this, options.CudaGraphCapture) : null;
         // The graphed step: SpecDecode's kernels where they can run this model on this GPU, else the captured libtorch step.
         // The kernels' module lives in the context of the GPU that was current when it loaded: the first GPU only.
         GraphAttention = _graphs is not null && options.DecodeKernels && device.index <= 0
