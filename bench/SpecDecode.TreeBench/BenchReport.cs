@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using SpecDecode.Tree;
@@ -23,20 +22,7 @@ internal static class BenchReport
         var options = new TargetModelOptions { Device = CUDA, DType = dtype, MaxBatch = 1, MaxContext = context + steps + 1, CudaGraphs = true };
         using TargetModel model = TargetModel.CreateRandom(config, options, seed: 1);
         model.FillCacheForBenchmark(context);
-        var times = new List<double>();
-        int token = 1;
-        for (int i = 0; i <= steps; i++)
-        {
-            int before = model.CapturedGraphCount;
-            long start = Stopwatch.GetTimestamp();
-            token = model.VerifyGreedy([new TreeInput(0, token, DraftTree.Empty)])[0].Bonus;
-            double ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-            if (model.CapturedGraphCount == before)
-            {
-                times.Add(ms);
-            }
-        }
-        times.Sort();
+        (_, List<double> times, _) = DecodeGraphsCommand.TimePlainSteps(model, root: 1, steps + 1);
         return new PlainPoint(context, model.UsesDecodeKernels ? "decode-step kernels" : "captured libtorch step", times[times.Count / 2], times[0], floorMs);
     }
 
@@ -54,20 +40,8 @@ internal static class BenchReport
         return new MemoryPoint(batch, context, m.WeightBytes / 1e9, m.KvCacheBytes / 1e9, card.Value, m.TotalBytes < cardBytes, m.MaxSequences(cardBytes, context));
     }
 
-    private static double? CardGB()
-    {
-        try
-        {
-            var info = Process.Start(new ProcessStartInfo("nvidia-smi", "--query-gpu=memory.total --format=csv,noheader,nounits") { RedirectStandardOutput = true });
-            string mib = info!.StandardOutput.ReadToEnd().Trim().Split('\n')[0];
-            info.WaitForExit();
-            return double.TryParse(mib, CultureInfo.InvariantCulture, out double v) ? v * 1048576 / 1e9 : null;
-        }
-        catch (System.ComponentModel.Win32Exception)
-        {
-            return null;
-        }
-    }
+    private static double? CardGB() =>
+        double.TryParse(VerifyCostCommand.NvidiaSmi("memory.total"), CultureInfo.InvariantCulture, out double mib) ? mib * 1048576 / 1e9 : null;
 
     /// <summary>The markdown report: ceilings, plain decoding, the verification curve with issue 6's goal-2 ratios, prefill
     /// and memory.</summary>

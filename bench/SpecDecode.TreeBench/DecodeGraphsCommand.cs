@@ -164,15 +164,12 @@ internal static class DecodeGraphsCommand
         }
         model.GraphAttention = DecodeAttention.Default;
         int kernelTie = -1;
-        foreach (DecodeGraphsRun run in graphed.Where(r => r.Attention == nameof(DecodeAttention.Kernels)).Take(1))
+        if (graphed.FirstOrDefault(r => r.Attention == nameof(DecodeAttention.Kernels)) is { } run)
         {
             int first = Enumerable.Range(0, count).FirstOrDefault(i => eager.Tokens[i] != run.Tokens[i], -1);
-            if (first >= 0)
+            if (first >= 0 && DivergenceMargins(model, prompt, eager.Tokens, first, output) == 0)
             {
-                if (DivergenceMargins(model, prompt, eager.Tokens, first, output) == 0)
-                {
-                    kernelTie = first;
-                }
+                kernelTie = first;
             }
         }
         return (eager, graphed, kernelTie);
@@ -236,12 +233,22 @@ internal static class DecodeGraphsCommand
 
     private static DecodeGraphsRun Steps(TargetModel model, int capacity, int[] prompt, int count, double floorMs, int round)
     {
+        int initialGraphs = model.CapturedGraphCount;
+        (int[] tokens, List<double> times, double captureMs) = TimePlainSteps(model, prompt[^1], count);
+        string attention = model.SuspendCudaGraphs ? "usual" : model.GraphAttention.ToString();
+        return new DecodeGraphsRun(capacity, !model.SuspendCudaGraphs, attention, round, prompt.Length, tokens, times[times.Count / 2], times[0], times[^1],
+            model.CapturedGraphCount - initialGraphs, captureMs, floorMs);
+    }
+
+    /// <summary>Plain greedy decoding of <paramref name="count"/> tokens in slot 0 from <paramref name="root"/>, each step
+    /// timed to its host read: the tokens, the times of the steps that captured no graph (sorted) and the time of those
+    /// that did.</summary>
+    internal static (int[] Tokens, List<double> SortedTimes, double CaptureMs) TimePlainSteps(TargetModel model, int root, int count)
+    {
         torch.cuda.synchronize();
         var tokens = new int[count];
         var times = new List<double>();
         double captureMs = 0;
-        int initialGraphs = model.CapturedGraphCount;
-        int root = prompt[^1];
         for (int i = 0; i < count; i++)
         {
             int before = model.CapturedGraphCount;
@@ -259,9 +266,7 @@ internal static class DecodeGraphsCommand
             }
         }
         times.Sort();
-        string attention = model.SuspendCudaGraphs ? "usual" : model.GraphAttention.ToString();
-        return new DecodeGraphsRun(capacity, !model.SuspendCudaGraphs, attention, round, prompt.Length, tokens, times[times.Count / 2], times[0], times[^1],
-            model.CapturedGraphCount - initialGraphs, captureMs, floorMs);
+        return (tokens, times, captureMs);
     }
 
     private static void Report(TextWriter output, DecodeGraphsRun run) =>

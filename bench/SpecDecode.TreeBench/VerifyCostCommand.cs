@@ -129,18 +129,22 @@ internal static class VerifyCostCommand
         return 0;
     }
 
-    internal static string GpuName()
+    internal static string GpuName() => NvidiaSmi("name") ?? "unknown (nvidia-smi not found)";
+
+    /// <summary>The first GPU's <paramref name="field"/> as nvidia-smi reports it (no header, no units), or null when
+    /// nvidia-smi is not there.</summary>
+    internal static string? NvidiaSmi(string field)
     {
         try
         {
-            var info = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("nvidia-smi", "--query-gpu=name --format=csv,noheader") { RedirectStandardOutput = true });
-            string name = info!.StandardOutput.ReadToEnd().Trim();
+            var info = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("nvidia-smi", $"--query-gpu={field} --format=csv,noheader,nounits") { RedirectStandardOutput = true });
+            string value = info!.StandardOutput.ReadToEnd().Trim().Split('\n')[0].Trim();
             info.WaitForExit();
-            return name;
+            return value;
         }
         catch (System.ComponentModel.Win32Exception)
         {
-            return "unknown (nvidia-smi not found)";
+            return null;
         }
     }
 }
