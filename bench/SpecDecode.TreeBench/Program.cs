@@ -4,4 +4,5 @@ using SpecDecode.TreeBench;
 RootCommand root = VerifyCostCommand.Build();
 root.Subcommands.Add(GraphProbeCommand.Build());
 root.Subcommands.Add(DecodeGraphsCommand.Build());
+root.Subcommands.Add(TreeKernelsCommand.Build());
 return root.Parse(args).Invoke();

@@ -16,7 +16,10 @@ public sealed partial class DecodeKernelsTests
 {
     private static string KernelFolder => Path.Combine(SharedFixtures.RepoRoot, "src", "SpecDecode.Tree", "Kernels");
 
-    private static string Source => File.ReadAllText(Path.Combine(KernelFolder, "decode_step.cu"));
+    /// <summary>The kernels' sources: decode_step.cu and the tree step it includes (one translation unit).</summary>
+    private static readonly string[] SourceFiles = ["decode_step.cu", "tree_step.cuh"];
+
+    private static string Source => string.Concat(SourceFiles.Select(f => File.ReadAllText(Path.Combine(KernelFolder, f))));
 
     [Fact]
     public void EmbeddedFatbinIsACudaFatBinary()
@@ -32,10 +35,17 @@ public sealed partial class DecodeKernelsTests
     [Fact]
     public void FatbinWasBuiltFromTheCurrentSource()
     {
-        string recorded = File.ReadAllText(Path.Combine(KernelFolder, "decode_step.cu.sha256")).Split(' ')[0];
-        string actual = Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(Path.Combine(KernelFolder, "decode_step.cu"))));
-        Assert.True(recorded == actual,
-            "decode_step.cu changed since decode_step.fatbin was built: run src/SpecDecode.Tree/Kernels/build.sh on a machine with nvcc and commit both.");
+        // sha256sum's lines: "<hash>  <file>"
+        Dictionary<string, string> recorded = File.ReadAllLines(Path.Combine(KernelFolder, "decode_step.cu.sha256"))
+            .Where(line => line.Length > 0)
+            .Select(line => line.Split(' ', 2, StringSplitOptions.TrimEntries))
+            .ToDictionary(f => f[1], f => f[0]);
+        foreach (string file in SourceFiles)
+        {
+            string actual = Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(Path.Combine(KernelFolder, file))));
+            Assert.True(recorded.GetValueOrDefault(file) == actual,
+                $"{file} changed since decode_step.fatbin was built: run src/SpecDecode.Tree/Kernels/build.sh on a machine with nvcc and commit the fatbin and decode_step.cu.sha256.");
+        }
     }
 
     [Fact]
@@ -50,10 +60,14 @@ public sealed partial class DecodeKernelsTests
     [Theory]
     [InlineData("GemvParams", typeof(GemvParams))]
     [InlineData("AttentionParams", typeof(AttentionParams))]
+    [InlineData("TreeGemmParams", typeof(TreeGemmParams))]
+    [InlineData("TreeNormParams", typeof(TreeNormParams))]
+    [InlineData("TreeAttentionParams", typeof(TreeAttentionParams))]
+    [InlineData("TreeAcceptParams", typeof(TreeAcceptParams))]
     public void ArgumentStructsHaveTheCudaLayout(string name, Type managed)
     {
         Match body = Regex.Match(Source, "struct " + name + @"\s*\{(?<body>.*?)\};", RegexOptions.Singleline);
-        Assert.True(body.Success, "struct " + name + " not found in decode_step.cu");
+        Assert.True(body.Success, "struct " + name + " not found in the kernel sources");
         var sizes = new List<int>();
         foreach (string line in body.Groups["body"].Value.Split('\n'))
         {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds decode_step.fatbin from decode_step.cu: machine code for sm_80 (A100) and sm_90 (H100/H200), and PTX of sm_90
+# Builds decode_step.fatbin from decode_step.cu (which includes tree_step.cuh): machine code for sm_80 (A100) and sm_90 (H100/H200), and PTX of sm_90
 # that the driver compiles for later GPUs. Needs CUDA's nvcc (12.x or 13.x); the .NET build only embeds the result, so
-# run this on a CUDA machine after changing the source and commit the fatbin with it. It also writes the source's
+# run this on a CUDA machine after changing the sources and commit the fatbin with them. It also writes the sources'
 # SHA-256 to decode_step.cu.sha256, which a CPU test compares with the source: a changed source with an old fatbin
 # fails CI.
 #   src/SpecDecode.Tree/Kernels/build.sh [output folder]       (default: beside this script)
@@ -14,5 +14,5 @@ nvcc -O3 -std=c++17 -fatbin --resource-usage \
   -gencode arch=compute_90,code=sm_90 \
   -gencode arch=compute_90,code=compute_90 \
   -o "$out/decode_step.fatbin" "$here/decode_step.cu"
-(cd "$here" && sha256sum decode_step.cu) > "$out/decode_step.cu.sha256"
+(cd "$here" && sha256sum decode_step.cu tree_step.cuh) > "$out/decode_step.cu.sha256"
 echo "built $out/decode_step.fatbin ($(stat -c %s "$out/decode_step.fatbin") bytes) with $(nvcc --version | tail -1)"

@@ -627,3 +627,5 @@ __device__ void attention(const AttentionParams& p)
 
 extern "C" __global__ void __launch_bounds__(ATTN_THREADS) attention_decode_64(AttentionParams p) { attention<64>(p); }
 extern "C" __global__ void __launch_bounds__(ATTN_THREADS) attention_decode_128(AttentionParams p) { attention<128>(p); }
+
+#include "tree_step.cuh"

@@ -41,7 +41,14 @@ internal static class DecodeKernels
 
     /// <summary>The kernels the module must hold (decode_step.cu's extern "C" entry points).</summary>
     internal static readonly string[] KernelNames =
-        ["embed_norm", "gemv_rows", "gemv_rows_wide", "gemv_qkv_rotary", "gemv_gate_up", "gemv_head_argmax", "attention_decode_64", "attention_decode_128"];
+    [
+        "embed_norm", "gemv_rows", "gemv_rows_wide", "gemv_qkv_rotary", "gemv_gate_up", "gemv_head_argmax", "attention_decode_64", "attention_decode_128",
+        "tree_norm", "tree_attention_64", "tree_attention_128", "tree_accept",
+        .. TreeProducts.SelectMany(p => new[] { 8, 16, 32, 64 }.Select(rows => p + "_" + rows)),
+    ];
+
+    /// <summary>The tree step's products (tree_step.cuh), one entry point per padded row count.</summary>
+    private static string[] TreeProducts => ["tree_rows", "tree_qkv_rotary", "tree_gate_up", "tree_head_argmax"];
 
     private const string Driver = "libcuda.so.1";
     private const string StreamSymbol = "_ZNK3c104cuda10CUDAStream6streamEv";
@@ -226,9 +233,10 @@ internal static class DecodeKernels
             foreach (string name in KernelNames)
             {
                 Check(api, api.ModuleGetFunction(out IntPtr f, module, name), "cuModuleGetFunction(" + name + ")");
-                if (name.StartsWith("gemv_rows", StringComparison.Ordinal) || name == "gemv_head_argmax")
+                if (name.StartsWith("gemv_rows", StringComparison.Ordinal) || name == "gemv_head_argmax" || TreeProducts.Any(p => name.StartsWith(p + "_", StringComparison.Ordinal)))
                 {
-                    // these stage x in dynamic shared memory: allow more than the default 48 KB
+                    // these stage x in dynamic shared memory: allow more than the default 48 KB (the tree products take
+                    // 1,040 bytes per row, 65 KB at 64 rows)
                     Check(api, api.FuncSetAttribute(f, 8 /* CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES */, MaxStagedBytes),
                         "cuFuncSetAttribute(" + name + ")");
                 }
@@ -247,23 +255,23 @@ internal static class DecodeKernels
 
         /// <summary>Launches <paramref name="name"/> on libtorch's current stream with its arguments at <paramref name="arguments"/>
         /// (an array of pointers to each argument's value, as cuLaunchKernel takes them).</summary>
-        public void Launch(string name, int gridX, int gridY, int block, IntPtr arguments, int sharedBytes = 0)
+        public void Launch(string name, int gridX, int gridY, int block, IntPtr arguments, int sharedBytes = 0, int gridZ = 1)
         {
             CudaGraph.CudaStream current = CudaGraph.CurrentStream();
             IntPtr stream = _stream(ref current);
             int result = DependentLaunch
-                ? LaunchDependent(_functions[name], gridX, gridY, block, sharedBytes, stream, arguments)
-                : _api.LaunchKernel(_functions[name], (uint)gridX, (uint)gridY, 1, (uint)block, 1, 1, (uint)sharedBytes, stream, arguments, IntPtr.Zero);
+                ? LaunchDependent(_functions[name], gridX, gridY, gridZ, block, sharedBytes, stream, arguments)
+                : _api.LaunchKernel(_functions[name], (uint)gridX, (uint)gridY, (uint)gridZ, (uint)block, 1, 1, (uint)sharedBytes, stream, arguments, IntPtr.Zero);
             if (result != 0)
             {
-                throw new DecodeKernelException($"cuLaunchKernel({name}, grid {gridX}×{gridY}, block {block}) failed: {_api.ErrorName(result)}");
+                throw new DecodeKernelException($"cuLaunchKernel({name}, grid {gridX}×{gridY}×{gridZ}, block {block}) failed: {_api.ErrorName(result)}");
             }
         }
 
         /// <summary>cuLaunchKernelEx with CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION: a CUlaunchConfig (56 bytes:
         /// grid, block, shared bytes, stream at 32, attributes at 40, their count at 48) and one CUlaunchAttribute (72
         /// bytes: id, padding, a 64-byte value whose first int allows the overlap).</summary>
-        private int LaunchDependent(IntPtr function, int gridX, int gridY, int block, int sharedBytes, IntPtr stream, IntPtr arguments)
+        private int LaunchDependent(IntPtr function, int gridX, int gridY, int gridZ, int block, int sharedBytes, IntPtr stream, IntPtr arguments)
         {
             IntPtr config = Marshal.AllocHGlobal(56 + 72);
             try
@@ -275,7 +283,7 @@ internal static class DecodeKernels
                 IntPtr attribute = config + 56;
                 Marshal.WriteInt32(config, 0, gridX);
                 Marshal.WriteInt32(config, 4, gridY);
-                Marshal.WriteInt32(config, 8, 1);
+                Marshal.WriteInt32(config, 8, gridZ);
                 Marshal.WriteInt32(config, 12, block);
                 Marshal.WriteInt32(config, 16, 1);
                 Marshal.WriteInt32(config, 20, 1);
@@ -294,7 +302,7 @@ internal static class DecodeKernels
         }
 
         /// <summary>Launches a kernel whose one argument is the struct <paramref name="parameters"/>.</summary>
-        public void Launch<T>(string name, int gridX, int gridY, int block, T parameters, int sharedBytes = 0) where T : struct
+        public void Launch<T>(string name, int gridX, int gridY, int block, T parameters, int sharedBytes = 0, int gridZ = 1) where T : struct
         {
             int size = Marshal.SizeOf<T>();
             IntPtr value = Marshal.AllocHGlobal(size);
@@ -303,7 +311,7 @@ internal static class DecodeKernels
             {
                 Marshal.StructureToPtr(parameters, value, false);
                 Marshal.WriteIntPtr(pointers, value);
-                Launch(name, gridX, gridY, block, pointers, sharedBytes);
+                Launch(name, gridX, gridY, block, pointers, sharedBytes, gridZ);
             }
             finally
             {
@@ -412,6 +420,84 @@ internal struct AttentionParams
     public int KvHeads;
     public int HeadDim;
     public float Scale;
+}
+
+/// <summary><c>struct TreeGemmParams</c> of tree_step.cuh, field for field.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct TreeGemmParams
+{
+    public IntPtr X;
+    public int K;
+    public int N;
+    public int Rows;
+    public int KSplit;
+    public IntPtr W0, W1, W2;
+    public IntPtr B0, B1, B2;
+    public IntPtr Work;
+    public IntPtr Counters;
+    public IntPtr Y;
+    public int YStride;
+    public IntPtr State;
+    public IntPtr Cos;
+    public IntPtr Sin;
+    public IntPtr KCache;
+    public IntPtr VCache;
+    public long HeadStride;
+    public int Heads;
+    public int KvHeads;
+    public int HeadDim;
+    public IntPtr Argmax;
+}
+
+/// <summary><c>struct TreeNormParams</c> of tree_step.cuh, field for field.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct TreeNormParams
+{
+    public IntPtr State;
+    public int Rows;
+    public IntPtr Embed;
+    public IntPtr Norm;
+    public float Eps;
+    public int K;
+    public IntPtr Hidden;
+    public IntPtr Normed;
+    public IntPtr Argmax;
+}
+
+/// <summary><c>struct TreeAttentionParams</c> of tree_step.cuh, field for field.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct TreeAttentionParams
+{
+    public IntPtr Q;
+    public IntPtr KCache;
+    public IntPtr VCache;
+    public long HeadStride;
+    public IntPtr State;
+    public IntPtr PartialO;
+    public IntPtr PartialMl;
+    public IntPtr Counters;
+    public IntPtr Out;
+    public int Rows;
+    public int Heads;
+    public int KvHeads;
+    public int Chunk;
+    public float Scale;
+}
+
+/// <summary><c>struct TreeAcceptParams</c> of tree_step.cuh, field for field.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct TreeAcceptParams
+{
+    public IntPtr State;
+    public int Rows;
+    public IntPtr Argmax;
+    public IntPtr Cache;
+    public long LayerStride;
+    public long KvStride;
+    public long SlotOffset;
+    public long HeadStride;
+    public int HeadDim;
+    public IntPtr Result;
 }
 
 /// <summary>A decode-step kernel could not be loaded or launched.</summary>

@@ -29,26 +29,16 @@ public sealed partial class TargetModel
             VerifiedStep graphed = GraphedStep(inputs[0])[0];
             return references[0].Length > 0 ? [graphed with { Tokens = [references[0][0]] }] : [graphed];
         }
+        if (IsKernelTree(inputs))
+        {
+            return KernelTree(inputs[0], ForcedChoices(inputs[0].Draft, references[0]));
+        }
         StepPlan plan = StepPlan.ForTrees(inputs, _cache.Lengths, Capacity);
         var forced = new long[plan.Batch * plan.Width];
         Array.Fill(forced, -1L);
         for (int i = 0; i < inputs.Count; i++)
         {
-            int row = inputs[i].Slot * plan.Width;
-            int[] reference = references[i];
-            DraftTree draft = inputs[i].Draft;
-            if (reference.Length > 0)
-            {
-                forced[row] = reference[0];
-            }
-            for (int node = 0; node < draft.Count; node++)
-            {
-                int depth = draft.Depths[node];
-                if (depth < reference.Length)
-                {
-                    forced[row + node + 1] = reference[depth];
-                }
-            }
+            ForcedChoices(inputs[i].Draft, references[i]).CopyTo(forced, inputs[i].Slot * plan.Width);
         }
         long[] result;
         using (var scope = NewDisposeScope())
@@ -60,6 +50,20 @@ public sealed partial class TargetModel
             result = decided.cpu().data<long>().ToArray(); // the step's one synchronisation
         }
         return GreedyAcceptance.Read(result, inputs, plan, _cache);
+    }
+
+    /// <summary>Per entry of a step (0 the root, i + 1 draft node i), the recorded token that counts as the target's choice
+    /// after it, or -1 past the end of <paramref name="reference"/>.</summary>
+    private static long[] ForcedChoices(DraftTree draft, int[] reference)
+    {
+        var forced = new long[draft.Count + 1];
+        forced[0] = reference.Length > 0 ? reference[0] : -1;
+        for (int node = 0; node < draft.Count; node++)
+        {
+            int depth = draft.Depths[node];
+            forced[node + 1] = depth < reference.Length ? reference[depth] : -1;
+        }
+        return forced;
     }
 
     /// <summary>Sets a slot's cached length without computing anything (the cache keeps whatever values it holds): for

@@ -161,6 +161,9 @@ public sealed partial class TargetModel
 
         public int Count => _graphs.Count;
 
+        /// <summary>Whether steps are captured and replayed (false: run eagerly, for CPU tests of the bookkeeping).</summary>
+        public bool Capturing => capture;
+
         /// <summary>Copies the token and length in, replays (capturing first if needed), and reads the argmax.</summary>
         public long Step(int slot, int token, int length, DecodeAttention attention)
         {

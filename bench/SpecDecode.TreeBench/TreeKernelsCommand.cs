@@ -1,0 +1,241 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using SpecDecode.Tree;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SpecDecode.TreeBench;
+
+/// <summary>A tree size's timing: the tree kernels (graphed) against the usual path, on one model.</summary>
+internal sealed record TreeKernelTiming(int Entries, int PaddedRows, double KernelMedianMs, double KernelMinMs, double UsualMedianMs, double UsualMinMs,
+    double KernelToPlain, double UsualToPlain);
+
+/// <summary>One tree size's logits check.</summary>
+internal sealed record TreeLogitCheck(int Entries, double RelativeError, double LargestDifference, int RowsWithOtherArgmax, double LargestUsualMarginWhereDifferent,
+    bool Repeatable);
+
+internal sealed record TreeKernelsResult(string Date, string LibTorch, string Gpu, string Model, int Context, double PlainMedianMs, double PlainMinMs,
+    IReadOnlyList<TreeLogitCheck> Logits, IReadOnlyList<TreeKernelTiming> Timings, int DecodedTokens, int KernelFirstDifference, int UsualFirstDifference,
+    double KernelTokensPerStep, bool Passed);
+
+/// <summary>
+/// <c>tree-kernels</c>: batch-1 tree verification through the tree kernels (<see cref="TargetModel.UsesTreeKernels"/>)
+/// on the GPU, against the usual path on the same model. Three parts: (1) every entry's logits for random trees against
+/// the usual path's (relative error, rows whose argmax differs and the usual path's top-two margin there, bitwise
+/// repeatability); (2) speculative greedy decoding whose trees hold the true continuation (found first by plain
+/// decoding on the usual path) with corrupted tokens and wrong siblings mixed in: the tokens must be the plain ones, for
+/// the kernels and for the usual path; (3) the median step of random trees of each size, kernels and usual path, against
+/// the graphed plain step, all in one process.
+/// </summary>
+internal static class TreeKernelsCommand
+{
+    public static Command Build()
+    {
+        var model = new Option<string>("--model") { Description = "Model shape (llama-3.1-8b or a config.json).", DefaultValueFactory = _ => "llama-3.1-8b" };
+        var checkpoint = new Option<string?>("--checkpoint") { Description = "A checkpoint folder to load instead of random weights (e.g. models/default)." };
+        var context = new Option<int>("--context") { Description = "Prompt tokens (random) before the trees.", DefaultValueFactory = _ => 2048 };
+        var capacity = new Option<int>("--capacity") { Description = "KV cache capacity (MaxContext).", DefaultValueFactory = _ => 4096 };
+        var entries = new Option<string>("--entries") { Description = "Comma-separated tree sizes (root included, at most 64).", DefaultValueFactory = _ => "8,16,32,64" };
+        var repeat = new Option<int>("--repeat") { Description = "Timed steps per tree size and path.", DefaultValueFactory = _ => 32 };
+        var decode = new Option<int>("--decode") { Description = "Tokens of the speculative decoding check.", DefaultValueFactory = _ => 64 };
+        var output = new Option<string?>("--out") { Description = "JSON file for the results." };
+        var command = new Command("tree-kernels", "Tree verification through the tree kernels against the usual path: logits, tokens, step time; needs CUDA.")
+        {
+            model, checkpoint, context, capacity, entries, repeat, decode, output,
+        };
+        command.SetAction(parse => Run(parse.GetValue(model)!, parse.GetValue(checkpoint), parse.GetValue(context), parse.GetValue(capacity),
+            parse.GetValue(entries)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(int.Parse).ToArray(),
+            parse.GetValue(repeat), parse.GetValue(decode), parse.GetValue(output), parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error));
+        return command;
+    }
+
+    public static int Run(string shape, string? checkpoint, int context, int capacity, int[] sizes, int repeat, int decode, string? outputPath,
+        TextWriter output, TextWriter error)
+    {
+        string version = TorchRuntime.EnsureLoaded();
+        if (!torch.cuda.is_available() || !CudaGraph.IsAvailable)
+        {
+            error.WriteLine("tree-kernels needs CUDA and CUDA graphs: " + (torch.cuda.is_available() ? CudaGraph.UnavailableReason : $"libtorch {version} reports no CUDA."));
+            return GraphProbeCommand.NoCudaExitCode;
+        }
+        if (sizes.Any(s => s is < 2 or > KernelTreeStep.MaxRows))
+        {
+            error.WriteLine($"--entries: tree sizes from 2 to {KernelTreeStep.MaxRows} (the root and at least one draft node).");
+            return 2;
+        }
+        ModelConfig config = checkpoint is null ? ModelShapes.Get(shape) : ModelConfig.Load(checkpoint);
+        var options = new TargetModelOptions { Device = CUDA, DType = ScalarType.BFloat16, MaxContext = capacity, CudaGraphs = true };
+        using TargetModel target = checkpoint is null ? TargetModel.CreateRandom(config, options, seed: 1) : TargetModel.Load(checkpoint, options);
+        string gpu = VerifyCostCommand.GpuName();
+        output.WriteLine($"libtorch {version}, {gpu}, {checkpoint ?? shape}, context {context}, tree kernels: {target.UsesTreeKernels}");
+        if (!target.UsesTreeKernels)
+        {
+            error.WriteLine("The tree kernels do not run this model here: " + (DecodeKernels.IsAvailable ? KernelTreeStep.Unsupported(config) ?? "the decode-step kernels are off" : DecodeKernels.UnavailableReason));
+            return GraphProbeCommand.MismatchExitCode;
+        }
+        var random = new Random(11);
+        int[] prompt = Enumerable.Range(0, context).Select(_ => random.Next(config.VocabSize)).ToArray();
+        target.Prefill([(0, prompt[..^1])]);
+        int root = prompt[^1], cached = context - 1;
+
+        // (1) logits
+        var checks = new List<TreeLogitCheck>();
+        foreach (int size in sizes)
+        {
+            var input = new TreeInput(0, root, RandomTree(random, size - 1, config.VocabSize));
+            using var scope = NewDisposeScope();
+            Tensor usual = target.TreeLogits([input])[0];
+            Tensor kernels = target.KernelTreeLogits(input);
+            Tensor again = target.KernelTreeLogits(input);
+            double relative = ((kernels - usual).norm() / usual.norm()).item<float>();
+            double largest = (kernels - usual).abs().max().item<float>();
+            Tensor other = kernels.argmax(-1).ne(usual.argmax(-1));
+            (Tensor top, _) = usual.topk(2);
+            Tensor margin = top.select(-1, 0) - top.select(-1, 1);
+            int different = (int)other.sum().item<long>();
+            double worst = different == 0 ? 0 : margin.masked_select(other).max().item<float>();
+            var check = new TreeLogitCheck(size, relative, largest, different, worst, kernels.eq(again).all().item<bool>());
+            checks.Add(check);
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"logits, {size} entries: relative error {relative:E2}, largest difference {largest:E2}, {different} rows with another argmax " +
+                $"(usual path's top-two margin there at most {worst:G3}), repeatable: {check.Repeatable}"));
+        }
+
+        // (2) speculative decoding against plain decoding
+        target.SuspendCudaGraphs = true;
+        int[] plain = new int[decode];
+        int token = root;
+        for (int i = 0; i < decode; i++)
+        {
+            token = plain[i] = target.VerifyGreedy([new TreeInput(0, token, DraftTree.Empty)])[0].Bonus;
+        }
+        target.SuspendCudaGraphs = false;
+        int kernelDiff = SpeculativeFirstDifference(target, root, cached, plain, sizes.Max(), new Random(5), kernels: true, out double perStep);
+        int usualDiff = SpeculativeFirstDifference(target, root, cached, plain, sizes.Max(), new Random(5), kernels: false, out _);
+        output.WriteLine($"speculative decoding of {decode} tokens, trees with the true continuation and wrong branches: kernels " +
+            (kernelDiff < 0 ? "IDENTICAL to plain" : $"DIFFER from token {kernelDiff}") + ", usual path " +
+            (usualDiff < 0 ? "identical to plain" : $"differs from token {usualDiff}") +
+            string.Create(CultureInfo.InvariantCulture, $" ({perStep:F2} tokens per step)"));
+
+        // (3) step times
+        target.Truncate(0, cached);
+        (_, List<double> plainTimes, _) = DecodeGraphsCommand.TimePlainSteps(target, root, repeat + 3);
+        double plainMedian = plainTimes[plainTimes.Count / 2];
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"plain step (kernels, graphed): median {plainMedian:F3} ms (min {plainTimes[0]:F3})"));
+        var timings = new List<TreeKernelTiming>();
+        foreach (int size in sizes)
+        {
+            var input = new TreeInput(0, root, RandomTree(random, size - 1, config.VocabSize));
+            (double kernelMedian, double kernelMin) = Time(target, input, cached, repeat);
+            target.SuspendTreeKernels = true;
+            (double usualMedian, double usualMin) = Time(target, input, cached, repeat);
+            target.SuspendTreeKernels = false;
+            var timing = new TreeKernelTiming(size, KernelTreeStep.PaddedRows(size), kernelMedian, kernelMin, usualMedian, usualMin,
+                kernelMedian / plainMedian, usualMedian / plainMedian);
+            timings.Add(timing);
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{size,2} entries: kernels {kernelMedian:F3} ms (min {kernelMin:F3}, {timing.KernelToPlain:F2}x plain), usual path {usualMedian:F3} ms ({timing.UsualToPlain:F2}x plain)"));
+        }
+        bool passed = kernelDiff < 0 && checks.All(c => c.Repeatable);
+        output.WriteLine(passed ? "PASS" : "FAIL");
+        if (outputPath is not null)
+        {
+            var result = new TreeKernelsResult(DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture), version, gpu, checkpoint ?? shape, context,
+                plainMedian, plainTimes[0], checks, timings, decode, kernelDiff, usualDiff, perStep, passed);
+            File.WriteAllText(outputPath, JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true }));
+        }
+        return passed ? 0 : GraphProbeCommand.MismatchExitCode;
+    }
+
+    /// <summary>Greedy speculative decoding from <paramref name="root"/> (slot 0 rolled back to <paramref name="cached"/>)
+    /// until <paramref name="plain"/>'s length, each step's tree built from the true continuation: a chain of the next
+    /// 1-8 true tokens, one of them replaced by another token 30% of the time, and wrong siblings on random chain nodes,
+    /// at most <paramref name="most"/> entries. Returns the first index where the tokens leave <paramref name="plain"/>,
+    /// or -1.</summary>
+    private static int SpeculativeFirstDifference(TargetModel target, int root, int cached, int[] plain, int most, Random random, bool kernels,
+        out double tokensPerStep)
+    {
+        target.Truncate(0, cached);
+        target.SuspendTreeKernels = !kernels;
+        var produced = new List<int>();
+        int steps = 0;
+        while (produced.Count < plain.Length)
+        {
+            int at = produced.Count;
+            int chain = Math.Min(random.Next(1, 9), Math.Min(plain.Length - at, most - 1));
+            var tokens = new List<int>();
+            var parents = new List<int>();
+            int wrong = random.NextDouble() < 0.3 ? random.Next(chain) : -1;
+            for (int d = 0; d < chain; d++)
+            {
+                int t = plain[at + d];
+                tokens.Add(d == wrong ? (t + 1) % target.Config.VocabSize : t);
+                parents.Add(d - 1);
+            }
+            while (tokens.Count < most - 1 && random.NextDouble() < 0.9)
+            {
+                int parent = random.Next(-1, chain);
+                int truth = plain[Math.Min(at + parent + 1, plain.Length - 1)];
+                int t = (truth + 2 + random.Next(1000)) % target.Config.VocabSize;
+                // siblings carry distinct tokens
+                if (Enumerable.Range(0, tokens.Count).Any(i => parents[i] == parent && tokens[i] == t) || (parent + 1 < chain && tokens[parent + 1] == t))
+                {
+                    continue;
+                }
+                tokens.Add(t);
+                parents.Add(parent);
+            }
+            VerifiedStep step = target.VerifyGreedy([new TreeInput(0, root, DraftTree.Create(tokens.ToArray(), parents.ToArray(), []))])[0];
+            produced.AddRange(step.Tokens);
+            root = step.Bonus;
+            steps++;
+        }
+        target.SuspendTreeKernels = false;
+        tokensPerStep = (double)produced.Count / steps;
+        for (int i = 0; i < plain.Length; i++)
+        {
+            if (produced[i] != plain[i])
+            {
+                return i;
+            }
+        }
+        return -1;
+    }
+
+    /// <summary>Median and minimum of <paramref name="repeat"/> steps over one tree (after 3 untimed ones, which capture
+    /// the graph), each ending with its host read, slot 0 rolled back to <paramref name="cached"/> after every step.</summary>
+    private static (double Median, double Min) Time(TargetModel target, TreeInput input, int cached, int repeat)
+    {
+        var times = new double[repeat];
+        for (int i = -3; i < repeat; i++)
+        {
+            target.Truncate(0, cached);
+            long start = Stopwatch.GetTimestamp();
+            _ = target.VerifyGreedy([input]);
+            double ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+            if (i >= 0)
+            {
+                times[i] = ms;
+            }
+        }
+        target.Truncate(0, cached);
+        Array.Sort(times);
+        return (times[repeat / 2], times[0]);
+    }
+
+    /// <summary>A random tree of <paramref name="nodes"/> nodes, each under a uniformly chosen earlier node or the root,
+    /// sibling tokens distinct.</summary>
+    private static DraftTree RandomTree(Random random, int nodes, int vocab)
+    {
+        var tokens = new int[nodes];
+        var parents = new int[nodes];
+        for (int i = 0; i < nodes; i++)
+        {
+            parents[i] = random.Next(-1, i);
+            tokens[i] = (i * 7919 + 13) % vocab;
+        }
+        return DraftTree.Create(tokens, parents, []);
+    }
+}

@@ -1,0 +1,684 @@
+// The batch-1 tree verification step: one forward over a root and its draft tree (up to 64 entries, padded to 8, 16, 32
+// or 64 rows), the greedy acceptance and the cache compaction, with no libtorch op (Serving/KernelTreeStep.cs launches
+// them). Included at the end of decode_step.cu: one translation unit, one fatbin, the same helpers and numerics.
+//
+// What differs from the one-row step: the products take all rows per weight load on the tensor cores (mma.sync
+// m16n8k16, bf16 in, float32 sums), so the weights are still read once; attention is flash-style on the tensor cores
+// with the tree's ancestor sets as the mask, and rounds the probabilities to bf16 before the product with V, as SDPA's
+// kernels do. Everything else (roundings, rotary, silu, argmax ties) is the one-row step's.
+//
+// The step's inputs, one int64 array on the device (rows R = the padded row count): [length, entries, tokens[R],
+// depths[R], parents[R], ancestors[R] (bit j: entry j is an ancestor or the entry itself), forced[R] (the token that
+// counts as the target's choice after the entry, or -1)]. Padding rows are the root's children that nobody reads: token
+// 0, depth 0, ancestors {root}; they write nothing into the cache.
+
+#define TREE_THREADS 128                    // four warps
+#define TREE_TILE 128                       // output rows per block of a product (32 per warp)
+#define TREE_KSTEP 64                       // k per register step (four mma k-steps)
+#define TREE_XCHUNK 512                     // k of the input rows staged in shared memory at a time
+#define TREE_XSTRIDE (TREE_XCHUNK + 8)      // staged row in bf16: 1040 bytes, so eight rows start 16 bytes apart mod 128
+#define TREE_TSTRIDE (TREE_TILE + 4)        // finished tile row in float32
+#define TREE_MAX_ROWS 64                    // entries per step at most: an ancestor set is one 64-bit word
+#define TREE_SUB 64                         // keys per attention sub-chunk in shared memory
+
+__device__ __forceinline__ void mma_bf16(float* c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// Word w (0..7) of sixteen bf16 held as two 16-byte vectors; w is a constant after unrolling.
+__device__ __forceinline__ uint32_t word16(const uint4& lo, const uint4& hi, int w)
+{
+    const uint4& v = w < 4 ? lo : hi;
+    int c = w & 3;
+    return c == 0 ? v.x : c == 1 ? v.y : c == 2 ? v.z : v.w;
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi)
+{
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&v);
+}
+
+// The k order of the products. An mma k-step pairs logical k = 2q, 2q+1 (and 2q+8, 2q+9) with thread q of a group of
+// four. A dot product does not care in which order k is summed, so the rows of A and of B are read in the same
+// permuted order instead: thread q loads 16 consecutive elements (two 16-byte vectors) of every row at 16q within a
+// run of 64, and k-step s takes its words 2s (logical 2q, 2q+1) and 2s+1 (logical 2q+8, 2q+9). Weights then stream
+// straight from memory into registers, fully coalesced, with no shared-memory pass.
+
+struct TreeGemmParams
+{
+    const bf16* x;              // [rows, k]: the step's (normalised) input rows
+    int k;
+    int n;                      // output rows of the product (gate/up: 2 × MLP size)
+    int rows;                   // rows of x, a multiple of 8
+    int k_split;                // k per block (a multiple of 64); gridDim.y = k / k_split
+    const bf16* w0;             // q | gate | plain rows
+    const bf16* w1;             // k | up rows
+    const bf16* w2;             // v rows
+    const bf16* b0;             // biases of w0..w2 rows (q/k/v only), or null
+    const bf16* b1;
+    const bf16* b2;
+    float* work;                // [splits, rows, n] float32 partial sums when gridDim.y > 1
+    unsigned int* counters;     // [tiles], zero between launches; the last block of a tile resets its counter
+    bf16* y;                    // mode 0: hidden rows [rows, n], the residual added in place; 1: q [rows, heads × head_dim];
+                                // 2: silu(gate) · up [rows, y_stride]; 3: logits [rows, n] or null
+    int y_stride;
+    const int64_t* state;       // the step's inputs (above)
+    const float* cos;           // [positions, head_dim] float32
+    const float* sin;
+    bf16* k_cache;              // [kv heads, capacity, head_dim] of this layer and slot
+    bf16* v_cache;
+    int64_t head_stride;
+    int heads;
+    int kv_heads;
+    int head_dim;
+    unsigned long long* argmax; // mode 3: [rows], packed as the one-row head packs it
+};
+
+// The weight row behind output row `local` (0..127) of `tile`. Mode 2 interleaves per tile: rows 0..63 are gate rows and
+// 64..127 the up rows of the same 64 MLP features, so one block finishes silu(gate) · up. Rows past n read row 0; their
+// results are dropped.
+template <int MODE>
+__device__ __forceinline__ const bf16* tree_weight_row(const TreeGemmParams& p, int tile, int local)
+{
+    int64_t k = p.k;
+    if (MODE == 2)
+    {
+        int r = tile * (TREE_TILE / 2) + local % (TREE_TILE / 2);
+        return (local < TREE_TILE / 2 ? p.w0 : p.w1) + r * k;
+    }
+    int r = tile * TREE_TILE + local;
+    if (r >= p.n) r = 0;
+    if (MODE == 1)
+    {
+        int qr = p.heads * p.head_dim, kr = p.kv_heads * p.head_dim;
+        return r < qr ? p.w0 + r * k : r < qr + kr ? p.w1 + (int64_t)(r - qr) * k : p.w2 + (int64_t)(r - qr - kr) * k;
+    }
+    return p.w0 + r * k;
+}
+
+// One product of the tree step: block (tile, split) computes TREE_TILE output rows for all input rows over a 1/splits
+// part of k; warp w takes rows 32w..32w+31 as two mma row tiles, every input row as NT column tiles. The last block of a
+// tile (over the splits) adds the splits' sums in split order (so a step repeats bitwise) and runs the mode's epilogue:
+// 0 residual add, 1 rotary and the cache write, 2 silu(gate) · up, 3 the argmax per row.
+template <int MODE, int NT>
+__device__ void tree_gemm(const TreeGemmParams& p)
+{
+    extern __shared__ __align__(16) unsigned char tree_smem[];
+    bf16* sx = reinterpret_cast<bf16*>(tree_smem);     // [rows][TREE_XSTRIDE] during the products
+    float* st = reinterpret_cast<float*>(tree_smem);   // [rows][TREE_TSTRIDE] after them
+    __shared__ bool last;
+    constexpr int ROWS = NT * 8;
+    int tid = threadIdx.x, lane = tid & (WARP - 1), warp = tid / WARP, g = lane >> 2, q = lane & 3;
+    int tile = blockIdx.x, split = blockIdx.y, splits = gridDim.y;
+    int k0 = split * p.k_split;
+    // rows g and g + 8 of the warp's two row tiles
+    const uint4* wr[4];
+#pragma unroll
+    for (int r = 0; r < 4; r++)
+        wr[r] = reinterpret_cast<const uint4*>(tree_weight_row<MODE>(p, tile, warp * 32 + (r >> 1) * 16 + (r & 1) * 8 + g) + k0) + q * 2;
+    int steps = p.k_split / TREE_KSTEP;
+    uint4 cur[4][2], nxt[4][2];
+#pragma unroll
+    for (int r = 0; r < 4; r++)
+    {
+        cur[r][0] = __ldcs(wr[r]);
+        cur[r][1] = __ldcs(wr[r] + 1);
+    }
+    float acc[2][NT][4];
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) acc[mt][nt][i] = 0.f;
+    grid_wait();
+    grid_trigger();
+    const uint4* x4 = reinterpret_cast<const uint4*>(p.x);
+    int row_vectors = p.k / 8;
+    for (int s = 0; s < steps; s++)
+    {
+        int kk = s * TREE_KSTEP;
+        int kc = kk % TREE_XCHUNK;
+        if (kc == 0)
+        {
+            // stage the next run of k of every input row (through L2: the previous kernel wrote it)
+            int per_row = min(TREE_XCHUNK, p.k_split - kk) / 8;
+            __syncthreads();
+            for (int i = tid; i < ROWS * per_row; i += TREE_THREADS)
+            {
+                int row = i / per_row, c = i % per_row;
+                reinterpret_cast<uint4*>(sx + row * TREE_XSTRIDE)[c] = __ldcg(x4 + (int64_t)row * row_vectors + (k0 + kk) / 8 + c);
+            }
+            __syncthreads();
+        }
+        if (s + 1 < steps)
+        {
+#pragma unroll
+            for (int r = 0; r < 4; r++)
+            {
+                nxt[r][0] = __ldcs(wr[r] + (s + 1) * 8);
+                nxt[r][1] = __ldcs(wr[r] + (s + 1) * 8 + 1);
+            }
+        }
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+        {
+            const uint4* bx = reinterpret_cast<const uint4*>(sx + (nt * 8 + g) * TREE_XSTRIDE + kc) + q * 2;
+            uint4 blo = bx[0], bhi = bx[1];
+#pragma unroll
+            for (int ks = 0; ks < 4; ks++)
+            {
+                uint32_t b0 = word16(blo, bhi, 2 * ks), b1 = word16(blo, bhi, 2 * ks + 1);
+#pragma unroll
+                for (int mt = 0; mt < 2; mt++)
+                    mma_bf16(acc[mt][nt],
+                             word16(cur[2 * mt][0], cur[2 * mt][1], 2 * ks), word16(cur[2 * mt + 1][0], cur[2 * mt + 1][1], 2 * ks),
+                             word16(cur[2 * mt][0], cur[2 * mt][1], 2 * ks + 1), word16(cur[2 * mt + 1][0], cur[2 * mt + 1][1], 2 * ks + 1),
+                             b0, b1);
+            }
+        }
+        if (s + 1 < steps)
+        {
+#pragma unroll
+            for (int r = 0; r < 4; r++)
+            {
+                cur[r][0] = nxt[r][0];
+                cur[r][1] = nxt[r][1];
+            }
+        }
+    }
+    // the block's sums into the tile: st[input row][output row]
+    __syncthreads();
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+                st[(nt * 8 + q * 2 + (i & 1)) * TREE_TSTRIDE + warp * 32 + mt * 16 + g + (i >> 1) * 8] = acc[mt][nt][i];
+    __syncthreads();
+    int64_t n = p.n;
+    if (splits > 1)
+    {
+        float* work = p.work + (int64_t)split * ROWS * n;
+        for (int i = tid; i < ROWS * TREE_TILE; i += TREE_THREADS)
+        {
+            int t = i / TREE_TILE, l = i % TREE_TILE, r = tile * TREE_TILE + l;
+            if (r < n) work[t * n + r] = st[t * TREE_TSTRIDE + l];
+        }
+        __threadfence();
+        __syncthreads();
+        if (tid == 0) last = atomicAdd(p.counters + tile, 1u) == (unsigned)splits - 1;
+        __syncthreads();
+        if (!last) return;
+        __threadfence();
+        for (int i = tid; i < ROWS * TREE_TILE; i += TREE_THREADS)
+        {
+            int t = i / TREE_TILE, l = i % TREE_TILE, r = tile * TREE_TILE + l;
+            if (r >= n) continue;
+            float v = 0.f;
+            for (int sp = 0; sp < splits; sp++) v += __ldcg(p.work + ((int64_t)sp * ROWS + t) * n + r);
+            st[t * TREE_TSTRIDE + l] = v;
+        }
+        __syncthreads();
+        if (tid == 0) p.counters[tile] = 0u;
+    }
+    const int64_t* st64 = p.state;
+    int64_t length = st64[0];
+    int entries = (int)st64[1];
+    if (MODE == 0)
+    {
+        for (int i = tid; i < ROWS * TREE_TILE; i += TREE_THREADS)
+        {
+            int t = i / TREE_TILE, l = i % TREE_TILE, r = tile * TREE_TILE + l;
+            if (r >= n) continue;
+            bf16* y = p.y + (int64_t)t * p.y_stride + r;
+            float v = round_bf16(st[t * TREE_TSTRIDE + l]);
+            *y = __float2bfloat16_rn(round_bf16(__bfloat162float(__ldcg(y)) + v));
+        }
+    }
+    else if (MODE == 2)
+    {
+        constexpr int HALF = TREE_TILE / 2;
+        for (int i = tid; i < ROWS * HALF; i += TREE_THREADS)
+        {
+            int t = i / HALF, l = i % HALF;
+            float gv = round_bf16(st[t * TREE_TSTRIDE + l]), uv = round_bf16(st[t * TREE_TSTRIDE + l + HALF]);
+            float sv = round_bf16(gv / (1.0f + expf(-gv)));
+            p.y[(int64_t)t * p.y_stride + tile * HALF + l] = __float2bfloat16_rn(sv * uv);
+        }
+    }
+    else if (MODE == 1)
+    {
+        const int64_t* depths = st64 + 2 + p.rows;
+        int hd = p.head_dim, half = hd / 2, qr = p.heads * hd, kr = p.kv_heads * hd;
+        for (int i = tid; i < ROWS * TREE_TILE; i += TREE_THREADS)
+        {
+            int t = i / TREE_TILE, l = i % TREE_TILE, r = tile * TREE_TILE + l;
+            bool write_cache = t < entries;
+            int64_t at = length + t;
+            if (r < qr + kr)
+            {
+                int d = r % hd;
+                if (d >= half) continue;
+                bool is_q = r < qr;
+                const bf16* bias = is_q ? p.b0 : p.b1;
+                int br = is_q ? r : r - qr;
+                float x1 = round_bf16(st[t * TREE_TSTRIDE + l]), x2 = round_bf16(st[t * TREE_TSTRIDE + l + half]);
+                if (bias != nullptr)
+                {
+                    x1 = round_bf16(x1 + __bfloat162float(bias[br]));
+                    x2 = round_bf16(x2 + __bfloat162float(bias[br + half]));
+                }
+                int64_t pos = length + depths[t];
+                const float* cr = p.cos + pos * hd;
+                const float* sr = p.sin + pos * hd;
+                float c1 = round_bf16(cr[d]), c2 = round_bf16(cr[d + half]);
+                float s1 = round_bf16(sr[d]), s2 = round_bf16(sr[d + half]);
+                float o1 = round_bf16(round_bf16(x1 * c1) + round_bf16(-x2 * s1));
+                float o2 = round_bf16(round_bf16(x2 * c2) + round_bf16(x1 * s2));
+                bf16* dst;
+                if (is_q)
+                {
+                    dst = p.y + (int64_t)t * p.y_stride + r;
+                }
+                else
+                {
+                    if (!write_cache) continue;
+                    dst = p.k_cache + (br / hd) * p.head_stride + at * hd + d;
+                }
+                dst[0] = __float2bfloat16_rn(o1);
+                dst[half] = __float2bfloat16_rn(o2);
+            }
+            else if (write_cache)
+            {
+                int row = r - qr - kr;
+                float v = round_bf16(st[t * TREE_TSTRIDE + l]);
+                if (p.b2 != nullptr) v = round_bf16(v + __bfloat162float(p.b2[row]));
+                p.v_cache[(row / hd) * p.head_stride + at * hd + row % hd] = __float2bfloat16_rn(v);
+            }
+        }
+    }
+    else
+    {
+        // the argmax of each input row over this tile's logits: warp w takes rows w, w + 4, ...
+        for (int t = warp; t < ROWS; t += TREE_THREADS / WARP)
+        {
+            unsigned long long best = 0ull;
+            for (int l = lane; l < TREE_TILE; l += WARP)
+            {
+                int r = tile * TREE_TILE + l;
+                if (r >= n) continue;
+                float v = round_bf16(st[t * TREE_TSTRIDE + l]);
+                if (p.y != nullptr) p.y[(int64_t)t * n + r] = __float2bfloat16_rn(v);
+                uint32_t bits = __float_as_uint(v);
+                bits = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+                unsigned long long key = ((unsigned long long)bits << 32) | (unsigned long long)(0xffffffffu - (uint32_t)r);
+                best = key > best ? key : best;
+            }
+            for (int o = WARP / 2; o > 0; o >>= 1)
+            {
+                unsigned long long other = __shfl_xor_sync(0xffffffffu, best, o);
+                best = other > best ? other : best;
+            }
+            if (lane == 0) atomicMax(p.argmax + t, best);
+        }
+    }
+}
+
+// Entry points per mode and padded row count (8, 16, 32, 64).
+extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_rows_8(TreeGemmParams p) { tree_gemm<0, 1>(p); }
+extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_rows_16(TreeGemmParams p) { tree_gemm<0, 2>(p); }
+extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_rows_32(TreeGemmParams p) { tree_gemm<0, 4>(p); }
+extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_rows_64(TreeGemmParams p) { tree_gemm<0, 8>(p); }
+extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_qkv_rotary_8(TreeGemmParams p) { tree_gemm<1, 1>(p); }
+extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_qkv_rotary_16(TreeGemmParams p) { tree_gemm<1, 2>(p); }
+extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_qkv_rotary_32(TreeGemmParams p) { tree_gemm<1, 4>(p); }
+extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_qkv_rotary_64(TreeGemmParams p) { tree_gemm<1, 8>(p); }
+extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_gate_up_8(TreeGemmParams p) { tree_gemm<2, 1>(p); }
+extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_gate_up_16(TreeGemmParams p) { tree_gemm<2, 2>(p); }
+extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_gate_up_32(TreeGemmParams p) { tree_gemm<2, 4>(p); }
+extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_gate_up_64(TreeGemmParams p) { tree_gemm<2, 8>(p); }
+extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_head_argmax_8(TreeGemmParams p) { tree_gemm<3, 1>(p); }
+extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_head_argmax_16(TreeGemmParams p) { tree_gemm<3, 2>(p); }
+extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_head_argmax_32(TreeGemmParams p) { tree_gemm<3, 4>(p); }
+extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_head_argmax_64(TreeGemmParams p) { tree_gemm<3, 8>(p); }
+
+struct TreeNormParams
+{
+    const int64_t* state;       // the step's inputs; tokens read when embed is set
+    int rows;
+    const bf16* embed;          // embedding table, or null: normalise hidden as it is
+    const bf16* norm;
+    float eps;
+    int k;
+    bf16* hidden;               // [rows, k]
+    bf16* normed;               // [rows, k]
+    unsigned long long* argmax; // [rows], cleared when embed is set
+};
+
+// Block t: (hidden[t] = embed[token t],) normed[t] = RMSNorm(hidden[t]).
+extern "C" __global__ void __launch_bounds__(NORM_THREADS) tree_norm(TreeNormParams p)
+{
+    grid_wait();
+    grid_trigger();
+    int t = blockIdx.x;
+    bf16* hidden = p.hidden + (int64_t)t * p.k;
+    if (p.embed != nullptr)
+    {
+        const uint4* row = reinterpret_cast<const uint4*>(p.embed + p.state[2 + t] * (int64_t)p.k);
+        for (int i = threadIdx.x; i < p.k / 8; i += blockDim.x) reinterpret_cast<uint4*>(hidden)[i] = row[i];
+        if (threadIdx.x == 0) p.argmax[t] = 0ull;
+        __syncthreads();
+    }
+    rms_norm_block(hidden, p.norm, p.eps, p.k, p.normed + (int64_t)t * p.k);
+}
+
+struct TreeAttentionParams
+{
+    const bf16* q;              // [rows, heads × head_dim], rotated
+    const bf16* k_cache;        // [kv heads, capacity, head_dim] of this layer and slot
+    const bf16* v_cache;
+    int64_t head_stride;
+    const int64_t* state;       // the step's inputs
+    float* partial_o;           // [chunks, rows × heads, head_dim] float32
+    float* partial_ml;          // [chunks, rows × heads, 2]: the chunk's max score and sum of exponentials
+    unsigned int* counters;     // [kv heads × row groups], zero between launches
+    bf16* out;                  // [rows, heads × head_dim]
+    int rows;
+    int heads;
+    int kv_heads;
+    int chunk;                  // keys per block, a multiple of TREE_SUB
+    float scale;
+};
+
+// Tree attention: block (chunk, kv head, row group) takes a chunk of keys for 64 query rows of one kv head (rows are
+// (query head of the group, entry), four warps of 16), flash-style in sub-chunks of 64 keys through shared memory:
+// scores on the tensor cores, an online softmax in float32, the probabilities rounded to bf16 for the product with V.
+// Row t sees the cached prefix (key < length) and the entries in its ancestor set. The last block of a (kv head, row
+// group) merges the chunks.
+template <int HD>
+__device__ void tree_attention(const TreeAttentionParams& p)
+{
+    constexpr int KS = HD / 64;             // 64-wide runs of the head dimension (register steps of the score product)
+    constexpr int DN = HD / 8;              // column tiles of the output
+    constexpr int STRIDE = HD + 8;          // padded key / value row (bf16)
+    __shared__ __align__(16) bf16 ks[TREE_SUB * STRIDE];
+    __shared__ __align__(16) bf16 vs[TREE_SUB * STRIDE];
+    __shared__ bool last;
+    int tid = threadIdx.x, lane = tid & (WARP - 1), warp = tid / WARP, g = lane >> 2, q = lane & 3;
+    int chunk = blockIdx.x, kvh = blockIdx.y, rg = blockIdx.z;
+    int groups = p.heads / p.kv_heads, query_rows = groups * p.rows;
+    grid_wait();
+    grid_trigger();
+    int64_t length = p.state[0];
+    int entries = (int)p.state[1];
+    const unsigned long long* ancestors = reinterpret_cast<const unsigned long long*>(p.state + 2 + 3 * p.rows);
+    int64_t keys = length + entries;
+    int64_t begin = (int64_t)chunk * p.chunk, end = min(begin + p.chunk, keys);
+    // rows g and g + 8 of the warp's row tile: (query head of the group, entry)
+    int rr[2] = {rg * 64 + warp * 16 + g, rg * 64 + warp * 16 + g + 8};
+    int entry[2], index[2];
+    unsigned long long seen[2];
+    uint4 qa[KS][2][2];
+#pragma unroll
+    for (int j = 0; j < 2; j++)
+    {
+        int r = rr[j] < query_rows ? rr[j] : 0;
+        entry[j] = r % p.rows;
+        index[j] = entry[j] * p.heads + kvh * groups + r / p.rows;   // output row: [entry][head]
+        seen[j] = ancestors[entry[j]];
+        const uint4* qr = reinterpret_cast<const uint4*>(p.q + (int64_t)index[j] * HD) + q * 2;
+#pragma unroll
+        for (int s = 0; s < KS; s++)
+        {
+            qa[s][j][0] = __ldcg(qr + s * 8);
+            qa[s][j][1] = __ldcg(qr + s * 8 + 1);
+        }
+    }
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+    float o[DN][4];
+#pragma unroll
+    for (int dn = 0; dn < DN; dn++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) o[dn][i] = 0.f;
+    const bf16* kc = p.k_cache + kvh * p.head_stride;
+    const bf16* vc = p.v_cache + kvh * p.head_stride;
+    const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
+    for (int64_t base = begin; base < end; base += TREE_SUB)
+    {
+        __syncthreads();
+        for (int i = tid; i < TREE_SUB * HD / 8; i += TREE_THREADS)
+        {
+            int key = i / (HD / 8), c = i % (HD / 8);
+            bool in = base + key < end;
+            uint4 kv = in ? __ldcg(reinterpret_cast<const uint4*>(kc + (base + key) * HD) + c) : zero;
+            uint4 vv = in ? __ldcg(reinterpret_cast<const uint4*>(vc + (base + key) * HD) + c) : zero;
+            reinterpret_cast<uint4*>(ks + key * STRIDE)[c] = kv;
+            reinterpret_cast<uint4*>(vs + key * STRIDE)[c] = vv;
+        }
+        __syncthreads();
+        float s[8][4];
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) s[nt][i] = 0.f;
+#pragma unroll
+        for (int kd = 0; kd < KS; kd++)
+#pragma unroll
+            for (int nt = 0; nt < 8; nt++)
+            {
+                const uint4* kb = reinterpret_cast<const uint4*>(ks + (nt * 8 + g) * STRIDE + kd * 64) + q * 2;
+                uint4 blo = kb[0], bhi = kb[1];
+#pragma unroll
+                for (int st = 0; st < 4; st++)
+                    mma_bf16(s[nt], word16(qa[kd][0][0], qa[kd][0][1], 2 * st), word16(qa[kd][1][0], qa[kd][1][1], 2 * st),
+                             word16(qa[kd][0][0], qa[kd][0][1], 2 * st + 1), word16(qa[kd][1][0], qa[kd][1][1], 2 * st + 1),
+                             word16(blo, bhi, 2 * st), word16(blo, bhi, 2 * st + 1));
+            }
+        // mask and scale; the online softmax per row (a row's four threads hold its 64 keys)
+        float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+            {
+                int j = i >> 1;
+                int64_t key = base + nt * 8 + q * 2 + (i & 1);
+                int64_t rel = key - length;
+                bool visible = key < end && (rel < 0 || ((seen[j] >> rel) & 1ull));
+                s[nt][i] = visible ? s[nt][i] * p.scale : -INFINITY;
+                mx[j] = fmaxf(mx[j], s[nt][i]);
+            }
+        float corr[2];
+#pragma unroll
+        for (int j = 0; j < 2; j++)
+        {
+            mx[j] = fmaxf(mx[j], __shfl_xor_sync(0xffffffffu, mx[j], 1));
+            mx[j] = fmaxf(mx[j], __shfl_xor_sync(0xffffffffu, mx[j], 2));
+            float mn = fmaxf(m[j], mx[j]);
+            corr[j] = mn == -INFINITY ? 1.f : expf(m[j] - mn);
+            m[j] = mn;
+        }
+        float sum[2] = {0.f, 0.f};
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+            {
+                int j = i >> 1;
+                float e = s[nt][i] == -INFINITY ? 0.f : expf(s[nt][i] - m[j]);
+                s[nt][i] = e;
+                sum[j] += e;
+            }
+#pragma unroll
+        for (int j = 0; j < 2; j++) l[j] = l[j] * corr[j] + sum[j];
+#pragma unroll
+        for (int dn = 0; dn < DN; dn++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) o[dn][i] *= corr[i >> 1];
+        // o += P V: P's score tiles are the A operand as they lie; V's B operand through ldmatrix.trans
+#pragma unroll
+        for (int kt = 0; kt < 4; kt++)
+        {
+            uint32_t a0 = pack_bf16(s[2 * kt][0], s[2 * kt][1]), a1 = pack_bf16(s[2 * kt][2], s[2 * kt][3]);
+            uint32_t a2 = pack_bf16(s[2 * kt + 1][0], s[2 * kt + 1][1]), a3 = pack_bf16(s[2 * kt + 1][2], s[2 * kt + 1][3]);
+#pragma unroll
+            for (int dn = 0; dn < DN; dn += 2)
+            {
+                int mat = lane >> 3;
+                const bf16* row = vs + (kt * 16 + (mat & 1) * 8 + (lane & 7)) * STRIDE + (dn + (mat >> 1)) * 8;
+                uint32_t address = (uint32_t)__cvta_generic_to_shared(row);
+                uint32_t r0, r1, r2, r3;
+                asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                             : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(address));
+                mma_bf16(o[dn], a0, a1, a2, a3, r0, r1);
+                mma_bf16(o[dn + 1], a0, a1, a2, a3, r2, r3);
+            }
+        }
+    }
+    // the chunk's partials: a row's four threads hold disjoint columns; the sum of exponentials is summed over them
+#pragma unroll
+    for (int j = 0; j < 2; j++)
+    {
+        l[j] += __shfl_xor_sync(0xffffffffu, l[j], 1);
+        l[j] += __shfl_xor_sync(0xffffffffu, l[j], 2);
+    }
+    int64_t stride_rows = (int64_t)p.rows * p.heads;
+#pragma unroll
+    for (int j = 0; j < 2; j++)
+    {
+        if (rr[j] >= query_rows) continue;
+        float* po = p.partial_o + ((int64_t)chunk * stride_rows + index[j]) * HD;
+#pragma unroll
+        for (int dn = 0; dn < DN; dn++)
+            *reinterpret_cast<float2*>(po + dn * 8 + q * 2) = make_float2(o[dn][j * 2], o[dn][j * 2 + 1]);
+        if (q == 0)
+        {
+            float* ml = p.partial_ml + ((int64_t)chunk * stride_rows + index[j]) * 2;
+            ml[0] = m[j];
+            ml[1] = l[j];
+        }
+    }
+    __threadfence();
+    __syncthreads();
+    unsigned int* counter = p.counters + kvh * gridDim.z + rg;
+    if (tid == 0) last = atomicAdd(counter, 1u) == gridDim.x - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    // merge: two threads per row, half of the head dimension each
+    int r = rg * 64 + tid / 2;
+    if (r < query_rows)
+    {
+        int t = r % p.rows;
+        int64_t idx = (int64_t)t * p.heads + kvh * groups + r / p.rows;
+        int chunks = gridDim.x;
+        float big = -INFINITY;
+        for (int c = 0; c < chunks; c++) big = fmaxf(big, __ldcg(p.partial_ml + ((int64_t)c * stride_rows + idx) * 2));
+        float total = 0.f;
+        constexpr int HALF = HD / 2;
+        float acc[HALF];
+#pragma unroll
+        for (int d = 0; d < HALF; d++) acc[d] = 0.f;
+        for (int c = 0; c < chunks; c++)
+        {
+            const float* ml = p.partial_ml + ((int64_t)c * stride_rows + idx) * 2;
+            float mc = __ldcg(ml);
+            if (mc == -INFINITY) continue;
+            float w = expf(mc - big);
+            total = fmaf(w, __ldcg(ml + 1), total);
+            const float4* po = reinterpret_cast<const float4*>(p.partial_o + ((int64_t)c * stride_rows + idx) * HD + (tid & 1) * HALF);
+#pragma unroll
+            for (int d = 0; d < HALF / 4; d++)
+            {
+                float4 v = __ldcg(po + d);
+                acc[4 * d] = fmaf(w, v.x, acc[4 * d]);
+                acc[4 * d + 1] = fmaf(w, v.y, acc[4 * d + 1]);
+                acc[4 * d + 2] = fmaf(w, v.z, acc[4 * d + 2]);
+                acc[4 * d + 3] = fmaf(w, v.w, acc[4 * d + 3]);
+            }
+        }
+        float inv = 1.f / total;
+        uint32_t* out = reinterpret_cast<uint32_t*>(p.out + idx * HD + (tid & 1) * HALF);
+#pragma unroll
+        for (int d = 0; d < HALF / 2; d++) out[d] = pack_bf16(acc[2 * d] * inv, acc[2 * d + 1] * inv);
+    }
+    if (tid == 0) *counter = 0u;
+}
+
+extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_attention_64(TreeAttentionParams p) { tree_attention<64>(p); }
+extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_attention_128(TreeAttentionParams p) { tree_attention<128>(p); }
+
+struct TreeAcceptParams
+{
+    const int64_t* state;              // the step's inputs
+    int rows;
+    const unsigned long long* argmax;  // [rows], packed
+    bf16* cache;                       // the KV cache: [layers, 2, slots, kv heads, capacity, head_dim]
+    int64_t layer_stride;              // elements
+    int64_t kv_stride;
+    int64_t slot_offset;               // slot × slot stride
+    int64_t head_stride;
+    int head_dim;
+    int64_t* result;                   // [2 + 2 × rows]: accepted count, bonus token, tokens by depth 1.., entries by depth 1..
+};
+
+// Greedy acceptance and the cache compaction. Every block decides the path (a walk over at most 64 entries in index
+// order, parents first): an entry is accepted when its parent is and its token is the target's choice after its parent
+// (the argmax, or the forced token); the deepest accepted entry, the lowest index among equals, ends the path, and the
+// choice after it is the bonus token. Block (kv head, k/v, layer) then moves the path's rows of its cache to length + 1,
+// length + 2, ... (read all, then write: a row may move onto another's source). Block 0 writes the result.
+extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_accept(TreeAcceptParams p)
+{
+    __shared__ int path[TREE_MAX_ROWS];
+    __shared__ int count;
+    __shared__ __align__(16) bf16 moved[TREE_MAX_ROWS * 128];
+    grid_wait();
+    grid_trigger();
+    const int64_t* s = p.state;
+    int64_t length = s[0];
+    if (threadIdx.x == 0)
+    {
+        int entries = (int)s[1];
+        const int64_t* tokens = s + 2;
+        const int64_t* depths = tokens + p.rows;
+        const int64_t* parents = depths + p.rows;
+        const int64_t* forced = tokens + 4 * p.rows;
+        unsigned long long accepted = 1ull;
+        int best = 0;
+        for (int e = 1; e < entries; e++)
+        {
+            int parent = (int)parents[e];
+            int64_t choice = forced[parent] >= 0 ? forced[parent] : (int64_t)(0xffffffffu - (uint32_t)(p.argmax[parent] & 0xffffffffull));
+            if (((accepted >> parent) & 1ull) && tokens[e] == choice)
+            {
+                accepted |= 1ull << e;
+                if (depths[e] > depths[best]) best = e;
+            }
+        }
+        int c = (int)depths[best];
+        for (int e = best; e != 0; e = (int)parents[e]) path[depths[e] - 1] = e;
+        count = c;
+        if (blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0)
+        {
+            p.result[0] = c;
+            p.result[1] = forced[best] >= 0 ? forced[best] : (int64_t)(0xffffffffu - (uint32_t)(p.argmax[best] & 0xffffffffull));
+            for (int d = 0; d < c; d++)
+            {
+                p.result[2 + d] = tokens[path[d]];
+                p.result[2 + p.rows + d] = path[d];
+            }
+        }
+    }
+    __syncthreads();
+    int c = count, hd = p.head_dim;
+    bf16* base = p.cache + blockIdx.z * p.layer_stride + blockIdx.y * p.kv_stride + p.slot_offset + blockIdx.x * p.head_stride;
+    for (int i = threadIdx.x; i < c * hd; i += blockDim.x) moved[i] = base[(length + path[i / hd]) * hd + i % hd];
+    __syncthreads();
+    for (int i = threadIdx.x; i < c * hd; i += blockDim.x) base[(length + 1 + i / hd) * hd + i % hd] = moved[i];
+}

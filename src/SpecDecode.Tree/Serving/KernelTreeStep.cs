@@ -1,0 +1,290 @@
+using static TorchSharp.torch;
+
+namespace SpecDecode.Tree;
+
+/// <summary>
+/// One tree verification step of one sequence (the root and up to 63 draft nodes, padded to 8, 16, 32 or 64 rows)
+/// through the tree kernels of <c>Kernels/tree_step.cuh</c>: the forward with every product on the tensor cores (the
+/// weights read once for all rows), tree-masked attention, the argmax per row, greedy acceptance and the compaction of
+/// the accepted path's keys and values, in 3 + 7 × layers launches and no libtorch op, so the step can be captured.
+/// The step's inputs are one int64 array on the device (<see cref="PackState"/>); its result is <see cref="Result"/>.
+/// </summary>
+internal sealed class KernelTreeStep : IDisposable
+{
+    /// <summary>Entries (root included) per step at most: an ancestor set is one 64-bit word.</summary>
+    public const int MaxRows = 64;
+
+    /// <summary>Attention chunks per (kv head, row group) at most (the partial buffers' size).</summary>
+    public const int MaxChunks = 64;
+
+    private const int Threads = 128;
+    private const int Tile = 128;
+    private const int StagedChunk = 512;
+    private const int StagedRowBytes = (StagedChunk + 8) * 2;
+
+    private readonly ModelConfig _config;
+    private readonly CausalLMWeights _weights;
+    private readonly Tensor _cache, _cos, _sin;
+    private readonly DecodeKernels.Module _module;
+    private readonly int _mlp;   // the MLP size rounded up to 64 (padded weights below when it is not already)
+    private readonly Tensor[]? _gate, _up, _down;
+    private readonly Tensor _hidden, _normed, _q, _attention, _act, _work, _counters, _partialO, _partialMl, _attentionCounters;
+    private Tensor? _logits;
+
+    public KernelTreeStep(ModelConfig config, CausalLMWeights weights, Tensor cache, Tensor cos, Tensor sin)
+    {
+        _config = config;
+        _weights = weights;
+        _cache = cache;
+        _cos = cos;
+        _sin = sin;
+        _module = DecodeKernels.Get();
+        Device device = cache.device;
+        ModelConfig c = config;
+        _mlp = (c.IntermediateSize + 63) / 64 * 64;
+        if (_mlp != c.IntermediateSize)
+        {
+            // Products take k in runs of 64 and gate/up in tiles of 64 features: zero rows and columns change nothing.
+            int pad = _mlp - c.IntermediateSize;
+            _gate = weights.Layers.Select(l => nn.functional.pad(l.Mlp.GateProj.Weight, [0, 0, 0, pad]).contiguous()).ToArray();
+            _up = weights.Layers.Select(l => nn.functional.pad(l.Mlp.UpProj.Weight, [0, 0, 0, pad]).contiguous()).ToArray();
+            _down = weights.Layers.Select(l => nn.functional.pad(l.Mlp.DownProj.Weight, [0, pad]).contiguous()).ToArray();
+        }
+        int attentionWidth = c.HeadCount * c.HeadDim;
+        _hidden = zeros((long)MaxRows * c.HiddenSize, ScalarType.BFloat16, device);
+        _normed = zeros((long)MaxRows * c.HiddenSize, ScalarType.BFloat16, device);
+        _q = zeros((long)MaxRows * attentionWidth, ScalarType.BFloat16, device);
+        _attention = zeros((long)MaxRows * attentionWidth, ScalarType.BFloat16, device);
+        _act = zeros((long)MaxRows * _mlp, ScalarType.BFloat16, device);
+        int sms = _module.Multiprocessors;
+        long work = new[]
+        {
+            Products(QkvRows, c.HiddenSize), Products(c.HiddenSize, attentionWidth), Products(2 * _mlp, c.HiddenSize), Products(c.HiddenSize, _mlp),
+        }.Max(p => (long)p.Splits * MaxRows * p.N);
+        _work = zeros(work, ScalarType.Float32, device);
+        _counters = zeros(Math.Max(Tiles(c.VocabSize), Tiles(2 * _mlp)), ScalarType.Int32, device);
+        _partialO = zeros((long)MaxChunks * MaxRows * attentionWidth, ScalarType.Float32, device);
+        _partialMl = zeros((long)MaxChunks * MaxRows * c.HeadCount * 2, ScalarType.Float32, device);
+        _attentionCounters = zeros((long)c.KeyValueHeadCount * RowGroups(MaxRows), ScalarType.Int32, device);
+        Argmax = zeros(MaxRows, ScalarType.Int64, device);
+        Result = zeros(2 + 2 * MaxRows, ScalarType.Int64, device);
+        State = zeros(StateLength(MaxRows), ScalarType.Int64, device);
+        foreach (Tensor t in Buffers())
+        {
+            t.DetachFromDisposeScope();
+        }
+        (int Splits, int N) Products(int n, int k) => (Splits(k, Tiles(n), sms), n);
+    }
+
+    /// <summary>The step's inputs on the device: <see cref="StateLength"/>(rows) int64 (<see cref="PackState"/>).</summary>
+    public Tensor State { get; }
+
+    /// <summary>[2 + 2 × 64] int64: accepted count, bonus token, the accepted tokens by depth (from index 2), their entries
+    /// by depth (from index 2 + rows).</summary>
+    public Tensor Result { get; }
+
+    /// <summary>The argmax of every row, packed as <see cref="KernelDecodeStep.Unpack"/> reads it.</summary>
+    public Tensor Argmax { get; }
+
+    private int QkvRows => (_config.HeadCount + 2 * _config.KeyValueHeadCount) * _config.HeadDim;
+
+    /// <summary>The row counts a step is padded to (one set of kernels each).</summary>
+    public static int PaddedRows(int entries) =>
+        entries <= 8 ? 8 : entries <= 16 ? 16 : entries <= 32 ? 32 : entries <= MaxRows ? MaxRows
+        : throw new ArgumentOutOfRangeException(nameof(entries), entries, $"a kernel tree step takes at most {MaxRows} entries");
+
+    /// <summary>int64 values in a step's input array for <paramref name="rows"/> rows.</summary>
+    public static int StateLength(int rows) => 2 + 5 * rows;
+
+    /// <summary>Why the tree kernels cannot run a model that the decode-step kernels run, or null.</summary>
+    public static string? Unsupported(ModelConfig c)
+    {
+        if (c.HeadCount * c.HeadDim % Tile != 0 || c.KeyValueHeadCount * c.HeadDim % Tile != 0)
+        {
+            return $"the tree kernels compute q, k and v in tiles of {Tile} rows and need the query and key/value widths to be multiples of it";
+        }
+        if (c.HiddenSize % 64 != 0)
+        {
+            return "the tree kernels need the hidden size to be a multiple of 64";
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// The step's input array: [length, entries, tokens, depths, parents, ancestor sets, forced tokens], each of the last
+    /// five <paramref name="rows"/> long. Entry 0 is the root, entry i + 1 draft node i; padding rows are children of
+    /// the root with token 0. <paramref name="forced"/>, per entry, the token that counts as the target's choice after it
+    /// (or -1), or null.
+    /// </summary>
+    public static long[] PackState(int length, int root, DraftTree draft, int rows, long[]? forced)
+    {
+        int entries = draft.Count + 1;
+        if (entries > rows)
+        {
+            throw new ArgumentOutOfRangeException(nameof(rows), rows, $"the tree has {entries} entries");
+        }
+        var s = new long[StateLength(rows)];
+        s[0] = length;
+        s[1] = entries;
+        int tokens = 2, depths = 2 + rows, parents = 2 + 2 * rows, ancestors = 2 + 3 * rows, forcedAt = 2 + 4 * rows;
+        s[tokens] = root;
+        for (int e = 0; e < rows; e++)
+        {
+            s[ancestors + e] = 1L; // the root; entry e itself below
+            s[forcedAt + e] = forced is not null && e < forced.Length ? forced[e] : -1;
+        }
+        for (int i = 0; i < draft.Count; i++)
+        {
+            int e = i + 1, parent = draft.Parents[i] + 1;
+            s[tokens + e] = draft.Tokens[i];
+            s[depths + e] = draft.Depths[i];
+            s[parents + e] = parent;
+            s[ancestors + e] = s[ancestors + parent] | (1L << e);
+        }
+        return s;
+    }
+
+    /// <summary>Splits of k for a product of <paramref name="tiles"/> row tiles: about three blocks per multiprocessor,
+    /// at most 8 and at most one per 512 of k, and a divisor of k / 64.</summary>
+    internal static int Splits(int k, int tiles, int multiprocessors)
+    {
+        int want = (3 * multiprocessors + tiles - 1) / tiles;
+        int splits = Math.Clamp(want, 1, Math.Max(1, Math.Min(8, k / StagedChunk)));
+        while (splits > 1 && k / 64 % splits != 0)
+        {
+            splits--;
+        }
+        return splits;
+    }
+
+    /// <summary>Keys per attention block for <paramref name="keys"/> keys: about two blocks per multiprocessor, at least
+    /// one block per 1,024 keys, at most <see cref="MaxChunks"/> chunks; a multiple of 64.</summary>
+    internal static int AttentionChunk(long keys, int rowGroups, int kvHeads, int multiprocessors)
+    {
+        int perChunk = rowGroups * kvHeads;
+        int chunks = Math.Max((2 * multiprocessors + perChunk - 1) / perChunk, (int)((keys + 1023) / 1024));
+        chunks = Math.Min(chunks, MaxChunks);
+        long runs = (keys + 63) / 64;
+        return (int)((runs + chunks - 1) / chunks) * 64;
+    }
+
+    private static int Tiles(int n) => (n + Tile - 1) / Tile;
+
+    private int RowGroups(int rows) => (_config.HeadCount / _config.KeyValueHeadCount * rows + 63) / 64;
+
+    /// <summary>The last <see cref="Enqueue"/> with logits on: [64, vocab] bf16, rows past the step's entries meaningless.</summary>
+    public Tensor Logits => _logits ?? throw new InvalidOperationException("No step has kept its logits.");
+
+    /// <summary>
+    /// Launches the step for <paramref name="slot"/> with <see cref="State"/> already holding its inputs for
+    /// <paramref name="rows"/> rows; the attention grid covers <paramref name="keys"/> keys (at least length + entries).
+    /// <paramref name="accept"/> false stops after the argmax (for logits comparisons: nothing is moved in the cache);
+    /// <paramref name="keepLogits"/> writes every row's logits to <see cref="Logits"/>.
+    /// </summary>
+    public void Enqueue(int slot, int rows, long keys, bool accept = true, bool keepLogits = false)
+    {
+        ModelConfig c = _config;
+        if (keepLogits && _logits is null)
+        {
+            _logits = zeros((long)MaxRows * c.VocabSize, ScalarType.BFloat16, _cache.device);
+            _logits.DetachFromDisposeScope();
+        }
+        long[] stride = _cache.stride(); // [layer, k/v, slot, kv head, position, dim]
+        IntPtr P(Tensor t) => DecodeKernels.DataPointer(t);
+        IntPtr Optional(Tensor? t) => t is null ? IntPtr.Zero : P(t);
+        IntPtr cacheBase = P(_cache), state = P(State), hidden = P(_hidden), normed = P(_normed);
+        float eps = (float)c.RmsNormEps;
+        int sms = _module.Multiprocessors, attentionWidth = c.HeadCount * c.HeadDim, shared = rows * StagedRowBytes;
+        int rowGroups = RowGroups(rows);
+        int chunk = AttentionChunk(keys, rowGroups, c.KeyValueHeadCount, sms);
+        int chunks = (int)((keys + chunk - 1) / chunk);
+
+        void Norm(IntPtr embed, Tensor weight) => _module.Launch("tree_norm", rows, 1, DecodeKernels.NormThreads, new TreeNormParams
+        {
+            State = state, Rows = rows, Embed = embed, Norm = P(weight), Eps = eps, K = c.HiddenSize, Hidden = hidden, Normed = normed, Argmax = P(Argmax),
+        });
+        void Product(string kernel, TreeGemmParams p)
+        {
+            int tiles = kernel == "tree_gate_up" ? p.N / 2 / (Tile / 2) : Tiles(p.N);
+            int splits = Splits(p.K, tiles, sms);
+            p.Rows = rows;
+            p.KSplit = p.K / splits;
+            p.Work = P(_work);
+            p.Counters = P(_counters);
+            p.State = state;
+            _module.Launch(kernel + "_" + rows, tiles, splits, Threads, p, shared);
+        }
+
+        Norm(P(_weights.EmbedTokens), _weights.Layers[0].InputNorm.Weight);
+        for (int i = 0; i < c.LayerCount; i++)
+        {
+            DecoderLayerWeights layer = _weights.Layers[i];
+            AttentionWeights a = layer.Attention;
+            IntPtr kCache = cacheBase + (nint)((i * stride[0] + 0 * stride[1] + slot * stride[2]) * 2);
+            IntPtr vCache = cacheBase + (nint)((i * stride[0] + 1 * stride[1] + slot * stride[2]) * 2);
+            Product("tree_qkv_rotary", new TreeGemmParams
+            {
+                X = normed, K = c.HiddenSize, N = QkvRows,
+                W0 = P(a.QProj.Weight), W1 = P(a.KProj.Weight), W2 = P(a.VProj.Weight),
+                B0 = Optional(a.QProj.Bias), B1 = Optional(a.KProj.Bias), B2 = Optional(a.VProj.Bias),
+                Y = P(_q), YStride = attentionWidth, Cos = P(_cos), Sin = P(_sin), KCache = kCache, VCache = vCache, HeadStride = stride[3],
+                Heads = c.HeadCount, KvHeads = c.KeyValueHeadCount, HeadDim = c.HeadDim,
+            });
+            _module.Launch("tree_attention_" + c.HeadDim, chunks, c.KeyValueHeadCount, Threads, new TreeAttentionParams
+            {
+                Q = P(_q), KCache = kCache, VCache = vCache, HeadStride = stride[3], State = state,
+                PartialO = P(_partialO), PartialMl = P(_partialMl), Counters = P(_attentionCounters), Out = P(_attention),
+                Rows = rows, Heads = c.HeadCount, KvHeads = c.KeyValueHeadCount, Chunk = chunk, Scale = (float)(1.0 / Math.Sqrt(c.HeadDim)),
+            }, gridZ: rowGroups);
+            Product("tree_rows", new TreeGemmParams { X = P(_attention), K = attentionWidth, N = c.HiddenSize, W0 = P(a.OProj.Weight), Y = hidden, YStride = c.HiddenSize });
+            Norm(IntPtr.Zero, layer.PostAttentionNorm.Weight);
+            Product("tree_gate_up", new TreeGemmParams
+            {
+                X = normed, K = c.HiddenSize, N = 2 * _mlp, W0 = P(_gate?[i] ?? layer.Mlp.GateProj.Weight), W1 = P(_up?[i] ?? layer.Mlp.UpProj.Weight),
+                Y = P(_act), YStride = _mlp,
+            });
+            Product("tree_rows", new TreeGemmParams { X = P(_act), K = _mlp, N = c.HiddenSize, W0 = P(_down?[i] ?? layer.Mlp.DownProj.Weight), Y = hidden, YStride = c.HiddenSize });
+            Norm(IntPtr.Zero, i + 1 < c.LayerCount ? _weights.Layers[i + 1].InputNorm.Weight : _weights.Norm.Weight);
+        }
+        Product("tree_head_argmax", new TreeGemmParams
+        {
+            X = normed, K = c.HiddenSize, N = c.VocabSize, W0 = P(_weights.Head), Y = keepLogits ? P(_logits!) : IntPtr.Zero, YStride = c.VocabSize, Argmax = P(Argmax),
+        });
+        if (accept)
+        {
+            _module.Launch("tree_accept", c.KeyValueHeadCount, 2, Threads, new TreeAcceptParams
+            {
+                State = state, Rows = rows, Argmax = P(Argmax), Cache = cacheBase, LayerStride = stride[0], KvStride = stride[1],
+                SlotOffset = slot * stride[2], HeadStride = stride[3], HeadDim = c.HeadDim, Result = P(Result),
+            }, gridZ: c.LayerCount);
+        }
+    }
+
+    /// <summary>Reads a step's <see cref="Result"/> (copied to the host) into the accepted nodes and tokens.</summary>
+    public static VerifiedStep Read(int slot, long[] result, int rows)
+    {
+        int count = (int)result[0];
+        var nodes = new int[count];
+        var tokens = new int[count + 1];
+        for (int d = 0; d < count; d++)
+        {
+            tokens[d] = (int)result[2 + d];
+            nodes[d] = (int)result[2 + rows + d] - 1;
+        }
+        tokens[count] = (int)result[1];
+        return new VerifiedStep(slot, nodes, tokens);
+    }
+
+    public void Dispose()
+    {
+        foreach (Tensor t in Buffers())
+        {
+            t.Dispose();
+        }
+        _logits?.Dispose();
+    }
+
+    private IEnumerable<Tensor> Buffers() =>
+        new[] { _hidden, _normed, _q, _attention, _act, _work, _counters, _partialO, _partialMl, _attentionCounters, Argmax, Result, State }
+            .Concat(_gate ?? []).Concat(_up ?? []).Concat(_down ?? []);
+}

@@ -1,0 +1,105 @@
+using static TorchSharp.torch;
+
+namespace SpecDecode.Tree;
+
+/// <summary>
+/// Tree verification of one sequence through SpecDecode's tree kernels (<see cref="KernelTreeStep"/>), replayed as CUDA
+/// graphs, one per (slot, padded row count, key bucket): where the graphed plain step runs the decode-step kernels, a
+/// <see cref="VerifyGreedy"/> call with one sequence and a draft of 1 to 63 nodes takes this path, and so does
+/// <see cref="VerifyForced"/>.
+/// </summary>
+public sealed partial class TargetModel
+{
+    private KernelTreeStep? _treeStep;
+    private readonly Dictionary<(int Slot, int Rows, long Keys), CudaGraph?> _treeGraphs = [];
+
+    /// <summary>Whether one-sequence trees of up to 63 draft nodes run through the tree kernels (with
+    /// <see cref="UsesDecodeKernels"/>, for models whose shapes they cover).</summary>
+    public bool UsesTreeKernels => UsesDecodeKernels && KernelTreeStep.Unsupported(Config) is null;
+
+    /// <summary>True sends trees down the usual path even where <see cref="UsesTreeKernels"/>: benchmarks compare both on
+    /// one model.</summary>
+    internal bool SuspendTreeKernels { get; set; }
+
+    /// <summary>Tree graphs captured so far; for benchmarks.</summary>
+    internal int CapturedTreeGraphCount => _treeGraphs.Count;
+
+    private bool IsKernelTree(IReadOnlyList<TreeInput> inputs) =>
+        !SuspendCudaGraphs && !SuspendTreeKernels && UsesTreeKernels && inputs.Count == 1
+        && inputs[0].Draft.Count > 0 && inputs[0].Draft.Count < KernelTreeStep.MaxRows;
+
+    private KernelTreeStep TreeStep() => _treeStep ??= new KernelTreeStep(Config, _weights, _cache.Data, _cos, _sin);
+
+    /// <summary>One tree step through the slot's graph for its padded rows and key bucket (captured on first use): uploads
+    /// the step's inputs, replays, reads the result (the step's one synchronisation) and advances the cached length.
+    /// <paramref name="forced"/>: per entry, the token that counts as the target's choice after it, or -1 (null: none).</summary>
+    private VerifiedStep[] KernelTree(TreeInput input, long[]? forced)
+    {
+        int slot = input.Slot, length = _cache.Length(slot), entries = input.Draft.Count + 1;
+        if (length + entries > Capacity)
+        {
+            throw new InvalidOperationException(
+                $"Slot {slot} holds {length} tokens and this step adds {entries}, past the KV cache's capacity of {Capacity}. " +
+                "Raise TargetModelOptions.MaxContext, or truncate the sequence.");
+        }
+        int rows = KernelTreeStep.PaddedRows(entries);
+        long keys = KeyBucket(length + rows - 1);
+        KernelTreeStep step = TreeStep();
+        Upload(step, KernelTreeStep.PackState(length, input.Root, input.Draft, rows, forced));
+        if (!_treeGraphs.TryGetValue((slot, rows, keys), out CudaGraph? graph))
+        {
+            graph = _graphs!.Capturing ? CudaGraph.Capture(() => step.Enqueue(slot, rows, keys)) : null;
+            _treeGraphs.Add((slot, rows, keys), graph);
+        }
+        if (graph is not null)
+        {
+            graph.Replay();
+        }
+        else
+        {
+            step.Enqueue(slot, rows, keys);
+        }
+        long[] result;
+        using (var scope = NewDisposeScope())
+        {
+            result = step.Result.cpu().data<long>().ToArray();
+        }
+        VerifiedStep verified = KernelTreeStep.Read(slot, result, rows);
+        _cache.SetLength(slot, length + 1 + verified.AcceptedNodes.Length);
+        return [verified];
+    }
+
+    private static void Upload(KernelTreeStep step, long[] state)
+    {
+        using var scope = NewDisposeScope();
+        step.State.narrow(0, 0, state.Length).copy_(tensor(state));
+    }
+
+    /// <summary>Every entry's logits [entries, vocab] (float32, on the CPU) from the tree kernels, run eagerly, without
+    /// accepting anything: the cache keeps its length (the entries' keys and values are written past it, as a step
+    /// does). For comparisons with <see cref="TreeLogits"/>.</summary>
+    internal Tensor KernelTreeLogits(TreeInput input)
+    {
+        CheckTrees([input]);
+        if (!UsesTreeKernels)
+        {
+            throw new NotSupportedException("The tree kernels do not run this model here (see UsesTreeKernels).");
+        }
+        int length = _cache.Length(input.Slot), entries = input.Draft.Count + 1, rows = KernelTreeStep.PaddedRows(entries);
+        KernelTreeStep step = TreeStep();
+        Upload(step, KernelTreeStep.PackState(length, input.Root, input.Draft, rows, null));
+        step.Enqueue(input.Slot, rows, KeyBucket(length + rows - 1), accept: false, keepLogits: true);
+        using var scope = NewDisposeScope();
+        return step.Logits.view(KernelTreeStep.MaxRows, Config.VocabSize).narrow(0, 0, entries).to(float32).cpu().MoveToOuterDisposeScope();
+    }
+
+    private void DisposeTreeKernels()
+    {
+        foreach (CudaGraph? graph in _treeGraphs.Values)
+        {
+            graph?.Dispose();
+        }
+        _treeGraphs.Clear();
+        _treeStep?.Dispose();
+    }
+}
