@@ -58,21 +58,9 @@ struct TreeGemmParams
     const bf16* w0;             // q | gate | plain rows
     const bf16* w1;             // k | up rows
     const bf16* w2;             // v rows
-    const bf16* b0;             // biases of w0..w2 rows (q/k/v only), or null
-    const bf16* b1;
-    const bf16* b2;
-    float* work;                // [splits, rows, n] float32 partial sums when gridDim.y > 1
-    unsigned int* counters;     // [tiles], zero between launches; the last block of a tile resets its counter
-    bf16* y;                    // mode 0: hidden rows [rows, n], the residual added in place; 1: q [rows, heads × head_dim];
-                                // 2: silu(gate) · up [rows, y_stride]; 3: logits [rows, n] or null
-    int y_stride;
-    const int64_t* state;       // the step's inputs (above)
-    const float* cos;           // [positions, head_dim] float32
-    const float* sin;
-    bf16* k_cache;              // [kv heads, capacity, head_dim] of this layer and slot
-    bf16* v_cache;
-    int64_t head_stride;
-    int heads;
+    float* work;                // modes 0-2: [splits, rows, n] float32 sums, one plane per split
+    bf16* y;                    // mode 3: logits [rows, n], or null
+    int heads;                  // mode 1: the row layout of q, k and v
     int kv_heads;
     int head_dim;
     unsigned long long* argmax; // mode 3: [rows], packed as the one-row head packs it
@@ -101,16 +89,16 @@ __device__ __forceinline__ const bf16* tree_weight_row(const TreeGemmParams& p, 
 }
 
 // One product of the tree step: block (tile, split) computes TREE_TILE output rows for all input rows over a 1/splits
-// part of k; warp w takes rows 32w..32w+31 as two mma row tiles, every input row as NT column tiles. The last block of a
-// tile (over the splits) adds the splits' sums in split order (so a step repeats bitwise) and runs the mode's epilogue:
-// 0 residual add, 1 rotary and the cache write, 2 silu(gate) · up, 3 the argmax per row.
+// part of k; warp w takes rows 32w..32w+31 as two mma row tiles, every input row as NT column tiles. Modes 0-2 leave the
+// block's float32 sums in work[split] for tree_finish (a serial epilogue in the last block of a tile, with its
+// round trips to L2 per element, cost about 1 µs per input row per product); mode 3, the output head (no split), takes
+// the argmax of each input row over its tile at once.
 template <int MODE, int NT>
 __device__ void tree_gemm(const TreeGemmParams& p)
 {
     extern __shared__ __align__(16) unsigned char tree_smem[];
     bf16* sx = reinterpret_cast<bf16*>(tree_smem);     // [rows][TREE_XSTRIDE] during the products
     float* st = reinterpret_cast<float*>(tree_smem);   // [rows][TREE_TSTRIDE] after them
-    __shared__ bool last;
     constexpr int ROWS = NT * 8;
     int tid = threadIdx.x, lane = tid & (WARP - 1), warp = tid / WARP, g = lane >> 2, q = lane & 3;
     int tile = blockIdx.x, split = blockIdx.y, splits = gridDim.y;
@@ -202,108 +190,17 @@ __device__ void tree_gemm(const TreeGemmParams& p)
                 st[(nt * 8 + q * 2 + (i & 1)) * TREE_TSTRIDE + warp * 32 + mt * 16 + g + (i >> 1) * 8] = acc[mt][nt][i];
     __syncthreads();
     int64_t n = p.n;
-    if (splits > 1)
+    if (MODE != 3)
     {
+        // the tile's sums for this split; tree_finish adds the splits and runs the epilogue, spread over many blocks
         float* work = p.work + (int64_t)split * ROWS * n;
-        for (int i = tid; i < ROWS * TREE_TILE; i += TREE_THREADS)
+        for (int i = tid; i < ROWS * TREE_TILE / 4; i += TREE_THREADS)
         {
-            int t = i / TREE_TILE, l = i % TREE_TILE, r = tile * TREE_TILE + l;
-            if (r < n) work[t * n + r] = st[t * TREE_TSTRIDE + l];
+            int t = i / (TREE_TILE / 4), l = (i % (TREE_TILE / 4)) * 4, r = tile * TREE_TILE + l;
+            if (r < n) *reinterpret_cast<float4*>(work + t * n + r) = *reinterpret_cast<const float4*>(st + t * TREE_TSTRIDE + l);
         }
-        __threadfence();
-        __syncthreads();
-        if (tid == 0) last = atomicAdd(p.counters + tile, 1u) == (unsigned)splits - 1;
-        __syncthreads();
-        if (!last) return;
-        __threadfence();
-        for (int i = tid; i < ROWS * TREE_TILE; i += TREE_THREADS)
-        {
-            int t = i / TREE_TILE, l = i % TREE_TILE, r = tile * TREE_TILE + l;
-            if (r >= n) continue;
-            float v = 0.f;
-            for (int sp = 0; sp < splits; sp++) v += __ldcg(p.work + ((int64_t)sp * ROWS + t) * n + r);
-            st[t * TREE_TSTRIDE + l] = v;
-        }
-        __syncthreads();
-        if (tid == 0) p.counters[tile] = 0u;
+        return;
     }
-    const int64_t* st64 = p.state;
-    int64_t length = st64[0];
-    int entries = (int)st64[1];
-    if (MODE == 0)
-    {
-        for (int i = tid; i < ROWS * TREE_TILE; i += TREE_THREADS)
-        {
-            int t = i / TREE_TILE, l = i % TREE_TILE, r = tile * TREE_TILE + l;
-            if (r >= n) continue;
-            bf16* y = p.y + (int64_t)t * p.y_stride + r;
-            float v = round_bf16(st[t * TREE_TSTRIDE + l]);
-            *y = __float2bfloat16_rn(round_bf16(__bfloat162float(__ldcg(y)) + v));
-        }
-    }
-    else if (MODE == 2)
-    {
-        constexpr int HALF = TREE_TILE / 2;
-        for (int i = tid; i < ROWS * HALF; i += TREE_THREADS)
-        {
-            int t = i / HALF, l = i % HALF;
-            float gv = round_bf16(st[t * TREE_TSTRIDE + l]), uv = round_bf16(st[t * TREE_TSTRIDE + l + HALF]);
-            float sv = round_bf16(gv / (1.0f + expf(-gv)));
-            p.y[(int64_t)t * p.y_stride + tile * HALF + l] = __float2bfloat16_rn(sv * uv);
-        }
-    }
-    else if (MODE == 1)
-    {
-        const int64_t* depths = st64 + 2 + p.rows;
-        int hd = p.head_dim, half = hd / 2, qr = p.heads * hd, kr = p.kv_heads * hd;
-        for (int i = tid; i < ROWS * TREE_TILE; i += TREE_THREADS)
-        {
-            int t = i / TREE_TILE, l = i % TREE_TILE, r = tile * TREE_TILE + l;
-            bool write_cache = t < entries;
-            int64_t at = length + t;
-            if (r < qr + kr)
-            {
-                int d = r % hd;
-                if (d >= half) continue;
-                bool is_q = r < qr;
-                const bf16* bias = is_q ? p.b0 : p.b1;
-                int br = is_q ? r : r - qr;
-                float x1 = round_bf16(st[t * TREE_TSTRIDE + l]), x2 = round_bf16(st[t * TREE_TSTRIDE + l + half]);
-                if (bias != nullptr)
-                {
-                    x1 = round_bf16(x1 + __bfloat162float(bias[br]));
-                    x2 = round_bf16(x2 + __bfloat162float(bias[br + half]));
-                }
-                int64_t pos = length + depths[t];
-                const float* cr = p.cos + pos * hd;
-                const float* sr = p.sin + pos * hd;
-                float c1 = round_bf16(cr[d]), c2 = round_bf16(cr[d + half]);
-                float s1 = round_bf16(sr[d]), s2 = round_bf16(sr[d + half]);
-                float o1 = round_bf16(round_bf16(x1 * c1) + round_bf16(-x2 * s1));
-                float o2 = round_bf16(round_bf16(x2 * c2) + round_bf16(x1 * s2));
-                bf16* dst;
-                if (is_q)
-                {
-                    dst = p.y + (int64_t)t * p.y_stride + r;
-                }
-                else
-                {
-                    if (!write_cache) continue;
-                    dst = p.k_cache + (br / hd) * p.head_stride + at * hd + d;
-                }
-                dst[0] = __float2bfloat16_rn(o1);
-                dst[half] = __float2bfloat16_rn(o2);
-            }
-            else if (write_cache)
-            {
-                int row = r - qr - kr;
-                float v = round_bf16(st[t * TREE_TSTRIDE + l]);
-                if (p.b2 != nullptr) v = round_bf16(v + __bfloat162float(p.b2[row]));
-                p.v_cache[(row / hd) * p.head_stride + at * hd + row % hd] = __float2bfloat16_rn(v);
-            }
-        }
-    }
-    else
     {
         // the argmax of each input row over this tile's logits: warp w takes rows w, w + 4, ...
         for (int t = warp; t < ROWS; t += TREE_THREADS / WARP)
@@ -335,10 +232,10 @@ extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_rows_8(TreeGemmP
 extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_rows_16(TreeGemmParams p) { tree_gemm<0, 2>(p); }
 extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_rows_32(TreeGemmParams p) { tree_gemm<0, 4>(p); }
 extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_rows_64(TreeGemmParams p) { tree_gemm<0, 8>(p); }
-extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_qkv_rotary_8(TreeGemmParams p) { tree_gemm<1, 1>(p); }
-extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_qkv_rotary_16(TreeGemmParams p) { tree_gemm<1, 2>(p); }
-extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_qkv_rotary_32(TreeGemmParams p) { tree_gemm<1, 4>(p); }
-extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_qkv_rotary_64(TreeGemmParams p) { tree_gemm<1, 8>(p); }
+extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_qkv_8(TreeGemmParams p) { tree_gemm<1, 1>(p); }
+extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_qkv_16(TreeGemmParams p) { tree_gemm<1, 2>(p); }
+extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_qkv_32(TreeGemmParams p) { tree_gemm<1, 4>(p); }
+extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_qkv_64(TreeGemmParams p) { tree_gemm<1, 8>(p); }
 extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_gate_up_8(TreeGemmParams p) { tree_gemm<2, 1>(p); }
 extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_gate_up_16(TreeGemmParams p) { tree_gemm<2, 2>(p); }
 extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_gate_up_32(TreeGemmParams p) { tree_gemm<2, 4>(p); }
@@ -347,6 +244,161 @@ extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_head_argmax_8(Tr
 extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_head_argmax_16(TreeGemmParams p) { tree_gemm<3, 2>(p); }
 extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_head_argmax_32(TreeGemmParams p) { tree_gemm<3, 4>(p); }
 extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_head_argmax_64(TreeGemmParams p) { tree_gemm<3, 8>(p); }
+
+struct TreeFinishParams
+{
+    const float* work;          // [splits, rows, n]: a product's sums per split
+    int splits;                 // at most 8
+    int n;                      // the product's output rows
+    int rows;
+    bf16* y;                    // mode 0: hidden [rows, n], the residual added in place; 1: q [rows, heads × head_dim];
+                                // 2: silu(gate) · up [rows, n / 2]
+    const bf16* norm;           // mode 0: the next RMSNorm's weight
+    bf16* normed;               // mode 0: [rows, n]
+    float eps;
+    const bf16* b0;             // mode 1: q, k and v biases, or null
+    const bf16* b1;
+    const bf16* b2;
+    const int64_t* state;       // the step's inputs
+    const float* cos;           // [positions, head_dim] float32
+    const float* sin;
+    bf16* k_cache;              // [kv heads, capacity, head_dim] of this layer and slot
+    bf16* v_cache;
+    int64_t head_stride;
+    int heads;
+    int kv_heads;
+    int head_dim;
+};
+
+#define TREE_MAX_SPLITS 8
+
+// Four consecutive sums of a product at work offset `at`, its splits added in split order (so a step repeats bitwise);
+// every split's load is issued before the first add.
+__device__ __forceinline__ float4 split_sum4(const TreeFinishParams& p, int64_t at)
+{
+    int64_t plane = (int64_t)p.rows * p.n;
+    float4 v[TREE_MAX_SPLITS];
+#pragma unroll
+    for (int sp = 0; sp < TREE_MAX_SPLITS; sp++)
+        if (sp < p.splits) v[sp] = __ldcg(reinterpret_cast<const float4*>(p.work + sp * plane + at));
+    float4 sum = v[0];
+#pragma unroll
+    for (int sp = 1; sp < TREE_MAX_SPLITS; sp++)
+    {
+        if (sp < p.splits)
+        {
+            sum.x += v[sp].x;
+            sum.y += v[sp].y;
+            sum.z += v[sp].z;
+            sum.w += v[sp].w;
+        }
+    }
+    return sum;
+}
+
+__device__ __forceinline__ float f4(const float4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
+
+// The epilogue of a product, over many blocks (four outputs per thread):
+// mode 0 (block per input row, NORM_THREADS): the residual add, then the row's RMSNorm into normed;
+// mode 1: q/k rotary (a thread takes four dimensions of the first half of a head and their partners) into q or the
+//         cache, v into the cache; only the step's entries write the cache, at length + entry;
+// mode 2: silu(gate) · up (gate and up interleaved per 64 features, as tree_gemm's mode 2 lays them out).
+template <int MODE>
+__device__ void tree_finish(const TreeFinishParams& p)
+{
+    grid_wait();
+    grid_trigger();
+    if (MODE == 0)
+    {
+        int t = blockIdx.x;
+        bf16* hidden = p.y + (int64_t)t * p.n;
+        for (int c = threadIdx.x; c < p.n / 4; c += blockDim.x)
+        {
+            float4 sum = split_sum4(p, (int64_t)t * p.n + c * 4);
+            uint2 old = __ldcg(reinterpret_cast<const uint2*>(hidden) + c);
+            float a = round_bf16(lo_bf16(old.x) + round_bf16(sum.x)), b = round_bf16(hi_bf16(old.x) + round_bf16(sum.y));
+            float d = round_bf16(lo_bf16(old.y) + round_bf16(sum.z)), e = round_bf16(hi_bf16(old.y) + round_bf16(sum.w));
+            reinterpret_cast<uint2*>(hidden)[c] = make_uint2(pack_bf16(a, b), pack_bf16(d, e));
+        }
+        __syncthreads();
+        rms_norm_block(hidden, p.norm, p.eps, p.n, p.normed + (int64_t)t * p.n);
+        return;
+    }
+    int64_t item = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    int64_t length = p.state[0];
+    int entries = (int)p.state[1];
+    if (MODE == 2)
+    {
+        int features = p.n / 2, per_row = features / 4;
+        if (item >= (int64_t)p.rows * per_row) return;
+        int t = (int)(item / per_row), j = (int)(item % per_row) * 4;
+        int gate = (j / 64) * 128 + j % 64;
+        float4 g = split_sum4(p, (int64_t)t * p.n + gate), u = split_sum4(p, (int64_t)t * p.n + gate + 64);
+        float o[4];
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+        {
+            float gv = round_bf16(f4(g, i)), uv = round_bf16(f4(u, i));
+            o[i] = round_bf16(gv / (1.0f + expf(-gv))) * uv;
+        }
+        *reinterpret_cast<uint2*>(p.y + (int64_t)t * features + j) = make_uint2(pack_bf16(o[0], o[1]), pack_bf16(o[2], o[3]));
+        return;
+    }
+    int hd = p.head_dim, half = hd / 2, qr = p.heads * hd, kr = p.kv_heads * hd;
+    int pair_items = (p.heads + p.kv_heads) * half / 4, per_row = pair_items + kr / 4;
+    if (item >= (int64_t)p.rows * per_row) return;
+    int t = (int)(item / per_row), it = (int)(item % per_row);
+    bool cache = t < entries;
+    int64_t at = length + t;
+    const int64_t* depths = p.state + 2 + p.rows;
+    if (it < pair_items)
+    {
+        int head = it * 4 / half, d = it * 4 % half;
+        int r = head * hd + d;              // output row of the product
+        bool is_q = r < qr;
+        if (!is_q && !cache) return;
+        float4 x1 = split_sum4(p, (int64_t)t * p.n + r), x2 = split_sum4(p, (int64_t)t * p.n + r + half);
+        int64_t pos = length + depths[t];
+        float4 c1 = __ldg(reinterpret_cast<const float4*>(p.cos + pos * hd + d)), c2 = __ldg(reinterpret_cast<const float4*>(p.cos + pos * hd + d + half));
+        float4 s1 = __ldg(reinterpret_cast<const float4*>(p.sin + pos * hd + d)), s2 = __ldg(reinterpret_cast<const float4*>(p.sin + pos * hd + d + half));
+        const bf16* bias = is_q ? p.b0 : p.b1;
+        int br = is_q ? r : r - qr;
+        float o1[4], o2[4];
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+        {
+            float a = round_bf16(f4(x1, i)), b = round_bf16(f4(x2, i));
+            if (bias != nullptr)
+            {
+                a = round_bf16(a + __bfloat162float(bias[br + i]));
+                b = round_bf16(b + __bfloat162float(bias[br + half + i]));
+            }
+            float ca = round_bf16(f4(c1, i)), cb = round_bf16(f4(c2, i)), sa = round_bf16(f4(s1, i)), sb = round_bf16(f4(s2, i));
+            o1[i] = round_bf16(round_bf16(a * ca) + round_bf16(-b * sa));
+            o2[i] = round_bf16(round_bf16(b * cb) + round_bf16(a * sb));
+        }
+        bf16* dst = is_q ? p.y + (int64_t)t * qr + r : p.k_cache + (br / hd) * p.head_stride + at * hd + d;
+        *reinterpret_cast<uint2*>(dst) = make_uint2(pack_bf16(o1[0], o1[1]), pack_bf16(o1[2], o1[3]));
+        *reinterpret_cast<uint2*>(dst + half) = make_uint2(pack_bf16(o2[0], o2[1]), pack_bf16(o2[2], o2[3]));
+    }
+    else if (cache)
+    {
+        int row = (it - pair_items) * 4;    // v row: kv head row / head_dim, dimension row % head_dim
+        float4 v = split_sum4(p, (int64_t)t * p.n + qr + kr + row);
+        float o[4];
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+        {
+            o[i] = round_bf16(f4(v, i));
+            if (p.b2 != nullptr) o[i] = round_bf16(o[i] + __bfloat162float(p.b2[row + i]));
+        }
+        *reinterpret_cast<uint2*>(p.v_cache + (row / hd) * p.head_stride + at * hd + row % hd) = make_uint2(pack_bf16(o[0], o[1]), pack_bf16(o[2], o[3]));
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(NORM_THREADS) tree_finish_rows(TreeFinishParams p) { tree_finish<0>(p); }
+extern "C" __global__ void __launch_bounds__(256) tree_finish_qkv(TreeFinishParams p) { tree_finish<1>(p); }
+extern "C" __global__ void __launch_bounds__(256) tree_finish_gate_up(TreeFinishParams p) { tree_finish<2>(p); }
 
 struct TreeNormParams
 {
@@ -637,25 +689,31 @@ extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_accept(TreeAccep
 {
     __shared__ int path[TREE_MAX_ROWS];
     __shared__ int count;
-    __shared__ __align__(16) bf16 moved[TREE_MAX_ROWS * 128];
+    __shared__ uint4 moved[TREE_MAX_ROWS * 128 / 8];
+    __shared__ int64_t tokens[TREE_MAX_ROWS], depths[TREE_MAX_ROWS], parents[TREE_MAX_ROWS], choices[TREE_MAX_ROWS];
     grid_wait();
     grid_trigger();
     const int64_t* s = p.state;
     int64_t length = s[0];
+    int entries = (int)s[1];
+    // the inputs into shared memory first, all loads in flight at once: the walk below is serial
+    for (int e = threadIdx.x; e < entries; e += blockDim.x)
+    {
+        tokens[e] = s[2 + e];
+        depths[e] = s[2 + p.rows + e];
+        parents[e] = s[2 + 2 * p.rows + e];
+        int64_t forced = s[2 + 4 * p.rows + e];
+        choices[e] = forced >= 0 ? forced : (int64_t)(0xffffffffu - (uint32_t)(__ldcg(p.argmax + e) & 0xffffffffull));
+    }
+    __syncthreads();
     if (threadIdx.x == 0)
     {
-        int entries = (int)s[1];
-        const int64_t* tokens = s + 2;
-        const int64_t* depths = tokens + p.rows;
-        const int64_t* parents = depths + p.rows;
-        const int64_t* forced = tokens + 4 * p.rows;
         unsigned long long accepted = 1ull;
         int best = 0;
         for (int e = 1; e < entries; e++)
         {
             int parent = (int)parents[e];
-            int64_t choice = forced[parent] >= 0 ? forced[parent] : (int64_t)(0xffffffffu - (uint32_t)(p.argmax[parent] & 0xffffffffull));
-            if (((accepted >> parent) & 1ull) && tokens[e] == choice)
+            if (((accepted >> parent) & 1ull) && tokens[e] == choices[parent])
             {
                 accepted |= 1ull << e;
                 if (depths[e] > depths[best]) best = e;
@@ -667,7 +725,7 @@ extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_accept(TreeAccep
         if (blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0)
         {
             p.result[0] = c;
-            p.result[1] = forced[best] >= 0 ? forced[best] : (int64_t)(0xffffffffu - (uint32_t)(p.argmax[best] & 0xffffffffull));
+            p.result[1] = choices[best];
             for (int d = 0; d < c; d++)
             {
                 p.result[2 + d] = tokens[path[d]];
@@ -676,9 +734,11 @@ extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_accept(TreeAccep
         }
     }
     __syncthreads();
-    int c = count, hd = p.head_dim;
+    int c = count, vectors = p.head_dim / 8;   // 16-byte vectors per row
     bf16* base = p.cache + blockIdx.z * p.layer_stride + blockIdx.y * p.kv_stride + p.slot_offset + blockIdx.x * p.head_stride;
-    for (int i = threadIdx.x; i < c * hd; i += blockDim.x) moved[i] = base[(length + path[i / hd]) * hd + i % hd];
+    const uint4* from = reinterpret_cast<const uint4*>(base);
+    uint4* to = reinterpret_cast<uint4*>(base);
+    for (int i = threadIdx.x; i < c * vectors; i += blockDim.x) moved[i] = __ldcg(from + (length + path[i / vectors]) * vectors + i % vectors);
     __syncthreads();
-    for (int i = threadIdx.x; i < c * hd; i += blockDim.x) base[(length + 1 + i / hd) * hd + i % hd] = moved[i];
+    for (int i = threadIdx.x; i < c * vectors; i += blockDim.x) to[(length + 1 + i / vectors) * vectors + i % vectors] = moved[i];
 }

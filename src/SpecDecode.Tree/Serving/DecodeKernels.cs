@@ -43,12 +43,12 @@ internal static class DecodeKernels
     internal static readonly string[] KernelNames =
     [
         "embed_norm", "gemv_rows", "gemv_rows_wide", "gemv_qkv_rotary", "gemv_gate_up", "gemv_head_argmax", "attention_decode_64", "attention_decode_128",
-        "tree_norm", "tree_attention_64", "tree_attention_128", "tree_accept",
+        "tree_norm", "tree_finish_rows", "tree_finish_qkv", "tree_finish_gate_up", "tree_attention_64", "tree_attention_128", "tree_accept",
         .. TreeProducts.SelectMany(p => new[] { 8, 16, 32, 64 }.Select(rows => p + "_" + rows)),
     ];
 
     /// <summary>The tree step's products (tree_step.cuh), one entry point per padded row count.</summary>
-    private static string[] TreeProducts => ["tree_rows", "tree_qkv_rotary", "tree_gate_up", "tree_head_argmax"];
+    private static string[] TreeProducts => ["tree_rows", "tree_qkv", "tree_gate_up", "tree_head_argmax"];
 
     private const string Driver = "libcuda.so.1";
     private const string StreamSymbol = "_ZNK3c104cuda10CUDAStream6streamEv";
@@ -432,11 +432,27 @@ internal struct TreeGemmParams
     public int Rows;
     public int KSplit;
     public IntPtr W0, W1, W2;
-    public IntPtr B0, B1, B2;
     public IntPtr Work;
-    public IntPtr Counters;
     public IntPtr Y;
-    public int YStride;
+    public int Heads;
+    public int KvHeads;
+    public int HeadDim;
+    public IntPtr Argmax;
+}
+
+/// <summary><c>struct TreeFinishParams</c> of tree_step.cuh, field for field.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct TreeFinishParams
+{
+    public IntPtr Work;
+    public int Splits;
+    public int N;
+    public int Rows;
+    public IntPtr Y;
+    public IntPtr Norm;
+    public IntPtr Normed;
+    public float Eps;
+    public IntPtr B0, B1, B2;
     public IntPtr State;
     public IntPtr Cos;
     public IntPtr Sin;
@@ -446,7 +462,6 @@ internal struct TreeGemmParams
     public int Heads;
     public int KvHeads;
     public int HeadDim;
-    public IntPtr Argmax;
 }
 
 /// <summary><c>struct TreeNormParams</c> of tree_step.cuh, field for field.</summary>

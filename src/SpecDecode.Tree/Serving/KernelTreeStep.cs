@@ -6,7 +6,7 @@ namespace SpecDecode.Tree;
 /// One tree verification step of one sequence (the root and up to 63 draft nodes, padded to 8, 16, 32 or 64 rows)
 /// through the tree kernels of <c>Kernels/tree_step.cuh</c>: the forward with every product on the tensor cores (the
 /// weights read once for all rows), tree-masked attention, the argmax per row, greedy acceptance and the compaction of
-/// the accepted path's keys and values, in 3 + 7 × layers launches and no libtorch op, so the step can be captured.
+/// the accepted path's keys and values, in 3 + 9 × layers launches and no libtorch op, so the step can be captured.
 /// The step's inputs are one int64 array on the device (<see cref="PackState"/>); its result is <see cref="Result"/>.
 /// </summary>
 internal sealed class KernelTreeStep : IDisposable
@@ -28,7 +28,7 @@ internal sealed class KernelTreeStep : IDisposable
     private readonly DecodeKernels.Module _module;
     private readonly int _mlp;   // the MLP size rounded up to 64 (padded weights below when it is not already)
     private readonly Tensor[]? _gate, _up, _down;
-    private readonly Tensor _hidden, _normed, _q, _attention, _act, _work, _counters, _partialO, _partialMl, _attentionCounters;
+    private readonly Tensor _hidden, _normed, _q, _attention, _act, _work, _partialO, _partialMl, _attentionCounters;
     private Tensor? _logits;
 
     public KernelTreeStep(ModelConfig config, CausalLMWeights weights, Tensor cache, Tensor cos, Tensor sin)
@@ -62,7 +62,6 @@ internal sealed class KernelTreeStep : IDisposable
             Products(QkvRows, c.HiddenSize), Products(c.HiddenSize, attentionWidth), Products(2 * _mlp, c.HiddenSize), Products(c.HiddenSize, _mlp),
         }.Max(p => (long)p.Splits * MaxRows * p.N);
         _work = zeros(work, ScalarType.Float32, device);
-        _counters = zeros(Math.Max(Tiles(c.VocabSize), Tiles(2 * _mlp)), ScalarType.Int32, device);
         _partialO = zeros((long)MaxChunks * MaxRows * attentionWidth, ScalarType.Float32, device);
         _partialMl = zeros((long)MaxChunks * MaxRows * c.HeadCount * 2, ScalarType.Float32, device);
         _attentionCounters = zeros((long)c.KeyValueHeadCount * RowGroups(MaxRows), ScalarType.Int32, device);
@@ -170,6 +169,9 @@ internal sealed class KernelTreeStep : IDisposable
 
     private static int Tiles(int n) => (n + Tile - 1) / Tile;
 
+    /// <summary>Row tiles of a product: gate/up tiles hold 64 gate and the same 64 up rows.</summary>
+    private static int ProductTiles(string kernel, int n) => kernel == "tree_gate_up" ? n / Tile : Tiles(n);
+
     private int RowGroups(int rows) => (_config.HeadCount / _config.KeyValueHeadCount * rows + 63) / 64;
 
     /// <summary>The last <see cref="Enqueue"/> with logits on: [64, vocab] bf16, rows past the step's entries meaningless.</summary>
@@ -199,36 +201,44 @@ internal sealed class KernelTreeStep : IDisposable
         int chunk = AttentionChunk(keys, rowGroups, c.KeyValueHeadCount, sms);
         int chunks = (int)((keys + chunk - 1) / chunk);
 
-        void Norm(IntPtr embed, Tensor weight) => _module.Launch("tree_norm", rows, 1, DecodeKernels.NormThreads, new TreeNormParams
+        int Splits(string kernel, int n, int k) => kernel == "tree_head_argmax" ? 1 : KernelTreeStep.Splits(k, ProductTiles(kernel, n), sms);
+        // a product (its splits' sums into the work buffer, or for the head the argmax), then its epilogue
+        int Product(string kernel, IntPtr x, int k, int n, IntPtr w0, IntPtr w1 = default, IntPtr w2 = default, IntPtr logits = default)
         {
-            State = state, Rows = rows, Embed = embed, Norm = P(weight), Eps = eps, K = c.HiddenSize, Hidden = hidden, Normed = normed, Argmax = P(Argmax),
-        });
-        void Product(string kernel, TreeGemmParams p)
-        {
-            int tiles = kernel == "tree_gate_up" ? p.N / 2 / (Tile / 2) : Tiles(p.N);
-            int splits = Splits(p.K, tiles, sms);
-            p.Rows = rows;
-            p.KSplit = p.K / splits;
-            p.Work = P(_work);
-            p.Counters = P(_counters);
-            p.State = state;
-            _module.Launch(kernel + "_" + rows, tiles, splits, Threads, p, shared);
+            int splits = Splits(kernel, n, k);
+            _module.Launch(kernel + "_" + rows, ProductTiles(kernel, n), splits, Threads, new TreeGemmParams
+            {
+                X = x, K = k, N = n, Rows = rows, KSplit = k / splits, W0 = w0, W1 = w1, W2 = w2, Work = P(_work), Y = logits,
+                Heads = c.HeadCount, KvHeads = c.KeyValueHeadCount, HeadDim = c.HeadDim, Argmax = P(Argmax),
+            }, shared);
+            return splits;
         }
+        TreeFinishParams Finish(int splits, int n, IntPtr y) => new()
+        {
+            Work = P(_work), Splits = splits, N = n, Rows = rows, Y = y, Eps = eps, State = state, Cos = P(_cos), Sin = P(_sin),
+            Heads = c.HeadCount, KvHeads = c.KeyValueHeadCount, HeadDim = c.HeadDim,
+        };
+        // residual add and the next RMSNorm, a block per row
+        void FinishRows(int splits, Tensor norm) =>
+            _module.Launch("tree_finish_rows", rows, 1, DecodeKernels.NormThreads, Finish(splits, c.HiddenSize, hidden) with { Norm = P(norm), Normed = normed });
+        static int Blocks(long items) => (int)((items + 255) / 256);
 
-        Norm(P(_weights.EmbedTokens), _weights.Layers[0].InputNorm.Weight);
+        _module.Launch("tree_norm", rows, 1, DecodeKernels.NormThreads, new TreeNormParams
+        {
+            State = state, Rows = rows, Embed = P(_weights.EmbedTokens), Norm = P(_weights.Layers[0].InputNorm.Weight), Eps = eps, K = c.HiddenSize,
+            Hidden = hidden, Normed = normed, Argmax = P(Argmax),
+        });
+        int qkvItems = (c.HeadCount + c.KeyValueHeadCount) * c.HeadDim / 2 / 4 + c.KeyValueHeadCount * c.HeadDim / 4;
         for (int i = 0; i < c.LayerCount; i++)
         {
             DecoderLayerWeights layer = _weights.Layers[i];
             AttentionWeights a = layer.Attention;
             IntPtr kCache = cacheBase + (nint)((i * stride[0] + 0 * stride[1] + slot * stride[2]) * 2);
             IntPtr vCache = cacheBase + (nint)((i * stride[0] + 1 * stride[1] + slot * stride[2]) * 2);
-            Product("tree_qkv_rotary", new TreeGemmParams
+            int splits = Product("tree_qkv", normed, c.HiddenSize, QkvRows, P(a.QProj.Weight), P(a.KProj.Weight), P(a.VProj.Weight));
+            _module.Launch("tree_finish_qkv", Blocks((long)rows * qkvItems), 1, 256, Finish(splits, QkvRows, P(_q)) with
             {
-                X = normed, K = c.HiddenSize, N = QkvRows,
-                W0 = P(a.QProj.Weight), W1 = P(a.KProj.Weight), W2 = P(a.VProj.Weight),
-                B0 = Optional(a.QProj.Bias), B1 = Optional(a.KProj.Bias), B2 = Optional(a.VProj.Bias),
-                Y = P(_q), YStride = attentionWidth, Cos = P(_cos), Sin = P(_sin), KCache = kCache, VCache = vCache, HeadStride = stride[3],
-                Heads = c.HeadCount, KvHeads = c.KeyValueHeadCount, HeadDim = c.HeadDim,
+                B0 = Optional(a.QProj.Bias), B1 = Optional(a.KProj.Bias), B2 = Optional(a.VProj.Bias), KCache = kCache, VCache = vCache, HeadStride = stride[3],
             });
             _module.Launch("tree_attention_" + c.HeadDim, chunks, c.KeyValueHeadCount, Threads, new TreeAttentionParams
             {
@@ -236,20 +246,13 @@ internal sealed class KernelTreeStep : IDisposable
                 PartialO = P(_partialO), PartialMl = P(_partialMl), Counters = P(_attentionCounters), Out = P(_attention),
                 Rows = rows, Heads = c.HeadCount, KvHeads = c.KeyValueHeadCount, Chunk = chunk, Scale = (float)(1.0 / Math.Sqrt(c.HeadDim)),
             }, gridZ: rowGroups);
-            Product("tree_rows", new TreeGemmParams { X = P(_attention), K = attentionWidth, N = c.HiddenSize, W0 = P(a.OProj.Weight), Y = hidden, YStride = c.HiddenSize });
-            Norm(IntPtr.Zero, layer.PostAttentionNorm.Weight);
-            Product("tree_gate_up", new TreeGemmParams
-            {
-                X = normed, K = c.HiddenSize, N = 2 * _mlp, W0 = P(_gate?[i] ?? layer.Mlp.GateProj.Weight), W1 = P(_up?[i] ?? layer.Mlp.UpProj.Weight),
-                Y = P(_act), YStride = _mlp,
-            });
-            Product("tree_rows", new TreeGemmParams { X = P(_act), K = _mlp, N = c.HiddenSize, W0 = P(_down?[i] ?? layer.Mlp.DownProj.Weight), Y = hidden, YStride = c.HiddenSize });
-            Norm(IntPtr.Zero, i + 1 < c.LayerCount ? _weights.Layers[i + 1].InputNorm.Weight : _weights.Norm.Weight);
+            FinishRows(Product("tree_rows", P(_attention), attentionWidth, c.HiddenSize, P(a.OProj.Weight)), layer.PostAttentionNorm.Weight);
+            splits = Product("tree_gate_up", normed, c.HiddenSize, 2 * _mlp, P(_gate?[i] ?? layer.Mlp.GateProj.Weight), P(_up?[i] ?? layer.Mlp.UpProj.Weight));
+            _module.Launch("tree_finish_gate_up", Blocks((long)rows * _mlp / 4), 1, 256, Finish(splits, 2 * _mlp, P(_act)));
+            FinishRows(Product("tree_rows", P(_act), _mlp, c.HiddenSize, P(_down?[i] ?? layer.Mlp.DownProj.Weight)),
+                i + 1 < c.LayerCount ? _weights.Layers[i + 1].InputNorm.Weight : _weights.Norm.Weight);
         }
-        Product("tree_head_argmax", new TreeGemmParams
-        {
-            X = normed, K = c.HiddenSize, N = c.VocabSize, W0 = P(_weights.Head), Y = keepLogits ? P(_logits!) : IntPtr.Zero, YStride = c.VocabSize, Argmax = P(Argmax),
-        });
+        Product("tree_head_argmax", normed, c.HiddenSize, c.VocabSize, P(_weights.Head), logits: keepLogits ? P(_logits!) : IntPtr.Zero);
         if (accept)
         {
             _module.Launch("tree_accept", c.KeyValueHeadCount, 2, Threads, new TreeAcceptParams
@@ -285,6 +288,6 @@ internal sealed class KernelTreeStep : IDisposable
     }
 
     private IEnumerable<Tensor> Buffers() =>
-        new[] { _hidden, _normed, _q, _attention, _act, _work, _counters, _partialO, _partialMl, _attentionCounters, Argmax, Result, State }
+        new[] { _hidden, _normed, _q, _attention, _act, _work, _partialO, _partialMl, _attentionCounters, Argmax, Result, State }
             .Concat(_gate ?? []).Concat(_up ?? []).Concat(_down ?? []);
 }
