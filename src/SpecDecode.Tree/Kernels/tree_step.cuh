@@ -20,6 +20,8 @@
 #define TREE_TSTRIDE (TREE_TILE + 4)        // finished tile row in float32
 #define TREE_MAX_ROWS 64                    // entries per step at most: an ancestor set is one 64-bit word
 #define TREE_SUB 64                         // keys per attention sub-chunk in shared memory
+#define TREE_MAX_CHUNKS 32                  // attention chunks per (kv head, row group) at most
+#define TREE_PREFETCH 4                     // register steps of weights requested from L2 ahead of use
 
 __device__ __forceinline__ void mma_bf16(float* c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1)
 {
@@ -34,6 +36,12 @@ __device__ __forceinline__ uint32_t word16(const uint4& lo, const uint4& hi, int
     const uint4& v = w < 4 ? lo : hi;
     int c = w & 3;
     return c == 0 ? v.x : c == 1 ? v.y : c == 2 ? v.z : v.w;
+}
+
+// Asks L2 for the 32 bytes at p (a thread's part of a weight row for one register step), without registers.
+__device__ __forceinline__ void prefetch_l2(const void* p)
+{
+    asm volatile("prefetch.global.L2::evict_first [%0];" ::"l"(p));
 }
 
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi)
@@ -109,6 +117,13 @@ __device__ void tree_gemm(const TreeGemmParams& p)
     for (int r = 0; r < 4; r++)
         wr[r] = reinterpret_cast<const uint4*>(tree_weight_row<MODE>(p, tile, warp * 32 + (r >> 1) * 16 + (r & 1) * 8 + g) + k0) + q * 2;
     int steps = p.k_split / TREE_KSTEP;
+#pragma unroll
+    for (int d = 1; d < TREE_PREFETCH; d++)
+        if (d < steps)
+        {
+#pragma unroll
+            for (int r = 0; r < 4; r++) prefetch_l2(wr[r] + d * 8);
+        }
     uint4 cur[4][2], nxt[4][2];
 #pragma unroll
     for (int r = 0; r < 4; r++)
@@ -142,6 +157,12 @@ __device__ void tree_gemm(const TreeGemmParams& p)
                 reinterpret_cast<uint4*>(sx + row * TREE_XSTRIDE)[c] = __ldcg(x4 + (int64_t)row * row_vectors + (k0 + kk) / 8 + c);
             }
             __syncthreads();
+        }
+        if (s + TREE_PREFETCH < steps)
+        {
+            // registers hold one step ahead (more would cost occupancy); L2 is asked for the weights further ahead
+#pragma unroll
+            for (int r = 0; r < 4; r++) prefetch_l2(wr[r] + (s + TREE_PREFETCH) * 8);
         }
         if (s + 1 < steps)
         {
@@ -513,6 +534,12 @@ __device__ void tree_attention(const TreeAttentionParams& p)
             reinterpret_cast<uint4*>(ks + key * STRIDE)[c] = kv;
             reinterpret_cast<uint4*>(vs + key * STRIDE)[c] = vv;
         }
+        // the next sub-chunk's keys and values towards L2 while this one is computed
+        for (int i = tid; i < 2 * TREE_SUB; i += TREE_THREADS)
+        {
+            int64_t key = base + TREE_SUB + i % TREE_SUB;
+            if (key < end) prefetch_l2((i < TREE_SUB ? kc : vc) + key * HD);
+        }
         __syncthreads();
         float s[8][4];
 #pragma unroll
@@ -623,39 +650,81 @@ __device__ void tree_attention(const TreeAttentionParams& p)
     __syncthreads();
     if (!last) return;
     __threadfence();
-    // merge: two threads per row, half of the head dimension each
+    // merge: the chunks' maxima and sums for the block's 64 rows into shared memory at once, then two threads per row
+    // (half of the head dimension each), the chunks' partial outputs loaded four chunks at a time
+    // (the key and value buffers are free now: [TREE_MAX_CHUNKS][64] floats fit in each)
+    float (*weights)[64] = reinterpret_cast<float (*)[64]>(ks);
+    float (*sums)[64] = reinterpret_cast<float (*)[64]>(vs);
+    __shared__ float totals[64];
+    int chunks = gridDim.x;
+    for (int i = tid; i < chunks * 64; i += TREE_THREADS)
+    {
+        int c = i / 64, r = rg * 64 + i % 64;
+        float2 v = make_float2(-INFINITY, 0.f);
+        if (r < query_rows)
+        {
+            int64_t idx = (int64_t)(r % p.rows) * p.heads + kvh * groups + r / p.rows;
+            v = __ldcg(reinterpret_cast<const float2*>(p.partial_ml + ((int64_t)c * stride_rows + idx) * 2));
+        }
+        weights[c][i % 64] = v.x;
+        sums[c][i % 64] = v.y;
+    }
+    __syncthreads();
+    if (tid < 64)
+    {
+        float big = -INFINITY;
+        for (int c = 0; c < chunks; c++) big = fmaxf(big, weights[c][tid]);
+        float total = 0.f;
+        for (int c = 0; c < chunks; c++)
+        {
+            float m = weights[c][tid];
+            float w = m == -INFINITY ? 0.f : expf(m - big);
+            total = fmaf(w, sums[c][tid], total);
+            weights[c][tid] = w;
+        }
+        totals[tid] = total;
+    }
+    __syncthreads();
     int r = rg * 64 + tid / 2;
     if (r < query_rows)
     {
         int t = r % p.rows;
         int64_t idx = (int64_t)t * p.heads + kvh * groups + r / p.rows;
-        int chunks = gridDim.x;
-        float big = -INFINITY;
-        for (int c = 0; c < chunks; c++) big = fmaxf(big, __ldcg(p.partial_ml + ((int64_t)c * stride_rows + idx) * 2));
-        float total = 0.f;
         constexpr int HALF = HD / 2;
         float acc[HALF];
 #pragma unroll
         for (int d = 0; d < HALF; d++) acc[d] = 0.f;
-        for (int c = 0; c < chunks; c++)
+        for (int c0 = 0; c0 < chunks; c0 += 4)
         {
-            const float* ml = p.partial_ml + ((int64_t)c * stride_rows + idx) * 2;
-            float mc = __ldcg(ml);
-            if (mc == -INFINITY) continue;
-            float w = expf(mc - big);
-            total = fmaf(w, __ldcg(ml + 1), total);
-            const float4* po = reinterpret_cast<const float4*>(p.partial_o + ((int64_t)c * stride_rows + idx) * HD + (tid & 1) * HALF);
+            constexpr int PART = 4;   // float4 per chunk per pass
+            float4 v[4][PART];
 #pragma unroll
-            for (int d = 0; d < HALF / 4; d++)
+            for (int pass = 0; pass < HALF / 4 / PART; pass++)
             {
-                float4 v = __ldcg(po + d);
-                acc[4 * d] = fmaf(w, v.x, acc[4 * d]);
-                acc[4 * d + 1] = fmaf(w, v.y, acc[4 * d + 1]);
-                acc[4 * d + 2] = fmaf(w, v.z, acc[4 * d + 2]);
-                acc[4 * d + 3] = fmaf(w, v.w, acc[4 * d + 3]);
+#pragma unroll
+                for (int j = 0; j < 4; j++)
+                {
+                    const float4* po = reinterpret_cast<const float4*>(p.partial_o + ((int64_t)(c0 + j) * stride_rows + idx) * HD + (tid & 1) * HALF) + pass * PART;
+#pragma unroll
+                    for (int d = 0; d < PART; d++) v[j][d] = c0 + j < chunks && weights[c0 + j][tid / 2] != 0.f ? __ldcg(po + d) : make_float4(0.f, 0.f, 0.f, 0.f);
+                }
+#pragma unroll
+                for (int j = 0; j < 4; j++)
+                {
+                    float w = c0 + j < chunks ? weights[c0 + j][tid / 2] : 0.f;
+#pragma unroll
+                    for (int d = 0; d < PART; d++)
+                    {
+                        int at = (pass * PART + d) * 4;
+                        acc[at] = fmaf(w, v[j][d].x, acc[at]);
+                        acc[at + 1] = fmaf(w, v[j][d].y, acc[at + 1]);
+                        acc[at + 2] = fmaf(w, v[j][d].z, acc[at + 2]);
+                        acc[at + 3] = fmaf(w, v[j][d].w, acc[at + 3]);
+                    }
+                }
             }
         }
-        float inv = 1.f / total;
+        float inv = 1.f / totals[tid / 2];
         uint32_t* out = reinterpret_cast<uint32_t*>(p.out + idx * HD + (tid & 1) * HALF);
 #pragma unroll
         for (int d = 0; d < HALF / 2; d++) out[d] = pack_bf16(acc[2 * d] * inv, acc[2 * d + 1] * inv);

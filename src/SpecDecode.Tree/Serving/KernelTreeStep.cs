@@ -15,9 +15,12 @@ internal sealed class KernelTreeStep : IDisposable
     public const int MaxRows = 64;
 
     /// <summary>Attention chunks per (kv head, row group) at most (the partial buffers' size).</summary>
-    public const int MaxChunks = 64;
+    public const int MaxChunks = 32;
 
     private const int Threads = 128;
+
+    /// <summary>Blocks of the products and of the attention resident per multiprocessor (their register use, H100).</summary>
+    private const int BlocksPerMultiprocessor = 2;
     private const int Tile = 128;
     private const int StagedChunk = 512;
     private const int StagedRowBytes = (StagedChunk + 8) * 2;
@@ -143,11 +146,12 @@ internal sealed class KernelTreeStep : IDisposable
         return s;
     }
 
-    /// <summary>Splits of k for a product of <paramref name="tiles"/> row tiles: about three blocks per multiprocessor,
-    /// at most 8 and at most one per 512 of k, and a divisor of k / 64.</summary>
+    /// <summary>Splits of k for a product of <paramref name="tiles"/> row tiles: as many blocks as fit in one wave (two per
+    /// multiprocessor: the products' 168-180 registers per thread leave room for two blocks of 128 threads), at most 8 and
+    /// at most one per 512 of k, and a divisor of k / 64.</summary>
     internal static int Splits(int k, int tiles, int multiprocessors)
     {
-        int want = (3 * multiprocessors + tiles - 1) / tiles;
+        int want = Math.Max(1, BlocksPerMultiprocessor * multiprocessors / tiles);
         int splits = Math.Clamp(want, 1, Math.Max(1, Math.Min(8, k / StagedChunk)));
         while (splits > 1 && k / 64 % splits != 0)
         {
@@ -156,12 +160,12 @@ internal sealed class KernelTreeStep : IDisposable
         return splits;
     }
 
-    /// <summary>Keys per attention block for <paramref name="keys"/> keys: about two blocks per multiprocessor, at least
-    /// one block per 1,024 keys, at most <see cref="MaxChunks"/> chunks; a multiple of 64.</summary>
+    /// <summary>Keys per attention block for <paramref name="keys"/> keys: one wave of blocks (two per multiprocessor), but
+    /// at least one block per 1,024 keys and at most <see cref="MaxChunks"/> chunks; a multiple of 64.</summary>
     internal static int AttentionChunk(long keys, int rowGroups, int kvHeads, int multiprocessors)
     {
         int perChunk = rowGroups * kvHeads;
-        int chunks = Math.Max((2 * multiprocessors + perChunk - 1) / perChunk, (int)((keys + 1023) / 1024));
+        int chunks = Math.Max(Math.Max(1, BlocksPerMultiprocessor * multiprocessors / perChunk), (int)((keys + 1023) / 1024));
         chunks = Math.Min(chunks, MaxChunks);
         long runs = (keys + 63) / 64;
         return (int)((runs + chunks - 1) / chunks) * 64;
