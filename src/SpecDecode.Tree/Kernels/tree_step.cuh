@@ -41,7 +41,7 @@ __device__ __forceinline__ uint32_t word16(const uint4& lo, const uint4& hi, int
 // Asks L2 for the 32 bytes at p (a thread's part of a weight row for one register step), without registers.
 __device__ __forceinline__ void prefetch_l2(const void* p)
 {
-    asm volatile("prefetch.global.L2::evict_first [%0];" ::"l"(p));
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
 }
 
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi)
@@ -109,7 +109,7 @@ __device__ void tree_gemm(const TreeGemmParams& p)
     float* st = reinterpret_cast<float*>(tree_smem);   // [rows][TREE_TSTRIDE] after them
     constexpr int ROWS = NT * 8;
     int tid = threadIdx.x, lane = tid & (WARP - 1), warp = tid / WARP, g = lane >> 2, q = lane & 3;
-    int tile = blockIdx.x, split = blockIdx.y, splits = gridDim.y;
+    int tile = blockIdx.x, split = blockIdx.y;
     int k0 = split * p.k_split;
     // rows g and g + 8 of the warp's two row tiles
     const uint4* wr[4];
@@ -220,8 +220,8 @@ __device__ void tree_gemm(const TreeGemmParams& p)
             int t = i / (TREE_TILE / 4), l = (i % (TREE_TILE / 4)) * 4, r = tile * TREE_TILE + l;
             if (r < n) *reinterpret_cast<float4*>(work + t * n + r) = *reinterpret_cast<const float4*>(st + t * TREE_TSTRIDE + l);
         }
-        return;
     }
+    else
     {
         // the argmax of each input row over this tile's logits: warp w takes rows w, w + 4, ...
         for (int t = warp; t < ROWS; t += TREE_THREADS / WARP)
