@@ -15,13 +15,13 @@
 #define TREE_THREADS 128                    // four warps
 #define TREE_TILE 128                       // output rows per block of a product (32 per warp)
 #define TREE_KSTEP 64                       // k per register step (four mma k-steps)
-#define TREE_XCHUNK 512                     // k of the input rows staged in shared memory at a time
-#define TREE_XSTRIDE (TREE_XCHUNK + 8)      // staged row in bf16: 1040 bytes, so eight rows start 16 bytes apart mod 128
+#define TREE_XCHUNK 256                     // k of the input rows staged in shared memory at a time
+#define TREE_XSTRIDE (TREE_XCHUNK + 8)      // staged row in bf16: 528 bytes, so eight rows start 16 bytes apart mod 128
+#define TREE_STAGES 4                       // weight stages in flight per block (16 KB each)
 #define TREE_TSTRIDE (TREE_TILE + 4)        // finished tile row in float32
 #define TREE_MAX_ROWS 64                    // entries per step at most: an ancestor set is one 64-bit word
 #define TREE_SUB 64                         // keys per attention sub-chunk in shared memory
 #define TREE_MAX_CHUNKS 32                  // attention chunks per (kv head, row group) at most
-#define TREE_PREFETCH 4                     // register steps of weights requested from L2 ahead of use
 
 __device__ __forceinline__ void mma_bf16(float* c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1)
 {
@@ -38,6 +38,16 @@ __device__ __forceinline__ uint32_t word16(const uint4& lo, const uint4& hi, int
     return c == 0 ? v.x : c == 1 ? v.y : c == 2 ? v.z : v.w;
 }
 
+// 16 bytes from global to shared memory without registers (through L2 only); completion by commit/wait groups.
+__device__ __forceinline__ void cp_async16(void* shared, const void* global)
+{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"((uint32_t)__cvta_generic_to_shared(shared)), "l"(global) : "memory");
+}
+
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+
+template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
+
 // Asks L2 for the 32 bytes at p (a thread's part of a weight row for one register step), without registers.
 __device__ __forceinline__ void prefetch_l2(const void* p)
 {
@@ -53,8 +63,8 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi)
 // The k order of the products. An mma k-step pairs logical k = 2q, 2q+1 (and 2q+8, 2q+9) with thread q of a group of
 // four. A dot product does not care in which order k is summed, so the rows of A and of B are read in the same
 // permuted order instead: thread q loads 16 consecutive elements (two 16-byte vectors) of every row at 16q within a
-// run of 64, and k-step s takes its words 2s (logical 2q, 2q+1) and 2s+1 (logical 2q+8, 2q+9). Weights then stream
-// straight from memory into registers, fully coalesced, with no shared-memory pass.
+// run of 64, and k-step s takes its words 2s (logical 2q, 2q+1) and 2s+1 (logical 2q+8, 2q+9). Every fragment is then
+// two 16-byte loads per row, with no transposition or ldmatrix.
 
 struct TreeGemmParams
 {
@@ -105,31 +115,34 @@ template <int MODE, int NT>
 __device__ void tree_gemm(const TreeGemmParams& p)
 {
     extern __shared__ __align__(16) unsigned char tree_smem[];
-    bf16* sx = reinterpret_cast<bf16*>(tree_smem);     // [rows][TREE_XSTRIDE] during the products
-    float* st = reinterpret_cast<float*>(tree_smem);   // [rows][TREE_TSTRIDE] after them
     constexpr int ROWS = NT * 8;
+    constexpr int STAGE = TREE_TILE * TREE_KSTEP;                       // bf16 of weights per stage (16 KB)
+    bf16* sw = reinterpret_cast<bf16*>(tree_smem);                       // [TREE_STAGES][TREE_TILE][64], swizzled
+    bf16* sx = sw + TREE_STAGES * STAGE;                                 // [rows][TREE_XSTRIDE]
+    float* st = reinterpret_cast<float*>(tree_smem);                     // [rows][TREE_TSTRIDE], after the products
     int tid = threadIdx.x, lane = tid & (WARP - 1), warp = tid / WARP, g = lane >> 2, q = lane & 3;
     int tile = blockIdx.x, split = blockIdx.y;
     int k0 = split * p.k_split;
-    // rows g and g + 8 of the warp's two row tiles
-    const uint4* wr[4];
-#pragma unroll
-    for (int r = 0; r < 4; r++)
-        wr[r] = reinterpret_cast<const uint4*>(tree_weight_row<MODE>(p, tile, warp * 32 + (r >> 1) * 16 + (r & 1) * 8 + g) + k0) + q * 2;
     int steps = p.k_split / TREE_KSTEP;
+    // Weights stream through shared memory in TREE_STAGES stages of 64 k (cp.async, nothing held in registers while in
+    // flight). A row's eight 16-byte pieces of a stage go to piece ^ (row % 8), so the A-fragment reads below (pieces 2q
+    // and 2q + 1 of rows g and g + 8) hit distinct banks. Thread tid copies piece tid % 8 of rows tid / 8 + 16j.
+    int piece = tid & 7, first = tid >> 3;
+    const bf16* src[TREE_TILE / 16];
 #pragma unroll
-    for (int d = 1; d < TREE_PREFETCH; d++)
-        if (d < steps)
-        {
-#pragma unroll
-            for (int r = 0; r < 4; r++) prefetch_l2(wr[r] + d * 8);
-        }
-    uint4 cur[4][2], nxt[4][2];
-#pragma unroll
-    for (int r = 0; r < 4; r++)
+    for (int j = 0; j < TREE_TILE / 16; j++) src[j] = tree_weight_row<MODE>(p, tile, first + 16 * j) + k0 + piece * 8;
+    int dst = first * TREE_KSTEP + ((piece ^ (first & 7)) * 8);
+    auto issue = [&](int s)
     {
-        cur[r][0] = __ldcs(wr[r]);
-        cur[r][1] = __ldcs(wr[r] + 1);
+        bf16* stage = sw + (s % TREE_STAGES) * STAGE + dst;
+#pragma unroll
+        for (int j = 0; j < TREE_TILE / 16; j++) cp_async16(stage + 16 * j * TREE_KSTEP, src[j] + s * TREE_KSTEP);
+    };
+#pragma unroll
+    for (int s = 0; s < TREE_STAGES - 1; s++)
+    {
+        if (s < steps) issue(s);
+        cp_async_commit();
     }
     float acc[2][NT][4];
 #pragma unroll
@@ -148,7 +161,8 @@ __device__ void tree_gemm(const TreeGemmParams& p)
         int kc = kk % TREE_XCHUNK;
         if (kc == 0)
         {
-            // stage the next run of k of every input row (through L2: the previous kernel wrote it)
+            // stage the next run of k of every input row (through L2: the previous kernel wrote it); the weights keep
+            // streaming meanwhile
             int per_row = min(TREE_XCHUNK, p.k_split - kk) / 8;
             __syncthreads();
             for (int i = tid; i < ROWS * per_row; i += TREE_THREADS)
@@ -156,22 +170,20 @@ __device__ void tree_gemm(const TreeGemmParams& p)
                 int row = i / per_row, c = i % per_row;
                 reinterpret_cast<uint4*>(sx + row * TREE_XSTRIDE)[c] = __ldcg(x4 + (int64_t)row * row_vectors + (k0 + kk) / 8 + c);
             }
-            __syncthreads();
         }
-        if (s + TREE_PREFETCH < steps)
-        {
-            // registers hold one step ahead (more would cost occupancy); L2 is asked for the weights further ahead
+        cp_async_wait<TREE_STAGES - 2>();
+        __syncthreads();
+        // the stage consumed in the previous step is free for step s + TREE_STAGES - 1
+        if (s + TREE_STAGES - 1 < steps) issue(s + TREE_STAGES - 1);
+        cp_async_commit();
+        const bf16* stage = sw + (s % TREE_STAGES) * STAGE;
+        uint4 a[4][2];   // rows g and g + 8 of both row tiles, pieces 2q and 2q + 1
 #pragma unroll
-            for (int r = 0; r < 4; r++) prefetch_l2(wr[r] + (s + TREE_PREFETCH) * 8);
-        }
-        if (s + 1 < steps)
+        for (int r = 0; r < 4; r++)
         {
-#pragma unroll
-            for (int r = 0; r < 4; r++)
-            {
-                nxt[r][0] = __ldcs(wr[r] + (s + 1) * 8);
-                nxt[r][1] = __ldcs(wr[r] + (s + 1) * 8 + 1);
-            }
+            const bf16* row = stage + (warp * 32 + (r >> 1) * 16 + (r & 1) * 8 + g) * TREE_KSTEP;
+            a[r][0] = *reinterpret_cast<const uint4*>(row + ((2 * q) ^ g) * 8);
+            a[r][1] = *reinterpret_cast<const uint4*>(row + ((2 * q + 1) ^ g) * 8);
         }
 #pragma unroll
         for (int nt = 0; nt < NT; nt++)
@@ -185,21 +197,13 @@ __device__ void tree_gemm(const TreeGemmParams& p)
 #pragma unroll
                 for (int mt = 0; mt < 2; mt++)
                     mma_bf16(acc[mt][nt],
-                             word16(cur[2 * mt][0], cur[2 * mt][1], 2 * ks), word16(cur[2 * mt + 1][0], cur[2 * mt + 1][1], 2 * ks),
-                             word16(cur[2 * mt][0], cur[2 * mt][1], 2 * ks + 1), word16(cur[2 * mt + 1][0], cur[2 * mt + 1][1], 2 * ks + 1),
+                             word16(a[2 * mt][0], a[2 * mt][1], 2 * ks), word16(a[2 * mt + 1][0], a[2 * mt + 1][1], 2 * ks),
+                             word16(a[2 * mt][0], a[2 * mt][1], 2 * ks + 1), word16(a[2 * mt + 1][0], a[2 * mt + 1][1], 2 * ks + 1),
                              b0, b1);
             }
         }
-        if (s + 1 < steps)
-        {
-#pragma unroll
-            for (int r = 0; r < 4; r++)
-            {
-                cur[r][0] = nxt[r][0];
-                cur[r][1] = nxt[r][1];
-            }
-        }
     }
+    cp_async_wait<0>();
     // the block's sums into the tile: st[input row][output row]
     __syncthreads();
 #pragma unroll
@@ -459,7 +463,7 @@ struct TreeAttentionParams
     int64_t head_stride;
     const int64_t* state;       // the step's inputs
     float* partial_o;           // [chunks, rows × heads, head_dim] float32
-    float* partial_ml;          // [chunks, rows × heads, 2]: the chunk's max score and sum of exponentials
+    float* partial_ml;          // [chunks, rows × heads, 2]: the chunk's max score (log2 units) and sum of exponentials
     unsigned int* counters;     // [kv heads × row groups], zero between launches
     bf16* out;                  // [rows, heads × head_dim]
     int rows;
@@ -559,20 +563,36 @@ __device__ void tree_attention(const TreeAttentionParams& p)
                              word16(qa[kd][0][0], qa[kd][0][1], 2 * st + 1), word16(qa[kd][1][0], qa[kd][1][1], 2 * st + 1),
                              word16(blo, bhi, 2 * st), word16(blo, bhi, 2 * st + 1));
             }
-        // mask and scale; the online softmax per row (a row's four threads hold its 64 keys)
+        // scale (to log2 units) and mask; the online softmax per row (a row's four threads hold its 64 keys). A sub-chunk
+        // of prefix keys only is visible to every row: no mask.
         float mx[2] = {-INFINITY, -INFINITY};
+        float scale = p.scale * 1.4426950408889634f;
+        if (base + TREE_SUB <= min(length, end))
+        {
 #pragma unroll
-        for (int nt = 0; nt < 8; nt++)
+            for (int nt = 0; nt < 8; nt++)
 #pragma unroll
-            for (int i = 0; i < 4; i++)
-            {
-                int j = i >> 1;
-                int64_t key = base + nt * 8 + q * 2 + (i & 1);
-                int64_t rel = key - length;
-                bool visible = key < end && (rel < 0 || ((seen[j] >> rel) & 1ull));
-                s[nt][i] = visible ? s[nt][i] * p.scale : -INFINITY;
-                mx[j] = fmaxf(mx[j], s[nt][i]);
-            }
+                for (int i = 0; i < 4; i++)
+                {
+                    s[nt][i] *= scale;
+                    mx[i >> 1] = fmaxf(mx[i >> 1], s[nt][i]);
+                }
+        }
+        else
+        {
+#pragma unroll
+            for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+                for (int i = 0; i < 4; i++)
+                {
+                    int j = i >> 1;
+                    int64_t key = base + nt * 8 + q * 2 + (i & 1);
+                    int64_t rel = key - length;
+                    bool visible = key < end && (rel < 0 || ((seen[j] >> rel) & 1ull));
+                    s[nt][i] = visible ? s[nt][i] * scale : -INFINITY;
+                    mx[j] = fmaxf(mx[j], s[nt][i]);
+                }
+        }
         float corr[2];
 #pragma unroll
         for (int j = 0; j < 2; j++)
@@ -580,7 +600,7 @@ __device__ void tree_attention(const TreeAttentionParams& p)
             mx[j] = fmaxf(mx[j], __shfl_xor_sync(0xffffffffu, mx[j], 1));
             mx[j] = fmaxf(mx[j], __shfl_xor_sync(0xffffffffu, mx[j], 2));
             float mn = fmaxf(m[j], mx[j]);
-            corr[j] = mn == -INFINITY ? 1.f : expf(m[j] - mn);
+            corr[j] = mn == -INFINITY ? 1.f : exp2f(m[j] - mn);
             m[j] = mn;
         }
         float sum[2] = {0.f, 0.f};
@@ -590,7 +610,7 @@ __device__ void tree_attention(const TreeAttentionParams& p)
             for (int i = 0; i < 4; i++)
             {
                 int j = i >> 1;
-                float e = s[nt][i] == -INFINITY ? 0.f : expf(s[nt][i] - m[j]);
+                float e = s[nt][i] == -INFINITY ? 0.f : exp2f(s[nt][i] - m[j]);
                 s[nt][i] = e;
                 sum[j] += e;
             }
@@ -678,7 +698,7 @@ __device__ void tree_attention(const TreeAttentionParams& p)
         for (int c = 0; c < chunks; c++)
         {
             float m = weights[c][tid];
-            float w = m == -INFINITY ? 0.f : expf(m - big);
+            float w = m == -INFINITY ? 0.f : exp2f(m - big);
             total = fmaf(w, sums[c][tid], total);
             weights[c][tid] = w;
         }

@@ -233,12 +233,13 @@ internal static class DecodeKernels
             foreach (string name in KernelNames)
             {
                 Check(api, api.ModuleGetFunction(out IntPtr f, module, name), "cuModuleGetFunction(" + name + ")");
-                if (name.StartsWith("gemv_rows", StringComparison.Ordinal) || name == "gemv_head_argmax" || TreeProducts.Any(p => name.StartsWith(p + "_", StringComparison.Ordinal)))
+                // these stage x (and the tree products their weights) in dynamic shared memory: allow more than 48 KB
+                int shared = name.StartsWith("gemv_rows", StringComparison.Ordinal) || name == "gemv_head_argmax" ? MaxStagedBytes
+                    : TreeProducts.Any(p => name.StartsWith(p + "_", StringComparison.Ordinal)) ? KernelTreeStep.SharedBytes(KernelTreeStep.MaxRows)
+                    : 0;
+                if (shared > 0)
                 {
-                    // these stage x in dynamic shared memory: allow more than the default 48 KB (the tree products take
-                    // 1,040 bytes per row, 65 KB at 64 rows)
-                    Check(api, api.FuncSetAttribute(f, 8 /* CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES */, MaxStagedBytes),
-                        "cuFuncSetAttribute(" + name + ")");
+                    Check(api, api.FuncSetAttribute(f, 8 /* CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES */, shared), "cuFuncSetAttribute(" + name + ")");
                 }
                 _functions[name] = f;
             }

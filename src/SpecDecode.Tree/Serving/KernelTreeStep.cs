@@ -22,8 +22,12 @@ internal sealed class KernelTreeStep : IDisposable
     /// <summary>Blocks of the products and of the attention resident per multiprocessor (their register use, H100).</summary>
     private const int BlocksPerMultiprocessor = 2;
     private const int Tile = 128;
-    private const int StagedChunk = 512;
-    private const int StagedRowBytes = (StagedChunk + 8) * 2;
+    private const int StagedChunk = 512;   // k per split at least (TREE_XCHUNK stages 256 at a time)
+    private const int StagedRowBytes = (256 + 8) * 2;
+    private const int WeightStageBytes = 4 * Tile * 64 * 2;
+
+    /// <summary>Dynamic shared memory of a product block: the weight stages and the staged input rows.</summary>
+    public static int SharedBytes(int rows) => WeightStageBytes + rows * StagedRowBytes;
 
     private readonly ModelConfig _config;
     private readonly CausalLMWeights _weights;
@@ -200,7 +204,7 @@ internal sealed class KernelTreeStep : IDisposable
         IntPtr Optional(Tensor? t) => t is null ? IntPtr.Zero : P(t);
         IntPtr cacheBase = P(_cache), state = P(State), hidden = P(_hidden), normed = P(_normed);
         float eps = (float)c.RmsNormEps;
-        int sms = _module.Multiprocessors, attentionWidth = c.HeadCount * c.HeadDim, shared = rows * StagedRowBytes;
+        int sms = _module.Multiprocessors, attentionWidth = c.HeadCount * c.HeadDim, shared = SharedBytes(rows);
         int rowGroups = RowGroups(rows);
         int chunk = AttentionChunk(keys, rowGroups, c.KeyValueHeadCount, sms);
         int chunks = (int)((keys + chunk - 1) / chunk);
