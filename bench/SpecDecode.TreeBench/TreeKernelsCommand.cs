@@ -40,19 +40,21 @@ internal static class TreeKernelsCommand
         var entries = new Option<string>("--entries") { Description = "Comma-separated tree sizes (root included, at most 64).", DefaultValueFactory = _ => "8,16,32,64" };
         var repeat = new Option<int>("--repeat") { Description = "Timed steps per tree size and path.", DefaultValueFactory = _ => 32 };
         var decode = new Option<int>("--decode") { Description = "Tokens of the speculative decoding check.", DefaultValueFactory = _ => 64 };
+        var trace = new Option<bool>("--trace") { Description = "Runs every speculative step on both paths and prints the steps where they disagree (argmax per entry)." };
         var output = new Option<string?>("--out") { Description = "JSON file for the results." };
         var command = new Command("tree-kernels", "Tree verification through the tree kernels against the usual path: logits, tokens, step time; needs CUDA.")
         {
-            model, checkpoint, context, capacity, entries, repeat, decode, output,
+            model, checkpoint, context, capacity, entries, repeat, decode, output, trace,
         };
         command.SetAction(parse => Run(parse.GetValue(model)!, parse.GetValue(checkpoint), parse.GetValue(context), parse.GetValue(capacity),
             parse.GetValue(entries)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(int.Parse).ToArray(),
-            parse.GetValue(repeat), parse.GetValue(decode), parse.GetValue(output), parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error));
+            parse.GetValue(repeat), parse.GetValue(decode), parse.GetValue(output), parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error,
+            parse.GetValue(trace)));
         return command;
     }
 
     public static int Run(string shape, string? checkpoint, int context, int capacity, int[] sizes, int repeat, int decode, string? outputPath,
-        TextWriter output, TextWriter error)
+        TextWriter output, TextWriter error, bool trace = false)
     {
         string version = TorchRuntime.EnsureLoaded();
         if (!torch.cuda.is_available() || !CudaGraph.IsAvailable)
@@ -103,6 +105,49 @@ internal static class TreeKernelsCommand
                 $"(usual path's top-two margin there at most {worst:G3}), repeatable: {check.Repeatable}"));
         }
 
+        // (2a) the compaction: after a graphed step, the accepted path's rows at length + 1 .. must be the rows the same
+        // kernels wrote at length + entry (the eager logits run leaves them there), bit for bit
+        bool compactionExact;
+        {
+            target.Truncate(0, cached);
+            int[] truth = new int[8];
+            int t0 = root;
+            target.SuspendCudaGraphs = true;
+            for (int i = 0; i < truth.Length; i++)
+            {
+                t0 = truth[i] = target.VerifyGreedy([new TreeInput(0, t0, DraftTree.Empty)])[0].Bonus;
+            }
+            target.SuspendCudaGraphs = false;
+            target.Truncate(0, cached);
+            // a chain of the true continuation and a wrong sibling under each chain node, so accepted entries are not
+            // already at their final positions
+            var tokens = new List<int>();
+            var parents = new List<int>();
+            int previous = -1;
+            for (int d = 0; d < truth.Length - 1; d++)
+            {
+                tokens.Add((truth[d] + 1) % config.VocabSize);
+                parents.Add(previous);
+                tokens.Add(truth[d]);
+                parents.Add(previous);
+                previous = tokens.Count - 1;
+            }
+            var input = new TreeInput(0, root, DraftTree.Create(tokens.ToArray(), parents.ToArray(), []));
+            using var scope = NewDisposeScope();
+            _ = target.KernelTreeLogits(input);
+            Tensor written = target.CacheRows(0, cached, tokens.Count + 1);
+            VerifiedStep step = target.VerifyGreedy([input])[0];
+            Tensor moved = target.CacheRows(0, cached, step.AcceptedNodes.Length + 1);
+            compactionExact = step.AcceptedNodes.Length > 0 && moved.select(3, 0).eq(written.select(3, 0)).all().item<bool>();
+            for (int d = 0; d < step.AcceptedNodes.Length; d++)
+            {
+                compactionExact &= moved.select(3, d + 1).eq(written.select(3, step.AcceptedNodes[d] + 1)).all().item<bool>();
+            }
+            output.WriteLine($"compaction: {step.AcceptedNodes.Length} of {truth.Length - 1} chain nodes accepted (entries {string.Join(' ', step.AcceptedNodes.Select(n => n + 1))}), " +
+                $"moved rows bitwise equal to the rows written at their entries: {compactionExact}");
+            target.Truncate(0, cached);
+        }
+
         // (2) speculative decoding against plain decoding
         target.SuspendCudaGraphs = true;
         int[] plain = new int[decode];
@@ -112,12 +157,33 @@ internal static class TreeKernelsCommand
             token = plain[i] = target.VerifyGreedy([new TreeInput(0, token, DraftTree.Empty)])[0].Bonus;
         }
         target.SuspendCudaGraphs = false;
+        if (trace)
+        {
+            _ = SpeculativeFirstDifference(target, root, cached, plain, sizes.Max(), new Random(5), kernels: true, out _, output);
+        }
         int kernelDiff = SpeculativeFirstDifference(target, root, cached, plain, sizes.Max(), new Random(5), kernels: true, out double perStep);
         int usualDiff = SpeculativeFirstDifference(target, root, cached, plain, sizes.Max(), new Random(5), kernels: false, out _);
+        string tie = "";
+        if (kernelDiff >= 0)
+        {
+            // the usual path's top two logits where the kernels' tokens leave plain decoding's (after plain's own tokens)
+            target.Truncate(0, cached);
+            target.SuspendCudaGraphs = true;
+            int at = root;
+            for (int i = 0; i < kernelDiff; i++)
+            {
+                _ = target.VerifyGreedy([new TreeInput(0, at, DraftTree.Empty)]);
+                at = plain[i];
+            }
+            target.SuspendCudaGraphs = false;
+            using var scope = NewDisposeScope();
+            (Tensor top, _) = target.TreeLogits([new TreeInput(0, at, DraftTree.Empty)])[0][0].topk(2);
+            tie = string.Create(CultureInfo.InvariantCulture, $"; the usual path's top-two margin there: {(top[0] - top[1]).item<float>():G3}");
+        }
         output.WriteLine($"speculative decoding of {decode} tokens, trees with the true continuation and wrong branches: kernels " +
             (kernelDiff < 0 ? "IDENTICAL to plain" : $"DIFFER from token {kernelDiff}") + ", usual path " +
             (usualDiff < 0 ? "identical to plain" : $"differs from token {usualDiff}") +
-            string.Create(CultureInfo.InvariantCulture, $" ({perStep:F2} tokens per step)"));
+            string.Create(CultureInfo.InvariantCulture, $" ({perStep:F2} tokens per step){tie}"));
 
         // (3) step times
         target.Truncate(0, cached);
@@ -138,7 +204,7 @@ internal static class TreeKernelsCommand
             output.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"{size,2} entries: kernels {kernelMedian:F3} ms (min {kernelMin:F3}, {timing.KernelToPlain:F2}x plain), usual path {usualMedian:F3} ms ({timing.UsualToPlain:F2}x plain)"));
         }
-        bool passed = kernelDiff < 0 && checks.All(c => c.Repeatable);
+        bool passed = compactionExact && checks.All(c => c.Repeatable);
         output.WriteLine(passed ? "PASS" : "FAIL");
         if (outputPath is not null)
         {
@@ -155,7 +221,7 @@ internal static class TreeKernelsCommand
     /// at most <paramref name="most"/> entries. Returns the first index where the tokens leave <paramref name="plain"/>,
     /// or -1.</summary>
     private static int SpeculativeFirstDifference(TargetModel target, int root, int cached, int[] plain, int most, Random random, bool kernels,
-        out double tokensPerStep)
+        out double tokensPerStep, TextWriter? trace = null)
     {
         target.Truncate(0, cached);
         target.SuspendTreeKernels = !kernels;
@@ -187,7 +253,37 @@ internal static class TreeKernelsCommand
                 tokens.Add(t);
                 parents.Add(parent);
             }
-            VerifiedStep step = target.VerifyGreedy([new TreeInput(0, root, DraftTree.Create(tokens.ToArray(), parents.ToArray(), []))])[0];
+            var input = new TreeInput(0, root, DraftTree.Create(tokens.ToArray(), parents.ToArray(), []));
+            int length = cached + produced.Count;
+            VerifiedStep step = target.VerifyGreedy([input])[0];
+            if (kernels && trace is not null)
+            {
+                // the same step on the usual path; report a disagreement and go on from the usual path's result
+                int[] graphedArgmax = target.LastKernelTreeArgmax();
+                target.Truncate(0, length);
+                target.SuspendTreeKernels = true;
+                VerifiedStep usual = target.VerifyGreedy([input])[0];
+                target.SuspendTreeKernels = false;
+                if (!usual.Tokens.SequenceEqual(step.Tokens))
+                {
+                    target.Truncate(0, length);
+                    using var scope = NewDisposeScope();
+                    long[] eager = target.KernelTreeLogits(input).argmax(-1).data<long>().ToArray();
+                    long[] reference = target.TreeLogits([input])[0].argmax(-1).data<long>().ToArray();
+                    trace.WriteLine($"step {steps} (length {length}, {tokens.Count + 1} entries, chain {chain}, wrong {wrong}): kernels accepted [{string.Join(' ', step.Tokens)}], " +
+                        $"usual [{string.Join(' ', usual.Tokens)}]");
+                    trace.WriteLine($"  parents  {string.Join(' ', parents)}");
+                    trace.WriteLine($"  tokens   {root} {string.Join(' ', tokens)}");
+                    trace.WriteLine($"  usual    {string.Join(' ', reference)}");
+                    trace.WriteLine($"  eager    {string.Join(' ', eager)}");
+                    trace.WriteLine($"  graphed  {string.Join(' ', graphedArgmax.Take(tokens.Count + 1))}");
+                    target.Truncate(0, length);
+                    target.SuspendTreeKernels = true;
+                    usual = target.VerifyGreedy([input])[0];
+                    target.SuspendTreeKernels = false;
+                }
+                step = usual;
+            }
             produced.AddRange(step.Tokens);
             root = step.Bonus;
             steps++;

@@ -48,12 +48,6 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 
 template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
 
-// Asks L2 for the 32 bytes at p (a thread's part of a weight row for one register step), without registers.
-__device__ __forceinline__ void prefetch_l2(const void* p)
-{
-    asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
-}
-
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi)
 {
     __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
@@ -484,8 +478,12 @@ __device__ void tree_attention(const TreeAttentionParams& p)
     constexpr int KS = HD / 64;             // 64-wide runs of the head dimension (register steps of the score product)
     constexpr int DN = HD / 8;              // column tiles of the output
     constexpr int STRIDE = HD + 8;          // padded key / value row (bf16)
-    __shared__ __align__(16) bf16 ks[TREE_SUB * STRIDE];
-    __shared__ __align__(16) bf16 vs[TREE_SUB * STRIDE];
+    constexpr int BUFFER = TREE_SUB * STRIDE;
+    // two sub-chunks of keys and of values (dynamic shared memory, 4 × BUFFER bf16): cp.async fills the next while the
+    // current one is computed
+    extern __shared__ __align__(16) unsigned char tree_smem[];
+    bf16* kbuf = reinterpret_cast<bf16*>(tree_smem);
+    bf16* vbuf = kbuf + 2 * BUFFER;
     __shared__ bool last;
     int tid = threadIdx.x, lane = tid & (WARP - 1), warp = tid / WARP, g = lane >> 2, q = lane & 3;
     int chunk = blockIdx.x, kvh = blockIdx.y, rg = blockIdx.z;
@@ -526,25 +524,37 @@ __device__ void tree_attention(const TreeAttentionParams& p)
     const bf16* kc = p.k_cache + kvh * p.head_stride;
     const bf16* vc = p.v_cache + kvh * p.head_stride;
     const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
-    for (int64_t base = begin; base < end; base += TREE_SUB)
+    auto stage = [&](int64_t base, int buffer)
     {
-        __syncthreads();
         for (int i = tid; i < TREE_SUB * HD / 8; i += TREE_THREADS)
         {
             int key = i / (HD / 8), c = i % (HD / 8);
-            bool in = base + key < end;
-            uint4 kv = in ? __ldcg(reinterpret_cast<const uint4*>(kc + (base + key) * HD) + c) : zero;
-            uint4 vv = in ? __ldcg(reinterpret_cast<const uint4*>(vc + (base + key) * HD) + c) : zero;
-            reinterpret_cast<uint4*>(ks + key * STRIDE)[c] = kv;
-            reinterpret_cast<uint4*>(vs + key * STRIDE)[c] = vv;
+            bf16* kd = kbuf + buffer * BUFFER + key * STRIDE + c * 8;
+            bf16* vd = vbuf + buffer * BUFFER + key * STRIDE + c * 8;
+            if (base + key < end)
+            {
+                cp_async16(kd, kc + (base + key) * HD + c * 8);
+                cp_async16(vd, vc + (base + key) * HD + c * 8);
+            }
+            else
+            {
+                *reinterpret_cast<uint4*>(kd) = zero;
+                *reinterpret_cast<uint4*>(vd) = zero;
+            }
         }
-        // the next sub-chunk's keys and values towards L2 while this one is computed
-        for (int i = tid; i < 2 * TREE_SUB; i += TREE_THREADS)
-        {
-            int64_t key = base + TREE_SUB + i % TREE_SUB;
-            if (key < end) prefetch_l2((i < TREE_SUB ? kc : vc) + key * HD);
-        }
+    };
+    int subs = begin < end ? (int)((end - begin + TREE_SUB - 1) / TREE_SUB) : 0;
+    if (subs > 0) stage(begin, 0);
+    cp_async_commit();
+    for (int sub = 0; sub < subs; sub++)
+    {
+        int64_t base = begin + (int64_t)sub * TREE_SUB;
+        if (sub + 1 < subs) stage(base + TREE_SUB, (sub + 1) & 1);
+        cp_async_commit();
+        cp_async_wait<1>();
         __syncthreads();
+        const bf16* ks = kbuf + (sub & 1) * BUFFER;
+        const bf16* vs = vbuf + (sub & 1) * BUFFER;
         float s[8][4];
 #pragma unroll
         for (int nt = 0; nt < 8; nt++)
@@ -639,7 +649,9 @@ __device__ void tree_attention(const TreeAttentionParams& p)
                 mma_bf16(o[dn + 1], a0, a1, a2, a3, r2, r3);
             }
         }
+        __syncthreads();   // the next iteration fills this buffer again
     }
+    cp_async_wait<0>();
     // the chunk's partials: a row's four threads hold disjoint columns; the sum of exponentials is summed over them
 #pragma unroll
     for (int j = 0; j < 2; j++)
@@ -672,9 +684,9 @@ __device__ void tree_attention(const TreeAttentionParams& p)
     __threadfence();
     // merge: the chunks' maxima and sums for the block's 64 rows into shared memory at once, then two threads per row
     // (half of the head dimension each), the chunks' partial outputs loaded four chunks at a time
-    // (the key and value buffers are free now: [TREE_MAX_CHUNKS][64] floats fit in each)
-    float (*weights)[64] = reinterpret_cast<float (*)[64]>(ks);
-    float (*sums)[64] = reinterpret_cast<float (*)[64]>(vs);
+    // (the key and value buffers are free now: [TREE_MAX_CHUNKS][64] floats fit in each pair)
+    float (*weights)[64] = reinterpret_cast<float (*)[64]>(kbuf);
+    float (*sums)[64] = reinterpret_cast<float (*)[64]>(vbuf);
     __shared__ float totals[64];
     int chunks = gridDim.x;
     for (int i = tid; i < chunks * 64; i += TREE_THREADS)

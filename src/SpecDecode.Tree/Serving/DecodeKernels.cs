@@ -236,6 +236,7 @@ internal static class DecodeKernels
                 // these stage x (and the tree products their weights) in dynamic shared memory: allow more than 48 KB
                 int shared = name.StartsWith("gemv_rows", StringComparison.Ordinal) || name == "gemv_head_argmax" ? MaxStagedBytes
                     : TreeProducts.Any(p => name.StartsWith(p + "_", StringComparison.Ordinal)) ? KernelTreeStep.SharedBytes(KernelTreeStep.MaxRows)
+                    : name.StartsWith("tree_attention_", StringComparison.Ordinal) ? KernelTreeStep.AttentionSharedBytes(128)
                     : 0;
                 if (shared > 0)
                 {

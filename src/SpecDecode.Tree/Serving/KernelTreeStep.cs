@@ -26,6 +26,9 @@ internal sealed class KernelTreeStep : IDisposable
     private const int StagedRowBytes = (256 + 8) * 2;
     private const int WeightStageBytes = 4 * Tile * 64 * 2;
 
+    /// <summary>Dynamic shared memory of an attention block: two sub-chunks of 64 keys and values, rows padded by 8.</summary>
+    public static int AttentionSharedBytes(int headDim) => 4 * 64 * (headDim + 8) * 2;
+
     /// <summary>Dynamic shared memory of a product block: the weight stages and the staged input rows.</summary>
     public static int SharedBytes(int rows) => WeightStageBytes + rows * StagedRowBytes;
 
@@ -253,7 +256,7 @@ internal sealed class KernelTreeStep : IDisposable
                 Q = P(_q), KCache = kCache, VCache = vCache, HeadStride = stride[3], State = state,
                 PartialO = P(_partialO), PartialMl = P(_partialMl), Counters = P(_attentionCounters), Out = P(_attention),
                 Rows = rows, Heads = c.HeadCount, KvHeads = c.KeyValueHeadCount, Chunk = chunk, Scale = (float)(1.0 / Math.Sqrt(c.HeadDim)),
-            }, gridZ: rowGroups);
+            }, AttentionSharedBytes(c.HeadDim), gridZ: rowGroups);
             FinishRows(Product("tree_rows", P(_attention), attentionWidth, c.HiddenSize, P(a.OProj.Weight)), layer.PostAttentionNorm.Weight);
             splits = Product("tree_gate_up", normed, c.HiddenSize, 2 * _mlp, P(_gate?[i] ?? layer.Mlp.GateProj.Weight), P(_up?[i] ?? layer.Mlp.UpProj.Weight));
             _module.Launch("tree_finish_gate_up", Blocks((long)rows * _mlp / 4), 1, 256, Finish(splits, 2 * _mlp, P(_act)));

@@ -93,6 +93,22 @@ public sealed partial class TargetModel
         return step.Logits.view(KernelTreeStep.MaxRows, Config.VocabSize).narrow(0, 0, entries).to(float32).cpu().MoveToOuterDisposeScope();
     }
 
+    /// <summary>A copy of the cached keys and values of <paramref name="slot"/> at positions <paramref name="start"/> ..
+    /// start + count − 1, all layers: [layers, 2, kv heads, count, head size] on the CPU. For tests of the compaction.</summary>
+    internal Tensor CacheRows(int slot, int start, int count)
+    {
+        using var scope = NewDisposeScope();
+        return _cache.Data.select(2, CheckSlot(slot)).narrow(3, start, count).cpu().MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The last tree step's argmax per row (unpacked); for diagnostics.</summary>
+    internal int[] LastKernelTreeArgmax()
+    {
+        using var scope = NewDisposeScope();
+        return (_treeStep ?? throw new InvalidOperationException("No kernel tree step has run.")).Argmax.cpu().data<long>().ToArray()
+            .Select(KernelDecodeStep.Unpack).ToArray();
+    }
+
     private void DisposeTreeKernels()
     {
         foreach (CudaGraph? graph in _treeGraphs.Values)
