@@ -38,6 +38,13 @@ __device__ __forceinline__ uint32_t word16(const uint4& lo, const uint4& hi, int
     return c == 0 ? v.x : c == 1 ? v.y : c == 2 ? v.z : v.w;
 }
 
+// Four 8x8 bf16 matrices from shared memory, one per register; lane l gives the address of row l % 8 of matrix l / 8.
+__device__ __forceinline__ void ldmatrix_x4(uint32_t* r, const bf16* row)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"((uint32_t)__cvta_generic_to_shared(row)));
+}
+
 // 16 bytes from global to shared memory without registers (through L2 only); completion by commit/wait groups.
 __device__ __forceinline__ void cp_async16(void* shared, const void* global)
 {
@@ -54,11 +61,9 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi)
     return *reinterpret_cast<uint32_t*>(&v);
 }
 
-// The k order of the products. An mma k-step pairs logical k = 2q, 2q+1 (and 2q+8, 2q+9) with thread q of a group of
-// four. A dot product does not care in which order k is summed, so the rows of A and of B are read in the same
-// permuted order instead: thread q loads 16 consecutive elements (two 16-byte vectors) of every row at 16q within a
-// run of 64, and k-step s takes its words 2s (logical 2q, 2q+1) and 2s+1 (logical 2q+8, 2q+9). Every fragment is then
-// two 16-byte loads per row, with no transposition or ldmatrix.
+// Fragments. Every mma operand is loaded with ldmatrix from shared memory, which puts each fragment into the four (A)
+// or two (B) consecutive registers that mma takes: fragments assembled from 16-byte loads in a permuted k order need
+// register moves per mma (about four times the instructions, seen on an H200).
 
 struct TreeGemmParams
 {
@@ -159,10 +164,18 @@ __device__ void tree_gemm(const TreeGemmParams& p)
             // streaming meanwhile
             int per_row = min(TREE_XCHUNK, p.k_split - kk) / 8;
             __syncthreads();
-            for (int i = tid; i < ROWS * per_row; i += TREE_THREADS)
+            const uint4* from = x4 + (k0 + kk) / 8;
+            if (per_row == TREE_XCHUNK / 8)
             {
-                int row = i / per_row, c = i % per_row;
-                reinterpret_cast<uint4*>(sx + row * TREE_XSTRIDE)[c] = __ldcg(x4 + (int64_t)row * row_vectors + (k0 + kk) / 8 + c);
+#pragma unroll 4
+                for (int i = tid; i < ROWS * (TREE_XCHUNK / 8); i += TREE_THREADS)
+                    reinterpret_cast<uint4*>(sx + (i / (TREE_XCHUNK / 8)) * TREE_XSTRIDE)[i % (TREE_XCHUNK / 8)] =
+                        __ldcg(from + (int64_t)(i / (TREE_XCHUNK / 8)) * row_vectors + i % (TREE_XCHUNK / 8));
+            }
+            else
+            {
+                for (int i = tid; i < ROWS * per_row; i += TREE_THREADS)
+                    reinterpret_cast<uint4*>(sx + (i / per_row) * TREE_XSTRIDE)[i % per_row] = __ldcg(from + (int64_t)(i / per_row) * row_vectors + i % per_row);
             }
         }
         cp_async_wait<TREE_STAGES - 2>();
@@ -171,29 +184,32 @@ __device__ void tree_gemm(const TreeGemmParams& p)
         if (s + TREE_STAGES - 1 < steps) issue(s + TREE_STAGES - 1);
         cp_async_commit();
         const bf16* stage = sw + (s % TREE_STAGES) * STAGE;
-        uint4 a[4][2];   // rows g and g + 8 of both row tiles, pieces 2q and 2q + 1
+        // A fragments by ldmatrix: lane l gives row (l % 8) + 8 × ((l / 8) % 2) of the row tile and k piece 2ks + l / 16
+        // (stored at piece ^ (row % 8)), so each fragment lands in four consecutive registers as mma takes them
+        uint32_t a[2][4][4];
 #pragma unroll
-        for (int r = 0; r < 4; r++)
-        {
-            const bf16* row = stage + (warp * 32 + (r >> 1) * 16 + (r & 1) * 8 + g) * TREE_KSTEP;
-            a[r][0] = *reinterpret_cast<const uint4*>(row + ((2 * q) ^ g) * 8);
-            a[r][1] = *reinterpret_cast<const uint4*>(row + ((2 * q + 1) ^ g) * 8);
-        }
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++)
-        {
-            const uint4* bx = reinterpret_cast<const uint4*>(sx + (nt * 8 + g) * TREE_XSTRIDE + kc) + q * 2;
-            uint4 blo = bx[0], bhi = bx[1];
+        for (int mt = 0; mt < 2; mt++)
 #pragma unroll
             for (int ks = 0; ks < 4; ks++)
             {
-                uint32_t b0 = word16(blo, bhi, 2 * ks), b1 = word16(blo, bhi, 2 * ks + 1);
+                int row = warp * 32 + mt * 16 + ((lane >> 3) & 1) * 8 + (lane & 7);
+                int piece = (2 * ks + (lane >> 4)) ^ (lane & 7);
+                ldmatrix_x4(a[mt][ks], stage + row * TREE_KSTEP + piece * 8);
+            }
 #pragma unroll
-                for (int mt = 0; mt < 2; mt++)
-                    mma_bf16(acc[mt][nt],
-                             word16(a[2 * mt][0], a[2 * mt][1], 2 * ks), word16(a[2 * mt + 1][0], a[2 * mt + 1][1], 2 * ks),
-                             word16(a[2 * mt][0], a[2 * mt][1], 2 * ks + 1), word16(a[2 * mt + 1][0], a[2 * mt + 1][1], 2 * ks + 1),
-                             b0, b1);
+        for (int nt = 0; nt < NT; nt++)
+        {
+#pragma unroll
+            for (int kp = 0; kp < 2; kp++)
+            {
+                // B fragments of k-steps 2kp and 2kp + 1: lane l gives input row nt × 8 + l % 8 at k 32kp + 8 × (l / 8)
+                uint32_t b[4];
+                ldmatrix_x4(b, sx + (nt * 8 + (lane & 7)) * TREE_XSTRIDE + kc + kp * 32 + (lane >> 3) * 8);
+#pragma unroll
+                for (int h = 0; h < 2; h++)
+#pragma unroll
+                    for (int mt = 0; mt < 2; mt++)
+                        mma_bf16(acc[mt][nt], a[mt][2 * kp + h][0], a[mt][2 * kp + h][1], a[mt][2 * kp + h][2], a[mt][2 * kp + h][3], b[2 * h], b[2 * h + 1]);
             }
         }
     }
@@ -458,36 +474,34 @@ struct TreeAttentionParams
     const int64_t* state;       // the step's inputs
     float* partial_o;           // [chunks, rows × heads, head_dim] float32
     float* partial_ml;          // [chunks, rows × heads, 2]: the chunk's max score (log2 units) and sum of exponentials
-    unsigned int* counters;     // [kv heads × row groups], zero between launches
-    bf16* out;                  // [rows, heads × head_dim]
+    bf16* out;                  // [rows, heads × head_dim] (the merge)
     int rows;
     int heads;
     int kv_heads;
     int chunk;                  // keys per block, a multiple of TREE_SUB
+    int chunks;                 // blocks over the keys (at most TREE_MAX_CHUNKS)
     float scale;
 };
 
-// Tree attention: block (chunk, kv head, row group) takes a chunk of keys for 64 query rows of one kv head (rows are
-// (query head of the group, entry), four warps of 16), flash-style in sub-chunks of 64 keys through shared memory:
-// scores on the tensor cores, an online softmax in float32, the probabilities rounded to bf16 for the product with V.
-// Row t sees the cached prefix (key < length) and the entries in its ancestor set. The last block of a (kv head, row
-// group) merges the chunks.
+// Tree attention: block (chunk, kv head, row group) takes a chunk of keys for up to 64 query rows of one kv head (rows
+// are (query head of the group, entry); a warp per 16 rows, as many warps as rows need), flash-style in sub-chunks of 64
+// keys double-buffered through shared memory by cp.async: scores on the tensor cores, an online softmax in float32 (log2
+// units), the probabilities rounded to bf16 for the product with V. Row t sees the cached prefix (key < length) and the
+// entries in its ancestor set. Each block leaves its rows' partial output, maximum and sum; tree_attention_merge adds
+// the chunks.
 template <int HD>
 __device__ void tree_attention(const TreeAttentionParams& p)
 {
-    constexpr int KS = HD / 64;             // 64-wide runs of the head dimension (register steps of the score product)
+    constexpr int KD = HD / 16;             // mma k-steps over the head dimension
     constexpr int DN = HD / 8;              // column tiles of the output
     constexpr int STRIDE = HD + 8;          // padded key / value row (bf16)
     constexpr int BUFFER = TREE_SUB * STRIDE;
-    // two sub-chunks of keys and of values (dynamic shared memory, 4 × BUFFER bf16): cp.async fills the next while the
-    // current one is computed
     extern __shared__ __align__(16) unsigned char tree_smem[];
-    bf16* kbuf = reinterpret_cast<bf16*>(tree_smem);
+    bf16* kbuf = reinterpret_cast<bf16*>(tree_smem);   // two sub-chunks of keys, then two of values
     bf16* vbuf = kbuf + 2 * BUFFER;
-    __shared__ bool last;
-    int tid = threadIdx.x, lane = tid & (WARP - 1), warp = tid / WARP, g = lane >> 2, q = lane & 3;
-    int chunk = blockIdx.x, kvh = blockIdx.y, rg = blockIdx.z;
-    int groups = p.heads / p.kv_heads, query_rows = groups * p.rows;
+    int tid = threadIdx.x, threads = blockDim.x, lane = tid & (WARP - 1), warp = tid / WARP, g = lane >> 2, q = lane & 3;
+    int chunk = blockIdx.x, kvh = blockIdx.y;
+    int groups = p.heads / p.kv_heads, query_rows = groups * p.rows, block_rows = threads / WARP * 16;
     grid_wait();
     grid_trigger();
     int64_t length = p.state[0];
@@ -495,25 +509,29 @@ __device__ void tree_attention(const TreeAttentionParams& p)
     const unsigned long long* ancestors = reinterpret_cast<const unsigned long long*>(p.state + 2 + 3 * p.rows);
     int64_t keys = length + entries;
     int64_t begin = (int64_t)chunk * p.chunk, end = min(begin + p.chunk, keys);
-    // rows g and g + 8 of the warp's row tile: (query head of the group, entry)
-    int rr[2] = {rg * 64 + warp * 16 + g, rg * 64 + warp * 16 + g + 8};
-    int entry[2], index[2];
+    int rr[2] = {(int)blockIdx.z * block_rows + warp * 16 + g, (int)blockIdx.z * block_rows + warp * 16 + g + 8};
+    int index[2];
     unsigned long long seen[2];
-    uint4 qa[KS][2][2];
+    const uint32_t* qr[2];
 #pragma unroll
     for (int j = 0; j < 2; j++)
     {
         int r = rr[j] < query_rows ? rr[j] : 0;
-        entry[j] = r % p.rows;
-        index[j] = entry[j] * p.heads + kvh * groups + r / p.rows;   // output row: [entry][head]
-        seen[j] = ancestors[entry[j]];
-        const uint4* qr = reinterpret_cast<const uint4*>(p.q + (int64_t)index[j] * HD) + q * 2;
+        int e = r % p.rows;
+        index[j] = e * p.heads + kvh * groups + r / p.rows;   // output row: [entry][head]
+        seen[j] = ancestors[e];
+        qr[j] = reinterpret_cast<const uint32_t*>(p.q + (int64_t)index[j] * HD);
+    }
+    // Q as the A operand of every k-step, straight into the registers mma takes: words 8kd + q and 8kd + 4 + q of rows
+    // g and g + 8
+    uint32_t qa[KD][4];
 #pragma unroll
-        for (int s = 0; s < KS; s++)
-        {
-            qa[s][j][0] = __ldcg(qr + s * 8);
-            qa[s][j][1] = __ldcg(qr + s * 8 + 1);
-        }
+    for (int kd = 0; kd < KD; kd++)
+    {
+        qa[kd][0] = __ldcg(qr[0] + kd * 8 + q);
+        qa[kd][1] = __ldcg(qr[1] + kd * 8 + q);
+        qa[kd][2] = __ldcg(qr[0] + kd * 8 + 4 + q);
+        qa[kd][3] = __ldcg(qr[1] + kd * 8 + 4 + q);
     }
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
     float o[DN][4];
@@ -526,7 +544,7 @@ __device__ void tree_attention(const TreeAttentionParams& p)
     const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
     auto stage = [&](int64_t base, int buffer)
     {
-        for (int i = tid; i < TREE_SUB * HD / 8; i += TREE_THREADS)
+        for (int i = tid; i < TREE_SUB * HD / 8; i += threads)
         {
             int key = i / (HD / 8), c = i % (HD / 8);
             bf16* kd = kbuf + buffer * BUFFER + key * STRIDE + c * 8;
@@ -546,6 +564,7 @@ __device__ void tree_attention(const TreeAttentionParams& p)
     int subs = begin < end ? (int)((end - begin + TREE_SUB - 1) / TREE_SUB) : 0;
     if (subs > 0) stage(begin, 0);
     cp_async_commit();
+    float scale = p.scale * 1.4426950408889634f;
     for (int sub = 0; sub < subs; sub++)
     {
         int64_t base = begin + (int64_t)sub * TREE_SUB;
@@ -555,28 +574,25 @@ __device__ void tree_attention(const TreeAttentionParams& p)
         __syncthreads();
         const bf16* ks = kbuf + (sub & 1) * BUFFER;
         const bf16* vs = vbuf + (sub & 1) * BUFFER;
+        // scores: K's B operand by ldmatrix (lane l gives key nt × 8 + l % 8 at dimension 32kp + 8 × (l / 8))
         float s[8][4];
 #pragma unroll
         for (int nt = 0; nt < 8; nt++)
+        {
 #pragma unroll
             for (int i = 0; i < 4; i++) s[nt][i] = 0.f;
 #pragma unroll
-        for (int kd = 0; kd < KS; kd++)
-#pragma unroll
-            for (int nt = 0; nt < 8; nt++)
+            for (int kp = 0; kp < KD / 2; kp++)
             {
-                const uint4* kb = reinterpret_cast<const uint4*>(ks + (nt * 8 + g) * STRIDE + kd * 64) + q * 2;
-                uint4 blo = kb[0], bhi = kb[1];
-#pragma unroll
-                for (int st = 0; st < 4; st++)
-                    mma_bf16(s[nt], word16(qa[kd][0][0], qa[kd][0][1], 2 * st), word16(qa[kd][1][0], qa[kd][1][1], 2 * st),
-                             word16(qa[kd][0][0], qa[kd][0][1], 2 * st + 1), word16(qa[kd][1][0], qa[kd][1][1], 2 * st + 1),
-                             word16(blo, bhi, 2 * st), word16(blo, bhi, 2 * st + 1));
+                uint32_t b[4];
+                ldmatrix_x4(b, ks + (nt * 8 + (lane & 7)) * STRIDE + kp * 32 + (lane >> 3) * 8);
+                mma_bf16(s[nt], qa[2 * kp][0], qa[2 * kp][1], qa[2 * kp][2], qa[2 * kp][3], b[0], b[1]);
+                mma_bf16(s[nt], qa[2 * kp + 1][0], qa[2 * kp + 1][1], qa[2 * kp + 1][2], qa[2 * kp + 1][3], b[2], b[3]);
             }
+        }
         // scale (to log2 units) and mask; the online softmax per row (a row's four threads hold its 64 keys). A sub-chunk
         // of prefix keys only is visible to every row: no mask.
         float mx[2] = {-INFINITY, -INFINITY};
-        float scale = p.scale * 1.4426950408889634f;
         if (base + TREE_SUB <= min(length, end))
         {
 #pragma unroll
@@ -668,104 +684,65 @@ __device__ void tree_attention(const TreeAttentionParams& p)
 #pragma unroll
         for (int dn = 0; dn < DN; dn++)
             *reinterpret_cast<float2*>(po + dn * 8 + q * 2) = make_float2(o[dn][j * 2], o[dn][j * 2 + 1]);
-        if (q == 0)
-        {
-            float* ml = p.partial_ml + ((int64_t)chunk * stride_rows + index[j]) * 2;
-            ml[0] = m[j];
-            ml[1] = l[j];
-        }
+        if (q == 0) *reinterpret_cast<float2*>(p.partial_ml + ((int64_t)chunk * stride_rows + index[j]) * 2) = make_float2(m[j], l[j]);
     }
-    __threadfence();
-    __syncthreads();
-    unsigned int* counter = p.counters + kvh * gridDim.z + rg;
-    if (tid == 0) last = atomicAdd(counter, 1u) == gridDim.x - 1;
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
-    // merge: the chunks' maxima and sums for the block's 64 rows into shared memory at once, then two threads per row
-    // (half of the head dimension each), the chunks' partial outputs loaded four chunks at a time
-    // (the key and value buffers are free now: [TREE_MAX_CHUNKS][64] floats fit in each pair)
-    float (*weights)[64] = reinterpret_cast<float (*)[64]>(kbuf);
-    float (*sums)[64] = reinterpret_cast<float (*)[64]>(vbuf);
-    __shared__ float totals[64];
-    int chunks = gridDim.x;
-    for (int i = tid; i < chunks * 64; i += TREE_THREADS)
+}
+
+// The chunks of tree_attention added: a warp per (entry, head); lane c holds chunk c's maximum and sum (at most 32
+// chunks), then lane l adds dimensions HD/32 × l onwards over the chunks, every load independent of the others.
+template <int HD>
+__device__ void tree_attention_merge(const TreeAttentionParams& p)
+{
+    constexpr int PER = HD / WARP;
+    grid_wait();
+    grid_trigger();
+    int lane = threadIdx.x & (WARP - 1);
+    int64_t stride_rows = (int64_t)p.rows * p.heads;
+    int64_t idx = (int64_t)blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP;
+    if (idx >= stride_rows) return;
+    float m = -INFINITY, l = 0.f;
+    if (lane < p.chunks)
     {
-        int c = i / 64, r = rg * 64 + i % 64;
-        float2 v = make_float2(-INFINITY, 0.f);
-        if (r < query_rows)
-        {
-            int64_t idx = (int64_t)(r % p.rows) * p.heads + kvh * groups + r / p.rows;
-            v = __ldcg(reinterpret_cast<const float2*>(p.partial_ml + ((int64_t)c * stride_rows + idx) * 2));
-        }
-        weights[c][i % 64] = v.x;
-        sums[c][i % 64] = v.y;
+        float2 v = __ldcg(reinterpret_cast<const float2*>(p.partial_ml + ((int64_t)lane * stride_rows + idx) * 2));
+        m = v.x;
+        l = v.y;
     }
-    __syncthreads();
-    if (tid < 64)
+    float big = warp_max(m);
+    float w = m == -INFINITY ? 0.f : exp2f(m - big);
+    float total = warp_sum(w * l);
+    float acc[PER];
+#pragma unroll
+    for (int d = 0; d < PER; d++) acc[d] = 0.f;
+#pragma unroll 8
+    for (int c = 0; c < p.chunks; c++)
     {
-        float big = -INFINITY;
-        for (int c = 0; c < chunks; c++) big = fmaxf(big, weights[c][tid]);
-        float total = 0.f;
-        for (int c = 0; c < chunks; c++)
+        float wc = __shfl_sync(0xffffffffu, w, c);
+        const float* po = p.partial_o + ((int64_t)c * stride_rows + idx) * HD + lane * PER;
+        if (PER == 4)
         {
-            float m = weights[c][tid];
-            float w = m == -INFINITY ? 0.f : exp2f(m - big);
-            total = fmaf(w, sums[c][tid], total);
-            weights[c][tid] = w;
+            float4 v = __ldcg(reinterpret_cast<const float4*>(po));
+            acc[0] = fmaf(wc, v.x, acc[0]);
+            acc[1] = fmaf(wc, v.y, acc[1]);
+            acc[2 % PER] = fmaf(wc, v.z, acc[2 % PER]);
+            acc[3 % PER] = fmaf(wc, v.w, acc[3 % PER]);
         }
-        totals[tid] = total;
-    }
-    __syncthreads();
-    int r = rg * 64 + tid / 2;
-    if (r < query_rows)
-    {
-        int t = r % p.rows;
-        int64_t idx = (int64_t)t * p.heads + kvh * groups + r / p.rows;
-        constexpr int HALF = HD / 2;
-        float acc[HALF];
-#pragma unroll
-        for (int d = 0; d < HALF; d++) acc[d] = 0.f;
-        for (int c0 = 0; c0 < chunks; c0 += 4)
+        else
         {
-            constexpr int PART = 4;   // float4 per chunk per pass
-            float4 v[4][PART];
-#pragma unroll
-            for (int pass = 0; pass < HALF / 4 / PART; pass++)
-            {
-#pragma unroll
-                for (int j = 0; j < 4; j++)
-                {
-                    const float4* po = reinterpret_cast<const float4*>(p.partial_o + ((int64_t)(c0 + j) * stride_rows + idx) * HD + (tid & 1) * HALF) + pass * PART;
-#pragma unroll
-                    for (int d = 0; d < PART; d++) v[j][d] = c0 + j < chunks && weights[c0 + j][tid / 2] != 0.f ? __ldcg(po + d) : make_float4(0.f, 0.f, 0.f, 0.f);
-                }
-#pragma unroll
-                for (int j = 0; j < 4; j++)
-                {
-                    float w = c0 + j < chunks ? weights[c0 + j][tid / 2] : 0.f;
-#pragma unroll
-                    for (int d = 0; d < PART; d++)
-                    {
-                        int at = (pass * PART + d) * 4;
-                        acc[at] = fmaf(w, v[j][d].x, acc[at]);
-                        acc[at + 1] = fmaf(w, v[j][d].y, acc[at + 1]);
-                        acc[at + 2] = fmaf(w, v[j][d].z, acc[at + 2]);
-                        acc[at + 3] = fmaf(w, v[j][d].w, acc[at + 3]);
-                    }
-                }
-            }
+            float2 v = __ldcg(reinterpret_cast<const float2*>(po));
+            acc[0] = fmaf(wc, v.x, acc[0]);
+            acc[1] = fmaf(wc, v.y, acc[1]);
         }
-        float inv = 1.f / totals[tid / 2];
-        uint32_t* out = reinterpret_cast<uint32_t*>(p.out + idx * HD + (tid & 1) * HALF);
-#pragma unroll
-        for (int d = 0; d < HALF / 2; d++) out[d] = pack_bf16(acc[2 * d] * inv, acc[2 * d + 1] * inv);
     }
-    if (tid == 0) *counter = 0u;
+    float inv = 1.f / total;
+    uint32_t* out = reinterpret_cast<uint32_t*>(p.out + idx * HD + lane * PER);
+#pragma unroll
+    for (int d = 0; d < PER / 2; d++) out[d] = pack_bf16(acc[2 * d] * inv, acc[2 * d + 1] * inv);
 }
 
 extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_attention_64(TreeAttentionParams p) { tree_attention<64>(p); }
 extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_attention_128(TreeAttentionParams p) { tree_attention<128>(p); }
+extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_attention_merge_64(TreeAttentionParams p) { tree_attention_merge<64>(p); }
+extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_attention_merge_128(TreeAttentionParams p) { tree_attention_merge<128>(p); }
 
 struct TreeAcceptParams
 {

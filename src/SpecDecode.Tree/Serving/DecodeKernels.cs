@@ -43,7 +43,7 @@ internal static class DecodeKernels
     internal static readonly string[] KernelNames =
     [
         "embed_norm", "gemv_rows", "gemv_rows_wide", "gemv_qkv_rotary", "gemv_gate_up", "gemv_head_argmax", "attention_decode_64", "attention_decode_128",
-        "tree_norm", "tree_finish_rows", "tree_finish_qkv", "tree_finish_gate_up", "tree_attention_64", "tree_attention_128", "tree_accept",
+        "tree_norm", "tree_finish_rows", "tree_finish_qkv", "tree_finish_gate_up", "tree_attention_64", "tree_attention_128", "tree_attention_merge_64", "tree_attention_merge_128", "tree_accept",
         .. TreeProducts.SelectMany(p => new[] { 8, 16, 32, 64 }.Select(rows => p + "_" + rows)),
     ];
 
@@ -236,7 +236,7 @@ internal static class DecodeKernels
                 // these stage x (and the tree products their weights) in dynamic shared memory: allow more than 48 KB
                 int shared = name.StartsWith("gemv_rows", StringComparison.Ordinal) || name == "gemv_head_argmax" ? MaxStagedBytes
                     : TreeProducts.Any(p => name.StartsWith(p + "_", StringComparison.Ordinal)) ? KernelTreeStep.SharedBytes(KernelTreeStep.MaxRows)
-                    : name.StartsWith("tree_attention_", StringComparison.Ordinal) ? KernelTreeStep.AttentionSharedBytes(128)
+                    : name is "tree_attention_64" or "tree_attention_128" ? KernelTreeStep.AttentionSharedBytes(128)
                     : 0;
                 if (shared > 0)
                 {
@@ -492,12 +492,12 @@ internal struct TreeAttentionParams
     public IntPtr State;
     public IntPtr PartialO;
     public IntPtr PartialMl;
-    public IntPtr Counters;
     public IntPtr Out;
     public int Rows;
     public int Heads;
     public int KvHeads;
     public int Chunk;
+    public int Chunks;
     public float Scale;
 }
 

@@ -6,7 +6,7 @@ namespace SpecDecode.Tree;
 /// One tree verification step of one sequence (the root and up to 63 draft nodes, padded to 8, 16, 32 or 64 rows)
 /// through the tree kernels of <c>Kernels/tree_step.cuh</c>: the forward with every product on the tensor cores (the
 /// weights read once for all rows), tree-masked attention, the argmax per row, greedy acceptance and the compaction of
-/// the accepted path's keys and values, in 3 + 9 × layers launches and no libtorch op, so the step can be captured.
+/// the accepted path's keys and values, in 3 + 10 × layers launches and no libtorch op, so the step can be captured.
 /// The step's inputs are one int64 array on the device (<see cref="PackState"/>); its result is <see cref="Result"/>.
 /// </summary>
 internal sealed class KernelTreeStep : IDisposable
@@ -38,7 +38,7 @@ internal sealed class KernelTreeStep : IDisposable
     private readonly DecodeKernels.Module _module;
     private readonly int _mlp;   // the MLP size rounded up to 64 (padded weights below when it is not already)
     private readonly Tensor[]? _gate, _up, _down;
-    private readonly Tensor _hidden, _normed, _q, _attention, _act, _work, _partialO, _partialMl, _attentionCounters;
+    private readonly Tensor _hidden, _normed, _q, _attention, _act, _work, _partialO, _partialMl;
     private Tensor? _logits;
 
     public KernelTreeStep(ModelConfig config, CausalLMWeights weights, Tensor cache, Tensor cos, Tensor sin)
@@ -74,7 +74,6 @@ internal sealed class KernelTreeStep : IDisposable
         _work = zeros(work, ScalarType.Float32, device);
         _partialO = zeros((long)MaxChunks * MaxRows * attentionWidth, ScalarType.Float32, device);
         _partialMl = zeros((long)MaxChunks * MaxRows * c.HeadCount * 2, ScalarType.Float32, device);
-        _attentionCounters = zeros((long)c.KeyValueHeadCount * RowGroups(MaxRows), ScalarType.Int32, device);
         Argmax = zeros(MaxRows, ScalarType.Int64, device);
         Result = zeros(2 + 2 * MaxRows, ScalarType.Int64, device);
         State = zeros(StateLength(MaxRows), ScalarType.Int64, device);
@@ -183,8 +182,6 @@ internal sealed class KernelTreeStep : IDisposable
     /// <summary>Row tiles of a product: gate/up tiles hold 64 gate and the same 64 up rows.</summary>
     private static int ProductTiles(string kernel, int n) => kernel == "tree_gate_up" ? n / Tile : Tiles(n);
 
-    private int RowGroups(int rows) => (_config.HeadCount / _config.KeyValueHeadCount * rows + 63) / 64;
-
     /// <summary>The last <see cref="Enqueue"/> with logits on: [64, vocab] bf16, rows past the step's entries meaningless.</summary>
     public Tensor Logits => _logits ?? throw new InvalidOperationException("No step has kept its logits.");
 
@@ -208,7 +205,10 @@ internal sealed class KernelTreeStep : IDisposable
         IntPtr cacheBase = P(_cache), state = P(State), hidden = P(_hidden), normed = P(_normed);
         float eps = (float)c.RmsNormEps;
         int sms = _module.Multiprocessors, attentionWidth = c.HeadCount * c.HeadDim, shared = SharedBytes(rows);
-        int rowGroups = RowGroups(rows);
+        // attention: a warp per 16 query rows of a kv head, at most four per block
+        int queryRows = c.HeadCount / c.KeyValueHeadCount * rows;
+        int attentionWarps = Math.Min(4, (queryRows + 15) / 16);
+        int rowGroups = (queryRows + attentionWarps * 16 - 1) / (attentionWarps * 16);
         int chunk = AttentionChunk(keys, rowGroups, c.KeyValueHeadCount, sms);
         int chunks = (int)((keys + chunk - 1) / chunk);
 
@@ -251,12 +251,14 @@ internal sealed class KernelTreeStep : IDisposable
             {
                 B0 = Optional(a.QProj.Bias), B1 = Optional(a.KProj.Bias), B2 = Optional(a.VProj.Bias), KCache = kCache, VCache = vCache, HeadStride = stride[3],
             });
-            _module.Launch("tree_attention_" + c.HeadDim, chunks, c.KeyValueHeadCount, Threads, new TreeAttentionParams
+            var attention = new TreeAttentionParams
             {
-                Q = P(_q), KCache = kCache, VCache = vCache, HeadStride = stride[3], State = state,
-                PartialO = P(_partialO), PartialMl = P(_partialMl), Counters = P(_attentionCounters), Out = P(_attention),
-                Rows = rows, Heads = c.HeadCount, KvHeads = c.KeyValueHeadCount, Chunk = chunk, Scale = (float)(1.0 / Math.Sqrt(c.HeadDim)),
-            }, AttentionSharedBytes(c.HeadDim), gridZ: rowGroups);
+                Q = P(_q), KCache = kCache, VCache = vCache, HeadStride = stride[3], State = state, PartialO = P(_partialO), PartialMl = P(_partialMl),
+                Out = P(_attention), Rows = rows, Heads = c.HeadCount, KvHeads = c.KeyValueHeadCount, Chunk = chunk, Chunks = chunks,
+                Scale = (float)(1.0 / Math.Sqrt(c.HeadDim)),
+            };
+            _module.Launch("tree_attention_" + c.HeadDim, chunks, c.KeyValueHeadCount, attentionWarps * 32, attention, AttentionSharedBytes(c.HeadDim), gridZ: rowGroups);
+            _module.Launch("tree_attention_merge_" + c.HeadDim, (rows * c.HeadCount + 3) / 4, 1, Threads, attention);
             FinishRows(Product("tree_rows", P(_attention), attentionWidth, c.HiddenSize, P(a.OProj.Weight)), layer.PostAttentionNorm.Weight);
             splits = Product("tree_gate_up", normed, c.HiddenSize, 2 * _mlp, P(_gate?[i] ?? layer.Mlp.GateProj.Weight), P(_up?[i] ?? layer.Mlp.UpProj.Weight));
             _module.Launch("tree_finish_gate_up", Blocks((long)rows * _mlp / 4), 1, 256, Finish(splits, 2 * _mlp, P(_act)));
@@ -299,6 +301,6 @@ internal sealed class KernelTreeStep : IDisposable
     }
 
     private IEnumerable<Tensor> Buffers() =>
-        new[] { _hidden, _normed, _q, _attention, _act, _work, _partialO, _partialMl, _attentionCounters, Argmax, Result, State }
+        new[] { _hidden, _normed, _q, _attention, _act, _work, _partialO, _partialMl, Argmax, Result, State }
             .Concat(_gate ?? []).Concat(_up ?? []).Concat(_down ?? []);
 }
