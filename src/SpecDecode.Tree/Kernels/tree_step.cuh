@@ -15,9 +15,7 @@
 #define TREE_THREADS 128                    // four warps
 #define TREE_TILE 128                       // output rows per block of a product (32 per warp)
 #define TREE_KSTEP 64                       // k per register step (four mma k-steps)
-#define TREE_XCHUNK 256                     // k of the input rows staged in shared memory at a time
-#define TREE_XSTRIDE (TREE_XCHUNK + 8)      // staged row in bf16: 528 bytes, so eight rows start 16 bytes apart mod 128
-#define TREE_STAGES 4                       // weight stages in flight per block (16 KB each)
+#define TREE_STAGES 4                       // stages in flight per block (16 KB of weights and up to 8 KB of input rows)
 #define TREE_TSTRIDE (TREE_TILE + 4)        // finished tile row in float32
 #define TREE_MAX_ROWS 64                    // entries per step at most: an ancestor set is one 64-bit word
 #define TREE_SUB 64                         // keys per attention sub-chunk in shared memory
@@ -115,34 +113,42 @@ __device__ void tree_gemm(const TreeGemmParams& p)
 {
     extern __shared__ __align__(16) unsigned char tree_smem[];
     constexpr int ROWS = NT * 8;
-    constexpr int STAGE = TREE_TILE * TREE_KSTEP;                       // bf16 of weights per stage (16 KB)
-    bf16* sw = reinterpret_cast<bf16*>(tree_smem);                       // [TREE_STAGES][TREE_TILE][64], swizzled
-    bf16* sx = sw + TREE_STAGES * STAGE;                                 // [rows][TREE_XSTRIDE]
+    constexpr int WSTAGE = TREE_TILE * TREE_KSTEP;                      // bf16 of weights per stage (16 KB)
+    constexpr int STAGE = WSTAGE + ROWS * TREE_KSTEP;                    // and of the input rows (up to 8 KB)
+    bf16* smem = reinterpret_cast<bf16*>(tree_smem);                     // [TREE_STAGES][weights | input rows]
     float* st = reinterpret_cast<float*>(tree_smem);                     // [rows][TREE_TSTRIDE], after the products
-    int tid = threadIdx.x, lane = tid & (WARP - 1), warp = tid / WARP, g = lane >> 2, q = lane & 3;
+    int tid = threadIdx.x, lane = tid & (WARP - 1), warp = tid / WARP;
     int tile = blockIdx.x, split = blockIdx.y;
     int k0 = split * p.k_split;
     int steps = p.k_split / TREE_KSTEP;
-    // Weights stream through shared memory in TREE_STAGES stages of 64 k (cp.async, nothing held in registers while in
-    // flight). A row's eight 16-byte pieces of a stage go to piece ^ (row % 8), so the A-fragment reads below (pieces 2q
-    // and 2q + 1 of rows g and g + 8) hit distinct banks. Thread tid copies piece tid % 8 of rows tid / 8 + 16j.
+    // Weights and input rows stream through shared memory in TREE_STAGES stages of 64 k (cp.async: nothing held in
+    // registers while in flight, and no stall to stage the input). A row's eight 16-byte pieces of a stage go to
+    // piece ^ (row % 8), so that ldmatrix's eight row addresses per matrix hit distinct banks. Thread tid copies piece
+    // tid % 8 of weight rows tid / 8 + 16j, and of input rows likewise.
     int piece = tid & 7, first = tid >> 3;
+    int swizzled = (piece ^ (first & 7)) * 8;
     const bf16* src[TREE_TILE / 16];
 #pragma unroll
     for (int j = 0; j < TREE_TILE / 16; j++) src[j] = tree_weight_row<MODE>(p, tile, first + 16 * j) + k0 + piece * 8;
-    int dst = first * TREE_KSTEP + ((piece ^ (first & 7)) * 8);
-    auto issue = [&](int s)
+    auto issue_weights = [&](int s)
     {
-        bf16* stage = sw + (s % TREE_STAGES) * STAGE + dst;
+        bf16* stage = smem + (s % TREE_STAGES) * STAGE + first * TREE_KSTEP + swizzled;
 #pragma unroll
         for (int j = 0; j < TREE_TILE / 16; j++) cp_async16(stage + 16 * j * TREE_KSTEP, src[j] + s * TREE_KSTEP);
     };
+    const bf16* xs = p.x + (int64_t)first * p.k + k0 + piece * 8;
+    auto issue_rows = [&](int s)
+    {
+        bf16* stage = smem + (s % TREE_STAGES) * STAGE + WSTAGE + first * TREE_KSTEP + swizzled;
+#pragma unroll
+        for (int j = 0; j < (ROWS + 15) / 16; j++)
+            if (first + 16 * j < ROWS) cp_async16(stage + 16 * j * TREE_KSTEP, xs + (int64_t)16 * j * p.k + s * TREE_KSTEP);
+    };
+    // the first stages' weights before the previous kernel ends; the input rows (its output) after; one commit group
+    // per stage, the weights of the first stages riding in the first group
 #pragma unroll
     for (int s = 0; s < TREE_STAGES - 1; s++)
-    {
-        if (s < steps) issue(s);
-        cp_async_commit();
-    }
+        if (s < steps) issue_weights(s);
     float acc[2][NT][4];
 #pragma unroll
     for (int mt = 0; mt < 2; mt++)
@@ -152,38 +158,25 @@ __device__ void tree_gemm(const TreeGemmParams& p)
             for (int i = 0; i < 4; i++) acc[mt][nt][i] = 0.f;
     grid_wait();
     grid_trigger();
-    const uint4* x4 = reinterpret_cast<const uint4*>(p.x);
-    int row_vectors = p.k / 8;
+#pragma unroll
+    for (int s = 0; s < TREE_STAGES - 1; s++)
+    {
+        if (s < steps) issue_rows(s);
+        cp_async_commit();
+    }
     for (int s = 0; s < steps; s++)
     {
-        int kk = s * TREE_KSTEP;
-        int kc = kk % TREE_XCHUNK;
-        if (kc == 0)
-        {
-            // stage the next run of k of every input row (through L2: the previous kernel wrote it); the weights keep
-            // streaming meanwhile
-            int per_row = min(TREE_XCHUNK, p.k_split - kk) / 8;
-            __syncthreads();
-            const uint4* from = x4 + (k0 + kk) / 8;
-            if (per_row == TREE_XCHUNK / 8)
-            {
-#pragma unroll 4
-                for (int i = tid; i < ROWS * (TREE_XCHUNK / 8); i += TREE_THREADS)
-                    reinterpret_cast<uint4*>(sx + (i / (TREE_XCHUNK / 8)) * TREE_XSTRIDE)[i % (TREE_XCHUNK / 8)] =
-                        __ldcg(from + (int64_t)(i / (TREE_XCHUNK / 8)) * row_vectors + i % (TREE_XCHUNK / 8));
-            }
-            else
-            {
-                for (int i = tid; i < ROWS * per_row; i += TREE_THREADS)
-                    reinterpret_cast<uint4*>(sx + (i / per_row) * TREE_XSTRIDE)[i % per_row] = __ldcg(from + (int64_t)(i / per_row) * row_vectors + i % per_row);
-            }
-        }
         cp_async_wait<TREE_STAGES - 2>();
         __syncthreads();
         // the stage consumed in the previous step is free for step s + TREE_STAGES - 1
-        if (s + TREE_STAGES - 1 < steps) issue(s + TREE_STAGES - 1);
+        if (s + TREE_STAGES - 1 < steps)
+        {
+            issue_weights(s + TREE_STAGES - 1);
+            issue_rows(s + TREE_STAGES - 1);
+        }
         cp_async_commit();
-        const bf16* stage = sw + (s % TREE_STAGES) * STAGE;
+        const bf16* stage = smem + (s % TREE_STAGES) * STAGE;
+        const bf16* rows = stage + WSTAGE;
         // A fragments by ldmatrix: lane l gives row (l % 8) + 8 × ((l / 8) % 2) of the row tile and k piece 2ks + l / 16
         // (stored at piece ^ (row % 8)), so each fragment lands in four consecutive registers as mma takes them
         uint32_t a[2][4][4];
@@ -193,8 +186,7 @@ __device__ void tree_gemm(const TreeGemmParams& p)
             for (int ks = 0; ks < 4; ks++)
             {
                 int row = warp * 32 + mt * 16 + ((lane >> 3) & 1) * 8 + (lane & 7);
-                int piece = (2 * ks + (lane >> 4)) ^ (lane & 7);
-                ldmatrix_x4(a[mt][ks], stage + row * TREE_KSTEP + piece * 8);
+                ldmatrix_x4(a[mt][ks], stage + row * TREE_KSTEP + ((2 * ks + (lane >> 4)) ^ (lane & 7)) * 8);
             }
 #pragma unroll
         for (int nt = 0; nt < NT; nt++)
@@ -202,9 +194,9 @@ __device__ void tree_gemm(const TreeGemmParams& p)
 #pragma unroll
             for (int kp = 0; kp < 2; kp++)
             {
-                // B fragments of k-steps 2kp and 2kp + 1: lane l gives input row nt × 8 + l % 8 at k 32kp + 8 × (l / 8)
+                // B fragments of k-steps 2kp and 2kp + 1: lane l gives input row nt × 8 + l % 8, k piece 4kp + l / 8
                 uint32_t b[4];
-                ldmatrix_x4(b, sx + (nt * 8 + (lane & 7)) * TREE_XSTRIDE + kc + kp * 32 + (lane >> 3) * 8);
+                ldmatrix_x4(b, rows + (nt * 8 + (lane & 7)) * TREE_KSTEP + ((4 * kp + (lane >> 3)) ^ (lane & 7)) * 8);
 #pragma unroll
                 for (int h = 0; h < 2; h++)
 #pragma unroll
@@ -215,6 +207,7 @@ __device__ void tree_gemm(const TreeGemmParams& p)
     }
     cp_async_wait<0>();
     // the block's sums into the tile: st[input row][output row]
+    int g = lane >> 2, q = lane & 3;
     __syncthreads();
 #pragma unroll
     for (int mt = 0; mt < 2; mt++)

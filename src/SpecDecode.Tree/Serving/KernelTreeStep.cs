@@ -22,15 +22,14 @@ internal sealed class KernelTreeStep : IDisposable
     /// <summary>Blocks of the products and of the attention resident per multiprocessor (their register use, H100).</summary>
     private const int BlocksPerMultiprocessor = 2;
     private const int Tile = 128;
-    private const int StagedChunk = 512;   // k per split at least (TREE_XCHUNK stages 256 at a time)
-    private const int StagedRowBytes = (256 + 8) * 2;
-    private const int WeightStageBytes = 4 * Tile * 64 * 2;
+    private const int StagedChunk = 512;   // k per split at least
 
     /// <summary>Dynamic shared memory of an attention block: two sub-chunks of 64 keys and values, rows padded by 8.</summary>
     public static int AttentionSharedBytes(int headDim) => 4 * 64 * (headDim + 8) * 2;
 
-    /// <summary>Dynamic shared memory of a product block: the weight stages and the staged input rows.</summary>
-    public static int SharedBytes(int rows) => WeightStageBytes + rows * StagedRowBytes;
+    /// <summary>Dynamic shared memory of a product block: four stages of 64 k of its 128 weight rows and of the input
+    /// rows.</summary>
+    public static int SharedBytes(int rows) => 4 * (Tile + rows) * 64 * 2;
 
     private readonly ModelConfig _config;
     private readonly CausalLMWeights _weights;
