@@ -15,7 +15,7 @@
 #define TREE_THREADS 128                    // four warps
 #define TREE_TILE 128                       // output rows per block of a product (32 per warp)
 #define TREE_KSTEP 64                       // k per register step (four mma k-steps)
-#define TREE_STAGES 4                       // stages in flight per block (16 KB of weights and up to 8 KB of input rows)
+#define TREE_STAGES 4                       // stages per product block at most (16 KB of weights and up to 8 KB of input rows each)
 #define TREE_TSTRIDE (TREE_TILE + 4)        // finished tile row in float32
 #define TREE_MAX_ROWS 64                    // entries per step at most: an ancestor set is one 64-bit word
 #define TREE_SUB 64                         // keys per attention sub-chunk in shared memory
@@ -79,6 +79,7 @@ struct TreeGemmParams
     int kv_heads;
     int head_dim;
     unsigned long long* argmax; // mode 3: [rows], packed as the one-row head packs it
+    int stages;                 // shared-memory stages: 3 or 4 (TREE_STAGES)
 };
 
 // The weight row behind output row `local` (0..127) of `tile`. Mode 2 interleaves per tile: rows 0..63 are gate rows and
@@ -115,13 +116,13 @@ __device__ void tree_gemm(const TreeGemmParams& p)
     constexpr int ROWS = NT * 8;
     constexpr int WSTAGE = TREE_TILE * TREE_KSTEP;                      // bf16 of weights per stage (16 KB)
     constexpr int STAGE = WSTAGE + ROWS * TREE_KSTEP;                    // and of the input rows (up to 8 KB)
-    bf16* smem = reinterpret_cast<bf16*>(tree_smem);                     // [TREE_STAGES][weights | input rows]
+    bf16* smem = reinterpret_cast<bf16*>(tree_smem);                     // [stages][weights | input rows]
     float* st = reinterpret_cast<float*>(tree_smem);                     // [rows][TREE_TSTRIDE], after the products
     int tid = threadIdx.x, lane = tid & (WARP - 1), warp = tid / WARP;
     int tile = blockIdx.x, split = blockIdx.y;
     int k0 = split * p.k_split;
-    int steps = p.k_split / TREE_KSTEP;
-    // Weights and input rows stream through shared memory in TREE_STAGES stages of 64 k (cp.async: nothing held in
+    int steps = p.k_split / TREE_KSTEP, stages = p.stages;
+    // Weights and input rows stream through shared memory in 3 or 4 stages of 64 k (cp.async: nothing held in
     // registers while in flight, and no stall to stage the input). A row's eight 16-byte pieces of a stage go to
     // piece ^ (row % 8), so that ldmatrix's eight row addresses per matrix hit distinct banks. Thread tid copies piece
     // tid % 8 of weight rows tid / 8 + 16j, and of input rows likewise.
@@ -132,22 +133,21 @@ __device__ void tree_gemm(const TreeGemmParams& p)
     for (int j = 0; j < TREE_TILE / 16; j++) src[j] = tree_weight_row<MODE>(p, tile, first + 16 * j) + k0 + piece * 8;
     auto issue_weights = [&](int s)
     {
-        bf16* stage = smem + (s % TREE_STAGES) * STAGE + first * TREE_KSTEP + swizzled;
+        bf16* stage = smem + (s % stages) * STAGE + first * TREE_KSTEP + swizzled;
 #pragma unroll
         for (int j = 0; j < TREE_TILE / 16; j++) cp_async16(stage + 16 * j * TREE_KSTEP, src[j] + s * TREE_KSTEP);
     };
     const bf16* xs = p.x + (int64_t)first * p.k + k0 + piece * 8;
     auto issue_rows = [&](int s)
     {
-        bf16* stage = smem + (s % TREE_STAGES) * STAGE + WSTAGE + first * TREE_KSTEP + swizzled;
+        bf16* stage = smem + (s % stages) * STAGE + WSTAGE + first * TREE_KSTEP + swizzled;
 #pragma unroll
         for (int j = 0; j < (ROWS + 15) / 16; j++)
             if (first + 16 * j < ROWS) cp_async16(stage + 16 * j * TREE_KSTEP, xs + (int64_t)16 * j * p.k + s * TREE_KSTEP);
     };
     // the first stages' weights before the previous kernel ends; the input rows (its output) after; one commit group
     // per stage, the weights of the first stages riding in the first group
-#pragma unroll
-    for (int s = 0; s < TREE_STAGES - 1; s++)
+    for (int s = 0; s < stages - 1; s++)
         if (s < steps) issue_weights(s);
     float acc[2][NT][4];
 #pragma unroll
@@ -158,24 +158,26 @@ __device__ void tree_gemm(const TreeGemmParams& p)
             for (int i = 0; i < 4; i++) acc[mt][nt][i] = 0.f;
     grid_wait();
     grid_trigger();
-#pragma unroll
-    for (int s = 0; s < TREE_STAGES - 1; s++)
+    for (int s = 0; s < stages - 1; s++)
     {
         if (s < steps) issue_rows(s);
         cp_async_commit();
     }
     for (int s = 0; s < steps; s++)
     {
-        cp_async_wait<TREE_STAGES - 2>();
+        if (stages == 4)
+            cp_async_wait<2>();
+        else
+            cp_async_wait<1>();
         __syncthreads();
-        // the stage consumed in the previous step is free for step s + TREE_STAGES - 1
-        if (s + TREE_STAGES - 1 < steps)
+        // the stage consumed in the previous step is free for step s + stages - 1
+        if (s + stages - 1 < steps)
         {
-            issue_weights(s + TREE_STAGES - 1);
-            issue_rows(s + TREE_STAGES - 1);
+            issue_weights(s + stages - 1);
+            issue_rows(s + stages - 1);
         }
         cp_async_commit();
-        const bf16* stage = smem + (s % TREE_STAGES) * STAGE;
+        const bf16* stage = smem + (s % stages) * STAGE;
         const bf16* rows = stage + WSTAGE;
         // A fragments by ldmatrix: lane l gives row (l % 8) + 8 × ((l / 8) % 2) of the row tile and k piece 2ks + l / 16
         // (stored at piece ^ (row % 8)), so each fragment lands in four consecutive registers as mma takes them

@@ -440,6 +440,7 @@ internal struct TreeGemmParams
     public int KvHeads;
     public int HeadDim;
     public IntPtr Argmax;
+    public int Stages;
 }
 
 /// <summary><c>struct TreeFinishParams</c> of tree_step.cuh, field for field.</summary>

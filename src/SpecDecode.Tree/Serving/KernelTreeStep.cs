@@ -19,17 +19,25 @@ internal sealed class KernelTreeStep : IDisposable
 
     private const int Threads = 128;
 
-    /// <summary>Blocks of the products and of the attention resident per multiprocessor (their register use, H100).</summary>
-    private const int BlocksPerMultiprocessor = 2;
+    /// <summary>Product and attention blocks per multiprocessor the work is cut for: 2 with four shared-memory stages per
+    /// product block (96 KB at 64 rows), 3 with three (72 KB); <see cref="BlocksVariable"/> overrides the default.</summary>
+    private static readonly int BlocksPerMultiprocessor =
+        Environment.GetEnvironmentVariable(BlocksVariable) is "3" ? 3 : 2;
+
+    /// <summary>Set to 3 to cut the tree step's work for three blocks per multiprocessor (three stages each) instead of
+    /// two (for measurements).</summary>
+    public const string BlocksVariable = "SPECDECODE_TREE_BLOCKS_PER_SM";
+
+    private static int Stages => BlocksPerMultiprocessor == 3 ? 3 : 4;
     private const int Tile = 128;
     private const int StagedChunk = 512;   // k per split at least
 
     /// <summary>Dynamic shared memory of an attention block: two sub-chunks of 64 keys and values, rows padded by 8.</summary>
     public static int AttentionSharedBytes(int headDim) => 4 * 64 * (headDim + 8) * 2;
 
-    /// <summary>Dynamic shared memory of a product block: four stages of 64 k of its 128 weight rows and of the input
-    /// rows.</summary>
-    public static int SharedBytes(int rows) => 4 * (Tile + rows) * 64 * 2;
+    /// <summary>Dynamic shared memory of a product block: three or four stages of 64 k of its 128 weight rows and of the
+    /// input rows.</summary>
+    public static int SharedBytes(int rows) => Stages * (Tile + rows) * 64 * 2;
 
     private readonly ModelConfig _config;
     private readonly CausalLMWeights _weights;
@@ -151,9 +159,9 @@ internal sealed class KernelTreeStep : IDisposable
         return s;
     }
 
-    /// <summary>Splits of k for a product of <paramref name="tiles"/> row tiles: as many blocks as fit in one wave (two per
-    /// multiprocessor: the products' 168-180 registers per thread leave room for two blocks of 128 threads), at most 8 and
-    /// at most one per 512 of k, and a divisor of k / 64.</summary>
+    /// <summary>Splits of k for a product of <paramref name="tiles"/> row tiles: as many blocks as fit in one wave
+    /// (<see cref="BlocksPerMultiprocessor"/> per multiprocessor), at most 8 and at most one per 512 of k, and a divisor
+    /// of k / 64.</summary>
     internal static int Splits(int k, int tiles, int multiprocessors)
     {
         int want = Math.Max(1, BlocksPerMultiprocessor * multiprocessors / tiles);
@@ -219,7 +227,7 @@ internal sealed class KernelTreeStep : IDisposable
             _module.Launch(kernel + "_" + rows, ProductTiles(kernel, n), splits, Threads, new TreeGemmParams
             {
                 X = x, K = k, N = n, Rows = rows, KSplit = k / splits, W0 = w0, W1 = w1, W2 = w2, Work = P(_work), Y = logits,
-                Heads = c.HeadCount, KvHeads = c.KeyValueHeadCount, HeadDim = c.HeadDim, Argmax = P(Argmax),
+                Heads = c.HeadCount, KvHeads = c.KeyValueHeadCount, HeadDim = c.HeadDim, Argmax = P(Argmax), Stages = Stages,
             }, shared);
             return splits;
         }
