@@ -23,8 +23,7 @@
 
 __device__ __forceinline__ void mma_bf16(float* c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1)
 {
-    // not volatile: a register-only instruction the compiler may schedule between others
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
@@ -192,21 +191,20 @@ __device__ void tree_gemm(const TreeGemmParams& p)
                 ldmatrix_x4(a[mt][ks], stage + row * TREE_KSTEP + ((2 * ks + (lane >> 4)) ^ (lane & 7)) * 8);
             }
 #pragma unroll
-        for (int kp = 0; kp < 2; kp++)
+        for (int nt = 0; nt < NT; nt++)
         {
-            // B fragments of k-steps 2kp and 2kp + 1: lane l gives input row nt × 8 + l % 8, k piece 4kp + l / 8
-            uint32_t b[NT][4];
 #pragma unroll
-            for (int nt = 0; nt < NT; nt++)
-                ldmatrix_x4(b[nt], rows + (nt * 8 + (lane & 7)) * TREE_KSTEP + ((4 * kp + (lane >> 3)) ^ (lane & 7)) * 8);
-            // consecutive mma on different accumulators, so none waits for the previous one's result
+            for (int kp = 0; kp < 2; kp++)
+            {
+                // B fragments of k-steps 2kp and 2kp + 1: lane l gives input row nt × 8 + l % 8, k piece 4kp + l / 8
+                uint32_t b[4];
+                ldmatrix_x4(b, rows + (nt * 8 + (lane & 7)) * TREE_KSTEP + ((4 * kp + (lane >> 3)) ^ (lane & 7)) * 8);
 #pragma unroll
-            for (int h = 0; h < 2; h++)
-#pragma unroll
-                for (int nt = 0; nt < NT; nt++)
+                for (int h = 0; h < 2; h++)
 #pragma unroll
                     for (int mt = 0; mt < 2; mt++)
-                        mma_bf16(acc[mt][nt], a[mt][2 * kp + h][0], a[mt][2 * kp + h][1], a[mt][2 * kp + h][2], a[mt][2 * kp + h][3], b[nt][2 * h], b[nt][2 * h + 1]);
+                        mma_bf16(acc[mt][nt], a[mt][2 * kp + h][0], a[mt][2 * kp + h][1], a[mt][2 * kp + h][2], a[mt][2 * kp + h][3], b[2 * h], b[2 * h + 1]);
+            }
         }
     }
     cp_async_wait<0>();
@@ -575,20 +573,17 @@ __device__ void tree_attention(const TreeAttentionParams& p)
         float s[8][4];
 #pragma unroll
         for (int nt = 0; nt < 8; nt++)
+        {
 #pragma unroll
             for (int i = 0; i < 4; i++) s[nt][i] = 0.f;
 #pragma unroll
-        for (int kp = 0; kp < KD / 2; kp++)
-        {
-            uint32_t b[8][4];
-#pragma unroll
-            for (int nt = 0; nt < 8; nt++) ldmatrix_x4(b[nt], ks + (nt * 8 + (lane & 7)) * STRIDE + kp * 32 + (lane >> 3) * 8);
-            // consecutive mma on different score tiles
-#pragma unroll
-            for (int h = 0; h < 2; h++)
-#pragma unroll
-                for (int nt = 0; nt < 8; nt++)
-                    mma_bf16(s[nt], qa[2 * kp + h][0], qa[2 * kp + h][1], qa[2 * kp + h][2], qa[2 * kp + h][3], b[nt][2 * h], b[nt][2 * h + 1]);
+            for (int kp = 0; kp < KD / 2; kp++)
+            {
+                uint32_t b[4];
+                ldmatrix_x4(b, ks + (nt * 8 + (lane & 7)) * STRIDE + kp * 32 + (lane >> 3) * 8);
+                mma_bf16(s[nt], qa[2 * kp][0], qa[2 * kp][1], qa[2 * kp][2], qa[2 * kp][3], b[0], b[1]);
+                mma_bf16(s[nt], qa[2 * kp + 1][0], qa[2 * kp + 1][1], qa[2 * kp + 1][2], qa[2 * kp + 1][3], b[2], b[3]);
+            }
         }
         // scale (to log2 units) and mask; the online softmax per row (a row's four threads hold its 64 keys). A sub-chunk
         // of prefix keys only is visible to every row: no mask.
