@@ -74,7 +74,7 @@ struct TreeGemmParams
     const bf16* w1;             // k | up rows
     const bf16* w2;             // v rows
     float* work;                // modes 0-2: [splits, rows, n] float32 sums, one plane per split
-    bf16* y;                    // mode 3: logits [rows, n], or null
+    bf16* y;                    // mode 2 in one split: silu(gate) · up [rows, n / 2]; mode 3: logits [rows, n], or null
     int heads;                  // mode 1: the row layout of q, k and v
     int kv_heads;
     int head_dim;
@@ -220,7 +220,25 @@ __device__ void tree_gemm(const TreeGemmParams& p)
                 st[(nt * 8 + q * 2 + (i & 1)) * TREE_TSTRIDE + warp * 32 + mt * 16 + g + (i >> 1) * 8] = acc[mt][nt][i];
     __syncthreads();
     int64_t n = p.n;
-    if (MODE != 3)
+    if (MODE == 2 && gridDim.y == 1)
+    {
+        // gate/up in one split: silu(gate) · up straight from the tile (rows 0..63 gate, 64..127 up), no finish kernel
+        constexpr int HALF = TREE_TILE / 2;
+        for (int i = tid; i < ROWS * HALF / 4; i += TREE_THREADS)
+        {
+            int t = i / (HALF / 4), j = (i % (HALF / 4)) * 4;
+            const float* gate = st + t * TREE_TSTRIDE + j;
+            float o[4];
+#pragma unroll
+            for (int c = 0; c < 4; c++)
+            {
+                float gv = round_bf16(gate[c]), uv = round_bf16(gate[c + HALF]);
+                o[c] = round_bf16(gv / (1.0f + expf(-gv))) * uv;
+            }
+            *reinterpret_cast<uint2*>(p.y + (int64_t)t * (n / 2) + tile * HALF + j) = make_uint2(pack_bf16(o[0], o[1]), pack_bf16(o[2], o[3]));
+        }
+    }
+    else if (MODE != 3)
     {
         // the tile's sums for this split; tree_finish adds the splits and runs the epilogue, spread over many blocks
         float* work = p.work + (int64_t)split * ROWS * n;

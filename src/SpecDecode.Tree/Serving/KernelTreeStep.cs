@@ -221,12 +221,12 @@ internal sealed class KernelTreeStep : IDisposable
 
         int Splits(string kernel, int n, int k) => kernel == "tree_head_argmax" ? 1 : KernelTreeStep.Splits(k, ProductTiles(kernel, n), sms);
         // a product (its splits' sums into the work buffer, or for the head the argmax), then its epilogue
-        int Product(string kernel, IntPtr x, int k, int n, IntPtr w0, IntPtr w1 = default, IntPtr w2 = default, IntPtr logits = default)
+        int Product(string kernel, IntPtr x, int k, int n, IntPtr w0, IntPtr w1 = default, IntPtr w2 = default, IntPtr y = default)
         {
             int splits = Splits(kernel, n, k);
             _module.Launch(kernel + "_" + rows, ProductTiles(kernel, n), splits, Threads, new TreeGemmParams
             {
-                X = x, K = k, N = n, Rows = rows, KSplit = k / splits, W0 = w0, W1 = w1, W2 = w2, Work = P(_work), Y = logits,
+                X = x, K = k, N = n, Rows = rows, KSplit = k / splits, W0 = w0, W1 = w1, W2 = w2, Work = P(_work), Y = y,
                 Heads = c.HeadCount, KvHeads = c.KeyValueHeadCount, HeadDim = c.HeadDim, Argmax = P(Argmax), Stages = Stages,
             }, shared);
             return splits;
@@ -267,12 +267,17 @@ internal sealed class KernelTreeStep : IDisposable
             _module.Launch("tree_attention_" + c.HeadDim, chunks, c.KeyValueHeadCount, attentionWarps * 32, attention, AttentionSharedBytes(c.HeadDim), gridZ: rowGroups);
             _module.Launch("tree_attention_merge_" + c.HeadDim, (rows * c.HeadCount + 3) / 4, 1, Threads, attention);
             FinishRows(Product("tree_rows", P(_attention), attentionWidth, c.HiddenSize, P(a.OProj.Weight)), layer.PostAttentionNorm.Weight);
-            splits = Product("tree_gate_up", normed, c.HiddenSize, 2 * _mlp, P(_gate?[i] ?? layer.Mlp.GateProj.Weight), P(_up?[i] ?? layer.Mlp.UpProj.Weight));
-            _module.Launch("tree_finish_gate_up", Blocks((long)rows * _mlp / 4), 1, 256, Finish(splits, 2 * _mlp, P(_act)));
+            // in one split the product finishes silu(gate) · up itself
+            splits = Product("tree_gate_up", normed, c.HiddenSize, 2 * _mlp, P(_gate?[i] ?? layer.Mlp.GateProj.Weight), P(_up?[i] ?? layer.Mlp.UpProj.Weight),
+                y: P(_act));
+            if (splits > 1)
+            {
+                _module.Launch("tree_finish_gate_up", Blocks((long)rows * _mlp / 4), 1, 256, Finish(splits, 2 * _mlp, P(_act)));
+            }
             FinishRows(Product("tree_rows", P(_act), _mlp, c.HiddenSize, P(_down?[i] ?? layer.Mlp.DownProj.Weight)),
                 i + 1 < c.LayerCount ? _weights.Layers[i + 1].InputNorm.Weight : _weights.Norm.Weight);
         }
-        Product("tree_head_argmax", normed, c.HiddenSize, c.VocabSize, P(_weights.Head), logits: keepLogits ? P(_logits!) : IntPtr.Zero);
+        Product("tree_head_argmax", normed, c.HiddenSize, c.VocabSize, P(_weights.Head), y: keepLogits ? P(_logits!) : IntPtr.Zero);
         if (accept)
         {
             _module.Launch("tree_accept", c.KeyValueHeadCount, 2, Threads, new TreeAcceptParams
