@@ -69,7 +69,7 @@ struct TreeGemmParams
     int k;
     int n;                      // output rows of the product (gate/up: 2 × MLP size)
     int rows;                   // rows of x, a multiple of 8
-    int k_split;                // k per block (a multiple of 64; the last split takes the rest); gridDim.y splits
+    int k_split;                // k per block (a multiple of 64); gridDim.y = k / k_split
     const bf16* w0;             // q | gate | plain rows
     const bf16* w1;             // k | up rows
     const bf16* w2;             // v rows
@@ -121,7 +121,7 @@ __device__ void tree_gemm(const TreeGemmParams& p)
     int tid = threadIdx.x, lane = tid & (WARP - 1), warp = tid / WARP;
     int tile = blockIdx.x, split = blockIdx.y;
     int k0 = split * p.k_split;
-    int steps = min(p.k_split, p.k - k0) / TREE_KSTEP, stages = p.stages;   // the last split may be shorter
+    int steps = p.k_split / TREE_KSTEP, stages = p.stages;
     // Weights and input rows stream through shared memory in 3 or 4 stages of 64 k (cp.async: nothing held in
     // registers while in flight, and no stall to stage the input). A row's eight 16-byte pieces of a stage go to
     // piece ^ (row % 8), so that ldmatrix's eight row addresses per matrix hit distinct banks. Thread tid copies piece

@@ -160,17 +160,18 @@ internal sealed class KernelTreeStep : IDisposable
     }
 
     /// <summary>Splits of k for a product of <paramref name="tiles"/> row tiles: as many blocks as fit in one wave
-    /// (<see cref="BlocksPerMultiprocessor"/> per multiprocessor), at most 8 and at most one per 512 of k; every split
-    /// but the last takes <see cref="SplitLength"/> of k.</summary>
+    /// (<see cref="BlocksPerMultiprocessor"/> per multiprocessor), at most 8 and at most one per 512 of k, and a divisor
+    /// of k / 64.</summary>
     internal static int Splits(int k, int tiles, int multiprocessors)
     {
-        int want = Math.Clamp(BlocksPerMultiprocessor * multiprocessors / tiles, 1, Math.Max(1, Math.Min(8, k / StagedChunk)));
-        int steps = k / 64, per = (steps + want - 1) / want;
-        return (steps + per - 1) / per;
+        int want = Math.Max(1, BlocksPerMultiprocessor * multiprocessors / tiles);
+        int splits = Math.Clamp(want, 1, Math.Max(1, Math.Min(8, k / StagedChunk)));
+        while (splits > 1 && k / 64 % splits != 0)
+        {
+            splits--;
+        }
+        return splits;
     }
-
-    /// <summary>k per split (a multiple of 64) for <paramref name="splits"/> splits of <paramref name="k"/>.</summary>
-    internal static int SplitLength(int k, int splits) => (k / 64 + splits - 1) / splits * 64;
 
     /// <summary>Keys per attention block for <paramref name="keys"/> keys: one wave of blocks (two per multiprocessor), but
     /// at least one block per 1,024 keys and at most <see cref="MaxChunks"/> chunks; a multiple of 64.</summary>
@@ -225,7 +226,7 @@ internal sealed class KernelTreeStep : IDisposable
             int splits = Splits(kernel, n, k);
             _module.Launch(kernel + "_" + rows, ProductTiles(kernel, n), splits, Threads, new TreeGemmParams
             {
-                X = x, K = k, N = n, Rows = rows, KSplit = SplitLength(k, splits), W0 = w0, W1 = w1, W2 = w2, Work = P(_work), Y = y,
+                X = x, K = k, N = n, Rows = rows, KSplit = k / splits, W0 = w0, W1 = w1, W2 = w2, Work = P(_work), Y = y,
                 Heads = c.HeadCount, KvHeads = c.KeyValueHeadCount, HeadDim = c.HeadDim, Argmax = P(Argmax), Stages = Stages,
             }, shared);
             return splits;
