@@ -163,6 +163,14 @@ public sealed partial class DecodeKernelsTests
         Assert.True(model.UsesCudaGraphs);
         Assert.Equal(DecodeAttention.Default, model.GraphAttention);
         Assert.Throws<NotSupportedException>(() => model.KernelDecodeLogits(0, 1));
+        // trees stay on the usual path too, and still verify
+        Assert.False(model.UsesTreeKernels);
+        var tree = new TreeInput(0, 3, DraftTree.Create([5, 6], [-1, 0], []));
+        Assert.Throws<NotSupportedException>(() => model.KernelTreeLogits(tree));
+        model.Prefill([(0, new[] { 1, 2 })]);
+        VerifiedStep step = model.VerifyGreedy([tree])[0];
+        Assert.Equal(step.AcceptedNodes.Length + 1, step.Tokens.Length);
+        Assert.Equal(2 + 1 + step.AcceptedNodes.Length, model.CachedLength(0));
     }
 
     private static ModelConfig Config(int headDim, bool qkNorm) => ModelConfig.Parse(new MemoryStream(Encoding.UTF8.GetBytes($$"""
