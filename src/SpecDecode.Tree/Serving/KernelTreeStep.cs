@@ -6,7 +6,7 @@ namespace SpecDecode.Tree;
 /// One tree verification step of one sequence (the root and up to 63 draft nodes, padded to 8, 16, 32 or 64 rows)
 /// through the tree kernels of <c>Kernels/tree_step.cuh</c>: the forward with every product on the tensor cores (the
 /// weights read once for all rows), tree-masked attention, the argmax per row, greedy acceptance and the compaction of
-/// the accepted path's keys and values, in 3 + 10 × layers launches and no libtorch op, so the step can be captured.
+/// the accepted path's keys and values, in 3 + (9 or 10) × layers launches and no libtorch op, so the step can be captured.
 /// The step's inputs are one int64 array on the device (<see cref="PackState"/>); its result is <see cref="Result"/>.
 /// </summary>
 internal sealed class KernelTreeStep : IDisposable
