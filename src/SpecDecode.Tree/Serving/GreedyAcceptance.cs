@@ -52,17 +52,25 @@ internal static class GreedyAcceptance
         {
             int slot = inputs[i].Slot, row = slot * stride;
             int count = (int)result[row + 2 * t + 1];
-            var nodes = new int[count];
-            var tokens = new int[count + 1];
-            for (int d = 1; d <= count; d++)
-            {
-                tokens[d - 1] = (int)result[row + d];
-                nodes[d - 1] = (int)result[row + t + d] - 1;
-            }
-            tokens[count] = (int)result[row + 2 * t];
+            steps[i] = Path(slot, result.AsSpan(row + 1, count), result.AsSpan(row + t + 1, count), result[row + 2 * t]);
             cache.SetLength(slot, cache.Length(slot) + 1 + count);
-            steps[i] = new VerifiedStep(slot, nodes, tokens);
         }
         return steps;
+    }
+
+    /// <summary>The step an accepted path makes: its tokens and entries by depth from 1 (entry e is draft node e − 1),
+    /// then the bonus token.</summary>
+    public static VerifiedStep Path(int slot, ReadOnlySpan<long> tokensByDepth, ReadOnlySpan<long> entriesByDepth, long bonus)
+    {
+        int count = tokensByDepth.Length;
+        var nodes = new int[count];
+        var tokens = new int[count + 1];
+        for (int d = 0; d < count; d++)
+        {
+            tokens[d] = (int)tokensByDepth[d];
+            nodes[d] = (int)entriesByDepth[d] - 1;
+        }
+        tokens[count] = (int)bonus;
+        return new VerifiedStep(slot, nodes, tokens);
     }
 }

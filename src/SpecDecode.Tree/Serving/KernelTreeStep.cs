@@ -9,7 +9,7 @@ namespace SpecDecode.Tree;
 /// the accepted path's keys and values, in 3 + (9 or 10) × layers launches and no libtorch op, so the step can be captured.
 /// The step's inputs are one int64 array on the device (<see cref="PackState"/>); its result is <see cref="Result"/>.
 /// </summary>
-internal sealed class KernelTreeStep : IDisposable
+internal sealed class KernelTreeStep : KernelStep
 {
     /// <summary>Entries (root included) per step at most: an ancestor set is one 64-bit word.</summary>
     public const int MaxRows = 64;
@@ -39,56 +39,39 @@ internal sealed class KernelTreeStep : IDisposable
     /// input rows.</summary>
     public static int SharedBytes(int rows) => Stages * (Tile + rows) * 64 * 2;
 
-    private readonly ModelConfig _config;
-    private readonly CausalLMWeights _weights;
-    private readonly Tensor _cache, _cos, _sin;
-    private readonly DecodeKernels.Module _module;
     private readonly int _mlp;   // the MLP size rounded up to 64 (padded weights below when it is not already)
     private readonly Tensor[]? _gate, _up, _down;
     private readonly Tensor _hidden, _normed, _q, _attention, _act, _work, _partialO, _partialMl;
     private Tensor? _logits;
 
     public KernelTreeStep(ModelConfig config, CausalLMWeights weights, Tensor cache, Tensor cos, Tensor sin)
+        : base("tree", config, weights, cache, cos, sin)
     {
-        _config = config;
-        _weights = weights;
-        _cache = cache;
-        _cos = cos;
-        _sin = sin;
-        _module = DecodeKernels.Get();
-        Device device = cache.device;
         ModelConfig c = config;
         _mlp = (c.IntermediateSize + 63) / 64 * 64;
         if (_mlp != c.IntermediateSize)
         {
             // Products take k in runs of 64 and gate/up in tiles of 64 features: zero rows and columns change nothing.
             int pad = _mlp - c.IntermediateSize;
-            _gate = weights.Layers.Select(l => nn.functional.pad(l.Mlp.GateProj.Weight, [0, 0, 0, pad]).contiguous()).ToArray();
-            _up = weights.Layers.Select(l => nn.functional.pad(l.Mlp.UpProj.Weight, [0, 0, 0, pad]).contiguous()).ToArray();
-            _down = weights.Layers.Select(l => nn.functional.pad(l.Mlp.DownProj.Weight, [0, pad]).contiguous()).ToArray();
+            _gate = weights.Layers.Select(l => Keep(nn.functional.pad(l.Mlp.GateProj.Weight, [0, 0, 0, pad]).contiguous())).ToArray();
+            _up = weights.Layers.Select(l => Keep(nn.functional.pad(l.Mlp.UpProj.Weight, [0, 0, 0, pad]).contiguous())).ToArray();
+            _down = weights.Layers.Select(l => Keep(nn.functional.pad(l.Mlp.DownProj.Weight, [0, pad]).contiguous())).ToArray();
         }
         int attentionWidth = c.HeadCount * c.HeadDim;
-        _hidden = zeros((long)MaxRows * c.HiddenSize, ScalarType.BFloat16, device);
-        _normed = zeros((long)MaxRows * c.HiddenSize, ScalarType.BFloat16, device);
-        _q = zeros((long)MaxRows * attentionWidth, ScalarType.BFloat16, device);
-        _attention = zeros((long)MaxRows * attentionWidth, ScalarType.BFloat16, device);
-        _act = zeros((long)MaxRows * _mlp, ScalarType.BFloat16, device);
-        int sms = _module.Multiprocessors;
-        long work = new[]
-        {
-            Products(QkvRows, c.HiddenSize), Products(c.HiddenSize, attentionWidth), Products(2 * _mlp, c.HiddenSize), Products(c.HiddenSize, _mlp),
-        }.Max(p => (long)p.Splits * MaxRows * p.N);
-        _work = zeros(work, ScalarType.Float32, device);
-        _partialO = zeros((long)MaxChunks * MaxRows * attentionWidth, ScalarType.Float32, device);
-        _partialMl = zeros((long)MaxChunks * MaxRows * c.HeadCount * 2, ScalarType.Float32, device);
-        Argmax = zeros(MaxRows, ScalarType.Int64, device);
-        Result = zeros(2 + 2 * MaxRows, ScalarType.Int64, device);
-        State = zeros(StateLength(MaxRows), ScalarType.Int64, device);
-        foreach (Tensor t in Buffers())
-        {
-            t.DetachFromDisposeScope();
-        }
-        (int Splits, int N) Products(int n, int k) => (Splits(k, Tiles(n), sms), n);
+        _hidden = Buffer((long)MaxRows * c.HiddenSize, ScalarType.BFloat16);
+        _normed = Buffer((long)MaxRows * c.HiddenSize, ScalarType.BFloat16);
+        _q = Buffer((long)MaxRows * attentionWidth, ScalarType.BFloat16);
+        _attention = Buffer((long)MaxRows * attentionWidth, ScalarType.BFloat16);
+        _act = Buffer((long)MaxRows * _mlp, ScalarType.BFloat16);
+        // the split sums of the products that leave them (the head does not)
+        long work = new[] { ("tree_qkv", QkvRows, c.HiddenSize), ("tree_rows", c.HiddenSize, attentionWidth), ("tree_gate_up", 2 * _mlp, c.HiddenSize), ("tree_rows", c.HiddenSize, _mlp) }
+            .Max(p => (long)ProductSplits(p.Item1, p.Item2, p.Item3) * MaxRows * p.Item2);
+        _work = Buffer(work, ScalarType.Float32);
+        _partialO = Buffer((long)MaxChunks * MaxRows * attentionWidth, ScalarType.Float32);
+        _partialMl = Buffer((long)MaxChunks * MaxRows * c.HeadCount * 2, ScalarType.Float32);
+        Argmax = Buffer(MaxRows, ScalarType.Int64);
+        Result = Buffer(2 + 2 * MaxRows, ScalarType.Int64);
+        State = Buffer(StateLength(MaxRows), ScalarType.Int64);
     }
 
     /// <summary>The step's inputs on the device: <see cref="StateLength"/>(rows) int64 (<see cref="PackState"/>).</summary>
@@ -101,7 +84,7 @@ internal sealed class KernelTreeStep : IDisposable
     /// <summary>The argmax of every row, packed as <see cref="KernelDecodeStep.Unpack"/> reads it.</summary>
     public Tensor Argmax { get; }
 
-    private int QkvRows => (_config.HeadCount + 2 * _config.KeyValueHeadCount) * _config.HeadDim;
+    private int QkvRows => (Config.HeadCount + 2 * Config.KeyValueHeadCount) * Config.HeadDim;
 
     /// <summary>The row counts a step is padded to (one set of kernels each).</summary>
     public static int PaddedRows(int entries) =>
@@ -189,6 +172,11 @@ internal sealed class KernelTreeStep : IDisposable
     /// <summary>Row tiles of a product: gate/up tiles hold 64 gate and the same 64 up rows.</summary>
     private static int ProductTiles(string kernel, int n) => kernel == "tree_gate_up" ? n / Tile : Tiles(n);
 
+    /// <summary>Splits of k for the product <paramref name="kernel"/> of <paramref name="n"/> output rows: the head keeps
+    /// its tiles whole (its argmax needs them), the others fill one wave (<see cref="Splits(int, int, int)"/>).</summary>
+    private int ProductSplits(string kernel, int n, int k) =>
+        kernel == "tree_head_argmax" ? 1 : Splits(k, ProductTiles(kernel, n), Module.Multiprocessors);
+
     /// <summary>The last <see cref="Enqueue"/> with logits on: [64, vocab] bf16, rows past the step's entries meaningless.</summary>
     public Tensor Logits => _logits ?? throw new InvalidOperationException("No step has kept its logits.");
 
@@ -200,18 +188,15 @@ internal sealed class KernelTreeStep : IDisposable
     /// </summary>
     public void Enqueue(int slot, int rows, long keys, bool accept = true, bool keepLogits = false)
     {
-        ModelConfig c = _config;
-        if (keepLogits && _logits is null)
+        ModelConfig c = Config;
+        if (keepLogits)
         {
-            _logits = zeros((long)MaxRows * c.VocabSize, ScalarType.BFloat16, _cache.device);
-            _logits.DetachFromDisposeScope();
+            _logits ??= Buffer((long)MaxRows * c.VocabSize, ScalarType.BFloat16);
         }
-        long[] stride = _cache.stride(); // [layer, k/v, slot, kv head, position, dim]
-        IntPtr P(Tensor t) => DecodeKernels.DataPointer(t);
-        IntPtr Optional(Tensor? t) => t is null ? IntPtr.Zero : P(t);
-        IntPtr cacheBase = P(_cache), state = P(State), hidden = P(_hidden), normed = P(_normed);
+        long[] stride = Cache.stride(); // [layer, k/v, slot, kv head, position, dim]
+        IntPtr cacheBase = P(Cache), state = P(State), hidden = P(_hidden), normed = P(_normed);
         float eps = (float)c.RmsNormEps;
-        int sms = _module.Multiprocessors, attentionWidth = c.HeadCount * c.HeadDim, shared = SharedBytes(rows);
+        int sms = Module.Multiprocessors, attentionWidth = c.HeadCount * c.HeadDim, shared = SharedBytes(rows);
         // attention: a warp per 16 query rows of a kv head, at most four per block
         int queryRows = c.HeadCount / c.KeyValueHeadCount * rows;
         int attentionWarps = Math.Min(4, (queryRows + 15) / 16);
@@ -219,12 +204,11 @@ internal sealed class KernelTreeStep : IDisposable
         int chunk = AttentionChunk(keys, rowGroups, c.KeyValueHeadCount, sms);
         int chunks = (int)((keys + chunk - 1) / chunk);
 
-        int Splits(string kernel, int n, int k) => kernel == "tree_head_argmax" ? 1 : KernelTreeStep.Splits(k, ProductTiles(kernel, n), sms);
         // a product (its splits' sums into the work buffer, or for the head the argmax), then its epilogue
         int Product(string kernel, IntPtr x, int k, int n, IntPtr w0, IntPtr w1 = default, IntPtr w2 = default, IntPtr y = default)
         {
-            int splits = Splits(kernel, n, k);
-            _module.Launch(kernel + "_" + rows, ProductTiles(kernel, n), splits, Threads, new TreeGemmParams
+            int splits = ProductSplits(kernel, n, k);
+            Module.Launch(kernel + "_" + rows, ProductTiles(kernel, n), splits, Threads, new TreeGemmParams
             {
                 X = x, K = k, N = n, Rows = rows, KSplit = k / splits, W0 = w0, W1 = w1, W2 = w2, Work = P(_work), Y = y,
                 Heads = c.HeadCount, KvHeads = c.KeyValueHeadCount, HeadDim = c.HeadDim, Argmax = P(Argmax), Stages = Stages,
@@ -233,28 +217,28 @@ internal sealed class KernelTreeStep : IDisposable
         }
         TreeFinishParams Finish(int splits, int n, IntPtr y) => new()
         {
-            Work = P(_work), Splits = splits, N = n, Rows = rows, Y = y, Eps = eps, State = state, Cos = P(_cos), Sin = P(_sin),
+            Work = P(_work), Splits = splits, N = n, Rows = rows, Y = y, Eps = eps, State = state, Cos = P(Cos), Sin = P(Sin),
             Heads = c.HeadCount, KvHeads = c.KeyValueHeadCount, HeadDim = c.HeadDim,
         };
         // residual add and the next RMSNorm, a block per row
         void FinishRows(int splits, Tensor norm) =>
-            _module.Launch("tree_finish_rows", rows, 1, DecodeKernels.NormThreads, Finish(splits, c.HiddenSize, hidden) with { Norm = P(norm), Normed = normed });
+            Module.Launch("tree_finish_rows", rows, 1, DecodeKernels.NormThreads, Finish(splits, c.HiddenSize, hidden) with { Norm = P(norm), Normed = normed });
         static int Blocks(long items) => (int)((items + 255) / 256);
 
-        _module.Launch("tree_norm", rows, 1, DecodeKernels.NormThreads, new TreeNormParams
+        Module.Launch("tree_norm", rows, 1, DecodeKernels.NormThreads, new TreeNormParams
         {
-            State = state, Rows = rows, Embed = P(_weights.EmbedTokens), Norm = P(_weights.Layers[0].InputNorm.Weight), Eps = eps, K = c.HiddenSize,
+            State = state, Rows = rows, Embed = P(Weights.EmbedTokens), Norm = P(Weights.Layers[0].InputNorm.Weight), Eps = eps, K = c.HiddenSize,
             Hidden = hidden, Normed = normed, Argmax = P(Argmax),
         });
         int qkvItems = (c.HeadCount + c.KeyValueHeadCount) * c.HeadDim / 2 / 4 + c.KeyValueHeadCount * c.HeadDim / 4;
         for (int i = 0; i < c.LayerCount; i++)
         {
-            DecoderLayerWeights layer = _weights.Layers[i];
+            DecoderLayerWeights layer = Weights.Layers[i];
             AttentionWeights a = layer.Attention;
             IntPtr kCache = cacheBase + (nint)((i * stride[0] + 0 * stride[1] + slot * stride[2]) * 2);
             IntPtr vCache = cacheBase + (nint)((i * stride[0] + 1 * stride[1] + slot * stride[2]) * 2);
             int splits = Product("tree_qkv", normed, c.HiddenSize, QkvRows, P(a.QProj.Weight), P(a.KProj.Weight), P(a.VProj.Weight));
-            _module.Launch("tree_finish_qkv", Blocks((long)rows * qkvItems), 1, 256, Finish(splits, QkvRows, P(_q)) with
+            Module.Launch("tree_finish_qkv", Blocks((long)rows * qkvItems), 1, 256, Finish(splits, QkvRows, P(_q)) with
             {
                 B0 = Optional(a.QProj.Bias), B1 = Optional(a.KProj.Bias), B2 = Optional(a.VProj.Bias), KCache = kCache, VCache = vCache, HeadStride = stride[3],
             });
@@ -264,23 +248,23 @@ internal sealed class KernelTreeStep : IDisposable
                 Out = P(_attention), Rows = rows, Heads = c.HeadCount, KvHeads = c.KeyValueHeadCount, Chunk = chunk, Chunks = chunks,
                 Scale = (float)(1.0 / Math.Sqrt(c.HeadDim)),
             };
-            _module.Launch("tree_attention_" + c.HeadDim, chunks, c.KeyValueHeadCount, attentionWarps * 32, attention, AttentionSharedBytes(c.HeadDim), gridZ: rowGroups);
-            _module.Launch("tree_attention_merge_" + c.HeadDim, (rows * c.HeadCount + 3) / 4, 1, Threads, attention);
+            Module.Launch("tree_attention_" + c.HeadDim, chunks, c.KeyValueHeadCount, attentionWarps * 32, attention, AttentionSharedBytes(c.HeadDim), gridZ: rowGroups);
+            Module.Launch("tree_attention_merge_" + c.HeadDim, (rows * c.HeadCount + 3) / 4, 1, Threads, attention);
             FinishRows(Product("tree_rows", P(_attention), attentionWidth, c.HiddenSize, P(a.OProj.Weight)), layer.PostAttentionNorm.Weight);
             // in one split the product finishes silu(gate) · up itself
             splits = Product("tree_gate_up", normed, c.HiddenSize, 2 * _mlp, P(_gate?[i] ?? layer.Mlp.GateProj.Weight), P(_up?[i] ?? layer.Mlp.UpProj.Weight),
                 y: P(_act));
             if (splits > 1)
             {
-                _module.Launch("tree_finish_gate_up", Blocks((long)rows * _mlp / 4), 1, 256, Finish(splits, 2 * _mlp, P(_act)));
+                Module.Launch("tree_finish_gate_up", Blocks((long)rows * _mlp / 4), 1, 256, Finish(splits, 2 * _mlp, P(_act)));
             }
             FinishRows(Product("tree_rows", P(_act), _mlp, c.HiddenSize, P(_down?[i] ?? layer.Mlp.DownProj.Weight)),
-                i + 1 < c.LayerCount ? _weights.Layers[i + 1].InputNorm.Weight : _weights.Norm.Weight);
+                i + 1 < c.LayerCount ? Weights.Layers[i + 1].InputNorm.Weight : Weights.Norm.Weight);
         }
-        Product("tree_head_argmax", normed, c.HiddenSize, c.VocabSize, P(_weights.Head), y: keepLogits ? P(_logits!) : IntPtr.Zero);
+        Product("tree_head_argmax", normed, c.HiddenSize, c.VocabSize, P(Weights.Head), y: keepLogits ? P(_logits!) : IntPtr.Zero);
         if (accept)
         {
-            _module.Launch("tree_accept", c.KeyValueHeadCount, 2, Threads, new TreeAcceptParams
+            Module.Launch("tree_accept", c.KeyValueHeadCount, 2, Threads, new TreeAcceptParams
             {
                 State = state, Rows = rows, Argmax = P(Argmax), Cache = cacheBase, LayerStride = stride[0], KvStride = stride[1],
                 SlotOffset = slot * stride[2], HeadStride = stride[3], HeadDim = c.HeadDim, Result = P(Result),
@@ -292,27 +276,6 @@ internal sealed class KernelTreeStep : IDisposable
     public static VerifiedStep Read(int slot, long[] result, int rows)
     {
         int count = (int)result[0];
-        var nodes = new int[count];
-        var tokens = new int[count + 1];
-        for (int d = 0; d < count; d++)
-        {
-            tokens[d] = (int)result[2 + d];
-            nodes[d] = (int)result[2 + rows + d] - 1;
-        }
-        tokens[count] = (int)result[1];
-        return new VerifiedStep(slot, nodes, tokens);
+        return GreedyAcceptance.Path(slot, result.AsSpan(2, count), result.AsSpan(2 + rows, count), result[1]);
     }
-
-    public void Dispose()
-    {
-        foreach (Tensor t in Buffers())
-        {
-            t.Dispose();
-        }
-        _logits?.Dispose();
-    }
-
-    private IEnumerable<Tensor> Buffers() =>
-        new[] { _hidden, _normed, _q, _attention, _act, _work, _partialO, _partialMl, Argmax, Result, State }
-            .Concat(_gate ?? []).Concat(_up ?? []).Concat(_down ?? []);
 }

@@ -149,14 +149,23 @@ internal sealed class StepPlan
             {
                 continue; // an idle slot: length 0 in the plan, so nothing of its cache is touched
             }
-            if (lengths[b] + Used[b] > capacity)
-            {
-                throw new InvalidOperationException(
-                    $"Slot {b} holds {lengths[b]} tokens and this step adds {Used[b]}, past the KV cache's capacity of {capacity}. " +
-                    "Raise TargetModelOptions.MaxContext, draft smaller trees, or truncate the sequence.");
-            }
+            CheckRoom(b, lengths[b], Used[b], capacity);
             Packed[LengthsOffset + b] = lengths[b];
             KeyCount = Math.Max(KeyCount, lengths[b] + Used[b]);
+        }
+    }
+
+    /// <summary>Throws when a step adding <paramref name="adding"/> tokens to <paramref name="slot"/>, which holds
+    /// <paramref name="length"/>, would pass the cache's <paramref name="capacity"/> (every verification path checks here).</summary>
+    /// <exception cref="InvalidOperationException">The step does not fit.</exception>
+    public static void CheckRoom(int slot, int length, int adding, int capacity)
+    {
+        if (length + adding > capacity)
+        {
+            throw new InvalidOperationException(
+                $"Slot {slot} holds {length} tokens and this step adds {adding}, past the KV cache's capacity of {capacity}. " +
+                (adding > 1 ? "Raise TargetModelOptions.MaxContext, draft smaller trees, or truncate the sequence."
+                    : "Raise TargetModelOptions.MaxContext, or truncate the sequence."));
         }
     }
 }

@@ -92,12 +92,7 @@ public sealed partial class TargetModel
     private VerifiedStep[] GraphedStep(TreeInput input)
     {
         int slot = input.Slot, length = _cache.Length(slot);
-        if (length + 1 > Capacity)
-        {
-            throw new InvalidOperationException(
-                $"Slot {slot} holds {length} tokens and this step adds 1, past the KV cache's capacity of {Capacity}. " +
-                "Raise TargetModelOptions.MaxContext, or truncate the sequence.");
-        }
+        StepPlan.CheckRoom(slot, length, 1, Capacity);
         long next = _graphs!.Step(slot, input.Root, length, GraphAttention);
         _cache.SetLength(slot, length + 1);
         return [new VerifiedStep(slot, [], [(int)next])];

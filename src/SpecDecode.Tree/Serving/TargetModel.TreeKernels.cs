@@ -28,24 +28,13 @@ public sealed partial class TargetModel
         !SuspendCudaGraphs && !SuspendTreeKernels && UsesTreeKernels && inputs.Count == 1
         && inputs[0].Draft.Count > 0 && inputs[0].Draft.Count < KernelTreeStep.MaxRows;
 
-    private KernelTreeStep TreeStep() => _treeStep ??= new KernelTreeStep(Config, _weights, _cache.Data, _cos, _sin);
-
     /// <summary>One tree step through the slot's graph for its padded rows and key bucket (captured on first use): uploads
     /// the step's inputs, replays, reads the result (the step's one synchronisation) and advances the cached length.
     /// <paramref name="forced"/>: per entry, the token that counts as the target's choice after it, or -1 (null: none).</summary>
     private VerifiedStep[] KernelTree(TreeInput input, long[]? forced)
     {
-        int slot = input.Slot, length = _cache.Length(slot), entries = input.Draft.Count + 1;
-        if (length + entries > Capacity)
-        {
-            throw new InvalidOperationException(
-                $"Slot {slot} holds {length} tokens and this step adds {entries}, past the KV cache's capacity of {Capacity}. " +
-                "Raise TargetModelOptions.MaxContext, or truncate the sequence.");
-        }
-        int rows = KernelTreeStep.PaddedRows(entries);
-        long keys = KeyBucket(length + rows - 1);
-        KernelTreeStep step = TreeStep();
-        Upload(step, KernelTreeStep.PackState(length, input.Root, input.Draft, rows, forced));
+        int slot = input.Slot, length = _cache.Length(slot);
+        (KernelTreeStep step, int rows, long keys) = PrepareTree(input, forced);
         if (!_treeGraphs.TryGetValue((slot, rows, keys), out CudaGraph? graph))
         {
             graph = _graphs!.Capturing ? CudaGraph.Capture(() => step.Enqueue(slot, rows, keys)) : null;
@@ -69,10 +58,19 @@ public sealed partial class TargetModel
         return [verified];
     }
 
-    private static void Upload(KernelTreeStep step, long[] state)
+    /// <summary>The tree step with <paramref name="input"/>'s inputs uploaded at the slot's length: its padded rows and the
+    /// keys its attention covers (the key bucket of length + rows). Throws where the entries would pass the capacity.</summary>
+    private (KernelTreeStep Step, int Rows, long Keys) PrepareTree(TreeInput input, long[]? forced)
     {
-        using var scope = NewDisposeScope();
-        step.State.narrow(0, 0, state.Length).copy_(tensor(state));
+        int length = _cache.Length(input.Slot), entries = input.Draft.Count + 1, rows = KernelTreeStep.PaddedRows(entries);
+        StepPlan.CheckRoom(input.Slot, length, entries, Capacity);
+        KernelTreeStep step = _treeStep ??= new KernelTreeStep(Config, _weights, _cache.Data, _cos, _sin);
+        long[] state = KernelTreeStep.PackState(length, input.Root, input.Draft, rows, forced);
+        using (var scope = NewDisposeScope())
+        {
+            step.State.narrow(0, 0, state.Length).copy_(tensor(state));
+        }
+        return (step, rows, KeyBucket(length + rows - 1));
     }
 
     /// <summary>Every entry's logits [entries, vocab] (float32, on the CPU) from the tree kernels, run eagerly, without
@@ -85,12 +83,10 @@ public sealed partial class TargetModel
         {
             throw new NotSupportedException("The tree kernels do not run this model here (see UsesTreeKernels).");
         }
-        int length = _cache.Length(input.Slot), entries = input.Draft.Count + 1, rows = KernelTreeStep.PaddedRows(entries);
-        KernelTreeStep step = TreeStep();
-        Upload(step, KernelTreeStep.PackState(length, input.Root, input.Draft, rows, null));
-        step.Enqueue(input.Slot, rows, KeyBucket(length + rows - 1), accept: false, keepLogits: true);
+        (KernelTreeStep step, int rows, long keys) = PrepareTree(input, null);
+        step.Enqueue(input.Slot, rows, keys, accept: false, keepLogits: true);
         using var scope = NewDisposeScope();
-        return step.Logits.view(KernelTreeStep.MaxRows, Config.VocabSize).narrow(0, 0, entries).to(float32).cpu().MoveToOuterDisposeScope();
+        return step.Logits.view(KernelTreeStep.MaxRows, Config.VocabSize).narrow(0, 0, input.Draft.Count + 1).to(float32).cpu().MoveToOuterDisposeScope();
     }
 
     /// <summary>A copy of the cached keys and values of <paramref name="slot"/> at positions <paramref name="start"/> ..
