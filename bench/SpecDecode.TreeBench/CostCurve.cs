@@ -21,21 +21,19 @@ internal sealed class CostCurve(TargetModel model, double copyGBps, double matmu
 
     public CostPoint Measure(int context, int batch, int treeTokens, int warmup, int repeat, SamplingOptions? sampling)
     {
-        var inputs = Enumerable.Range(0, batch).Select(slot => new TreeInput(slot, _random.Next(model.Config.VocabSize), RandomTree(treeTokens - 1))).ToArray();
-        double greedy = Median(context, inputs, warmup, repeat, () => model.VerifyGreedy(inputs));
-        double greedyMin = _lastMin;
-        double? sampled = sampling is null ? null : Median(context, inputs, warmup, repeat, () => model.VerifySampled(inputs, sampling));
+        var inputs = Enumerable.Range(0, batch)
+            .Select(slot => new TreeInput(slot, _random.Next(model.Config.VocabSize), RandomTree(_random, treeTokens - 1, model.Config.VocabSize))).ToArray();
+        (double greedy, double greedyMin) = TimeSteps(model, context, batch, warmup, repeat, () => model.VerifyGreedy(inputs));
+        double? sampled = sampling is null ? null : TimeSteps(model, context, batch, warmup, repeat, () => model.VerifySampled(inputs, sampling)).Median;
         (double floor, string bound) = Floor(context, batch, treeTokens);
         return new CostPoint(context, batch, treeTokens, greedy, greedyMin, floor, bound, sampled);
     }
 
-    private double _lastMin;
-
-    /// <summary>Median of <paramref name="repeat"/> timed steps (each ends with the step's one synchronisation), caches
-    /// rolled back to <paramref name="context"/> after every step.</summary>
-    private double Median(int context, TreeInput[] inputs, int warmup, int repeat, Action step)
+    /// <summary>Median and minimum of <paramref name="repeat"/> timed steps after <paramref name="warmup"/> untimed ones (each
+    /// ends with the step's one synchronisation), the caches of slots 0 .. <paramref name="batch"/> − 1 rolled back to
+    /// <paramref name="context"/> after every step.</summary>
+    internal static (double Median, double Min) TimeSteps(TargetModel model, int context, int batch, int warmup, int repeat, Action step)
     {
-        int batch = inputs.Length;
         var times = new double[repeat];
         for (int i = -warmup; i < repeat; i++)
         {
@@ -52,8 +50,7 @@ internal sealed class CostCurve(TargetModel model, double copyGBps, double matmu
             }
         }
         Array.Sort(times);
-        _lastMin = times[0];
-        return times[repeat / 2];
+        return (times[repeat / 2], times[0]);
     }
 
     public PrefillPoint Prefill(int tokens, int chunk)
@@ -94,7 +91,7 @@ internal sealed class CostCurve(TargetModel model, double copyGBps, double matmu
 
     /// <summary>A random tree of <paramref name="nodes"/> nodes: each node hangs under a uniformly chosen earlier node
     /// or the root; sibling tokens distinct.</summary>
-    private DraftTree RandomTree(int nodes)
+    internal static DraftTree RandomTree(Random random, int nodes, int vocab)
     {
         if (nodes == 0)
         {
@@ -104,8 +101,8 @@ internal sealed class CostCurve(TargetModel model, double copyGBps, double matmu
         var parents = new int[nodes];
         for (int i = 0; i < nodes; i++)
         {
-            parents[i] = _random.Next(-1, i);
-            tokens[i] = i * 7919 % model.Config.VocabSize; // distinct tokens, so siblings never repeat
+            parents[i] = random.Next(-1, i);
+            tokens[i] = i * 7919 % vocab; // distinct tokens, so siblings never repeat
         }
         return DraftTree.Create(tokens, parents, []);
     }

@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using SpecDecode.Tree;
@@ -86,7 +85,7 @@ internal static class TreeKernelsCommand
         var checks = new List<TreeLogitCheck>();
         foreach (int size in sizes)
         {
-            var input = new TreeInput(0, root, RandomTree(random, size - 1, config.VocabSize));
+            var input = new TreeInput(0, root, CostCurve.RandomTree(random, size - 1, config.VocabSize));
             using var scope = NewDisposeScope();
             Tensor usual = target.TreeLogits([input])[0];
             Tensor kernels = target.KernelTreeLogits(input);
@@ -105,19 +104,16 @@ internal static class TreeKernelsCommand
                 $"(usual path's top-two margin there at most {worst:G3}), repeatable: {check.Repeatable}"));
         }
 
+        // plain decoding on the usual path: the truth for (2a) and (2)
+        target.Truncate(0, cached);
+        int[] plainTokens = UsualPathTokens(target, root, Math.Max(decode, 8));
+        int[] plain = plainTokens[..decode];
+
         // (2a) the compaction: after a graphed step, the accepted path's rows at length + 1 .. must be the rows the same
         // kernels wrote at length + entry (the eager logits run leaves them there), bit for bit
         bool compactionExact;
         {
-            target.Truncate(0, cached);
-            int[] truth = new int[8];
-            int t0 = root;
-            target.SuspendCudaGraphs = true;
-            for (int i = 0; i < truth.Length; i++)
-            {
-                t0 = truth[i] = target.VerifyGreedy([new TreeInput(0, t0, DraftTree.Empty)])[0].Bonus;
-            }
-            target.SuspendCudaGraphs = false;
+            int[] truth = plainTokens[..8];
             target.Truncate(0, cached);
             // a chain of the true continuation and a wrong sibling under each chain node, so accepted entries are not
             // already at their final positions
@@ -149,14 +145,6 @@ internal static class TreeKernelsCommand
         }
 
         // (2) speculative decoding against plain decoding
-        target.SuspendCudaGraphs = true;
-        int[] plain = new int[decode];
-        int token = root;
-        for (int i = 0; i < decode; i++)
-        {
-            token = plain[i] = target.VerifyGreedy([new TreeInput(0, token, DraftTree.Empty)])[0].Bonus;
-        }
-        target.SuspendCudaGraphs = false;
         if (trace)
         {
             _ = SpeculativeFirstDifference(target, root, cached, plain, sizes.Max(), new Random(5), kernels: true, out _, output);
@@ -168,14 +156,8 @@ internal static class TreeKernelsCommand
         {
             // the usual path's top two logits where the kernels' tokens leave plain decoding's (after plain's own tokens)
             target.Truncate(0, cached);
-            target.SuspendCudaGraphs = true;
-            int at = root;
-            for (int i = 0; i < kernelDiff; i++)
-            {
-                _ = target.VerifyGreedy([new TreeInput(0, at, DraftTree.Empty)]);
-                at = plain[i];
-            }
-            target.SuspendCudaGraphs = false;
+            _ = UsualPathTokens(target, root, kernelDiff);
+            int at = kernelDiff == 0 ? root : plain[kernelDiff - 1];
             using var scope = NewDisposeScope();
             (Tensor top, _) = target.TreeLogits([new TreeInput(0, at, DraftTree.Empty)])[0][0].topk(2);
             tie = string.Create(CultureInfo.InvariantCulture, $"; the usual path's top-two margin there: {(top[0] - top[1]).item<float>():G3}");
@@ -193,7 +175,7 @@ internal static class TreeKernelsCommand
         var timings = new List<TreeKernelTiming>();
         foreach (int size in sizes)
         {
-            var input = new TreeInput(0, root, RandomTree(random, size - 1, config.VocabSize));
+            var input = new TreeInput(0, root, CostCurve.RandomTree(random, size - 1, config.VocabSize));
             (double kernelMedian, double kernelMin) = Time(target, input, cached, repeat);
             target.SuspendTreeKernels = true;
             (double usualMedian, double usualMin) = Time(target, input, cached, repeat);
@@ -300,38 +282,25 @@ internal static class TreeKernelsCommand
         return -1;
     }
 
-    /// <summary>Median and minimum of <paramref name="repeat"/> steps over one tree (after 3 untimed ones, which capture
-    /// the graph), each ending with its host read, slot 0 rolled back to <paramref name="cached"/> after every step.</summary>
+    /// <summary>Median and minimum of <paramref name="repeat"/> steps over one tree after 3 untimed ones (which capture the
+    /// graph), slot 0 at <paramref name="cached"/> before and after each.</summary>
     private static (double Median, double Min) Time(TargetModel target, TreeInput input, int cached, int repeat)
     {
-        var times = new double[repeat];
-        for (int i = -3; i < repeat; i++)
-        {
-            target.Truncate(0, cached);
-            long start = Stopwatch.GetTimestamp();
-            _ = target.VerifyGreedy([input]);
-            double ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-            if (i >= 0)
-            {
-                times[i] = ms;
-            }
-        }
         target.Truncate(0, cached);
-        Array.Sort(times);
-        return (times[repeat / 2], times[0]);
+        return CostCurve.TimeSteps(target, cached, 1, 3, repeat, () => target.VerifyGreedy([input]));
     }
 
-    /// <summary>A random tree of <paramref name="nodes"/> nodes, each under a uniformly chosen earlier node or the root,
-    /// sibling tokens distinct.</summary>
-    private static DraftTree RandomTree(Random random, int nodes, int vocab)
+    /// <summary>Plain greedy decoding of <paramref name="count"/> tokens from <paramref name="root"/> in slot 0 on the usual
+    /// path (graphs suspended), from the slot's present length.</summary>
+    private static int[] UsualPathTokens(TargetModel target, int root, int count)
     {
-        var tokens = new int[nodes];
-        var parents = new int[nodes];
-        for (int i = 0; i < nodes; i++)
+        target.SuspendCudaGraphs = true;
+        var tokens = new int[count];
+        for (int i = 0; i < count; i++)
         {
-            parents[i] = random.Next(-1, i);
-            tokens[i] = (i * 7919 + 13) % vocab;
+            root = tokens[i] = target.VerifyGreedy([new TreeInput(0, root, DraftTree.Empty)])[0].Bonus;
         }
-        return DraftTree.Create(tokens, parents, []);
+        target.SuspendCudaGraphs = false;
+        return tokens;
     }
 }
