@@ -139,8 +139,6 @@ internal sealed class CudaGraph : IDisposable
         return graph;
     }
 
-    /// <summary>Re-runs the captured kernels on the current stream (asynchronously: no host synchronisation).</summary>
-    /// <exception cref="ObjectDisposedException">The graph was disposed.</exception>
     /// <summary>libtorch's current CUDA stream on the current device (the capturing stream inside <see cref="Capture"/>);
     /// for kernels launched outside libtorch (<see cref="DecodeKernels"/>). Throws when CUDA graphs are unavailable.</summary>
     internal static CudaStream CurrentStream()
@@ -149,6 +147,8 @@ internal sealed class CudaGraph : IDisposable
         return api.GetCurrentStream(CurrentDevice);
     }
 
+    /// <summary>Re-runs the captured kernels on the current stream (asynchronously: no host synchronisation).</summary>
+    /// <exception cref="ObjectDisposedException">The graph was disposed.</exception>
     public void Replay()
     {
         ObjectDisposedException.ThrowIf(_object == IntPtr.Zero, this);

@@ -50,7 +50,9 @@ public sealed class TargetModelOptions
     /// Replay plain decoding steps as CUDA graphs (default off). A <see cref="TargetModel.VerifyGreedy"/> call with exactly
     /// one sequence and an empty draft (one new token) runs a fixed-shape step captured once per slot and key bucket (the
     /// cached length + 1 rounded up to a multiple of 1024, at most the capacity; keys past the length are masked) and
-    /// replayed with one launch; every other call takes the usual path. Needs a CUDA device, a CUDA libtorch with the graph
+    /// replayed with one launch; where the decode-step kernels run, so does a call with one sequence and a draft of up to 63
+    /// nodes (SpecDecode's tree kernels, one graph per slot, padded tree size and key bucket:
+    /// <see cref="TargetModel.UsesTreeKernels"/>); every other call takes the usual path. Needs a CUDA device, a CUDA libtorch with the graph
     /// exports, and the scripted layers: <see cref="TargetModel.Load"/> throws <see cref="NotSupportedException"/> otherwise
     /// (on the CPU too). Graphs are captured lazily, the first time a slot reaches a bucket, and kept until the model is
     /// disposed (each holds a private memory pool of a few MB). For a bf16 Llama-family model (head size 64 or 128, no
@@ -62,8 +64,9 @@ public sealed class TargetModelOptions
     public bool CudaGraphs { get; init; }
 
     /// <summary>
-    /// With <see cref="CudaGraphs"/>, run graphed plain steps through SpecDecode's decode-step kernels where the model and
-    /// the GPU allow it (default on). Off keeps the captured libtorch step, e.g. to compare the two.
+    /// With <see cref="CudaGraphs"/>, run graphed plain steps through SpecDecode's decode-step kernels, and one-sequence
+    /// trees through its tree kernels, where the model and the GPU allow it (default on). Off keeps the captured libtorch
+    /// step and the usual path for trees, e.g. to compare them.
     /// </summary>
     public bool DecodeKernels { get; init; } = true;
 
