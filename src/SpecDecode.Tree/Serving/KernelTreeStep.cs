@@ -64,8 +64,9 @@ internal sealed class KernelTreeStep : KernelStep
         _attention = Buffer((long)MaxRows * attentionWidth, ScalarType.BFloat16);
         _act = Buffer((long)MaxRows * _mlp, ScalarType.BFloat16);
         // the split sums of the products that leave them (the head does not)
-        long work = new[] { ("tree_qkv", QkvRows, c.HiddenSize), ("tree_rows", c.HiddenSize, attentionWidth), ("tree_gate_up", 2 * _mlp, c.HiddenSize), ("tree_rows", c.HiddenSize, _mlp) }
-            .Max(p => (long)ProductSplits(p.Item1, p.Item2, p.Item3) * MaxRows * p.Item2);
+        (string Kernel, int N, int K)[] products =
+            [("tree_qkv", QkvRows, c.HiddenSize), ("tree_rows", c.HiddenSize, attentionWidth), ("tree_gate_up", 2 * _mlp, c.HiddenSize), ("tree_rows", c.HiddenSize, _mlp)];
+        long work = products.Max(p => (long)ProductSplits(p.Kernel, p.N, p.K) * MaxRows * p.N);
         _work = Buffer(work, ScalarType.Float32);
         _partialO = Buffer((long)MaxChunks * MaxRows * attentionWidth, ScalarType.Float32);
         _partialMl = Buffer((long)MaxChunks * MaxRows * c.HeadCount * 2, ScalarType.Float32);
