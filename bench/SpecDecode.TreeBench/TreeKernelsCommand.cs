@@ -41,19 +41,20 @@ internal static class TreeKernelsCommand
         var decode = new Option<int>("--decode") { Description = "Tokens of the speculative decoding check.", DefaultValueFactory = _ => 64 };
         var trace = new Option<bool>("--trace") { Description = "Runs every speculative step on both paths and prints the steps where they disagree (argmax per entry)." };
         var output = new Option<string?>("--out") { Description = "JSON file for the results." };
+        var quick = new Option<bool>("--quick") { Description = "Only the logits check and the kernels' step times (no compaction or decoding check, no usual-path times): for A/B runs of kernel variants." };
         var command = new Command("tree-kernels", "Tree verification through the tree kernels against the usual path: logits, tokens, step time; needs CUDA.")
         {
-            model, checkpoint, context, capacity, entries, repeat, decode, output, trace,
+            model, checkpoint, context, capacity, entries, repeat, decode, output, trace, quick,
         };
         command.SetAction(parse => Run(parse.GetValue(model)!, parse.GetValue(checkpoint), parse.GetValue(context), parse.GetValue(capacity),
             parse.GetValue(entries)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(int.Parse).ToArray(),
             parse.GetValue(repeat), parse.GetValue(decode), parse.GetValue(output), parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error,
-            parse.GetValue(trace)));
+            parse.GetValue(trace), parse.GetValue(quick)));
         return command;
     }
 
     public static int Run(string shape, string? checkpoint, int context, int capacity, int[] sizes, int repeat, int decode, string? outputPath,
-        TextWriter output, TextWriter error, bool trace = false)
+        TextWriter output, TextWriter error, bool trace = false, bool quick = false)
     {
         string version = TorchRuntime.EnsureLoaded();
         if (!torch.cuda.is_available() || !CudaGraph.IsAvailable)
@@ -104,7 +105,55 @@ internal static class TreeKernelsCommand
                 $"(usual path's top-two margin there at most {worst:G3}), repeatable: {check.Repeatable}"));
         }
 
-        // plain decoding on the usual path: the truth for (2a) and (2)
+        bool compactionExact = true;
+        int kernelDiff = -1, usualDiff = -1;
+        double perStep = 0;
+        if (!quick)
+        {
+            (compactionExact, kernelDiff, usualDiff, perStep) = Decoding(target, config, root, cached, decode, sizes.Max(), trace, output);
+        }
+
+        // (3) step times
+        target.Truncate(0, cached);
+        (_, List<double> plainTimes, _) = DecodeGraphsCommand.TimePlainSteps(target, root, repeat + 3);
+        double plainMedian = plainTimes[plainTimes.Count / 2];
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"plain step (kernels, graphed): median {plainMedian:F3} ms (min {plainTimes[0]:F3})"));
+        var timings = new List<TreeKernelTiming>();
+        foreach (int size in sizes)
+        {
+            var input = new TreeInput(0, root, CostCurve.RandomTree(random, size - 1, config.VocabSize));
+            (double kernelMedian, double kernelMin) = Time(target, input, cached, repeat);
+            double usualMedian = double.NaN, usualMin = double.NaN;
+            if (!quick)
+            {
+                target.SuspendTreeKernels = true;
+                (usualMedian, usualMin) = Time(target, input, cached, repeat);
+                target.SuspendTreeKernels = false;
+            }
+            var timing = new TreeKernelTiming(size, KernelTreeStep.PaddedRows(size), kernelMedian, kernelMin, usualMedian, usualMin,
+                kernelMedian / plainMedian, usualMedian / plainMedian);
+            timings.Add(timing);
+            string usual = quick ? "" : string.Create(CultureInfo.InvariantCulture, $", usual path {usualMedian:F3} ms ({timing.UsualToPlain:F2}x plain)");
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{size,2} entries: kernels {kernelMedian:F3} ms (min {kernelMin:F3}, {timing.KernelToPlain:F2}x plain){usual}"));
+        }
+        bool passed = compactionExact && checks.All(c => c.Repeatable);
+        output.WriteLine(passed ? "PASS" : "FAIL");
+        if (outputPath is not null)
+        {
+            var result = new TreeKernelsResult(DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture), version, gpu, checkpoint ?? shape, context,
+                plainMedian, plainTimes[0], checks, timings, quick ? 0 : decode, kernelDiff, usualDiff, perStep, passed);
+            File.WriteAllText(outputPath, JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true }));
+        }
+        return passed ? 0 : GraphProbeCommand.MismatchExitCode;
+    }
+
+    /// <summary>(2a) the compaction check and (2) speculative decoding against plain decoding (on the usual path, which
+    /// gives the truth for both): whether the compaction was bitwise exact, the first token where the kernels' and the usual
+    /// path's speculative decoding leave plain decoding (-1: never), and the kernels' tokens per step.</summary>
+    private static (bool CompactionExact, int KernelDiff, int UsualDiff, double PerStep) Decoding(TargetModel target, ModelConfig config, int root,
+        int cached, int decode, int most, bool trace, TextWriter output)
+    {
         target.Truncate(0, cached);
         int[] plainTokens = UsualPathTokens(target, root, Math.Max(decode, 8));
         int[] plain = plainTokens[..decode];
@@ -147,10 +196,10 @@ internal static class TreeKernelsCommand
         // (2) speculative decoding against plain decoding
         if (trace)
         {
-            _ = SpeculativeFirstDifference(target, root, cached, plain, sizes.Max(), new Random(5), kernels: true, out _, output);
+            _ = SpeculativeFirstDifference(target, root, cached, plain, most, new Random(5), kernels: true, out _, output);
         }
-        int kernelDiff = SpeculativeFirstDifference(target, root, cached, plain, sizes.Max(), new Random(5), kernels: true, out double perStep);
-        int usualDiff = SpeculativeFirstDifference(target, root, cached, plain, sizes.Max(), new Random(5), kernels: false, out _);
+        int kernelDiff = SpeculativeFirstDifference(target, root, cached, plain, most, new Random(5), kernels: true, out double perStep);
+        int usualDiff = SpeculativeFirstDifference(target, root, cached, plain, most, new Random(5), kernels: false, out _);
         string tie = "";
         if (kernelDiff >= 0)
         {
@@ -166,35 +215,7 @@ internal static class TreeKernelsCommand
             (kernelDiff < 0 ? "IDENTICAL to plain" : $"DIFFER from token {kernelDiff}") + ", usual path " +
             (usualDiff < 0 ? "identical to plain" : $"differs from token {usualDiff}") +
             string.Create(CultureInfo.InvariantCulture, $" ({perStep:F2} tokens per step){tie}"));
-
-        // (3) step times
-        target.Truncate(0, cached);
-        (_, List<double> plainTimes, _) = DecodeGraphsCommand.TimePlainSteps(target, root, repeat + 3);
-        double plainMedian = plainTimes[plainTimes.Count / 2];
-        output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"plain step (kernels, graphed): median {plainMedian:F3} ms (min {plainTimes[0]:F3})"));
-        var timings = new List<TreeKernelTiming>();
-        foreach (int size in sizes)
-        {
-            var input = new TreeInput(0, root, CostCurve.RandomTree(random, size - 1, config.VocabSize));
-            (double kernelMedian, double kernelMin) = Time(target, input, cached, repeat);
-            target.SuspendTreeKernels = true;
-            (double usualMedian, double usualMin) = Time(target, input, cached, repeat);
-            target.SuspendTreeKernels = false;
-            var timing = new TreeKernelTiming(size, KernelTreeStep.PaddedRows(size), kernelMedian, kernelMin, usualMedian, usualMin,
-                kernelMedian / plainMedian, usualMedian / plainMedian);
-            timings.Add(timing);
-            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{size,2} entries: kernels {kernelMedian:F3} ms (min {kernelMin:F3}, {timing.KernelToPlain:F2}x plain), usual path {usualMedian:F3} ms ({timing.UsualToPlain:F2}x plain)"));
-        }
-        bool passed = compactionExact && checks.All(c => c.Repeatable);
-        output.WriteLine(passed ? "PASS" : "FAIL");
-        if (outputPath is not null)
-        {
-            var result = new TreeKernelsResult(DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture), version, gpu, checkpoint ?? shape, context,
-                plainMedian, plainTimes[0], checks, timings, decode, kernelDiff, usualDiff, perStep, passed);
-            File.WriteAllText(outputPath, JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true }));
-        }
-        return passed ? 0 : GraphProbeCommand.MismatchExitCode;
+        return (compactionExact, kernelDiff, usualDiff, perStep);
     }
 
     /// <summary>Greedy speculative decoding from <paramref name="root"/> (slot 0 rolled back to <paramref name="cached"/>)

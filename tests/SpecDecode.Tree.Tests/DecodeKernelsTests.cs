@@ -61,6 +61,7 @@ public sealed partial class DecodeKernelsTests
     [InlineData("GemvParams", typeof(GemvParams))]
     [InlineData("AttentionParams", typeof(AttentionParams))]
     [InlineData("TreeGemmParams", typeof(TreeGemmParams))]
+    [InlineData("TreeFinishParams", typeof(TreeFinishParams))]
     [InlineData("TreeNormParams", typeof(TreeNormParams))]
     [InlineData("TreeAttentionParams", typeof(TreeAttentionParams))]
     [InlineData("TreeAcceptParams", typeof(TreeAcceptParams))]
