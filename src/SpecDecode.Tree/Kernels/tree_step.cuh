@@ -20,6 +20,15 @@
 #define TREE_MAX_ROWS 64                    // entries per step at most: an ancestor set is one 64-bit word
 #define TREE_SUB 64                         // keys per attention sub-chunk in shared memory
 #define TREE_MAX_CHUNKS 32                  // attention chunks per (kv head, row group) at most
+#ifndef TREE_L2_256
+#define TREE_L2_256 1
+#endif
+#ifndef TREE_ATTENTION_WGMMA
+#define TREE_ATTENTION_WGMMA 1
+#endif
+#ifndef TREE_PREFETCH_STAGES
+#define TREE_PREFETCH_STAGES 0
+#endif
 
 __device__ __forceinline__ void mma_bf16(float* c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1)
 {
@@ -49,6 +58,17 @@ __device__ __forceinline__ void cp_async16(void* shared, const void* global)
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"((uint32_t)__cvta_generic_to_shared(shared)), "l"(global) : "memory");
 }
 
+// The same, asking L2 to fetch the 256-byte block around the 16 bytes from memory (the L2::256B hint): a product reads
+// each weight row 128 bytes per stage, so the next stage's piece of the row comes in the same memory access.
+__device__ __forceinline__ void cp_async16_l2_256(void* shared, const void* global)
+{
+#if TREE_L2_256
+    asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16;" ::"r"((uint32_t)__cvta_generic_to_shared(shared)), "l"(global) : "memory");
+#else
+    cp_async16(shared, global);
+#endif
+}
+
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 
 template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
@@ -58,6 +78,73 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi)
     __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
     return *reinterpret_cast<uint32_t*>(&v);
 }
+
+// Warpgroup products (wgmma, sm_90a only: __CUDA_ARCH_FEAT_SM90_ALL): the four warps of a product block issue
+// m64nNk16 products that read both operands from the shared-memory stages and run asynchronously; the stages' layout
+// (rows of 64 bf16 = 128 bytes, 16-byte piece c of row r at c ^ (r % 8), stage bases 1024-byte aligned) is the one
+// wgmma calls K-major with 128-byte swizzle. Other GPUs take mma.sync below.
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define TREE_WGMMA 1
+// A matrix descriptor: start address, leading byte offset 16 (unused with swizzle), 1024 bytes between groups of 8 rows,
+// 128-byte swizzle. Adding 2 moves the start 32 bytes (16 k) along the rows.
+__device__ __forceinline__ uint64_t wgmma_desc(const void* smem)
+{
+    uint32_t a = (uint32_t)__cvta_generic_to_shared(smem);
+    return (uint64_t)((a & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
+}
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+__device__ __forceinline__ void wgmma_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory"); }
+// cp.async writes shared memory through the generic proxy, wgmma reads it through the async proxy
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
+// keeps the compiler from moving accumulator reads or writes across an asynchronous product
+template <int N> __device__ __forceinline__ void wgmma_hold(float* d)
+{
+#pragma unroll
+    for (int i = 0; i < N; i++) asm volatile("" : "+f"(d[i])::"memory");
+}
+// D (64 x N, float32, accumulated) += A (64 x 16) B (N x 16)^T, both K-major in shared memory
+template <int N> __device__ __forceinline__ void wgmma_bf16(float* d, uint64_t a, uint64_t b);
+template <> __device__ __forceinline__ void wgmma_bf16<8>(float* d, uint64_t a, uint64_t b)
+{
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %6, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n8k16.f32.bf16.bf16 {%0,%1,%2,%3}, %4, %5, p, 1, 1, 0, 0;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "l"(a), "l"(b), "r"(1));
+}
+template <> __device__ __forceinline__ void wgmma_bf16<16>(float* d, uint64_t a, uint64_t b)
+{
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %10, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7}, %8, %9, p, 1, 1, 0, 0;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
+                 : "l"(a), "l"(b), "r"(1));
+}
+template <> __device__ __forceinline__ void wgmma_bf16<32>(float* d, uint64_t a, uint64_t b)
+{
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, %16, %17, p, 1, 1, 0, 0;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+                 : "l"(a), "l"(b), "r"(1));
+}
+template <> __device__ __forceinline__ void wgmma_bf16<64>(float* d, uint64_t a, uint64_t b)
+{
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+                 : "l"(a), "l"(b), "r"(1));
+}
+// D (64 x 64, float32) = (accumulate ? D : 0) + A (64 x 16, this warp's 16 rows in registers as mma.sync takes them)
+// B (64 x 16)^T, B K-major in shared memory
+__device__ __forceinline__ void wgmma_bf16_rs64(float* d, const uint32_t* a, uint64_t b, int accumulate)
+{
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, p, 1, 1, 0;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate));
+}
+#else
+#define TREE_WGMMA 0
+#endif
 
 // Fragments. Every mma operand is loaded with ldmatrix from shared memory, which puts each fragment into the four (A)
 // or two (B) consecutive registers that mma takes: fragments assembled from 16-byte loads in a permuted k order need
@@ -116,8 +203,10 @@ __device__ void tree_gemm(const TreeGemmParams& p)
     constexpr int ROWS = NT * 8;
     constexpr int WSTAGE = TREE_TILE * TREE_KSTEP;                      // bf16 of weights per stage (16 KB)
     constexpr int STAGE = WSTAGE + ROWS * TREE_KSTEP;                    // and of the input rows (up to 8 KB)
-    bf16* smem = reinterpret_cast<bf16*>(tree_smem);                     // [stages][weights | input rows]
-    float* st = reinterpret_cast<float*>(tree_smem);                     // [rows][TREE_TSTRIDE], after the products
+    // stages from the first 1024-byte boundary (the host asks for 1 KB more): the swizzle repeats every 8 rows
+    unsigned char* aligned = tree_smem + ((1024u - ((uint32_t)__cvta_generic_to_shared(tree_smem) & 1023u)) & 1023u);
+    bf16* smem = reinterpret_cast<bf16*>(aligned);                       // [stages][weights | input rows]
+    float* st = reinterpret_cast<float*>(aligned);                       // [rows][TREE_TSTRIDE], after the products
     int tid = threadIdx.x, lane = tid & (WARP - 1), warp = tid / WARP;
     int tile = blockIdx.x, split = blockIdx.y;
     int k0 = split * p.k_split;
@@ -135,7 +224,7 @@ __device__ void tree_gemm(const TreeGemmParams& p)
     {
         bf16* stage = smem + (s % stages) * STAGE + first * TREE_KSTEP + swizzled;
 #pragma unroll
-        for (int j = 0; j < TREE_TILE / 16; j++) cp_async16(stage + 16 * j * TREE_KSTEP, src[j] + s * TREE_KSTEP);
+        for (int j = 0; j < TREE_TILE / 16; j++) cp_async16_l2_256(stage + 16 * j * TREE_KSTEP, src[j] + s * TREE_KSTEP);
     };
     const bf16* xs = p.x + (int64_t)first * p.k + k0 + piece * 8;
     auto issue_rows = [&](int s)
@@ -145,10 +234,34 @@ __device__ void tree_gemm(const TreeGemmParams& p)
         for (int j = 0; j < (ROWS + 15) / 16; j++)
             if (first + 16 * j < ROWS) cp_async16(stage + 16 * j * TREE_KSTEP, xs + (int64_t)16 * j * p.k + s * TREE_KSTEP);
     };
+    // L2 asked for TREE_PREFETCH_STAGES stages of each weight row at once (one contiguous run per row instead of a
+    // 128-byte piece per stage), a run ahead of the loads
+    auto prefetch_rows = [&](int s0)
+    {
+#if TREE_PREFETCH_STAGES > 0 && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+        if (piece == 0 && s0 < steps)
+        {
+            uint32_t bytes = (uint32_t)(min(TREE_PREFETCH_STAGES, steps - s0) * TREE_KSTEP * 2);
+#pragma unroll
+            for (int j = 0; j < TREE_TILE / 16; j++)
+                asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src[j] + s0 * TREE_KSTEP), "r"(bytes) : "memory");
+        }
+#endif
+    };
+    prefetch_rows(0);
     // the first stages' weights before the previous kernel ends; the input rows (its output) after; one commit group
     // per stage, the weights of the first stages riding in the first group
     for (int s = 0; s < stages - 1; s++)
         if (s < steps) issue_weights(s);
+#if TREE_WGMMA
+    // the two 64-row halves of the tile: element 4nt + i of half mt is output row 64mt + 16 warp + g + 8(i / 2), input
+    // row 8nt + 2q + i % 2 (g = lane / 4, q = lane % 4), as mma.sync lays out a 16 x 8 tile
+    float acc[2][NT * 4];
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int i = 0; i < NT * 4; i++) acc[mt][i] = 0.f;
+#else
     float acc[2][NT][4];
 #pragma unroll
     for (int mt = 0; mt < 2; mt++)
@@ -156,6 +269,7 @@ __device__ void tree_gemm(const TreeGemmParams& p)
         for (int nt = 0; nt < NT; nt++)
 #pragma unroll
             for (int i = 0; i < 4; i++) acc[mt][nt][i] = 0.f;
+#endif
     grid_wait();
     grid_trigger();
     for (int s = 0; s < stages - 1; s++)
@@ -165,10 +279,40 @@ __device__ void tree_gemm(const TreeGemmParams& p)
     }
     for (int s = 0; s < steps; s++)
     {
+#if TREE_PREFETCH_STAGES > 0
+        if (s % TREE_PREFETCH_STAGES == 0) prefetch_rows(s + TREE_PREFETCH_STAGES);
+#endif
         if (stages == 4)
             cp_async_wait<2>();
         else
             cp_async_wait<1>();
+#if TREE_WGMMA
+        // this thread's copies of stage s are visible to the products; the previous step's products have read their
+        // stage, which the loads below refill once every thread is here
+        fence_proxy_async();
+        wgmma_wait_all();
+        wgmma_hold<NT * 4>(acc[0]);
+        wgmma_hold<NT * 4>(acc[1]);
+        __syncthreads();
+        if (s + stages - 1 < steps)
+        {
+            issue_weights(s + stages - 1);
+            issue_rows(s + stages - 1);
+        }
+        cp_async_commit();
+        {
+            const bf16* stage = smem + (s % stages) * STAGE;
+            uint64_t wa = wgmma_desc(stage), wb = wgmma_desc(stage + WSTAGE);
+            wgmma_fence();
+#pragma unroll
+            for (int kk = 0; kk < TREE_KSTEP / 16; kk++)
+#pragma unroll
+                for (int mt = 0; mt < 2; mt++) wgmma_bf16<ROWS>(acc[mt], wa + mt * (64 * TREE_KSTEP * 2 / 16) + kk * 2, wb + kk * 2);
+            wgmma_commit();
+            wgmma_hold<NT * 4>(acc[0]);
+            wgmma_hold<NT * 4>(acc[1]);
+        }
+#else
         __syncthreads();
         // the stage consumed in the previous step is free for step s + stages - 1
         if (s + stages - 1 < steps)
@@ -206,10 +350,24 @@ __device__ void tree_gemm(const TreeGemmParams& p)
                         mma_bf16(acc[mt][nt], a[mt][2 * kp + h][0], a[mt][2 * kp + h][1], a[mt][2 * kp + h][2], a[mt][2 * kp + h][3], b[2 * h], b[2 * h + 1]);
             }
         }
+#endif
     }
     cp_async_wait<0>();
     // the block's sums into the tile: st[input row][output row]
     int g = lane >> 2, q = lane & 3;
+#if TREE_WGMMA
+    wgmma_wait_all();
+    wgmma_hold<NT * 4>(acc[0]);
+    wgmma_hold<NT * 4>(acc[1]);
+    __syncthreads();
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+                st[(nt * 8 + q * 2 + (i & 1)) * TREE_TSTRIDE + mt * 64 + warp * 16 + g + (i >> 1) * 8] = acc[mt][nt * 4 + i];
+#else
     __syncthreads();
 #pragma unroll
     for (int mt = 0; mt < 2; mt++)
@@ -218,6 +376,7 @@ __device__ void tree_gemm(const TreeGemmParams& p)
 #pragma unroll
             for (int i = 0; i < 4; i++)
                 st[(nt * 8 + q * 2 + (i & 1)) * TREE_TSTRIDE + warp * 32 + mt * 16 + g + (i >> 1) * 8] = acc[mt][nt][i];
+#endif
     __syncthreads();
     int64_t n = p.n;
     if (MODE == 2 && gridDim.y == 1)
@@ -510,8 +669,17 @@ __device__ void tree_attention(const TreeAttentionParams& p)
     constexpr int STRIDE = HD + 8;          // padded key / value row (bf16)
     constexpr int BUFFER = TREE_SUB * STRIDE;
     extern __shared__ __align__(16) unsigned char tree_smem[];
-    bf16* kbuf = reinterpret_cast<bf16*>(tree_smem);   // two sub-chunks of keys, then two of values
-    bf16* vbuf = kbuf + 2 * BUFFER;
+    // from the first 1024-byte boundary (the host asks for 1 KB more)
+    unsigned char* aligned = tree_smem + ((1024u - ((uint32_t)__cvta_generic_to_shared(tree_smem) & 1023u)) & 1023u);
+#if TREE_WGMMA && TREE_ATTENTION_WGMMA
+    // keys as wgmma's B operand: per buffer, HD / 64 column blocks of [64 keys][64 dimensions] (128-byte rows, 16-byte
+    // piece c of key k at c ^ (k % 8)); the scores of the block's 64 query rows come from one warpgroup product
+    constexpr int KBUFFER = TREE_SUB * HD;
+#else
+    constexpr int KBUFFER = BUFFER;
+#endif
+    bf16* kbuf = reinterpret_cast<bf16*>(aligned);     // two sub-chunks of keys, then two of values
+    bf16* vbuf = kbuf + 2 * KBUFFER;
     int tid = threadIdx.x, threads = blockDim.x, lane = tid & (WARP - 1), warp = tid / WARP, g = lane >> 2, q = lane & 3;
     int chunk = blockIdx.x, kvh = blockIdx.y;
     int groups = p.heads / p.kv_heads, query_rows = groups * p.rows, block_rows = threads / WARP * 16;
@@ -560,7 +728,11 @@ __device__ void tree_attention(const TreeAttentionParams& p)
         for (int i = tid; i < TREE_SUB * HD / 8; i += threads)
         {
             int key = i / (HD / 8), c = i % (HD / 8);
+#if TREE_WGMMA && TREE_ATTENTION_WGMMA
+            bf16* kd = kbuf + buffer * KBUFFER + (c / 8) * TREE_SUB * 64 + key * 64 + ((c % 8) ^ (key & 7)) * 8;
+#else
             bf16* kd = kbuf + buffer * BUFFER + key * STRIDE + c * 8;
+#endif
             bf16* vd = vbuf + buffer * BUFFER + key * STRIDE + c * 8;
             if (base + key < end)
             {
@@ -584,11 +756,28 @@ __device__ void tree_attention(const TreeAttentionParams& p)
         if (sub + 1 < subs) stage(base + TREE_SUB, (sub + 1) & 1);
         cp_async_commit();
         cp_async_wait<1>();
+#if TREE_WGMMA && TREE_ATTENTION_WGMMA
+        fence_proxy_async();
+#endif
         __syncthreads();
-        const bf16* ks = kbuf + (sub & 1) * BUFFER;
+        const bf16* ks = kbuf + (sub & 1) * KBUFFER;
         const bf16* vs = vbuf + (sub & 1) * BUFFER;
-        // scores: K's B operand by ldmatrix (lane l gives key nt × 8 + l % 8 at dimension 32kp + 8 × (l / 8))
         float s[8][4];
+#if TREE_WGMMA && TREE_ATTENTION_WGMMA
+        // scores: one warpgroup product per 16 dimensions, Q from registers, K from the swizzled buffer; element 4nt + i
+        // lands where mma.sync puts s[nt][i]
+        {
+            float* sd = &s[0][0];
+            wgmma_fence();
+#pragma unroll
+            for (int kd = 0; kd < KD; kd++)
+                wgmma_bf16_rs64(sd, qa[kd], wgmma_desc(ks + (kd / 4) * TREE_SUB * 64) + (kd % 4) * 2, kd > 0);
+            wgmma_commit();
+            wgmma_wait_all();
+            wgmma_hold<32>(sd);
+        }
+#else
+        // scores: K's B operand by ldmatrix (lane l gives key nt × 8 + l % 8 at dimension 32kp + 8 × (l / 8))
 #pragma unroll
         for (int nt = 0; nt < 8; nt++)
         {
@@ -603,6 +792,7 @@ __device__ void tree_attention(const TreeAttentionParams& p)
                 mma_bf16(s[nt], qa[2 * kp + 1][0], qa[2 * kp + 1][1], qa[2 * kp + 1][2], qa[2 * kp + 1][3], b[2], b[3]);
             }
         }
+#endif
         // scale (to log2 units) and mask; the online softmax per row (a row's four threads hold its 64 keys). A sub-chunk
         // of prefix keys only is visible to every row: no mask.
         float mx[2] = {-INFINITY, -INFINITY};
