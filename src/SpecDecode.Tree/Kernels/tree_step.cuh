@@ -2,8 +2,9 @@
 // or 64 rows), the greedy acceptance and the cache compaction, with no libtorch op (Serving/KernelTreeStep.cs launches
 // them). Included at the end of decode_step.cu: one translation unit, one fatbin, the same helpers and numerics.
 //
-// What differs from the one-row step: the products take all rows per weight load on the tensor cores (mma.sync
-// m16n8k16, bf16 in, float32 sums), so the weights are still read once; attention is flash-style on the tensor cores
+// What differs from the one-row step: the products take all rows per weight load on the tensor cores (bf16 in, float32
+// sums: wgmma on sm_90a, mma.sync m16n8k16 elsewhere), so the weights are still read once; attention is flash-style on
+// the tensor cores (mma.sync)
 // with the tree's ancestor sets as the mask, and rounds the probabilities to bf16 before the product with V, as SDPA's
 // kernels do. Everything else (roundings, rotary, silu, argmax ties) is the one-row step's.
 //
@@ -13,22 +14,13 @@
 // 0, depth 0, ancestors {root}; they write nothing into the cache.
 
 #define TREE_THREADS 128                    // four warps
-#define TREE_TILE 128                       // output rows per block of a product (32 per warp)
-#define TREE_KSTEP 64                       // k per register step (four mma k-steps)
+#define TREE_TILE 128                       // output rows per block of a product
+#define TREE_KSTEP 64                       // k per shared-memory stage (four k-steps of 16)
 #define TREE_STAGES 4                       // stages per product block at most (16 KB of weights and up to 8 KB of input rows each)
 #define TREE_TSTRIDE (TREE_TILE + 4)        // finished tile row in float32
 #define TREE_MAX_ROWS 64                    // entries per step at most: an ancestor set is one 64-bit word
 #define TREE_SUB 64                         // keys per attention sub-chunk in shared memory
 #define TREE_MAX_CHUNKS 32                  // attention chunks per (kv head, row group) at most
-#ifndef TREE_L2_256
-#define TREE_L2_256 1
-#endif
-#ifndef TREE_ATTENTION_WGMMA
-#define TREE_ATTENTION_WGMMA 1
-#endif
-#ifndef TREE_PREFETCH_STAGES
-#define TREE_PREFETCH_STAGES 0
-#endif
 
 __device__ __forceinline__ void mma_bf16(float* c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1)
 {
@@ -62,11 +54,7 @@ __device__ __forceinline__ void cp_async16(void* shared, const void* global)
 // each weight row 128 bytes per stage, so the next stage's piece of the row comes in the same memory access.
 __device__ __forceinline__ void cp_async16_l2_256(void* shared, const void* global)
 {
-#if TREE_L2_256
     asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16;" ::"r"((uint32_t)__cvta_generic_to_shared(shared)), "l"(global) : "memory");
-#else
-    cp_async16(shared, global);
-#endif
 }
 
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
@@ -133,15 +121,6 @@ template <> __device__ __forceinline__ void wgmma_bf16<64>(float* d, uint64_t a,
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
                  : "l"(a), "l"(b), "r"(1));
 }
-// D (64 x 64, float32) = (accumulate ? D : 0) + A (64 x 16, this warp's 16 rows in registers as mma.sync takes them)
-// B (64 x 16)^T, B K-major in shared memory
-__device__ __forceinline__ void wgmma_bf16_rs64(float* d, const uint32_t* a, uint64_t b, int accumulate)
-{
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, p, 1, 1, 0;\n}\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate));
-}
 #else
 #define TREE_WGMMA 0
 #endif
@@ -192,7 +171,8 @@ __device__ __forceinline__ const bf16* tree_weight_row(const TreeGemmParams& p, 
 }
 
 // One product of the tree step: block (tile, split) computes TREE_TILE output rows for all input rows over a 1/splits
-// part of k; warp w takes rows 32w..32w+31 as two mma row tiles, every input row as NT column tiles. Modes 0-2 leave the
+// part of k: on sm_90a as two warpgroup products per 16 k (rows 0-63 and 64-127, every input row), elsewhere warp w
+// takes rows 32w..32w+31 as two mma row tiles, every input row as NT column tiles. Modes 0-2 leave the
 // block's float32 sums in work[split] for tree_finish (a serial epilogue in the last block of a tile, with its
 // round trips to L2 per element, cost about 1 µs per input row per product); mode 3, the output head (no split), takes
 // the argmax of each input row over its tile at once.
@@ -213,8 +193,8 @@ __device__ void tree_gemm(const TreeGemmParams& p)
     int steps = p.k_split / TREE_KSTEP, stages = p.stages;
     // Weights and input rows stream through shared memory in 3 or 4 stages of 64 k (cp.async: nothing held in
     // registers while in flight, and no stall to stage the input). A row's eight 16-byte pieces of a stage go to
-    // piece ^ (row % 8), so that ldmatrix's eight row addresses per matrix hit distinct banks. Thread tid copies piece
-    // tid % 8 of weight rows tid / 8 + 16j, and of input rows likewise.
+    // piece ^ (row % 8), so that ldmatrix's eight row addresses per matrix hit distinct banks (and as wgmma's 128-byte
+    // swizzle lays them out). Thread tid copies piece tid % 8 of weight rows tid / 8 + 16j, and of input rows likewise.
     int piece = tid & 7, first = tid >> 3;
     int swizzled = (piece ^ (first & 7)) * 8;
     const bf16* src[TREE_TILE / 16];
@@ -234,21 +214,6 @@ __device__ void tree_gemm(const TreeGemmParams& p)
         for (int j = 0; j < (ROWS + 15) / 16; j++)
             if (first + 16 * j < ROWS) cp_async16(stage + 16 * j * TREE_KSTEP, xs + (int64_t)16 * j * p.k + s * TREE_KSTEP);
     };
-    // L2 asked for TREE_PREFETCH_STAGES stages of each weight row at once (one contiguous run per row instead of a
-    // 128-byte piece per stage), a run ahead of the loads
-    auto prefetch_rows = [&](int s0)
-    {
-#if TREE_PREFETCH_STAGES > 0 && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-        if (piece == 0 && s0 < steps)
-        {
-            uint32_t bytes = (uint32_t)(min(TREE_PREFETCH_STAGES, steps - s0) * TREE_KSTEP * 2);
-#pragma unroll
-            for (int j = 0; j < TREE_TILE / 16; j++)
-                asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src[j] + s0 * TREE_KSTEP), "r"(bytes) : "memory");
-        }
-#endif
-    };
-    prefetch_rows(0);
     // the first stages' weights before the previous kernel ends; the input rows (its output) after; one commit group
     // per stage, the weights of the first stages riding in the first group
     for (int s = 0; s < stages - 1; s++)
@@ -279,9 +244,6 @@ __device__ void tree_gemm(const TreeGemmParams& p)
     }
     for (int s = 0; s < steps; s++)
     {
-#if TREE_PREFETCH_STAGES > 0
-        if (s % TREE_PREFETCH_STAGES == 0) prefetch_rows(s + TREE_PREFETCH_STAGES);
-#endif
         if (stages == 4)
             cp_async_wait<2>();
         else
@@ -669,27 +631,61 @@ __device__ void tree_attention(const TreeAttentionParams& p)
     constexpr int STRIDE = HD + 8;          // padded key / value row (bf16)
     constexpr int BUFFER = TREE_SUB * STRIDE;
     extern __shared__ __align__(16) unsigned char tree_smem[];
-    // from the first 1024-byte boundary (the host asks for 1 KB more)
-    unsigned char* aligned = tree_smem + ((1024u - ((uint32_t)__cvta_generic_to_shared(tree_smem) & 1023u)) & 1023u);
-#if TREE_WGMMA && TREE_ATTENTION_WGMMA
-    // keys as wgmma's B operand: per buffer, HD / 64 column blocks of [64 keys][64 dimensions] (128-byte rows, 16-byte
-    // piece c of key k at c ^ (k % 8)); the scores of the block's 64 query rows come from one warpgroup product
-    constexpr int KBUFFER = TREE_SUB * HD;
-#else
-    constexpr int KBUFFER = BUFFER;
-#endif
-    bf16* kbuf = reinterpret_cast<bf16*>(aligned);     // two sub-chunks of keys, then two of values
-    bf16* vbuf = kbuf + 2 * KBUFFER;
+    bf16* kbuf = reinterpret_cast<bf16*>(tree_smem);   // two sub-chunks of keys, then two of values
+    bf16* vbuf = kbuf + 2 * BUFFER;
     int tid = threadIdx.x, threads = blockDim.x, lane = tid & (WARP - 1), warp = tid / WARP, g = lane >> 2, q = lane & 3;
     int chunk = blockIdx.x, kvh = blockIdx.y;
     int groups = p.heads / p.kv_heads, query_rows = groups * p.rows, block_rows = threads / WARP * 16;
-    grid_wait();
-    grid_trigger();
+    // The step's inputs (uploaded before the step) and the cached prefix (written by earlier steps) are not the previous
+    // kernel's output: read them, and start copying a first sub-chunk of prefix keys, before grid_wait.
     int64_t length = p.state[0];
     int entries = (int)p.state[1];
     const unsigned long long* ancestors = reinterpret_cast<const unsigned long long*>(p.state + 2 + 3 * p.rows);
     int64_t keys = length + entries;
     int64_t begin = (int64_t)chunk * p.chunk, end = min(begin + p.chunk, keys);
+    const bf16* kc = p.k_cache + kvh * p.head_stride;
+    const bf16* vc = p.v_cache + kvh * p.head_stride;
+    const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
+    // a thread copies 16-byte piece tid % (HD / 8) of keys tid / (HD / 8) + j × threads / (HD / 8)
+    int piece = tid % (HD / 8), first_key = tid / (HD / 8), key_step = threads / (HD / 8);
+    auto stage = [&](int64_t base, int buffer)
+    {
+        if (base + TREE_SUB <= end)
+        {
+            // a whole sub-chunk: no bounds on the cache, the addresses one increment apart
+            bf16* kd = kbuf + buffer * BUFFER + piece * 8;
+            bf16* vd = vbuf + buffer * BUFFER + piece * 8;
+            const bf16* ks = kc + base * HD + piece * 8;
+            const bf16* vs = vc + base * HD + piece * 8;
+            for (int key = first_key; key < TREE_SUB; key += key_step)
+            {
+                cp_async16(kd + key * STRIDE, ks + key * HD);
+                cp_async16(vd + key * STRIDE, vs + key * HD);
+            }
+            return;
+        }
+        for (int i = tid; i < TREE_SUB * HD / 8; i += threads)
+        {
+            int key = i / (HD / 8), c = i % (HD / 8);
+            bf16* kd = kbuf + buffer * BUFFER + key * STRIDE + c * 8;
+            bf16* vd = vbuf + buffer * BUFFER + key * STRIDE + c * 8;
+            if (base + key < end)
+            {
+                cp_async16(kd, kc + (base + key) * HD + c * 8);
+                cp_async16(vd, vc + (base + key) * HD + c * 8);
+            }
+            else
+            {
+                *reinterpret_cast<uint4*>(kd) = zero;
+                *reinterpret_cast<uint4*>(vd) = zero;
+            }
+        }
+    };
+    int subs = begin < end ? (int)((end - begin + TREE_SUB - 1) / TREE_SUB) : 0;
+    bool early = subs > 0 && begin + TREE_SUB <= length;
+    if (early) stage(begin, 0);
+    grid_wait();
+    grid_trigger();
     int rr[2] = {(int)blockIdx.z * block_rows + warp * 16 + g, (int)blockIdx.z * block_rows + warp * 16 + g + 8};
     int index[2];
     unsigned long long seen[2];
@@ -720,34 +716,7 @@ __device__ void tree_attention(const TreeAttentionParams& p)
     for (int dn = 0; dn < DN; dn++)
 #pragma unroll
         for (int i = 0; i < 4; i++) o[dn][i] = 0.f;
-    const bf16* kc = p.k_cache + kvh * p.head_stride;
-    const bf16* vc = p.v_cache + kvh * p.head_stride;
-    const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
-    auto stage = [&](int64_t base, int buffer)
-    {
-        for (int i = tid; i < TREE_SUB * HD / 8; i += threads)
-        {
-            int key = i / (HD / 8), c = i % (HD / 8);
-#if TREE_WGMMA && TREE_ATTENTION_WGMMA
-            bf16* kd = kbuf + buffer * KBUFFER + (c / 8) * TREE_SUB * 64 + key * 64 + ((c % 8) ^ (key & 7)) * 8;
-#else
-            bf16* kd = kbuf + buffer * BUFFER + key * STRIDE + c * 8;
-#endif
-            bf16* vd = vbuf + buffer * BUFFER + key * STRIDE + c * 8;
-            if (base + key < end)
-            {
-                cp_async16(kd, kc + (base + key) * HD + c * 8);
-                cp_async16(vd, vc + (base + key) * HD + c * 8);
-            }
-            else
-            {
-                *reinterpret_cast<uint4*>(kd) = zero;
-                *reinterpret_cast<uint4*>(vd) = zero;
-            }
-        }
-    };
-    int subs = begin < end ? (int)((end - begin + TREE_SUB - 1) / TREE_SUB) : 0;
-    if (subs > 0) stage(begin, 0);
+    if (subs > 0 && !early) stage(begin, 0);
     cp_async_commit();
     float scale = p.scale * 1.4426950408889634f;
     for (int sub = 0; sub < subs; sub++)
@@ -756,28 +725,11 @@ __device__ void tree_attention(const TreeAttentionParams& p)
         if (sub + 1 < subs) stage(base + TREE_SUB, (sub + 1) & 1);
         cp_async_commit();
         cp_async_wait<1>();
-#if TREE_WGMMA && TREE_ATTENTION_WGMMA
-        fence_proxy_async();
-#endif
         __syncthreads();
-        const bf16* ks = kbuf + (sub & 1) * KBUFFER;
+        const bf16* ks = kbuf + (sub & 1) * BUFFER;
         const bf16* vs = vbuf + (sub & 1) * BUFFER;
-        float s[8][4];
-#if TREE_WGMMA && TREE_ATTENTION_WGMMA
-        // scores: one warpgroup product per 16 dimensions, Q from registers, K from the swizzled buffer; element 4nt + i
-        // lands where mma.sync puts s[nt][i]
-        {
-            float* sd = &s[0][0];
-            wgmma_fence();
-#pragma unroll
-            for (int kd = 0; kd < KD; kd++)
-                wgmma_bf16_rs64(sd, qa[kd], wgmma_desc(ks + (kd / 4) * TREE_SUB * 64) + (kd % 4) * 2, kd > 0);
-            wgmma_commit();
-            wgmma_wait_all();
-            wgmma_hold<32>(sd);
-        }
-#else
         // scores: K's B operand by ldmatrix (lane l gives key nt × 8 + l % 8 at dimension 32kp + 8 × (l / 8))
+        float s[8][4];
 #pragma unroll
         for (int nt = 0; nt < 8; nt++)
         {
@@ -792,20 +744,19 @@ __device__ void tree_attention(const TreeAttentionParams& p)
                 mma_bf16(s[nt], qa[2 * kp + 1][0], qa[2 * kp + 1][1], qa[2 * kp + 1][2], qa[2 * kp + 1][3], b[2], b[3]);
             }
         }
-#endif
         // scale (to log2 units) and mask; the online softmax per row (a row's four threads hold its 64 keys). A sub-chunk
         // of prefix keys only is visible to every row: no mask.
         float mx[2] = {-INFINITY, -INFINITY};
-        if (base + TREE_SUB <= min(length, end))
+        bool prefix = base + TREE_SUB <= min(length, end);
+        if (prefix)
         {
+            // the maximum of the raw scores, scaled once (scale > 0); the exponentials below scale each score in an fma
 #pragma unroll
             for (int nt = 0; nt < 8; nt++)
 #pragma unroll
-                for (int i = 0; i < 4; i++)
-                {
-                    s[nt][i] *= scale;
-                    mx[i >> 1] = fmaxf(mx[i >> 1], s[nt][i]);
-                }
+                for (int i = 0; i < 4; i++) mx[i >> 1] = fmaxf(mx[i >> 1], s[nt][i]);
+            mx[0] *= scale;
+            mx[1] *= scale;
         }
         else
         {
@@ -833,16 +784,32 @@ __device__ void tree_attention(const TreeAttentionParams& p)
             m[j] = mn;
         }
         float sum[2] = {0.f, 0.f};
+        if (prefix)
+        {
+            // prefix keys only: every score and the maximum are finite
 #pragma unroll
-        for (int nt = 0; nt < 8; nt++)
+            for (int nt = 0; nt < 8; nt++)
 #pragma unroll
-            for (int i = 0; i < 4; i++)
-            {
-                int j = i >> 1;
-                float e = s[nt][i] == -INFINITY ? 0.f : exp2f(s[nt][i] - m[j]);
-                s[nt][i] = e;
-                sum[j] += e;
-            }
+                for (int i = 0; i < 4; i++)
+                {
+                    float e = exp2f(fmaf(s[nt][i], scale, -m[i >> 1]));
+                    s[nt][i] = e;
+                    sum[i >> 1] += e;
+                }
+        }
+        else
+        {
+#pragma unroll
+            for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+                for (int i = 0; i < 4; i++)
+                {
+                    int j = i >> 1;
+                    float e = s[nt][i] == -INFINITY ? 0.f : exp2f(s[nt][i] - m[j]);
+                    s[nt][i] = e;
+                    sum[j] += e;
+                }
+        }
 #pragma unroll
         for (int j = 0; j < 2; j++) l[j] = l[j] * corr[j] + sum[j];
 #pragma unroll
@@ -892,7 +859,29 @@ __device__ void tree_attention(const TreeAttentionParams& p)
 }
 
 // The chunks of tree_attention added: a warp per (entry, head); lane c holds chunk c's maximum and sum (at most 32
-// chunks), then lane l adds dimensions HD/32 × l onwards over the chunks, every load independent of the others.
+// chunks), then lane l adds dimensions HD/32 × l onwards over the chunks. The first TREE_MERGE_AHEAD chunks' partial rows
+// are loaded before the maximum is known, so that their loads overlap those of the maxima.
+#define TREE_MERGE_AHEAD 8
+
+template <int PER>
+__device__ __forceinline__ void load_partial(float* v, const float* at)
+{
+    if constexpr (PER == 4)
+    {
+        float4 x = __ldcg(reinterpret_cast<const float4*>(at));
+        v[0] = x.x;
+        v[1] = x.y;
+        v[2] = x.z;
+        v[3] = x.w;
+    }
+    else
+    {
+        float2 x = __ldcg(reinterpret_cast<const float2*>(at));
+        v[0] = x.x;
+        v[1] = x.y;
+    }
+}
+
 template <int HD>
 __device__ void tree_attention_merge(const TreeAttentionParams& p)
 {
@@ -903,6 +892,12 @@ __device__ void tree_attention_merge(const TreeAttentionParams& p)
     int64_t stride_rows = (int64_t)p.rows * p.heads;
     int64_t idx = (int64_t)blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP;
     if (idx >= stride_rows) return;
+    const float* po = p.partial_o + idx * HD + lane * PER;
+    int64_t plane = stride_rows * HD;
+    float ahead[TREE_MERGE_AHEAD][PER];
+#pragma unroll
+    for (int c = 0; c < TREE_MERGE_AHEAD; c++)
+        if (c < p.chunks) load_partial<PER>(ahead[c], po + c * plane);
     float m = -INFINITY, l = 0.f;
     if (lane < p.chunks)
     {
@@ -916,25 +911,21 @@ __device__ void tree_attention_merge(const TreeAttentionParams& p)
     float acc[PER];
 #pragma unroll
     for (int d = 0; d < PER; d++) acc[d] = 0.f;
-#pragma unroll 8
-    for (int c = 0; c < p.chunks; c++)
+#pragma unroll
+    for (int c = 0; c < TREE_MERGE_AHEAD; c++)
     {
+        if (c >= p.chunks) break;
         float wc = __shfl_sync(0xffffffffu, w, c);
-        const float* po = p.partial_o + ((int64_t)c * stride_rows + idx) * HD + lane * PER;
-        if (PER == 4)
-        {
-            float4 v = __ldcg(reinterpret_cast<const float4*>(po));
-            acc[0] = fmaf(wc, v.x, acc[0]);
-            acc[1] = fmaf(wc, v.y, acc[1]);
-            acc[2 % PER] = fmaf(wc, v.z, acc[2 % PER]);
-            acc[3 % PER] = fmaf(wc, v.w, acc[3 % PER]);
-        }
-        else
-        {
-            float2 v = __ldcg(reinterpret_cast<const float2*>(po));
-            acc[0] = fmaf(wc, v.x, acc[0]);
-            acc[1] = fmaf(wc, v.y, acc[1]);
-        }
+#pragma unroll
+        for (int d = 0; d < PER; d++) acc[d] = fmaf(wc, ahead[c][d], acc[d]);
+    }
+    for (int c = TREE_MERGE_AHEAD; c < p.chunks; c++)
+    {
+        float v[PER];
+        load_partial<PER>(v, po + c * plane);
+        float wc = __shfl_sync(0xffffffffu, w, c);
+#pragma unroll
+        for (int d = 0; d < PER; d++) acc[d] = fmaf(wc, v[d], acc[d]);
     }
     float inv = 1.f / total;
     uint32_t* out = reinterpret_cast<uint32_t*>(p.out + idx * HD + lane * PER);

@@ -32,9 +32,8 @@ internal sealed class KernelTreeStep : KernelStep
     private const int Tile = 128;
     private const int StagedChunk = 512;   // k per split at least
 
-    /// <summary>Dynamic shared memory of an attention block: two sub-chunks of 64 keys and values, rows padded by 8, and 1 KB
-    /// to start them on a 1,024-byte boundary (the keys' swizzle period on the wgmma path).</summary>
-    public static int AttentionSharedBytes(int headDim) => 4 * 64 * (headDim + 8) * 2 + 1024;
+    /// <summary>Dynamic shared memory of an attention block: two sub-chunks of 64 keys and values, rows padded by 8.</summary>
+    public static int AttentionSharedBytes(int headDim) => 4 * 64 * (headDim + 8) * 2;
 
     /// <summary>Dynamic shared memory of a product block: three or four stages of 64 k of its 128 weight rows and of the
     /// input rows, and 1 KB to start them on a 1,024-byte boundary (the swizzle's period, which wgmma needs).</summary>
@@ -199,10 +198,9 @@ internal sealed class KernelTreeStep : KernelStep
         IntPtr cacheBase = P(Cache), state = P(State), hidden = P(_hidden), normed = P(_normed);
         float eps = (float)c.RmsNormEps;
         int sms = Module.Multiprocessors, attentionWidth = c.HeadCount * c.HeadDim, shared = SharedBytes(rows);
-        // attention: blocks of four warps (one warpgroup: the scores of 64 query rows are one wgmma product on sm_90a), a
-        // warp per 16 query rows of a kv head
-        const int attentionWarps = 4;
+        // attention: a warp per 16 query rows of a kv head, at most four per block
         int queryRows = c.HeadCount / c.KeyValueHeadCount * rows;
+        int attentionWarps = Math.Min(4, (queryRows + 15) / 16);
         int rowGroups = (queryRows + attentionWarps * 16 - 1) / (attentionWarps * 16);
         int chunk = AttentionChunk(keys, rowGroups, c.KeyValueHeadCount, sms);
         int chunks = (int)((keys + chunk - 1) / chunk);
