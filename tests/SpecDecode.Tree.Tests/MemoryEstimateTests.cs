@@ -28,5 +28,30 @@ public sealed class MemoryEstimateTests
         Assert.True(m.TotalBytes < h100, $"{m.TotalBytes / 1e9:F1} GB");
         Assert.Equal(15, m.MaxSequences(h100, 32768));                   // (83.75 - 16.06) GB / 4.295 GB per 32k sequence = 15.8
         Assert.Equal(0, m.MaxSequences(m.WeightBytes, 10));
+        Assert.Equal(0, m.KernelBufferBytes);                            // no CUDA graphs: no kernel steps
+    }
+
+    /// <summary>With CUDA graphs the decode-step and tree-step kernels' buffers count too, as their sizes follow from the
+    /// shapes: the decode step's vectors, logits and per-chunk partials; the tree step's 64 rows of activations, the
+    /// largest product's split sums (gate/up in 8 splits on a GPU of unknown size, o and down in 8 on an H100's 132
+    /// multiprocessors, where gate/up runs in one) and 32 chunks of attention partials.</summary>
+    [Fact]
+    public void Llama31_8B_WithCudaGraphs_CountsTheKernelBuffers()
+    {
+        ModelConfig c = Llama31_8B();
+        var options = new TargetModelOptions { MaxBatch = 8, MaxContext = 32768, CudaGraphs = true };
+        long decode = (2L * 4096 + 2 * 4096 + 14336 + 128256) * 2 + 257L * (4096 + 64) * 4 + 9 * 4 + 8;
+        long rows = 64L * (2 * 4096 + 2 * 4096 + 14336) * 2, partials = 32L * 64 * (4096 + 64) * 4, inputs = (64 + 2 + 128 + 322) * 8L;
+        Assert.Equal(decode + rows + 8L * 64 * 28672 * 4 + partials + inputs, MemoryEstimate.For(c, options).KernelBufferBytes);
+        long h100 = MemoryEstimate.KernelBuffers(c, options, TorchSharp.torch.ScalarType.BFloat16, 132);
+        Assert.Equal(decode + rows + 8L * 64 * 4096 * 4 + partials + inputs, h100);
+        Assert.InRange(h100, 50_000_000, 52_000_000);
+
+        MemoryEstimate m = MemoryEstimate.For(c, options);
+        Assert.Equal(m.WeightBytes + m.KvCacheBytes + m.KernelBufferBytes, m.TotalBytes);
+        long justFifteen = m.WeightBytes + m.KernelBufferBytes + 15 * m.KvBytesPerToken * 32769;
+        Assert.Equal(15, m.MaxSequences(justFifteen, 32768));
+        Assert.Equal(14, m.MaxSequences(justFifteen - 1, 32768));         // the kernel buffers are not free for the cache
+        Assert.Equal(0, MemoryEstimate.For(c, new TargetModelOptions { MaxBatch = 8, MaxContext = 32768, CudaGraphs = true, DecodeKernels = false }).KernelBufferBytes);
     }
 }

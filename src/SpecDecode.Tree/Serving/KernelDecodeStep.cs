@@ -32,6 +32,15 @@ internal sealed class KernelDecodeStep : KernelStep
         Packed = Buffer(1, ScalarType.Int64);
     }
 
+    /// <summary>Bytes a decode step of <paramref name="c"/> keeps on the device for a cache of <paramref name="capacity"/>
+    /// positions: its activation vectors and logits, the attention partials and counters.</summary>
+    public static long BufferBytes(ModelConfig c, int capacity)
+    {
+        long width = (long)c.HeadCount * c.HeadDim, splits = (capacity + DecodeKernels.AttentionChunk) / DecodeKernels.AttentionChunk;
+        return (2L * c.HiddenSize + 2 * width + c.IntermediateSize + c.VocabSize) * 2 + splits * (width + c.HeadCount * 2L) * 4
+            + (c.KeyValueHeadCount + 1) * 4L + 8;
+    }
+
     /// <summary>The last step's logits [vocab] (bf16).</summary>
     public Tensor Logits { get; }
 

@@ -48,7 +48,7 @@ internal sealed class KernelTreeStep : KernelStep
         : base("tree", config, weights, cache, cos, sin)
     {
         ModelConfig c = config;
-        _mlp = (c.IntermediateSize + 63) / 64 * 64;
+        _mlp = Mlp(c);
         if (_mlp != c.IntermediateSize)
         {
             // Products take k in runs of 64 and gate/up in tiles of 64 features: zero rows and columns change nothing.
@@ -63,16 +63,38 @@ internal sealed class KernelTreeStep : KernelStep
         _q = Buffer((long)MaxRows * attentionWidth, ScalarType.BFloat16);
         _attention = Buffer((long)MaxRows * attentionWidth, ScalarType.BFloat16);
         _act = Buffer((long)MaxRows * _mlp, ScalarType.BFloat16);
-        // the split sums of the products that leave them (the head does not)
-        (string Kernel, int N, int K)[] products =
-            [("tree_qkv", QkvRows, c.HiddenSize), ("tree_rows", c.HiddenSize, attentionWidth), ("tree_gate_up", 2 * _mlp, c.HiddenSize), ("tree_rows", c.HiddenSize, _mlp)];
-        long work = products.Max(p => (long)ProductSplits(p.Kernel, p.N, p.K) * MaxRows * p.N);
-        _work = Buffer(work, ScalarType.Float32);
+        _work = Buffer(WorkElements(c, Module.Multiprocessors), ScalarType.Float32);
         _partialO = Buffer((long)MaxChunks * MaxRows * attentionWidth, ScalarType.Float32);
         _partialMl = Buffer((long)MaxChunks * MaxRows * c.HeadCount * 2, ScalarType.Float32);
         Argmax = Buffer(MaxRows, ScalarType.Int64);
         Result = Buffer(2 + 2 * MaxRows, ScalarType.Int64);
         State = Buffer(StateLength(MaxRows), ScalarType.Int64);
+    }
+
+    /// <summary>float32 elements of the work buffer: the largest product's split sums (the head leaves none).</summary>
+    private static long WorkElements(ModelConfig c, int multiprocessors)
+    {
+        int mlp = Mlp(c), attentionWidth = c.HeadCount * c.HeadDim, qkv = (c.HeadCount + 2 * c.KeyValueHeadCount) * c.HeadDim;
+        (string Kernel, int N, int K)[] products =
+            [("tree_qkv", qkv, c.HiddenSize), ("tree_rows", c.HiddenSize, attentionWidth), ("tree_gate_up", 2 * mlp, c.HiddenSize), ("tree_rows", c.HiddenSize, mlp)];
+        return products.Max(p => (long)ProductSplits(p.Kernel, p.N, p.K, multiprocessors) * MaxRows * p.N);
+    }
+
+    /// <summary>The MLP size rounded up to 64.</summary>
+    private static int Mlp(ModelConfig c) => (c.IntermediateSize + 63) / 64 * 64;
+
+    /// <summary>Bytes a tree step of <paramref name="c"/> keeps on the device on a GPU of <paramref name="multiprocessors"/>
+    /// multiprocessors (more multiprocessors, more k splits: <see cref="int.MaxValue"/> gives the most any GPU needs):
+    /// its activation rows, split sums, attention partials and inputs, and the zero-padded MLP weights of a model whose
+    /// MLP size is not a multiple of 64. Not the logits kept for comparisons.</summary>
+    public static long BufferBytes(ModelConfig c, int multiprocessors)
+    {
+        int mlp = Mlp(c), attentionWidth = c.HeadCount * c.HeadDim;
+        long rows = (long)MaxRows * (2L * c.HiddenSize + 2L * attentionWidth + mlp) * 2;
+        long partials = (long)MaxChunks * MaxRows * (attentionWidth + c.HeadCount * 2L) * 4;
+        long inputs = (MaxRows + 2 + 2 * MaxRows + StateLength(MaxRows)) * 8L;
+        long padded = mlp == c.IntermediateSize ? 0 : 3L * c.LayerCount * mlp * c.HiddenSize * 2;
+        return rows + WorkElements(c, multiprocessors) * 4 + partials + inputs + padded;
     }
 
     /// <summary>The step's inputs on the device: <see cref="StateLength"/>(rows) int64 (<see cref="PackState"/>).</summary>
@@ -148,7 +170,7 @@ internal sealed class KernelTreeStep : KernelStep
     /// of k / 64.</summary>
     internal static int Splits(int k, int tiles, int multiprocessors)
     {
-        int want = Math.Max(1, BlocksPerMultiprocessor * multiprocessors / tiles);
+        int want = (int)Math.Clamp((long)BlocksPerMultiprocessor * multiprocessors / tiles, 1, int.MaxValue);
         int splits = Math.Clamp(want, 1, Math.Max(1, Math.Min(8, k / StagedChunk)));
         while (splits > 1 && k / 64 % splits != 0)
         {
@@ -175,8 +197,8 @@ internal sealed class KernelTreeStep : KernelStep
 
     /// <summary>Splits of k for the product <paramref name="kernel"/> of <paramref name="n"/> output rows: the head keeps
     /// its tiles whole (its argmax needs them), the others fill one wave (<see cref="Splits(int, int, int)"/>).</summary>
-    private int ProductSplits(string kernel, int n, int k) =>
-        kernel == "tree_head_argmax" ? 1 : Splits(k, ProductTiles(kernel, n), Module.Multiprocessors);
+    private static int ProductSplits(string kernel, int n, int k, int multiprocessors) =>
+        kernel == "tree_head_argmax" ? 1 : Splits(k, ProductTiles(kernel, n), multiprocessors);
 
     /// <summary>The last <see cref="Enqueue"/> with logits on: [64, vocab] bf16, rows past the step's entries meaningless.</summary>
     public Tensor Logits => _logits ?? throw new InvalidOperationException("No step has kept its logits.");
@@ -208,7 +230,7 @@ internal sealed class KernelTreeStep : KernelStep
         // a product (its splits' sums into the work buffer, or for the head the argmax), then its epilogue
         int Product(string kernel, IntPtr x, int k, int n, IntPtr w0, IntPtr w1 = default, IntPtr w2 = default, IntPtr y = default)
         {
-            int splits = ProductSplits(kernel, n, k);
+            int splits = ProductSplits(kernel, n, k, Module.Multiprocessors);
             Module.Launch(kernel + "_" + rows, ProductTiles(kernel, n), splits, Threads, new TreeGemmParams
             {
                 X = x, K = k, N = n, Rows = rows, KSplit = k / splits, W0 = w0, W1 = w1, W2 = w2, Work = P(_work), Y = y,

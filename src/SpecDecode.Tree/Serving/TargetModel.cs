@@ -54,9 +54,16 @@ public sealed partial class TargetModel : IDisposable
             : DecodeAttention.Default;
     }
 
-    /// <summary>What the weights and the KV cache take on the device (see <see cref="MemoryEstimate.MaxSequences"/> for how
-    /// many sequences of a length would fit elsewhere). <see cref="MemoryEstimate.For"/> gives the same before loading.</summary>
-    public MemoryEstimate Memory => MemoryEstimate.For(Config, new TargetModelOptions { MaxBatch = MaxBatch, MaxContext = Capacity, DType = DType });
+    /// <summary>What the weights, the KV cache and the kernel steps' buffers take on the device (see
+    /// <see cref="MemoryEstimate.MaxSequences"/> for how many sequences of a length would fit elsewhere).
+    /// <see cref="MemoryEstimate.For"/> gives the same before loading, with the kernel buffers as large as any GPU needs
+    /// them.</summary>
+    public MemoryEstimate Memory => MemoryEstimate.For(Config, new TargetModelOptions { MaxBatch = MaxBatch, MaxContext = Capacity, DType = DType }) with
+    {
+        KernelBufferBytes = UsesDecodeKernels
+            ? KernelDecodeStep.BufferBytes(Config, Capacity) + (UsesTreeKernels ? KernelTreeStep.BufferBytes(Config, DecodeKernels.Get().Multiprocessors) : 0)
+            : 0,
+    };
 
     /// <summary>Whether the decoder layers run as one compiled TorchScript function (see <see cref="TargetModelOptions.ScriptedLayers"/>).</summary>
     public bool UsesScriptedLayers => _scripted is not null;
