@@ -77,6 +77,8 @@ internal static class TreeKernelsCommand
             error.WriteLine("The tree kernels do not run this model here: " + (DecodeKernels.IsAvailable ? KernelTreeStep.Unsupported(config) ?? "the decode-step kernels are off" : DecodeKernels.UnavailableReason));
             return GraphProbeCommand.MismatchExitCode;
         }
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"memory (TargetModel.Memory): weights {target.Memory.WeightBytes / 1e9:F2} GB, KV cache {target.Memory.KvCacheBytes / 1e9:F2} GB, kernel buffers {target.Memory.KernelBufferBytes / 1e6:F1} MB"));
         var random = new Random(11);
         int[] prompt = Enumerable.Range(0, context).Select(_ => random.Next(config.VocabSize)).ToArray();
         target.Prefill([(0, prompt[..^1])]);
