@@ -26,6 +26,14 @@ __device__ __forceinline__ float round_bf16(float v) { return __bfloat162float(_
 __device__ __forceinline__ float lo_bf16(uint32_t v) { return __uint_as_float(v << 16); }
 __device__ __forceinline__ float hi_bf16(uint32_t v) { return __uint_as_float(v & 0xffff0000u); }
 
+// silu(gate) · up from two float32 sums, rounded as the TorchScript MLP rounds: gate and up to bf16, silu(gate) to bf16;
+// the caller rounds the product when it stores it.
+__device__ __forceinline__ float silu_times(float gate, float up)
+{
+    float g = round_bf16(gate);
+    return round_bf16(g / (1.0f + expf(-g))) * round_bf16(up);
+}
+
 __device__ __forceinline__ float dot8(uint4 w, uint4 x, float acc)
 {
     acc = fmaf(lo_bf16(w.x), lo_bf16(x.x), acc); acc = fmaf(hi_bf16(w.x), hi_bf16(x.x), acc);
@@ -307,9 +315,7 @@ __device__ void gemv(const GemvParams& p)
         }
         else if (MODE == 2)
         {
-            float g = round_bf16(acc_a), u = round_bf16(acc_b);
-            float s = round_bf16(g / (1.0f + expf(-g)));
-            if (lane == 0) p.y[item] = __float2bfloat16_rn(s * u);
+            if (lane == 0) p.y[item] = __float2bfloat16_rn(silu_times(acc_a, acc_b));
         }
         else if (item < pairs)
         {

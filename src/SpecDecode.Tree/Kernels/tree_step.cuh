@@ -218,23 +218,15 @@ __device__ void tree_gemm(const TreeGemmParams& p)
     // per stage, the weights of the first stages riding in the first group
     for (int s = 0; s < stages - 1; s++)
         if (s < steps) issue_weights(s);
-#if TREE_WGMMA
-    // the two 64-row halves of the tile: element 4nt + i of half mt is output row 64mt + 16 warp + g + 8(i / 2), input
-    // row 8nt + 2q + i % 2 (g = lane / 4, q = lane % 4), as mma.sync lays out a 16 x 8 tile
+    // The sums, as mma.sync lays out a 16 x 8 tile: element 4nt + i of acc[mt] is output row acc_row(mt) + g + 8(i / 2),
+    // input row 8nt + 2q + i % 2 (g = lane / 4, q = lane % 4). wgmma: acc[mt] is the 64-row half mt of the tile, warp w
+    // its rows 16w..16w+15; mma.sync: warp w takes rows 32w..32w+31, acc[mt] rows 16mt..16mt+15 of them.
     float acc[2][NT * 4];
 #pragma unroll
     for (int mt = 0; mt < 2; mt++)
 #pragma unroll
         for (int i = 0; i < NT * 4; i++) acc[mt][i] = 0.f;
-#else
-    float acc[2][NT][4];
-#pragma unroll
-    for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-            for (int i = 0; i < 4; i++) acc[mt][nt][i] = 0.f;
-#endif
+    auto acc_row = [&](int mt) { return TREE_WGMMA ? mt * 64 + warp * 16 : warp * 32 + mt * 16; };
     grid_wait();
     grid_trigger();
     for (int s = 0; s < stages - 1; s++)
@@ -249,32 +241,12 @@ __device__ void tree_gemm(const TreeGemmParams& p)
         else
             cp_async_wait<1>();
 #if TREE_WGMMA
-        // this thread's copies of stage s are visible to the products; the previous step's products have read their
-        // stage, which the loads below refill once every thread is here
+        // this thread's copies of stage s are visible to the products; the previous step's products have read their stage
         fence_proxy_async();
         wgmma_wait_all();
         wgmma_hold<NT * 4>(acc[0]);
         wgmma_hold<NT * 4>(acc[1]);
-        __syncthreads();
-        if (s + stages - 1 < steps)
-        {
-            issue_weights(s + stages - 1);
-            issue_rows(s + stages - 1);
-        }
-        cp_async_commit();
-        {
-            const bf16* stage = smem + (s % stages) * STAGE;
-            uint64_t wa = wgmma_desc(stage), wb = wgmma_desc(stage + WSTAGE);
-            wgmma_fence();
-#pragma unroll
-            for (int kk = 0; kk < TREE_KSTEP / 16; kk++)
-#pragma unroll
-                for (int mt = 0; mt < 2; mt++) wgmma_bf16<ROWS>(acc[mt], wa + mt * (64 * TREE_KSTEP * 2 / 16) + kk * 2, wb + kk * 2);
-            wgmma_commit();
-            wgmma_hold<NT * 4>(acc[0]);
-            wgmma_hold<NT * 4>(acc[1]);
-        }
-#else
+#endif
         __syncthreads();
         // the stage consumed in the previous step is free for step s + stages - 1
         if (s + stages - 1 < steps)
@@ -284,6 +256,17 @@ __device__ void tree_gemm(const TreeGemmParams& p)
         }
         cp_async_commit();
         const bf16* stage = smem + (s % stages) * STAGE;
+#if TREE_WGMMA
+        uint64_t wa = wgmma_desc(stage), wb = wgmma_desc(stage + WSTAGE);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < TREE_KSTEP / 16; kk++)
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++) wgmma_bf16<ROWS>(acc[mt], wa + mt * (64 * TREE_KSTEP * 2 / 16) + kk * 2, wb + kk * 2);
+        wgmma_commit();
+        wgmma_hold<NT * 4>(acc[0]);
+        wgmma_hold<NT * 4>(acc[1]);
+#else
         const bf16* rows = stage + WSTAGE;
         // A fragments by ldmatrix: lane l gives row (l % 8) + 8 × ((l / 8) % 2) of the row tile and k piece 2ks + l / 16
         // (stored at piece ^ (row % 8)), so each fragment lands in four consecutive registers as mma takes them
@@ -309,7 +292,7 @@ __device__ void tree_gemm(const TreeGemmParams& p)
                 for (int h = 0; h < 2; h++)
 #pragma unroll
                     for (int mt = 0; mt < 2; mt++)
-                        mma_bf16(acc[mt][nt], a[mt][2 * kp + h][0], a[mt][2 * kp + h][1], a[mt][2 * kp + h][2], a[mt][2 * kp + h][3], b[2 * h], b[2 * h + 1]);
+                        mma_bf16(&acc[mt][nt * 4], a[mt][2 * kp + h][0], a[mt][2 * kp + h][1], a[mt][2 * kp + h][2], a[mt][2 * kp + h][3], b[2 * h], b[2 * h + 1]);
             }
         }
 #endif
@@ -321,24 +304,15 @@ __device__ void tree_gemm(const TreeGemmParams& p)
     wgmma_wait_all();
     wgmma_hold<NT * 4>(acc[0]);
     wgmma_hold<NT * 4>(acc[1]);
-    __syncthreads();
-#pragma unroll
-    for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-                st[(nt * 8 + q * 2 + (i & 1)) * TREE_TSTRIDE + mt * 64 + warp * 16 + g + (i >> 1) * 8] = acc[mt][nt * 4 + i];
-#else
-    __syncthreads();
-#pragma unroll
-    for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-                st[(nt * 8 + q * 2 + (i & 1)) * TREE_TSTRIDE + warp * 32 + mt * 16 + g + (i >> 1) * 8] = acc[mt][nt][i];
 #endif
+    __syncthreads();
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+                st[(nt * 8 + q * 2 + (i & 1)) * TREE_TSTRIDE + acc_row(mt) + g + (i >> 1) * 8] = acc[mt][nt * 4 + i];
     __syncthreads();
     int64_t n = p.n;
     if (MODE == 2 && gridDim.y == 1)
@@ -351,11 +325,7 @@ __device__ void tree_gemm(const TreeGemmParams& p)
             const float* gate = st + t * TREE_TSTRIDE + j;
             float o[4];
 #pragma unroll
-            for (int c = 0; c < 4; c++)
-            {
-                float gv = round_bf16(gate[c]), uv = round_bf16(gate[c + HALF]);
-                o[c] = round_bf16(gv / (1.0f + expf(-gv))) * uv;
-            }
+            for (int c = 0; c < 4; c++) o[c] = silu_times(gate[c], gate[c + HALF]);
             *reinterpret_cast<uint2*>(p.y + (int64_t)t * (n / 2) + tile * HALF + j) = make_uint2(pack_bf16(o[0], o[1]), pack_bf16(o[2], o[3]));
         }
     }
@@ -505,11 +475,7 @@ __device__ void tree_finish(const TreeFinishParams& p)
         float4 g = split_sum4(p, (int64_t)t * p.n + gate), u = split_sum4(p, (int64_t)t * p.n + gate + 64);
         float o[4];
 #pragma unroll
-        for (int i = 0; i < 4; i++)
-        {
-            float gv = round_bf16(f4(g, i)), uv = round_bf16(f4(u, i));
-            o[i] = round_bf16(gv / (1.0f + expf(-gv))) * uv;
-        }
+        for (int i = 0; i < 4; i++) o[i] = silu_times(f4(g, i), f4(u, i));
         *reinterpret_cast<uint2*>(p.y + (int64_t)t * features + j) = make_uint2(pack_bf16(o[0], o[1]), pack_bf16(o[2], o[3]));
         return;
     }
