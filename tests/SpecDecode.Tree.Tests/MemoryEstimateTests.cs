@@ -43,7 +43,7 @@ public sealed class MemoryEstimateTests
         long decode = (2L * 4096 + 2 * 4096 + 14336 + 128256) * 2 + 257L * (4096 + 64) * 4 + 9 * 4 + 8;
         long rows = 64L * (2 * 4096 + 2 * 4096 + 14336) * 2, partials = 32L * 64 * (4096 + 64) * 4, inputs = (64 + 2 + 128 + 322) * 8L;
         Assert.Equal(decode + rows + 8L * 64 * 28672 * 4 + partials + inputs, MemoryEstimate.For(c, options).KernelBufferBytes);
-        long h100 = MemoryEstimate.KernelBuffers(c, options, TorchSharp.torch.ScalarType.BFloat16, 132);
+        long h100 = MemoryEstimate.KernelBuffers(c, 32768, treeKernels: true, 132);
         Assert.Equal(decode + rows + 8L * 64 * 4096 * 4 + partials + inputs, h100);
         Assert.InRange(h100, 50_000_000, 52_000_000);
 

@@ -63,6 +63,26 @@ internal sealed class CudaGraph : IDisposable
     /// <summary>Why <see cref="IsAvailable"/> is false (empty when it is true).</summary>
     public static string UnavailableReason => Resolved.Value.Reason;
 
+    /// <summary>Runs <paramref name="work"/> through the graph <paramref name="graphs"/> keeps under <paramref name="key"/>:
+    /// captured on first use when <paramref name="capture"/> is on, replayed then and after; without capture the work runs
+    /// eagerly every time (and null is kept).</summary>
+    internal static void Run<TKey>(Dictionary<TKey, CudaGraph?> graphs, TKey key, bool capture, Action work) where TKey : notnull
+    {
+        if (!graphs.TryGetValue(key, out CudaGraph? graph))
+        {
+            graph = capture ? Capture(work) : null;
+            graphs.Add(key, graph);
+        }
+        if (graph is null)
+        {
+            work();
+        }
+        else
+        {
+            graph.Replay();
+        }
+    }
+
     /// <summary>
     /// Captures the kernels <paramref name="work"/> launches: on a stream from libtorch's pool, runs it
     /// <paramref name="warmup"/> times (its allocations and lazy initialisations happen then), synchronises, runs it once

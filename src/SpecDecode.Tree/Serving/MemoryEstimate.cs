@@ -45,22 +45,16 @@ public sealed record MemoryEstimate(long WeightBytes, long KvCacheBytes, long Kv
         long bytes = dtype == ScalarType.Float32 ? 4 : 2;
         long parameters = TargetModel.ParameterShapes(config).Sum(p => p.Shape.Aggregate(1L, (a, d) => a * d));
         long perToken = (long)config.LayerCount * 2 * config.KeyValueHeadCount * config.HeadDim * bytes;
+        bool kernels = options.CudaGraphs && options.DecodeKernels && DecodeKernels.Unsupported(config, dtype, options.MaxContext) is null;
         return new MemoryEstimate(parameters * bytes, perToken * options.MaxBatch * (options.MaxContext + 1L), perToken)
         {
-            KernelBufferBytes = KernelBuffers(config, options, dtype, int.MaxValue),
+            KernelBufferBytes = kernels ? KernelBuffers(config, options.MaxContext, KernelTreeStep.Unsupported(config) is null, int.MaxValue) : 0,
         };
     }
 
-    /// <summary>The kernel steps' buffers of a model loaded with <paramref name="options"/> on a GPU of
-    /// <paramref name="multiprocessors"/> multiprocessors (<see cref="int.MaxValue"/>: the most any GPU needs), or 0 where
-    /// the kernels would not run it.</summary>
-    internal static long KernelBuffers(ModelConfig config, TargetModelOptions options, ScalarType dtype, int multiprocessors)
-    {
-        if (!options.CudaGraphs || !options.DecodeKernels || DecodeKernels.Unsupported(config, dtype, options.MaxContext) is not null)
-        {
-            return 0;
-        }
-        long decode = KernelDecodeStep.BufferBytes(config, options.MaxContext);
-        return KernelTreeStep.Unsupported(config) is null ? decode + KernelTreeStep.BufferBytes(config, multiprocessors) : decode;
-    }
+    /// <summary>The kernel steps' buffers of a model with a cache of <paramref name="capacity"/> positions whose plain steps
+    /// take the decode-step kernels (and its trees the tree kernels where <paramref name="treeKernels"/>), on a GPU of
+    /// <paramref name="multiprocessors"/> multiprocessors (<see cref="int.MaxValue"/>: the most any GPU needs).</summary>
+    internal static long KernelBuffers(ModelConfig config, int capacity, bool treeKernels, int multiprocessors) =>
+        KernelDecodeStep.BufferBytes(config, capacity) + (treeKernels ? KernelTreeStep.BufferBytes(config, multiprocessors) : 0);
 }

@@ -151,7 +151,8 @@ public sealed partial class TargetModel
     /// <summary>The captured steps, one per (slot, key bucket), with their shared static input and per-graph outputs.</summary>
     private sealed class DecodeGraphs(TargetModel model, bool capture) : IDisposable
     {
-        private readonly Dictionary<(int Slot, long Keys, DecodeAttention Attention), (CudaGraph? Graph, Tensor Output)> _graphs = [];
+        private readonly Dictionary<(int Slot, long Keys, DecodeAttention Attention), CudaGraph?> _graphs = [];
+        private readonly Dictionary<(int Slot, long Keys, DecodeAttention Attention), Tensor> _outputs = [];
         private readonly Tensor _input = zeros(2, int64, model.Device);
 
         public int Count => _graphs.Count;
@@ -169,7 +170,12 @@ public sealed partial class TargetModel
             }
             // made here, so that its buffers are allocated before, not during, a capture
             KernelDecodeStep? kernels = attention == DecodeAttention.Kernels ? model.KernelStep() : null;
-            void Run(Tensor output)
+            if (!_outputs.TryGetValue((slot, keys, attention), out Tensor? output))
+            {
+                output = zeros(1, int64, model.Device);
+                _outputs.Add((slot, keys, attention), output);
+            }
+            CudaGraph.Run(_graphs, (slot, keys, attention), capture, () =>
             {
                 if (kernels is not null)
                 {
@@ -179,36 +185,26 @@ public sealed partial class TargetModel
                 {
                     model.FixedDecodeStep(slot, keys, attention, _input, output);
                 }
-            }
-            if (!_graphs.TryGetValue((slot, keys, attention), out var entry))
-            {
-                Tensor output = zeros(1, int64, model.Device);
-                entry = (capture ? CudaGraph.Capture(() => Run(output)) : null, output);
-                _graphs.Add((slot, keys, attention), entry);
-            }
-            if (entry.Graph is { } g)
-            {
-                g.Replay();
-            }
-            else
-            {
-                Run(entry.Output);
-            }
+            });
             using (var scope = NewDisposeScope())
             {
                 // the step's one synchronisation
-                return kernels is not null ? KernelDecodeStep.Unpack(kernels.Packed.cpu().data<long>()[0]) : entry.Output.cpu().data<long>()[0];
+                return kernels is not null ? KernelDecodeStep.Unpack(kernels.Packed.cpu().data<long>()[0]) : output.cpu().data<long>()[0];
             }
         }
 
         public void Dispose()
         {
-            foreach ((CudaGraph? graph, Tensor output) in _graphs.Values)
+            foreach (CudaGraph? graph in _graphs.Values)
             {
                 graph?.Dispose();
+            }
+            foreach (Tensor output in _outputs.Values)
+            {
                 output.Dispose();
             }
             _graphs.Clear();
+            _outputs.Clear();
             _input.Dispose();
         }
     }

@@ -35,19 +35,7 @@ public sealed partial class TargetModel
     {
         int slot = input.Slot, length = _cache.Length(slot);
         (KernelTreeStep step, int rows, long keys) = PrepareTree(input, forced);
-        if (!_treeGraphs.TryGetValue((slot, rows, keys), out CudaGraph? graph))
-        {
-            graph = _graphs!.Capturing ? CudaGraph.Capture(() => step.Enqueue(slot, rows, keys)) : null;
-            _treeGraphs.Add((slot, rows, keys), graph);
-        }
-        if (graph is not null)
-        {
-            graph.Replay();
-        }
-        else
-        {
-            step.Enqueue(slot, rows, keys);
-        }
+        CudaGraph.Run(_treeGraphs, (slot, rows, keys), _graphs!.Capturing, () => step.Enqueue(slot, rows, keys));
         long[] result;
         using (var scope = NewDisposeScope())
         {

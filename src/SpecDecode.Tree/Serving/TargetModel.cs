@@ -60,9 +60,7 @@ public sealed partial class TargetModel : IDisposable
     /// them.</summary>
     public MemoryEstimate Memory => MemoryEstimate.For(Config, new TargetModelOptions { MaxBatch = MaxBatch, MaxContext = Capacity, DType = DType }) with
     {
-        KernelBufferBytes = UsesDecodeKernels
-            ? KernelDecodeStep.BufferBytes(Config, Capacity) + (UsesTreeKernels ? KernelTreeStep.BufferBytes(Config, DecodeKernels.Get().Multiprocessors) : 0)
-            : 0,
+        KernelBufferBytes = UsesDecodeKernels ? MemoryEstimate.KernelBuffers(Config, Capacity, UsesTreeKernels, DecodeKernels.Get().Multiprocessors) : 0,
     };
 
     /// <summary>Whether the decoder layers run as one compiled TorchScript function (see <see cref="TargetModelOptions.ScriptedLayers"/>).</summary>
