@@ -2,7 +2,7 @@ using Microsoft.ML.Tokenizers;
 using Spectre.Console;
 using SpecDecode.Suffix;
 using SpecDecode.Tree;
-using SpecDecode.Tree.Tokenization;
+using SpecDecode.Tokenization;
 using static TorchSharp.torch;
 
 namespace SpecDecode.Generate;

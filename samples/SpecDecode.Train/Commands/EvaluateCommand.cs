@@ -6,7 +6,7 @@ using System.Text.Json;
 using Microsoft.ML.Tokenizers;
 using SpecDecode.Suffix;
 using SpecDecode.Tree;
-using SpecDecode.Tree.Tokenization;
+using SpecDecode.Tokenization;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -2,7 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using Microsoft.ML.Tokenizers;
 using SpecDecode.Train.Tokenizer;
-using SpecDecode.Tree.Tokenization;
+using SpecDecode.Tokenization;
 
 namespace SpecDecode.Train.Commands;
 

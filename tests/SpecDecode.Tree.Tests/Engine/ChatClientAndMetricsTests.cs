@@ -1,7 +1,8 @@
 using System.Diagnostics.Metrics;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Logging;
-using SpecDecode.Tree.Tokenization;
+using SpecDecode.Extensions.AI;
+using SpecDecode.Tokenization;
 
 namespace SpecDecode.Tree.Tests;
 

@@ -1,4 +1,4 @@
-using SpecDecode.Tree.Tokenization;
+using SpecDecode.Tokenization;
 using static TorchSharp.torch;
 
 namespace SpecDecode.Tree.Tests;
