@@ -1,4 +1,5 @@
 using System.CommandLine;
+using SpecDecode.CommandLine;
 using SpecDecode.EngineBench;
 
 var root = new RootCommand("Speculative engine on SWE-bench traces: tokens per second against plain decoding, by batch size.")
@@ -7,4 +8,4 @@ var root = new RootCommand("Speculative engine on SWE-bench traces: tokens per s
     PlotCommand.Build(),
     StepsCommand.Build(),
 };
-return root.Parse(args).Invoke();
+return ToolRunner.Run(root, args);

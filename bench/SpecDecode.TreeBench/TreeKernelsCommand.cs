@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
+using SpecDecode.CommandLine;
 using SpecDecode.Tree;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -34,11 +35,11 @@ internal static class TreeKernelsCommand
     {
         var model = new Option<string>("--model") { Description = "Model shape (llama-3.1-8b or a config.json).", DefaultValueFactory = _ => "llama-3.1-8b" };
         var checkpoint = new Option<string?>("--checkpoint") { Description = "A checkpoint folder to load instead of random weights (e.g. models/default)." };
-        var context = new Option<int>("--context") { Description = "Prompt tokens (random) before the trees.", DefaultValueFactory = _ => 2048 };
-        var capacity = new Option<int>("--capacity") { Description = "KV cache capacity (MaxContext).", DefaultValueFactory = _ => 4096 };
+        var context = ToolOptions.Int("--context", "Prompt tokens (random) before the trees.", 2048, 1);
+        var capacity = ToolOptions.Int("--capacity", "KV cache capacity (MaxContext).", 4096, 1);
         var entries = new Option<string>("--entries") { Description = "Comma-separated tree sizes (root included, at most 64).", DefaultValueFactory = _ => "8,16,32,64" };
-        var repeat = new Option<int>("--repeat") { Description = "Timed steps per tree size and path.", DefaultValueFactory = _ => 32 };
-        var decode = new Option<int>("--decode") { Description = "Tokens of the speculative decoding check.", DefaultValueFactory = _ => 64 };
+        var repeat = ToolOptions.Int("--repeat", "Timed steps per tree size and path.", 32, 1);
+        var decode = ToolOptions.Int("--decode", "Tokens of the speculative decoding check.", 64, 1);
         var trace = new Option<bool>("--trace") { Description = "Runs every speculative step on both paths and prints the steps where they disagree (argmax per entry)." };
         var output = new Option<string?>("--out") { Description = "JSON file for the results." };
         var quick = new Option<bool>("--quick") { Description = "Only the logits check and the kernels' step times (no compaction or decoding check, no usual-path times): for A/B runs of kernel variants." };
