@@ -45,9 +45,9 @@ public sealed class CompletionEndpoints(ModelHost host, Admission admission, Ser
             OpenAiUsage usage = OpenAiUsage.Of(result.Statistics);
             string finish = Finish(result.FinishReason);
             object response = chat
-                ? new ChatCompletion(id, "chat.completion", created, host.ServedModelName,
-                    [new ChatChoice(0, new ChatMessageBody("assistant", result.Text), null, null, finish)], usage)
-                : new TextCompletion(id, "text_completion", created, host.ServedModelName, [new TextChoice(0, result.Text, null, finish)], usage);
+                ? new ChatCompletionResponse(id, "chat.completion", created, host.ServedModelName,
+                    [new ChatChoiceResponse(0, new ChatMessageBody("assistant", result.Text), null, null, finish)], usage)
+                : new TextCompletionResponse(id, "text_completion", created, host.ServedModelName, [new TextChoiceResponse(0, result.Text, null, finish)], usage);
             await context.Response.WriteAsJsonAsync(response, response.GetType(), ServerJson.Options, aborted).ConfigureAwait(false);
         }
         catch (Exception e) when (!context.Response.HasStarted && Refusal(e) is OpenAiException refusal)
@@ -82,7 +82,7 @@ public sealed class CompletionEndpoints(ModelHost host, Admission admission, Ser
             {
                 object data = chat
                     ? Chunk(id, created, new ChatMessageBody(null, chunk.Text), null)
-                    : new TextCompletion(id, "text_completion", created, host.ServedModelName, [new TextChoice(0, chunk.Text, null, null)], null);
+                    : new TextCompletionResponse(id, "text_completion", created, host.ServedModelName, [new TextChoiceResponse(0, chunk.Text, null, null)], null);
                 await EventAsync(response, data, aborted).ConfigureAwait(false);
             }
             final = chunk.Final ?? final;
@@ -96,20 +96,20 @@ public sealed class CompletionEndpoints(ModelHost host, Admission admission, Ser
         string finish = Finish(final.FinishReason);
         await EventAsync(response, chat
             ? Chunk(id, created, new ChatMessageBody(null, null), finish)
-            : new TextCompletion(id, "text_completion", created, host.ServedModelName, [new TextChoice(0, "", null, finish)], null), aborted).ConfigureAwait(false);
+            : new TextCompletionResponse(id, "text_completion", created, host.ServedModelName, [new TextChoiceResponse(0, "", null, finish)], null), aborted).ConfigureAwait(false);
         if (request.IncludeUsage)
         {
             OpenAiUsage usage = OpenAiUsage.Of(final.Statistics);
             await EventAsync(response, chat
-                ? new ChatCompletion(id, "chat.completion.chunk", created, host.ServedModelName, [], usage)
-                : new TextCompletion(id, "text_completion", created, host.ServedModelName, [], usage), aborted).ConfigureAwait(false);
+                ? new ChatCompletionResponse(id, "chat.completion.chunk", created, host.ServedModelName, [], usage)
+                : new TextCompletionResponse(id, "text_completion", created, host.ServedModelName, [], usage), aborted).ConfigureAwait(false);
         }
         await response.Body.WriteAsync(Done, aborted).ConfigureAwait(false);
         await response.Body.FlushAsync(aborted).ConfigureAwait(false);
     }
 
-    private ChatCompletion Chunk(string id, long created, ChatMessageBody delta, string? finish) =>
-        new(id, "chat.completion.chunk", created, host.ServedModelName, [new ChatChoice(0, null, delta, null, finish)], null);
+    private ChatCompletionResponse Chunk(string id, long created, ChatMessageBody delta, string? finish) =>
+        new(id, "chat.completion.chunk", created, host.ServedModelName, [new ChatChoiceResponse(0, null, delta, null, finish)], null);
 
     private static async Task EventAsync(HttpResponse response, object data, CancellationToken cancellationToken)
     {

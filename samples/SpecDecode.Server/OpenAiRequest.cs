@@ -52,9 +52,10 @@ public sealed record OpenAiRequest(GenerationRequest Generation, bool Stream, bo
             prompt.Add(Message(m, index++));
         }
         int? maxTokens = OptionalInt(body, "max_completion_tokens", 1) ?? OptionalInt(body, "max_tokens", 1);
-        return Build(body, host, conversationId, maxTokens ?? host.Capacity, forced => host.Benchmark is { } b
+        GenerationRequest generation = host.Benchmark is { } b
             ? new GenerationRequest { PromptTokens = b.EncodePrompt(prompt) }
-            : new GenerationRequest { Messages = prompt });
+            : new GenerationRequest { Messages = prompt };
+        return Build(body, host, conversationId, maxTokens ?? host.Capacity, generation);
     }
 
     /// <summary>Maps a <c>/v1/completions</c> body.</summary>
@@ -90,13 +91,13 @@ public sealed record OpenAiRequest(GenerationRequest Generation, bool Stream, bo
             generation = new GenerationRequest { PromptTokens = bench.EncodeResponse(text) };
         }
         int maxTokens = OptionalInt(body, "max_tokens", 1) ?? 16;
-        return Build(body, host, conversationId, maxTokens, _ => generation);
+        return Build(body, host, conversationId, maxTokens, generation);
 
         static string NonEmpty(string text) =>
             text.Length > 0 ? text : throw OpenAiException.BadRequest("'prompt' is empty.", "prompt");
     }
 
-    private static OpenAiRequest Build(JsonElement body, ModelHost host, string? conversationId, int maxTokens, Func<bool, GenerationRequest> prompt)
+    private static OpenAiRequest Build(JsonElement body, ModelHost host, string? conversationId, int maxTokens, GenerationRequest prompt)
     {
         if (OptionalInt(body, "n", 1) is int n && n != 1)
         {
@@ -112,6 +113,10 @@ public sealed record OpenAiRequest(GenerationRequest Generation, bool Stream, bo
         if (body.TryGetProperty("logprobs", out JsonElement logprobs) && logprobs.ValueKind is not (JsonValueKind.False or JsonValueKind.Null))
         {
             throw OpenAiException.BadRequest("'logprobs' is not supported.", "logprobs");
+        }
+        if (body.TryGetProperty("logit_bias", out JsonElement bias) && bias.ValueKind == JsonValueKind.Object && bias.EnumerateObject().Any())
+        {
+            throw OpenAiException.BadRequest("'logit_bias' is not supported (it would change the model's distribution).", "logit_bias");
         }
         if (body.TryGetProperty("response_format", out JsonElement format) && format.ValueKind == JsonValueKind.Object
             && format.TryGetProperty("type", out JsonElement type) && type.GetString() != "text")
@@ -145,7 +150,7 @@ public sealed record OpenAiRequest(GenerationRequest Generation, bool Stream, bo
             maxTokens = Math.Min(maxTokens, forced.Length);
         }
 
-        GenerationRequest generation = prompt(forced is not null) with
+        GenerationRequest generation = prompt with
         {
             MaxNewTokens = maxTokens,
             StopStrings = Stops(body),

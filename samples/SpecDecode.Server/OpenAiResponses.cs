@@ -40,16 +40,16 @@ public sealed record SpeculativeUsage(
     [property: JsonPropertyName("acceptance_rate")] double AcceptanceRate);
 
 /// <summary>A chat completion or one of its stream chunks (<c>object</c> tells which).</summary>
-public sealed record ChatCompletion(
+public sealed record ChatCompletionResponse(
     [property: JsonPropertyName("id")] string Id,
     [property: JsonPropertyName("object")] string Object,
     [property: JsonPropertyName("created")] long Created,
     [property: JsonPropertyName("model")] string Model,
-    [property: JsonPropertyName("choices")] IReadOnlyList<ChatChoice> Choices,
+    [property: JsonPropertyName("choices")] IReadOnlyList<ChatChoiceResponse> Choices,
     [property: JsonPropertyName("usage"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] OpenAiUsage? Usage);
 
 /// <summary>A chat choice: <see cref="Message"/> in a completion, <see cref="Delta"/> in a chunk.</summary>
-public sealed record ChatChoice(
+public sealed record ChatChoiceResponse(
     [property: JsonPropertyName("index")] int Index,
     [property: JsonPropertyName("message"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] ChatMessageBody? Message,
     [property: JsonPropertyName("delta"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] ChatMessageBody? Delta,
@@ -62,16 +62,16 @@ public sealed record ChatMessageBody(
     [property: JsonPropertyName("content"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Content);
 
 /// <summary>A text completion or one of its stream chunks.</summary>
-public sealed record TextCompletion(
+public sealed record TextCompletionResponse(
     [property: JsonPropertyName("id")] string Id,
     [property: JsonPropertyName("object")] string Object,
     [property: JsonPropertyName("created")] long Created,
     [property: JsonPropertyName("model")] string Model,
-    [property: JsonPropertyName("choices")] IReadOnlyList<TextChoice> Choices,
+    [property: JsonPropertyName("choices")] IReadOnlyList<TextChoiceResponse> Choices,
     [property: JsonPropertyName("usage"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] OpenAiUsage? Usage);
 
 /// <summary>A text choice.</summary>
-public sealed record TextChoice(
+public sealed record TextChoiceResponse(
     [property: JsonPropertyName("index")] int Index,
     [property: JsonPropertyName("text")] string Text,
     [property: JsonPropertyName("logprobs")] object? Logprobs,
