@@ -38,9 +38,7 @@ public sealed class CompletionEndpoints(ModelHost host, Admission admission, Ser
                 await StreamAsync(context, request, chat, id, created, start, aborted).ConfigureAwait(false);
                 return;
             }
-            GenerationResult result = await (request.ForcedResponse is { } forced
-                ? host.Engine.GenerateForcedAsync(request.Generation, forced, aborted)
-                : host.Engine.GenerateAsync(request.Generation, aborted)).ConfigureAwait(false);
+            GenerationResult result = await host.GenerateAsync(request, aborted).ConfigureAwait(false);
             metrics.Finished(result.Statistics, Stopwatch.GetElapsedTime(start));
             OpenAiUsage usage = OpenAiUsage.Of(result.Statistics);
             string finish = Finish(result.FinishReason);

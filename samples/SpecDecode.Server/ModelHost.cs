@@ -19,8 +19,9 @@ public sealed class ModelHost : IDisposable
 {
     private readonly IDisposable[] _owned;
 
-    private ModelHost(SpeculativeEngine engine, string servedModelName, int capacity, BenchmarkMode? benchmark, params IDisposable[] owned)
+    private ModelHost(SpeculativeEngine engine, string servedModelName, int capacity, BenchmarkMode? benchmark, IDrafter? drafter, params IDisposable[] owned)
     {
+        Drafter = drafter;
         Engine = engine;
         ServedModelName = servedModelName;
         Capacity = capacity;
@@ -30,6 +31,19 @@ public sealed class ModelHost : IDisposable
 
     /// <summary>The engine every request goes through.</summary>
     public SpeculativeEngine Engine { get; }
+
+    /// <summary>The drafter the engine drafts with (benchmarks teach it warm-up calls), or null for plain decoding.</summary>
+    internal IDrafter? Drafter { get; }
+
+    /// <summary>Generates the answer to an accepted request: forced by its recorded answer in benchmark mode, else as the
+    /// model decodes it. The HTTP endpoints and the in-process benchmark path both come through here.</summary>
+    public Task<GenerationResult> GenerateAsync(OpenAiRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        return request.ForcedResponse is { } forced
+            ? Engine.GenerateForcedAsync(request.Generation, forced, cancellationToken)
+            : Engine.GenerateAsync(request.Generation, cancellationToken);
+    }
 
     /// <summary>The model's name in requests and in <c>/v1/models</c>.</summary>
     public string ServedModelName { get; }
@@ -85,7 +99,7 @@ public sealed class ModelHost : IDisposable
         });
         string name = settings.ServedModelName ?? Path.GetFileName(folder.TrimEnd(Path.DirectorySeparatorChar));
         log($"serving {name}: {model.Device.type.ToString().ToLowerInvariant()} {model.DType}, drafter {settings.Draft}, chat template {(template is null ? "none (chat completions refused)" : "yes")}");
-        return new ModelHost(engine, name, plan.Context, null, [engine, .. Owned(drafter), model]);
+        return new ModelHost(engine, name, plan.Context, null, drafter, [engine, .. Owned(drafter), model]);
     }
 
     private static ModelHost LoadBenchmark(ServerSettings settings, Device? device, ScalarType? dtype, Action<string> log)
@@ -114,7 +128,7 @@ public sealed class ModelHost : IDisposable
             SkipPrefillForBenchmark = true,   // as EngineBench: prefill cost is measured elsewhere, its values do not matter
         });
         return new ModelHost(engine, settings.ServedModelName ?? "benchmark-" + Path.GetFileNameWithoutExtension(config), context, benchmark,
-            [engine, .. Owned(drafter), model]);
+            drafter, [engine, .. Owned(drafter), model]);
     }
 
     private static IDrafter? NewDrafter(string name) => name switch

@@ -1,4 +1,5 @@
 using SpecDecode.CommandLine;
+using SpecDecode.Tests.Shared;
 
 namespace SpecDecode.Generate.Tests;
 
@@ -16,9 +17,7 @@ public sealed class CommandLineMistakesTests(TinyCheckpoints checkpoints) : ICla
     private static string AssertRefused(GeneratorOutcome outcome, params string[] mentions)
     {
         Assert.True(outcome.ExitCode == ToolExitCodes.Usage, $"exit {outcome.ExitCode}, not 2:\n{outcome.Output}\n{outcome.Error}");
-        string[] lines = outcome.Error.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        string line = Assert.Single(lines);
-        Assert.StartsWith("error: ", line);
+        string line = ToolAssert.OneErrorLine(outcome.Error, mentions[0]);
         foreach (string mention in mentions)
         {
             Assert.Contains(mention, line);
@@ -113,7 +112,7 @@ public sealed class CommandLineMistakesTests(TinyCheckpoints checkpoints) : ICla
     {
         var outcome = await GeneratorHarness.RunAsync(string.Concat(Enumerable.Repeat("abc def ", 40)), "--model", checkpoints.Target, "--max-context", "32");
         Assert.Equal(ToolExitCodes.Usage, outcome.ExitCode);
-        string line = Assert.Single(outcome.Error.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        string line = ToolAssert.OneErrorLine(outcome.Error, "The prompt has ");
         Assert.StartsWith("error: The prompt has ", line);
         Assert.Contains("--max-context sets the context: 32 tokens now", line);
     }

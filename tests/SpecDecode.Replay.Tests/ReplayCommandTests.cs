@@ -1,5 +1,6 @@
 using System.Text.Json;
 using SpecDecode.CommandLine;
+using SpecDecode.Tests.Shared;
 using Spectre.Console;
 
 namespace SpecDecode.Replay.Tests;
@@ -85,9 +86,7 @@ public sealed class ReplayCommandTests
     {
         var (code, output, error) = RunCommand("--traces", "/nonexistent/x.jsonl.gz", "--first", "1");
         Assert.Equal(ToolExitCodes.Usage, code);
-        string line = Assert.Single(error.Split('\n', StringSplitOptions.RemoveEmptyEntries));
-        Assert.StartsWith("error: ", line);
-        Assert.Contains("/nonexistent/x.jsonl.gz", line);
+        ToolAssert.OneErrorLine(error, "/nonexistent/x.jsonl.gz");
         Assert.DoesNotContain("error", output);
     }
 
@@ -110,10 +109,8 @@ public sealed class ReplayCommandTests
         string[] first = option == "--first" ? [] : ["--first", "1"];
         var (code, output, error) = RunCommand(["--traces", TraceFixture.Path, .. first, option, value]);
         Assert.Equal(ToolExitCodes.Usage, code);
-        string line = Assert.Single(error.Split('\n', StringSplitOptions.RemoveEmptyEntries));
-        Assert.StartsWith("error: ", line);
-        Assert.Contains(message, line);
-        Assert.DoesNotContain("   at ", output + error);
+        ToolAssert.OneErrorLine(error, message);
+        Assert.DoesNotContain("   at ", output);
     }
 
     [Fact]
@@ -125,8 +122,7 @@ public sealed class ReplayCommandTests
         {
             var (code, _, error) = RunCommand("--traces", path, "--drafter", DrafterFactory.PromptLookup);
             Assert.Equal(ToolExitCodes.Usage, code);
-            string line = Assert.Single(error.Split('\n', StringSplitOptions.RemoveEmptyEntries));
-            Assert.Contains(path, line);
+            ToolAssert.OneErrorLine(error, path);
         }
         finally
         {

@@ -74,8 +74,6 @@ public sealed class BenchmarkModeTests
         int code = ToolRunner.Run(ServerCommand.Build(), args, output, error);
 
         Assert.Equal(ToolExitCodes.Usage, code);
-        string line = Assert.Single(error.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries));
-        Assert.StartsWith("error: ", line);
-        Assert.Contains(message, line);
+        SpecDecode.Tests.Shared.ToolAssert.OneErrorLine(error.ToString(), message);
     }
 }

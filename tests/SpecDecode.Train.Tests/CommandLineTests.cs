@@ -1,4 +1,5 @@
 using SpecDecode.CommandLine;
+using SpecDecode.Tests.Shared;
 using SpecDecode.Train.Commands;
 
 namespace SpecDecode.Train.Tests;
@@ -22,9 +23,7 @@ public sealed class CommandLineTests
         int code = ToolRunner.Run(TrainCommand.Build(), ["--tokenizer", "t", "--out", "o", "--checkpoint", "c", option, value], output, error);
 
         Assert.Equal(ToolExitCodes.Usage, code);
-        string line = Assert.Single(error.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries));
-        Assert.StartsWith("error: ", line);
-        Assert.Contains(message, line);
+        ToolAssert.OneErrorLine(error.ToString(), message);
         Assert.Equal("", output.ToString());
     }
 }

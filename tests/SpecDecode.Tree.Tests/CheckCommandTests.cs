@@ -89,9 +89,7 @@ public sealed class CheckCommandTests
     {
         using var error = new StringWriter();
         Assert.Equal(CheckCommand.BadInput, CheckCommand.Run(args, TextWriter.Null, error));
-        string line = Assert.Single(error.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries));
-        Assert.StartsWith("error: ", line);
-        Assert.Contains(message, line);
+        SpecDecode.Tests.Shared.ToolAssert.OneErrorLine(error.ToString(), message);
     }
 
     private static (int Code, string Error) RunCheck(string folder)

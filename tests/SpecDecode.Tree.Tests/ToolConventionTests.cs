@@ -1,6 +1,7 @@
 using System.CommandLine;
 using SpecDecode.CommandLine;
 using SpecDecode.EngineBench;
+using SpecDecode.Tests.Shared;
 using SpecDecode.TreeBench;
 
 namespace SpecDecode.Tree.Tests;
@@ -74,9 +75,7 @@ public sealed class ToolConventionTests
         int code = ToolRunner.Run(command, args, output, error);
 
         Assert.Equal(ToolExitCodes.Usage, code);
-        string line = Assert.Single(error.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries));
-        Assert.StartsWith("error: ", line);
-        Assert.Contains(message, line);
+        ToolAssert.OneErrorLine(error.ToString(), message);
         Assert.Equal("", output.ToString());
     }
 }
