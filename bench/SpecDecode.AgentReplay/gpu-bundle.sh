@@ -7,8 +7,20 @@
 set -euo pipefail
 root=$(git rev-parse --show-toplevel)
 cd "$root"
-../shared/gpu/bundle.sh bench/SpecDecode.AgentReplay/SpecDecode.AgentReplay.csproj
+# ../shared/gpu/bundle.sh's steps, inline: it writes .git/info/exclude, which fails in a git worktree (.git is a file
+# there); .gpu/ is in .gitignore already.
+out="$root/.gpu"
+mkdir -p "$out"
 dn=$(dirname "$(readlink -f "$(command -v dotnet)")")
+if [ ! -s "$out/dotnet.tar.xz" ]; then
+  rt=$(ls -d "$dn"/shared/Microsoft.NETCore.App/* | sort -V | tail -1)
+  tar -C "$dn" -cJf "$out/dotnet.tar.xz" dotnet host "shared/Microsoft.NETCore.App/$(basename "$rt")"
+fi
+rm -rf "$out/app"
+dotnet publish bench/SpecDecode.AgentReplay/SpecDecode.AgentReplay.csproj -c Release -r linux-x64 --self-contained false -o "$out/app" -p:UseAppHost=false >&2
+find "$out/app" -name '*.so*' ! -name 'libLibTorchSharp.so' -delete
+find "$out/app" -type d -empty -delete
+cp ../shared/gpu/run.sh "$out/run.sh"
 aspnet=$(ls -d "$dn"/shared/Microsoft.AspNetCore.App/* | sort -V | tail -1)
 tar -C "$dn" -cJf .gpu/aspnetcore.tar.xz "shared/Microsoft.AspNetCore.App/$(basename "$aspnet")"
 mkdir -p .gpu/data
