@@ -3,9 +3,6 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.Extensions.DependencyInjection;
 using SpecDecode.CommandLine;
 using SpecDecode.Server;
 
@@ -138,7 +135,7 @@ public static class AgentReplayCommand
         }
         await using WebApplication app = ServerApp.Build(settings, host);
         await app.StartAsync().ConfigureAwait(false);
-        string address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
+        string address = app.BoundAddress();
         using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = agents }) { BaseAddress = new Uri(address), Timeout = TimeSpan.FromHours(1) };
         var (httpRuns, httpWall) = await AgentLoop.RunAsync(replay, new HttpTransport(http), agents, maxCalls, host.ServedModelName, maxTokens, forced).ConfigureAwait(false);
         await app.StopAsync().ConfigureAwait(false);
@@ -151,7 +148,7 @@ public static class AgentReplayCommand
     {
         await using WebApplication app = ServerApp.Build(settings, host);
         await app.StartAsync().ConfigureAwait(false);
-        string address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
+        string address = app.BoundAddress();
         using var http = new HttpClient { BaseAddress = new Uri(address) };
         IAgentTransport overHttp = new HttpTransport(http), inProcess = new InProcessTransport(host);
         await overHttp.CallAsync(body, "probe", CancellationToken.None).ConfigureAwait(false);

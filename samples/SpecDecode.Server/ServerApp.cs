@@ -63,6 +63,14 @@ public static class ServerApp
         return app;
     }
 
+    /// <summary>The address Kestrel bound once started (the real port when the settings asked for port 0).</summary>
+    public static string BoundAddress(this WebApplication app)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        return app.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>().Features
+            .Get<Microsoft.AspNetCore.Hosting.Server.Features.IServerAddressesFeature>()!.Addresses.First();
+    }
+
     private static ModelCard Card(ModelHost host) =>
         new(host.ServedModelName, "model", StartedAt, "specdecode", host.Capacity);
 

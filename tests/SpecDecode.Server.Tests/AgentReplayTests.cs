@@ -8,17 +8,7 @@ namespace SpecDecode.Server.Tests;
 [Collection(ServerCollection.Name)]
 public sealed class AgentReplayTests(ServerFixture server)
 {
-    private static string Traces()
-    {
-        DirectoryInfo? dir = new(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "SpecDecode.sln")))
-        {
-            dir = dir.Parent;
-        }
-        string path = Path.GetFullPath(Path.Combine(dir!.FullName, "..", "shared", "data", "swebench", "gemini3pro-minisweagent.jsonl.gz"));
-        Assert.True(File.Exists(path), "trace file missing: " + path);
-        return path;
-    }
+    private static string Traces() => ServerFixture.SharedFile("data", "swebench", "gemini3pro-minisweagent.jsonl.gz");
 
     [Fact]
     public async Task HttpAndInProcess_GiveTheSameTokens_AndContextEndsATrajectory()

@@ -1,9 +1,6 @@
 using System.Net.Http.Json;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.Extensions.DependencyInjection;
 using SpecDecode.CommandLine;
 
 namespace SpecDecode.Server.Tests;
@@ -12,17 +9,7 @@ namespace SpecDecode.Server.Tests;
 /// forcing acceptance), and the server's command line by the tools' convention.</summary>
 public sealed class BenchmarkModeTests
 {
-    private static string TinyConfig()
-    {
-        DirectoryInfo? dir = new(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "SpecDecode.sln")))
-        {
-            dir = dir.Parent;
-        }
-        string config = Path.Combine(dir!.FullName, "..", "shared", "fixtures", "hf-tiny", "llama-gqa", "config.json");
-        Assert.True(File.Exists(config), "fixture missing: " + config);
-        return Path.GetFullPath(config);
-    }
+    private static string TinyConfig() => ServerFixture.SharedFile("fixtures", "hf-tiny", "llama-gqa", "config.json");
 
     [Fact]
     public async Task ForcedAnswers_AreReplayed_AndTheSuffixDrafterLearnsThemAcrossCalls()
@@ -31,7 +18,7 @@ public sealed class BenchmarkModeTests
         using ModelHost host = ModelHost.Load(settings);
         await using WebApplication app = ServerApp.Build(settings, host);
         await app.StartAsync();
-        string address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
+        string address = app.BoundAddress();
         using var http = new HttpClient { BaseAddress = new Uri(address) };
         const string answer = "THOUGHT: run the tests.\n\n```bash\npython -m pytest tests/test_parsing.py -x\n```";
         object Request() => new

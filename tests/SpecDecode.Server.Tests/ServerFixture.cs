@@ -1,9 +1,6 @@
 using System.ClientModel;
 using System.ClientModel.Primitives;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.Extensions.DependencyInjection;
 using OpenAI;
 
 namespace SpecDecode.Server.Tests;
@@ -54,8 +51,22 @@ public sealed class ServerFixture : IAsyncLifetime
         WebApplication app = ServerApp.Build(settings with { Urls = ["http://127.0.0.1:0"] }, host);
         await app.StartAsync();
         _apps.Add(app);
-        string address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
+        string address = app.BoundAddress();
         return new Uri(address.TrimEnd('/') + "/v1");
+    }
+
+    /// <summary>A file of ../shared (beside the repository); a missing one fails the test with its path.</summary>
+    public static string SharedFile(params string[] parts)
+    {
+        DirectoryInfo? dir = new(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "SpecDecode.sln")))
+        {
+            dir = dir.Parent;
+        }
+        Assert.True(dir is not null, "repository root (SpecDecode.sln) not found above " + AppContext.BaseDirectory);
+        string path = Path.GetFullPath(Path.Combine([dir!.FullName, "..", "shared", .. parts]));
+        Assert.True(File.Exists(path), "file missing from ../shared: " + path);
+        return path;
     }
 
     /// <summary>The official OpenAI client for <paramref name="endpoint"/>, with no retries (a 503 must reach the test)
