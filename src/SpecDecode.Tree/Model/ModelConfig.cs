@@ -30,7 +30,7 @@ public enum RopeType
 
 /// <summary>Thrown when a checkpoint's config.json cannot be used: missing, malformed, inconsistent, or describing an
 /// architecture or setting this library does not implement (never run wrong).</summary>
-public sealed class ModelConfigException : Exception
+public sealed class ModelConfigException : SpecDecodeException
 {
     /// <summary>Creates the exception for <paramref name="path"/>.</summary>
     public ModelConfigException(string path, string message, Exception? inner = null)

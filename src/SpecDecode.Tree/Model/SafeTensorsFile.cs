@@ -31,7 +31,7 @@ public sealed record SafeTensorInfo(string Name, SafeTensorsDType DType, long[] 
 
 /// <summary>Thrown when a safetensors file or its index is missing, truncated or corrupt, or lacks a tensor; the message
 /// names the file and, where it applies, the tensor.</summary>
-public sealed class SafeTensorsException : Exception
+public sealed class SafeTensorsException : SpecDecodeException
 {
     /// <summary>Creates the exception.</summary>
     public SafeTensorsException(string message, Exception? inner = null) : base(message, inner) { }

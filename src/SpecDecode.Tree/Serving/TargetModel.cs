@@ -23,7 +23,8 @@ public sealed partial class TargetModel : IDisposable
     private readonly int _prefillChunk;
     private readonly int _causalPrefillChunk;
     private readonly ScriptedDecoder? _scripted;
-    private bool _disposed;
+    private SpeculativeEngine? _engine;   // the engine that owns the slots and runs the model; null while none does
+    private volatile bool _disposed;
 
     private TargetModel(ModelConfig config, CausalLMWeights weights, TargetModelOptions options, Device device, ScalarType dtype)
     {
@@ -392,13 +393,36 @@ public sealed partial class TargetModel : IDisposable
         (uint)slot < (uint)MaxBatch ? slot
         : throw new ArgumentOutOfRangeException(nameof(slot), slot, $"Slots are 0 .. {MaxBatch - 1} (TargetModelOptions.MaxBatch).");
 
-    /// <inheritdoc />
+    /// <summary>Makes <paramref name="engine"/> the model's one engine.</summary>
+    /// <exception cref="ModelInUseException">Another engine, not yet disposed, serves this model.</exception>
+    /// <exception cref="ObjectDisposedException">The model is disposed.</exception>
+    internal void AttachEngine(SpeculativeEngine engine)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        SpeculativeEngine? other = Interlocked.CompareExchange(ref _engine, engine, null);
+        if (other is not null && other != engine)
+        {
+            throw new ModelInUseException(
+                "This TargetModel already serves a SpeculativeEngine that has not been disposed. An engine owns its model's KV-cache slots, " +
+                "and two engines on one model would overwrite each other's caches: Dispose the first engine before creating another on this model, " +
+                "or load a second TargetModel for the second engine.");
+        }
+    }
+
+    /// <summary>Frees the model for another engine once <paramref name="engine"/> has stopped.</summary>
+    internal void DetachEngine(SpeculativeEngine engine) => Interlocked.CompareExchange(ref _engine, null, engine);
+
+    /// <summary>Frees the weights, the cache and the kernels' buffers. An engine still running on the model is stopped
+    /// first (its step in flight ends, then its requests fail with <see cref="ObjectDisposedException"/>), so that no
+    /// forward runs on freed tensors; dispose the engine before its model to end it yourself.</summary>
     public void Dispose()
     {
         if (_disposed)
         {
             return;
         }
+        Volatile.Read(ref _engine)?.Stop(new ObjectDisposedException(nameof(TargetModel),
+            "The target model was disposed while the request ran; dispose the engine before its model."));
         _disposed = true;
         _graphs?.Dispose();
         _kernelStep?.Dispose();
