@@ -81,6 +81,8 @@ public sealed class SafeTensorsTests : IDisposable
     [InlineData("""{"w":{"dtype":"F32","shape":[4]}}""", "corrupt header")]
     [InlineData("""{"w": nonsense""", "corrupt header")]
     [InlineData("""[1,2,3]""", "not a JSON object")]
+    // Issue 16 item 7: a duplicate name gave an untyped ArgumentException that named no file.
+    [InlineData("""{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"w":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}""", "'w' appears twice")]
     public void CorruptHeaderIsRefusedWithTheReason(string header, string mentioned)
     {
         string path = Path.Combine(_dir, "bad.safetensors");

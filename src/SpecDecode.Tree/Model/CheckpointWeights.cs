@@ -99,6 +99,20 @@ internal sealed class CheckpointWeights : IDisposable
         return info;
     }
 
+    /// <summary>Checks every tensor a model needs against the headers (present, of the expected shape) before anything is
+    /// allocated: a config.json whose shapes the weights do not have is refused here, not by a libtorch allocation.</summary>
+    /// <exception cref="SafeTensorsException">A tensor is missing or of another shape; the message names it.</exception>
+    public void CheckShapes(IEnumerable<(string Name, long[] Shape)> expected)
+    {
+        foreach ((string name, long[] shape) in expected)
+        {
+            Get(name, shape);
+        }
+    }
+
+    /// <summary>The file that holds <paramref name="name"/> (the folder when no file does).</summary>
+    public string FileOf(string name) => _byTensor.TryGetValue(name, out SafeTensorsFile? file) ? file.Path : Folder;
+
     /// <summary>The entry of a tensor.</summary>
     /// <exception cref="SafeTensorsException">No shard holds the tensor.</exception>
     public SafeTensorInfo Get(string name) =>

@@ -168,7 +168,10 @@ public sealed class SafeTensorsFile : IDisposable
                     throw new SafeTensorsException(
                         $"{path}: tensor '{entry.Name}' of shape [{string.Join(", ", shape)}] {dtypeName} needs {info.ElementCount * size} bytes, its offsets give {info.Length}.");
                 }
-                tensors.Add(entry.Name, info);
+                if (!tensors.TryAdd(entry.Name, info))
+                {
+                    throw new SafeTensorsException($"{path}: corrupt header: tensor '{entry.Name}' appears twice.");
+                }
             }
         }
         catch (Exception ex) when (ex is JsonException or KeyNotFoundException or InvalidOperationException or IndexOutOfRangeException or FormatException)

@@ -90,8 +90,10 @@ public sealed partial class TargetModel : IDisposable
     /// Loads a Hugging Face checkpoint folder (config.json + model.safetensors or sharded safetensors with an index) onto
     /// the device and dtype of <paramref name="options"/>.
     /// </summary>
-    /// <exception cref="ModelConfigException">config.json is missing, malformed or unsupported.</exception>
-    /// <exception cref="SafeTensorsException">A weights file or tensor is missing, corrupt or has the wrong shape.</exception>
+    /// <exception cref="ModelConfigException">config.json is missing, malformed, unsupported or holds a value no decoder
+    /// has (see docs/guide.md), or an end-of-sequence id of generation_config.json is outside the vocabulary.</exception>
+    /// <exception cref="SafeTensorsException">A weights file or tensor is missing or corrupt, has another shape than
+    /// config.json implies (checked before anything is allocated), or holds a NaN or an infinity.</exception>
     /// <exception cref="NotSupportedException"><see cref="TargetModelOptions.CudaGraphs"/> is on without a CUDA device, a
     /// CUDA libtorch with the graph exports, or the scripted layers.</exception>
     public static TargetModel Load(string folder, TargetModelOptions? options = null)
@@ -101,7 +103,9 @@ public sealed partial class TargetModel : IDisposable
         options.Validate();
         TorchRuntime.EnsureLoaded();
         ModelConfig config = ModelConfig.Load(folder);
+        IReadOnlyList<int> endOfSequence = GenerationConfig.EosTokenIds(folder, config.VocabSize);
         using CheckpointWeights checkpoint = CheckpointWeights.Open(folder);
+        checkpoint.CheckShapes(ParameterShapes(config)); // before config.json's shapes size any allocation
         (Device device, ScalarType dtype) = Placement(config, options);
         CheckGraphOptions(config, options, device);
         var weights = new CausalLMWeights(config, dtype, device);
@@ -114,7 +118,7 @@ public sealed partial class TargetModel : IDisposable
                     checkpoint.CopyInto(name, parameter);
                 }
             }
-            return new TargetModel(config, weights, options, device, dtype) { EndOfSequenceTokenIds = GenerationConfig.EosTokenIds(folder) };
+            return new TargetModel(config, weights, options, device, dtype) { EndOfSequenceTokenIds = endOfSequence };
         }
         catch
         {
