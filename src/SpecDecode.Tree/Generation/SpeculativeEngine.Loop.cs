@@ -573,6 +573,12 @@ public sealed partial class SpeculativeEngine
         EngineLog.RequestFailed(_logger, r.Id.Value, r.Generated.Count, error.Message);
         r.Stream?.Writer.TryComplete(error);
         r.Completion.TrySetException(error);
+        if (r.Stream is not null)
+        {
+            // A stream's reader gets the error from the channel and never sees this task: mark its exception observed, or
+            // TaskScheduler.UnobservedTaskException would report every failed stream as an escaped error.
+            _ = r.Completion.Task.Exception;
+        }
         r.Registration.Dispose();
     }
 

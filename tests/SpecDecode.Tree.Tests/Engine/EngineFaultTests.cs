@@ -175,6 +175,56 @@ public sealed class EngineFaultTests
         Assert.Equal(0, engine.Statistics.Active);
     }
 
+    /// <summary>Found by the soak bench: a streamed request that failed left its internal completion task faulted and
+    /// unobserved, so TaskScheduler.UnobservedTaskException fired for every failed stream (hosts log that as an escaped
+    /// error). The stream's reader gets the error; nothing else may see it.</summary>
+    [Fact]
+    public async Task FailedStream_RaisesNoUnobservedTaskException()
+    {
+        var unobserved = new List<Exception>();
+        void Record(object? sender, UnobservedTaskExceptionEventArgs e)
+        {
+            if (e.Exception.GetBaseException() is PluginFailedException { Plugin: "drafter 'faulty'" } failed)
+            {
+                lock (unobserved)
+                {
+                    unobserved.Add(failed);
+                }
+            }
+        }
+        TaskScheduler.UnobservedTaskException += Record;
+        try
+        {
+            using TargetModel model = EngineFixture.LoadModel(maxBatch: 2);
+            using var drafter = new FaultyDrafter(EngineFixture.Drafter("suffix"), Fault.ProposeThrows, model.Config.VocabSize);
+            using (SpeculativeEngine engine = SpeculativeEngine.Create(model, ByteTokenizer.Instance, drafter,
+                new SpeculativeEngineOptions { CostModel = EngineFixture.FlatCost(2), EndOfSequenceTokenIds = [] }))
+            {
+                for (int i = 0; i < 3; i++)
+                {
+                    await Assert.ThrowsAsync<PluginFailedException>(() => ReadAll(engine, Poisoned(80 + i)));
+                }
+            }
+            for (int i = 0; i < 3; i++)
+            {
+                GC.Collect();
+                GC.WaitForPendingFinalizers();
+            }
+        }
+        finally
+        {
+            TaskScheduler.UnobservedTaskException -= Record;
+        }
+        Assert.Empty(unobserved);
+    }
+
+    private static async Task ReadAll(SpeculativeEngine engine, GenerationRequest request)
+    {
+        await foreach (GenerationChunk _ in engine.StreamAsync(request).ConfigureAwait(false))
+        {
+        }
+    }
+
     /// <summary>The plug-in rule for the tokenizer: decoding that throws fails the requests it decodes for, with a typed
     /// error, and the engine serves again once the tokenizer works.</summary>
     [Fact]
