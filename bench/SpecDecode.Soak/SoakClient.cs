@@ -50,7 +50,7 @@ internal sealed class SoakClient(int id, IReadOnlyList<SoakPrompt> prompts, Func
         {
             SoakPrompt prompt = prompts[_random.Next(prompts.Count)];
             RequestKind kind = Pick();
-            EngineLife life = currentEngine();
+            EngineLife life = await CurrentEngineAsync();
             try
             {
                 await (kind switch
@@ -65,6 +65,18 @@ internal sealed class SoakClient(int id, IReadOnlyList<SoakPrompt> prompts, Func
                 tally.Add(SoakOutcome.Unexpected, $"client {Id} ({kind}): {e}");
             }
         }
+    }
+
+    /// <summary>The current engine; while it is being disposed (a race the runner starts), the one that replaces it, as
+    /// a client of a restarted service would retry. After a refusal the client thus waits instead of spinning.</summary>
+    private async Task<EngineLife> CurrentEngineAsync()
+    {
+        EngineLife life = currentEngine();
+        for (var waited = System.Diagnostics.Stopwatch.StartNew(); life.Disposing && waited.Elapsed < timeout; life = currentEngine())
+        {
+            await Task.Delay(5);
+        }
+        return life;
     }
 
     private RequestKind Pick()

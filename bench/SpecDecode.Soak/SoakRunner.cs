@@ -95,7 +95,8 @@ public static class SoakRunner
             Task? disposer = null;
             if (settings.DisposeEveryRounds > 0 && round % settings.DisposeEveryRounds == 0)
             {
-                int delay = random.Next(50, 1500);
+                // Somewhere in the round's first three quarters (by the previous round's length).
+                int delay = random.Next(50, Math.Max(100, (int)(0.75 * (rounds.Count > 0 ? rounds[^1].Elapsed.TotalMilliseconds : 1000))));
                 disposer = Task.Run(async () =>
                 {
                     await Task.Delay(delay);
