@@ -156,7 +156,7 @@ public sealed class SoakReport
         s.AppendLine(c, $"faults injected     drafter {DrafterFaults}, logger {LoggerFaults} of {LoggerCalls} calls, metrics listener {MetricsFaults}");
         s.AppendLine(c, $"suffix cache        {(IntegrityFailure is null ? "CheckIntegrity passed, no request left active" : IntegrityFailure)}");
         (long managed, long resident) = Growth;
-        s.AppendLine(c, $"memory growth       managed {managed / Mib:+0.0;-0.0} MiB, resident {resident / Mib:+0.0;-0.0} MiB (round 2 to round {Rounds.Count})");
+        s.AppendLine(c, $"memory growth       managed {managed / Mib:+0.0;-0.0;0.0} MiB, resident {resident / Mib:+0.0;-0.0;0.0} MiB (round 2 to round {Rounds.Count})");
         s.AppendLine(Passed ? "PASSED" : "FAILED:\n  " + string.Join("\n  ", Failures));
         return s.ToString();
     }

@@ -92,7 +92,7 @@ public static class SoakRunner
         {
             var watch = Stopwatch.StartNew();
             Task[] running = clients.Select(c => Task.Run(() => c.RunAsync(settings.RequestsPerClient))).ToArray();
-            Task? disposer = null;
+            Task<EngineLife>? disposer = null;
             if (settings.DisposeEveryRounds > 0 && round % settings.DisposeEveryRounds == 0)
             {
                 // Somewhere in the round's first three quarters (by the previous round's length).
@@ -104,11 +104,15 @@ public static class SoakRunner
                     old.MarkDisposing();
                     old.Engine.Dispose();
                     Volatile.Write(ref current, NewLife());   // the model is free again once the old engine is disposed
-                    Account(old, tally);
+                    return old;
                 });
             }
             Task.WaitAll(running);
-            disposer?.Wait();
+            if (disposer is not null)
+            {
+                // Counted once the round's clients are done: a client records an accepted submission just after making it.
+                Account(disposer.Result, tally);
+            }
             long managed = ProcessMemory.LiveManagedBytes();   // a full collection: unobserved task exceptions surface here
             var r = new SoakRound(round, tally.Requests, managed, Environment.WorkingSet, suffix.EstimateMemoryBytes(), watch.Elapsed);
             rounds.Add(r);
