@@ -31,41 +31,55 @@ public sealed class SoakReport
         Failures = Check();
     }
 
+    /// <summary>What the run did.</summary>
     public SoakSettings Settings { get; }
 
+    /// <summary>Memory after each round.</summary>
     public IReadOnlyList<SoakRound> Rounds { get; }
 
     /// <summary>Engines created (one more after each disposal race).</summary>
     public int Engines { get; }
 
+    /// <summary>Why the suffix cache failed its check after the run; null when it passed.</summary>
     public string? IntegrityFailure { get; }
 
+    /// <summary>Drafter faults injected (exceptions and out-of-vocabulary drafts).</summary>
     public long DrafterFaults { get; }
 
+    /// <summary>Logger calls that threw.</summary>
     public long LoggerFaults { get; }
 
+    /// <summary>Logger calls in all.</summary>
     public long LoggerCalls { get; }
 
+    /// <summary>Metrics listener callbacks that threw.</summary>
     public long MetricsFaults { get; }
 
+    /// <summary>The whole run, references included.</summary>
     public TimeSpan Elapsed { get; }
 
     /// <summary>Requests sent (every outcome).</summary>
     public long Requests => _tally.Requests;
 
+    /// <summary>Requests that completed with a result.</summary>
     public long Served => _tally.Count(SoakOutcome.Served);
 
+    /// <summary>Results that differed from their solo greedy reference (or broke their budget).</summary>
     public long Mismatches => _tally.Mismatches.Count;
 
+    /// <summary>Exceptions that escaped onto a thread or went unobserved.</summary>
     public long Escaped => _tally.EscapedExceptions.Count;
 
+    /// <summary>Requests that did not end within the timeout.</summary>
     public long Stranded => _tally.Count(SoakOutcome.Stranded);
 
+    /// <summary>Requests that ended with an exception the soak did not cause.</summary>
     public long Unexpected => _tally.Count(SoakOutcome.Unexpected);
 
     /// <summary>The checks that failed; empty when the soak passed.</summary>
     public IReadOnlyList<string> Failures { get; }
 
+    /// <summary>Whether every check passed.</summary>
     public bool Passed => Failures.Count == 0;
 
     /// <summary>Memory growth from the second round (the first warms up: JIT, the suffix cache filling to its bound) to the last.</summary>
