@@ -5,12 +5,13 @@ var clients = new Option<int>("--clients") { Description = "Concurrent clients."
 var rounds = new Option<int>("--rounds") { Description = "Rounds; memory is measured after each.", DefaultValueFactory = _ => 8 };
 var requests = new Option<int>("--requests") { Description = "Requests per client per round.", DefaultValueFactory = _ => 4 };
 var batch = new Option<int>("--batch") { Description = "Requests the engine serves at once.", DefaultValueFactory = _ => 8 };
+var disposeEvery = new Option<int>("--dispose-every") { Description = "Dispose the engine during every Nth round and create another on the same model (0: never).", DefaultValueFactory = _ => 3 };
 var seed = new Option<int>("--seed") { Description = "Seeds the workload and the faults.", DefaultValueFactory = _ => 16 };
 var model = new Option<string?>("--model") { Description = "A checkpoint folder; default: the repository's models/default." };
 var quick = new Option<bool>("--quick") { Description = "The CI slice: 8 clients x 3 rounds x 2 requests." };
 var root = new RootCommand("Soak and fault-injection run of the speculative engine on the CPU; exit code 1 when a check fails.")
 {
-    clients, rounds, requests, batch, seed, model, quick,
+    clients, rounds, requests, batch, disposeEvery, seed, model, quick,
 };
 root.SetAction(p =>
 {
@@ -22,6 +23,7 @@ root.SetAction(p =>
             Rounds = p.GetValue(rounds),
             RequestsPerClient = p.GetValue(requests),
             MaxBatch = p.GetValue(batch),
+            DisposeEveryRounds = p.GetValue(disposeEvery),
             Seed = p.GetValue(seed),
             ModelFolder = p.GetValue(model),
         };
