@@ -67,10 +67,10 @@ public static class SoakRunner
         using var drafter = new RandomFaultDrafter(suffix, dice, settings.DrafterFaultRate, model.Config.VocabSize);
         var logger = new RandomFaultLogger(dice, settings.LoggerFaultRate);
         using var listener = new RandomFaultMetricsListener(dice, settings.MetricsFaultRate);
-        var lives = new List<EngineLife>();
+        int engines = 0;   // a count, not a list: the harness must not keep disposed engines alive (the memory trend)
         EngineLife NewLife()
         {
-            var life = new EngineLife(lives.Count + 1, SpeculativeEngine.Create(model, tokenizer, drafter, new SpeculativeEngineOptions
+            var life = new EngineLife(++engines, SpeculativeEngine.Create(model, tokenizer, drafter, new SpeculativeEngineOptions
             {
                 ChatTemplate = template,
                 MaxDraftTokens = 12,
@@ -78,7 +78,6 @@ public static class SoakRunner
                 AdaptiveSpeculation = false,
                 Logger = logger,
             }));
-            lives.Add(life);
             return life;
         }
         EngineLife current = NewLife();
@@ -156,7 +155,7 @@ public static class SoakRunner
         {
             integrity = e.Message;
         }
-        return new SoakReport(settings, tally, rounds, lives.Count, integrity, drafter.Injected, logger.Injected, logger.Calls,
+        return new SoakReport(settings, tally, rounds, engines, integrity, drafter.Injected, logger.Injected, logger.Calls,
             listener.Injected, total.Elapsed);
     }
 
