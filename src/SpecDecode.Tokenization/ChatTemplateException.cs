@@ -6,7 +6,7 @@ namespace SpecDecode.Tokenization;
 /// raises, a type error), or the template's own <c>raise_exception(message)</c>. The message says what is wrong and
 /// where (line and column of the template); the interpreter never renders output that might differ from Jinja's.
 /// </summary>
-public sealed class ChatTemplateException : Exception
+public sealed class ChatTemplateException : SpecDecodeException
 {
     /// <summary>Creates the exception.</summary>
     /// <param name="message">The whole message.</param>

@@ -77,18 +77,27 @@ public static class CheckpointTokenizer
                 throw new TokenizerLoadException(tokenizerJson, "is not a JSON object.");
             }
 
-            string? whyNot = HuggingFaceTokenizerJson.WhyNotByteLevelBpe(root);
-            if (whyNot is null)
+            try
             {
-                return HuggingFaceTokenizerJson.Create(root, tokenizerJson);
-            }
+                string? whyNot = HuggingFaceTokenizerJson.WhyNotByteLevelBpe(root);
+                if (whyNot is null)
+                {
+                    return HuggingFaceTokenizerJson.Create(root, tokenizerJson);
+                }
 
-            if (File.Exists(sentencePiece))
+                if (File.Exists(sentencePiece))
+                {
+                    return LoadSentencePiece(sentencePiece, HuggingFaceTokenizerJson.ReadAddedTokens(root, tokenizerJson));
+                }
+
+                throw new TokenizerLoadException(tokenizerJson, $"cannot be read: {whyNot}.");
+            }
+            catch (InvalidOperationException e)
             {
-                return LoadSentencePiece(sentencePiece, HuggingFaceTokenizerJson.ReadAddedTokens(root, tokenizerJson));
+                // JsonElement throws this for a value of another JSON type than the reader asked for, and for a string
+                // escape that is not valid UTF-16; either way the file is malformed.
+                throw new TokenizerLoadException(tokenizerJson, "holds a value of an unexpected JSON type or an invalid string: " + e.Message, e);
             }
-
-            throw new TokenizerLoadException(tokenizerJson, $"cannot be read: {whyNot}.");
         }
 
         if (File.Exists(sentencePiece))
@@ -194,7 +203,7 @@ public static class CheckpointTokenizer
 
             foreach (JsonProperty entry in document.RootElement.EnumerateObject())
             {
-                vocab[entry.Name] = entry.Value.TryGetInt32(out int id)
+                vocab[entry.Name] = entry.Value.ValueKind == JsonValueKind.Number && entry.Value.TryGetInt32(out int id)
                     ? id
                     : throw new TokenizerLoadException(vocabJson, $"the entry \"{entry.Name}\" has no integer id.");
             }
@@ -241,7 +250,7 @@ public static class CheckpointTokenizer
 
             foreach (JsonProperty entry in document.RootElement.EnumerateObject())
             {
-                added[entry.Name] = entry.Value.TryGetInt32(out int id)
+                added[entry.Name] = entry.Value.ValueKind == JsonValueKind.Number && entry.Value.TryGetInt32(out int id)
                     ? id
                     : throw new TokenizerLoadException(addedJson, $"the entry \"{entry.Name}\" has no integer id.");
             }
@@ -275,8 +284,14 @@ public static class CheckpointTokenizer
     {
         try
         {
-            using FileStream stream = File.OpenRead(path);
-            return JsonDocument.Parse(stream, new JsonDocumentOptions { MaxDepth = 256 });
+            byte[] bytes = File.ReadAllBytes(path);
+            // JsonDocument checks UTF-8 only when a string is read; a file that is not UTF-8 is refused here, by position.
+            if (System.Text.Unicode.Utf8.ToUtf16(bytes, new char[bytes.Length], out int valid, out _, replaceInvalidSequences: false)
+                == System.Buffers.OperationStatus.InvalidData)
+            {
+                throw new TokenizerLoadException(path, $"is not valid UTF-8 (byte {valid}).");
+            }
+            return JsonDocument.Parse(bytes, new JsonDocumentOptions { MaxDepth = 256 });
         }
         catch (JsonException e)
         {

@@ -42,7 +42,7 @@ internal static class HuggingFaceTokenizerJson
         {
             if (token.ValueKind != JsonValueKind.Object
                 || !token.TryGetProperty("content", out JsonElement content) || content.ValueKind != JsonValueKind.String
-                || !token.TryGetProperty("id", out JsonElement id) || !id.TryGetInt32(out int tokenId))
+                || !token.TryGetProperty("id", out JsonElement id) || id.ValueKind != JsonValueKind.Number || !id.TryGetInt32(out int tokenId))
             {
                 throw new TokenizerLoadException(path, "an entry of \"added_tokens\" lacks a string \"content\" or an integer \"id\".");
             }
@@ -382,7 +382,7 @@ internal static class HuggingFaceTokenizerJson
         var result = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (JsonProperty entry in vocab.EnumerateObject())
         {
-            if (!entry.Value.TryGetInt32(out int id))
+            if (entry.Value.ValueKind != JsonValueKind.Number || !entry.Value.TryGetInt32(out int id))
             {
                 throw new TokenizerLoadException(path, $"the vocabulary entry \"{entry.Name}\" has no integer id.");
             }

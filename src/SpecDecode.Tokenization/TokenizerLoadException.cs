@@ -6,7 +6,7 @@ namespace SpecDecode.Tokenization;
 /// this loader does not implement (it never loads one that would encode differently). The message names the file and
 /// what to do; the fallback is always to build the tokenizer yourself and pass it in.
 /// </summary>
-public sealed class TokenizerLoadException : Exception
+public sealed class TokenizerLoadException : SpecDecodeException
 {
     /// <summary>The advice every message ends with.</summary>
     internal const string PassOneIn =

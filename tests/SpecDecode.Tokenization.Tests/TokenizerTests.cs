@@ -225,6 +225,41 @@ public sealed class TokenizerTests : IDisposable
         Assert.Contains("not ordered", e.Message);
     }
 
+    /// <summary>Found by the parser fuzzer (issue 16): a vocabulary id or added-token id of another JSON type threw an
+    /// untyped InvalidOperationException, and bytes that are not UTF-8 threw while a key was read.</summary>
+    [Theory]
+    [InlineData("vocab")]
+    [InlineData("added")]
+    public void TokenizerJson_IdOfAnotherJsonType_IsATypedRefusal(string where)
+    {
+        string folder = WriteTokenizerJson(HelloMerges, mutate: root =>
+        {
+            if (where == "vocab")
+            {
+                root["model"]!["vocab"]!["he"] = new JsonObject();
+            }
+            else
+            {
+                root["added_tokens"] = new JsonArray(new JsonObject { ["content"] = "<s>", ["id"] = "7", ["special"] = true });
+            }
+        });
+        var e = Assert.Throws<TokenizerLoadException>(() => CheckpointTokenizer.Load(folder));
+        Assert.Contains("tokenizer.json", e.Message);
+    }
+
+    [Fact]
+    public void TokenizerJson_NotUtf8_IsATypedRefusalWithThePosition()
+    {
+        string folder = WriteTokenizerJson(HelloMerges);
+        string path = Path.Combine(folder, "tokenizer.json");
+        byte[] bytes = File.ReadAllBytes(path);
+        int at = Array.IndexOf(bytes, (byte)'h', bytes.Length / 2);
+        bytes[at] = 0xFF;
+        File.WriteAllBytes(path, bytes);
+        var e = Assert.Throws<TokenizerLoadException>(() => CheckpointTokenizer.Load(folder));
+        Assert.Contains($"not valid UTF-8 (byte {at})", e.Message);
+    }
+
     [Fact]
     public void IgnoreMerges_MissingSplit_IsRejected()
     {

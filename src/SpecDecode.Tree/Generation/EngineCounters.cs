@@ -18,18 +18,7 @@ internal sealed class EngineCounters(EngineMetrics metrics)
         {
             _completed++;
         }
-        if (reason is FinishReason r)
-        {
-            metrics.RecordFinished(r);
-        }
-        else if (failed)
-        {
-            metrics.RecordFailed();
-        }
-        else
-        {
-            metrics.RecordCancelled();
-        }
+        metrics.RecordFinished(reason, failed);
     }
 
     /// <summary>A prefill forward and the prompt tokens of the requests it admitted.</summary>

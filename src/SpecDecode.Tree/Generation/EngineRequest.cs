@@ -61,6 +61,23 @@ internal sealed class EngineRequest
 
     public int Slot { get; set; } = -1;
 
+    /// <summary>Whether the drafter started this request (and so must end it).</summary>
+    public bool DrafterStarted { get; set; }
+
+    /// <summary>Whether the request has completed, failed or been cancelled.</summary>
+    public bool Finished { get; private set; }
+
+    /// <summary>Marks the request finished; false when it already was (each request ends exactly once).</summary>
+    public bool TryFinish()
+    {
+        if (Finished)
+        {
+            return false;
+        }
+        Finished = true;
+        return true;
+    }
+
     /// <summary>The last emitted token (or the prompt's last token), not yet in the target's cache.</summary>
     public int Root { get; set; }
 

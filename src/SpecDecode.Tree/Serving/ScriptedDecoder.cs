@@ -163,10 +163,17 @@ internal sealed class ScriptedDecoder
             DecodeAttention.GroupedMatmul or DecodeAttention.Skipped => !causal,
             _ => throw new ArgumentOutOfRangeException(nameof(attention), attention, "Unknown DecodeAttention."),
         };
+        // TorchSharp's invoke turns a number or bool argument into a temporary Scalar and keeps only its native handle: a
+        // garbage collection before the native call could finalize it and free what the handle points at (libtorch then
+        // read garbage: "Expected false to be true" from Scalar::toLong, issue 16). These Scalars live until the call ends.
+        using Tensor? noMask = mask is null ? empty(0, x.dtype, x.device) : null;
+        using Scalar keyCount = keys, heads = (long)c.HeadCount, kvHeads = (long)c.KeyValueHeadCount, headDim = (long)c.HeadDim,
+            eps = c.RmsNormEps, qkvBias = c.QkvBias, qkNorm = c.QkNorm, useMatmul = matmul, isCausal = causal,
+            skipped = !causal && attention == DecodeAttention.Skipped;
         return (Tensor)Compiled.Value.invoke("layers",
             x, _inNorm, _wq, _wk, _wv, _wo, _bq, _bk, _bv, _qNorm, _kNorm, _postNorm, _gate, _up, _down, _finalNorm,
-            cache, writeAt, slots, mask ?? empty(0, x.dtype, x.device), cos, sin, keys, (long)c.HeadCount, (long)c.KeyValueHeadCount,
-            (long)c.HeadDim, c.RmsNormEps, c.QkvBias, c.QkNorm, matmul, causal, !causal && attention == DecodeAttention.Skipped);
+            cache, writeAt, slots, mask ?? noMask!, cos, sin, keyCount, heads, kvHeads, headDim, eps, qkvBias, qkNorm, useMatmul,
+            isCausal, skipped);
     }
 }
 

@@ -23,7 +23,8 @@ public sealed partial class TargetModel : IDisposable
     private readonly int _prefillChunk;
     private readonly int _causalPrefillChunk;
     private readonly ScriptedDecoder? _scripted;
-    private bool _disposed;
+    private SpeculativeEngine? _engine;   // the engine that owns the slots and runs the model; null while none does
+    private volatile bool _disposed;
 
     private TargetModel(ModelConfig config, CausalLMWeights weights, TargetModelOptions options, Device device, ScalarType dtype)
     {
@@ -89,8 +90,10 @@ public sealed partial class TargetModel : IDisposable
     /// Loads a Hugging Face checkpoint folder (config.json + model.safetensors or sharded safetensors with an index) onto
     /// the device and dtype of <paramref name="options"/>.
     /// </summary>
-    /// <exception cref="ModelConfigException">config.json is missing, malformed or unsupported.</exception>
-    /// <exception cref="SafeTensorsException">A weights file or tensor is missing, corrupt or has the wrong shape.</exception>
+    /// <exception cref="ModelConfigException">config.json is missing, malformed, unsupported or holds a value no decoder
+    /// has (see docs/guide.md), or an end-of-sequence id of generation_config.json is outside the vocabulary.</exception>
+    /// <exception cref="SafeTensorsException">A weights file or tensor is missing or corrupt, has another shape than
+    /// config.json implies (checked before anything is allocated), or holds a NaN or an infinity.</exception>
     /// <exception cref="NotSupportedException"><see cref="TargetModelOptions.CudaGraphs"/> is on without a CUDA device, a
     /// CUDA libtorch with the graph exports, or the scripted layers.</exception>
     public static TargetModel Load(string folder, TargetModelOptions? options = null)
@@ -100,7 +103,9 @@ public sealed partial class TargetModel : IDisposable
         options.Validate();
         TorchRuntime.EnsureLoaded();
         ModelConfig config = ModelConfig.Load(folder);
+        IReadOnlyList<int> endOfSequence = GenerationConfig.EosTokenIds(folder, config.VocabSize);
         using CheckpointWeights checkpoint = CheckpointWeights.Open(folder);
+        checkpoint.CheckShapes(ParameterShapes(config)); // before config.json's shapes size any allocation
         (Device device, ScalarType dtype) = Placement(config, options);
         CheckGraphOptions(config, options, device);
         var weights = new CausalLMWeights(config, dtype, device);
@@ -113,7 +118,7 @@ public sealed partial class TargetModel : IDisposable
                     checkpoint.CopyInto(name, parameter);
                 }
             }
-            return new TargetModel(config, weights, options, device, dtype) { EndOfSequenceTokenIds = GenerationConfig.EosTokenIds(folder) };
+            return new TargetModel(config, weights, options, device, dtype) { EndOfSequenceTokenIds = endOfSequence };
         }
         catch
         {
@@ -392,13 +397,36 @@ public sealed partial class TargetModel : IDisposable
         (uint)slot < (uint)MaxBatch ? slot
         : throw new ArgumentOutOfRangeException(nameof(slot), slot, $"Slots are 0 .. {MaxBatch - 1} (TargetModelOptions.MaxBatch).");
 
-    /// <inheritdoc />
+    /// <summary>Makes <paramref name="engine"/> the model's one engine.</summary>
+    /// <exception cref="ModelInUseException">Another engine, not yet disposed, serves this model.</exception>
+    /// <exception cref="ObjectDisposedException">The model is disposed.</exception>
+    internal void AttachEngine(SpeculativeEngine engine)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        SpeculativeEngine? other = Interlocked.CompareExchange(ref _engine, engine, null);
+        if (other is not null && other != engine)
+        {
+            throw new ModelInUseException(
+                "This TargetModel already serves a SpeculativeEngine that has not been disposed. An engine owns its model's KV-cache slots, " +
+                "and two engines on one model would overwrite each other's caches: Dispose the first engine before creating another on this model, " +
+                "or load a second TargetModel for the second engine.");
+        }
+    }
+
+    /// <summary>Frees the model for another engine once <paramref name="engine"/> has stopped.</summary>
+    internal void DetachEngine(SpeculativeEngine engine) => Interlocked.CompareExchange(ref _engine, null, engine);
+
+    /// <summary>Frees the weights, the cache and the kernels' buffers. An engine still running on the model is stopped
+    /// first (its step in flight ends, then its requests fail with <see cref="ObjectDisposedException"/>), so that no
+    /// forward runs on freed tensors; dispose the engine before its model to end it yourself.</summary>
     public void Dispose()
     {
         if (_disposed)
         {
             return;
         }
+        Volatile.Read(ref _engine)?.Stop(new ObjectDisposedException(nameof(TargetModel),
+            "The target model was disposed while the request ran; dispose the engine before its model."));
         _disposed = true;
         _graphs?.Dispose();
         _kernelStep?.Dispose();
