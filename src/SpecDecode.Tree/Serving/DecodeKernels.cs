@@ -399,6 +399,9 @@ internal struct GemvParams
     public IntPtr KCache;
     public IntPtr VCache;
     public long HeadStride;
+    public long RowStride;
+    public IntPtr BlockTable;
+    public int BlockShift;
     public int Heads;
     public int KvHeads;
     public int HeadDim;
@@ -413,6 +416,9 @@ internal struct AttentionParams
     public IntPtr KCache;
     public IntPtr VCache;
     public long HeadStride;
+    public long RowStride;
+    public IntPtr BlockTable;
+    public int BlockShift;
     public IntPtr State;
     public IntPtr PartialO;
     public IntPtr PartialMl;
@@ -462,6 +468,9 @@ internal struct TreeFinishParams
     public IntPtr KCache;
     public IntPtr VCache;
     public long HeadStride;
+    public long RowStride;
+    public IntPtr BlockTable;
+    public int BlockShift;
     public int Heads;
     public int KvHeads;
     public int HeadDim;
@@ -490,6 +499,9 @@ internal struct TreeAttentionParams
     public IntPtr KCache;
     public IntPtr VCache;
     public long HeadStride;
+    public long RowStride;
+    public IntPtr BlockTable;
+    public int BlockShift;
     public IntPtr State;
     public IntPtr PartialO;
     public IntPtr PartialMl;
@@ -512,8 +524,10 @@ internal struct TreeAcceptParams
     public IntPtr Cache;
     public long LayerStride;
     public long KvStride;
-    public long SlotOffset;
+    public long RowStride;
     public long HeadStride;
+    public IntPtr BlockTable;
+    public int BlockShift;
     public int HeadDim;
     public IntPtr Result;
 }

@@ -23,6 +23,7 @@ public sealed partial class TargetModel
             throw new ArgumentException($"{inputs.Count} inputs but {references.Count} references: give one per input.", nameof(references));
         }
         CheckTrees(inputs);
+        ReserveRows(inputs);
         if (IsGraphedStep(inputs))
         {
             // A plain step through the graph costs what it costs; only the token that counts as the target's changes.
@@ -75,6 +76,17 @@ public sealed partial class TargetModel
         {
             throw new ArgumentOutOfRangeException(nameof(length), length, $"0 .. {Capacity}");
         }
-        _cache.SetLength(slot, length);
+        int current = _cache.Length(slot);
+        if (length < current)
+        {
+            _cache.Truncate(slot, length);
+            if (length > 0)
+            {
+                _cache.AppendUnknown(slot, 0);
+            }
+            return;
+        }
+        _cache.Reserve(slot, length);
+        _cache.AppendUnknown(slot, length - current);
     }
 }

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace SpecDecode.Tree;
 
 /// <summary>A step's device tensors (all [B, T] unless noted; Logits [B, T, vocab]).</summary>
-internal sealed record StepTensors(Tensor Tokens, Tensor Parents, Tensor Depths, Tensor Valid, Tensor Lengths, Tensor Ancestors, Tensor Logits);
+internal sealed record StepTensors(Tensor Tokens, Tensor Parents, Tensor Depths, Tensor Valid, Tensor Lengths, Tensor Slots, Tensor Ancestors, Tensor Logits);
 
 public sealed partial class TargetModel
 {
@@ -21,7 +21,7 @@ public sealed partial class TargetModel
         Tensor mask = AttentionMask(ancestors, lengths, valid, plan.KeyCount, Config.HeadCount / Config.KeyValueHeadCount);
         Tensor x = DecoderStack(tokens, depths, valid, lengths, slots, mask, plan.KeyCount);
         Tensor logits = nn.functional.linear(x, _weights.Head);
-        return new StepTensors(tokens, parents, depths, valid, lengths, ancestors, logits);
+        return new StepTensors(tokens, parents, depths, valid, lengths, slots, ancestors, logits);
     }
 
     /// <summary>
@@ -54,31 +54,33 @@ public sealed partial class TargetModel
 
     /// <summary>
     /// Embedding, rotary tables at positions length + depth, the decoder layers (scripted or eager) and the final norm
-    /// [B, T, hidden]; writes each valid entry's keys and values at length + entry, padding entries' at scratch.
-    /// <paramref name="mask"/> [B, 1, groups × T, keys] (<see cref="AttentionMask"/>) with row b = slot b, or null for
-    /// plain causal attention among the forward's own rows (every sequence starting at an empty cache; row b writes to
-    /// slot <paramref name="slots"/>[b]).
+    /// [B, T, hidden]; writes each valid entry's keys and values at position length + entry of its row's sequence (row b
+    /// is slot <paramref name="slots"/>[b]), padding entries' in the scratch block. <paramref name="mask"/> [B, 1,
+    /// groups × T, keys] (<see cref="AttentionMask"/>) over each row's positions 0 .. keys-1, or null for plain causal
+    /// attention among the forward's own rows (every sequence starting at an empty cache).
     /// </summary>
     private Tensor DecoderStack(Tensor tokens, Tensor depths, Tensor valid, Tensor lengths, Tensor slots, Tensor? mask, long keys)
     {
         ModelConfig c = Config;
         long b = tokens.shape[0], t = tokens.shape[1];
         Tensor entries = arange(t, int64, Device).view(1, t);
-        Tensor writeAt = where(valid, lengths.view(b, 1) + entries, full_like(tokens, _cache.Scratch));
+        Tensor writeRows = where(valid, _cache.Rows(slots, lengths.view(b, 1) + entries), full_like(tokens, _cache.ScratchRow)).view(-1);
+        Tensor? readRows = mask is null ? null : _cache.ReadRows(slots, keys);
         Tensor positions = (lengths.view(b, 1) + depths).view(-1);
         Tensor cos = _cos.index_select(0, positions).view(b, t, 1, c.HeadDim).to(DType);
         Tensor sin = _sin.index_select(0, positions).view(b, t, 1, c.HeadDim).to(DType);
         Tensor x = _weights.EmbedTokens.index_select(0, tokens.view(-1)).view(b, t, c.HiddenSize);
         return _scripted is not null
-            ? _scripted.Forward(x, _cache.Data, writeAt, slots, mask, cos, sin, keys)
-            : EagerLayers(x, writeAt, slots, mask, cos, sin, keys);
+            ? _scripted.Forward(x, _cache.Data, writeRows, readRows, mask, cos, sin)
+            : EagerLayers(x, writeRows, readRows, mask, cos, sin);
     }
 
     /// <summary>The decoder layers and the final norm, one TorchSharp call per tensor operation (the reference for the
     /// scripted path, and the path for models the script does not cover). Each layer's temporaries are freed when the
-    /// layer ends, so memory does not grow with the layer count. <paramref name="mask"/>: as for
-    /// <see cref="DecoderStack"/>.</summary>
-    private Tensor EagerLayers(Tensor x, Tensor writeAt, Tensor slots, Tensor? mask, Tensor cos, Tensor sin, long s)
+    /// layer ends, so memory does not grow with the layer count. <paramref name="writeRows"/> [B × T]: the cache rows the
+    /// entries' keys and values go to; <paramref name="readRows"/> [B, keys]: the rows attention reads (null with a null
+    /// <paramref name="mask"/>: causal attention among the forward's own entries).</summary>
+    private Tensor EagerLayers(Tensor x, Tensor writeRows, Tensor? readRows, Tensor? mask, Tensor cos, Tensor sin)
     {
         ModelConfig c = Config;
         int groups = c.HeadCount / c.KeyValueHeadCount;
@@ -100,10 +102,10 @@ public sealed partial class TargetModel
             }
             q = RotaryFrequencies.Apply(q, cos, sin);
             k = RotaryFrequencies.Apply(k, cos, sin);
+            _cache.Write(layer, writeRows, k.reshape(b * t, c.KeyValueHeadCount, c.HeadDim), v.reshape(b * t, c.KeyValueHeadCount, c.HeadDim));
             Tensor attended;
             if (mask is null)
             {
-                _cache.WriteRows(layer, slots, writeAt, k.transpose(1, 2), v.transpose(1, 2));
                 // Causal within this forward: the fresh keys and values, repeated for the query heads of each group.
                 Tensor keys = RepeatGroups(k, groups), values = RepeatGroups(v, groups);
                 attended = nn.functional.scaled_dot_product_attention(q.transpose(1, 2), keys, values, null, 0, true)
@@ -111,8 +113,7 @@ public sealed partial class TargetModel
             }
             else
             {
-                _cache.Write(layer, writeAt, k.transpose(1, 2), v.transpose(1, 2));
-                (Tensor keys, Tensor values) = _cache.Read(layer, b, s);
+                (Tensor keys, Tensor values) = _cache.Read(layer, readRows!);
                 // Grouped-query attention without copying keys: the query heads of one key/value head become rows.
                 Tensor grouped = q.view(b, t, c.KeyValueHeadCount, groups, c.HeadDim).permute(0, 2, 3, 1, 4)
                     .reshape(b, c.KeyValueHeadCount, groups * t, c.HeadDim);

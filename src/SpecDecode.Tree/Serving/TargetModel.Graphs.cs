@@ -72,7 +72,7 @@ public sealed partial class TargetModel
         {
             throw new NotSupportedException("The decode-step kernels cannot run this model: " + reason + ".");
         }
-        return _kernelStep ??= new KernelDecodeStep(Config, _weights, _cache.Data, _cos, _sin, Capacity);
+        return _kernelStep ??= new KernelDecodeStep(Config, _weights, _cache, _cos, _sin);
     }
 
     /// <summary>The kernel step's logits [vocab] (bf16) for <paramref name="token"/> at the slot's length, run eagerly; writes the
@@ -94,8 +94,9 @@ public sealed partial class TargetModel
         int slot = input.Slot, length = _cache.Length(slot);
         StepPlan.CheckRoom(slot, length, 1, Capacity);
         long next = _graphs!.Step(slot, input.Root, length, GraphAttention);
-        _cache.SetLength(slot, length + 1);
-        return [new VerifiedStep(slot, [], [(int)next])];
+        var step = new VerifiedStep(slot, [], [(int)next]);
+        GreedyAcceptance.Commit(_cache, input.Root, step);
+        return [step];
     }
 
     /// <summary>
@@ -135,16 +136,17 @@ public sealed partial class TargetModel
         int groups = c.HeadCount / c.KeyValueHeadCount;
         Tensor token = input.narrow(0, 0, 1);
         Tensor length = input.narrow(0, 1, 1);
-        Tensor writeAt = length.view(1, 1);
         Tensor cos = _cos.index_select(0, length).view(1, 1, 1, c.HeadDim).to(DType);
         Tensor sin = _sin.index_select(0, length).view(1, 1, 1, c.HeadDim).to(DType);
         Tensor x = _weights.EmbedTokens.index_select(0, token).view(1, 1, c.HiddenSize);
         // The cached prefix (key < length) and the new token (key = length); the rest of the bucket is masked.
         Tensor beyond = arange(keys, int64, Device).gt(length).view(1, 1, 1, keys).expand(1, 1, groups, keys);
         Tensor mask = zeros([1, 1, groups, keys], DType, Device).masked_fill(beyond, double.NegativeInfinity);
-        // The slot's cache as a batch of one: the script writes and reads row 0 of this view, i.e. the slot.
-        Tensor cache = _cache.Data.narrow(2, slot, 1);
-        Tensor hidden = _scripted!.Forward(x, cache, writeAt, zeros(1, int64, Device), mask, cos, sin, keys, attention);
+        // The slot's rows through its device block table (device ops only, so the step can be captured).
+        Tensor slots = full(1, slot, int64, Device);
+        Tensor writeRows = _cache.Rows(slots, length.view(1, 1)).view(1);
+        Tensor readRows = _cache.ReadRows(slots, keys);
+        Tensor hidden = _scripted!.Forward(x, _cache.Data, writeRows, readRows, mask, cos, sin, attention);
         return nn.functional.linear(hidden, _weights.Head);
     }
 

@@ -76,6 +76,7 @@ public sealed partial class TargetModel
         ArgumentNullException.ThrowIfNull(options);
         CheckTrees(inputs);
         CheckSampling(inputs, options, draftDistributions);
+        ReserveRows(inputs);
         StepPlan plan = StepPlan.ForTrees(inputs, _cache.Lengths, Capacity);
         var parents = new int[plan.Batch][];
         var tokens = new int[plan.Batch][];
@@ -111,14 +112,14 @@ public sealed partial class TargetModel
                     entryAtDepth[b * window + d] = d < samples[b].AcceptedNodes.Length ? samples[b].AcceptedNodes[d] : d;
                 }
             }
-            _cache.MoveAccepted(tensor(entryAtDepth, [plan.Batch, window]).to(Device), step.Lengths, window);
+            _cache.MoveAccepted(step.Slots, tensor(entryAtDepth, [plan.Batch, window]).to(Device), step.Lengths, window);
             for (int i = 0; i < inputs.Count; i++)
             {
                 int slot = inputs[i].Slot;
                 TreeSample sample = samples[slot];
                 int[] nodes = sample.AcceptedNodes[1..].Select(e => e - 1).ToArray();
-                _cache.SetLength(slot, _cache.Length(slot) + sample.AcceptedNodes.Length);
                 steps[i] = new VerifiedStep(slot, nodes, sample.Tokens);
+                GreedyAcceptance.Commit(_cache, inputs[i].Root, steps[i]);
             }
         }
         return steps;

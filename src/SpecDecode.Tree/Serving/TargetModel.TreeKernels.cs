@@ -42,7 +42,7 @@ public sealed partial class TargetModel
             result = step.Result.cpu().data<long>().ToArray();
         }
         VerifiedStep verified = KernelTreeStep.Read(slot, result, rows);
-        _cache.SetLength(slot, length + 1 + verified.AcceptedNodes.Length);
+        GreedyAcceptance.Commit(_cache, input.Root, verified);
         return [verified];
     }
 
@@ -52,7 +52,7 @@ public sealed partial class TargetModel
     {
         int length = _cache.Length(input.Slot), entries = input.Draft.Count + 1, rows = KernelTreeStep.PaddedRows(entries);
         StepPlan.CheckRoom(input.Slot, length, entries, Capacity);
-        KernelTreeStep step = _treeStep ??= new KernelTreeStep(Config, _weights, _cache.Data, _cos, _sin);
+        KernelTreeStep step = _treeStep ??= new KernelTreeStep(Config, _weights, _cache, _cos, _sin);
         long[] state = KernelTreeStep.PackState(length, input.Root, input.Draft, rows, forced);
         using (var scope = NewDisposeScope())
         {
@@ -78,11 +78,11 @@ public sealed partial class TargetModel
     }
 
     /// <summary>A copy of the cached keys and values of <paramref name="slot"/> at positions <paramref name="start"/> ..
-    /// start + count − 1, all layers: [layers, 2, kv heads, count, head size] on the CPU. For tests of the compaction.</summary>
+    /// start + count − 1 (reserved ones), all layers: [layers, 2, kv heads, count, head size] on the CPU. For tests of the
+    /// compaction.</summary>
     internal Tensor CacheRows(int slot, int start, int count)
     {
-        using var scope = NewDisposeScope();
-        return _cache.Data.select(2, CheckSlot(slot)).narrow(3, start, count).cpu().MoveToOuterDisposeScope();
+        return _cache.SequenceRows(CheckSlot(slot), start, count);
     }
 
     /// <summary>The last tree step's argmax per row (unpacked); for diagnostics.</summary>

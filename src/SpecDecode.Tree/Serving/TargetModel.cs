@@ -33,7 +33,7 @@ public sealed partial class TargetModel : IDisposable
         DType = dtype;
         _prefillChunk = options.PrefillChunk;
         _causalPrefillChunk = options.CausalPrefillChunk;
-        _cache = new KvCache(config, options.MaxBatch, options.MaxContext, dtype, device);
+        _cache = new KvCache(config, options.MaxBatch, options.MaxContext, options.KvBlockSize, options.KvBlocks, options.PrefixCaching, dtype, device);
         if (device.type == DeviceType.CUDA)
         {
             AttentionBackends.Set("CuDNN", options.CuDnnAttention);
@@ -58,7 +58,10 @@ public sealed partial class TargetModel : IDisposable
     /// <see cref="MemoryEstimate.MaxSequences"/> for how many sequences of a length would fit elsewhere).
     /// <see cref="MemoryEstimate.For"/> gives the same before loading, with the kernel buffers as large as any GPU needs
     /// them.</summary>
-    public MemoryEstimate Memory => MemoryEstimate.For(Config, new TargetModelOptions { MaxBatch = MaxBatch, MaxContext = Capacity, DType = DType }) with
+    public MemoryEstimate Memory => MemoryEstimate.For(Config, new TargetModelOptions
+    {
+        MaxBatch = MaxBatch, MaxContext = Capacity, DType = DType, KvBlockSize = _cache.BlockSize, KvCacheTokens = (long)_cache.BlockCount * _cache.BlockSize,
+    }) with
     {
         KernelBufferBytes = UsesDecodeKernels ? MemoryEstimate.KernelBuffers(Config, Capacity, UsesTreeKernels, DecodeKernels.Get().Multiprocessors) : 0,
     };
@@ -171,7 +174,7 @@ public sealed partial class TargetModel : IDisposable
     {
         CheckSlot(slot);
         using var scope = NewDisposeScope();
-        return _cache.Data.select(2, slot).narrow(3, 0, _cache.Length(slot)).cpu().to(float32).clone().MoveToOuterDisposeScope();
+        return _cache.SequenceRows(slot, 0, _cache.Length(slot)).to(float32).MoveToOuterDisposeScope();
     }
 
     /// <summary>The parameter names and shapes of a model of <paramref name="config"/>, built on the meta device (no
@@ -197,7 +200,9 @@ public sealed partial class TargetModel : IDisposable
     /// <summary>Tokens cached for <paramref name="slot"/>.</summary>
     public int CachedLength(int slot) => _cache.Length(CheckSlot(slot));
 
-    /// <summary>Rolls <paramref name="slot"/> back to its first <paramref name="length"/> cached tokens (0 frees it).</summary>
+    /// <summary>Rolls <paramref name="slot"/> back to its first <paramref name="length"/> cached tokens; blocks past them
+    /// return to the pool. 0 ends the sequence: with <see cref="TargetModelOptions.PrefixCaching"/> its tokens stay cached
+    /// for <see cref="ReusePrefix"/> until the pool needs their blocks.</summary>
     /// <exception cref="ArgumentOutOfRangeException">The slot is out of range or <paramref name="length"/> exceeds what is cached.</exception>
     public void Truncate(int slot, int length)
     {
@@ -206,8 +211,38 @@ public sealed partial class TargetModel : IDisposable
         {
             throw new ArgumentOutOfRangeException(nameof(length), length, $"Slot {slot} caches {_cache.Length(slot)} tokens; truncate to 0 .. that.");
         }
-        _cache.SetLength(slot, length);
+        _cache.Truncate(slot, length);
     }
+
+    /// <summary>
+    /// Starts the empty <paramref name="slot"/> from the longest prefix of <paramref name="tokens"/> whose keys and values
+    /// are cached (an earlier sequence that began the same way: the same conversation's previous call, or a shared system
+    /// prompt), matched by content: whole cached blocks are shared, a block matched in part is copied. Returns how many
+    /// tokens are now cached (0 on a miss or with <see cref="TargetModelOptions.PrefixCaching"/> off); pass the rest to
+    /// <see cref="Prefill"/>. At most <c>tokens.Length</c> are reused: give the prompt without its last token, as to
+    /// Prefill.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The slot is out of range.</exception>
+    /// <exception cref="InvalidOperationException">The slot is not empty.</exception>
+    public int ReusePrefix(int slot, ReadOnlySpan<int> tokens)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        CheckSlot(slot);
+        return _cache.ReusePrefix(slot, tokens, tokens.Length);
+    }
+
+    /// <summary>The KV pool's state: blocks, the block size, and how many blocks sequences hold, cached prefixes keep
+    /// (evictable) and are free.</summary>
+    public KvCacheUsage KvCache => new(_cache.BlockSize, _cache.BlockCount, _cache.Blocks.FreeBlocks, _cache.Blocks.IdleCachedBlocks,
+        _cache.Blocks.RegisteredBlocks);
+
+    /// <summary>Whether <paramref name="slot"/> can grow to <paramref name="tokens"/> cached tokens now, taking blocks from the
+    /// free ones or evicting cached prefixes no sequence uses; for schedulers deciding whom to admit or preempt.</summary>
+    public bool CanReserve(int slot, long tokens) => _cache.CanReserve(CheckSlot(slot), tokens);
+
+    /// <summary>Gives <paramref name="slot"/> the blocks for <paramref name="tokens"/> cached tokens now (false, with nothing
+    /// taken, when the pool cannot): a scheduler reserves a step's rows before the step.</summary>
+    public bool TryReserve(int slot, long tokens) => _cache.TryReserve(CheckSlot(slot), tokens);
 
     /// <summary>
     /// Appends tokens to sequences' caches. A sequence whose slot is empty first caches up to
@@ -229,6 +264,11 @@ public sealed partial class TargetModel : IDisposable
                 throw new InvalidOperationException($"Slot {slot}: {_cache.Length(slot)} cached + {tokens.Length} tokens exceed the capacity of {Capacity}; raise TargetModelOptions.MaxContext.");
             }
         }
+        foreach ((int slot, int[] tokens) in sequences)
+        {
+            _cache.Reserve(slot, _cache.Length(slot) + tokens.Length);
+        }
+        _cache.SyncTables();
         var done = new int[sequences.Count]; // tokens of each sequence cached so far
         if (_causalPrefillChunk > 0)
         {
@@ -250,6 +290,10 @@ public sealed partial class TargetModel : IDisposable
             var next = Enumerable.Range(0, sequences.Count).Where(i => done[i] < sequences[i].Tokens.Length).ToList();
             if (next.Count == 0)
             {
+                foreach ((int slot, int[] _) in sequences)
+                {
+                    _cache.Register(slot); // its prompt rows never change again: other sequences may share them now
+                }
                 return;
             }
             var chunks = new List<(int Slot, ReadOnlyMemory<int> Tokens)>(next.Count);
@@ -303,7 +347,7 @@ public sealed partial class TargetModel : IDisposable
         }
         foreach ((int slot, ReadOnlyMemory<int> tokens) in chunks)
         {
-            _cache.SetLength(slot, _cache.Length(slot) + tokens.Length);
+            _cache.Append(slot, tokens.Span);
         }
     }
 
@@ -321,6 +365,7 @@ public sealed partial class TargetModel : IDisposable
     {
         ArgumentNullException.ThrowIfNull(inputs);
         CheckTrees(inputs);
+        ReserveRows(inputs);
         if (IsGraphedStep(inputs))
         {
             return GraphedStep(inputs[0]);
@@ -348,6 +393,7 @@ public sealed partial class TargetModel : IDisposable
     internal Tensor TreeLogits(IReadOnlyList<TreeInput> inputs)
     {
         CheckTrees(inputs);
+        ReserveRows(inputs);
         StepPlan plan = StepPlan.ForTrees(inputs, _cache.Lengths, Capacity);
         using var scope = NewDisposeScope();
         using var _ = no_grad();
@@ -365,6 +411,21 @@ public sealed partial class TargetModel : IDisposable
             ArgumentNullException.ThrowIfNull(input?.Draft, nameof(inputs));
         }
         CheckInputs(inputs.Select(i => i.Slot), inputs.SelectMany(i => i.Draft.Tokens.ToArray().Prepend(i.Root)));
+    }
+
+    /// <summary>Gives every input's sequence the blocks for its root and tree rows (they are written at length + entry)
+    /// and brings the device's block tables up to date.</summary>
+    /// <exception cref="InvalidOperationException">A sequence would pass the capacity.</exception>
+    /// <exception cref="KvCacheExhaustedException">The pool has no block left for a sequence.</exception>
+    private void ReserveRows(IReadOnlyList<TreeInput> inputs)
+    {
+        foreach (TreeInput input in inputs)
+        {
+            int length = _cache.Length(input.Slot);
+            StepPlan.CheckRoom(input.Slot, length, input.Draft.Count + 1, Capacity);
+            _cache.Reserve(input.Slot, length + input.Draft.Count + 1);
+        }
+        _cache.SyncTables();
     }
 
     private void CheckInputs(IEnumerable<int> slots, IEnumerable<int> tokens)

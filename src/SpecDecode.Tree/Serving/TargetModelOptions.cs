@@ -12,11 +12,31 @@ public sealed class TargetModelOptions
     /// float16/bfloat16 (bfloat16 for float32 checkpoints).</summary>
     public ScalarType? DType { get; init; }
 
-    /// <summary>Sequences the KV cache holds at once (slots 0 .. MaxBatch-1). Default 1.</summary>
+    /// <summary>Sequences the model serves at once (slots 0 .. MaxBatch-1). Default 1.</summary>
     public int MaxBatch { get; init; } = 1;
 
-    /// <summary>Tokens each slot of the KV cache holds: prompt, generated tokens and one step's draft tree. Default 4096.</summary>
+    /// <summary>Tokens one sequence holds at most: prompt, generated tokens and one step's draft tree. Default 4096.</summary>
     public int MaxContext { get; init; } = 4096;
+
+    /// <summary>
+    /// Tokens of KV cache the model allocates for all sequences together, in blocks of <see cref="KvBlockSize"/>: a
+    /// sequence takes blocks as it grows, so short and long sequences share the pool instead of each holding
+    /// <see cref="MaxContext"/>. Null (default) allocates MaxBatch × MaxContext (every slot can reach MaxContext at once).
+    /// At least <see cref="MaxContext"/>; <see cref="MemoryEstimate.KvTokensFor"/> gives what fits in a memory budget.
+    /// </summary>
+    public long? KvCacheTokens { get; init; }
+
+    /// <summary>Token rows per KV block (a power of two, 16 to 1024). Default 64; see docs/kv-cache.md for the
+    /// measurement behind it.</summary>
+    public int KvBlockSize { get; init; } = 64;
+
+    /// <summary>
+    /// Keep finished sequences' keys and values and reuse them for later sequences that begin with the same tokens
+    /// (<see cref="TargetModel.ReusePrefix"/>; the engine does this for every request): a conversation's next call then
+    /// computes only its new tokens. Cached blocks no sequence uses are evicted, least recently used first, when the pool
+    /// needs room. Default on.
+    /// </summary>
+    public bool PrefixCaching { get; init; } = true;
 
     /// <summary>Prompt tokens per sequence per forward for prefill chunks that attend to tokens already cached (a
     /// prompt's tokens past <see cref="CausalPrefillChunk"/>, or a prefill that continues a cached sequence). Such a
@@ -82,6 +102,9 @@ public sealed class TargetModelOptions
     /// ScriptedDecoder); lowered by tests to reach that branch on tiny models.</summary>
     internal long MatmulAttentionMinKeys { get; init; } = 8192;
 
+    /// <summary>Blocks of the KV pool these options allocate (see <see cref="KvCacheTokens"/>).</summary>
+    internal int KvBlocks => (int)(((KvCacheTokens ?? (long)MaxBatch * MaxContext) + KvBlockSize - 1) / KvBlockSize);
+
     internal void Validate()
     {
         if (MaxBatch < 1)
@@ -91,6 +114,15 @@ public sealed class TargetModelOptions
         if (MaxContext < 2)
         {
             throw new ArgumentOutOfRangeException(nameof(MaxContext), MaxContext, "MaxContext must be at least 2.");
+        }
+        if (KvBlockSize < 16 || KvBlockSize > 1024 || (KvBlockSize & (KvBlockSize - 1)) != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(KvBlockSize), KvBlockSize, "KvBlockSize must be a power of two from 16 to 1024.");
+        }
+        if (KvCacheTokens is long tokens && (tokens < MaxContext || tokens > (long)int.MaxValue * KvBlockSize))
+        {
+            throw new ArgumentOutOfRangeException(nameof(KvCacheTokens), tokens,
+                $"KvCacheTokens must hold at least one whole sequence (MaxContext = {MaxContext}); leave it null for MaxBatch × MaxContext.");
         }
         if (PrefillChunk < 1)
         {
