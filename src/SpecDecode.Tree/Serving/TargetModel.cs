@@ -236,6 +236,9 @@ public sealed partial class TargetModel : IDisposable
     public KvCacheUsage KvCache => new(_cache.BlockSize, _cache.BlockCount, _cache.Blocks.FreeBlocks, _cache.Blocks.IdleCachedBlocks,
         _cache.Blocks.RegisteredBlocks);
 
+    /// <summary>The KV blocks <paramref name="slot"/> holds, in table order (tests of sharing).</summary>
+    internal IReadOnlyList<int> KvBlocksOf(int slot) => _cache.BlocksOf(CheckSlot(slot));
+
     /// <summary>Whether <paramref name="slot"/> can grow to <paramref name="tokens"/> cached tokens now, taking blocks from the
     /// free ones or evicting cached prefixes no sequence uses; for schedulers deciding whom to admit or preempt.</summary>
     public bool CanReserve(int slot, long tokens) => _cache.CanReserve(CheckSlot(slot), tokens);
