@@ -8,19 +8,19 @@ public sealed partial class SpeculativeEngine
     {
         while (true)
         {
-            if (_active.Count == 0 && _waiting.Count == 0 && _submitted.IsEmpty && !_stopping)
+            if (_active.Count == 0 && _prefilling.Count == 0 && _waiting.Count == 0 && _submitted.IsEmpty && !_stopping)
             {
                 _wake.Wait();
                 continue;
             }
             while (_submitted.TryDequeue(out EngineRequest? r))
             {
-                _waiting.Enqueue(r);
+                _waiting.AddLast(r);
             }
             if (_stopping)
             {
                 var disposed = new ObjectDisposedException(nameof(SpeculativeEngine), "The engine was disposed before the request finished.");
-                foreach (EngineRequest r in _active.Concat(_waiting).ToArray())
+                foreach (EngineRequest r in _active.Concat(_prefilling).Concat(_waiting).ToArray())
                 {
                     Fail(r, disposed);
                 }
@@ -30,6 +30,7 @@ public sealed partial class SpeculativeEngine
             try
             {
                 Admit();
+                PrefillChunks();
                 if (_active.Count > 0)
                 {
                     Step();
@@ -49,23 +50,16 @@ public sealed partial class SpeculativeEngine
 
     private void RemoveCancelled()
     {
-        if (_waiting.Any(r => r.CancelRequested))
+        for (LinkedListNode<EngineRequest>? node = _waiting.First; node is not null;)
         {
-            EngineRequest[] keep = [.. _waiting];
-            _waiting.Clear();
-            foreach (EngineRequest r in keep)
+            LinkedListNode<EngineRequest>? next = node.Next;
+            if (node.Value.CancelRequested)
             {
-                if (r.CancelRequested)
-                {
-                    Cancel(r);
-                }
-                else
-                {
-                    _waiting.Enqueue(r);
-                }
+                Cancel(node.Value);
             }
+            node = next;
         }
-        foreach (EngineRequest r in _active.ToArray())
+        foreach (EngineRequest r in _active.Concat(_prefilling).ToArray())
         {
             if (r.CancelRequested)
             {
@@ -74,78 +68,204 @@ public sealed partial class SpeculativeEngine
         }
     }
 
+    /// <summary>
+    /// Moves waiting requests, first come first served, into free slots while the KV pool can hold their prompts: each
+    /// starts from the longest cached prefix of its prompt (<see cref="TargetModel.ReusePrefix"/>: the conversation's
+    /// earlier calls, a shared system prompt) and reserves the blocks for the rest, which <see cref="PrefillChunks"/> then
+    /// computes. A request that does not fit waits, and so do the ones behind it. A preempted request resumes from its
+    /// prompt and what it had generated.
+    /// </summary>
     private void Admit()
     {
-        List<EngineRequest>? admitted = null;
-        while (_waiting.Count > 0 && _freeSlots.Count > 0 && _active.Count + (admitted?.Count ?? 0) < _maxBatch)
+        while (_waiting.First is { } node && _freeSlots.Count > 0 && _active.Count + _prefilling.Count < _maxBatch)
         {
-            EngineRequest r = _waiting.Dequeue();
-            r.Slot = _freeSlots.Pop();
-            r.AdmittedAt = Stopwatch.GetTimestamp();
-            r.Root = r.Prompt[^1];
-            r.RecentAccepted = _recentAccepted; // what drafts yielded lately, engine-wide: a new request starts from that
+            EngineRequest r = node.Value;
+            if (!r.Started)
+            {
+                r.RecentAccepted = _recentAccepted; // what drafts yielded lately, engine-wide: a new request starts from that
+                try
+                {
+                    _drafter?.StartRequest(r.Id, r.Prompt, new DraftRequestOptions { ConversationId = r.ConversationId, Sampling = r.Sampling });
+                }
+                catch (Exception e)
+                {
+                    _waiting.Remove(node);
+                    Fail(r, e);
+                    continue;
+                }
+                r.Started = true;
+            }
+            int slot = _freeSlots.Pop();
+            ReadOnlySpan<int> cached = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(r.Sequence)[..^1];
+            int reused = _options.SkipPrefillForBenchmark ? 0 : _model.ReusePrefix(slot, cached);
+            if (!_model.TryReserve(slot, cached.Length + 1))
+            {
+                // not enough free or evictable blocks for its prompt and first step: wait for running requests to finish
+                _model.Truncate(slot, 0);
+                _freeSlots.Push(slot);
+                break;
+            }
+            _waiting.Remove(node);
+            r.Slot = slot;
+            r.Prefilled = reused;
+            r.Root = r.Sequence[^1];
+            if (r.AdmittedAt == 0)
+            {
+                r.AdmittedAt = Stopwatch.GetTimestamp();
+                r.CachedPromptTokens = reused;
+                _counters.AddAdmitted(r.Prompt.Length, reused);
+            }
+            _prefilling.Add(r);
+        }
+    }
+
+    /// <summary>
+    /// Prefills the admitted requests' prompts within the step's token budget (<see cref="SpeculativeEngineOptions.StepTokenBudget"/>
+    /// minus the last verification step's rows, at least a sixteenth of it), oldest first, all chunks in the same
+    /// forwards; a request whose prompt is complete joins this step's verification.
+    /// </summary>
+    private void PrefillChunks()
+    {
+        if (_prefilling.Count == 0)
+        {
+            return;
+        }
+        int budget = Math.Max(_options.StepTokenBudget / 16, _options.StepTokenBudget - (_active.Count == 0 ? 0 : _lastStepRows));
+        var chunks = new List<(int Slot, int[] Tokens)>();
+        var ready = new List<EngineRequest>();
+        foreach (EngineRequest r in _prefilling)
+        {
+            int remaining = r.Sequence.Count - 1 - r.Prefilled;
+            int take = Math.Min(remaining, budget);
+            if (take > 0)
+            {
+                chunks.Add((r.Slot, r.Sequence.GetRange(r.Prefilled, take).ToArray()));
+                budget -= take;
+            }
+            if (take == remaining)
+            {
+                ready.Add(r);
+            }
+            if (budget == 0)
+            {
+                break;
+            }
+        }
+        if (chunks.Count > 0)
+        {
+            long start = Stopwatch.GetTimestamp();
             try
             {
-                _drafter?.StartRequest(r.Id, r.Prompt, new DraftRequestOptions { ConversationId = r.ConversationId, Sampling = r.Sampling });
+                if (_options.SkipPrefillForBenchmark)
+                {
+                    foreach ((int slot, int[] tokens) in chunks)
+                    {
+                        _model.SetLengthForBenchmark(slot, _model.CachedLength(slot) + tokens.Length);
+                    }
+                }
+                else
+                {
+                    _model.Prefill(chunks);
+                }
             }
             catch (Exception e)
             {
-                _freeSlots.Push(r.Slot);
-                r.Slot = -1;
-                Fail(r, e);
-                continue;
-            }
-            (admitted ??= []).Add(r);
-        }
-        if (admitted is null)
-        {
-            return;
-        }
-        long start = Stopwatch.GetTimestamp();
-        try
-        {
-            if (_options.SkipPrefillForBenchmark)
-            {
-                foreach (EngineRequest r in admitted)
+                EngineLog.StepFailed(_logger, e, chunks.Count);
+                foreach (EngineRequest r in _prefilling.Where(r => chunks.Any(c => c.Slot == r.Slot)).ToArray())
                 {
-                    _model.SetLengthForBenchmark(r.Slot, r.Prompt.Length - 1);
+                    Fail(r, e);
                 }
+                return;
             }
-            else
+            long elapsed = Stopwatch.GetTimestamp() - start;
+            _counters.AddPrefill(elapsed);
+            foreach ((int slot, int[] tokens) in chunks)
             {
-                _model.Prefill(admitted.Select(r => (r.Slot, r.Prompt[..^1])).ToList());
+                EngineRequest r = _prefilling.First(p => p.Slot == slot);
+                r.Prefilled += tokens.Length;
+                r.PrefillTicks += elapsed * tokens.Length / chunks.Sum(c => c.Tokens.Length);
             }
         }
-        catch (Exception e)
+        foreach (EngineRequest r in ready)
         {
-            EngineLog.StepFailed(_logger, e, admitted.Count);
-            foreach (EngineRequest r in admitted)
-            {
-                _active.Add(r); // so that Fail frees the slot and ends the drafter's request
-                Fail(r, e);
-            }
-            return;
-        }
-        long elapsed = Stopwatch.GetTimestamp() - start;
-        _counters.AddPrefill(elapsed, admitted.Sum(r => (long)r.Prompt.Length));
-        foreach (EngineRequest r in admitted)
-        {
-            r.PrefillTicks = elapsed;
+            _prefilling.Remove(r);
             _active.Add(r);
         }
+    }
+
+    /// <summary>
+    /// Gives every running request the KV blocks for its step (the root and up to <paramref name="budgets"/>[i] draft
+    /// rows), lowering a budget to what fits; when a request cannot get even its root's row, the most recently admitted
+    /// other requests are preempted (prompts being prefilled first): their blocks go back to the pool, registered for
+    /// reuse, and they wait at the head of the queue to resume. Returns false when <paramref name="budgets"/> must be
+    /// recomputed (the batch changed).
+    /// </summary>
+    private bool ReserveStep(int[] budgets)
+    {
+        for (int i = 0; i < _active.Count; i++)
+        {
+            EngineRequest r = _active[i];
+            int length = _model.CachedLength(r.Slot);
+            for (int budget = budgets[i]; budget >= 0; budget = budget == 0 ? -1 : budget / 2)
+            {
+                if (_model.TryReserve(r.Slot, length + budget + 1))
+                {
+                    budgets[i] = budget;
+                    break;
+                }
+            }
+            if (_model.CachedLength(r.Slot) + 1 <= ReservedRows(r))
+            {
+                continue;
+            }
+            EngineRequest? victim = _prefilling.Count > 0 ? _prefilling[^1] : _active.Where(a => a != r).OrderBy(a => a.AdmittedAt).LastOrDefault();
+            if (victim is null)
+            {
+                throw new KvCacheExhaustedException($"The KV cache cannot hold one more token of a request alone ({length} cached); raise TargetModelOptions.KvCacheTokens.");
+            }
+            Preempt(victim);
+            return false;
+        }
+        return true;
+    }
+
+    /// <summary>Rows the request's blocks hold now.</summary>
+    private int ReservedRows(EngineRequest r) => _model.KvBlocksOf(r.Slot).Count * _model.KvCache.BlockSize;
+
+    /// <summary>Frees a running or prefilling request's slot and blocks (its content stays cached for its return) and puts
+    /// it first in the queue; it keeps its drafter state, its tokens and its statistics.</summary>
+    private void Preempt(EngineRequest r)
+    {
+        _active.Remove(r);
+        _prefilling.Remove(r);
+        int slot = r.Slot;
+        r.Slot = -1;
+        _model.Truncate(slot, 0);
+        _freeSlots.Push(slot);
+        r.Preemptions++;
+        _counters.AddPreemption();
+        _waiting.AddFirst(r);
     }
 
     private void Step()
     {
         long stepStart = Stopwatch.GetTimestamp();
-        int batch = _active.Count;
-        var budgets = new int[batch];
-        bool anyBudget = false;
-        for (int i = 0; i < batch; i++)
+        int[] budgets;
+        do
         {
-            budgets[i] = Budget(_active[i], batch);
-            anyBudget |= budgets[i] > 0;
+            budgets = new int[_active.Count];
+            for (int i = 0; i < budgets.Length; i++)
+            {
+                budgets[i] = Budget(_active[i], budgets.Length);
+            }
         }
+        while (!ReserveStep(budgets));
+        int batch = _active.Count;
+        if (batch == 0)
+        {
+            return;
+        }
+        bool anyBudget = budgets.Any(b => b > 0);
         // A model drafter's forwards cost whether or not its drafts survive pruning: skip them when recent drafts did not
         // pay. Not for the hybrid, which stops asking its model by itself and whose cheap drafts cost next to nothing.
         if (anyBudget && _adaptive is not null && _drafter is IBatchDrafter and not HybridDrafter
@@ -184,6 +304,7 @@ public sealed partial class SpeculativeEngine
             widest = Math.Max(widest, trees[i].Count + 1);
         }
         int totalTokens = batch * widest; // what the step computes: every sequence is padded to the widest tree
+        _lastStepRows = totalTokens;
         long verifyStart = Stopwatch.GetTimestamp();
         VerifiedStep[] steps = Verify(inputs);
         long verifyTicks = Stopwatch.GetTimestamp() - verifyStart;
@@ -274,6 +395,12 @@ public sealed partial class SpeculativeEngine
             r.RecordAccepted(step.AcceptedCount);
         }
         r.Root = step.Bonus;
+        r.Sequence.AddRange(step.Tokens);
+        if (r.FirstTokenAt == 0)
+        {
+            r.FirstTokenAt = Stopwatch.GetTimestamp();
+            _counters.AddFirstToken(r.FirstTokenAt - r.SubmittedAt);
+        }
         _drafter?.Observe(r.Id, step.Tokens);
 
         // Tokens past a stop token or past the length limit were verified but are not emitted: they count neither as
@@ -338,7 +465,7 @@ public sealed partial class SpeculativeEngine
 
     private void Cancel(EngineRequest r)
     {
-        _active.Remove(r);
+        Forget(r);
         Release(r);
         _counters.AddCompleted(null);
         EngineLog.RequestCancelled(_logger, r.Id.Value, r.Generated.Count);
@@ -350,7 +477,7 @@ public sealed partial class SpeculativeEngine
 
     private void Fail(EngineRequest r, Exception error)
     {
-        _active.Remove(r);
+        Forget(r);
         try
         {
             Release(r);
@@ -366,17 +493,28 @@ public sealed partial class SpeculativeEngine
         r.Registration.Dispose();
     }
 
-    /// <summary>Ends the drafter's request and frees the slot (for a request that holds one).</summary>
+    /// <summary>Takes the request out of the queue and the running lists.</summary>
+    private void Forget(EngineRequest r)
+    {
+        _active.Remove(r);
+        _prefilling.Remove(r);
+        _waiting.Remove(r);
+    }
+
+    /// <summary>Frees the request's slot (its cached tokens stay in the prefix cache) and ends its drafter request.</summary>
     private void Release(EngineRequest r)
     {
-        if (r.Slot < 0)
+        if (r.Slot >= 0)
         {
-            return;
+            int slot = r.Slot;
+            r.Slot = -1;
+            _freeSlots.Push(slot);
+            _model.Truncate(slot, 0);
         }
-        int slot = r.Slot;
-        r.Slot = -1;
-        _freeSlots.Push(slot);
-        _model.Truncate(slot, 0);
-        _drafter?.EndRequest(r.Id);
+        if (r.Started)
+        {
+            r.Started = false;
+            _drafter?.EndRequest(r.Id);
+        }
     }
 }
