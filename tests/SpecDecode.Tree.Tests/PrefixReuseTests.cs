@@ -174,6 +174,23 @@ public sealed class PrefixReuseTests
         Assert.Equal(48, model.ReusePrefix(1, other));
     }
 
+    [Fact]
+    public void MeasuringTheCostModelLeavesCachedPrefixesIntact()
+    {
+        string folder = SharedFixtures.TinyCheckpoint("llama-gqa");
+        int[] prompt = Ids(folder, "prompt_ids");
+        (float[] referenceCache, float[] referenceLogits) = Fresh(folder, prompt, DraftTree.Empty, scripted: true);
+        using TargetModel model = Load(folder, prefixCaching: true);
+        model.Prefill([(0, prompt[..^1])]);
+        model.Truncate(0, 0);
+        VerificationCostModel.Measure(model, context: 20, maxWidth: 4, repeats: 1); // fills the slots with random keys and values
+        Assert.Equal(prompt.Length - 1, model.ReusePrefix(0, prompt.AsSpan(0, prompt.Length - 1)));
+        using Tensor kv = model.CachedKeysAndValues(0);
+        using Tensor logits = model.TreeLogits([new TreeInput(0, prompt[^1], DraftTree.Empty)]);
+        CausalPrefillTests.AssertClose(referenceCache, kv.data<float>().ToArray(), Float32Tolerance, "cache after measuring");
+        CausalPrefillTests.AssertClose(referenceLogits, logits.data<float>().ToArray(), Float32Tolerance, "logits after measuring");
+    }
+
     /// <summary>Greedy decoding of <paramref name="count"/> tokens from <paramref name="root"/>.</summary>
     private static List<int> Greedy(TargetModel model, int slot, int root, int count)
     {

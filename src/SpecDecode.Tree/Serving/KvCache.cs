@@ -386,18 +386,23 @@ internal sealed class KvCache : IDisposable
     }
 
     /// <summary>Reserves and fills every slot with random keys and values of <paramref name="length"/> rows: benchmarks of
-    /// long contexts, whose cost does not depend on the cached values.</summary>
+    /// long contexts, whose cost does not depend on the cached values. Only the slots' own blocks are written: blocks that
+    /// keep cached prefixes for reuse are left as they are (or evicted, when the slots need them).</summary>
     public void FillRandomForBenchmark(int length)
     {
-        using (no_grad())
-        {
-            _data.normal_(0, 1);
-        }
         for (int slot = 0; slot < Slots; slot++)
         {
             Release(slot);
             Reserve(slot, length);
             AppendUnknown(slot, length);
+            using (no_grad())
+            {
+                foreach (int block in _blocks[slot])
+                {
+                    using Tensor rows = _data.narrow(2, (long)block * BlockSize, BlockSize);
+                    rows.normal_(0, 1);
+                }
+            }
         }
     }
 

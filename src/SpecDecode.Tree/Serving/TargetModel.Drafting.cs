@@ -126,12 +126,12 @@ public sealed partial class TargetModel
         Tensor rows = all.narrow(0, rowAt, n);
 
         // visible[b, t, w]: region entry w is row t's entry or one of its ancestors.
-        Tensor ancestors = Ancestors(parents, maxHops);
+        Tensor ancestors = _reference.Ancestors(parents, maxHops);
         Tensor visible = ancestors.gather(1, entries.view(batch, width, 1).expand(batch, width, window));
         Tensor slots = arange(batch, int64, Device); // row b is slot b
         Tensor writeRows = where(valid, _cache.Rows(slots, lengths.view(batch, 1) + entries), full_like(entries, _cache.ScratchRow)).view(-1);
         Tensor readRows = _cache.ReadRows(slots, keys);
-        Tensor mask = AttentionMask(visible, lengths, valid, keys, groups);
+        Tensor mask = _reference.AttentionMask(visible, lengths, valid, keys, groups);
         Tensor positions = (lengths.view(batch, 1) + offsets).view(-1);
         Tensor cos = _cos.index_select(0, positions).view(batch, width, 1, c.HeadDim).to(DType);
         Tensor sin = _sin.index_select(0, positions).view(batch, width, 1, c.HeadDim).to(DType);
@@ -139,7 +139,7 @@ public sealed partial class TargetModel
         Tensor x = _weights.EmbedTokens.index_select(0, tokens.view(-1)).view(batch, width, c.HiddenSize);
         x = _scripted is not null
             ? _scripted.Forward(x, _cache.Data, writeRows, readRows, mask, cos, sin)
-            : EagerLayers(x, writeRows, readRows, mask, cos, sin);
+            : _reference.EagerLayers(x, writeRows, readRows, mask, cos, sin);
         // The output projection for the wanted rows only (a vocabulary-wide projection of every row would dominate a
         // small model's forward).
         Tensor hidden = x.view(batch * width, c.HiddenSize).index_select(0, rows);

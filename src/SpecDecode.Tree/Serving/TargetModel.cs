@@ -23,6 +23,13 @@ public sealed partial class TargetModel : IDisposable
     private readonly int _prefillChunk;
     private readonly int _causalPrefillChunk;
     private readonly ScriptedDecoder? _scripted;
+    private readonly ReferenceBackend _reference;
+    // the fixed-shape step exists for every model (tests compare its attention variants); it serves steps with graphs on
+    private readonly GraphedDecodeBackend _graphed;
+    private readonly bool _graphsOn;
+    private readonly TreeKernelBackend? _treeKernels;
+    // in order of preference: a step runs on the first that takes it
+    private readonly IStepBackend[] _backends;
     private bool _disposed;
 
     private TargetModel(ModelConfig config, CausalLMWeights weights, TargetModelOptions options, Device device, ScalarType dtype)
@@ -38,20 +45,52 @@ public sealed partial class TargetModel : IDisposable
         {
             AttentionBackends.Set("CuDNN", options.CuDnnAttention);
         }
-        (_cos, _sin) = RotaryTables(config, options.MaxContext + 1, device);
+        (_cos, _sin) = ReferenceBackend.RotaryTables(config, options.MaxContext + 1, device);
         _scripted = options.ScriptedLayers ? ScriptedDecoder.TryCreate(config, weights, options.MatmulAttentionMinKeys) : null;
         if (_scripted is not null)
         {
             ScriptedDecoder.Compile();
         }
-        _graphBucket = options.CudaGraphKeyBucket;
-        _graphs = options.CudaGraphs ? new DecodeGraphs(this, options.CudaGraphCapture) : null;
+        var parts = new ModelParts(config, weights, _cache, _cos, _sin, device, dtype, _scripted);
+        _reference = new ReferenceBackend(parts);
         // The graphed step: SpecDecode's kernels where they can run this model on this GPU, else the captured libtorch step.
         // The kernels' module lives in the context of the GPU that was current when it loaded: the first GPU only.
-        GraphAttention = _graphs is not null && options.DecodeKernels && device.index <= 0
-            && SpecDecode.Tree.DecodeKernels.Unsupported(config, dtype, options.MaxContext) is null && SpecDecode.Tree.DecodeKernels.IsAvailable
-            ? DecodeAttention.Kernels
-            : DecodeAttention.Default;
+        _graphsOn = options.CudaGraphs;
+        bool kernels = _graphsOn && options.DecodeKernels && device.index <= 0
+            && SpecDecode.Tree.DecodeKernels.Unsupported(config, dtype, options.MaxContext) is null && SpecDecode.Tree.DecodeKernels.IsAvailable;
+        _graphed = new GraphedDecodeBackend(parts, options.CudaGraphCapture, options.CudaGraphKeyBucket, kernels ? DecodeAttention.Kernels : DecodeAttention.Default);
+        _treeKernels = kernels && KernelTreeStep.Unsupported(config) is null ? new TreeKernelBackend(parts, _graphed) : null;
+        _backends = [.. new IStepBackend?[] { _treeKernels, _graphsOn ? _graphed : null, _reference }.OfType<IStepBackend>()];
+    }
+
+    /// <summary>Runs a checked step on the first backend that takes it, after reserving its rows.</summary>
+    private VerifiedStep[] Run(VerifyStep step)
+    {
+        ReserveRows(step.Inputs);
+        foreach (IStepBackend backend in _backends)
+        {
+            if (backend.Refuses(step) is null)
+            {
+                return backend.Verify(step);
+            }
+        }
+        throw new InvalidOperationException("No step backend took the step."); // the reference path takes every step
+    }
+
+    /// <summary>Which backend would run <paramref name="step"/>, and why each before it would not: for logs and tests.</summary>
+    internal string Explain(VerifyStep step)
+    {
+        var refusals = new List<string>();
+        foreach (IStepBackend backend in _backends)
+        {
+            if (backend.Refuses(step) is { } why)
+            {
+                refusals.Add($"not {backend.Name}: {why}");
+                continue;
+            }
+            return refusals.Count == 0 ? backend.Name : $"{backend.Name} ({string.Join("; ", refusals)})";
+        }
+        return "none";
     }
 
     /// <summary>What the weights, the KV cache and the kernel steps' buffers take on the device (see
@@ -336,23 +375,7 @@ public sealed partial class TargetModel : IDisposable
         return groups;
     }
 
-    /// <summary>One prefill forward over each slot's chunk (causal: every slot empty, see
-    /// <see cref="StepPlan.ForCausalChunks"/>); the slots' lengths grow by their chunks.</summary>
-    private void PrefillChunks(List<(int Slot, ReadOnlyMemory<int> Tokens)> chunks, bool causal)
-    {
-        StepPlan plan = causal
-            ? StepPlan.ForCausalChunks(chunks, _cache.Lengths, Capacity)
-            : StepPlan.ForChunks(chunks, _cache.Lengths, Capacity);
-        using (var scope = NewDisposeScope())
-        using (no_grad())
-        {
-            PrefillForward(plan);
-        }
-        foreach ((int slot, ReadOnlyMemory<int> tokens) in chunks)
-        {
-            _cache.Append(slot, tokens.Span);
-        }
-    }
+    private void PrefillChunks(List<(int Slot, ReadOnlyMemory<int> Tokens)> chunks, bool causal) => _reference.PrefillChunks(chunks, causal);
 
     /// <summary>
     /// Verifies every sequence's draft tree in one forward and accepts greedily: from the root, the child whose token is
@@ -368,25 +391,7 @@ public sealed partial class TargetModel : IDisposable
     {
         ArgumentNullException.ThrowIfNull(inputs);
         CheckTrees(inputs);
-        ReserveRows(inputs);
-        if (IsGraphedStep(inputs))
-        {
-            return GraphedStep(inputs[0]);
-        }
-        if (IsKernelTree(inputs))
-        {
-            return KernelTree(inputs[0], null);
-        }
-        StepPlan plan = StepPlan.ForTrees(inputs, _cache.Lengths, Capacity);
-        long[] result;
-        using (var scope = NewDisposeScope())
-        using (no_grad())
-        {
-            StepTensors step = Forward(plan);
-            Tensor decided = GreedyAcceptance.Decide(step, _cache, plan.MaxDepth + 1);
-            result = decided.cpu().data<long>().ToArray(); // the step's one synchronisation
-        }
-        return GreedyAcceptance.Read(result, inputs, plan, _cache);
+        return Run(new VerifyStep(inputs, AcceptanceRule.Greedy));
     }
 
     /// <summary>
@@ -397,10 +402,7 @@ public sealed partial class TargetModel : IDisposable
     {
         CheckTrees(inputs);
         ReserveRows(inputs);
-        StepPlan plan = StepPlan.ForTrees(inputs, _cache.Lengths, Capacity);
-        using var scope = NewDisposeScope();
-        using var _ = no_grad();
-        return Forward(plan).Logits.to(float32).cpu().MoveToOuterDisposeScope();
+        return _reference.TreeLogits(inputs);
     }
 
     private void CheckTrees(IReadOnlyList<TreeInput> inputs)
@@ -464,9 +466,9 @@ public sealed partial class TargetModel : IDisposable
             return;
         }
         _disposed = true;
-        _graphs?.Dispose();
-        _kernelStep?.Dispose();
-        DisposeTreeKernels();
+        _treeKernels?.Dispose();
+        _graphed.Dispose();
+        _reference.Dispose();
         _cache.Dispose();
         _cos.Dispose();
         _sin.Dispose();
