@@ -303,6 +303,20 @@ internal sealed class KvCache : IDisposable
         _data.narrow(2, (long)target * BlockSize, BlockSize).copy_(_data.narrow(2, (long)source * BlockSize, BlockSize));
     }
 
+    /// <summary>Forgets every cached prefix no sequence uses (their blocks become free): benchmarks that compare runs
+    /// from a cold cache on one model.</summary>
+    public void DropCachedPrefixes()
+    {
+        _allocated.Clear();
+        if (_manager.TryAllocate(_manager.AvailableBlocks, _allocated)) // takes the free blocks, then evicts every idle cached one
+        {
+            foreach (int block in _allocated)
+            {
+                _manager.Release(block);
+            }
+        }
+    }
+
     /// <summary>Uploads the block tables when they changed since the last call (one copy).</summary>
     public void SyncTables()
     {

@@ -275,6 +275,9 @@ public sealed partial class TargetModel : IDisposable
     public KvCacheUsage KvCache => new(_cache.BlockSize, _cache.BlockCount, _cache.Blocks.FreeBlocks, _cache.Blocks.IdleCachedBlocks,
         _cache.Blocks.RegisteredBlocks);
 
+    /// <summary>Forgets every cached prefix no sequence uses: benchmarks that compare runs from a cold cache.</summary>
+    internal void DropCachedPrefixes() => _cache.DropCachedPrefixes();
+
     /// <summary>The KV blocks <paramref name="slot"/> holds, in table order (tests of sharing).</summary>
     internal IReadOnlyList<int> KvBlocksOf(int slot) => _cache.BlocksOf(CheckSlot(slot));
 
