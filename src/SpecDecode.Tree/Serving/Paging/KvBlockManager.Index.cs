@@ -150,6 +150,12 @@ internal sealed partial class KvBlockManager
     /// <summary>Registers one full block under <paramref name="node"/>; returns the node the walk continues from.</summary>
     private int RegisterFull(int node, int b, ReadOnlySpan<int> content, long tick)
     {
+        if (_parent[b] == node && _length[b] == BlockSize && Content(b).SequenceEqual(content))
+        {
+            // Already this very child (a shared or re-registered block): no hashing needed.
+            Touch(b, tick);
+            return b;
+        }
         bool found = _fullLookup.TryGetValue(new ChildContent(node, content), out int existing);
         if (found && existing == b)
         {
