@@ -18,6 +18,7 @@ internal sealed partial class KvBlockManager
     private readonly int[] _busyChildren;
     private readonly int[] _nextSibling;
     private readonly int[] _prevSibling;
+    private readonly int[] _fullChildHint;
     private readonly HashSet<int> _fullChildren;
     private readonly HashSet<int>.AlternateLookup<ChildContent> _fullLookup;
     private readonly Dictionary<long, int> _firstTokenHeads;
@@ -56,8 +57,8 @@ internal sealed partial class KvBlockManager
         int limit = Math.Min(tokens.Length, maxTokens);
         int node = _root, position = 0;
         _path.Clear();
-        while (limit - position >= BlockSize
-            && _fullLookup.TryGetValue(new ChildContent(node, tokens.Slice(position, BlockSize)), out int child))
+        int child;
+        while (limit - position >= BlockSize && (child = FullChild(node, tokens.Slice(position, BlockSize))) != NoBlock)
         {
             _path.Add(child);
             node = child;
@@ -156,12 +157,8 @@ internal sealed partial class KvBlockManager
             Touch(b, tick);
             return b;
         }
-        bool found = _fullLookup.TryGetValue(new ChildContent(node, content), out int existing);
-        if (found && existing == b)
-        {
-            Touch(b, tick);
-            return b;
-        }
+        int existing = FullChild(node, content); // not b: b would have been found above
+        bool found = existing != NoBlock;
         if (_parent[b] != Unregistered)
         {
             // Only this node's partial leaf for the same block may change: the sequence filled it since registering.
@@ -177,6 +174,7 @@ internal sealed partial class KvBlockManager
             {
                 SetContent(b, content);
                 _fullChildren.Add(b);
+                _fullChildHint[node] = b;
                 DropShadowedPartials(b);
                 Touch(b, tick);
                 return b;
@@ -234,9 +232,13 @@ internal sealed partial class KvBlockManager
     {
         _parent[b] = node;
         SetContent(b, content);
-        if (content.Length == BlockSize && !_fullChildren.Add(b))
+        if (content.Length == BlockSize)
         {
-            throw new InvalidOperationException($"KV block manager corrupted: node {node} already has a child with block {b}'s tokens.");
+            if (!_fullChildren.Add(b))
+            {
+                throw new InvalidOperationException($"KV block manager corrupted: node {node} already has a child with block {b}'s tokens.");
+            }
+            _fullChildHint[node] = b;
         }
         long key = SiblingKey(node, content[0]);
         if (_firstTokenHeads.TryGetValue(key, out int head))
@@ -327,6 +329,26 @@ internal sealed partial class KvBlockManager
     }
 
     private ReadOnlySpan<int> Content(int b) => new(_tokens, b * BlockSize, _length[b]);
+
+    /// <summary>
+    /// The full child of <paramref name="node"/> holding <paramref name="content"/>, or <see cref="NoBlock"/>. Tries the
+    /// child last found or added under the node first (a conversation's chain has one child a node, so a long match
+    /// mostly skips hashing; the hint is checked like any candidate, so a stale one costs one compare), then the table.
+    /// </summary>
+    private int FullChild(int node, ReadOnlySpan<int> content)
+    {
+        int hint = _fullChildHint[node];
+        if (hint != NoBlock && _parent[hint] == node && _length[hint] == BlockSize && Content(hint).SequenceEqual(content))
+        {
+            return hint;
+        }
+        if (!_fullLookup.TryGetValue(new ChildContent(node, content), out int child))
+        {
+            return NoBlock;
+        }
+        _fullChildHint[node] = child;
+        return child;
+    }
 
     private int FirstChild(int node, int token) =>
         _firstTokenHeads.TryGetValue(SiblingKey(node, token), out int head) ? head : NoBlock;

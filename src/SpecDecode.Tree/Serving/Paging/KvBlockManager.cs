@@ -85,6 +85,8 @@ internal sealed partial class KvBlockManager
         _prevSibling = new int[blockCount];
         Array.Fill(_nextSibling, NoBlock);
         Array.Fill(_prevSibling, NoBlock);
+        _fullChildHint = new int[blockCount + 1];
+        Array.Fill(_fullChildHint, NoBlock);
         _fullChildren = new HashSet<int>(new FullChildComparer(this));
         _fullLookup = _fullChildren.GetAlternateLookup<ChildContent>();
         _firstTokenHeads = [];
