@@ -50,6 +50,7 @@ internal static class AgentsCommand
         var agents = new Option<string>("--agents") { Description = "Agent counts (comma list).", DefaultValueFactory = _ => "1,8" };
         var perAgent = new Option<int>("--trajectories-per-agent") { DefaultValueFactory = _ => 1 };
         var callsPer = new Option<int>("--calls") { Description = "Calls per trajectory at most (0: all).", DefaultValueFactory = _ => 0 };
+        var longest = new Option<int>("--max-trajectory-calls") { Description = "Replay only trajectories of at most this many calls, whole (0: any).", DefaultValueFactory = _ => 0 };
         var maxContext = new Option<int>("--max-context") { Description = "Tokens per sequence; a trajectory stops at its first call that does not fit.", DefaultValueFactory = _ => 32768 };
         var kvTokens = new Option<long>("--kv-tokens") { Description = "KV pool tokens (0: what fits in --gpu-gib beside the model less 8 GiB for activations and graphs; on the CPU agents × max context).", DefaultValueFactory = _ => 0 };
         var gpu = new Option<double>("--gpu-gib") { Description = "The GPU's memory (an H100 here offers about 78 GiB).", DefaultValueFactory = _ => 78 };
@@ -61,25 +62,25 @@ internal static class AgentsCommand
         var output = new Option<string>("--out") { DefaultValueFactory = _ => "bench/out" };
         var command = new Command("agents", "Replay whole trajectories as agent conversations (prefix reuse on and off).")
         {
-            traces, config, skip, agents, perAgent, callsPer, maxContext, kvTokens, block, variants, reuse, continued, graphs, output, gpu,
+            traces, config, skip, agents, perAgent, callsPer, maxContext, kvTokens, block, variants, reuse, continued, graphs, output, gpu, longest,
         };
         command.SetAction(p => Run(p.GetValue(traces)!, p.GetValue(config)!, p.GetValue(skip),
             p.GetValue(agents)!.Split(',', StringSplitOptions.TrimEntries).Select(int.Parse).ToArray(), p.GetValue(perAgent), p.GetValue(callsPer),
             p.GetValue(maxContext), p.GetValue(kvTokens), p.GetValue(block), p.GetValue(variants)!.Split(',', StringSplitOptions.TrimEntries),
             p.GetValue(reuse)!.Split(',', StringSplitOptions.TrimEntries).Select(r => r == "on").ToArray(), p.GetValue(continued)!,
-            p.GetValue(graphs), p.GetValue(output)!, p.GetValue(gpu)));
+            p.GetValue(graphs), p.GetValue(output)!, p.GetValue(gpu), p.GetValue(longest)));
         return command;
     }
 
     private static int Run(string traces, string configPath, int skip, int[] agentCounts, int perAgent, int callsPer, int maxContext, long kvTokens,
-        int block, string[] variants, bool[] reuses, string continuedSpec, bool graphs, string output, double gpuGib)
+        int block, string[] variants, bool[] reuses, string continuedSpec, bool graphs, string output, double gpuGib, int longest)
     {
         TorchRuntime.EnsureLoaded();
         Device device = TorchRuntime.DefaultDevice;
         ModelConfig config = ModelConfig.Load(configPath);
         int maxAgents = agentCounts.Max();
         (List<TraceCallTokens> teach, List<List<TraceCallTokens>> trajectories, List<int> finalLengths) =
-            Load(traces, skip, maxAgents * perAgent, callsPer, maxContext, config.VocabSize);
+            Load(traces, skip, maxAgents * perAgent, callsPer, maxContext, config.VocabSize, longest);
         Console.WriteLine($"{trajectories.Count} trajectories, {trajectories.Sum(t => t.Count)} calls (mean prompt {trajectories.SelectMany(t => t).Average(c => c.Prompt.Length):F0}, " +
             $"mean response {trajectories.SelectMany(t => t).Average(c => c.Response.Length):F0} tokens); {teach.Count} calls teach the drafter");
 
@@ -147,7 +148,7 @@ internal static class AgentsCommand
     /// that does not fit <paramref name="maxContext"/> with its response, and the final lengths of all the trace's
     /// conversations that fit.</summary>
     private static (List<TraceCallTokens> Teach, List<List<TraceCallTokens>> Trajectories, List<int> FinalLengths) Load(string traces, int skip, int count,
-        int callsPer, int maxContext, int vocab)
+        int callsPer, int maxContext, int vocab, int longest)
     {
         var teach = new List<TraceCallTokens>();
         var trajectories = new List<List<TraceCallTokens>>();
@@ -173,7 +174,7 @@ internal static class AgentsCommand
             {
                 teach.AddRange(calls);
             }
-            else if (trajectories.Count < count && calls.Count > 0)
+            else if (trajectories.Count < count && calls.Count > 0 && (longest == 0 || t.Calls.Length <= longest) && calls.Count == t.Calls.Length)
             {
                 trajectories.Add(callsPer > 0 ? calls.Take(callsPer).ToList() : calls);
             }

@@ -32,6 +32,9 @@ internal sealed class KvCache : IDisposable
     private readonly int _shift;
     private readonly List<int> _allocated = [];
     private bool _tablesDirty = true;
+    // Scalars of the row arithmetic, made once: a temporary Scalar that the garbage collector finalizes while libtorch
+    // still reads it is a use after free (seen as a libtorch "toLong" assertion under parallel tests).
+    private readonly Scalar _zero, _lastPosition, _blockSizeScalar;
 
     public KvCache(ModelConfig config, int slots, int capacity, int blockSize, int blockCount, bool prefixCaching, ScalarType dtype, Device device)
     {
@@ -59,6 +62,9 @@ internal sealed class KvCache : IDisposable
         _hostTables = new int[slots * BlocksPerSequence];
         Array.Fill(_hostTables, blockCount);
         _tables = full([slots, BlocksPerSequence], blockCount, ScalarType.Int32, device);
+        _zero = 0L.ToScalar();
+        _lastPosition = ((long)BlocksPerSequence * blockSize - 1).ToScalar();
+        _blockSizeScalar = ((long)blockSize).ToScalar();
     }
 
     /// <summary>Sequence slots (0 .. Slots-1): sequences the cache serves at once.</summary>
@@ -338,10 +344,9 @@ internal sealed class KvCache : IDisposable
     /// through the device tables (<see cref="SyncTables"/> first). Positions past a sequence's blocks give scratch rows.</summary>
     public Tensor Rows(Tensor slots, Tensor positions)
     {
-        long b = positions.shape[0], t = positions.shape[1];
         Tensor table = _tables.index_select(0, slots).to(ScalarType.Int64);             // [B, blocks]
-        Tensor block = table.gather(1, positions.clamp(0, (long)BlocksPerSequence * BlockSize - 1).bitwise_right_shift(_shift));
-        return block.bitwise_left_shift(_shift) + positions.bitwise_and(BlockSize - 1);
+        Tensor block = table.gather(1, positions.clamp(_zero, _lastPosition).floor_divide(_blockSizeScalar));
+        return block.mul(_blockSizeScalar) + positions.remainder(_blockSizeScalar);
     }
 
     /// <summary>Rows [B, keys] of positions 0 .. keys-1 of the sequences in <paramref name="slots"/> [B]: what attention
@@ -424,6 +429,9 @@ internal sealed class KvCache : IDisposable
     {
         _data.Dispose();
         _tables.Dispose();
+        _zero.Dispose();
+        _lastPosition.Dispose();
+        _blockSizeScalar.Dispose();
     }
 }
 

@@ -19,6 +19,8 @@ internal sealed class GraphedDecodeBackend : IStepBackend
     private readonly Dictionary<(int Slot, long Keys, DecodeAttention Attention), Tensor> _outputs = [];
     private readonly Tensor _input;
     private KernelDecodeStep? _kernelStep;
+    // each slot's index as a [1] device tensor, made once (a capture may not copy from the host)
+    private readonly Tensor[] _slotIndices;
 
     public GraphedDecodeBackend(ModelParts parts, bool capture, int bucket, DecodeAttention attention)
     {
@@ -27,6 +29,7 @@ internal sealed class GraphedDecodeBackend : IStepBackend
         _bucket = bucket;
         Attention = attention;
         _input = zeros(2, ScalarType.Int64, parts.Device);
+        _slotIndices = Enumerable.Range(0, parts.Cache.Slots).Select(s => tensor(new long[] { s }, device: parts.Device).DetachFromDisposeScope()).ToArray();
     }
 
     /// <inheritdoc />
@@ -166,7 +169,7 @@ internal sealed class GraphedDecodeBackend : IStepBackend
         Tensor beyond = arange(keys, ScalarType.Int64, device).gt(length).view(1, 1, 1, keys).expand(1, 1, groups, keys);
         Tensor mask = zeros([1, 1, groups, keys], _parts.DType, device).masked_fill(beyond, double.NegativeInfinity);
         // The slot's rows through its device block table (device ops only, so the step can be captured).
-        Tensor slots = full(1, slot, ScalarType.Int64, device);
+        Tensor slots = _slotIndices[slot];
         Tensor writeRows = _parts.Cache.Rows(slots, length.view(1, 1)).view(1);
         Tensor readRows = _parts.Cache.ReadRows(slots, keys);
         Tensor hidden = _parts.Scripted!.Forward(x, _parts.Cache.Data, writeRows, readRows, mask, cos, sin, attention);
@@ -186,6 +189,10 @@ internal sealed class GraphedDecodeBackend : IStepBackend
         _graphs.Clear();
         _outputs.Clear();
         _input.Dispose();
+        foreach (Tensor index in _slotIndices)
+        {
+            index.Dispose();
+        }
         _kernelStep?.Dispose();
     }
 }
