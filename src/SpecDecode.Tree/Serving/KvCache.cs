@@ -34,7 +34,7 @@ internal sealed class KvCache : IDisposable
     private bool _tablesDirty = true;
     // Scalars of the row arithmetic, made once: a temporary Scalar that the garbage collector finalizes while libtorch
     // still reads it is a use after free (seen as a libtorch "toLong" assertion under parallel tests).
-    private readonly Scalar _zero, _lastPosition, _blockSizeScalar;
+    private readonly Scalar _zero, _lastPosition, _blockSizeScalar, _scratchRow;
 
     public KvCache(ModelConfig config, int slots, int capacity, int blockSize, int blockCount, bool prefixCaching, ScalarType dtype, Device device)
     {
@@ -65,6 +65,7 @@ internal sealed class KvCache : IDisposable
         _zero = 0L.ToScalar();
         _lastPosition = ((long)BlocksPerSequence * blockSize - 1).ToScalar();
         _blockSizeScalar = ((long)blockSize).ToScalar();
+        _scratchRow = ((long)blockCount * blockSize).ToScalar();
     }
 
     /// <summary>Sequence slots (0 .. Slots-1): sequences the cache serves at once.</summary>
@@ -93,6 +94,10 @@ internal sealed class KvCache : IDisposable
 
     /// <summary>The first row of the scratch block, where padding rows write.</summary>
     public long ScratchRow => (long)BlockCount * BlockSize;
+
+    /// <summary><see cref="ScratchRow"/> as a Scalar held for the cache's lifetime (for <c>full_like</c> and the like: a
+    /// temporary Scalar can be finalized while libtorch still reads it).</summary>
+    public Scalar ScratchRowScalar => _scratchRow;
 
     /// <summary>Every slot's length (read-only use).</summary>
     public int[] Lengths => _lengths;
@@ -432,6 +437,7 @@ internal sealed class KvCache : IDisposable
         _zero.Dispose();
         _lastPosition.Dispose();
         _blockSizeScalar.Dispose();
+        _scratchRow.Dispose();
     }
 }
 

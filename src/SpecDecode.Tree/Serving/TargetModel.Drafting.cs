@@ -129,7 +129,7 @@ public sealed partial class TargetModel
         Tensor ancestors = _reference.Ancestors(parents, maxHops);
         Tensor visible = ancestors.gather(1, entries.view(batch, width, 1).expand(batch, width, window));
         Tensor slots = arange(batch, int64, Device); // row b is slot b
-        Tensor writeRows = where(valid, _cache.Rows(slots, lengths.view(batch, 1) + entries), full_like(entries, _cache.ScratchRow)).view(-1);
+        Tensor writeRows = where(valid, _cache.Rows(slots, lengths.view(batch, 1) + entries), full_like(entries, _cache.ScratchRowScalar)).view(-1);
         Tensor readRows = _cache.ReadRows(slots, keys);
         Tensor mask = _reference.AttentionMask(visible, lengths, valid, keys, groups);
         Tensor positions = (lengths.view(batch, 1) + offsets).view(-1);

@@ -175,7 +175,7 @@ internal sealed partial class ReferenceBackend(ModelParts parts) : IStepBackend
         ModelConfig c = Config;
         long b = tokens.shape[0], t = tokens.shape[1];
         Tensor entries = arange(t, int64, Device).view(1, t);
-        Tensor writeRows = where(valid, _cache.Rows(slots, lengths.view(b, 1) + entries), full_like(tokens, _cache.ScratchRow)).view(-1);
+        Tensor writeRows = where(valid, _cache.Rows(slots, lengths.view(b, 1) + entries), full_like(tokens, _cache.ScratchRowScalar)).view(-1);
         Tensor? readRows = mask is null ? null : _cache.ReadRows(slots, keys);
         Tensor positions = (lengths.view(b, 1) + depths).view(-1);
         Tensor cos = _cos.index_select(0, positions).view(b, t, 1, c.HeadDim).to(DType);
