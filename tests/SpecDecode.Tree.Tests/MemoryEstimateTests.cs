@@ -20,7 +20,7 @@ public sealed class MemoryEstimateTests
     [Fact]
     public void Llama31_8B_Batch8_32k_FitsAnH100_AndTheFiguresAreTheShapesProducts()
     {
-        MemoryEstimate m = MemoryEstimate.For(Llama31_8B(), new TargetModelOptions { MaxBatch = 8, MaxContext = 32768 });
+        MemoryEstimate m = MemoryEstimate.For(Llama31_8B(), new TargetModelOptions { MaxBatch = 8, MaxContext = 32768, CudaGraphs = false });
         Assert.Equal(8_030_261_248L * 2, m.WeightBytes);                 // the parameter count ModelShapeTests checks
         Assert.Equal(32L * 2 * 8 * 128 * 2, m.KvBytesPerToken);         // 131,072 B per token
         Assert.Equal(64, m.KvBlockSize);
@@ -37,6 +37,8 @@ public sealed class MemoryEstimateTests
         Assert.Equal(8, m.SequencesFitting(Enumerable.Repeat(32768, 9)));
         Assert.Equal(0, m.MaxSequences(m.WeightBytes, 10));
         Assert.Equal(0, m.KernelBufferBytes);                            // no CUDA graphs: no kernel steps
+        // graphs are automatic by default, so the estimate counts the kernel buffers a GPU would take
+        Assert.InRange(MemoryEstimate.For(Llama31_8B(), new TargetModelOptions { MaxBatch = 8, MaxContext = 32768 }).KernelBufferBytes, 100_000_000, 102_000_000);
     }
 
     /// <summary>With CUDA graphs the decode-step and tree-step kernels' buffers count too, as their sizes follow from the

@@ -84,7 +84,7 @@ public sealed record MemoryEstimate(long WeightBytes, long KvCacheBytes, long Kv
         long bytes = dtype == ScalarType.Float32 ? 4 : 2;
         long parameters = TargetModel.ParameterShapes(config).Sum(p => p.Shape.Aggregate(1L, (a, d) => a * d));
         long perToken = (long)config.LayerCount * 2 * config.KeyValueHeadCount * config.HeadDim * bytes;
-        bool kernels = options.CudaGraphs && options.DecodeKernels && DecodeKernels.Unsupported(config, dtype, options.MaxContext) is null;
+        bool kernels = (options.CudaGraphs ?? true) && options.DecodeKernels && DecodeKernels.Unsupported(config, dtype, options.MaxContext) is null;
         return new MemoryEstimate(parameters * bytes, perToken * (options.KvBlocks + 1L) * options.KvBlockSize, perToken)
         {
             KvBlockSize = options.KvBlockSize,

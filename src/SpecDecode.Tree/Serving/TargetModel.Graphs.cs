@@ -28,9 +28,9 @@ public sealed partial class TargetModel
     /// allocated.</summary>
     private static void CheckGraphOptions(ModelConfig config, TargetModelOptions options, Device device)
     {
-        if (!options.CudaGraphs)
+        if (options.CudaGraphs != true)
         {
-            return;
+            return; // off, or automatic: GraphsWork decides without throwing
         }
         if (options.CudaGraphCapture)
         {
@@ -47,6 +47,30 @@ public sealed partial class TargetModel
         {
             throw new NotSupportedException("TargetModelOptions.CudaGraphs needs the scripted decoder layers (ScriptedLayers on, and a model " +
                 "without output or MLP projection biases).");
+        }
+    }
+
+    /// <summary>Why CUDA graphs cannot run this model here, or null (the automatic choice of
+    /// <see cref="TargetModelOptions.CudaGraphs"/>).</summary>
+    internal static string? GraphsUnavailable(ModelConfig config, TargetModelOptions options, Device device) =>
+        !options.CudaGraphCapture ? null
+        : device.type != DeviceType.CUDA ? $"the model runs on {device.type}"
+        : !CudaGraph.IsAvailable ? CudaGraph.UnavailableReason
+        : !options.ScriptedLayers || config.OutputBias || config.MlpBias ? "the scripted layers do not cover the model (or are off)"
+        : null;
+
+    /// <summary>Which path runs which steps, and why: the graphed plain step (kernels or captured libtorch), the tree
+    /// kernels, and the libtorch path for batches and sampled steps.</summary>
+    public string StepPaths
+    {
+        get
+        {
+            string plain = Explain(new VerifyStep([new TreeInput(0, 0, DraftTree.Empty)], AcceptanceRule.Greedy));
+            string tree = Explain(new VerifyStep([new TreeInput(0, 0, DraftTree.Chain([1, 2, 3]))], AcceptanceRule.Greedy));
+            string batch = MaxBatch > 1 ? Explain(new VerifyStep([new TreeInput(0, 0, DraftTree.Empty), new TreeInput(1, 0, DraftTree.Empty)], AcceptanceRule.Greedy)) : "-";
+            string why = !_graphsOn ? $"; CUDA graphs off: {_graphsOffReason}"
+                : !UsesDecodeKernels ? $"; decode-step kernels off: {_kernelsOffReason}" : "";
+            return $"plain steps: {plain}; one-sequence trees: {tree}; batches: {batch}; sampled steps: {_reference.Name}{why}";
         }
     }
 

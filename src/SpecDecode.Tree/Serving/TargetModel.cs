@@ -27,6 +27,7 @@ public sealed partial class TargetModel : IDisposable
     // the fixed-shape step exists for every model (tests compare its attention variants); it serves steps with graphs on
     private readonly GraphedDecodeBackend _graphed;
     private readonly bool _graphsOn;
+    private readonly string _graphsOffReason = "", _kernelsOffReason = "";
     private readonly TreeKernelBackend? _treeKernels;
     // in order of preference: a step runs on the first that takes it
     private readonly IStepBackend[] _backends;
@@ -55,12 +56,21 @@ public sealed partial class TargetModel : IDisposable
         _reference = new ReferenceBackend(parts);
         // The graphed step: SpecDecode's kernels where they can run this model on this GPU, else the captured libtorch step.
         // The kernels' module lives in the context of the GPU that was current when it loaded: the first GPU only.
-        _graphsOn = options.CudaGraphs;
-        bool kernels = _graphsOn && options.DecodeKernels && device.index <= 0
-            && SpecDecode.Tree.DecodeKernels.Unsupported(config, dtype, options.MaxContext) is null && SpecDecode.Tree.DecodeKernels.IsAvailable;
+        string? graphsOff = options.CudaGraphs == false ? "TargetModelOptions.CudaGraphs is false" : GraphsUnavailable(config, options, device);
+        _graphsOn = options.CudaGraphs == true || graphsOff is null;
+        _graphsOffReason = graphsOff ?? "";
+        string? kernelsOff = !options.DecodeKernels ? "TargetModelOptions.DecodeKernels is false"
+            : device.index > 0 ? "the kernels load on the first GPU only"
+            : SpecDecode.Tree.DecodeKernels.Unsupported(config, dtype, options.MaxContext) ?? (SpecDecode.Tree.DecodeKernels.IsAvailable ? null : SpecDecode.Tree.DecodeKernels.UnavailableReason);
+        _kernelsOffReason = kernelsOff ?? "";
+        bool kernels = _graphsOn && kernelsOff is null;
         _graphed = new GraphedDecodeBackend(parts, options.CudaGraphCapture, options.CudaGraphKeyBucket, kernels ? DecodeAttention.Kernels : DecodeAttention.Default);
         _treeKernels = kernels && KernelTreeStep.Unsupported(config) is null ? new TreeKernelBackend(parts, _graphed) : null;
         _backends = [.. new IStepBackend?[] { _treeKernels, _graphsOn ? _graphed : null, _reference }.OfType<IStepBackend>()];
+        if (options.Logger is { } logger)
+        {
+            ModelLog.StepPaths(logger, config.Architecture.ToString(), device.ToString(), dtype.ToString(), StepPaths);
+        }
     }
 
     /// <summary>Runs a checked step on the first backend that takes it, after reserving its rows.</summary>

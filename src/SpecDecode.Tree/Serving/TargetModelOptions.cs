@@ -67,21 +67,21 @@ public sealed class TargetModelOptions
     public bool CuDnnAttention { get; init; }
 
     /// <summary>
-    /// Replay plain decoding steps as CUDA graphs (default off). A <see cref="TargetModel.VerifyGreedy"/> call with exactly
-    /// one sequence and an empty draft (one new token) runs a fixed-shape step captured once per slot and key bucket (the
-    /// cached length + 1 rounded up to a multiple of 1024, at most the capacity; keys past the length are masked) and
-    /// replayed with one launch; where the decode-step kernels run, so does a call with one sequence and a draft of up to 63
-    /// nodes (SpecDecode's tree kernels, one graph per slot, padded tree size and key bucket:
-    /// <see cref="TargetModel.UsesTreeKernels"/>); every other call takes the usual path. Needs a CUDA device, a CUDA libtorch with the graph
-    /// exports, and the scripted layers: <see cref="TargetModel.Load"/> throws <see cref="NotSupportedException"/> otherwise
-    /// (on the CPU too). Graphs are captured lazily, the first time a slot reaches a bucket, and kept until the model is
-    /// disposed (each holds a private memory pool of a few MB). For a bf16 Llama-family model (head size 64 or 128, no
-    /// q/k norms, no output or MLP biases) the graphed step is SpecDecode's own decode-step kernels
-    /// (<see cref="DecodeKernels"/>): 5 launches per layer at about 1.15x the memory-bandwidth floor on an H100, against
-    /// 2.3x for the captured libtorch step (bench/RESULTS.md); other models, and GPUs the kernels were not built for, get
-    /// the captured libtorch step.
+    /// Replay single-sequence steps as CUDA graphs, through SpecDecode's kernels where they cover the model. Null (the
+    /// default): on wherever they work (a CUDA device, a CUDA libtorch with the graph exports, the scripted layers and a
+    /// model without output or MLP projection biases), off elsewhere, the CPU included; true: required,
+    /// <see cref="TargetModel.Load"/> throws <see cref="NotSupportedException"/> where it cannot work; false: off.
+    /// With graphs, a <see cref="TargetModel.VerifyGreedy"/> call with one sequence and an empty draft runs a fixed-shape
+    /// step captured once per slot and key bucket (the cached length + 1 rounded up to a multiple of 1024, at most the
+    /// capacity; keys past the length are masked), and where the decode-step kernels run, a call with one sequence and a
+    /// draft of up to 63 nodes runs the tree kernels (<see cref="TargetModel.UsesTreeKernels"/>); every other call takes
+    /// the libtorch path. <see cref="TargetModel.StepPaths"/> (and <see cref="Logger"/> at load) says which path runs
+    /// what, and why. Graphs are captured lazily and kept until the model is disposed (each holds a private memory pool of
+    /// a few MB). For a bf16 Llama-family model (head size 64 or 128, no q/k norms, no output or MLP biases) the graphed
+    /// step is SpecDecode's decode-step kernels (<see cref="DecodeKernels"/>): 5 launches per layer at about 1.15x the
+    /// memory-bandwidth floor on an H100, against 2.3x for the captured libtorch step (bench/RESULTS.md).
     /// </summary>
-    public bool CudaGraphs { get; init; }
+    public bool? CudaGraphs { get; init; }
 
     /// <summary>
     /// With <see cref="CudaGraphs"/>, run graphed plain steps through SpecDecode's decode-step kernels, and one-sequence
@@ -89,6 +89,9 @@ public sealed class TargetModelOptions
     /// step and the usual path for trees, e.g. to compare them.
     /// </summary>
     public bool DecodeKernels { get; init; } = true;
+
+    /// <summary>Where the model logs, at load, which path runs which steps and why (Information); null for none.</summary>
+    public Microsoft.Extensions.Logging.ILogger? Logger { get; init; }
 
     /// <summary>Key count granularity of <see cref="CudaGraphs"/>: a graphed step attends over the cached length + 1
     /// rounded up to a multiple of this (at most the capacity). Lowered by tests to cross buckets on tiny models.</summary>
