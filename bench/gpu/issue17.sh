@@ -26,12 +26,14 @@ if [ "$phase" = kernels ]; then
     fi
     echo "== $name (exit $?, ${SECONDS}s)"; grep -E "plain|entries|rror|xception" "$log" | head -8
   }
-  for r in 1 2; do
+  for r in $(seq 1 "${ROUNDS:-2}"); do
     run "old-2k-r$r" old
-    for b in 64 256 16; do run "paged$b-2k-r$r" new --kv-block "$b"; done
+    for b in ${BLOCKS:-64 256 16}; do run "paged$b-2k-r$r" new --kv-block "$b"; done
   done
-  run old-16k old --context 16384 --capacity 20480 --entries 16,64 --repeat 16
-  run paged64-16k new --context 16384 --capacity 20480 --entries 16,64 --repeat 16 --kv-block 64
+  if [ -z "${SHORT:-}" ]; then
+    run old-16k old --context 16384 --capacity 20480 --entries 16,64 --repeat 16
+    run paged64-16k new --context 16384 --capacity 20480 --entries 16,64 --repeat 16 --kv-block 64
+  fi
   tar -C "$out" -czf "$out/kernels.tgz" logs
 elif [ "$phase" = engine ]; then
   export SPECDECODE_DECODE_KERNELS=.gpu/k/decode_step.fatbin
