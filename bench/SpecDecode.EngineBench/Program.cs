@@ -7,5 +7,6 @@ var root = new RootCommand("Speculative engine on SWE-bench traces: tokens per s
     BenchCommand.Build(),
     PlotCommand.Build(),
     StepsCommand.Build(),
+    AgentsCommand.Build(),
 };
 return ToolRunner.Run(root, args);

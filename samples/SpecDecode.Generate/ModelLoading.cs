@@ -130,7 +130,7 @@ public static class ModelLoading
         {
             model = WithStatus(console, $"Loading {Describe(folder)} ...", () => ModelLoader.Load(plan));
         }
-        catch (NotSupportedException e) when (plan.Options.CudaGraphs)
+        catch (NotSupportedException e) when (plan.Options.CudaGraphs == true)
         {
             // CUDA graphs cannot work with this libtorch or model: plain steps take the usual path
             console.MarkupLine(Markup.Escape($"note: plain decoding without CUDA graphs ({e.Message})"));

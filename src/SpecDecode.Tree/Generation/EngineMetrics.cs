@@ -35,7 +35,8 @@ internal sealed class EngineMetrics : IDisposable
     private readonly bool _ownsMeter;
     private readonly Action<Exception> _listenerFailed;
     private readonly Counter<long> _drafts, _draftTokens, _accepted, _acceptedPerPosition, _generated, _requests;
-    private readonly Histogram<double> _stepDuration;
+    private readonly Counter<long> _promptTokens, _prefixQueries, _prefixHits, _preemptions;
+    private readonly Histogram<double> _stepDuration, _timeToFirstToken;
     private readonly Histogram<int> _batchSize;
     // Boxed position tags, grown (rarely) on the engine thread only.
     private KeyValuePair<string, object?>[] _positions = Positions(0, 16);
@@ -74,6 +75,16 @@ internal sealed class EngineMetrics : IDisposable
             "Engine time per step; tag phase: draft, verify, host (the rest of the step), prefill (admitting prompts).");
         _batchSize = Meter.CreateHistogram<int>("specdecode.step.batch_size", "{request}",
             "Requests in a verification step.");
+        _promptTokens = Meter.CreateCounter<long>("specdecode.prompt_tokens", "{token}",
+            "Prompt tokens of admitted requests (vllm:prompt_tokens).");
+        _prefixQueries = Meter.CreateCounter<long>("specdecode.prefix_cache.queries", "{token}",
+            "Prompt tokens looked up in the KV prefix cache (vllm:prefix_cache_queries).");
+        _prefixHits = Meter.CreateCounter<long>("specdecode.prefix_cache.hits", "{token}",
+            "Prompt tokens found cached and not computed again (vllm:prefix_cache_hits).");
+        _preemptions = Meter.CreateCounter<long>("specdecode.num_preemptions", "{preemption}",
+            "Running requests that gave their KV blocks back because the cache was full (vllm:num_preemptions).");
+        _timeToFirstToken = Meter.CreateHistogram<double>("specdecode.time_to_first_token", "s",
+            "Time from submission to a request's first token (vllm:time_to_first_token_seconds).");
     }
 
     /// <summary>The meter the instruments live on.</summary>
@@ -95,6 +106,17 @@ internal sealed class EngineMetrics : IDisposable
             _listenerFailed(e);
         }
     }
+
+    public void RecordPrompt(long tokens, long cached)
+    {
+        _promptTokens.Add(tokens);
+        _prefixQueries.Add(tokens);
+        _prefixHits.Add(cached);
+    }
+
+    public void RecordTimeToFirstToken(double seconds) => _timeToFirstToken.Record(seconds);
+
+    public void RecordPreemption() => _preemptions.Add(1);
 
     public void RecordStep(int batch, double stepSeconds, double draftSeconds, double verifySeconds)
     {

@@ -22,7 +22,23 @@ internal sealed class EngineRequest
         Stream = stream;
         Forced = forced;
         SubmittedAt = Stopwatch.GetTimestamp();
+        Sequence = [.. prompt];
     }
+
+    /// <summary>The prompt and every token the target emitted for it since (stop tokens included): what the request's
+    /// cache holds, plus its root (the last token). A preempted request resumes from it.</summary>
+    public List<int> Sequence { get; }
+
+    /// <summary>Tokens of <see cref="Sequence"/> (but its last) cached in the request's slot; prefill chunks advance it.</summary>
+    public int Prefilled { get; set; }
+
+    /// <summary>Prompt tokens found cached at the first admission.</summary>
+    public int CachedPromptTokens { get; set; } = -1;
+
+    /// <summary>When the first token was emitted (0: none yet).</summary>
+    public long FirstTokenAt { get; set; }
+
+    public int Preemptions { get; set; }
 
     public RequestId Id { get; }
 
@@ -123,6 +139,11 @@ internal sealed class EngineRequest
             Stopwatch.GetElapsedTime(0, DraftingTicks), Stopwatch.GetElapsedTime(0, VerificationTicks),
             Stopwatch.GetElapsedTime(0, PrefillTicks),
             AdmittedAt == 0 ? Stopwatch.GetElapsedTime(SubmittedAt, now) : Stopwatch.GetElapsedTime(SubmittedAt, AdmittedAt),
-            Stopwatch.GetElapsedTime(SubmittedAt, now));
+            Stopwatch.GetElapsedTime(SubmittedAt, now))
+        {
+            CachedPromptTokens = Math.Max(0, CachedPromptTokens),
+            TimeToFirstToken = FirstTokenAt == 0 ? TimeSpan.Zero : Stopwatch.GetElapsedTime(SubmittedAt, FirstTokenAt),
+            Preemptions = Preemptions,
+        };
     }
 }

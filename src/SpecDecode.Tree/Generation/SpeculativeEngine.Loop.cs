@@ -35,7 +35,7 @@ public sealed partial class SpeculativeEngine
     {
         while (true)
         {
-            if (_active.Count == 0 && _waiting.Count == 0 && _submitted.IsEmpty && !_stopping)
+            if (_active.Count == 0 && _prefilling.Count == 0 && _waiting.Count == 0 && _submitted.IsEmpty && !_stopping)
             {
                 _wake.Wait();
                 continue;
@@ -49,6 +49,7 @@ public sealed partial class SpeculativeEngine
             try
             {
                 Admit();
+                PrefillChunks();
                 if (_active.Count > 0)
                 {
                     Step();
@@ -70,7 +71,7 @@ public sealed partial class SpeculativeEngine
     {
         while (_submitted.TryDequeue(out EngineRequest? r))
         {
-            _waiting.Enqueue(r);
+            _waiting.AddLast(r);
         }
     }
 
@@ -83,7 +84,7 @@ public sealed partial class SpeculativeEngine
         {
             Drain();
             Exception reason = _stopReason ?? new ObjectDisposedException(nameof(SpeculativeEngine), "The engine was disposed before the request finished.");
-            foreach (EngineRequest r in _active.Concat(_waiting).ToArray())
+            foreach (EngineRequest r in _active.Concat(_prefilling).Concat(_waiting).ToArray())
             {
                 if (r.CancelRequested)
                 {
@@ -95,6 +96,7 @@ public sealed partial class SpeculativeEngine
                 }
             }
             _active.Clear();
+            _prefilling.Clear();
             _waiting.Clear();
             EngineStatistics statistics = Statistics;
             EngineLog.EngineStopped(_logger, statistics.Completed, statistics.Batches, statistics.Totals.MeanAcceptanceLength);
@@ -112,23 +114,16 @@ public sealed partial class SpeculativeEngine
 
     private void RemoveCancelled()
     {
-        if (_waiting.Any(r => r.CancelRequested))
+        for (LinkedListNode<EngineRequest>? node = _waiting.First; node is not null;)
         {
-            EngineRequest[] keep = [.. _waiting];
-            _waiting.Clear();
-            foreach (EngineRequest r in keep)
+            LinkedListNode<EngineRequest>? next = node.Next;
+            if (node.Value.CancelRequested)
             {
-                if (r.CancelRequested)
-                {
-                    Cancel(r);
-                }
-                else
-                {
-                    _waiting.Enqueue(r);
-                }
+                Cancel(node.Value);
             }
+            node = next;
         }
-        foreach (EngineRequest r in _active.ToArray())
+        foreach (EngineRequest r in _active.Concat(_prefilling).ToArray())
         {
             if (r.CancelRequested)
             {
@@ -137,87 +132,224 @@ public sealed partial class SpeculativeEngine
         }
     }
 
+    /// <summary>
+    /// Moves waiting requests, first come first served, into free slots while the KV pool can hold their prompts: each
+    /// starts from the longest cached prefix of its prompt (<see cref="TargetModel.ReusePrefix"/>: the conversation's
+    /// earlier calls, a shared system prompt) and reserves the blocks for the rest, which <see cref="PrefillChunks"/> then
+    /// computes. A request that does not fit waits, and so do the ones behind it. A preempted request resumes from its
+    /// prompt and what it had generated.
+    /// </summary>
     private void Admit()
     {
-        List<EngineRequest>? admitted = null;
-        while (_waiting.Count > 0 && _freeSlots.Count > 0 && _active.Count + (admitted?.Count ?? 0) < _maxBatch)
+        while (_waiting.First is { } node && _freeSlots.Count > 0 && _active.Count + _prefilling.Count < _maxBatch)
         {
-            EngineRequest r = _waiting.Dequeue();
-            r.Slot = _freeSlots.Pop();
-            r.AdmittedAt = Stopwatch.GetTimestamp();
-            r.Root = r.Prompt[^1];
-            r.RecentAccepted = _recentAccepted; // what drafts yielded lately, engine-wide: a new request starts from that
-            if (_drafter is not null)
+            EngineRequest r = node.Value;
+            if (r.AdmittedAt == 0 && !r.DrafterStarted)
             {
-                try
+                r.RecentAccepted = _recentAccepted; // what drafts yielded lately, engine-wide: a new request starts from that
+                if (_drafter is not null)
                 {
-                    _drafter.StartRequest(r.Id, r.Prompt, new DraftRequestOptions { ConversationId = r.ConversationId, Sampling = r.Sampling });
-                    r.DrafterStarted = true;
-                }
-                catch (Exception e)
-                {
-                    _freeSlots.Push(r.Slot);
-                    r.Slot = -1;
-                    Fail(r, new PluginFailedException(_drafterName, "StartRequest", r.Id, null, e));
-                    continue;
+                    try
+                    {
+                        _drafter.StartRequest(r.Id, r.Prompt, new DraftRequestOptions { ConversationId = r.ConversationId, Sampling = r.Sampling });
+                        r.DrafterStarted = true;
+                    }
+                    catch (Exception e)
+                    {
+                        Fail(r, new PluginFailedException(_drafterName, "StartRequest", r.Id, null, e));
+                        continue;
+                    }
                 }
             }
-            (admitted ??= []).Add(r);
+            int slot = _freeSlots.Pop();
+            ReadOnlySpan<int> cached = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(r.Sequence)[..^1];
+            int reused = _options.SkipPrefillForBenchmark ? 0 : _model.ReusePrefix(slot, cached);
+            if (!_model.TryReserve(slot, cached.Length + 1))
+            {
+                // not enough free or evictable blocks for its prompt and first step: wait for running requests to finish
+                _model.Truncate(slot, 0);
+                _freeSlots.Push(slot);
+                break;
+            }
+            _waiting.Remove(node);
+            r.Slot = slot;
+            r.Prefilled = reused;
+            r.Root = r.Sequence[^1];
+            if (r.AdmittedAt == 0)
+            {
+                r.AdmittedAt = Stopwatch.GetTimestamp();
+                r.CachedPromptTokens = reused;
+                _counters.AddAdmitted(r.Prompt.Length, reused);
+            }
+            _prefilling.Add(r);
         }
-        if (_freeSlots.Count == 0 && _active.Count == 0 && admitted is null)
+        if (_freeSlots.Count == 0 && _active.Count == 0 && _prefilling.Count == 0 && _waiting.Count > 0)
         {
             // Every slot was lost to failed clean-ups: no request could ever be admitted, so none is left waiting.
             var noSlot = new InvalidOperationException("The engine has no usable KV-cache slot left (freeing slots failed; see the log); create a new engine.");
-            while (_waiting.Count > 0)
+            while (_waiting.First is { } first)
             {
-                Fail(_waiting.Dequeue(), noSlot);
+                Fail(first.Value, noSlot);
             }
         }
-        if (admitted is null)
+    }
+
+    /// <summary>
+    /// Prefills the admitted requests' prompts within the step's token budget (<see cref="SpeculativeEngineOptions.StepTokenBudget"/>
+    /// minus the last verification step's rows, at least a sixteenth of it), oldest first, all chunks in the same
+    /// forwards; a request whose prompt is complete joins this step's verification.
+    /// </summary>
+    private void PrefillChunks()
+    {
+        if (_prefilling.Count == 0)
         {
             return;
         }
-        long start = Stopwatch.GetTimestamp();
-        try
+        int budget = Math.Max(_options.StepTokenBudget / 16, _options.StepTokenBudget - (_active.Count == 0 ? 0 : _lastStepRows));
+        var chunks = new List<(int Slot, int[] Tokens)>();
+        var ready = new List<EngineRequest>();
+        foreach (EngineRequest r in _prefilling)
         {
-            if (_options.SkipPrefillForBenchmark)
+            int remaining = r.Sequence.Count - 1 - r.Prefilled;
+            int take = Math.Min(remaining, budget);
+            if (take > 0)
             {
-                foreach (EngineRequest r in admitted)
+                chunks.Add((r.Slot, r.Sequence.GetRange(r.Prefilled, take).ToArray()));
+                budget -= take;
+            }
+            if (take == remaining)
+            {
+                ready.Add(r);
+            }
+            if (budget == 0)
+            {
+                break;
+            }
+        }
+        if (chunks.Count > 0)
+        {
+            long start = Stopwatch.GetTimestamp();
+            try
+            {
+                if (_options.SkipPrefillForBenchmark)
                 {
-                    _model.SetLengthForBenchmark(r.Slot, r.Prompt.Length - 1);
+                    foreach ((int slot, int[] tokens) in chunks)
+                    {
+                        _model.SetLengthForBenchmark(slot, _model.CachedLength(slot) + tokens.Length);
+                    }
+                }
+                else
+                {
+                    _model.Prefill(chunks);
                 }
             }
-            else
+            catch (Exception e)
             {
-                _model.Prefill(admitted.Select(r => (r.Slot, r.Prompt[..^1])).ToList());
+                EngineLog.StepFailed(_logger, e, chunks.Count);
+                foreach (EngineRequest r in _prefilling.Where(r => chunks.Any(c => c.Slot == r.Slot)).ToArray())
+                {
+                    Fail(r, e);
+                }
+                return;
             }
+            long elapsed = Stopwatch.GetTimestamp() - start;
+            _counters.AddPrefill(elapsed);
+            foreach ((int slot, int[] tokens) in chunks)
+            {
+                EngineRequest r = _prefilling.First(p => p.Slot == slot);
+                r.Prefilled += tokens.Length;
+                r.PrefillTicks += elapsed * tokens.Length / chunks.Sum(c => c.Tokens.Length);
+            }
+        }
+        foreach (EngineRequest r in ready)
+        {
+            _prefilling.Remove(r);
+            _active.Add(r);
+        }
+    }
+
+    /// <summary>
+    /// Gives every running request the KV blocks for its step (the root and up to <paramref name="budgets"/>[i] draft
+    /// rows), lowering a budget to what fits; when a request cannot get even its root's row, the most recently admitted
+    /// other requests are preempted (prompts being prefilled first): their blocks go back to the pool, registered for
+    /// reuse, and they wait at the head of the queue to resume. Returns false when <paramref name="budgets"/> must be
+    /// recomputed (the batch changed).
+    /// </summary>
+    private bool ReserveStep(EngineRequest[] batch, int[] budgets)
+    {
+        for (int i = 0; i < batch.Length; i++)
+        {
+            EngineRequest r = batch[i];
+            int length = _model.CachedLength(r.Slot);
+            for (int budget = budgets[i]; budget >= 0; budget = budget == 0 ? -1 : budget / 2)
+            {
+                if (_model.TryReserve(r.Slot, length + budget + 1))
+                {
+                    budgets[i] = budget;
+                    break;
+                }
+            }
+            if (_model.CachedLength(r.Slot) + 1 <= ReservedRows(r))
+            {
+                continue;
+            }
+            EngineRequest? victim = _prefilling.Count > 0 ? _prefilling[^1] : _active.Where(a => a != r).OrderBy(a => a.AdmittedAt).LastOrDefault();
+            if (victim is null)
+            {
+                throw new KvCacheExhaustedException($"The KV cache cannot hold one more token of a request alone ({length} cached); raise TargetModelOptions.KvCacheTokens.");
+            }
+            Preempt(victim);
+            return false;
+        }
+        return true;
+    }
+
+    /// <summary>Rows the request's blocks hold now.</summary>
+    private int ReservedRows(EngineRequest r) => _model.KvBlocksOf(r.Slot).Count * _model.KvCache.BlockSize;
+
+    /// <summary>Frees a running or prefilling request's slot and blocks (its content stays cached for its return) and puts
+    /// it first in the queue; it keeps its drafter state, its tokens and its statistics.</summary>
+    private void Preempt(EngineRequest r)
+    {
+        _active.Remove(r);
+        _prefilling.Remove(r);
+        int slot = r.Slot;
+        r.Slot = -1;
+        try
+        {
+            _model.Truncate(slot, 0);
+            _freeSlots.Push(slot);
         }
         catch (Exception e)
         {
-            EngineLog.StepFailed(_logger, e, admitted.Count);
-            foreach (EngineRequest r in admitted)
-            {
-                _active.Add(r); // so that Fail frees the slot and ends the drafter's request
-                Fail(r, e);
-            }
-            return;
+            EngineLog.CleanupFailed(_logger, e, r.Id.Value); // the slot is not used again
         }
-        long elapsed = Stopwatch.GetTimestamp() - start;
-        _counters.AddPrefill(elapsed, admitted.Sum(r => (long)r.Prompt.Length));
-        foreach (EngineRequest r in admitted)
-        {
-            r.PrefillTicks = elapsed;
-            _active.Add(r);
-        }
+        r.Preemptions++;
+        _counters.AddPreemption();
+        _waiting.AddFirst(r);
     }
 
     private void Step()
     {
         long stepStart = Stopwatch.GetTimestamp();
-        EngineRequest[] batch = [.. _active];
-        var budgets = new int[batch.Length];
-        var failures = new Exception?[batch.Length];
-        bool anyBudget = Budgets(batch, budgets, failures);
+        EngineRequest[] batch;
+        int[] budgets;
+        Exception?[] failures;
+        bool anyBudget;
+        do
+        {
+            // every running request gets the KV blocks for its step, or the newest others are preempted for it
+            batch = [.. _active];
+            budgets = new int[batch.Length];
+            failures = new Exception?[batch.Length];
+            anyBudget = Budgets(batch, budgets, failures);
+        }
+        while (!ReserveStep(batch, budgets));
+        if (batch.Length == 0)
+        {
+            return;
+        }
+        anyBudget = budgets.Any(b => b > 0);
         // A model drafter's forwards cost whether or not its drafts survive pruning: skip them when recent drafts did not
         // pay. Not for the hybrid, which stops asking its model by itself and whose cheap drafts cost next to nothing.
         if (anyBudget && _adaptive is not null && _drafter is IBatchDrafter and not HybridDrafter
@@ -275,6 +407,7 @@ public sealed partial class SpeculativeEngine
             widest = Math.Max(widest, trees[i].Count + 1);
         }
         int totalTokens = size * widest; // what the step computes: every sequence is padded to the widest tree
+        _lastStepRows = totalTokens;
         long verifyStart = Stopwatch.GetTimestamp();
         VerifiedStep[] steps = Verify(batch, inputs);
         long verifyTicks = Stopwatch.GetTimestamp() - verifyStart;
@@ -457,6 +590,12 @@ public sealed partial class SpeculativeEngine
             r.RecordAccepted(step.AcceptedCount);
         }
         r.Root = step.Bonus;
+        r.Sequence.AddRange(step.Tokens);
+        if (r.FirstTokenAt == 0)
+        {
+            r.FirstTokenAt = Stopwatch.GetTimestamp();
+            _counters.AddFirstToken(r.FirstTokenAt - r.SubmittedAt);
+        }
         if (_drafter is not null)
         {
             try
@@ -547,7 +686,7 @@ public sealed partial class SpeculativeEngine
 
     private void Cancel(EngineRequest r)
     {
-        _active.Remove(r);
+        Forget(r);
         if (!r.TryFinish())
         {
             return;
@@ -563,7 +702,7 @@ public sealed partial class SpeculativeEngine
 
     private void Fail(EngineRequest r, Exception error)
     {
-        _active.Remove(r);
+        Forget(r);
         if (!r.TryFinish())
         {
             return;
@@ -582,7 +721,15 @@ public sealed partial class SpeculativeEngine
         r.Registration.Dispose();
     }
 
-    /// <summary>Frees the request's slot and ends its drafter request. Never throws: a drafter whose EndRequest throws is
+    /// <summary>Takes the request out of the queue and the running lists.</summary>
+    private void Forget(EngineRequest r)
+    {
+        _active.Remove(r);
+        _prefilling.Remove(r);
+        _waiting.Remove(r);
+    }
+
+    /// <summary>Frees the request's slot (its cached tokens stay in the prefix cache) and ends its drafter request. Never throws: a drafter whose EndRequest throws is
     /// logged and the request keeps its outcome; a slot that cannot be freed is logged and not used again.</summary>
     private void Release(EngineRequest r)
     {

@@ -37,8 +37,12 @@ public sealed partial class SpeculativeEngine : ISpeculativeGenerator, IDisposab
     private readonly AdaptiveSpeculation? _adaptive;
     private readonly ConcurrentQueue<EngineRequest> _submitted = new();
     private readonly SemaphoreSlim _wake = new(0);
-    private readonly Queue<EngineRequest> _waiting = new();
+    private readonly LinkedList<EngineRequest> _waiting = new();
+    // Admitted requests whose prompts are being prefilled, a chunk per step, and running requests.
+    private readonly List<EngineRequest> _prefilling = [];
     private readonly List<EngineRequest> _active = [];
+    // Rows the last verification step computed (batch × widest tree): the prefill chunks get the rest of the step's budget.
+    private int _lastStepRows;
     private readonly Stack<int> _freeSlots = new();
     private readonly Thread _thread;
     private readonly EngineCounters _counters;
@@ -182,7 +186,7 @@ public sealed partial class SpeculativeEngine : ISpeculativeGenerator, IDisposab
     public System.Diagnostics.Metrics.Meter Meter => _metrics.Meter;
 
     /// <inheritdoc />
-    public EngineStatistics Statistics => _counters.Snapshot(_active.Count, _waiting.Count + _submitted.Count);
+    public EngineStatistics Statistics => _counters.Snapshot(_active.Count + _prefilling.Count, _waiting.Count + _submitted.Count);
 
     /// <inheritdoc />
     /// <remarks>An already-cancelled <paramref name="cancellationToken"/> gives a cancelled task. Malformed and refused

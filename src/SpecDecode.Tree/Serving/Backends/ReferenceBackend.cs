@@ -1,13 +1,124 @@
+using System.Runtime.CompilerServices;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace SpecDecode.Tree;
 
 /// <summary>A step's device tensors (all [B, T] unless noted; Logits [B, T, vocab]).</summary>
-internal sealed record StepTensors(Tensor Tokens, Tensor Parents, Tensor Depths, Tensor Valid, Tensor Lengths, Tensor Ancestors, Tensor Logits);
+internal sealed record StepTensors(Tensor Tokens, Tensor Parents, Tensor Depths, Tensor Valid, Tensor Lengths, Tensor Slots, Tensor Ancestors, Tensor Logits);
 
-public sealed partial class TargetModel
+/// <summary>
+/// The reference path: every step through libtorch, the decoder layers as one TorchScript function
+/// (<see cref="ScriptedDecoder"/>) or eagerly, one forward for the whole batch of ragged trees (each row padded to the
+/// widest), acceptance on the device (greedy, or forced for benchmarks) or by multi-step speculative sampling on the
+/// host's random streams, the accepted paths moved next to their prefixes on the device. It runs every step the faster
+/// backends refuse, and prefill and draft-model forwards.
+/// </summary>
+internal sealed partial class ReferenceBackend(ModelParts parts) : IStepBackend
 {
+    // One random stream per options object (xoshiro256** on the host, see SamplingStream): a seeded SamplingOptions gives
+    // the same tokens for the same sequence of calls, whatever else shares the batch. The table holds the options weakly.
+    private readonly ConditionalWeakTable<SamplingOptions, SamplingStream> _samplingStreams = new();
+
+    // Slots that are not in a step still have a row in the batch: they are verified greedily (no draws) and discarded.
+    private static readonly SamplingOptions IdleSlot = new() { Temperature = 0 };
+
+    private ModelConfig Config => parts.Config;
+    private CausalLMWeights _weights => parts.Weights;
+    private KvCache _cache => parts.Cache;
+    private Tensor _cos => parts.Cos;
+    private Tensor _sin => parts.Sin;
+    private ScriptedDecoder? _scripted => parts.Scripted;
+    private Device Device => parts.Device;
+    private ScalarType DType => parts.DType;
+    private int Capacity => parts.Capacity;
+
+    /// <inheritdoc />
+    public string Name => _scripted is null ? "libtorch, eager layers" : "libtorch, scripted layers";
+
+    /// <inheritdoc />
+    public string? Refuses(VerifyStep step) => null;
+
+    /// <inheritdoc />
+    public VerifiedStep[] Verify(VerifyStep step) => step.Rule switch
+    {
+        AcceptanceRule.Greedy => Greedy(step.Inputs, null),
+        AcceptanceRule.Forced => Greedy(step.Inputs, step.Forced),
+        _ => Sampled(step.Inputs, step.Sampling!, step.Drafts),
+    };
+
+    /// <summary>Greedy acceptance on the device, or with <paramref name="references"/> the recorded tokens deciding in place
+    /// of the target's argmax (the forward and the commit cost the same).</summary>
+    private VerifiedStep[] Greedy(IReadOnlyList<TreeInput> inputs, IReadOnlyList<int[]>? references)
+    {
+        StepPlan plan = StepPlan.ForTrees(inputs, _cache.Lengths, Capacity);
+        long[]? forced = null;
+        if (references is not null)
+        {
+            forced = new long[plan.Batch * plan.Width];
+            Array.Fill(forced, -1L);
+            for (int i = 0; i < inputs.Count; i++)
+            {
+                ForcedChoices(inputs[i].Draft, references[i]).CopyTo(forced, inputs[i].Slot * plan.Width);
+            }
+        }
+        long[] result;
+        using (var scope = NewDisposeScope())
+        using (no_grad())
+        {
+            StepTensors step = Forward(plan);
+            Tensor? forcedNext = forced is null ? null : tensor(forced, [plan.Batch, plan.Width]).to(Device);
+            Tensor decided = GreedyAcceptance.Decide(step, _cache, plan.MaxDepth + 1, forcedNext);
+            result = decided.cpu().data<long>().ToArray(); // the step's one synchronisation
+        }
+        return GreedyAcceptance.Read(result, inputs, plan, _cache);
+    }
+
+    /// <summary>Per entry of a step (0 the root, i + 1 draft node i), the recorded token that counts as the target's choice
+    /// after it, or -1 past the end of <paramref name="reference"/>.</summary>
+    internal static long[] ForcedChoices(DraftTree draft, int[] reference)
+    {
+        var forced = new long[draft.Count + 1];
+        forced[0] = reference.Length > 0 ? reference[0] : -1;
+        for (int node = 0; node < draft.Count; node++)
+        {
+            int depth = draft.Depths[node];
+            forced[node + 1] = depth < reference.Length ? reference[depth] : -1;
+        }
+        return forced;
+    }
+
+    /// <summary>Logits [B, T, vocab] (float32, on the CPU) of one verification forward, accepting nothing.</summary>
+    public Tensor TreeLogits(IReadOnlyList<TreeInput> inputs)
+    {
+        StepPlan plan = StepPlan.ForTrees(inputs, _cache.Lengths, Capacity);
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        return Forward(plan).Logits.to(float32).cpu().MoveToOuterDisposeScope();
+    }
+
+    /// <summary>One prefill forward over each slot's chunk (causal: every slot empty, see
+    /// <see cref="StepPlan.ForCausalChunks"/>); the slots' lengths grow by their chunks.</summary>
+    public void PrefillChunks(List<(int Slot, ReadOnlyMemory<int> Tokens)> chunks, bool causal)
+    {
+        StepPlan plan = causal
+            ? StepPlan.ForCausalChunks(chunks, _cache.Lengths, Capacity)
+            : StepPlan.ForChunks(chunks, _cache.Lengths, Capacity);
+        using (var scope = NewDisposeScope())
+        using (no_grad())
+        {
+            PrefillForward(plan);
+        }
+        foreach ((int slot, ReadOnlyMemory<int> tokens) in chunks)
+        {
+            _cache.Append(slot, tokens.Span);
+        }
+    }
+
+    public void Dispose()
+    {
+    }
+
     /// <summary>
     /// One verification forward over a <see cref="StepPlan"/>: uploads the plan in one copy, builds positions, the
     /// ancestor matrix and the attention mask on the device, writes every row's keys and values into the cache (padding
@@ -21,7 +132,7 @@ public sealed partial class TargetModel
         Tensor mask = AttentionMask(ancestors, lengths, valid, plan.KeyCount, Config.HeadCount / Config.KeyValueHeadCount);
         Tensor x = DecoderStack(tokens, depths, valid, lengths, slots, mask, plan.KeyCount);
         Tensor logits = nn.functional.linear(x, _weights.Head);
-        return new StepTensors(tokens, parents, depths, valid, lengths, ancestors, logits);
+        return new StepTensors(tokens, parents, depths, valid, lengths, slots, ancestors, logits);
     }
 
     /// <summary>
@@ -54,31 +165,33 @@ public sealed partial class TargetModel
 
     /// <summary>
     /// Embedding, rotary tables at positions length + depth, the decoder layers (scripted or eager) and the final norm
-    /// [B, T, hidden]; writes each valid entry's keys and values at length + entry, padding entries' at scratch.
-    /// <paramref name="mask"/> [B, 1, groups × T, keys] (<see cref="AttentionMask"/>) with row b = slot b, or null for
-    /// plain causal attention among the forward's own rows (every sequence starting at an empty cache; row b writes to
-    /// slot <paramref name="slots"/>[b]).
+    /// [B, T, hidden]; writes each valid entry's keys and values at position length + entry of its row's sequence (row b
+    /// is slot <paramref name="slots"/>[b]), padding entries' in the scratch block. <paramref name="mask"/> [B, 1,
+    /// groups × T, keys] (<see cref="AttentionMask"/>) over each row's positions 0 .. keys-1, or null for plain causal
+    /// attention among the forward's own rows (every sequence starting at an empty cache).
     /// </summary>
-    private Tensor DecoderStack(Tensor tokens, Tensor depths, Tensor valid, Tensor lengths, Tensor slots, Tensor? mask, long keys)
+    internal Tensor DecoderStack(Tensor tokens, Tensor depths, Tensor valid, Tensor lengths, Tensor slots, Tensor? mask, long keys)
     {
         ModelConfig c = Config;
         long b = tokens.shape[0], t = tokens.shape[1];
         Tensor entries = arange(t, int64, Device).view(1, t);
-        Tensor writeAt = where(valid, lengths.view(b, 1) + entries, full_like(tokens, _cache.Scratch));
+        Tensor writeRows = where(valid, _cache.Rows(slots, lengths.view(b, 1) + entries), full_like(tokens, _cache.ScratchRowScalar)).view(-1);
+        Tensor? readRows = mask is null ? null : _cache.ReadRows(slots, keys);
         Tensor positions = (lengths.view(b, 1) + depths).view(-1);
         Tensor cos = _cos.index_select(0, positions).view(b, t, 1, c.HeadDim).to(DType);
         Tensor sin = _sin.index_select(0, positions).view(b, t, 1, c.HeadDim).to(DType);
         Tensor x = _weights.EmbedTokens.index_select(0, tokens.view(-1)).view(b, t, c.HiddenSize);
         return _scripted is not null
-            ? _scripted.Forward(x, _cache.Data, writeAt, slots, mask, cos, sin, keys)
-            : EagerLayers(x, writeAt, slots, mask, cos, sin, keys);
+            ? _scripted.Forward(x, _cache.Data, writeRows, readRows, mask, cos, sin)
+            : EagerLayers(x, writeRows, readRows, mask, cos, sin);
     }
 
     /// <summary>The decoder layers and the final norm, one TorchSharp call per tensor operation (the reference for the
     /// scripted path, and the path for models the script does not cover). Each layer's temporaries are freed when the
-    /// layer ends, so memory does not grow with the layer count. <paramref name="mask"/>: as for
-    /// <see cref="DecoderStack"/>.</summary>
-    private Tensor EagerLayers(Tensor x, Tensor writeAt, Tensor slots, Tensor? mask, Tensor cos, Tensor sin, long s)
+    /// layer ends, so memory does not grow with the layer count. <paramref name="writeRows"/> [B × T]: the cache rows the
+    /// entries' keys and values go to; <paramref name="readRows"/> [B, keys]: the rows attention reads (null with a null
+    /// <paramref name="mask"/>: causal attention among the forward's own entries).</summary>
+    internal Tensor EagerLayers(Tensor x, Tensor writeRows, Tensor? readRows, Tensor? mask, Tensor cos, Tensor sin)
     {
         ModelConfig c = Config;
         int groups = c.HeadCount / c.KeyValueHeadCount;
@@ -100,10 +213,10 @@ public sealed partial class TargetModel
             }
             q = RotaryFrequencies.Apply(q, cos, sin);
             k = RotaryFrequencies.Apply(k, cos, sin);
+            _cache.Write(layer, writeRows, k.reshape(b * t, c.KeyValueHeadCount, c.HeadDim), v.reshape(b * t, c.KeyValueHeadCount, c.HeadDim));
             Tensor attended;
             if (mask is null)
             {
-                _cache.WriteRows(layer, slots, writeAt, k.transpose(1, 2), v.transpose(1, 2));
                 // Causal within this forward: the fresh keys and values, repeated for the query heads of each group.
                 Tensor keys = RepeatGroups(k, groups), values = RepeatGroups(v, groups);
                 attended = nn.functional.scaled_dot_product_attention(q.transpose(1, 2), keys, values, null, 0, true)
@@ -111,8 +224,7 @@ public sealed partial class TargetModel
             }
             else
             {
-                _cache.Write(layer, writeAt, k.transpose(1, 2), v.transpose(1, 2));
-                (Tensor keys, Tensor values) = _cache.Read(layer, b, s);
+                (Tensor keys, Tensor values) = _cache.Read(layer, readRows!);
                 // Grouped-query attention without copying keys: the query heads of one key/value head become rows.
                 Tensor grouped = q.view(b, t, c.KeyValueHeadCount, groups, c.HeadDim).permute(0, 2, 3, 1, 4)
                     .reshape(b, c.KeyValueHeadCount, groups * t, c.HeadDim);
@@ -143,7 +255,7 @@ public sealed partial class TargetModel
     /// ancestors[b, i, j]: entry j is entry i or one of its ancestors, by pointer jumping on the device: after round k
     /// each row holds the ancestors within distance 2^k, so ceil(log2(depth + 1)) rounds suffice.
     /// </summary>
-    private Tensor Ancestors(Tensor parents, int maxDepth)
+    internal Tensor Ancestors(Tensor parents, int maxDepth)
     {
         long b = parents.shape[0], t = parents.shape[1];
         Tensor result = eye(t, dtype: ScalarType.Bool, device: Device).view(1, t, t).expand(b, t, t).contiguous();
@@ -163,7 +275,7 @@ public sealed partial class TargetModel
     /// in the slot's draft region. A padding row sees key 0 only. Rows are laid out as the grouped queries are
     /// (group-major), so one mask serves every key/value head.
     /// </summary>
-    private Tensor AttentionMask(Tensor visible, Tensor lengths, Tensor valid, long keys, int groups)
+    internal Tensor AttentionMask(Tensor visible, Tensor lengths, Tensor valid, long keys, int groups)
     {
         long b = visible.shape[0], t = visible.shape[1], w = visible.shape[2];
         Tensor key = arange(keys, int64, Device).view(1, keys);
@@ -180,7 +292,7 @@ public sealed partial class TargetModel
     }
 
     /// <summary>cos and sin [positions, head size] in float32, as transformers computes them before casting.</summary>
-    private static (Tensor Cos, Tensor Sin) RotaryTables(ModelConfig config, int positions, Device device)
+    internal static (Tensor Cos, Tensor Sin) RotaryTables(ModelConfig config, int positions, Device device)
     {
         using var scope = NewDisposeScope();
         Tensor inverse = tensor(RotaryFrequencies.Inverse(config).Select(f => (float)f).ToArray());
