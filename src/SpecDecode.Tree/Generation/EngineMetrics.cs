@@ -107,16 +107,29 @@ internal sealed class EngineMetrics : IDisposable
         }
     }
 
-    public void RecordPrompt(long tokens, long cached)
+    public void RecordPrompt(long tokens, long cached) => Guarded(() =>
     {
         _promptTokens.Add(tokens);
         _prefixQueries.Add(tokens);
         _prefixHits.Add(cached);
+    });
+
+    public void RecordTimeToFirstToken(double seconds) => Guarded(() => _timeToFirstToken.Record(seconds));
+
+    public void RecordPreemption() => Guarded(() => _preemptions.Add(1));
+
+    /// <summary>Runs a recording; a listener that throws loses that measurement and is reported once.</summary>
+    private void Guarded(Action record)
+    {
+        try
+        {
+            record();
+        }
+        catch (Exception e)
+        {
+            _listenerFailed(e);
+        }
     }
-
-    public void RecordTimeToFirstToken(double seconds) => _timeToFirstToken.Record(seconds);
-
-    public void RecordPreemption() => _preemptions.Add(1);
 
     public void RecordStep(int batch, double stepSeconds, double draftSeconds, double verifySeconds)
     {
