@@ -1,4 +1,6 @@
+using System.Runtime.InteropServices;
 using System.Text;
+using SpecDecode.Train.Checkpoint;
 
 namespace SpecDecode.Tree.Tests.Parallel;
 
@@ -37,4 +39,44 @@ internal static class ParallelFixtures
         ("llama-3.1-8b", Llama8B),
         ("llama-3.1-70b", Llama70B),
     ];
+
+    /// <summary>
+    /// Writes a checkpoint folder of <paramref name="configJson"/> with random weights (normal, std 0.2; norms near 1) in
+    /// <paramref name="dtype"/>, split over several safetensors files with an index when the tensors pass
+    /// <paramref name="maxShardBytes"/> (transformers' sharded layout).
+    /// </summary>
+    public static void WriteRandomCheckpoint(string folder, string configJson, int seed, SafeTensorsDType dtype = SafeTensorsDType.Float32,
+        long maxShardBytes = long.MaxValue)
+    {
+        Directory.CreateDirectory(folder);
+        File.WriteAllText(Path.Combine(folder, "config.json"), configJson);
+        ModelConfig config = ModelConfig.Load(folder);
+        var rng = new Random(seed);
+        var tensors = new List<TensorData>();
+        foreach ((string name, long[] shape) in TargetModel.ParameterShapes(config))
+        {
+            long count = shape.Aggregate(1L, (a, b) => a * b);
+            var values = new float[count];
+            for (long i = 0; i < count; i++)
+            {
+                double normal = Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble());
+                values[i] = (float)(name.EndsWith("norm.weight", StringComparison.Ordinal) ? 1 + 0.1 * normal : 0.2 * normal);
+            }
+            byte[] data = dtype switch
+            {
+                SafeTensorsDType.Float32 => MemoryMarshal.AsBytes(values.AsSpan()).ToArray(),
+                SafeTensorsDType.Float16 => MemoryMarshal.AsBytes(values.Select(v => (Half)v).ToArray().AsSpan()).ToArray(),
+                _ => MemoryMarshal.AsBytes(values.Select(BFloat16Bits).ToArray().AsSpan()).ToArray(),
+            };
+            tensors.Add(new TensorData(name, dtype, shape, data));
+        }
+        SafeTensorsWriter.Write(folder, tensors, maxShardBytes, new Dictionary<string, string> { ["format"] = "pt" });
+    }
+
+    /// <summary>float32 to bfloat16 bits, rounding to nearest even.</summary>
+    private static ushort BFloat16Bits(float value)
+    {
+        uint bits = BitConverter.SingleToUInt32Bits(value);
+        return (ushort)((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
+    }
 }
