@@ -32,9 +32,13 @@ public sealed partial class TargetModel : IDisposable
     private readonly IStepBackend[] _backends;
     private bool _disposed;
 
-    private TargetModel(ModelConfig config, CausalLMWeights weights, TargetModelOptions options, Device device, ScalarType dtype)
+    private TargetModel(ModelConfig config, CausalLMWeights weights, TargetModelOptions options, Device device, ScalarType dtype,
+        TensorParallelRank? parallel = null)
     {
-        Config = config;
+        // tensor parallelism (docs/tensor-parallel.md): a rank's model computes the rank's shape (config) on its shards, and
+        // shows the whole model's shape; it runs the reference path only, with the collectives in ModelParts.Parallel
+        _parallel = parallel;
+        Config = parallel?.Plan.Config ?? config;
         _weights = weights;
         Device = device;
         DType = dtype;
@@ -46,26 +50,29 @@ public sealed partial class TargetModel : IDisposable
             AttentionBackends.Set("CuDNN", options.CuDnnAttention);
         }
         (_cos, _sin) = ReferenceBackend.RotaryTables(config, options.MaxContext + 1, device);
-        _scripted = options.ScriptedLayers ? ScriptedDecoder.TryCreate(config, weights, options.MatmulAttentionMinKeys) : null;
+        _scripted = options.ScriptedLayers && parallel is null ? ScriptedDecoder.TryCreate(config, weights, options.MatmulAttentionMinKeys) : null;
         if (_scripted is not null)
         {
             ScriptedDecoder.Compile();
         }
-        var parts = new ModelParts(config, weights, _cache, _cos, _sin, device, dtype, _scripted);
+        var parts = new ModelParts(config, weights, _cache, _cos, _sin, device, dtype, _scripted, parallel);
         _reference = new ReferenceBackend(parts);
         // The graphed step: SpecDecode's kernels where they can run this model on this GPU, else the captured libtorch step.
         // The kernels' module lives in the context of the GPU that was current when it loaded: the first GPU only.
         _graphsOn = options.CudaGraphs;
-        bool kernels = _graphsOn && options.DecodeKernels && device.index <= 0
+        bool kernels = parallel is null && _graphsOn && options.DecodeKernels && device.index <= 0
             && SpecDecode.Tree.DecodeKernels.Unsupported(config, dtype, options.MaxContext) is null && SpecDecode.Tree.DecodeKernels.IsAvailable;
         _graphed = new GraphedDecodeBackend(parts, options.CudaGraphCapture, options.CudaGraphKeyBucket, kernels ? DecodeAttention.Kernels : DecodeAttention.Default);
         _treeKernels = kernels && KernelTreeStep.Unsupported(config) is null ? new TreeKernelBackend(parts, _graphed) : null;
-        _backends = [.. new IStepBackend?[] { _treeKernels, _graphsOn ? _graphed : null, _reference }.OfType<IStepBackend>()];
+        _backends = parallel is not null
+            ? [new TensorParallelBackend(parts, _reference)]
+            : [.. new IStepBackend?[] { _treeKernels, _graphsOn ? _graphed : null, _reference }.OfType<IStepBackend>()];
     }
 
     /// <summary>Runs a checked step on the first backend that takes it, after reserving its rows.</summary>
     private VerifiedStep[] Run(VerifyStep step)
     {
+        _parallel?.Announce(RankCommand.Verify(step.Inputs)); // tensor parallelism: every rank runs the step
         ReserveRows(step.Inputs);
         foreach (IStepBackend backend in _backends)
         {
@@ -204,6 +211,7 @@ public sealed partial class TargetModel : IDisposable
         {
             throw new ArgumentOutOfRangeException(nameof(length), length, $"0 .. {Capacity}");
         }
+        _parallel?.Announce(RankCommand.FillCache(length)); // tensor parallelism: every rank fills its cache
         _cache.FillRandomForBenchmark(length);
     }
 
@@ -250,6 +258,7 @@ public sealed partial class TargetModel : IDisposable
         {
             throw new ArgumentOutOfRangeException(nameof(length), length, $"Slot {slot} caches {_cache.Length(slot)} tokens; truncate to 0 .. that.");
         }
+        _parallel?.Announce(RankCommand.Truncate(slot, length)); // tensor parallelism: every rank truncates
         _cache.Truncate(slot, length);
     }
 
@@ -267,6 +276,7 @@ public sealed partial class TargetModel : IDisposable
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         CheckSlot(slot);
+        _parallel?.Announce(RankCommand.ReusePrefix(slot, tokens)); // tensor parallelism: every rank shares the same blocks
         return _cache.ReusePrefix(slot, tokens, tokens.Length);
     }
 
@@ -276,7 +286,11 @@ public sealed partial class TargetModel : IDisposable
         _cache.Blocks.RegisteredBlocks);
 
     /// <summary>Forgets every cached prefix no sequence uses: benchmarks that compare runs from a cold cache.</summary>
-    internal void DropCachedPrefixes() => _cache.DropCachedPrefixes();
+    internal void DropCachedPrefixes()
+    {
+        _parallel?.Announce(RankCommand.DropCachedPrefixes()); // tensor parallelism: every rank drops them
+        _cache.DropCachedPrefixes();
+    }
 
     /// <summary>The KV blocks <paramref name="slot"/> holds, in table order (tests of sharing).</summary>
     internal IReadOnlyList<int> KvBlocksOf(int slot) => _cache.BlocksOf(CheckSlot(slot));
@@ -287,7 +301,12 @@ public sealed partial class TargetModel : IDisposable
 
     /// <summary>Gives <paramref name="slot"/> the blocks for <paramref name="tokens"/> cached tokens now (false, with nothing
     /// taken, when the pool cannot): a scheduler reserves a step's rows before the step.</summary>
-    public bool TryReserve(int slot, long tokens) => _cache.TryReserve(CheckSlot(slot), tokens);
+    public bool TryReserve(int slot, long tokens)
+    {
+        CheckSlot(slot);
+        _parallel?.Announce(RankCommand.TryReserve(slot, tokens)); // tensor parallelism: every rank reserves the same blocks
+        return _cache.TryReserve(slot, tokens);
+    }
 
     /// <summary>
     /// Appends tokens to sequences' caches. A sequence whose slot is empty first caches up to
@@ -309,6 +328,7 @@ public sealed partial class TargetModel : IDisposable
                 throw new InvalidOperationException($"Slot {slot}: {_cache.Length(slot)} cached + {tokens.Length} tokens exceed the capacity of {Capacity}; raise TargetModelOptions.MaxContext.");
             }
         }
+        _parallel?.Announce(RankCommand.Prefill(sequences)); // tensor parallelism: every rank prefills its heads
         foreach ((int slot, int[] tokens) in sequences)
         {
             _cache.Reserve(slot, _cache.Length(slot) + tokens.Length);
@@ -378,7 +398,15 @@ public sealed partial class TargetModel : IDisposable
         return groups;
     }
 
-    private void PrefillChunks(List<(int Slot, ReadOnlyMemory<int> Tokens)> chunks, bool causal) => _reference.PrefillChunks(chunks, causal);
+    private void PrefillChunks(List<(int Slot, ReadOnlyMemory<int> Tokens)> chunks, bool causal)
+    {
+        if (_parallel is not null)
+        {
+            _parallel.Guard(() => _reference.PrefillChunks(chunks, causal)); // tensor parallelism: a failed rank stops the group
+            return;
+        }
+        _reference.PrefillChunks(chunks, causal);
+    }
 
     /// <summary>
     /// Verifies every sequence's draft tree in one forward and accepts greedily: from the root, the child whose token is
@@ -404,8 +432,9 @@ public sealed partial class TargetModel : IDisposable
     internal Tensor TreeLogits(IReadOnlyList<TreeInput> inputs)
     {
         CheckTrees(inputs);
+        _parallel?.Announce(RankCommand.Verify(inputs, RankCommandKind.TreeLogits)); // tensor parallelism: every rank runs the forward
         ReserveRows(inputs);
-        return _reference.TreeLogits(inputs);
+        return _parallel is null ? _reference.TreeLogits(inputs) : _parallel.Guard(() => _reference.TreeLogits(inputs));
     }
 
     private void CheckTrees(IReadOnlyList<TreeInput> inputs)
@@ -469,6 +498,7 @@ public sealed partial class TargetModel : IDisposable
             return;
         }
         _disposed = true;
+        _parallel?.Dispose(); // tensor parallelism: the coordinator stops the other ranks first
         _treeKernels?.Dispose();
         _graphed.Dispose();
         _reference.Dispose();

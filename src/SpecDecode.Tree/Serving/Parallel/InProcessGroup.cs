@@ -54,6 +54,9 @@ internal sealed class InProcessGroup : IDisposable
     /// <summary>Whether the group was stopped by a failure.</summary>
     public bool Failed => Volatile.Read(ref _failure) is not null;
 
+    /// <summary>The group <paramref name="communicator"/> belongs to, or null when it is not an in-process rank.</summary>
+    internal static InProcessGroup? Of(ICommunicator communicator) => (communicator as Member)?.Group;
+
     /// <summary>Test hook: called by a rank before each collective with (rank, index of the collective on that rank); true
     /// makes that rank fail there as a device error would (<see cref="ExternalException"/>).</summary>
     internal Func<int, long, bool>? FailWhen { get; set; }
@@ -183,6 +186,8 @@ internal sealed class InProcessGroup : IDisposable
     private sealed class Member(InProcessGroup group, int rank) : ICommunicator
     {
         private long _collectives;
+
+        public InProcessGroup Group => group;
 
         public int Rank => rank;
 
