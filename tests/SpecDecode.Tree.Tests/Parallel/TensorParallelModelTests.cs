@@ -178,6 +178,29 @@ public sealed class TensorParallelModelTests : IDisposable
         AssertRanksHoldTheWholeCache(whole, parallel, [1]);
     }
 
+    /// <summary>The benches compare random models at several world sizes with the one-device model of the same seed: the
+    /// random source must split the very same whole tensors.</summary>
+    [Theory]
+    [InlineData(2)]
+    [InlineData(4)]
+    public void RandomModelsOfOneSeedAreTheSameModelAtEveryWorldSize(int world)
+    {
+        ModelConfig config = ParallelFixtures.Parse(ParallelFixtures.BiasedLlama);
+        TargetModelOptions options = Options();
+        using TargetModel whole = TargetModel.CreateRandomWhole(config, options, seed: 5);
+        using TargetModel parallel = TargetModel.CreateRandomTensorParallel(config, new TensorParallelOptions { WorldSize = world }, options, seed: 5);
+        using TargetModel other = TargetModel.CreateRandomWhole(config, options, seed: 6);
+        int[] prompt = Prompt(config.VocabSize, seed: 13, length: 30);
+        TreeInput[] tree = [new TreeInput(0, prompt[^1], RandomTree(new Random(14), config.VocabSize, 8))];
+        foreach (TargetModel m in new[] { whole, parallel, other })
+        {
+            m.Prefill([(0, prompt[..^1])]);
+        }
+        using Tensor expected = whole.TreeLogits(tree), actual = parallel.TreeLogits(tree), unrelated = other.TreeLogits(tree);
+        AssertClose(expected, actual, $"random model on {world} ranks");
+        Assert.False(expected.allclose(unrelated, rtol: 0, atol: 1e-3), "another seed should give another model");
+    }
+
     [Fact]
     public void ARankFailingInAForwardStopsTheGroupInsteadOfHangingIt()
     {
