@@ -103,14 +103,14 @@ public sealed partial class TargetModel : IDisposable
     /// <summary>What the weights, the KV cache and the kernel steps' buffers take on the device (see
     /// <see cref="MemoryEstimate.MaxSequences"/> for how many sequences of a length would fit elsewhere).
     /// <see cref="MemoryEstimate.For"/> gives the same before loading, with the kernel buffers as large as any GPU needs
-    /// them.</summary>
-    public MemoryEstimate Memory => MemoryEstimate.For(Config, new TargetModelOptions
+    /// them. For a rank of a tensor-parallel model, what that rank takes on its device.</summary>
+    public MemoryEstimate Memory => RankMemory(MemoryEstimate.For(_parallel?.Shard.Config ?? Config, new TargetModelOptions
     {
         MaxBatch = MaxBatch, MaxContext = Capacity, DType = DType, KvBlockSize = _cache.BlockSize, KvCacheTokens = (long)_cache.BlockCount * _cache.BlockSize,
     }) with
     {
         KernelBufferBytes = UsesDecodeKernels ? MemoryEstimate.KernelBuffers(Config, Capacity, UsesTreeKernels, DecodeKernels.Get().Multiprocessors) : 0,
-    };
+    });
 
     /// <summary>Whether the decoder layers run as one compiled TorchScript function (see <see cref="TargetModelOptions.ScriptedLayers"/>).</summary>
     public bool UsesScriptedLayers => _scripted is not null;

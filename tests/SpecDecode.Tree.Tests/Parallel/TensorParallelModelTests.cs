@@ -202,6 +202,20 @@ public sealed class TensorParallelModelTests : IDisposable
     }
 
     [Fact]
+    public void EachRankReportsTheMemoryOnItsDevice()
+    {
+        string folder = Checkpoint("llama-gqa");
+        using TargetModel whole = TargetModel.Load(folder, Options());
+        using TargetModel parallel = TargetModel.LoadTensorParallel(folder, new TensorParallelOptions { WorldSize = 2 }, Options());
+        MemoryEstimate one = whole.Memory, rank = parallel.Memory;
+        Assert.Equal(one.KvBytesPerToken / 2, rank.KvBytesPerToken); // one of the 2 key/value heads
+        Assert.Equal(one.KvTokens, rank.KvTokens);
+        long embedding = 1000L * 64 * 4, norms = (2 * 2 + 1) * 64 * 4;
+        Assert.Equal((one.WeightBytes - embedding - norms) / 2 + embedding + norms, rank.WeightBytes);
+        Assert.Equal(parallel.TensorParallel!.Shard.WeightBytes(4), rank.WeightBytes);
+    }
+
+    [Fact]
     public void ARankFailingInAForwardStopsTheGroupInsteadOfHangingIt()
     {
         string folder = Checkpoint("llama-gqa");

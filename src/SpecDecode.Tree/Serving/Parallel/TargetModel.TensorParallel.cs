@@ -80,6 +80,11 @@ public sealed partial class TargetModel
         string.Join(";", Enumerable.Range(0, MaxBatch).Select(s => $"{_cache.Length(s)}:{string.Join(",", _cache.BlocksOf(s))}"))
         + $"|free {_cache.Blocks.FreeBlocks}, idle cached {_cache.Blocks.IdleCachedBlocks}, registered {_cache.Blocks.RegisteredBlocks}";
 
+    /// <summary>A rank's memory: the estimate of its shape (its key/value heads' cache) with the weights it really holds
+    /// (its head shard, which the rank's shape leaves out); the estimate unchanged on one device.</summary>
+    private MemoryEstimate RankMemory(MemoryEstimate estimate) =>
+        _parallel is null ? estimate : estimate with { WeightBytes = _parallel.Shard.WeightBytes(DType == ScalarType.Float32 ? 4 : 2) };
+
     /// <summary>Throws for what a rank of a tensor-parallel model cannot do.</summary>
     /// <exception cref="NotSupportedException">This model is tensor-parallel.</exception>
     private void RefuseTensorParallel(string what)
