@@ -9,6 +9,9 @@
 #                                  SWE-bench calls at batch 1, plain against the suffix drafter
 # Results and logs go to $OUT.
 set -uo pipefail
+# NVLink multicast stays off on the lent machines (/work/.library/device/KINDS.md): NCCL reads these at init.
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+export NCCL_DEBUG=${NCCL_DEBUG:-WARN}
 phase=${1:?one-gpu, tp8b or tp70b}
 out=${OUT:-/tmp/issue21-out}
 mkdir -p "$out"

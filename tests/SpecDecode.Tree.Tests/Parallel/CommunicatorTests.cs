@@ -155,9 +155,9 @@ public sealed class CommunicatorTests
     }
 
     [Fact]
-    public void NcclIsLookedForBesideLibtorchAndInThePipLayout()
+    public void NcclIsLookedForByItsSonameThenBesideLibtorchAndInThePipLayouts()
     {
-        Assert.Equal(["/x/torch/lib/libnccl.so.2", "/x/nvidia/nccl/lib/libnccl.so.2", "libnccl.so.2"], Nccl.Candidates("/x/torch/lib"));
+        Assert.Equal(["libnccl.so.2", "/x/torch/lib/libnccl.so.2", "/x/nvidia/nccl/lib/libnccl.so.2", "/x/nvidia/cu13/lib/libnccl.so.2"], Nccl.Candidates("/x/torch/lib"));
         Assert.Equal(["libnccl.so.2"], Nccl.Candidates(null));
     }
 

@@ -170,14 +170,28 @@ internal sealed class Nccl
     /// int root, ncclComm_t comm, cudaStream_t stream)</c>.</summary>
     public BroadcastFn Broadcast { get; }
 
-    /// <summary>Where NCCL is looked for: beside the libtorch <c>SPECDECODE_LIBTORCH</c> names, in the pip layout
-    /// (<c>site-packages/nvidia/nccl/lib</c>, two folders up from <c>torch/lib</c>), then the loader's path by soname.</summary>
+    /// <summary>Where NCCL is looked for: first by soname, which finds the copy a CUDA libtorch has already loaded (pip's
+    /// libtorch_cuda needs it; one NCCL per process) or one on the loader's path; then beside the libtorch
+    /// <c>SPECDECODE_LIBTORCH</c> names, and in pip's layouts two folders up from <c>torch/lib</c>
+    /// (<c>site-packages/nvidia/nccl/lib</c>, and <c>nvidia/cu13/lib</c> of the CUDA 13 wheels).</summary>
     public static IReadOnlyList<string> DefaultCandidates() => Candidates(Environment.GetEnvironmentVariable(TorchRuntime.LibTorchVariable));
 
     /// <summary>The candidates for a libtorch folder (null: the soname only).</summary>
-    public static IReadOnlyList<string> Candidates(string? libtorchFolder) => string.IsNullOrEmpty(libtorchFolder)
-        ? [SoName]
-        : [System.IO.Path.Combine(libtorchFolder, SoName), System.IO.Path.GetFullPath(System.IO.Path.Combine(libtorchFolder, "..", "..", "nvidia", "nccl", "lib", SoName)), SoName];
+    public static IReadOnlyList<string> Candidates(string? libtorchFolder)
+    {
+        if (string.IsNullOrEmpty(libtorchFolder))
+        {
+            return [SoName];
+        }
+        string sitePackages = System.IO.Path.GetFullPath(System.IO.Path.Combine(libtorchFolder, "..", ".."));
+        return
+        [
+            SoName,
+            System.IO.Path.Combine(libtorchFolder, SoName),
+            System.IO.Path.Combine(sitePackages, "nvidia", "nccl", "lib", SoName),
+            System.IO.Path.Combine(sitePackages, "nvidia", "cu13", "lib", SoName),
+        ];
+    }
 
     /// <summary>The library found among <see cref="DefaultCandidates"/>, loaded once.</summary>
     /// <exception cref="NcclUnavailableException">No candidate loads, or the library lacks a function.</exception>
