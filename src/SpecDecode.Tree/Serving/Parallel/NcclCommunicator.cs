@@ -23,11 +23,21 @@ internal sealed class NcclCommunicator : ICommunicator
         LibTorchExports.TryGetFunction<CurrentStreamFn>("libc10_cuda.so", CurrentStreamSymbol),
         LibTorchExports.TryGetFunction<StreamHandleFn>("libc10_cuda.so", StreamHandleSymbol)));
 
+    private static readonly Lazy<(DeviceGetFn Get, PrimaryCtxRetainFn Retain, CtxSetCurrentFn SetCurrent)?> Driver = new(() =>
+        NativeLibrary.TryLoad("libcuda.so.1", out IntPtr cuda)
+        && NativeLibrary.TryGetExport(cuda, "cuDeviceGet", out IntPtr get)
+        && NativeLibrary.TryGetExport(cuda, "cuDevicePrimaryCtxRetain", out IntPtr retain)
+        && NativeLibrary.TryGetExport(cuda, "cuCtxSetCurrent", out IntPtr setCurrent)
+            ? (Marshal.GetDelegateForFunctionPointer<DeviceGetFn>(get), Marshal.GetDelegateForFunctionPointer<PrimaryCtxRetainFn>(retain),
+                Marshal.GetDelegateForFunctionPointer<CtxSetCurrentFn>(setCurrent))
+            : null);
+
     private readonly Nccl _api;
     private readonly IntPtr[] _groupComms; // every communicator this process holds of the group (all of them with CreateGroup)
     private readonly IntPtr _comm;
     private readonly Device _device;
     private long _collectives;
+    private int _boundThread = -1;
     private bool _disposed;
 
     private NcclCommunicator(Nccl api, IntPtr[] groupComms, IntPtr comm, int rank, int worldSize, Device device)
@@ -227,6 +237,35 @@ internal sealed class NcclCommunicator : ICommunicator
         {
             throw new ArgumentException("NCCL needs a contiguous tensor.", nameof(tensor));
         }
+        if (_boundThread != Environment.CurrentManagedThreadId)
+        {
+            BindThread();
+        }
+    }
+
+    /// <summary>Makes this rank's GPU the calling thread's current device (its primary context, what cudaSetDevice makes
+    /// current), once per thread: NCCL and libtorch's device guards then find it current instead of switching.</summary>
+    private void BindThread()
+    {
+        if (Driver.Value is not { } driver)
+        {
+            throw new NcclUnavailableException("libcuda.so.1 (the NVIDIA driver's CUDA library) with cuDeviceGet, cuDevicePrimaryCtxRetain and cuCtxSetCurrent could not be loaded.");
+        }
+        IntPtr context = IntPtr.Zero;
+        int result = driver.Get(out int cuDevice, (int)_device.index);
+        if (result == 0)
+        {
+            result = driver.Retain(out context, cuDevice);
+        }
+        if (result == 0)
+        {
+            result = driver.SetCurrent(context);
+        }
+        if (result != 0)
+        {
+            throw new NcclException($"making {_device} current on rank {Rank}'s thread failed (CUresult {result}).");
+        }
+        _boundThread = Environment.CurrentManagedThreadId;
     }
 
     /// <summary>libtorch's current stream on this rank's GPU (for this thread), as a <c>cudaStream_t</c>.</summary>
@@ -240,6 +279,15 @@ internal sealed class NcclCommunicator : ICommunicator
         CudaGraph.CudaStream stream = current((sbyte)_device.index);
         return handle(ref stream);
     }
+
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    private delegate int DeviceGetFn(out int device, int ordinal);
+
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    private delegate int PrimaryCtxRetainFn(out IntPtr context, int device);
+
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    private delegate int CtxSetCurrentFn(IntPtr context);
 
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     private delegate CudaGraph.CudaStream CurrentStreamFn(sbyte device);
