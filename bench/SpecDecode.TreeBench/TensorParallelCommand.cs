@@ -62,13 +62,7 @@ internal static class TensorParallelCommand
             "in-process" => TensorParallelTransport.InProcess,
             _ => throw new ArgumentException($"--transport {transportName}: nccl or in-process."),
         };
-        ScalarType dtype = dtypeName switch
-        {
-            "bfloat16" => ScalarType.BFloat16,
-            "float16" => ScalarType.Float16,
-            "float32" => ScalarType.Float32,
-            _ => throw new ArgumentException($"--dtype {dtypeName}: bfloat16, float16 or float32."),
-        };
+        ScalarType dtype = VerifyCostCommand.ParseDType(dtypeName);
         bool cuda = torch.cuda.is_available();
         if (transport == TensorParallelTransport.Nccl && (!cuda || torch.cuda.device_count() < sizes.Max()))
         {

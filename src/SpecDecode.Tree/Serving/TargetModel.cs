@@ -173,34 +173,49 @@ public sealed partial class TargetModel : IDisposable
 
     /// <summary>A model of the given shape with random weights (normal, std 0.02; norms 1): for benchmarks, whose cost
     /// does not depend on the weights' values.</summary>
-    internal static TargetModel CreateRandom(ModelConfig config, TargetModelOptions options, long seed)
+    internal static TargetModel CreateRandom(ModelConfig config, TargetModelOptions options, long seed) => CreateFilled(config, options, (weights, device) =>
+    {
+        // TorchSharp's Generator(seed, device) makes a CPU generator; seed the default ones (all devices) instead.
+        manual_seed(seed);
+        if (device.type == DeviceType.CUDA)
+        {
+            cuda.manual_seed_all(seed); // manual_seed alone left the CUDA generators unseeded: two models differed
+        }
+        foreach ((string name, TorchSharp.Modules.Parameter parameter) in weights.named_parameters())
+        {
+            if (name.EndsWith("norm.weight", StringComparison.Ordinal))
+            {
+                parameter.fill_(1);
+            }
+            else
+            {
+                parameter.normal_(0, 0.02);
+            }
+        }
+    });
+
+    /// <summary>A model of <paramref name="config"/> on the options' device whose weights <paramref name="fill"/> sets
+    /// (under no_grad); the weights are disposed if that fails.</summary>
+    private static TargetModel CreateFilled(ModelConfig config, TargetModelOptions options, Action<CausalLMWeights, Device> fill)
     {
         options.Validate();
         TorchRuntime.EnsureLoaded();
         (Device device, ScalarType dtype) = Placement(config, options);
         CheckGraphOptions(config, options, device);
         var weights = new CausalLMWeights(config, dtype, device);
-        using (no_grad())
+        try
         {
-            // TorchSharp's Generator(seed, device) makes a CPU generator; seed the default ones (all devices) instead.
-            manual_seed(seed);
-            if (device.type == DeviceType.CUDA)
+            using (no_grad())
             {
-                cuda.manual_seed_all(seed); // manual_seed alone left the CUDA generators unseeded: two models differed
+                fill(weights, device);
             }
-            foreach ((string name, TorchSharp.Modules.Parameter parameter) in weights.named_parameters())
-            {
-                if (name.EndsWith("norm.weight", StringComparison.Ordinal))
-                {
-                    parameter.fill_(1);
-                }
-                else
-                {
-                    parameter.normal_(0, 0.02);
-                }
-            }
+            return new TargetModel(config, weights, options, device, dtype) { EndOfSequenceTokenIds = config.EosTokenIds };
         }
-        return new TargetModel(config, weights, options, device, dtype) { EndOfSequenceTokenIds = config.EosTokenIds };
+        catch
+        {
+            weights.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Fills every slot's cache with random keys and values and sets its length to <paramref name="length"/>:

@@ -48,31 +48,14 @@ public sealed partial class TargetModel
 
     /// <summary>A one-device model with the weights <see cref="CreateRandomTensorParallel"/> splits for the same seed: the
     /// reference its logits and tokens are compared with.</summary>
-    internal static TargetModel CreateRandomWhole(ModelConfig config, TargetModelOptions options, long seed)
+    internal static TargetModel CreateRandomWhole(ModelConfig config, TargetModelOptions options, long seed) => CreateFilled(config, options, (weights, _) =>
     {
-        options.Validate();
-        TorchRuntime.EnsureLoaded();
-        (Device device, ScalarType dtype) = Placement(config, options);
-        CheckGraphOptions(config, options, device);
-        var weights = new CausalLMWeights(config, dtype, device);
-        try
+        using var source = new RandomShardSource(seed);
+        foreach ((string name, Parameter parameter) in weights.named_parameters())
         {
-            using var source = new RandomShardSource(seed);
-            using (no_grad())
-            {
-                foreach ((string name, Parameter parameter) in weights.named_parameters())
-                {
-                    source.Fill(new WeightShard(name, parameter.shape, ShardSplit.Whole, 0, parameter.shape[0]), parameter);
-                }
-            }
-            return new TargetModel(config, weights, options, device, dtype) { EndOfSequenceTokenIds = config.EosTokenIds };
+            source.Fill(new WeightShard(name, parameter.shape, ShardSplit.Whole, 0, parameter.shape[0]), parameter);
         }
-        catch
-        {
-            weights.Dispose();
-            throw;
-        }
-    }
+    });
 
     /// <summary>The host bookkeeping of the KV cache, as text: every slot's length and block table and the pool's counts.
     /// Equal on every rank of a tensor-parallel model when the ranks agree.</summary>
