@@ -72,6 +72,8 @@ public sealed class TensorParallelModelTests : IDisposable
         }
         using Tensor cacheA = whole.CachedKeysAndValues(0), cacheB = parallel.CachedKeysAndValues(0);
         Assert.Equal(cacheA.data<float>().ToArray(), cacheB.data<float>().ToArray());
+        // through the communicator: two all-reduces per layer per forward and the logits' gather
+        Assert.True(parallel.TensorParallel!.Communicator.Collectives >= 2 * whole.Config.LayerCount * 8, "the one-rank path skipped the communicator");
     }
 
     [Theory]

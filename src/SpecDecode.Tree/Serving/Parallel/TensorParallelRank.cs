@@ -59,14 +59,10 @@ internal sealed class TensorParallelRank : IDisposable
     /// <summary>On the coordinator, the other ranks' threads (null on the other ranks).</summary>
     internal RankWorkers? Workers { get; set; }
 
-    /// <summary>Sums a row-parallel projection's partial products [.., hidden] over the ranks, in place.</summary>
-    public void AllReduce(Tensor partial)
-    {
-        if (WorldSize > 1)
-        {
-            Communicator.AllReduceSum(partial);
-        }
-    }
+    /// <summary>Sums a row-parallel projection's partial products [.., hidden] over the ranks, in place. At world size 1
+    /// too: that path then goes through the communicator (NCCL's one-rank all-reduce is a copy), which is what the
+    /// world-size-1 checks compare with the one-device path.</summary>
+    public void AllReduce(Tensor partial) => Communicator.AllReduceSum(partial);
 
     /// <summary>
     /// The logits of every vocabulary entry [B, T, vocab] for hidden states [B, T, hidden]: each rank multiplies by its
@@ -76,10 +72,6 @@ internal sealed class TensorParallelRank : IDisposable
     public Tensor Logits(Tensor x)
     {
         Tensor local = nn.functional.linear(x, _head);
-        if (WorldSize == 1)
-        {
-            return local;
-        }
         int width = Plan.VocabShardSize;
         long b = x.shape[0], t = x.shape[1];
         if (local.shape[2] < width)
