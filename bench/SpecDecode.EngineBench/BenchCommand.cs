@@ -35,13 +35,16 @@ internal static class BenchCommand
         var dtype = ToolOptions.Choice("--dtype", "bfloat16, float16 or float32.", "bfloat16", ["bfloat16", "float16", "float32"]);
         var cudaGraphs = new Option<bool>("--cuda-graphs") { Description = "Plain single-sequence steps as CUDA graphs (the decode-step kernels where they apply): TargetModelOptions.CudaGraphs." };
         var output = new Option<string>("--out") { Description = "Folder for engine-bench.json and engine-bench.md.", DefaultValueFactory = _ => "bench/out" };
+        var tensorParallel = new Option<int>("--tensor-parallel") { Description = "Ranks the target is split over (docs/tensor-parallel.md); 1: one device.", DefaultValueFactory = _ => 1 };
+        var transport = new Option<string>("--transport") { Description = "With --tensor-parallel: nccl (one GPU per rank) or in-process (simulated ranks).", DefaultValueFactory = _ => "nccl" };
         var command = new Command("run", "Replay the traces through the engine and plain decoding; write JSON and markdown.")
         {
-            traces, config, warmup, calls, budget, maxContext, variants, dtype, output, draftConfig, maxResponse, cudaGraphs,
+            traces, config, warmup, calls, budget, maxContext, variants, dtype, output, draftConfig, maxResponse, cudaGraphs, tensorParallel, transport,
         };
         command.SetAction(p => Run(p.GetValue(traces)!, p.GetValue(config)!, p.GetValue(warmup), ParseCalls(p.GetValue(calls)!),
             p.GetValue(budget), p.GetValue(maxContext), p.GetValue(variants)!.Split(',', StringSplitOptions.TrimEntries).Select(Variant.Parse).ToArray(),
-            p.GetValue(dtype)!, p.GetValue(output)!, p.GetValue(draftConfig), p.GetValue(maxResponse), p.GetValue(cudaGraphs)));
+            p.GetValue(dtype)!, p.GetValue(output)!, p.GetValue(draftConfig), p.GetValue(maxResponse), p.GetValue(cudaGraphs),
+            TensorParallel(p.GetValue(tensorParallel), p.GetValue(transport)!)));
         return command;
     }
 
@@ -62,8 +65,21 @@ internal static class BenchCommand
         return result.Count > 0 ? result : throw new ToolUsageException("--calls: no batch=calls pair given; write e.g. --calls 1=16,8=48.");
     }
 
+    /// <summary>The --tensor-parallel and --transport options, or null for one device.</summary>
+    private static TensorParallelOptions? TensorParallel(int worldSize, string transport) => worldSize <= 1 ? null : new TensorParallelOptions
+    {
+        WorldSize = worldSize,
+        Transport = transport switch
+        {
+            "nccl" => TensorParallelTransport.Nccl,
+            "in-process" => TensorParallelTransport.InProcess,
+            _ => throw new ArgumentException($"--transport {transport}: nccl or in-process."),
+        },
+    };
+
     private static int Run(string traces, string configPath, int warmupTrajectories, SortedDictionary<int, int> callsPerBatch, int budget,
-        int maxContext, Variant[] variants, string dtypeName, string output, string? draftConfigPath, int maxResponse, bool cudaGraphs = false)
+        int maxContext, Variant[] variants, string dtypeName, string output, string? draftConfigPath, int maxResponse, bool cudaGraphs = false,
+        TensorParallelOptions? tensorParallel = null)
     {
         string libtorch = TorchRuntime.EnsureLoaded();
         Device device = TorchRuntime.DefaultDevice;
@@ -98,7 +114,15 @@ internal static class BenchCommand
         }
 
         var options = new TargetModelOptions { Device = device, DType = dtype, MaxBatch = maxBatch, MaxContext = maxContext, CudaGraphs = cudaGraphs };
-        using TargetModel model = TargetModel.CreateRandom(config, options, seed: 1);
+        using TargetModel model = tensorParallel is null
+            ? TargetModel.CreateRandom(config, options, seed: 1)
+            : TargetModel.CreateRandomTensorParallel(config, tensorParallel, options, seed: 1);
+        if (tensorParallel is not null)
+        {
+            Console.WriteLine($"tensor parallel over {tensorParallel.WorldSize} ranks ({model.TensorParallel!.Communicator.Name}), libtorch eager layers; " +
+                $"{TensorParallelPlan.Create(config, tensorParallel.WorldSize).Ranks[0].WeightBytes(dtype == ScalarType.Float32 ? 4 : 2) / 1e9:F1} GB of weights per rank");
+            deviceName += $", tensor parallel x{tensorParallel.WorldSize}";
+        }
         if (cudaGraphs)
         {
             Console.WriteLine($"plain single-sequence steps as CUDA graphs ({(model.UsesDecodeKernels ? "decode-step kernels" : "captured libtorch step")})");

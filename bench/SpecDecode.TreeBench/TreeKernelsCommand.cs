@@ -227,7 +227,7 @@ internal static class TreeKernelsCommand
     /// 1-8 true tokens, one of them replaced by another token 30% of the time, and wrong siblings on random chain nodes,
     /// at most <paramref name="most"/> entries. Returns the first index where the tokens leave <paramref name="plain"/>,
     /// or -1.</summary>
-    private static int SpeculativeFirstDifference(TargetModel target, int root, int cached, int[] plain, int most, Random random, bool kernels,
+    internal static int SpeculativeFirstDifference(TargetModel target, int root, int cached, int[] plain, int most, Random random, bool kernels,
         out double tokensPerStep, TextWriter? trace = null)
     {
         target.Truncate(0, cached);

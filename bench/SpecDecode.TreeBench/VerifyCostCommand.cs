@@ -46,13 +46,7 @@ internal static class VerifyCostCommand
     {
         string version = TorchRuntime.EnsureLoaded();
         Device device = TorchRuntime.DefaultDevice;
-        ScalarType dtype = dtypeName switch
-        {
-            "bfloat16" => ScalarType.BFloat16,
-            "float16" => ScalarType.Float16,
-            "float32" => ScalarType.Float32,
-            _ => throw new ArgumentException($"--dtype {dtypeName}: bfloat16, float16 or float32."),
-        };
+        ScalarType dtype = ParseDType(dtypeName);
         Console.WriteLine($"libtorch {version}, device {device}, cuda available {torch.cuda.is_available()}");
         (double copy, double tflops) = Ceilings.Measure(device);
         Console.WriteLine($"ceilings: copy {copy:F0} GB/s (read + write), bf16 matmul 8192^3 {tflops:F0} TFLOP/s");
@@ -129,6 +123,15 @@ internal static class VerifyCostCommand
         }
         return 0;
     }
+
+    /// <summary>The --dtype option's value as a scalar type.</summary>
+    internal static ScalarType ParseDType(string name) => name switch
+    {
+        "bfloat16" => ScalarType.BFloat16,
+        "float16" => ScalarType.Float16,
+        "float32" => ScalarType.Float32,
+        _ => throw new ArgumentException($"--dtype {name}: bfloat16, float16 or float32."),
+    };
 
     internal static string GpuName() => NvidiaSmi("name") ?? "unknown (nvidia-smi not found)";
 

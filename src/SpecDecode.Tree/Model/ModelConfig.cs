@@ -49,7 +49,7 @@ public sealed class ModelConfigException : SpecDecodeException
 /// <c>rope_scaling</c> at the top level, <c>torch_dtype</c>) and the transformers-5 style (<c>rope_parameters</c>,
 /// <c>dtype</c>).
 /// </summary>
-public sealed class ModelConfig
+public sealed partial class ModelConfig
 {
     private ModelConfig() { }
 

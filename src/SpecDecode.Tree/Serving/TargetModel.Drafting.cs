@@ -37,6 +37,7 @@ public sealed partial class TargetModel
     {
         ArgumentNullException.ThrowIfNull(inputs);
         ArgumentNullException.ThrowIfNull(logitRows);
+        RefuseTensorParallel("serve as a draft model");
         if (inputs.Count == 0 || logitRows.Count == 0)
         {
             throw new ArgumentException("A draft forward needs at least one row and one logit row.", nameof(inputs));
@@ -152,6 +153,7 @@ public sealed partial class TargetModel
     /// <exception cref="ArgumentOutOfRangeException">The slot is out of range, or the length would leave 0 .. capacity.</exception>
     internal void CommitDraftRegion(int slot, ReadOnlySpan<int> tokens)
     {
+        RefuseTensorParallel("serve as a draft model");
         CheckSlot(slot);
         int length = _cache.Length(slot);
         if (length + tokens.Length > Capacity)

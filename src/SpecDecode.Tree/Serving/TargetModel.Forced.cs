@@ -35,6 +35,7 @@ public sealed partial class TargetModel
         {
             throw new ArgumentOutOfRangeException(nameof(length), length, $"0 .. {Capacity}");
         }
+        _parallel?.Announce(RankCommand.SetLength(slot, length)); // tensor parallelism: every rank sets it
         int current = _cache.Length(slot);
         if (length < current)
         {

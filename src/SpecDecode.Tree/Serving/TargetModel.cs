@@ -34,9 +34,13 @@ public sealed partial class TargetModel : IDisposable
     private readonly IStepBackend[] _backends;
     private volatile bool _disposed;
 
-    private TargetModel(ModelConfig config, CausalLMWeights weights, TargetModelOptions options, Device device, ScalarType dtype)
+    private TargetModel(ModelConfig config, CausalLMWeights weights, TargetModelOptions options, Device device, ScalarType dtype,
+        TensorParallelRank? parallel = null)
     {
-        Config = config;
+        // tensor parallelism (docs/tensor-parallel.md): a rank's model computes the rank's shape (config) on its shards, and
+        // shows the whole model's shape; it runs the reference path only, with the collectives in ModelParts.Parallel
+        _parallel = parallel;
+        Config = parallel?.Plan.Config ?? config;
         _weights = weights;
         Device = device;
         DType = dtype;
@@ -48,17 +52,18 @@ public sealed partial class TargetModel : IDisposable
             AttentionBackends.Set("CuDNN", options.CuDnnAttention);
         }
         (_cos, _sin) = ReferenceBackend.RotaryTables(config, options.MaxContext + 1, device);
-        _scripted = options.ScriptedLayers ? ScriptedDecoder.TryCreate(config, weights, options.MatmulAttentionMinKeys) : null;
+        _scripted = options.ScriptedLayers && parallel is null ? ScriptedDecoder.TryCreate(config, weights, options.MatmulAttentionMinKeys) : null;
         if (_scripted is not null)
         {
             ScriptedDecoder.Compile();
         }
-        var parts = new ModelParts(config, weights, _cache, _cos, _sin, device, dtype, _scripted);
+        var parts = new ModelParts(config, weights, _cache, _cos, _sin, device, dtype, _scripted, parallel);
         _reference = new ReferenceBackend(parts);
         // The graphed step: SpecDecode's kernels where they can run this model on this GPU, else the captured libtorch step.
         // The kernels' module lives in the context of the GPU that was current when it loaded: the first GPU only.
-        string? graphsOff = options.CudaGraphs == false ? "TargetModelOptions.CudaGraphs is false" : GraphsUnavailable(config, options, device);
-        _graphsOn = options.CudaGraphs == true || graphsOff is null;
+        string? graphsOff = parallel is not null ? "tensor-parallel ranks run the libtorch path (their kernels are not built)"
+            : options.CudaGraphs == false ? "TargetModelOptions.CudaGraphs is false" : GraphsUnavailable(config, options, device);
+        _graphsOn = parallel is null && (options.CudaGraphs == true || graphsOff is null);
         _graphsOffReason = graphsOff ?? "";
         string? kernelsOff = !options.DecodeKernels ? "TargetModelOptions.DecodeKernels is false"
             : device.index > 0 ? "the kernels load on the first GPU only"
@@ -67,7 +72,9 @@ public sealed partial class TargetModel : IDisposable
         bool kernels = _graphsOn && kernelsOff is null;
         _graphed = new GraphedDecodeBackend(parts, options.CudaGraphCapture, options.CudaGraphKeyBucket, kernels ? DecodeAttention.Kernels : DecodeAttention.Default);
         _treeKernels = kernels && KernelTreeStep.Unsupported(config) is null ? new TreeKernelBackend(parts, _graphed) : null;
-        _backends = [.. new IStepBackend?[] { _treeKernels, _graphsOn ? _graphed : null, _reference }.OfType<IStepBackend>()];
+        _backends = parallel is not null
+            ? [new TensorParallelBackend(parts, _reference)]
+            : [.. new IStepBackend?[] { _treeKernels, _graphsOn ? _graphed : null, _reference }.OfType<IStepBackend>()];
         if (options.Logger is { } logger)
         {
             ModelLog.StepPaths(logger, config.Architecture.ToString(), device.ToString(), dtype.ToString(), StepPaths);
@@ -77,6 +84,7 @@ public sealed partial class TargetModel : IDisposable
     /// <summary>Runs a checked step on the first backend that takes it, after reserving its rows.</summary>
     private VerifiedStep[] Run(VerifyStep step)
     {
+        _parallel?.Announce(RankCommand.Verify(step.Inputs)); // tensor parallelism: every rank runs the step
         ReserveRows(step.Inputs);
         foreach (IStepBackend backend in _backends)
         {
@@ -107,14 +115,14 @@ public sealed partial class TargetModel : IDisposable
     /// <summary>What the weights, the KV cache and the kernel steps' buffers take on the device (see
     /// <see cref="MemoryEstimate.MaxSequences"/> for how many sequences of a length would fit elsewhere).
     /// <see cref="MemoryEstimate.For"/> gives the same before loading, with the kernel buffers as large as any GPU needs
-    /// them.</summary>
-    public MemoryEstimate Memory => MemoryEstimate.For(Config, new TargetModelOptions
+    /// them. For a rank of a tensor-parallel model, what that rank takes on its device.</summary>
+    public MemoryEstimate Memory => RankMemory(MemoryEstimate.For(_parallel?.Shard.Config ?? Config, new TargetModelOptions
     {
         MaxBatch = MaxBatch, MaxContext = Capacity, DType = DType, KvBlockSize = _cache.BlockSize, KvCacheTokens = (long)_cache.BlockCount * _cache.BlockSize,
     }) with
     {
         KernelBufferBytes = UsesDecodeKernels ? MemoryEstimate.KernelBuffers(Config, Capacity, UsesTreeKernels, DecodeKernels.Get().Multiprocessors) : 0,
-    };
+    });
 
     /// <summary>Whether the decoder layers run as one compiled TorchScript function (see <see cref="TargetModelOptions.ScriptedLayers"/>).</summary>
     public bool UsesScriptedLayers => _scripted is not null;
@@ -181,34 +189,49 @@ public sealed partial class TargetModel : IDisposable
 
     /// <summary>A model of the given shape with random weights (normal, std 0.02; norms 1): for benchmarks, whose cost
     /// does not depend on the weights' values.</summary>
-    internal static TargetModel CreateRandom(ModelConfig config, TargetModelOptions options, long seed)
+    internal static TargetModel CreateRandom(ModelConfig config, TargetModelOptions options, long seed) => CreateFilled(config, options, (weights, device) =>
+    {
+        // TorchSharp's Generator(seed, device) makes a CPU generator; seed the default ones (all devices) instead.
+        manual_seed(seed);
+        if (device.type == DeviceType.CUDA)
+        {
+            cuda.manual_seed_all(seed); // manual_seed alone left the CUDA generators unseeded: two models differed
+        }
+        foreach ((string name, TorchSharp.Modules.Parameter parameter) in weights.named_parameters())
+        {
+            if (name.EndsWith("norm.weight", StringComparison.Ordinal))
+            {
+                parameter.fill_(1);
+            }
+            else
+            {
+                parameter.normal_(0, 0.02);
+            }
+        }
+    });
+
+    /// <summary>A model of <paramref name="config"/> on the options' device whose weights <paramref name="fill"/> sets
+    /// (under no_grad); the weights are disposed if that fails.</summary>
+    private static TargetModel CreateFilled(ModelConfig config, TargetModelOptions options, Action<CausalLMWeights, Device> fill)
     {
         options.Validate();
         TorchRuntime.EnsureLoaded();
         (Device device, ScalarType dtype) = Placement(config, options);
         CheckGraphOptions(config, options, device);
         var weights = new CausalLMWeights(config, dtype, device);
-        using (no_grad())
+        try
         {
-            // TorchSharp's Generator(seed, device) makes a CPU generator; seed the default ones (all devices) instead.
-            manual_seed(seed);
-            if (device.type == DeviceType.CUDA)
+            using (no_grad())
             {
-                cuda.manual_seed_all(seed); // manual_seed alone left the CUDA generators unseeded: two models differed
+                fill(weights, device);
             }
-            foreach ((string name, TorchSharp.Modules.Parameter parameter) in weights.named_parameters())
-            {
-                if (name.EndsWith("norm.weight", StringComparison.Ordinal))
-                {
-                    parameter.fill_(1);
-                }
-                else
-                {
-                    parameter.normal_(0, 0.02);
-                }
-            }
+            return new TargetModel(config, weights, options, device, dtype) { EndOfSequenceTokenIds = config.EosTokenIds };
         }
-        return new TargetModel(config, weights, options, device, dtype) { EndOfSequenceTokenIds = config.EosTokenIds };
+        catch
+        {
+            weights.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Fills every slot's cache with random keys and values and sets its length to <paramref name="length"/>:
@@ -219,6 +242,7 @@ public sealed partial class TargetModel : IDisposable
         {
             throw new ArgumentOutOfRangeException(nameof(length), length, $"0 .. {Capacity}");
         }
+        _parallel?.Announce(RankCommand.FillCache(length)); // tensor parallelism: every rank fills its cache
         _cache.FillRandomForBenchmark(length);
     }
 
@@ -265,6 +289,7 @@ public sealed partial class TargetModel : IDisposable
         {
             throw new ArgumentOutOfRangeException(nameof(length), length, $"Slot {slot} caches {_cache.Length(slot)} tokens; truncate to 0 .. that.");
         }
+        _parallel?.Announce(RankCommand.Truncate(slot, length)); // tensor parallelism: every rank truncates
         _cache.Truncate(slot, length);
     }
 
@@ -282,6 +307,7 @@ public sealed partial class TargetModel : IDisposable
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         CheckSlot(slot);
+        _parallel?.Announce(RankCommand.ReusePrefix(slot, tokens)); // tensor parallelism: every rank shares the same blocks
         return _cache.ReusePrefix(slot, tokens, tokens.Length);
     }
 
@@ -291,7 +317,11 @@ public sealed partial class TargetModel : IDisposable
         _cache.Blocks.RegisteredBlocks);
 
     /// <summary>Forgets every cached prefix no sequence uses: benchmarks that compare runs from a cold cache.</summary>
-    internal void DropCachedPrefixes() => _cache.DropCachedPrefixes();
+    internal void DropCachedPrefixes()
+    {
+        _parallel?.Announce(RankCommand.DropCachedPrefixes()); // tensor parallelism: every rank drops them
+        _cache.DropCachedPrefixes();
+    }
 
     /// <summary>The KV blocks <paramref name="slot"/> holds, in table order (tests of sharing).</summary>
     internal IReadOnlyList<int> KvBlocksOf(int slot) => _cache.BlocksOf(CheckSlot(slot));
@@ -302,7 +332,12 @@ public sealed partial class TargetModel : IDisposable
 
     /// <summary>Gives <paramref name="slot"/> the blocks for <paramref name="tokens"/> cached tokens now (false, with nothing
     /// taken, when the pool cannot): a scheduler reserves a step's rows before the step.</summary>
-    public bool TryReserve(int slot, long tokens) => _cache.TryReserve(CheckSlot(slot), tokens);
+    public bool TryReserve(int slot, long tokens)
+    {
+        CheckSlot(slot);
+        _parallel?.Announce(RankCommand.TryReserve(slot, tokens)); // tensor parallelism: every rank reserves the same blocks
+        return _cache.TryReserve(slot, tokens);
+    }
 
     /// <summary>
     /// Appends tokens to sequences' caches. A sequence whose slot is empty first caches up to
@@ -324,6 +359,7 @@ public sealed partial class TargetModel : IDisposable
                 throw new InvalidOperationException($"Slot {slot}: {_cache.Length(slot)} cached + {tokens.Length} tokens exceed the capacity of {Capacity}; raise TargetModelOptions.MaxContext.");
             }
         }
+        _parallel?.Announce(RankCommand.Prefill(sequences)); // tensor parallelism: every rank prefills its heads
         foreach ((int slot, int[] tokens) in sequences)
         {
             _cache.Reserve(slot, _cache.Length(slot) + tokens.Length);
@@ -393,7 +429,15 @@ public sealed partial class TargetModel : IDisposable
         return groups;
     }
 
-    private void PrefillChunks(List<(int Slot, ReadOnlyMemory<int> Tokens)> chunks, bool causal) => _reference.PrefillChunks(chunks, causal);
+    private void PrefillChunks(List<(int Slot, ReadOnlyMemory<int> Tokens)> chunks, bool causal)
+    {
+        if (_parallel is not null)
+        {
+            _parallel.Guard(() => _reference.PrefillChunks(chunks, causal)); // tensor parallelism: a failed rank stops the group
+            return;
+        }
+        _reference.PrefillChunks(chunks, causal);
+    }
 
     /// <summary>
     /// Verifies every sequence's draft tree in one forward and accepts greedily: from the root, the child whose token is
@@ -419,8 +463,9 @@ public sealed partial class TargetModel : IDisposable
     internal Tensor TreeLogits(IReadOnlyList<TreeInput> inputs)
     {
         CheckTrees(inputs);
+        _parallel?.Announce(RankCommand.Verify(inputs, RankCommandKind.TreeLogits)); // tensor parallelism: every rank runs the forward
         ReserveRows(inputs);
-        return _reference.TreeLogits(inputs);
+        return _parallel is null ? _reference.TreeLogits(inputs) : _parallel.Guard(() => _reference.TreeLogits(inputs));
     }
 
     private void CheckTrees(IReadOnlyList<TreeInput> inputs)
@@ -507,6 +552,7 @@ public sealed partial class TargetModel : IDisposable
         Volatile.Read(ref _engine)?.Stop(new ObjectDisposedException(nameof(TargetModel),
             "The target model was disposed while the request ran; dispose the engine before its model."));
         _disposed = true;
+        _parallel?.Dispose(); // tensor parallelism: the coordinator stops the other ranks first
         _treeKernels?.Dispose();
         _graphed.Dispose();
         _reference.Dispose();

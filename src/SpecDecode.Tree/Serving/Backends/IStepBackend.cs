@@ -45,10 +45,11 @@ internal interface IStepBackend : IDisposable
     VerifiedStep[] Verify(VerifyStep step);
 }
 
-/// <summary>What the backends of one model share: its shape, weights, paged cache, rotary tables and the scripted layers
-/// (null where the layers run eagerly).</summary>
+/// <summary>What the backends of one model share: its shape, weights, paged cache, rotary tables, the scripted layers
+/// (null where the layers run eagerly) and, for one rank of a tensor-parallel model, the rank's collectives and output head
+/// (null on one device; docs/tensor-parallel.md).</summary>
 internal sealed record ModelParts(ModelConfig Config, CausalLMWeights Weights, KvCache Cache, Tensor Cos, Tensor Sin, Device Device,
-    ScalarType DType, ScriptedDecoder? Scripted)
+    ScalarType DType, ScriptedDecoder? Scripted, TensorParallelRank? Parallel = null)
 {
     /// <summary>Tokens one sequence holds at most.</summary>
     public int Capacity => Cache.Capacity;

@@ -125,13 +125,14 @@ internal sealed partial class ReferenceBackend(ModelParts parts) : IStepBackend
     /// rows into scratch), and returns the step's tensors with every row's logits. Must run inside a dispose scope and
     /// no_grad.
     /// </summary>
-    private StepTensors Forward(StepPlan plan)
+    internal StepTensors Forward(StepPlan plan)
     {
         (Tensor tokens, Tensor parents, Tensor depths, Tensor valid, Tensor lengths, Tensor slots) = Upload(plan);
         Tensor ancestors = Ancestors(parents, plan.MaxDepth);
         Tensor mask = AttentionMask(ancestors, lengths, valid, plan.KeyCount, Config.HeadCount / Config.KeyValueHeadCount);
         Tensor x = DecoderStack(tokens, depths, valid, lengths, slots, mask, plan.KeyCount);
-        Tensor logits = nn.functional.linear(x, _weights.Head);
+        // tensor parallelism: each rank computes its vocabulary's logits and the ranks gather them
+        Tensor logits = parts.Parallel?.Logits(x) ?? nn.functional.linear(x, _weights.Head);
         return new StepTensors(tokens, parents, depths, valid, lengths, slots, ancestors, logits);
     }
 
@@ -232,8 +233,12 @@ internal sealed partial class ReferenceBackend(ModelParts parts) : IStepBackend
                     .view(b, c.KeyValueHeadCount, groups, t, c.HeadDim).permute(0, 3, 1, 2, 4)
                     .reshape(b, t, c.HeadCount * c.HeadDim);
             }
-            Tensor residual = x + a.OProj.Forward(attended);
-            Tensor output = (residual + w.Mlp.Forward(w.PostAttentionNorm.Forward(residual))).MoveToOuterDisposeScope();
+            Tensor attention = a.OProj.Forward(attended);
+            parts.Parallel?.AllReduce(attention); // tensor parallelism: o_proj is row-parallel, each rank holds a partial sum
+            Tensor residual = x + attention;
+            Tensor mlp = w.Mlp.Forward(w.PostAttentionNorm.Forward(residual));
+            parts.Parallel?.AllReduce(mlp); // tensor parallelism: down_proj is row-parallel
+            Tensor output = (residual + mlp).MoveToOuterDisposeScope();
             if (!ReferenceEquals(x, input))
             {
                 x.Dispose(); // the previous layer's output, made here
