@@ -94,7 +94,7 @@ internal sealed class RankWorkers : IDisposable
             {
                 return; // the group stopped: the coordinator reports why
             }
-            catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+            catch (Exception e) when (e is ArgumentException or InvalidOperationException or SpecDecodeException)
             {
                 // the host logic every rank runs refused the call here and on the coordinator alike; next command
             }
@@ -150,6 +150,18 @@ internal sealed class RankWorkers : IDisposable
         try
         {
             Serve(model, replayed);
+        }
+        catch (Exception e)
+        {
+            // Nothing may leave a rank's thread (it would end the process): the group fails, the coordinator reports why.
+            try
+            {
+                model.TensorParallel?.Communicator.Abort(e);
+            }
+            catch (Exception)
+            {
+                // the group is failing anyway
+            }
         }
         finally
         {

@@ -89,7 +89,7 @@ public sealed partial class TargetModel
         if (options.CudaGraphs == true)
         {
             throw new NotSupportedException(
-                "CUDA graphs and SpecDecode's decode and tree kernels do not run tensor-parallel yet (docs/tensor-parallel.md): leave TargetModelOptions.CudaGraphs unset (automatic: off for ranks) or false.");
+                "CUDA graphs and SpecDecode's decode and tree kernels do not run tensor-parallel yet (docs/tensor-parallel.md): load with TargetModelOptions.CudaGraphs = false (or leave it unset: automatic graphs stay off for ranks).");
         }
         TensorParallelPlan plan = TensorParallelPlan.Create(config, parallel.WorldSize);
         (Device device, ScalarType dtype) = Placement(config, options);
