@@ -16,7 +16,7 @@ namespace SpecDecode.Suffix;
 /// lock; adding generated tokens and evicting take it exclusively (one writer at a time). Each request's own tree is
 /// touched only by calls for that request, which must not overlap.</para>
 /// </remarks>
-public sealed class SuffixDecodingCache : IDisposable
+public sealed partial class SuffixDecodingCache : IDisposable
 {
     private const string Owner = nameof(SuffixDecodingCache);
 
