@@ -1,0 +1,210 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using Spectre.Console;
+
+namespace SpecDecode.Replay;
+
+/// <summary>The <c>fleet</c> subcommand: the fleet simulation over replica counts and sharing modes.</summary>
+public static class FleetCommand
+{
+    /// <summary>Builds the subcommand.</summary>
+    public static Command Build()
+    {
+        var traces = new Option<string?>("--traces") { Description = "Trace file (.jsonl.gz). Default: ../shared/data/swebench/gemini3pro-minisweagent.jsonl.gz from the repository root." };
+        var first = new Option<int?>("--first") { Description = "Simulate only the first N trajectories." };
+        var replicas = new Option<string[]>("--replicas") { Description = "Replica counts; repeat or comma list. Default: 1,2,4,8,16." };
+        var modes = new Option<string[]>("--modes") { Description = "isolated, shared, pooled (one process seeing everything); repeat or comma list. Default: all three." };
+        var delays = new Option<string[]>("--delay") { Description = "Shared mode's delivery delays: seconds with 's' (30s) or calls finished fleet-wide with 'c' (100c), a bare number is seconds; one shared run per delay. Default: 0." };
+        var agents = new Option<int>("--agents-per-replica") { Description = "Trajectories each replica serves at once.", DefaultValueFactory = _ => 1 };
+        var tokenMs = new Option<double>("--token-ms") { Description = "Simulated ms per response token (sets when calls start and end).", DefaultValueFactory = _ => 10 };
+        var gap = new Option<double>("--gap-seconds") { Description = "Simulated seconds between a trajectory's calls (tool runs).", DefaultValueFactory = _ => 0 };
+        var drafter = new Option<string>("--drafter") { Description = "suffix or suffix-calibrated.", DefaultValueFactory = _ => DrafterFactory.Suffix };
+        var budget = new Option<int>("--budget") { Description = "Draft-token budget per step.", DefaultValueFactory = _ => 32 };
+        var maxTokens = new Option<long>("--max-cached-tokens") { Description = "Each replica's global-tree token bound (-1: unbounded).", DefaultValueFactory = _ => -1 };
+        var parallel = new Option<int>("--parallel") { Description = "Configurations run at once (each on its own core).", DefaultValueFactory = _ => 1 };
+        var output = new Option<string?>("--out") { Description = "JSON results file. Default: bench/out/fleet.json." };
+        var plot = new Option<string?>("--plot") { Description = "PNG plot file. Default: bench/out/fleet.png." };
+
+        var command = new Command("fleet", "Simulates R replicas behind a conversation-affine router, each with its own suffix drafter, isolated or sharing finished responses.")
+        {
+            traces, first, replicas, modes, delays, agents, tokenMs, gap, drafter, budget, maxTokens, parallel, output, plot,
+        };
+        command.SetAction(parse =>
+        {
+            List<FleetSettings> configs;
+            try
+            {
+                var template = new FleetSettings
+                {
+                    AgentsPerReplica = parse.GetValue(agents),
+                    TokenMilliseconds = parse.GetValue(tokenMs),
+                    GapSeconds = parse.GetValue(gap),
+                    Drafter = parse.GetValue(drafter)!,
+                    Budget = parse.GetValue(budget),
+                    DrafterSettings = new DrafterSettings { MaxCachedTokens = parse.GetValue(maxTokens) },
+                };
+                configs = Configurations(template, ParseInts(parse.GetValue(replicas), [1, 2, 4, 8, 16]),
+                    ParseModes(parse.GetValue(modes)), ParseDelays(parse.GetValue(delays)));
+            }
+            catch (FormatException ex)
+            {
+                AnsiConsole.MarkupLine($"[red]error:[/] {Markup.Escape(ex.Message)}");
+                return 2;
+            }
+            if (Console.IsOutputRedirected)
+            {
+                AnsiConsole.Profile.Width = 200;
+            }
+            return Execute(parse.GetValue(traces), new TraceSelection { First = parse.GetValue(first) }, configs,
+                Math.Max(1, parse.GetValue(parallel)), parse.GetValue(output), parse.GetValue(plot), AnsiConsole.Console);
+        });
+        return command;
+    }
+
+    /// <summary>Every configuration to run: one per replica count and mode (one per delay for shared), a single run
+    /// for one replica (every mode is the same there).</summary>
+    public static List<FleetSettings> Configurations(FleetSettings template, IReadOnlyList<int> replicas, IReadOnlyList<FleetMode> modes,
+        IReadOnlyList<(int Calls, double Seconds)> delays)
+    {
+        var configs = new List<FleetSettings>();
+        foreach (int r in replicas)
+        {
+            if (r == 1)
+            {
+                configs.Add(template with { Replicas = 1, Mode = FleetMode.Isolated });
+                continue;
+            }
+            foreach (FleetMode mode in modes)
+            {
+                if (mode == FleetMode.Shared)
+                {
+                    configs.AddRange(delays.Select(d => template with { Replicas = r, Mode = mode, DelayCalls = d.Calls, DelaySeconds = d.Seconds }));
+                }
+                else
+                {
+                    configs.Add(template with { Replicas = r, Mode = mode });
+                }
+            }
+        }
+        return configs;
+    }
+
+    /// <summary>Reads the trace once, runs every configuration, prints the table, writes the JSON and the plot.</summary>
+    /// <returns>0 on success, 1 on bad input or a drafter failure, 2 on bad arguments.</returns>
+    public static int Execute(string? tracePath, TraceSelection selection, IReadOnlyList<FleetSettings> configs, int parallel,
+        string? outputPath, string? plotPath, IAnsiConsole console)
+    {
+        ArgumentNullException.ThrowIfNull(configs);
+        ArgumentNullException.ThrowIfNull(console);
+        if (selection.First is <= 0)
+        {
+            console.MarkupLine("[red]error:[/] --first must be at least 1.");
+            return 2;
+        }
+        if (configs.Select(c => c.Validate()).FirstOrDefault(e => e is not null) is { } invalid)
+        {
+            console.MarkupLine($"[red]error:[/] {Markup.Escape(invalid)}");
+            return 2;
+        }
+        try
+        {
+            DateTime started = DateTime.UtcNow;
+            long readStart = Stopwatch.GetTimestamp();
+            TraceReader reader = TraceReader.Open(tracePath ?? RepoRoot.DefaultTraces(), ProtocolTokenizer.CreateO200kBase(), selection);
+            List<TraceTrajectory> trajectories = reader.Read().ToList();
+            double readSeconds = Stopwatch.GetElapsedTime(readStart).TotalSeconds;
+            long calls = trajectories.Sum(t => (long)t.Calls.Length);
+            console.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
+                $"{reader.Path}: {trajectories.Count} trajectories, {calls} calls ({selection}), read in {readSeconds:F1} s; {configs.Count} configurations")));
+            if (calls == 0)
+            {
+                throw new TraceFormatException(TraceErrorKind.MissingField, reader.Path, 0, "The selection holds no call to replay.");
+            }
+
+            var results = new FleetResult[configs.Count];
+            Parallel.For(0, configs.Count, new ParallelOptions { MaxDegreeOfParallelism = parallel }, i =>
+            {
+                results[i] = FleetSimulator.Run(trajectories, configs[i]);
+                FleetResult r = results[i];
+                lock (console)
+                {
+                    console.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
+                        $"R={r.Settings.Replicas,-2} {r.Label,-14} tokens/step {r.TokensPerStep:F3}  acceptance {r.AcceptanceRate:P1}  delivered {r.DeliveredTokens:N0} tokens  {r.WallSeconds:F0} s")));
+                }
+            });
+
+            console.Write(FleetTable.Build(results));
+            string root = RepoRoot.Find();
+            var report = new FleetReport
+            {
+                Traces = reader.Path,
+                Selection = selection.ToString(),
+                Trajectories = trajectories.Count,
+                Calls = calls,
+                TraceReadSeconds = readSeconds,
+                Machine = MachineInfo.Current(),
+                StartedUtc = started,
+                ProcessPeakMemoryBytes = ProcessMemory.PeakBytes(),
+                Results = results,
+            };
+            string json = Path.GetFullPath(outputPath ?? Path.Combine(root, "bench", "out", "fleet.json"));
+            report.Write(json);
+            string png = Path.GetFullPath(plotPath ?? Path.Combine(root, "bench", "out", "fleet.png"));
+            FleetPlotWriter.Write(png, results);
+            console.MarkupLine($"results: {Markup.Escape(json)}");
+            console.MarkupLine($"plot:    {Markup.Escape(png)}");
+            console.MarkupLine($"process peak memory: {ResultTable.Bytes(report.ProcessPeakMemoryBytes)}");
+            return 0;
+        }
+        catch (Exception ex) when (ex is TraceFormatException or ReplayException or DirectoryNotFoundException)
+        {
+            console.MarkupLine($"[red]error:[/] {Markup.Escape(ex.Message)}");
+            return 1;
+        }
+    }
+
+    /// <summary>Parses repeated and comma-separated positive integers.</summary>
+    /// <exception cref="FormatException">A value is not a positive integer.</exception>
+    public static int[] ParseInts(IEnumerable<string>? values, int[] fallback)
+    {
+        var list = Split(values).Select(v => int.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n > 0
+            ? n : throw new FormatException($"'{v}' is not a positive integer.")).Distinct().ToArray();
+        return list.Length == 0 ? fallback : list;
+    }
+
+    /// <summary>Parses modes (isolated, shared, pooled); default all three.</summary>
+    /// <exception cref="FormatException">A mode is unknown.</exception>
+    public static FleetMode[] ParseModes(IEnumerable<string>? values)
+    {
+        var list = Split(values).Select(v => Enum.TryParse(v, ignoreCase: true, out FleetMode m) && Enum.IsDefined(m)
+            ? m : throw new FormatException($"Unknown mode '{v}': use isolated, shared or pooled.")).Distinct().ToArray();
+        return list.Length == 0 ? [FleetMode.Isolated, FleetMode.Shared, FleetMode.Pooled] : list;
+    }
+
+    /// <summary>Parses delays: <c>30s</c> or <c>30</c> (seconds), <c>100c</c> (calls); default one delay of 0.</summary>
+    /// <exception cref="FormatException">A delay is not a non-negative number with an optional unit.</exception>
+    public static (int Calls, double Seconds)[] ParseDelays(IEnumerable<string>? values)
+    {
+        var list = new List<(int, double)>();
+        foreach (string v in Split(values))
+        {
+            if (v.EndsWith('c') && int.TryParse(v[..^1], NumberStyles.None, CultureInfo.InvariantCulture, out int c))
+            {
+                list.Add((c, 0));
+            }
+            else if (double.TryParse(v.TrimEnd('s'), NumberStyles.Float, CultureInfo.InvariantCulture, out double s) && s >= 0 && double.IsFinite(s))
+            {
+                list.Add((0, s));
+            }
+            else
+            {
+                throw new FormatException($"--delay: '{v}' is not a delay: use seconds (30s) or calls (100c).");
+            }
+        }
+        return list.Count == 0 ? [(0, 0)] : [.. list.Distinct()];
+    }
+
+    private static IEnumerable<string> Split(IEnumerable<string>? values) =>
+        (values ?? []).SelectMany(v => v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+}
