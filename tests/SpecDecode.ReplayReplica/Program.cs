@@ -62,7 +62,7 @@ app.MapPost("/v1/replay", ([FromBody] ReplayCallRequest call) =>
 app.MapGet("/fleet/stats", () =>
 {
     SuffixCacheStatistics s = suffix.Cache.GetStatistics();
-    return Results.Ok(new ReplicaStatistics(id, Interlocked.Read(ref calls), s.CachedResponses, s.CachedResponseTokens, maxTokens, sharing?.GetStatistics()));
+    return Results.Ok(new ReplicaStatistics(id, Interlocked.Read(ref calls), s.CachedResponses, s.CachedResponseTokens, s.EvictedResponses, maxTokens, sharing?.GetStatistics()));
 });
 
 app.MapPost("/fleet/check", () =>

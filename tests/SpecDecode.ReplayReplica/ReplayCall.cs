@@ -36,6 +36,7 @@ public sealed record ReplayCallResult(
 /// <param name="Calls">Calls replayed.</param>
 /// <param name="CachedResponses">Responses in the global tree.</param>
 /// <param name="CachedResponseTokens">Tokens in the global tree.</param>
+/// <param name="EvictedResponses">Responses evicted from the global tree so far.</param>
 /// <param name="MaxCachedTokens">The global tree's token bound (-1: none).</param>
 /// <param name="Sharing">The sharing counters, when a broker is configured.</param>
 public sealed record ReplicaStatistics(
@@ -43,5 +44,6 @@ public sealed record ReplicaStatistics(
     [property: JsonPropertyName("calls")] long Calls,
     [property: JsonPropertyName("cached_responses")] int CachedResponses,
     [property: JsonPropertyName("cached_response_tokens")] long CachedResponseTokens,
+    [property: JsonPropertyName("evicted_responses")] long EvictedResponses,
     [property: JsonPropertyName("max_cached_tokens")] long MaxCachedTokens,
     [property: JsonPropertyName("sharing")] SpecDecode.Fleet.SharingStatistics? Sharing);
