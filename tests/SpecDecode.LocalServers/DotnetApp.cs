@@ -32,17 +32,7 @@ public sealed class DotnetApp : LocalServer
         {
             throw new LocalServerException($"{dll} is not built: build the solution (dotnet build SpecDecode.sln -c {Configuration()}) first.");
         }
-        var app = new DotnetApp(dll, name, arguments);
-        try
-        {
-            app.Start(TimeSpan.FromSeconds(60));
-            return app;
-        }
-        catch
-        {
-            app.Dispose();
-            throw;
-        }
+        return Started(new DotnetApp(dll, name, arguments), TimeSpan.FromSeconds(60));
     }
 
     /// <inheritdoc />

@@ -170,6 +170,21 @@ public abstract class LocalServer : IDisposable
         GC.SuppressFinalize(this);
     }
 
+    /// <summary>Starts <paramref name="server"/> and returns it, or disposes it (and its data) when it does not start.</summary>
+    protected static T Started<T>(T server, TimeSpan? timeout = null) where T : LocalServer
+    {
+        try
+        {
+            server.Start(timeout);
+            return server;
+        }
+        catch
+        {
+            server.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>A TCP port on 127.0.0.1 that nothing listens on now.</summary>
     public static int FreePort()
     {
@@ -208,68 +223,4 @@ public abstract class LocalServer : IDisposable
             }
         }
     }
-}
-
-/// <summary>nats-server with JetStream (Debian's nats-server 2.9), file storage in the data folder.</summary>
-public sealed class NatsServer : LocalServer
-{
-    private NatsServer((string Path, string? Lib) binary) : base(binary.Path, binary.Lib, "nats") { }
-
-    /// <summary>Finds (or fetches) nats-server and starts it on a free loopback port.</summary>
-    /// <exception cref="LocalServerException">It cannot be found, fetched or started.</exception>
-    public static NatsServer StartNew()
-    {
-        var server = new NatsServer(DebianBinary.Locate("nats-server", "nats-server"));
-        try
-        {
-            server.Start();
-            return server;
-        }
-        catch
-        {
-            server.Dispose();
-            throw;
-        }
-    }
-
-    /// <summary>The client URL, <c>nats://127.0.0.1:PORT</c>.</summary>
-    public string Url => $"nats://127.0.0.1:{Port}";
-
-    /// <inheritdoc />
-    protected override IEnumerable<string> Arguments() =>
-        ["-a", "127.0.0.1", "-p", Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "-js", "-sd", DataFolder];
-}
-
-/// <summary>redis-server (Debian's 7.0) with an append-only file (fsync every second) in the data folder.</summary>
-public sealed class RedisServer : LocalServer
-{
-    private RedisServer((string Path, string? Lib) binary) : base(binary.Path, binary.Lib, "redis") { }
-
-    /// <summary>Finds (or fetches) redis-server and starts it on a free loopback port.</summary>
-    /// <exception cref="LocalServerException">It cannot be found, fetched or started.</exception>
-    public static RedisServer StartNew()
-    {
-        // redis-server (a link) points at redis-check-rdb of redis-tools; jemalloc and lzf are its libraries beyond the base system.
-        var server = new RedisServer(DebianBinary.Locate("redis-server", "redis-server", "redis-tools", "libjemalloc2", "liblzf1"));
-        try
-        {
-            server.Start();
-            return server;
-        }
-        catch
-        {
-            server.Dispose();
-            throw;
-        }
-    }
-
-    /// <summary>The StackExchange.Redis configuration string, <c>127.0.0.1:PORT</c>.</summary>
-    public string Configuration => $"127.0.0.1:{Port}";
-
-    /// <inheritdoc />
-    protected override IEnumerable<string> Arguments() =>
-    [
-        "--port", Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--dir", DataFolder,
-        "--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--protected-mode", "no", "--daemonize", "no",
-    ];
 }

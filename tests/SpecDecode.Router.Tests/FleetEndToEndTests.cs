@@ -1,4 +1,6 @@
+using SpecDecode.Fleet;
 using SpecDecode.Replay;
+using SpecDecode.ReplayReplica;
 using Xunit.Abstractions;
 
 namespace SpecDecode.Router.Tests;
@@ -27,9 +29,9 @@ public sealed class FleetEndToEndTests(ITestOutputHelper output)
         await using (FleetHarness fleet = FleetHarness.Start(replicas: 4, shared: true))
         {
             shared = await fleet.ReplayAsync(slice, Agents);
-            List<ReplicaStats> stats = await fleet.StatisticsAsync();
+            List<ReplicaStatistics> stats = await fleet.StatisticsAsync();
             Assert.True(stats.Count(s => s.Calls > 0) >= 3, "the router spread the conversations over at least three replicas");
-            Assert.All(stats, s => Assert.True(s.Sharing!.Ingested > 0, $"{s.Replica} ingested nothing"));
+            Assert.All(stats, s => Assert.True(s.Sharing!.Value.Ingested > 0, $"{s.Replica} ingested nothing"));
         }
         await using (FleetHarness fleet = FleetHarness.Start(replicas: 4, shared: false))
         {
@@ -91,28 +93,29 @@ public sealed class FleetEndToEndTests(ITestOutputHelper output)
         // Let every publication and delivery settle. The stream keeps only about what a cache can hold (it is bounded
         // from the token bound), but its last sequence counts every response ever stored, once each.
         (long retained, long published) = (0, 0);
-        List<ReplicaStats> stats = [];
+        List<ReplicaStatistics> stats = [];
         var deadline = DateTime.UtcNow.AddSeconds(60);
         while (DateTime.UtcNow < deadline)
         {
             (retained, published) = await fleet.StreamStateAsync();
             stats = await fleet.StatisticsAsync();
-            if (stats.Where(s => s.Replica != "replica-1").All(s => s.Sharing!.Connected && s.CachedResponses + s.EvictedResponses == published))
+            if (stats.Where(s => s.Replica != "replica-1").All(s => s.Sharing!.Value.Connected && s.CachedResponses + s.EvictedResponses == published))
             {
                 break;
             }
             await Task.Delay(250);
         }
         output.WriteLine($"stream: {published} responses stored, {retained} retained");
-        foreach (ReplicaStats s in stats)
+        foreach (ReplicaStatistics s in stats)
         {
+            SharingStatistics sharing = s.Sharing!.Value;
             output.WriteLine($"{s.Replica}: calls {s.Calls}, cached {s.CachedResponses} responses / {s.CachedResponseTokens} tokens, evicted {s.EvictedResponses}, " +
-                $"published {s.Sharing!.Published}, received {s.Sharing.Received}, ingested {s.Sharing.Ingested}, duplicates {s.Sharing.Duplicates}, reader restarts {s.Sharing.ReaderRestarts}");
+                $"published {sharing.Published}, received {sharing.Received}, ingested {sharing.Ingested}, duplicates {sharing.Duplicates}, reader restarts {sharing.ReaderRestarts}");
             if (s.Replica == "replica-1")
             {
                 // Restarted: it read the stream from the first message retained then, plus its own responses since.
                 Assert.InRange(s.CachedResponses + s.EvictedResponses, retained, published);
-                Assert.Equal(s.Sharing.Ingested + s.Calls, s.CachedResponses + s.EvictedResponses);
+                Assert.Equal(sharing.Ingested + s.Calls, s.CachedResponses + s.EvictedResponses);
             }
             else
             {
@@ -120,7 +123,7 @@ public sealed class FleetEndToEndTests(ITestOutputHelper output)
                 Assert.Equal(published, s.CachedResponses + s.EvictedResponses);
             }
             Assert.InRange(s.CachedResponseTokens, 1, bound);
-            Assert.Equal(0, s.Sharing.Malformed + s.Sharing.Foreign + s.Sharing.IngestDropped + s.Sharing.PublishDropped);
+            Assert.Equal(0, sharing.Malformed + sharing.Foreign + sharing.IngestDropped + sharing.PublishDropped);
         }
         Assert.True(published >= calls - Agents, $"the stream stored {published} responses for {calls} calls");
         Assert.Empty(await fleet.CheckIntegrityAsync());

@@ -1,9 +1,9 @@
 using System.Net.Http.Json;
-using System.Text.Json.Serialization;
 using NATS.Client.JetStream;
 using NATS.Net;
 using SpecDecode.LocalServers;
 using SpecDecode.Replay;
+using SpecDecode.ReplayReplica;
 
 namespace SpecDecode.Router.Tests;
 
@@ -87,7 +87,7 @@ internal sealed class FleetHarness : IAsyncDisposable
                 foreach (TraceCall call in trajectory.Calls)
                 {
                     beforeCall?.Invoke(home);
-                    var body = new ReplayBody(trajectory.TaskId, call.Prompt.ToArray(), call.Response.ToArray(), 32);
+                    var body = new ReplayCallRequest { Conversation = trajectory.TaskId, Prompt = call.Prompt.ToArray(), Response = call.Response.ToArray(), Budget = 32 };
                     for (int attempt = 1; ; attempt++)
                     {
                         try
@@ -97,7 +97,7 @@ internal sealed class FleetHarness : IAsyncDisposable
                             using HttpResponseMessage response = await http.SendAsync(request);
                             response.EnsureSuccessStatusCode();
                             home = response.Headers.TryGetValues("X-SpecDecode-Replica", out var served) ? served.First() : null;
-                            CallResult r = (await response.Content.ReadFromJsonAsync<CallResult>())!;
+                            ReplayCallResult r = (await response.Content.ReadFromJsonAsync<ReplayCallResult>())!;
                             Assert.Equal(call.ResponseLength, r.Tokens);
                             Interlocked.Add(ref steps, r.Steps);
                             Interlocked.Add(ref tokens, r.Tokens);
@@ -132,13 +132,13 @@ internal sealed class FleetHarness : IAsyncDisposable
     }
 
     /// <summary>Every replica's counters.</summary>
-    public async Task<List<ReplicaStats>> StatisticsAsync()
+    public async Task<List<ReplicaStatistics>> StatisticsAsync()
     {
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
-        var all = new List<ReplicaStats>();
+        var all = new List<ReplicaStatistics>();
         foreach (DotnetApp r in Replicas)
         {
-            all.Add((await http.GetFromJsonAsync<ReplicaStats>(r.Url + "/fleet/stats"))!);
+            all.Add((await http.GetFromJsonAsync<ReplicaStatistics>(r.Url + "/fleet/stats"))!);
         }
         return all;
     }
@@ -177,19 +177,6 @@ internal sealed class FleetHarness : IAsyncDisposable
         Nats?.Dispose();
         await Task.CompletedTask;
     }
-
-    private sealed record ReplayBody(
-        [property: JsonPropertyName("conversation")] string Conversation,
-        [property: JsonPropertyName("prompt")] int[] Prompt,
-        [property: JsonPropertyName("response")] int[] Response,
-        [property: JsonPropertyName("budget")] int Budget);
-
-    private sealed record CallResult(
-        [property: JsonPropertyName("replica")] string Replica,
-        [property: JsonPropertyName("steps")] int Steps,
-        [property: JsonPropertyName("drafted_tokens")] long DraftedTokens,
-        [property: JsonPropertyName("accepted_tokens")] long AcceptedTokens,
-        [property: JsonPropertyName("tokens")] int Tokens);
 }
 
 /// <summary>What one replay through the fleet measured.</summary>
@@ -197,17 +184,3 @@ internal sealed record FleetRun(int Calls, long Steps, long Tokens, long Drafted
 {
     public double TokensPerStep => (double)Tokens / Steps;
 }
-
-/// <summary>A replica's <c>/fleet/stats</c>.</summary>
-internal sealed record ReplicaStats(
-    [property: JsonPropertyName("replica")] string Replica,
-    [property: JsonPropertyName("calls")] long Calls,
-    [property: JsonPropertyName("cached_responses")] int CachedResponses,
-    [property: JsonPropertyName("cached_response_tokens")] long CachedResponseTokens,
-    [property: JsonPropertyName("evicted_responses")] long EvictedResponses,
-    [property: JsonPropertyName("max_cached_tokens")] long MaxCachedTokens,
-    [property: JsonPropertyName("sharing")] SharingStats? Sharing);
-
-/// <summary>The sharing counters as JSON.</summary>
-internal sealed record SharingStats(long Published, long PublishRetries, long PublishDropped, long Received, long Ingested, long Duplicates,
-    long Malformed, long Foreign, long IngestDropped, long NotKept, long ReaderRestarts, ulong LastSequence, bool Connected);
