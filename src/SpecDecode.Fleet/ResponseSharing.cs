@@ -67,7 +67,7 @@ public sealed class ResponseSharing : IAsyncDisposable
             new BoundedChannelOptions(options.PublishQueueCapacity) { FullMode = BoundedChannelFullMode.DropOldest, SingleReader = true },
             _ => { Interlocked.Increment(ref _publishDropped); Interlocked.Decrement(ref _pendingPublishes); });
         _ingestQueue = Channel.CreateBounded<SharedResponse>(
-            new BoundedChannelOptions(options.IngestQueueCapacity) { FullMode = BoundedChannelFullMode.Wait, SingleReader = true, SingleWriter = true });
+            new BoundedChannelOptions(options.IngestQueueCapacity) { FullMode = BoundedChannelFullMode.Wait, SingleReader = true });
         _client = new NatsClient(new NatsOpts
         {
             Url = options.Url,
@@ -102,8 +102,9 @@ public sealed class ResponseSharing : IAsyncDisposable
     /// <summary>The subject this replica's identity publishes to and reads from.</summary>
     public string Subject => _subject;
 
-    /// <summary>Queues a finished response for publication and returns at once (the tokens are copied).</summary>
-    /// <returns>The message id it will carry.</returns>
+    /// <summary>Queues a finished response for publication and returns at once (the tokens are copied). An empty
+    /// response is not published.</summary>
+    /// <returns>The message id it carries.</returns>
     /// <exception cref="ArgumentOutOfRangeException">A token is negative.</exception>
     /// <exception cref="ObjectDisposedException">Sharing was disposed.</exception>
     public Guid Publish(ReadOnlySpan<int> tokens)
@@ -298,7 +299,7 @@ public sealed class ResponseSharing : IAsyncDisposable
             Interlocked.Increment(ref _duplicates);
             return;
         }
-        if (!_ingestQueue.Writer.TryWrite(response))
+        if (!_ingestQueue.Writer.TryWrite(response) && _disposed == 0)
         {
             Interlocked.Increment(ref _ingestDropped);
         }
