@@ -128,13 +128,7 @@ public sealed class FleetSimulatorTests
         try
         {
             var writer = new StringWriter();
-            var console = AnsiConsole.Create(new AnsiConsoleSettings
-            {
-                Ansi = AnsiSupport.No,
-                Interactive = InteractionSupport.No,
-                Out = new AnsiConsoleOutput(writer),
-            });
-            console.Profile.Width = 200;
+            IAnsiConsole console = PlainConsole.Create(writer, 200);
             List<FleetSettings> configs = FleetCommand.Configurations(new FleetSettings(), [1, 2], [FleetMode.Isolated, FleetMode.Shared], [(0, 0)]);
             int code = FleetCommand.Execute(TraceFixture.Path, new TraceSelection { First = 2 }, configs, 2,
                 Path.Combine(folder, "f.json"), Path.Combine(folder, "f.png"), console);
@@ -147,6 +141,19 @@ public sealed class FleetSimulatorTests
             Assert.True(new FileInfo(Path.Combine(folder, "f.png")).Length > 1000);
 
             Assert.Equal(2, FleetCommand.Execute(TraceFixture.Path, new TraceSelection { First = 0 }, configs, 1, null, null, console));
+
+            // Merging reports of one selection keeps each configuration once.
+            List<FleetSettings> more = FleetCommand.Configurations(new FleetSettings(), [2], [FleetMode.Pooled], [(0, 0)]);
+            Assert.Equal(0, FleetCommand.Execute(TraceFixture.Path, new TraceSelection { First = 2 }, more, 1,
+                Path.Combine(folder, "g.json"), Path.Combine(folder, "g.png"), console));
+            Assert.Equal(0, FleetCommand.Merge([Path.Combine(folder, "f.json"), Path.Combine(folder, "g.json"), Path.Combine(folder, "f.json")],
+                Path.Combine(folder, "m.json"), Path.Combine(folder, "m.png"), console));
+            using var merged = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(folder, "m.json")));
+            Assert.Equal(["isolated", "isolated", "shared", "one process"],
+                merged.RootElement.GetProperty("results").EnumerateArray().Select(r => r.GetProperty("label").GetString()));
+            Assert.Equal(json.RootElement.GetProperty("results")[1].GetProperty("tokens_per_step").GetDouble(),
+                merged.RootElement.GetProperty("results")[1].GetProperty("tokens_per_step").GetDouble());
+            Assert.Equal(1, FleetCommand.Merge([Path.Combine(folder, "missing.json")], null, null, console));
         }
         finally
         {

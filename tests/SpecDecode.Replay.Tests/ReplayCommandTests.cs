@@ -37,13 +37,7 @@ public sealed class ReplayCommandTests
         try
         {
             var writer = new StringWriter();
-            var console = AnsiConsole.Create(new AnsiConsoleSettings
-            {
-                Ansi = AnsiSupport.No,
-                Interactive = InteractionSupport.No,
-                Out = new AnsiConsoleOutput(writer),
-            });
-            console.Profile.Width = 200;
+            IAnsiConsole console = PlainConsole.Create(writer, 200);
             var run = new ReplayRun
             {
                 Traces = TraceFixture.Path,
@@ -83,13 +77,7 @@ public sealed class ReplayCommandTests
     public void Missing_trace_file_exits_with_an_error_naming_it()
     {
         var writer = new StringWriter();
-        var console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Ansi = AnsiSupport.No,
-            Interactive = InteractionSupport.No,
-            Out = new AnsiConsoleOutput(writer),
-        });
-        console.Profile.Width = 400;
+        IAnsiConsole console = PlainConsole.Create(writer, 400);
         int code = ReplayCommand.Execute(new ReplayRun { Traces = "/nonexistent/x.jsonl.gz" }, console);
         Assert.Equal(1, code);
         Assert.Contains("/nonexistent/x.jsonl.gz", writer.ToString());

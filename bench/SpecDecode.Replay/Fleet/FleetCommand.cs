@@ -25,13 +25,22 @@ public static class FleetCommand
         var parallel = new Option<int>("--parallel") { Description = "Configurations run at once (each on its own core).", DefaultValueFactory = _ => 1 };
         var output = new Option<string?>("--out") { Description = "JSON results file. Default: bench/out/fleet.json." };
         var plot = new Option<string?>("--plot") { Description = "PNG plot file. Default: bench/out/fleet.png." };
+        var from = new Option<string[]>("--from") { Description = "Run nothing: merge these earlier fleet JSON reports (same selection) into one table, JSON and plot; repeat." };
 
         var command = new Command("fleet", "Simulates R replicas behind a conversation-affine router, each with its own suffix drafter, isolated or sharing finished responses.")
         {
-            traces, first, replicas, modes, delays, agents, tokenMs, gap, drafter, budget, maxTokens, parallel, output, plot,
+            traces, first, replicas, modes, delays, agents, tokenMs, gap, drafter, budget, maxTokens, parallel, output, plot, from,
         };
         command.SetAction(parse =>
         {
+            if (Console.IsOutputRedirected)
+            {
+                AnsiConsole.Profile.Width = 200;
+            }
+            if (parse.GetValue(from) is { Length: > 0 } reports)
+            {
+                return Merge(reports, parse.GetValue(output), parse.GetValue(plot), AnsiConsole.Console);
+            }
             List<FleetSettings> configs;
             try
             {
@@ -51,10 +60,6 @@ public static class FleetCommand
             {
                 AnsiConsole.MarkupLine($"[red]error:[/] {Markup.Escape(ex.Message)}");
                 return 2;
-            }
-            if (Console.IsOutputRedirected)
-            {
-                AnsiConsole.Profile.Width = 200;
             }
             return Execute(parse.GetValue(traces), new TraceSelection { First = parse.GetValue(first) }, configs,
                 Math.Max(1, parse.GetValue(parallel)), parse.GetValue(output), parse.GetValue(plot), AnsiConsole.Console);
@@ -134,8 +139,6 @@ public static class FleetCommand
                 }
             });
 
-            console.Write(FleetTable.Build(results));
-            string root = RepoRoot.Find();
             var report = new FleetReport
             {
                 Traces = reader.Path,
@@ -148,13 +151,7 @@ public static class FleetCommand
                 ProcessPeakMemoryBytes = ProcessMemory.PeakBytes(),
                 Results = results,
             };
-            string json = Path.GetFullPath(outputPath ?? Path.Combine(root, "bench", "out", "fleet.json"));
-            report.Write(json);
-            string png = Path.GetFullPath(plotPath ?? Path.Combine(root, "bench", "out", "fleet.png"));
-            FleetPlotWriter.Write(png, results);
-            console.MarkupLine($"results: {Markup.Escape(json)}");
-            console.MarkupLine($"plot:    {Markup.Escape(png)}");
-            console.MarkupLine($"process peak memory: {ResultTable.Bytes(report.ProcessPeakMemoryBytes)}");
+            WriteOutputs(report, outputPath, plotPath, console);
             return 0;
         }
         catch (Exception ex) when (ex is TraceFormatException or ReplayException or DirectoryNotFoundException)
@@ -162,6 +159,60 @@ public static class FleetCommand
             console.MarkupLine($"[red]error:[/] {Markup.Escape(ex.Message)}");
             return 1;
         }
+    }
+
+    /// <summary>Merges earlier reports of one selection (a configuration in several keeps its first result).</summary>
+    /// <returns>0 on success, 1 when a report cannot be read or the reports cover different selections.</returns>
+    public static int Merge(IReadOnlyList<string> reports, string? outputPath, string? plotPath, IAnsiConsole console)
+    {
+        ArgumentNullException.ThrowIfNull(reports);
+        ArgumentNullException.ThrowIfNull(console);
+        try
+        {
+            var loaded = reports.Select(path =>
+                System.Text.Json.JsonSerializer.Deserialize<FleetReport>(File.ReadAllText(path), ReplayReport.JsonOptions)
+                ?? throw new FormatException($"{path} holds no fleet report.")).ToList();
+            FleetReport head = loaded[0];
+            if (loaded.Any(r => r.Traces != head.Traces || r.Selection != head.Selection || r.Calls != head.Calls))
+            {
+                throw new FormatException("The reports cover different traces or selections: merge only runs of one selection.");
+            }
+            var seen = new HashSet<(int, string)>();
+            List<FleetResult> results = loaded.SelectMany(r => r.Results).Where(r => seen.Add((r.Settings.Replicas, r.Label))).ToList();
+            var merged = new FleetReport
+            {
+                Traces = head.Traces,
+                Selection = head.Selection,
+                Trajectories = head.Trajectories,
+                Calls = head.Calls,
+                TraceReadSeconds = head.TraceReadSeconds,
+                Machine = head.Machine,
+                StartedUtc = loaded.Min(r => r.StartedUtc),
+                ProcessPeakMemoryBytes = loaded.Max(r => r.ProcessPeakMemoryBytes),
+                Note = head.Note + $"; merged from {string.Join(", ", reports.Select(Path.GetFileName))}",
+                Results = results.OrderBy(r => r.Settings.Replicas).ToList(),
+            };
+            WriteOutputs(merged, outputPath, plotPath, console);
+            return 0;
+        }
+        catch (Exception ex) when (ex is IOException or FormatException or System.Text.Json.JsonException or UnauthorizedAccessException)
+        {
+            console.MarkupLine($"[red]error:[/] {Markup.Escape(ex.Message)}");
+            return 1;
+        }
+    }
+
+    private static void WriteOutputs(FleetReport report, string? outputPath, string? plotPath, IAnsiConsole console)
+    {
+        console.Write(FleetTable.Build(report.Results));
+        string root = RepoRoot.Find();
+        string json = Path.GetFullPath(outputPath ?? Path.Combine(root, "bench", "out", "fleet.json"));
+        report.Write(json);
+        string png = Path.GetFullPath(plotPath ?? Path.Combine(root, "bench", "out", "fleet.png"));
+        FleetPlotWriter.Write(png, report.Results);
+        console.MarkupLine($"results: {Markup.Escape(json)}");
+        console.MarkupLine($"plot:    {Markup.Escape(png)}");
+        console.MarkupLine($"process peak memory: {ResultTable.Bytes(report.ProcessPeakMemoryBytes)}");
     }
 
     /// <summary>Parses repeated and comma-separated positive integers.</summary>

@@ -8,17 +8,9 @@ internal static class FleetPlotWriter
     public static void Write(string path, IReadOnlyList<FleetResult> results, int width = 1400, int height = 560)
     {
         ArgumentNullException.ThrowIfNull(results);
-        string? folder = Path.GetDirectoryName(Path.GetFullPath(path));
-        if (folder is not null)
-        {
-            Directory.CreateDirectory(folder);
-        }
-        var multiplot = new Multiplot();
-        multiplot.AddPlots(2);
-        multiplot.Layout = new ScottPlot.MultiplotLayouts.Columns();
-        Draw(multiplot.GetPlot(0), results, r => r.TokensPerStep, "tokens per step (incl. bonus)", "Tokens per verification step");
-        Draw(multiplot.GetPlot(1), results, r => r.AcceptanceRate, "accepted / drafted tokens", "Acceptance rate");
-        multiplot.SavePng(path, width, height);
+        PlotWriter.SaveColumns(path, width, height,
+            p => Draw(p, results, r => r.TokensPerStep, "tokens per step (incl. bonus)", "Tokens per verification step"),
+            p => Draw(p, results, r => r.AcceptanceRate, "accepted / drafted tokens", "Acceptance rate"));
     }
 
     private static void Draw(Plot plot, IReadOnlyList<FleetResult> results, Func<FleetResult, double> figure, string yLabel, string title)

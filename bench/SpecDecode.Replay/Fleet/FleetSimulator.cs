@@ -171,15 +171,10 @@ public static class FleetSimulator
                     s.Started = true;
                 }
                 ReadOnlySpan<int> remaining = call.Response.Span[s.Emitted..];
-                DraftTree draft = drafter.Propose(s.Request, _settings.Budget);
-                if (draft.Count > _settings.Budget)
-                {
-                    throw new ReplayException($"Drafter '{drafter.Name}' proposed {draft.Count} tokens over the budget of {_settings.Budget}.");
-                }
-                int accepted = draft.AcceptGreedy(remaining, out _);
-                int emitted = Math.Min(accepted + 1, remaining.Length);
+                GreedyStep step = ReplayDriver.ProposeAndAccept(drafter, s.Request, remaining, _settings.Budget);
+                int emitted = step.Emitted;
                 drafter.Observe(s.Request, remaining[..emitted]);
-                _metrics.RecordStep(draft.Count, accepted, emitted, TimeSpan.Zero);
+                _metrics.RecordStep(step.Draft.Count, step.Accepted, emitted, TimeSpan.Zero);
                 _steps[s.Replica]++;
                 _tokens[s.Replica] += emitted;
                 s.Emitted += emitted;
