@@ -7,7 +7,7 @@ using Xunit.Abstractions;
 namespace SpecDecode.Packaging.Tests;
 
 /// <summary>
-/// What a user gets from <c>dotnet pack -c Release</c>: the three packages with their dependencies (no TorchSharp in
+/// What a user gets from <c>dotnet pack -c Release</c>: the four packages with their dependencies (no TorchSharp in
 /// Core and Suffix; TorchSharp, not a libtorch, in Tree), one version, the licence expression, repository metadata, a
 /// readme, XML docs, symbol packages, deterministic CI builds and Tree's buildTransitive Debian 12 fix.
 /// </summary>
@@ -21,7 +21,7 @@ public sealed class PackageTests(PackagesFixture packages, ITestOutputHelper out
     [Fact]
     public void PackProducesExactlyTheThreeLibrariesWithSymbolPackages()
     {
-        output.WriteLine($"dotnet pack of the three libraries took {packages.PackTime.TotalSeconds:F1} s");
+        output.WriteLine($"dotnet pack of the libraries took {packages.PackTime.TotalSeconds:F1} s");
         string[] files = Directory.GetFiles(packages.OutputFolder).Select(Path.GetFileName).Order().ToArray()!;
         string[] expected = PackagesFixture.PackageIds
             .SelectMany(id => new[] { $"{id}.{packages.ExpectedVersion}.nupkg", $"{id}.{packages.ExpectedVersion}.snupkg" })
@@ -132,6 +132,15 @@ public sealed class PackageTests(PackagesFixture packages, ITestOutputHelper out
     }
 
     [Fact]
+    public void FleetDependsOnSuffixAndTheNatsClientOnly()
+    {
+        var dependencies = packages.Packages["SpecDecode.Fleet"].Dependencies();
+        Assert.Equal(packages.ExpectedVersion, dependencies.GetValueOrDefault("SpecDecode.Suffix"));
+        Assert.True(dependencies.ContainsKey("NATS.Net"), "SpecDecode.Fleet must depend on NATS.Net");
+        Assert.Equal(["Microsoft.Extensions.Logging.Abstractions", "NATS.Net", "SpecDecode.Suffix"], dependencies.Keys.Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
     public void TreeDependsOnTorchSharpNotOnALibTorch()
     {
         var dependencies = packages.Packages["SpecDecode.Tree"].Dependencies();
@@ -145,6 +154,7 @@ public sealed class PackageTests(PackagesFixture packages, ITestOutputHelper out
     [Theory]
     [InlineData("SpecDecode.Core")]
     [InlineData("SpecDecode.Suffix")]
+    [InlineData("SpecDecode.Fleet")]
     public void PureCSharpPackagesCarryNoTorch(string id)
     {
         Package package = packages.Packages[id];

@@ -8,7 +8,7 @@ using System.Xml.Linq;
 namespace SpecDecode.Packaging.Tests;
 
 /// <summary>
-/// Packs SpecDecode.Core, SpecDecode.Suffix and SpecDecode.Tree once, as a user or a release job would
+/// Packs SpecDecode.Core, SpecDecode.Suffix, SpecDecode.Fleet and SpecDecode.Tree once, as a user or a release job would
 /// (<c>dotnet pack -c Release</c> with <c>ContinuousIntegrationBuild=true</c>), into a temporary folder, and opens the
 /// packages. The pack uses its own artifacts folder (<c>--artifacts-path</c>): it restores from the local NuGet cache and
 /// never writes into the repository's bin/ and obj/ folders, so it cannot disturb the solution build around it. The version
@@ -19,7 +19,7 @@ namespace SpecDecode.Packaging.Tests;
 public sealed class PackagesFixture : IDisposable
 {
     /// <summary>The packable libraries, in dependency order.</summary>
-    public static readonly string[] PackageIds = ["SpecDecode.Core", "SpecDecode.Suffix", "SpecDecode.Tree"];
+    public static readonly string[] PackageIds = ["SpecDecode.Core", "SpecDecode.Suffix", "SpecDecode.Fleet", "SpecDecode.Tree"];
 
     private readonly string _work;
 
