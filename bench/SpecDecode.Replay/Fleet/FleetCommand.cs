@@ -128,18 +128,8 @@ public static class FleetCommand
             }
 
             var results = new FleetResult[configs.Count];
-            Parallel.For(0, configs.Count, new ParallelOptions { MaxDegreeOfParallelism = parallel }, i =>
-            {
-                results[i] = FleetSimulator.Run(trajectories, configs[i]);
-                FleetResult r = results[i];
-                lock (console)
-                {
-                    console.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
-                        $"R={r.Settings.Replicas,-2} {r.Label,-14} tokens/step {r.TokensPerStep:F3}  acceptance {r.AcceptanceRate:P1}  delivered {r.DeliveredTokens:N0} tokens  {r.WallSeconds:F0} s")));
-                }
-            });
-
-            var report = new FleetReport
+            string json = Path.GetFullPath(outputPath ?? Path.Combine(RepoRoot.Find(), "bench", "out", "fleet.json"));
+            FleetReport Report() => new()
             {
                 Traces = reader.Path,
                 Selection = selection.ToString(),
@@ -149,9 +139,23 @@ public static class FleetCommand
                 Machine = MachineInfo.Current(),
                 StartedUtc = started,
                 ProcessPeakMemoryBytes = ProcessMemory.PeakBytes(),
-                Results = results,
+                Results = results.Where(r => r is not null).ToList(),
             };
-            WriteOutputs(report, outputPath, plotPath, console);
+            Parallel.For(0, configs.Count, new ParallelOptions { MaxDegreeOfParallelism = parallel }, i =>
+            {
+                FleetResult r = FleetSimulator.Run(trajectories, configs[i]);
+                lock (console)
+                {
+                    results[i] = r;
+                    console.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
+                        $"R={r.Settings.Replicas,-2} {r.Label,-14} tokens/step {r.TokensPerStep:F3}  acceptance {r.AcceptanceRate:P1}  delivered {r.DeliveredTokens:N0} tokens  {r.WallSeconds:F0} s")));
+                    // A long run keeps what it has measured so far: the JSON is rewritten after every configuration.
+                    Report().Write(json);
+                }
+            });
+
+            FleetReport report = Report();
+            WriteOutputs(report, json, plotPath, console);
             return 0;
         }
         catch (Exception ex) when (ex is TraceFormatException or ReplayException or DirectoryNotFoundException)
