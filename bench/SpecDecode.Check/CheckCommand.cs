@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using SpecDecode.CommandLine;
 using Spectre.Console;
 using TorchSharp;
 
@@ -17,22 +18,14 @@ public static class CheckCommand
     /// <summary>Exit code on bad input: a missing folder or file, a malformed reference, an unusable device.</summary>
     public const int BadInput = 2;
 
-    /// <summary>Parses and runs the command line; a parse error (no folder, an unknown option or value) prints the
-    /// errors and returns <see cref="BadInput"/>.</summary>
-    public static int Run(string[] args)
-    {
-        ParseResult parse = Build().Parse(args);
-        if (parse.Errors.Count > 0)
-        {
-            foreach (System.CommandLine.Parsing.ParseError error in parse.Errors)
-            {
-                AnsiConsole.MarkupLine($"[red]error:[/] {Markup.Escape(error.Message)}");
-            }
-            AnsiConsole.MarkupLine("Run with --help for the usage.");
-            return BadInput;
-        }
-        return parse.Invoke();
-    }
+    /// <summary>Parses and runs the command line by the tools' convention (<see cref="ToolRunner"/>): errors as one line
+    /// on <paramref name="error"/>; <see cref="BadInput"/> for a parse error (no folder, an unknown option or value) or
+    /// bad input, <see cref="Failed"/> when a check fails.</summary>
+    /// <param name="args">The command line.</param>
+    /// <param name="output">Where help goes (null: the console); the tables go to the console.</param>
+    /// <param name="error">Where error lines go (null: stderr).</param>
+    public static int Run(string[] args, TextWriter? output = null, TextWriter? error = null) =>
+        ToolRunner.Run(Build(), args, output, error, e => e is CheckInputException ? BadInput : null);
 
     /// <summary>Builds the root command.</summary>
     public static RootCommand Build()
@@ -42,13 +35,11 @@ public static class CheckCommand
             Description = "Checkpoint folder: config.json, model.safetensors (or an index and shards), expected.json and expected.safetensors " +
                 "as in shared/fixtures/hf-tiny.",
         };
-        var device = new Option<string?>("--device") { Description = "cpu or cuda. Default: cuda when SPECDECODE_LIBTORCH names a CUDA PyTorch's torch/lib and a GPU is visible, else cpu." };
-        device.AcceptOnlyFromAmong("cpu", "cuda");
-        var dtype = new Option<string?>("--dtype") { Description = "float32, bfloat16 or float16. Default: float32 on the CPU, the checkpoint's dtype on CUDA." };
-        dtype.AcceptOnlyFromAmong("float32", "bfloat16", "float16");
-        var tolerance = new Option<double?>("--tolerance") { Description = "Largest relative error of the logits (max |ours - theirs| / max |theirs|). Default: 1e-4 for a float32 checkpoint computed in float32, else 2e-2." };
+        var device = ToolOptions.Choice("--device", "cpu or cuda. Default: cuda when SPECDECODE_LIBTORCH names a CUDA PyTorch's torch/lib and a GPU is visible, else cpu.", null, ["cpu", "cuda"]);
+        var dtype = ToolOptions.Choice("--dtype", "float32, bfloat16 or float16. Default: float32 on the CPU, the checkpoint's dtype on CUDA.", null, ["float32", "bfloat16", "float16"]);
+        var tolerance = ToolOptions.OptionalDouble("--tolerance", "Largest relative error of the logits (max |ours - theirs| / max |theirs|). Default: 1e-4 for a float32 checkpoint computed in float32, else 2e-2.", NumberRange.Above(0));
         var json = new Option<string?>("--json") { Description = "Write the results to this JSON file." };
-        var seed = new Option<int>("--seed") { Description = "Seed of the random draft trees.", DefaultValueFactory = _ => new CheckSettings { Folder = "." }.Seed };
+        var seed = ToolOptions.Int("--seed", "Seed of the random draft trees.", new CheckSettings { Folder = "." }.Seed, 0);
 
         var root = new RootCommand("Checks a Hugging Face checkpoint against transformers' reference logits and greedy continuation: prompt, tree " +
             "and second-prompt logits, and plain and speculative (tree) greedy decoding. Exit code 0: all pass; 1: past the tolerance or " +
@@ -58,11 +49,6 @@ public static class CheckCommand
         };
         root.SetAction(parse =>
         {
-            if (parse.GetValue(tolerance) is { } t && !(t > 0))
-            {
-                AnsiConsole.MarkupLine("[red]error:[/] --tolerance must be positive.");
-                return BadInput;
-            }
             if (Console.IsOutputRedirected)
             {
                 AnsiConsole.Profile.Width = 200;
@@ -86,21 +72,14 @@ public static class CheckCommand
     }
 
     /// <summary>Runs the checks, prints the tables and the verdict, and writes the JSON when asked.</summary>
-    /// <returns><see cref="Passed"/>, <see cref="Failed"/> or <see cref="BadInput"/>.</returns>
+    /// <returns><see cref="Passed"/> or <see cref="Failed"/>.</returns>
+    /// <exception cref="CheckInputException">A missing folder or file, a malformed reference, an unusable device.</exception>
+    /// <exception cref="ToolUsageException">The JSON file cannot be written.</exception>
     public static int Execute(CheckSettings settings, string? jsonPath, IAnsiConsole console)
     {
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentNullException.ThrowIfNull(console);
-        CheckReport report;
-        try
-        {
-            report = CheckpointChecker.Run(settings, message => console.MarkupLine($"[grey]{Markup.Escape(message)}[/]"));
-        }
-        catch (CheckInputException e)
-        {
-            console.MarkupLine($"[red]error:[/] {Markup.Escape(e.Message)}");
-            return BadInput;
-        }
+        CheckReport report = CheckpointChecker.Run(settings, message => console.MarkupLine($"[grey]{Markup.Escape(message)}[/]"));
         Print(report, console);
         if (jsonPath is not null)
         {
@@ -111,8 +90,7 @@ public static class CheckCommand
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                console.MarkupLine($"[red]error:[/] cannot write {Markup.Escape(jsonPath)}: {Markup.Escape(e.Message)}");
-                return BadInput;
+                throw new ToolUsageException($"--json: cannot write {jsonPath}: {e.Message}", e);
             }
         }
         return report.Passed ? Passed : Failed;

@@ -1,9 +1,10 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
-using System.Text;
 using System.Text.Json;
+using System.Text;
 using Microsoft.ML.Tokenizers;
+using SpecDecode.CommandLine;
 using SpecDecode.Tree;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -24,14 +25,14 @@ internal static class BenchCommand
     {
         var traces = new Option<string>("--traces") { Description = "The SWE-bench traces (gzip JSONL).", DefaultValueFactory = _ => "../shared/data/swebench/gemini3pro-minisweagent.jsonl.gz" };
         var config = new Option<string>("--config") { Description = "The target's config.json (weights are random).", DefaultValueFactory = _ => "../shared/fixtures/configs/llama-3.1-8b.config.json" };
-        var warmup = new Option<int>("--warmup-trajectories") { Description = "Trajectories that only teach the drafter, before the evaluated calls.", DefaultValueFactory = _ => 40 };
+        var warmup = ToolOptions.Int("--warmup-trajectories", "Trajectories that only teach the drafter, before the evaluated calls.", 40, 0);
         var calls = new Option<string>("--calls") { Description = "Evaluated calls per batch size, e.g. 1=16,8=48,32=96 (the first N of the selection).", DefaultValueFactory = _ => "1=16,8=48,32=96" };
-        var budget = new Option<int>("--budget") { Description = "Draft tokens per request per step.", DefaultValueFactory = _ => 32 };
-        var maxContext = new Option<int>("--max-context") { Description = "KV-cache tokens per slot; calls whose prompt + response do not fit are skipped.", DefaultValueFactory = _ => 8192 };
+        var budget = ToolOptions.Int("--budget", "Draft tokens per request per step.", 32, 0);
+        var maxContext = ToolOptions.Int("--max-context", "KV-cache tokens per slot; calls whose prompt + response do not fit are skipped.", 8192, 1);
         var variants = new Option<string>("--variants") { Description = "plain, suffix, suffix-adaptive (comma list).", DefaultValueFactory = _ => "plain,suffix,suffix-adaptive" };
         var draftConfig = new Option<string?>("--draft-config") { Description = "A draft model's config.json (random weights) for the draft-adaptive and hybrid-adaptive variants." };
-        var maxResponse = new Option<int>("--max-response") { Description = "Replay at most this many tokens of each response (0: all), so that batches stay full.", DefaultValueFactory = _ => 0 };
-        var dtype = new Option<string>("--dtype") { Description = "bfloat16, float16 or float32.", DefaultValueFactory = _ => "bfloat16" };
+        var maxResponse = ToolOptions.Int("--max-response", "Replay at most this many tokens of each response (0: all), so that batches stay full.", 0, 0);
+        var dtype = ToolOptions.Choice("--dtype", "bfloat16, float16 or float32.", "bfloat16", ["bfloat16", "float16", "float32"]);
         var cudaGraphs = new Option<bool>("--cuda-graphs") { Description = "Plain single-sequence steps as CUDA graphs (the decode-step kernels where they apply): TargetModelOptions.CudaGraphs." };
         var output = new Option<string>("--out") { Description = "Folder for engine-bench.json and engine-bench.md.", DefaultValueFactory = _ => "bench/out" };
         var command = new Command("run", "Replay the traces through the engine and plain decoding; write JSON and markdown.")
@@ -44,19 +45,21 @@ internal static class BenchCommand
         return command;
     }
 
-    private static SortedDictionary<int, int> ParseCalls(string text)
+    internal static SortedDictionary<int, int> ParseCalls(string text)
     {
         var result = new SortedDictionary<int, int>();
         foreach (string part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
             string[] kv = part.Split('=');
-            if (kv.Length != 2)
+            if (kv.Length != 2
+                || !int.TryParse(kv[0], NumberStyles.None, CultureInfo.InvariantCulture, out int batch) || batch < 1
+                || !int.TryParse(kv[1], NumberStyles.None, CultureInfo.InvariantCulture, out int calls) || calls < 1)
             {
-                throw new ArgumentException($"--calls {text}: write batch=calls pairs, e.g. 1=16,8=48.");
+                throw new ToolUsageException($"--calls: '{part}' is not a batch=calls pair of positive whole numbers; write e.g. --calls 1=16,8=48.");
             }
-            result[int.Parse(kv[0], CultureInfo.InvariantCulture)] = int.Parse(kv[1], CultureInfo.InvariantCulture);
+            result[batch] = calls;
         }
-        return result;
+        return result.Count > 0 ? result : throw new ToolUsageException("--calls: no batch=calls pair given; write e.g. --calls 1=16,8=48.");
     }
 
     private static int Run(string traces, string configPath, int warmupTrajectories, SortedDictionary<int, int> callsPerBatch, int budget,

@@ -23,7 +23,7 @@ internal sealed record Variant(string Name, bool Drafts, bool Adaptive, bool Suf
         "suffix-adaptive" => new Variant(name, true, true, true, false),
         "draft-adaptive" => new Variant(name, true, true, false, true),
         "hybrid-adaptive" => new Variant(name, true, true, true, true),
-        _ => throw new ArgumentException($"unknown variant '{name}': plain, suffix, suffix-adaptive, draft-adaptive, hybrid-adaptive"),
+        _ => throw new ArgumentException($"--variants: unknown variant '{name}'; give a comma list of plain, suffix, suffix-adaptive, draft-adaptive, hybrid-adaptive."),
     };
 
     public static IDrafter NewDrafter() => new SuffixDrafter(new SuffixDrafterOptions());
@@ -41,7 +41,7 @@ internal static class EngineRunner
         }
         if (variant.Model && draftModel is null)
         {
-            throw new ArgumentException($"variant {variant.Name} needs --draft-config");
+            throw new ArgumentException($"--variants {variant.Name} needs --draft-config <a draft model's config.json>.");
         }
         using HybridDrafter? hybrid = variant.Suffix && variant.Model ? new HybridDrafter(suffix!, draftModel!) : null;
         IDrafter? drafter = hybrid ?? suffix ?? (variant.Model ? draftModel : null);

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using SpecDecode.CommandLine;
 using SpecDecode.EngineBench;
 
 var root = new RootCommand("Speculative engine on SWE-bench traces: tokens per second against plain decoding, by batch size.")
@@ -6,5 +7,6 @@ var root = new RootCommand("Speculative engine on SWE-bench traces: tokens per s
     BenchCommand.Build(),
     PlotCommand.Build(),
     StepsCommand.Build(),
+    AgentsCommand.Build(),
 };
-return root.Parse(args).Invoke();
+return ToolRunner.Run(root, args);

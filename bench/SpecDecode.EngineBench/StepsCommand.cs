@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Diagnostics;
+using SpecDecode.CommandLine;
 using SpecDecode.Tree;
 using static TorchSharp.torch;
 
@@ -12,9 +13,9 @@ internal static class StepsCommand
 {
     public static Command Build()
     {
-        var config = new Option<string>("--config") { DefaultValueFactory = _ => "../shared/fixtures/configs/llama-3.1-8b.config.json" };
-        var context = new Option<int>("--context") { DefaultValueFactory = _ => 5120 };
-        var steps = new Option<int>("--steps") { DefaultValueFactory = _ => 60 };
+        var config = new Option<string>("--config") { Description = "The target's config.json (weights are random).", DefaultValueFactory = _ => "../shared/fixtures/configs/llama-3.1-8b.config.json" };
+        var context = ToolOptions.Int("--context", "Cached tokens before the timed steps.", 5120, 1);
+        var steps = ToolOptions.Int("--steps", "Timed steps per variant.", 60, 1);
         var command = new Command("steps", "Time plain decoding steps: fixed vs growing cache length, SDPA backends.") { config, context, steps };
         command.SetAction(p => Run(p.GetValue(config)!, p.GetValue(context), p.GetValue(steps)));
         return command;

@@ -1,3 +1,3 @@
 using SpecDecode.Replay;
 
-return ReplayCommand.Build().Parse(args).Invoke();
+return ReplayCommand.Run(args);

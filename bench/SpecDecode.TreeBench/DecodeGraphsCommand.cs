@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
+using SpecDecode.CommandLine;
 using SpecDecode.Tree;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -36,8 +37,8 @@ internal static class DecodeGraphsCommand
     public static Command Build()
     {
         var model = new Option<string>("--model") { Description = "Model shape (llama-3.1-8b or a config.json).", DefaultValueFactory = _ => "llama-3.1-8b" };
-        var context = new Option<int>("--context") { Description = "Prompt tokens (random) before decoding.", DefaultValueFactory = _ => 2048 };
-        var tokens = new Option<int>("--tokens") { Description = "Tokens decoded per run.", DefaultValueFactory = _ => 64 };
+        var context = ToolOptions.Int("--context", "Prompt tokens (random) before decoding.", 2048, 1);
+        var tokens = ToolOptions.Int("--tokens", "Tokens decoded per run.", 64, 1);
         var capacities = new Option<string>("--capacities") { Description = "Comma-separated KV cache capacities (MaxContext).", DefaultValueFactory = _ => "4096,32768" };
         var output = new Option<string?>("--out") { Description = "JSON file for the results." };
         var diagnose = new Option<bool>("--print-tokens") { Description = "Print every run's tokens." };
@@ -46,9 +47,9 @@ internal static class DecodeGraphsCommand
             Description = "Comma-separated attention variants of the graphed step: default, grouped-matmul, skipped (skipped changes the tokens; timed only).",
             DefaultValueFactory = _ => "default",
         };
-        var dtype = new Option<string>("--dtype") { Description = "Model dtype: bfloat16 or float32 (float32 checks the attention variants' tokens without bf16 rounding).", DefaultValueFactory = _ => "bfloat16" };
+        var dtype = ToolOptions.Choice("--dtype", "Model dtype: bfloat16 or float32 (float32 checks the attention variants' tokens without bf16 rounding).", "bfloat16", ["bfloat16", "float32"]);
         var checkpoint = new Option<string?>("--checkpoint") { Description = "A checkpoint folder to load instead of random weights of --model's shape (e.g. models/default)." };
-        var rounds = new Option<int>("--rounds") { Description = "Times each attention variant is run in turn (the graphs are reused after the first).", DefaultValueFactory = _ => 1 };
+        var rounds = ToolOptions.Int("--rounds", "Times each attention variant is run in turn (the graphs are reused after the first).", 1, 1);
         var command = new Command("decode-graphs",
             "Plain greedy decoding on a random-weight model with and without TargetModelOptions.CudaGraphs: same tokens, median step; needs CUDA.")
         {

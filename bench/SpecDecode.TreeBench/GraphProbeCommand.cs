@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
+using SpecDecode.CommandLine;
 using SpecDecode.Tree;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -51,10 +52,10 @@ internal static class GraphProbeCommand
 
     public static Command Build()
     {
-        var layers = new Option<int>("--layers") { Description = "Decoder layers (Llama-3.1-8B: 32).", DefaultValueFactory = _ => 32 };
-        var warmup = new Option<int>("--warmup") { Description = "Untimed runs per timing and before the capture.", DefaultValueFactory = _ => 3 };
-        var repeat = new Option<int>("--repeat") { Description = "Timed runs per timing (median reported).", DefaultValueFactory = _ => 20 };
-        var nominal = new Option<double>("--nominal-tbps") { Description = "Nominal memory bandwidth in TB/s for a second floor (H100 SXM 3.35).", DefaultValueFactory = _ => 3.35 };
+        var layers = ToolOptions.Int("--layers", "Decoder layers (Llama-3.1-8B: 32).", 32, 1);
+        var warmup = ToolOptions.Int("--warmup", "Untimed runs per timing and before the capture.", 3, 0);
+        var repeat = ToolOptions.Int("--repeat", "Timed runs per timing (median reported).", 20, 1);
+        var nominal = ToolOptions.Double("--nominal-tbps", "Nominal memory bandwidth in TB/s for a second floor (H100 SXM 3.35).", 3.35, NumberRange.Above(0));
         var output = new Option<string?>("--out") { Description = "JSON file for the results." };
         var command = new Command("graph-probe",
             "Times a synthetic Llama-3.1-8B-shaped decode step (random bf16 weights, no attention) eagerly and as a replayed CUDA graph; needs CUDA.")

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
+using SpecDecode.CommandLine;
 using SpecDecode.Tree;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -34,27 +35,28 @@ internal static class TreeKernelsCommand
     {
         var model = new Option<string>("--model") { Description = "Model shape (llama-3.1-8b or a config.json).", DefaultValueFactory = _ => "llama-3.1-8b" };
         var checkpoint = new Option<string?>("--checkpoint") { Description = "A checkpoint folder to load instead of random weights (e.g. models/default)." };
-        var context = new Option<int>("--context") { Description = "Prompt tokens (random) before the trees.", DefaultValueFactory = _ => 2048 };
-        var capacity = new Option<int>("--capacity") { Description = "KV cache capacity (MaxContext).", DefaultValueFactory = _ => 4096 };
+        var context = ToolOptions.Int("--context", "Prompt tokens (random) before the trees.", 2048, 1);
+        var capacity = ToolOptions.Int("--capacity", "KV cache capacity (MaxContext).", 4096, 1);
         var entries = new Option<string>("--entries") { Description = "Comma-separated tree sizes (root included, at most 64).", DefaultValueFactory = _ => "8,16,32,64" };
-        var repeat = new Option<int>("--repeat") { Description = "Timed steps per tree size and path.", DefaultValueFactory = _ => 32 };
-        var decode = new Option<int>("--decode") { Description = "Tokens of the speculative decoding check.", DefaultValueFactory = _ => 64 };
+        var repeat = ToolOptions.Int("--repeat", "Timed steps per tree size and path.", 32, 1);
+        var decode = ToolOptions.Int("--decode", "Tokens of the speculative decoding check.", 64, 1);
         var trace = new Option<bool>("--trace") { Description = "Runs every speculative step on both paths and prints the steps where they disagree (argmax per entry)." };
         var output = new Option<string?>("--out") { Description = "JSON file for the results." };
+        var block = new Option<int>("--kv-block") { Description = "Tokens per KV block (TargetModelOptions.KvBlockSize).", DefaultValueFactory = _ => new TargetModelOptions().KvBlockSize };
         var quick = new Option<bool>("--quick") { Description = "Only the logits check and the kernels' step times (no compaction or decoding check, no usual-path times): for A/B runs of kernel variants." };
         var command = new Command("tree-kernels", "Tree verification through the tree kernels against the usual path: logits, tokens, step time; needs CUDA.")
         {
-            model, checkpoint, context, capacity, entries, repeat, decode, output, trace, quick,
+            model, checkpoint, context, capacity, entries, repeat, decode, output, trace, quick, block,
         };
         command.SetAction(parse => Run(parse.GetValue(model)!, parse.GetValue(checkpoint), parse.GetValue(context), parse.GetValue(capacity),
             parse.GetValue(entries)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(int.Parse).ToArray(),
             parse.GetValue(repeat), parse.GetValue(decode), parse.GetValue(output), parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error,
-            parse.GetValue(trace), parse.GetValue(quick)));
+            parse.GetValue(trace), parse.GetValue(quick), parse.GetValue(block)));
         return command;
     }
 
     public static int Run(string shape, string? checkpoint, int context, int capacity, int[] sizes, int repeat, int decode, string? outputPath,
-        TextWriter output, TextWriter error, bool trace = false, bool quick = false)
+        TextWriter output, TextWriter error, bool trace = false, bool quick = false, int kvBlock = 64)
     {
         string version = TorchRuntime.EnsureLoaded();
         if (!torch.cuda.is_available() || !CudaGraph.IsAvailable)
@@ -68,10 +70,10 @@ internal static class TreeKernelsCommand
             return 2;
         }
         ModelConfig config = checkpoint is null ? ModelShapes.Get(shape) : ModelConfig.Load(checkpoint);
-        var options = new TargetModelOptions { Device = CUDA, DType = ScalarType.BFloat16, MaxContext = capacity, CudaGraphs = true };
+        var options = new TargetModelOptions { Device = CUDA, DType = ScalarType.BFloat16, MaxContext = capacity, CudaGraphs = true, KvBlockSize = kvBlock };
         using TargetModel target = checkpoint is null ? TargetModel.CreateRandom(config, options, seed: 1) : TargetModel.Load(checkpoint, options);
         string gpu = VerifyCostCommand.GpuName();
-        output.WriteLine($"libtorch {version}, {gpu}, {checkpoint ?? shape}, context {context}, tree kernels: {target.UsesTreeKernels}");
+        output.WriteLine($"libtorch {version}, {gpu}, {checkpoint ?? shape}, context {context}, KV blocks of {kvBlock}, tree kernels: {target.UsesTreeKernels}");
         if (!target.UsesTreeKernels)
         {
             error.WriteLine("The tree kernels do not run this model here: " + (DecodeKernels.IsAvailable ? KernelTreeStep.Unsupported(config) ?? "the decode-step kernels are off" : DecodeKernels.UnavailableReason));

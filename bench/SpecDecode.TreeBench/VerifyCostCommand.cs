@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
+using SpecDecode.CommandLine;
 using SpecDecode.Tree;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -17,14 +18,14 @@ internal static class VerifyCostCommand
         var batches = new Option<string>("--batches") { Description = "Batch sizes, comma list.", DefaultValueFactory = _ => "1,8" };
         var tokens = new Option<string>("--tokens") { Description = "Tree tokens per sequence (root + draft), comma list.", DefaultValueFactory = _ => "1,2,4,8,16,32,64,128" };
         var prefill = new Option<string>("--prefill") { Description = "Prompt lengths to time a chunked prefill of (batch 1), comma list; empty for none.", DefaultValueFactory = _ => "2048,32768" };
-        var chunk = new Option<int>("--chunk") { Description = "Prefill chunk.", DefaultValueFactory = _ => 512 };
-        var warmup = new Option<int>("--warmup") { Description = "Untimed steps per point.", DefaultValueFactory = _ => 3 };
-        var repeat = new Option<int>("--repeat") { Description = "Timed steps per point (median reported).", DefaultValueFactory = _ => 15 };
-        var dtype = new Option<string>("--dtype") { Description = "bfloat16, float16 or float32.", DefaultValueFactory = _ => "bfloat16" };
+        var chunk = ToolOptions.Int("--chunk", "Prefill chunk.", 512, 1);
+        var warmup = ToolOptions.Int("--warmup", "Untimed steps per point.", 3, 0);
+        var repeat = ToolOptions.Int("--repeat", "Timed steps per point (median reported).", 15, 1);
+        var dtype = ToolOptions.Choice("--dtype", "bfloat16, float16 or float32.", "bfloat16", ["bfloat16", "float16", "float32"]);
         var output = new Option<string?>("--out") { Description = "JSON file for the results." };
         var eager = new Option<bool>("--eager") { Description = "Run the decoder layers eagerly (one TorchSharp call per op) instead of the compiled TorchScript function." };
         var markdown = new Option<string?>("--markdown") { Description = "Markdown file for the report (plain decoding, verification with issue 6's goal-2 ratios, prefill, memory)." };
-        var plainSteps = new Option<int>("--plain-steps") { Description = "Graphed plain decoding steps timed per context on CUDA (0: none).", DefaultValueFactory = _ => 32 };
+        var plainSteps = ToolOptions.Int("--plain-steps", "Graphed plain decoding steps timed per context on CUDA (0: none).", 32, 0);
         var sampled = new Option<bool>("--sampled") { Description = "Also time VerifySampled (temperature 1, top-p 0.9, seeded) at every point." };
         var root = new RootCommand("Times batched tree verification of a Llama-family target model (random weights) on the default device.")
         {

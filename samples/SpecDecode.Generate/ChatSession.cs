@@ -47,6 +47,6 @@ public static class ChatSession
         }
         console.WriteLine();
         Summary.Write(console, "Chat session", engine.Statistics.Totals, settings.DraftName);
-        return ExitCodes.Ok;
+        return SpecDecode.CommandLine.ToolExitCodes.Ok;
     }
 }

@@ -1,5 +1,6 @@
-using Spectre.Console;
+using SpecDecode.CommandLine;
 using SpecDecode.Tree;
+using Spectre.Console;
 
 namespace SpecDecode.Generate;
 
@@ -7,7 +8,8 @@ namespace SpecDecode.Generate;
 public static class GeneratorRun
 {
     /// <summary>Runs the generator with <paramref name="settings"/>; returns the exit code.</summary>
-    /// <exception cref="GeneratorException">Something the user can fix.</exception>
+    /// <exception cref="ToolUsageException">Something the user can fix.</exception>
+    /// <exception cref="OperationCanceledException">Cancelled (the runner exits with 130).</exception>
     public static async Task<int> RunAsync(GeneratorSettings settings, IAnsiConsole console, TextReader input, CancellationToken cancellationToken)
     {
         if (!settings.Chat && string.IsNullOrEmpty(settings.Prompt) && settings.Messages is null)
@@ -21,6 +23,7 @@ public static class GeneratorRun
         {
             throw new GeneratorException($"--draft-model is used only with --draft draft-model or --draft hybrid, not with --draft {settings.DraftName}.");
         }
+        settings = ModelLoading.FitToModel(settings);
         using LoadedTarget target = ModelLoading.LoadTarget(settings, console);
         if (settings.Messages is not null && target.ChatTemplate is null)
         {
@@ -41,16 +44,11 @@ public static class GeneratorRun
             }
             GenerationResult result = await StreamingOutput.StreamAsync(console, engine, Request(settings, settings.Prompt, null), cancellationToken).ConfigureAwait(false);
             Summary.Write(console, "Summary", result.Statistics, settings.DraftName);
-            return ExitCodes.Ok;
+            return ToolExitCodes.Ok;
         }
         catch (RequestRejectedException e)
         {
-            throw new GeneratorException(e.Message + " (--max-context sets the context.)", ExitCodes.Usage, e);
-        }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-        {
-            console.MarkupLine("[yellow]Cancelled.[/]");
-            return ExitCodes.Failed;
+            throw new GeneratorException(ToolRunner.FirstLine(e.Message) + $" (--max-context sets the context: {settings.Context} tokens now.)", e);
         }
     }
 
@@ -60,7 +58,7 @@ public static class GeneratorRun
     {
         Prompt = settings.Messages is null ? prompt : null,
         Messages = settings.Messages,
-        MaxNewTokens = settings.MaxNewTokens,
+        MaxNewTokens = settings.NewTokens,
         StopStrings = settings.Stop,
         Sampling = settings.Sampling,
         ConversationId = conversationId,

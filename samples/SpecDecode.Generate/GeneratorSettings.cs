@@ -43,8 +43,9 @@ public sealed record GeneratorSettings
     /// <summary>The draft model's checkpoint folder (draft-model and hybrid).</summary>
     public string? DraftModelFolder { get; init; }
 
-    /// <summary>Tokens to generate at most.</summary>
-    public int MaxNewTokens { get; init; } = 256;
+    /// <summary>Tokens to generate at most; null until <see cref="ModelLoading.FitToModel"/> sets the default (256, less
+    /// when the context is smaller).</summary>
+    public int? MaxNewTokens { get; init; }
 
     /// <summary>0 is greedy.</summary>
     public float Temperature { get; init; }
@@ -58,8 +59,9 @@ public sealed record GeneratorSettings
     /// <summary>Sampling seed, or null for a random one.</summary>
     public long? Seed { get; init; }
 
-    /// <summary>Draft tokens per step at most (SpeculativeEngineOptions.MaxDraftTokens).</summary>
-    public int Budget { get; init; } = 32;
+    /// <summary>Draft tokens per step at most (SpeculativeEngineOptions.MaxDraftTokens); null until
+    /// <see cref="ModelLoading.FitToModel"/> sets the default (32, below the context).</summary>
+    public int? Budget { get; init; }
 
     /// <summary>Adaptive speculation.</summary>
     public bool Adaptive { get; init; } = true;
@@ -74,8 +76,21 @@ public sealed record GeneratorSettings
     /// (<see cref="SpecDecode.Tree.TargetModelOptions.CudaGraphs"/>); ignored on the CPU.</summary>
     public bool CudaGraphs { get; init; } = true;
 
-    /// <summary>KV-cache tokens (prompt + output + one draft).</summary>
-    public int MaxContext { get; init; } = 4096;
+    /// <summary>KV-cache tokens (prompt + output + one draft); null until <see cref="ModelLoading.FitToModel"/> sets the
+    /// default (the model's max_position_embeddings, at most 4096).</summary>
+    public int? MaxContext { get; init; }
+
+    /// <summary>The fitted context.</summary>
+    /// <exception cref="InvalidOperationException">The settings were not fitted to the model.</exception>
+    public int Context => MaxContext ?? throw NotFitted();
+
+    /// <summary>The fitted draft budget.</summary>
+    /// <exception cref="InvalidOperationException">The settings were not fitted to the model.</exception>
+    public int DraftBudget => Budget ?? throw NotFitted();
+
+    /// <summary>The fitted tokens to generate at most.</summary>
+    /// <exception cref="InvalidOperationException">The settings were not fitted to the model.</exception>
+    public int NewTokens => MaxNewTokens ?? throw NotFitted();
 
     /// <summary>Stop strings.</summary>
     public IReadOnlyList<string> Stop { get; init; } = [];
@@ -90,4 +105,7 @@ public sealed record GeneratorSettings
 
     /// <summary>The name of <see cref="Draft"/> on the command line.</summary>
     public string DraftName => DraftNames[(int)Draft];
+
+    private static InvalidOperationException NotFitted() =>
+        new("The settings are not fitted to the model yet: call ModelLoading.FitToModel first.");
 }

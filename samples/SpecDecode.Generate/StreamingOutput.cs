@@ -58,6 +58,11 @@ public static class StreamingOutput
             throw new InvalidOperationException("The engine ended the stream without a final chunk.");
         }
         console.MarkupLine("[grey]" + Markup.Escape(Line(result.Statistics)) + "[/]");
+        if (result.FinishReason == FinishReason.ContextFull)
+        {
+            console.MarkupLine("[yellow]" + Markup.Escape(string.Create(CultureInfo.InvariantCulture,
+                $"Stopped early: the context is full ({result.Statistics.PromptTokens} prompt + {result.Statistics.GeneratedTokens} generated tokens). Raise --max-context (up to the model's max_position_embeddings) or shorten the prompt for more.")) + "[/]");
+        }
         return result;
     }
 

@@ -1,13 +1,17 @@
 // A host application as a user writes it against the SpecDecode NuGet packages: load a Hugging Face checkpoint (the
 // repository's embedded default model unless a folder is given), build a SpeculativeEngine with the suffix drafter,
 // generate greedily twice (plain, then speculative) and check that speculative decoding changed nothing but the number of
-// steps. Exit code 0 when it holds, 1 otherwise, 2 for usage (including a default model that cannot be found).
+// steps; with a chat template, ask once more through the Microsoft.Extensions.AI IChatClient (SpecDecode.Extensions.AI),
+// which must give the same text. Exit code 0 when it holds, 1 otherwise, 2 for usage (including a default model that
+// cannot be found).
 using System.Globalization;
+using Microsoft.Extensions.AI;
 using SpecDecode;
+using SpecDecode.Extensions.AI;
 using SpecDecode.HostApp;
 using SpecDecode.Suffix;
+using SpecDecode.Tokenization;
 using SpecDecode.Tree;
-using SpecDecode.Tree.Tokenization;
 
 // for a checkpoint without a chat template (and no prompt argument): a text prompt that repeats itself
 const string FallbackPrompt = "abc def abc def ghi abc def abc def ghi abc def";
@@ -77,6 +81,7 @@ using (SpeculativeEngine engine = SpeculativeEngine.Create(model, tokenizer, dra
 }
 
 GenerationResult speculative;
+string? chatText = null;
 using (var drafter = new SuffixDrafter())
 using (SpeculativeEngine engine = SpeculativeEngine.Create(model, tokenizer, drafter, new SpeculativeEngineOptions
 {
@@ -88,6 +93,15 @@ using (SpeculativeEngine engine = SpeculativeEngine.Create(model, tokenizer, dra
 }))
 {
     speculative = await engine.GenerateAsync(request);
+    if (request.Messages is { } messages)
+    {
+        // the same conversation through the IChatClient adapter: greedy (no sampling option set), same budget
+        using IChatClient chat = engine.AsChatClient("hostapp-model");
+        ChatResponse reply = await chat.GetResponseAsync(
+            messages.Select(m => new ChatMessage(new ChatRole(m.Role), m.Content)).ToList(),
+            new ChatOptions { MaxOutputTokens = maxNewTokens });
+        chatText = reply.Text;
+    }
 }
 
 GenerationStatistics s = speculative.Statistics;
@@ -103,6 +117,15 @@ if (!plain.TokenIds.SequenceEqual(speculative.TokenIds))
         .FirstOrDefault(i => plain.TokenIds[i] != speculative.TokenIds[i], Math.Min(plain.TokenIds.Count, speculative.TokenIds.Count));
     Console.Error.WriteLine($"FAILED: greedy speculative decoding differs from plain decoding from token {first} on.");
     return 1;
+}
+if (chatText is not null)
+{
+    Console.WriteLine($"chat client: {Quote(chatText)}");
+    if (chatText != plain.Text)
+    {
+        Console.Error.WriteLine("FAILED: the IChatClient's greedy answer differs from plain decoding's text.");
+        return 1;
+    }
 }
 if (s.AcceptedTokens <= 0)
 {

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using SpecDecode.CommandLine;
 using SpecDecode.Train.Commands;
 
 // SpecDecode.Train: builds the embedded default model pair (models/default and models/default-draft) from the SWE-bench
@@ -15,4 +16,4 @@ var root = new RootCommand("Train the embedded default model pair on the SWE-ben
     PlotCommand.Build(),
     EvaluateCommand.Build(),
 };
-return root.Parse(args).Invoke();
+return ToolRunner.Run(root, args);

@@ -11,13 +11,18 @@ namespace SpecDecode;
 /// </remarks>
 public sealed class SamplingOptions
 {
+    /// <summary>Temperatures above 0 but below this (1e-5) decode greedily, as in vLLM: dividing the logits by a tinier
+    /// temperature overflows float32 (at 1e-38 the probabilities became NaN), and the distribution is the argmax's point
+    /// mass at that scale anyway.</summary>
+    public const float MinTemperature = 1e-5f;
+
     private float _temperature = 1f;
     private int _topK;
     private float _topP = 1f;
 
     /// <summary>
-    /// Divides the logits before the softmax; 0 means greedy decoding (the argmax, ties to the lowest token id).
-    /// Must be finite and &gt;= 0. Default 1.
+    /// Divides the logits before the softmax; 0 means greedy decoding (the argmax, ties to the lowest token id), and so
+    /// does any value below <see cref="MinTemperature"/>. Must be finite and &gt;= 0. Default 1.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">The value is negative, NaN or infinite.</exception>
     public float Temperature
@@ -77,6 +82,7 @@ public sealed class SamplingOptions
     /// </summary>
     public long? Seed { get; set; }
 
-    /// <summary>True when <see cref="Temperature"/> is 0: the target distribution is the point mass on the argmax.</summary>
-    public bool IsGreedy => _temperature == 0f;
+    /// <summary>True when <see cref="Temperature"/> is below <see cref="MinTemperature"/> (0 included): the target
+    /// distribution is the point mass on the argmax.</summary>
+    public bool IsGreedy => _temperature < MinTemperature;
 }

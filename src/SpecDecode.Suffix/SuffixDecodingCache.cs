@@ -14,7 +14,9 @@ namespace SpecDecode.Suffix;
 /// tokens, so an agent's hundredth call does not re-index a 100k-token prompt.</para>
 /// <para>Threading: calls for different requests may run concurrently. Drafting from the global tree takes a shared
 /// lock; adding generated tokens and evicting take it exclusively (one writer at a time). Each request's own tree is
-/// touched only by calls for that request, which must not overlap.</para>
+/// touched by calls for that request, which must not overlap, under a lock of the request's own that only
+/// <see cref="CheckIntegrity"/> and <see cref="EstimateMemoryBytes"/> contend for (they read every request's tree from
+/// another thread).</para>
 /// </remarks>
 public sealed partial class SuffixDecodingCache : IDisposable
 {
@@ -103,8 +105,11 @@ public sealed partial class SuffixDecodingCache : IDisposable
         ThrowIfDisposed();
         CheckTokens(tokens, nameof(tokens));
         RequestState state = Get(request);
-        state.Context.Extend(0, tokens);
-        state.LearnFrom(tokens, _acceptance);
+        lock (state.Gate)
+        {
+            state.Context.Extend(0, tokens);
+            state.LearnFrom(tokens, _acceptance);
+        }
         CachedResponse? response = state.Response;
         if (response is null || response.Evicted || tokens.IsEmpty)
         {
@@ -139,6 +144,15 @@ public sealed partial class SuffixDecodingCache : IDisposable
         {
             return DraftTree.Empty;
         }
+        lock (state.Gate)
+        {
+            return Speculate(state, settings);
+        }
+    }
+
+    /// <summary><see cref="Speculate(RequestId, in SpeculationSettings)"/> for a request whose lock the caller holds.</summary>
+    private DraftTree Speculate(RequestState state, in SpeculationSettings settings)
+    {
         ReadOnlySpan<int> context = state.ContextTokens;
         if (context.Length > _options.MaxDepth)
         {
@@ -205,6 +219,10 @@ public sealed partial class SuffixDecodingCache : IDisposable
         {
             throw new UnknownRequestException(request, Owner);
         }
+        lock (state.Gate)
+        {
+            state.Ended = true;   // its tree may now pass to the conversation cache and to another request
+        }
         if (state.Response is { } response)
         {
             response.Ended = true;
@@ -236,7 +254,14 @@ public sealed partial class SuffixDecodingCache : IDisposable
 
     /// <summary>The request's context: its prompt followed by the tokens added so far (a copy).</summary>
     /// <exception cref="UnknownRequestException">The request is not active.</exception>
-    public int[] GetContext(RequestId request) => Get(request).ContextTokens.ToArray();
+    public int[] GetContext(RequestId request)
+    {
+        RequestState state = Get(request);
+        lock (state.Gate)
+        {
+            return state.ContextTokens.ToArray();
+        }
+    }
 
     /// <summary>Draft-token outcomes the calibrated drafting has learned from; for tests.</summary>
     internal long CalibrationObservations => _acceptance.Observations;
@@ -284,7 +309,10 @@ public sealed partial class SuffixDecodingCache : IDisposable
         }
         foreach (RequestState state in _requests.Values)
         {
-            total += state.Context.EstimateMemoryBytes();
+            lock (state.Gate)
+            {
+                total += state.Ended ? 0 : state.Context.EstimateMemoryBytes();
+            }
         }
         lock (_conversationGate)
         {
@@ -332,7 +360,13 @@ public sealed partial class SuffixDecodingCache : IDisposable
         }
         foreach (RequestState state in _requests.Values)
         {
-            state.Context.CheckIntegrity();
+            lock (state.Gate)
+            {
+                if (!state.Ended)
+                {
+                    state.Context.CheckIntegrity();
+                }
+            }
         }
         lock (_conversationGate)
         {
@@ -488,6 +522,12 @@ public sealed partial class SuffixDecodingCache : IDisposable
         public readonly SuffixTree Context = context;
         public readonly string? Conversation = conversation;
         public CachedResponse? Response;
+
+        /// <summary>Held while the request's tree is read or written; see the class remarks.</summary>
+        public readonly Lock Gate = new();
+
+        /// <summary>Set (under <see cref="Gate"/>) when the request ends: its tree then belongs to the conversation cache.</summary>
+        public bool Ended;
 
         // The last calibrated draft, kept until the next tokens tell which of its nodes the target accepted.
         private int[] _draftTokens = [], _draftParents = [], _draftCells = [], _draftDepths = [];

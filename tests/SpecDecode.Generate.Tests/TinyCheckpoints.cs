@@ -25,6 +25,12 @@ public sealed class TinyCheckpoints : IDisposable
         NoTokenizer = CopyCheckpoint("no-tokenizer");
         OtherVocabulary = CopyCheckpoint("other-vocabulary");
         WriteTokenizer(OtherVocabulary, mergeOffset: 1);
+        LongContext = CopyCheckpoint("long-context");
+        WriteTokenizer(LongContext, mergeOffset: 0);
+        string config = Path.Combine(LongContext, "config.json");
+        JsonNode json = JsonNode.Parse(File.ReadAllText(config))!;
+        json["max_position_embeddings"] = int.MaxValue;
+        File.WriteAllText(config, json.ToJsonString());
     }
 
     public string Root { get; } = Path.Combine(Path.GetTempPath(), "specdecode-generate-" + Guid.NewGuid().ToString("N"));
@@ -40,6 +46,10 @@ public sealed class TinyCheckpoints : IDisposable
 
     /// <summary>The same weights with a tokenizer whose merged tokens differ (ids 256..999 name other pairs).</summary>
     public string OtherVocabulary { get; }
+
+    /// <summary>The same checkpoint claiming a context of int.MaxValue positions: a large --max-context passes the
+    /// context check and must be refused by the memory check before libtorch allocates.</summary>
+    public string LongContext { get; }
 
     public void Dispose() => Directory.Delete(Root, recursive: true);
 

@@ -8,7 +8,8 @@ using Xunit.Abstractions;
 namespace SpecDecode.Packaging.Tests;
 
 /// <summary>
-/// samples/SpecDecode.HostApp as a user gets the packages: it restores SpecDecode.Tree and SpecDecode.Suffix by version
+/// samples/SpecDecode.HostApp as a user gets the packages: it restores SpecDecode.Tree, .Suffix, .Tokenization and
+/// .Extensions.AI by version
 /// from the folder feed the shared pack wrote (never by project reference, never from a cached copy: the version is
 /// unique) and builds once with its own artifacts folder (nothing written into the repository). Then it runs plain and
 /// suffix-speculative greedy decoding: with no argument on the embedded default model (models/default) and its example
@@ -52,6 +53,7 @@ public sealed class HostAppTests(PackagesFixture packages, ITestOutputHelper out
             string text = Run("the embedded default model", [.. project, "--no-build"]);
             Assert.Contains($"loaded {defaultModel}: 5 layers, vocabulary 8192, on CPU as Float32", text);
             Assert.Contains("prompt:      the example conversation (2 messages", text);
+            Assert.Contains("chat client: \"", text); // the IChatClient's answer, equal to plain decoding's (else exit 1)
             AssertIdenticalWithDraftsAccepted(text, maxNewTokens: 48, "the embedded default model");
 
             // a checkpoint folder without a chat template: the text prompt
@@ -131,7 +133,7 @@ public sealed class HostAppTests(PackagesFixture packages, ITestOutputHelper out
         XDocument project = XDocument.Load(Path.Combine(packages.RepositoryRoot, HostApp, "SpecDecode.HostApp.csproj"));
         Assert.Equal(packages.TorchSharpVersion, project.Descendants("TorchSharpVersion").Single().Value);
         string[] references = project.Descendants("PackageReference").Select(e => (string)e.Attribute("Include")!).Order().ToArray();
-        Assert.Equal(["SpecDecode.Suffix", "SpecDecode.Tree", "TorchSharp-cpu"], references);
+        Assert.Equal(["SpecDecode.Extensions.AI", "SpecDecode.Suffix", "SpecDecode.Tokenization", "SpecDecode.Tree", "TorchSharp-cpu"], references);
         Assert.Empty(project.Descendants("ProjectReference"));
     }
 

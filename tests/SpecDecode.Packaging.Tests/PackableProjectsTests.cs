@@ -27,7 +27,9 @@ public sealed partial class PackableProjectsTests
                 packable.Add(project);
         }
         Assert.Equal(
-            ["src/SpecDecode.Core/SpecDecode.Core.csproj", "src/SpecDecode.Fleet/SpecDecode.Fleet.csproj", "src/SpecDecode.Suffix/SpecDecode.Suffix.csproj", "src/SpecDecode.Tree/SpecDecode.Tree.csproj"],
+            ["src/SpecDecode.Core/SpecDecode.Core.csproj", "src/SpecDecode.Extensions.AI/SpecDecode.Extensions.AI.csproj",
+             "src/SpecDecode.Fleet/SpecDecode.Fleet.csproj", "src/SpecDecode.Suffix/SpecDecode.Suffix.csproj",
+             "src/SpecDecode.Tokenization/SpecDecode.Tokenization.csproj", "src/SpecDecode.Tree/SpecDecode.Tree.csproj"],
             packable);
     }
 

@@ -7,8 +7,8 @@ using Xunit.Abstractions;
 namespace SpecDecode.Packaging.Tests;
 
 /// <summary>
-/// What a user gets from <c>dotnet pack -c Release</c>: the four packages with their dependencies (no TorchSharp in
-/// Core and Suffix; TorchSharp, not a libtorch, in Tree), one version, the licence expression, repository metadata, a
+/// What a user gets from <c>dotnet pack -c Release</c>: the six packages with their dependencies (no native dependency
+/// in Core, Suffix, Tokenization, Extensions.AI and Fleet; TorchSharp, not a libtorch, in Tree), one version, the licence expression, repository metadata, a
 /// readme, XML docs, symbol packages, deterministic CI builds and Tree's buildTransitive Debian 12 fix.
 /// </summary>
 [Collection(PackagesCollection.Name)]
@@ -19,7 +19,7 @@ public sealed class PackageTests(PackagesFixture packages, ITestOutputHelper out
     public static TheoryData<string> Ids => new(PackagesFixture.PackageIds);
 
     [Fact]
-    public void PackProducesExactlyTheThreeLibrariesWithSymbolPackages()
+    public void PackProducesExactlyTheLibrariesWithSymbolPackages()
     {
         output.WriteLine($"dotnet pack of the libraries took {packages.PackTime.TotalSeconds:F1} s");
         string[] files = Directory.GetFiles(packages.OutputFolder).Select(Path.GetFileName).Order().ToArray()!;
@@ -132,6 +132,22 @@ public sealed class PackageTests(PackagesFixture packages, ITestOutputHelper out
     }
 
     [Fact]
+    public void TokenizationDependsOnCoreAndTheTokenizersLibraryOnly()
+    {
+        var dependencies = packages.Packages["SpecDecode.Tokenization"].Dependencies();
+        Assert.Equal(["Microsoft.ML.Tokenizers", "SpecDecode.Core"], dependencies.Keys.Order(StringComparer.Ordinal));
+        Assert.Equal(packages.ExpectedVersion, dependencies["SpecDecode.Core"]);
+    }
+
+    [Fact]
+    public void ExtensionsAIDependsOnCoreAndTheAbstractionsOnly()
+    {
+        var dependencies = packages.Packages["SpecDecode.Extensions.AI"].Dependencies();
+        Assert.Equal(["Microsoft.Extensions.AI.Abstractions", "SpecDecode.Core"], dependencies.Keys.Order(StringComparer.Ordinal));
+        Assert.Equal(packages.ExpectedVersion, dependencies["SpecDecode.Core"]);
+    }
+
+    [Fact]
     public void FleetDependsOnSuffixAndTheNatsClientOnly()
     {
         var dependencies = packages.Packages["SpecDecode.Fleet"].Dependencies();
@@ -145,22 +161,30 @@ public sealed class PackageTests(PackagesFixture packages, ITestOutputHelper out
     {
         var dependencies = packages.Packages["SpecDecode.Tree"].Dependencies();
         Assert.Equal(packages.ExpectedVersion, dependencies.GetValueOrDefault("SpecDecode.Core"));
+        Assert.Equal(packages.ExpectedVersion, dependencies.GetValueOrDefault("SpecDecode.Tokenization"));
         Assert.Equal(packages.TorchSharpVersion, dependencies.GetValueOrDefault("TorchSharp"));
-        Assert.True(dependencies.ContainsKey("Microsoft.ML.Tokenizers"), "SpecDecode.Tree must depend on Microsoft.ML.Tokenizers");
         Assert.DoesNotContain(dependencies.Keys, d => NativeTorchPrefixes.Any(p => d.StartsWith(p, StringComparison.OrdinalIgnoreCase)));
-        Assert.DoesNotContain(dependencies.Keys, d => d == "SpecDecode.Suffix");
+        // the engine needs neither the suffix drafter nor the IChatClient adapter: an app adds those it uses
+        Assert.DoesNotContain(dependencies.Keys, d => d is "SpecDecode.Suffix" or "SpecDecode.Extensions.AI" or "Microsoft.Extensions.AI.Abstractions");
     }
 
+    /// <summary>The pure packages: no TorchSharp or libtorch anywhere in their dependencies, no native files, no build
+    /// steps. Their other dependencies are managed-only libraries (checked by name above).</summary>
     [Theory]
     [InlineData("SpecDecode.Core")]
     [InlineData("SpecDecode.Suffix")]
+    [InlineData("SpecDecode.Tokenization")]
+    [InlineData("SpecDecode.Extensions.AI")]
     [InlineData("SpecDecode.Fleet")]
-    public void PureCSharpPackagesCarryNoTorch(string id)
+    public void PureCSharpPackagesCarryNoNativeDependency(string id)
     {
         Package package = packages.Packages[id];
         Assert.DoesNotContain(package.Dependencies().Keys, d =>
             d.Contains("Torch", StringComparison.OrdinalIgnoreCase) || d.StartsWith("libtorch", StringComparison.OrdinalIgnoreCase));
+        Assert.DoesNotContain(package.Dependencies().Keys, d => d == "SpecDecode.Tree");
         Assert.DoesNotContain(package.Entries, e => e.StartsWith("build", StringComparison.Ordinal) || e.StartsWith("runtimes/", StringComparison.Ordinal));
+        Assert.DoesNotContain(package.Entries, e => e.EndsWith(".so", StringComparison.Ordinal) || e.EndsWith(".dylib", StringComparison.Ordinal)
+            || (e.EndsWith(".dll", StringComparison.Ordinal) && e != $"lib/net10.0/{id}.dll"));
     }
 
     [Fact]

@@ -8,7 +8,7 @@ using System.Xml.Linq;
 namespace SpecDecode.Packaging.Tests;
 
 /// <summary>
-/// Packs SpecDecode.Core, SpecDecode.Suffix, SpecDecode.Fleet and SpecDecode.Tree once, as a user or a release job would
+/// Packs the six libraries (SpecDecode.Core, .Suffix, .Tokenization, .Extensions.AI, .Fleet and .Tree) once, as a user or a release job would
 /// (<c>dotnet pack -c Release</c> with <c>ContinuousIntegrationBuild=true</c>), into a temporary folder, and opens the
 /// packages. The pack uses its own artifacts folder (<c>--artifacts-path</c>): it restores from the local NuGet cache and
 /// never writes into the repository's bin/ and obj/ folders, so it cannot disturb the solution build around it. The version
@@ -19,11 +19,12 @@ namespace SpecDecode.Packaging.Tests;
 public sealed class PackagesFixture : IDisposable
 {
     /// <summary>The packable libraries, in dependency order.</summary>
-    public static readonly string[] PackageIds = ["SpecDecode.Core", "SpecDecode.Suffix", "SpecDecode.Fleet", "SpecDecode.Tree"];
+    public static readonly string[] PackageIds =
+        ["SpecDecode.Core", "SpecDecode.Suffix", "SpecDecode.Tokenization", "SpecDecode.Extensions.AI", "SpecDecode.Fleet", "SpecDecode.Tree"];
 
     private readonly string _work;
 
-    /// <summary>Packs the three libraries; throws with the pack's output when it fails.</summary>
+    /// <summary>Packs the libraries; throws with the pack's output when it fails.</summary>
     public PackagesFixture()
     {
         RepositoryRoot = FindRepositoryRoot();
@@ -33,7 +34,7 @@ public sealed class PackagesFixture : IDisposable
         _work = Path.Combine(Path.GetTempPath(), "specdecode-pack-" + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(_work);
 
-        // a solution filter: one `dotnet pack` for the three projects (dotnet pack takes a single project or solution)
+        // a solution filter: one `dotnet pack` for all the projects (dotnet pack takes a single project or solution)
         string filter = Path.Combine(_work, "packages.slnf");
         File.WriteAllText(filter, JsonSerializer.Serialize(new
         {

@@ -1,4 +1,6 @@
 using System.Text.Json;
+using SpecDecode.CommandLine;
+using SpecDecode.Tests.Shared;
 using Spectre.Console;
 
 namespace SpecDecode.Replay.Tests;
@@ -74,13 +76,59 @@ public sealed class ReplayCommandTests
     }
 
     [Fact]
-    public void Missing_trace_file_exits_with_an_error_naming_it()
+    public void Missing_trace_file_is_bad_input_named_on_stderr()
     {
-        var writer = new StringWriter();
-        IAnsiConsole console = PlainConsole.Create(writer, 400);
-        int code = ReplayCommand.Execute(new ReplayRun { Traces = "/nonexistent/x.jsonl.gz" }, console);
-        Assert.Equal(1, code);
-        Assert.Contains("/nonexistent/x.jsonl.gz", writer.ToString());
-        Assert.Contains("MissingFile", writer.ToString());
+        var (code, output, error) = RunCommand("--traces", "/nonexistent/x.jsonl.gz", "--first", "1");
+        Assert.Equal(ToolExitCodes.Usage, code);
+        ToolAssert.OneErrorLine(error, "/nonexistent/x.jsonl.gz");
+        Assert.DoesNotContain("error", output);
+    }
+
+    /// <summary>The tools' convention on the replay's command line: every bad value is refused while parsing with one
+    /// line on stderr that names the option, exit 2, no stack trace.</summary>
+    [Theory]
+    [InlineData("--first", "abc", "--first: 'abc' is not a whole number; give one of 1 or more")]
+    [InlineData("--first", "0", "--first: 0 is too small")]
+    [InlineData("--depth", "1e3", "--depth: '1e3' is not written as a whole number")]
+    [InlineData("--factor", "-1", "--factor: -1 is out of range; give a number of 0 or more")]
+    [InlineData("--min-prob", "abc", "--min-prob: 'abc' is not a number; give one in [0, 1]")]
+    [InlineData("--calibrated", "1", "--calibrated: 1 is out of range; give a number in [0, 1)")]
+    [InlineData("--mode", "bush", "--mode: 'bush' is not one of path, tree")]
+    [InlineData("--drafter", "eagle", "--drafter: 'eagle' is not one of")]
+    [InlineData("--budget", "x", "--budget: 'x' is not a non-negative integer")]
+    [InlineData("--max-cached-tokens", "lots", "--max-cached-tokens: 'lots' is not a whole number; give one of -1 or more")]
+    [InlineData("--bogus", "1", "Unrecognized command or argument '--bogus'")]
+    public void Bad_values_are_refused_naming_the_option(string option, string value, string message)
+    {
+        string[] first = option == "--first" ? [] : ["--first", "1"];
+        var (code, output, error) = RunCommand(["--traces", TraceFixture.Path, .. first, option, value]);
+        Assert.Equal(ToolExitCodes.Usage, code);
+        ToolAssert.OneErrorLine(error, message);
+        Assert.DoesNotContain("   at ", output);
+    }
+
+    [Fact]
+    public void Malformed_trace_file_is_bad_input()
+    {
+        string path = Path.Combine(Path.GetTempPath(), "replay-bad-" + Guid.NewGuid().ToString("N") + ".jsonl");
+        File.WriteAllText(path, "{not json\n");
+        try
+        {
+            var (code, _, error) = RunCommand("--traces", path, "--drafter", DrafterFactory.PromptLookup);
+            Assert.Equal(ToolExitCodes.Usage, code);
+            ToolAssert.OneErrorLine(error, path);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    private static (int Code, string Output, string Error) RunCommand(params string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        int code = ReplayCommand.Run(args, output, error);
+        return (code, output.ToString(), error.ToString());
     }
 }

@@ -29,6 +29,8 @@ public sealed class TraceBadInputTests : IDisposable
         { """{"task_id": "t3", "messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]}""", TraceErrorKind.MissingField },
         { """{"task_id": "t3", "messages": [{"role": "user"}, {"role": "assistant", "content": "y"}], "assistant_indices": [1]}""", TraceErrorKind.MissingField },
         { "[1, 2, 3]", TraceErrorKind.MissingField },
+        // Found by the parser fuzzer (issue 16): an escaped lone surrogate threw an untyped InvalidOperationException.
+        { """{"task_id": "t3", "messages": [{"role": "user", "content": "x\ud800"}, {"role": "assistant", "content": "y"}], "assistant_indices": [1]}""", TraceErrorKind.MalformedJson },
     };
 
     [Theory]

@@ -177,6 +177,59 @@ public sealed class SuffixDrafterTests
         drafter.Cache.CheckIntegrity();
     }
 
+    /// <summary>Issue 16 item 9: CheckIntegrity read each request's tree without synchronising with the thread that owns
+    /// the request, and reported hundreds of false failures per 10 s while requests ran.</summary>
+    [Fact]
+    public async Task CheckIntegrityWhileRequestsRun_ReportsNoFalseFailure()
+    {
+        using var drafter = new SuffixDrafter(new SuffixDrafterOptions { MaxCachedResponses = 8, MaxCachedConversations = 4 });
+        var rng = new Random(5);
+        int[] common = Enumerable.Range(0, 2000).Select(_ => rng.Next(40)).ToArray();
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+        Exception? workerFailure = null;
+        Task[] workers = Enumerable.Range(0, 3).Select(worker => Task.Run(() =>
+        {
+            try
+            {
+                var local = new Random(worker);
+                for (int r = 0; !stop.IsCancellationRequested; r++)
+                {
+                    var id = new RequestId(worker * 1_000_000 + r);
+                    drafter.StartRequest(id, common.AsSpan(local.Next(1500)), new DraftRequestOptions { ConversationId = $"c{worker}-{r % 3}" });
+                    for (int step = 0; step < 40; step++)
+                    {
+                        drafter.Propose(id, 16);
+                        drafter.Observe(id, common.AsSpan(local.Next(common.Length - 8), 1 + local.Next(6)));
+                    }
+                    drafter.EndRequest(id);
+                }
+            }
+            catch (Exception e)
+            {
+                workerFailure = e;
+            }
+        })).ToArray();
+        int checks = 0;
+        var failures = new List<string>();
+        while (!stop.IsCancellationRequested)
+        {
+            try
+            {
+                drafter.Cache.CheckIntegrity();
+            }
+            catch (Exception e)
+            {
+                failures.Add(e.GetType().Name + ": " + e.Message);
+            }
+            checks++;
+        }
+        await Task.WhenAll(workers);
+        Assert.Null(workerFailure);
+        Assert.True(checks > 10, $"only {checks} checks ran");
+        Assert.True(failures.Count == 0, $"{failures.Count} of {checks} checks failed while requests ran, e.g. {failures.FirstOrDefault()}");
+        drafter.Cache.CheckIntegrity();
+    }
+
     [Fact]
     public void AnEndedRequestsTreeIsFreedWhileItsResponseStaysCached()
     {

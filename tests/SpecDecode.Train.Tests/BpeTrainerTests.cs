@@ -1,6 +1,6 @@
 using MlTokenizer = Microsoft.ML.Tokenizers.Tokenizer;
 using SpecDecode.Train.Tokenizer;
-using SpecDecode.Tree.Tokenization;
+using SpecDecode.Tokenization;
 
 using ByteLevelAlphabet = SpecDecode.Train.Tokenizer.ByteLevelAlphabet;
 

@@ -5,7 +5,7 @@ using SpecDecode.Train.Model;
 using SpecDecode.Train.Tokenizer;
 using SpecDecode.Train.Training;
 using SpecDecode.Tree;
-using SpecDecode.Tree.Tokenization;
+using SpecDecode.Tokenization;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -74,7 +74,7 @@ public sealed class CausalPrefillTests
         return (caches, logits.data<float>().ToArray());
     }
 
-    private static void AssertClose(float[] reference, float[] ours, double tolerance, string what)
+    internal static void AssertClose(float[] reference, float[] ours, double tolerance, string what)
     {
         Assert.Equal(reference.Length, ours.Length);
         double maxDiff = 0, maxAbs = 0;

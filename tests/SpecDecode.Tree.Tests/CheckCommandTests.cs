@@ -62,25 +62,41 @@ public sealed class CheckCommandTests
     public void MissingFolderOrReferenceFileIsBadInput()
     {
         using var empty = new TestFiles.TempDir();
-        var writer = new StringWriter();
-        IAnsiConsole console = QuietConsole(writer);
 
-        Assert.Equal(CheckCommand.BadInput, CheckCommand.Execute(new CheckSettings { Folder = empty.File("absent") }, null, console));
+        (int code, string error) = RunCheck(empty.File("absent"));
+        Assert.Equal(CheckCommand.BadInput, code);
+        Assert.Contains("no such folder", error, StringComparison.Ordinal);
+
         File.WriteAllText(empty.File("config.json"), "{}");
         File.WriteAllText(empty.File("expected.json"), "{}");
-        Assert.Equal(CheckCommand.BadInput, CheckCommand.Execute(new CheckSettings { Folder = empty.Path }, null, console));
-
-        string output = writer.ToString();
-        Assert.Contains("no such folder", output, StringComparison.Ordinal);
-        Assert.Contains("expected.safetensors: missing", output, StringComparison.Ordinal);
-        Assert.DoesNotContain("   at ", output, StringComparison.Ordinal);
+        (code, error) = RunCheck(empty.Path);
+        Assert.Equal(CheckCommand.BadInput, code);
+        Assert.Contains("expected.safetensors: missing", error, StringComparison.Ordinal);
+        Assert.Single(error.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.DoesNotContain("   at ", error, StringComparison.Ordinal);
+        Assert.Throws<CheckInputException>(() => CheckCommand.Execute(new CheckSettings { Folder = empty.Path }, null, QuietConsole()));
     }
 
-    [Fact]
-    public void CommandLineErrorsAreBadInput()
+    /// <summary>The tools' convention on the checker's command line: one error line naming the option, exit 2.</summary>
+    [Theory]
+    [InlineData(new string[0], "Required argument 'folder' missing")]
+    [InlineData(new[] { "folder", "--dtype", "int8" }, "--dtype: 'int8' is not one of float32, bfloat16, float16")]
+    [InlineData(new[] { "folder", "--device", "tpu" }, "--device: 'tpu' is not one of cpu, cuda")]
+    [InlineData(new[] { "folder", "--tolerance", "0" }, "--tolerance: 0 is out of range; give a number above 0")]
+    [InlineData(new[] { "folder", "--tolerance", "tight" }, "--tolerance: 'tight' is not a number")]
+    [InlineData(new[] { "folder", "--seed", "x" }, "--seed: 'x' is not a whole number")]
+    public void CommandLineErrorsAreBadInput(string[] args, string message)
     {
-        Assert.Equal(CheckCommand.BadInput, CheckCommand.Run([]));
-        Assert.Equal(CheckCommand.BadInput, CheckCommand.Run(["folder", "--dtype", "int8"]));
+        using var error = new StringWriter();
+        Assert.Equal(CheckCommand.BadInput, CheckCommand.Run(args, TextWriter.Null, error));
+        SpecDecode.Tests.Shared.ToolAssert.OneErrorLine(error.ToString(), message);
+    }
+
+    private static (int Code, string Error) RunCheck(string folder)
+    {
+        using var error = new StringWriter();
+        int code = CheckCommand.Run([folder, "--device", "cpu"], TextWriter.Null, error);
+        return (code, error.ToString());
     }
 
     private static IAnsiConsole QuietConsole(TextWriter? writer = null)

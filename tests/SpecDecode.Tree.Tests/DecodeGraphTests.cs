@@ -18,12 +18,41 @@ public sealed class DecodeGraphTests
         return SharedFixtures.Ids(expected, "prompt_ids").Select(i => (int)i).ToArray();
     }
 
+    /// <summary>Graphs are automatic by default (issue 18, "fast by default"): on where they work, so off on the CPU, and
+    /// the model says which path runs what and why, also in its log.</summary>
     [Fact]
-    public void IsOffByDefault()
+    public void IsAutomaticByDefault_OffOnTheCpu_AndTheModelSaysWhichPathRunsWhat()
     {
-        Assert.False(new TargetModelOptions().CudaGraphs);
-        using TargetModel model = TargetModel.Load(Folder, new TargetModelOptions { Device = CPU, MaxContext = 64 });
+        Assert.Null(new TargetModelOptions().CudaGraphs);
+        var logger = new ListLogger();
+        using TargetModel model = TargetModel.Load(Folder, new TargetModelOptions { Device = CPU, MaxContext = 64, MaxBatch = 2, Logger = logger });
         Assert.False(model.UsesCudaGraphs);
+        string paths = model.StepPaths;
+        Assert.Contains("plain steps: libtorch, scripted layers", paths, StringComparison.Ordinal);
+        Assert.Contains("CUDA graphs off: the model runs on CPU", paths, StringComparison.Ordinal);
+        Assert.Equal(paths, Assert.Single(logger.Messages).Split(": ", 2)[1]);
+
+        using TargetModel off = TargetModel.Load(Folder, new TargetModelOptions { Device = CPU, MaxContext = 64, CudaGraphs = false });
+        Assert.Contains("TargetModelOptions.CudaGraphs is false", off.StepPaths, StringComparison.Ordinal);
+
+        // graphs on (run eagerly on the CPU): plain steps take the graphed step, trees and batches say why they do not
+        using TargetModel graphed = TargetModel.Load(Folder, new TargetModelOptions { Device = CPU, MaxContext = 64, MaxBatch = 2, CudaGraphs = true, CudaGraphCapture = false });
+        string graphedPaths = graphed.StepPaths;
+        Assert.Contains("plain steps: graphed libtorch decode step;", graphedPaths, StringComparison.Ordinal);
+        Assert.Contains("batches: libtorch, scripted layers (not graphed libtorch decode step: a batch of sequences)", graphedPaths, StringComparison.Ordinal);
+        Assert.Contains("one-sequence trees: libtorch, scripted layers (not graphed libtorch decode step: a draft tree)", graphedPaths, StringComparison.Ordinal);
+    }
+
+    private sealed class ListLogger : Microsoft.Extensions.Logging.ILogger
+    {
+        public List<string> Messages { get; } = [];
+
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+        public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => true;
+
+        public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId eventId, TState state, Exception? exception,
+            Func<TState, Exception?, string> formatter) => Messages.Add(formatter(state, exception));
     }
 
     [Fact]

@@ -1,7 +1,7 @@
 using System.Text;
 using System.Text.Json.Nodes;
 using Microsoft.ML.Tokenizers;
-using SpecDecode.Tree.Tokenization;
+using SpecDecode.Tokenization;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -20,15 +20,25 @@ public sealed class MemoryEstimateTests
     [Fact]
     public void Llama31_8B_Batch8_32k_FitsAnH100_AndTheFiguresAreTheShapesProducts()
     {
-        MemoryEstimate m = MemoryEstimate.For(Llama31_8B(), new TargetModelOptions { MaxBatch = 8, MaxContext = 32768 });
+        MemoryEstimate m = MemoryEstimate.For(Llama31_8B(), new TargetModelOptions { MaxBatch = 8, MaxContext = 32768, CudaGraphs = false });
         Assert.Equal(8_030_261_248L * 2, m.WeightBytes);                 // the parameter count ModelShapeTests checks
         Assert.Equal(32L * 2 * 8 * 128 * 2, m.KvBytesPerToken);         // 131,072 B per token
-        Assert.Equal(m.KvBytesPerToken * 8 * 32769, m.KvCacheBytes);     // 34.4 GB
+        Assert.Equal(64, m.KvBlockSize);
+        Assert.Equal(m.KvBytesPerToken * (8 * 32768 + 64), m.KvCacheBytes); // 34.4 GB: 4,096 blocks of 64 tokens and the scratch block
+        Assert.Equal(8 * 32768, m.KvTokens);
         const long h100 = 78L * 1024 * 1024 * 1024;                      // what the H100 here offers (about 78 GiB)
         Assert.True(m.TotalBytes < h100, $"{m.TotalBytes / 1e9:F1} GB");
         Assert.Equal(15, m.MaxSequences(h100, 32768));                   // (83.75 - 16.06) GB / 4.295 GB per 32k sequence = 15.8
+        // the pool in tokens: whole blocks, the scratch block aside; sequences of real lengths share it block by block
+        long tokens = m.KvTokensFor(h100);
+        Assert.Equal(0, tokens % 64);
+        Assert.InRange(tokens, 15 * 32768, 16 * 32768);                  // 516k tokens
+        Assert.Equal(7, m.SequencesFitting([50_000, 50_000, 50_000, 50_000, 50_000, 10, 1])); // 5 × 782 blocks + 1 + 1 of 4,096
+        Assert.Equal(8, m.SequencesFitting(Enumerable.Repeat(32768, 9)));
         Assert.Equal(0, m.MaxSequences(m.WeightBytes, 10));
         Assert.Equal(0, m.KernelBufferBytes);                            // no CUDA graphs: no kernel steps
+        // graphs are automatic by default, so the estimate counts the kernel buffers a GPU would take
+        Assert.InRange(MemoryEstimate.For(Llama31_8B(), new TargetModelOptions { MaxBatch = 8, MaxContext = 32768 }).KernelBufferBytes, 100_000_000, 102_000_000);
     }
 
     /// <summary>With CUDA graphs the decode-step and tree-step kernels' buffers count too, as their sizes follow from the
@@ -49,9 +59,9 @@ public sealed class MemoryEstimateTests
 
         MemoryEstimate m = MemoryEstimate.For(c, options);
         Assert.Equal(m.WeightBytes + m.KvCacheBytes + m.KernelBufferBytes, m.TotalBytes);
-        long justFifteen = m.WeightBytes + m.KernelBufferBytes + 15 * m.KvBytesPerToken * 32769;
+        long justFifteen = m.WeightBytes + m.KernelBufferBytes + (15 * 32768 + 64) * m.KvBytesPerToken;
         Assert.Equal(15, m.MaxSequences(justFifteen, 32768));
-        Assert.Equal(14, m.MaxSequences(justFifteen - 1, 32768));         // the kernel buffers are not free for the cache
+        Assert.Equal(14, m.MaxSequences(justFifteen - 1, 32768));         // the kernel buffers and the scratch block are not free for the cache
         Assert.Equal(0, MemoryEstimate.For(c, new TargetModelOptions { MaxBatch = 8, MaxContext = 32768, CudaGraphs = true, DecodeKernels = false }).KernelBufferBytes);
     }
 }

@@ -91,6 +91,41 @@ public sealed class ModelConfigTests
         { """{"architectures":["LlamaForCausalLM"],"hidden_size":8""", "not valid config JSON" },
     };
 
+    /// <summary>A config with hidden_size 8, 2 heads, one layer and vocabulary 10, plus <paramref name="rest"/> (which
+    /// may override any of them: the last occurrence of a key wins).</summary>
+    private static string Cfg(string rest) =>
+        """{"architectures":["LlamaForCausalLM"],"hidden_size":8,"intermediate_size":8,"num_hidden_layers":1,"num_attention_heads":2,"vocab_size":10,""" + rest + "}";
+
+    /// <summary>Issue 16 item 8: values no decoder has reached libtorch (a native allocation failure), or loaded and failed
+    /// later with a message that blamed something else. Each is refused naming the key and the value.</summary>
+    public static TheoryData<string, string, string> OutOfBounds => new()
+    {
+        { Cfg("\"hidden_size\":2000000000"), "hidden_size", "2000000000" },
+        { Cfg("\"intermediate_size\":1000000000"), "intermediate_size", "1000000000" },
+        { Cfg("\"head_dim\":-64"), "head_dim", "-64" },
+        { Cfg("\"head_dim\":3"), "head_dim", "3" },
+        { Cfg("\"bos_token_id\":5000"), "bos_token_id", "5000" },
+        { Cfg("\"eos_token_id\":[2,10]"), "eos_token_id", "10" },
+        { Cfg("\"eos_token_id\":-1"), "eos_token_id", "-1" },
+        { Cfg("\"num_hidden_layers\":100000"), "num_hidden_layers", "100000" },
+        { Cfg("\"vocab_size\":100000000"), "vocab_size", "100000000" },
+        { Cfg("\"num_key_value_heads\":-2"), "num_key_value_heads", "-2" },
+        { Cfg("\"max_position_embeddings\":0"), "max_position_embeddings", "0" },
+        { Cfg("\"rms_norm_eps\":-1e-6"), "rms_norm_eps", "-1E-06" },
+        { Cfg("\"rope_theta\":0"), "rope_theta", "0" },
+        { Cfg("\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":-8,\"original_max_position_embeddings\":8192}"), "factor", "-8" },
+    };
+
+    [Theory]
+    [MemberData(nameof(OutOfBounds))]
+    public void ValuesNoDecoderHas_AreRefusedNamingTheKeyAndTheValue(string json, string key, string value)
+    {
+        var ex = Assert.Throws<ModelConfigException>(() => Parse(json));
+        Assert.Contains($"'{key}'", ex.Message);
+        Assert.Contains(value, ex.Message);
+        Assert.Equal("test.json", ex.Path);
+    }
+
     [Theory]
     [MemberData(nameof(Refusals))]
     public void UnusableConfigsAreRefusedWithTheReason(string json, string mentioned)

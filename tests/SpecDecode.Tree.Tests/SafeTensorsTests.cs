@@ -81,6 +81,15 @@ public sealed class SafeTensorsTests : IDisposable
     [InlineData("""{"w":{"dtype":"F32","shape":[4]}}""", "corrupt header")]
     [InlineData("""{"w": nonsense""", "corrupt header")]
     [InlineData("""[1,2,3]""", "not a JSON object")]
+    // Found by the parser fuzzer: a field of the wrong type, or a shape whose byte count overflows, named neither the
+    // tensor nor the field ("corrupt header (One of the identified items was in an invalid format.)", "needs -4 bytes").
+    [InlineData("""{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,"16"]}}""", "tensor 'w': \"data_offsets\"")]
+    [InlineData("""{"w":{"dtype":"F32","shape":[4.5],"data_offsets":[0,16]}}""", "tensor 'w': \"shape\"")]
+    [InlineData("""{"w":{"dtype":7,"shape":[4],"data_offsets":[0,16]}}""", "tensor 'w': \"dtype\"")]
+    [InlineData("""{"w":{"dtype":"F32","shape":[9223372036854775807],"data_offsets":[0,16]}}""", "tensor 'w' of shape [9223372036854775807] has more")]
+    [InlineData("""{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,9223372036854775807]}}""", "outside the file")]
+    // Issue 16 item 7: a duplicate name gave an untyped ArgumentException that named no file.
+    [InlineData("""{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"w":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}""", "'w' appears twice")]
     public void CorruptHeaderIsRefusedWithTheReason(string header, string mentioned)
     {
         string path = Path.Combine(_dir, "bad.safetensors");

@@ -244,94 +244,106 @@ public sealed class TraceReader
         }
         using (document)
         {
-            JsonElement root = document.RootElement;
-            if (root.ValueKind != JsonValueKind.Object)
+            try
             {
-                throw Error(TraceErrorKind.MissingField, lineNumber, $"The line is a JSON {root.ValueKind}, not an object.");
+                return Parse(document.RootElement, lineNumber, pendingTasks);
             }
-            string taskId = RequireString(root, "task_id", lineNumber);
-            if (!Selection.IncludesTask(taskId) || (pendingTasks is not null && !pendingTasks.Contains(taskId)))
+            catch (InvalidOperationException ex)
             {
-                return null;
+                // JsonElement.GetString throws this for an escape that is not valid UTF-16 (a lone surrogate, \ud800).
+                throw Error(TraceErrorKind.MalformedJson, lineNumber, "A string of the line is not valid text: " + ex.Message, ex);
             }
-            bool resolved = root.TryGetProperty("resolved", out JsonElement r) && r.ValueKind == JsonValueKind.True;
-            JsonElement messages = RequireProperty(root, "messages", JsonValueKind.Array, lineNumber);
-            JsonElement indicesElement = RequireProperty(root, "assistant_indices", JsonValueKind.Array, lineNumber);
-
-            int messageCount = messages.GetArrayLength();
-            var roles = new MessageRole[messageCount];
-            int m = 0;
-            foreach (JsonElement message in messages.EnumerateArray())
-            {
-                if (message.ValueKind != JsonValueKind.Object)
-                {
-                    throw Error(TraceErrorKind.MissingField, lineNumber, $"{taskId}: messages[{m}] is a JSON {message.ValueKind}, not an object.");
-                }
-                string role = RequireString(message, "role", lineNumber, $"messages[{m}].");
-                if (!MessageRoles.TryParse(role, out roles[m]))
-                {
-                    throw Error(TraceErrorKind.UnknownRole, lineNumber,
-                        $"{taskId}: messages[{m}] has role \"{role}\"; the protocol knows system, user and assistant.");
-                }
-                m++;
-            }
-
-            int[] indices = new int[indicesElement.GetArrayLength()];
-            int k = 0;
-            foreach (JsonElement index in indicesElement.EnumerateArray())
-            {
-                if (index.ValueKind != JsonValueKind.Number || !index.TryGetInt32(out int a))
-                {
-                    throw Error(TraceErrorKind.BadAssistantIndex, lineNumber, $"{taskId}: assistant_indices[{k}] is not an integer.");
-                }
-                if (a < 0 || a >= messageCount)
-                {
-                    throw Error(TraceErrorKind.BadAssistantIndex, lineNumber,
-                        $"{taskId}: assistant_indices[{k}] = {a} is out of range: the trajectory has {messageCount} messages.");
-                }
-                if (k > 0 && a <= indices[k - 1])
-                {
-                    throw Error(TraceErrorKind.BadAssistantIndex, lineNumber,
-                        $"{taskId}: assistant_indices[{k}] = {a} does not follow {indices[k - 1]}: indices must increase.");
-                }
-                if (roles[a] != MessageRole.Assistant)
-                {
-                    throw Error(TraceErrorKind.BadAssistantIndex, lineNumber,
-                        $"{taskId}: assistant_indices[{k}] = {a} names a {roles[a].ToName()} message, not an assistant one.");
-                }
-                indices[k++] = a;
-            }
-
-            // Contents up to the last response are needed; the rest only validated.
-            int needed = indices.Length == 0 ? 0 : indices[^1] + 1;
-            var contents = new string?[needed];
-            m = 0;
-            k = 0;
-            foreach (JsonElement message in messages.EnumerateArray())
-            {
-                if (!message.TryGetProperty("content", out JsonElement content) || content.ValueKind != JsonValueKind.String)
-                {
-                    throw Error(TraceErrorKind.MissingField, lineNumber,
-                        $"{taskId}: messages[{m}] has no string field \"content\".");
-                }
-                bool isResponse = k < indices.Length && indices[k] == m;
-                if (isResponse)
-                {
-                    if (content.ValueEquals(ReadOnlySpan<byte>.Empty))
-                    {
-                        throw Error(TraceErrorKind.EmptyResponse, lineNumber,
-                            $"{taskId}: call {k} (messages[{m}]) has an empty response: there is no token to replay.");
-                    }
-                    k++;
-                }
-                if (m < needed && _tokenizer is not null)
-                {
-                    contents[m] = content.GetString();
-                }
-                m++;
-            }
-            return new ParsedLine(taskId, resolved, lineNumber, roles, contents, indices);
         }
+    }
+
+    private ParsedLine? Parse(JsonElement root, long lineNumber, HashSet<string>? pendingTasks)
+    {
+        if (root.ValueKind != JsonValueKind.Object)
+        {
+            throw Error(TraceErrorKind.MissingField, lineNumber, $"The line is a JSON {root.ValueKind}, not an object.");
+        }
+        string taskId = RequireString(root, "task_id", lineNumber);
+        if (!Selection.IncludesTask(taskId) || (pendingTasks is not null && !pendingTasks.Contains(taskId)))
+        {
+            return null;
+        }
+        bool resolved = root.TryGetProperty("resolved", out JsonElement r) && r.ValueKind == JsonValueKind.True;
+        JsonElement messages = RequireProperty(root, "messages", JsonValueKind.Array, lineNumber);
+        JsonElement indicesElement = RequireProperty(root, "assistant_indices", JsonValueKind.Array, lineNumber);
+
+        int messageCount = messages.GetArrayLength();
+        var roles = new MessageRole[messageCount];
+        int m = 0;
+        foreach (JsonElement message in messages.EnumerateArray())
+        {
+            if (message.ValueKind != JsonValueKind.Object)
+            {
+                throw Error(TraceErrorKind.MissingField, lineNumber, $"{taskId}: messages[{m}] is a JSON {message.ValueKind}, not an object.");
+            }
+            string role = RequireString(message, "role", lineNumber, $"messages[{m}].");
+            if (!MessageRoles.TryParse(role, out roles[m]))
+            {
+                throw Error(TraceErrorKind.UnknownRole, lineNumber,
+                    $"{taskId}: messages[{m}] has role \"{role}\"; the protocol knows system, user and assistant.");
+            }
+            m++;
+        }
+
+        int[] indices = new int[indicesElement.GetArrayLength()];
+        int k = 0;
+        foreach (JsonElement index in indicesElement.EnumerateArray())
+        {
+            if (index.ValueKind != JsonValueKind.Number || !index.TryGetInt32(out int a))
+            {
+                throw Error(TraceErrorKind.BadAssistantIndex, lineNumber, $"{taskId}: assistant_indices[{k}] is not an integer.");
+            }
+            if (a < 0 || a >= messageCount)
+            {
+                throw Error(TraceErrorKind.BadAssistantIndex, lineNumber,
+                    $"{taskId}: assistant_indices[{k}] = {a} is out of range: the trajectory has {messageCount} messages.");
+            }
+            if (k > 0 && a <= indices[k - 1])
+            {
+                throw Error(TraceErrorKind.BadAssistantIndex, lineNumber,
+                    $"{taskId}: assistant_indices[{k}] = {a} does not follow {indices[k - 1]}: indices must increase.");
+            }
+            if (roles[a] != MessageRole.Assistant)
+            {
+                throw Error(TraceErrorKind.BadAssistantIndex, lineNumber,
+                    $"{taskId}: assistant_indices[{k}] = {a} names a {roles[a].ToName()} message, not an assistant one.");
+            }
+            indices[k++] = a;
+        }
+
+        // Contents up to the last response are needed; the rest only validated.
+        int needed = indices.Length == 0 ? 0 : indices[^1] + 1;
+        var contents = new string?[needed];
+        m = 0;
+        k = 0;
+        foreach (JsonElement message in messages.EnumerateArray())
+        {
+            if (!message.TryGetProperty("content", out JsonElement content) || content.ValueKind != JsonValueKind.String)
+            {
+                throw Error(TraceErrorKind.MissingField, lineNumber,
+                    $"{taskId}: messages[{m}] has no string field \"content\".");
+            }
+            bool isResponse = k < indices.Length && indices[k] == m;
+            if (isResponse)
+            {
+                if (content.ValueEquals(ReadOnlySpan<byte>.Empty))
+                {
+                    throw Error(TraceErrorKind.EmptyResponse, lineNumber,
+                        $"{taskId}: call {k} (messages[{m}]) has an empty response: there is no token to replay.");
+                }
+                k++;
+            }
+            if (m < needed && _tokenizer is not null)
+            {
+                contents[m] = content.GetString();
+            }
+            m++;
+        }
+        return new ParsedLine(taskId, resolved, lineNumber, roles, contents, indices);
     }
 
     private string RequireString(JsonElement obj, string name, long lineNumber, string where = "")

@@ -1,12 +1,13 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
-using System.Text;
 using System.Text.Json;
+using System.Text;
 using Microsoft.ML.Tokenizers;
+using SpecDecode.CommandLine;
 using SpecDecode.Suffix;
+using SpecDecode.Tokenization;
 using SpecDecode.Tree;
-using SpecDecode.Tree.Tokenization;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -36,13 +37,13 @@ internal static class EvaluateCommand
         var traces = new Option<string>("--traces") { Description = "The SWE-bench trajectories (gzip JSONL); the last 50 are the held-out set.", DefaultValueFactory = _ => TraceDefaults.Traces };
         var model = new Option<string>("--model") { Description = "The target's checkpoint folder.", DefaultValueFactory = _ => "models/default" };
         var draft = new Option<string>("--draft-model") { Description = "The draft model's checkpoint folder.", DefaultValueFactory = _ => "models/default-draft" };
-        var perTrajectory = new Option<int>("--calls-per-trajectory") { Description = "Assistant turns taken per held-out trajectory, evenly spaced.", DefaultValueFactory = _ => 4 };
-        var maxNew = new Option<int>("--max-new") { Description = "Tokens generated per call at most (the end-of-turn token ends a call earlier).", DefaultValueFactory = _ => 128 };
-        var budget = new Option<int>("--budget") { Description = "Draft tokens per step.", DefaultValueFactory = _ => 32 };
+        var perTrajectory = ToolOptions.Int("--calls-per-trajectory", "Assistant turns taken per held-out trajectory, evenly spaced.", 4, 1);
+        var maxNew = ToolOptions.Int("--max-new", "Tokens generated per call at most (the end-of-turn token ends a call earlier).", 128, 1);
+        var budget = ToolOptions.Int("--budget", "Draft tokens per step.", 32, 0);
         var drafters = new Option<string>("--drafters") { Description = "Comma list of plain, suffix, draft-model, hybrid.", DefaultValueFactory = _ => "plain,suffix,draft-model,hybrid" };
         var adaptive = new Option<bool>("--adaptive") { Description = "Adaptive speculation (default off: every draft is verified as proposed, which measures acceptance)." };
-        var device = new Option<string?>("--device") { Description = "cpu or cuda (default: cuda when available)." };
-        var dtype = new Option<string?>("--dtype") { Description = "float32 or bfloat16 (default: bfloat16 on CUDA, float32 on the CPU). Greedy speculative output equals plain output exactly only where the tree forward and the one-token forward round alike: float32." };
+        var device = ToolOptions.Choice("--device", "cpu or cuda (default: cuda when available).", null, ["cpu", "cuda"]);
+        var dtype = ToolOptions.Choice("--dtype", "float32 or bfloat16 (default: bfloat16 on CUDA, float32 on the CPU). Greedy speculative output equals plain output exactly only where the tree forward and the one-token forward round alike: float32.", null, ["float32", "bfloat16"]);
         var output = new Option<string>("--out") { Description = "The JSON report (a markdown table is printed).", DefaultValueFactory = _ => "bench/out/default-model-acceptance.json" };
         var command = new Command("evaluate", "Acceptance of the drafters with the trained pair on the held-out trajectories.")
         {

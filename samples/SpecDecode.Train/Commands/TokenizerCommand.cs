@@ -1,8 +1,9 @@
 using System.CommandLine;
 using System.Diagnostics;
 using Microsoft.ML.Tokenizers;
+using SpecDecode.CommandLine;
+using SpecDecode.Tokenization;
 using SpecDecode.Train.Tokenizer;
-using SpecDecode.Tree.Tokenization;
 
 namespace SpecDecode.Train.Commands;
 
@@ -13,9 +14,9 @@ internal static class TokenizerCommand
     {
         var traces = new Option<string>("--traces") { Description = "The SWE-bench trajectories (gzip JSONL).", DefaultValueFactory = _ => TraceDefaults.Traces };
         var output = new Option<string>("--out") { Description = "The folder for tokenizer.json, tokenizer_config.json and special_tokens_map.json.", Required = true };
-        var vocab = new Option<int>("--vocab") { Description = "Vocabulary size, special tokens included.", DefaultValueFactory = _ => 8192 };
-        var positions = new Option<int>("--positions") { Description = "model_max_length written into tokenizer_config.json.", DefaultValueFactory = _ => 2048 };
-        var maxMb = new Option<int>("--max-training-mb") { Description = "Train on at most this many MB of text (0: all).", DefaultValueFactory = _ => 0 };
+        var vocab = ToolOptions.Int("--vocab", "Vocabulary size, special tokens included.", 8192, 1);
+        var positions = ToolOptions.Int("--positions", "model_max_length written into tokenizer_config.json.", 2048, 1);
+        var maxMb = ToolOptions.Int("--max-training-mb", "Train on at most this many MB of text (0: all).", 0, 0);
         var command = new Command("tokenizer", "Train the byte-level BPE tokenizer on the training trajectories (the last 50 are held out).")
         {
             traces, output, vocab, positions, maxMb,

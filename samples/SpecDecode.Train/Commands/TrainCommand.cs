@@ -3,13 +3,14 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using Microsoft.ML.Tokenizers;
+using SpecDecode.CommandLine;
+using SpecDecode.Tokenization;
 using SpecDecode.Train.Checkpoint;
 using SpecDecode.Train.Data;
 using SpecDecode.Train.Model;
 using SpecDecode.Train.Tokenizer;
 using SpecDecode.Train.Training;
 using SpecDecode.Tree;
-using SpecDecode.Tree.Tokenization;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -32,18 +33,18 @@ internal static class TrainCommand
         var shape = new Option<string>("--shape") { Description = "target, draft or tiny.", DefaultValueFactory = _ => "target" };
         var output = new Option<string>("--out") { Description = "The Hugging Face folder to write at the end.", Required = true };
         var checkpoint = new Option<string>("--checkpoint") { Description = "The checkpoint folder: resumed from when it holds a checkpoint of the same options.", Required = true };
-        var steps = new Option<int>("--steps") { Description = "Optimiser steps of the whole run.", DefaultValueFactory = _ => 1200 };
-        var batch = new Option<int>("--batch") { Description = "Windows per step.", DefaultValueFactory = _ => 32 };
-        var positions = new Option<int>("--positions") { Description = "Tokens the model sees at once (max_position_embeddings).", DefaultValueFactory = _ => 2048 };
-        var lr = new Option<double>("--lr") { Description = "Peak learning rate.", DefaultValueFactory = _ => 1.5e-3 };
-        var warmup = new Option<int>("--warmup") { Description = "Warm-up steps.", DefaultValueFactory = _ => 100 };
-        var seed = new Option<long>("--seed") { Description = "Seeds the weights and the batches.", DefaultValueFactory = _ => 1 };
-        var evalEvery = new Option<int>("--eval-every") { Description = "Steps between loss-log rows.", DefaultValueFactory = _ => 50 };
-        var checkpointEvery = new Option<int>("--checkpoint-every") { Description = "Steps between checkpoints.", DefaultValueFactory = _ => 200 };
-        var maxMinutes = new Option<double>("--max-minutes") { Description = "Stop (with a checkpoint) after this long; run again to resume.", DefaultValueFactory = _ => 0 };
-        var validation = new Option<int>("--validation-trajectories") { Description = "The last N training trajectories are kept out of training for validation.", DefaultValueFactory = _ => 9 };
-        var device = new Option<string?>("--device") { Description = "cpu or cuda (default: cuda when available)." };
-        var shardMb = new Option<int>("--shard-mb") { Description = "The largest safetensors shard in MB (10^6 bytes).", DefaultValueFactory = _ => 16 };
+        var steps = ToolOptions.Int("--steps", "Optimiser steps of the whole run.", 1200, 1);
+        var batch = ToolOptions.Int("--batch", "Windows per step.", 32, 1);
+        var positions = ToolOptions.Int("--positions", "Tokens the model sees at once (max_position_embeddings).", 2048, 1);
+        var lr = ToolOptions.Double("--lr", "Peak learning rate.", 1.5e-3, NumberRange.Above(0));
+        var warmup = ToolOptions.Int("--warmup", "Warm-up steps.", 100, 0);
+        var seed = ToolOptions.Long("--seed", "Seeds the weights and the batches.", 1, 0);
+        var evalEvery = ToolOptions.Int("--eval-every", "Steps between loss-log rows.", 50, 1);
+        var checkpointEvery = ToolOptions.Int("--checkpoint-every", "Steps between checkpoints.", 200, 1);
+        var maxMinutes = ToolOptions.Double("--max-minutes", "Stop (with a checkpoint) after this long; run again to resume.", 0, NumberRange.AtLeast(0));
+        var validation = ToolOptions.Int("--validation-trajectories", "The last N training trajectories are kept out of training for validation.", 9, 1);
+        var device = ToolOptions.Choice("--device", "cpu or cuda (default: cuda when available).", null, ["cpu", "cuda"]);
+        var shardMb = ToolOptions.Int("--shard-mb", "The largest safetensors shard in MB (10^6 bytes).", 16, 1);
         var command = new Command("train", "Train a model of the pair and export it as a Hugging Face folder.")
         {
             traces, tokenizer, shape, output, checkpoint, steps, batch, positions, lr, warmup, seed, evalEvery, checkpointEvery, maxMinutes, validation, device, shardMb,

@@ -27,6 +27,19 @@ public sealed record GenerationStatistics(
     TimeSpan QueueTime,
     TimeSpan TotalTime)
 {
+    /// <summary>Prompt tokens whose keys and values were already cached (a shared prefix: the conversation's earlier calls,
+    /// a common system prompt) and were not computed again: <see cref="PromptTokens"/> minus this many were prefilled.
+    /// Summed over requests in <see cref="EngineStatistics.Totals"/>.</summary>
+    public long CachedPromptTokens { get; init; }
+
+    /// <summary>Time from submission to the first generated token (zero until there is one; the engine-wide sum in
+    /// <see cref="EngineStatistics.Totals"/>).</summary>
+    public TimeSpan TimeToFirstToken { get; init; }
+
+    /// <summary>Times the request gave its memory back to let others run when the KV cache was full (it resumed later,
+    /// reusing what was still cached).</summary>
+    public int Preemptions { get; init; }
+
     /// <summary>vLLM's mean acceptance length: 1 + accepted / drafts (1 without drafts).</summary>
     public double MeanAcceptanceLength => Drafts == 0 ? 1.0 : 1.0 + (double)AcceptedTokens / Drafts;
 

@@ -25,8 +25,10 @@ public interface ISpeculativeGenerator
 }
 
 /// <summary>A request the engine can never serve as asked (it is refused, never truncated silently).</summary>
-public sealed class RequestRejectedException : InvalidOperationException
+public sealed class RequestRejectedException : SpecDecodeException
 {
     /// <summary>Creates the exception with a message that says what to change.</summary>
-    public RequestRejectedException(string message) : base(message) { }
+    /// <param name="message">Why the request cannot be served and what to change.</param>
+    /// <param name="inner">The underlying error, if any.</param>
+    public RequestRejectedException(string message, Exception? inner = null) : base(message, inner) { }
 }

@@ -436,7 +436,7 @@ public sealed class DraftModelDrafter : IBatchDrafter
                     foreach (Job job in jobs)
                     {
                         int fed = job.State.Pending.Count;
-                        _model.CommitDraftRegion(job.State.Slot, fed - 1);
+                        _model.CommitDraftRegion(job.State.Slot, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(job.State.Pending)[..(fed - 1)]);
                         job.State.Pending.RemoveRange(0, fed - 1);
                         job.RegionParents.Add(-1);
                     }

@@ -5,7 +5,7 @@ namespace SpecDecode.Tree;
 /// vocabulary: a token id would mean different text to the two models, so the draft's proposals would be rejected (or,
 /// past the target's vocabulary, invalid).
 /// </summary>
-public sealed class VocabularyMismatchException : Exception
+public sealed class VocabularyMismatchException : SpecDecodeException
 {
     /// <summary>Creates the exception with a message that says what differs and what to do.</summary>
     /// <param name="message">What differs and what to do.</param>

@@ -7,7 +7,9 @@ namespace SpecDecode.Tree;
 internal sealed class EngineCounters(EngineMetrics metrics)
 {
     private readonly Lock _gate = new();
-    private long _completed, _batches, _requestSteps, _drafts, _draftTokens, _accepted, _emitted, _promptTokens;
+    private long _completed, _batches, _requestSteps, _drafts, _draftTokens, _accepted, _emitted, _promptTokens, _cachedPromptTokens;
+    private long _firstTokenTicks;
+    private int _preemptions;
     private long _stepTicks, _draftTicks, _verifyTicks, _prefillTicks;
     private long[] _acceptedPerPosition = new long[8];
 
@@ -18,29 +20,48 @@ internal sealed class EngineCounters(EngineMetrics metrics)
         {
             _completed++;
         }
-        if (reason is FinishReason r)
-        {
-            metrics.RecordFinished(r);
-        }
-        else if (failed)
-        {
-            metrics.RecordFailed();
-        }
-        else
-        {
-            metrics.RecordCancelled();
-        }
+        metrics.RecordFinished(reason, failed);
     }
 
-    /// <summary>A prefill forward and the prompt tokens of the requests it admitted.</summary>
-    public void AddPrefill(long ticks, long promptTokens)
+    /// <summary>A prefill forward.</summary>
+    public void AddPrefill(long ticks)
     {
         lock (_gate)
         {
             _prefillTicks += ticks;
-            _promptTokens += promptTokens;
         }
         metrics.RecordPrefill(Seconds(ticks));
+    }
+
+    /// <summary>A request admitted for the first time: its prompt tokens and how many of them were cached already.</summary>
+    public void AddAdmitted(long promptTokens, long cachedTokens)
+    {
+        lock (_gate)
+        {
+            _promptTokens += promptTokens;
+            _cachedPromptTokens += cachedTokens;
+        }
+        metrics.RecordPrompt(promptTokens, cachedTokens);
+    }
+
+    /// <summary>A request's first token, <paramref name="ticks"/> after its submission.</summary>
+    public void AddFirstToken(long ticks)
+    {
+        lock (_gate)
+        {
+            _firstTokenTicks += ticks;
+        }
+        metrics.RecordTimeToFirstToken(Seconds(ticks));
+    }
+
+    /// <summary>A running request gave its blocks back because the KV cache was full.</summary>
+    public void AddPreemption()
+    {
+        lock (_gate)
+        {
+            _preemptions++;
+        }
+        metrics.RecordPreemption();
     }
 
     public void AddStep(int batch, long stepTicks, long draftTicks, long verifyTicks)
@@ -87,7 +108,12 @@ internal sealed class EngineCounters(EngineMetrics metrics)
             // Prompt tokens saturate at int.MaxValue (GenerationStatistics counts one request's prompt in an int).
             var totals = new GenerationStatistics((int)Math.Min(_promptTokens, int.MaxValue), _emitted, _requestSteps, _drafts, _draftTokens, _accepted,
                 _acceptedPerPosition[..positions], Ticks(_draftTicks), Ticks(_verifyTicks), Ticks(_prefillTicks), TimeSpan.Zero,
-                Ticks(_stepTicks + _prefillTicks));
+                Ticks(_stepTicks + _prefillTicks))
+            {
+                CachedPromptTokens = _cachedPromptTokens,
+                TimeToFirstToken = Ticks(_firstTokenTicks),
+                Preemptions = _preemptions,
+            };
             return new EngineStatistics(_completed, active, waiting, _batches, totals, Ticks(_stepTicks - _draftTicks - _verifyTicks));
         }
     }

@@ -35,4 +35,16 @@ internal static partial class EngineLog
     [LoggerMessage(EventId = 7, EventName = "StepFailed", Level = LogLevel.Error,
         Message = "An engine step failed; its {Requests} requests fail with the error and the engine goes on")]
     public static partial void StepFailed(ILogger logger, Exception error, int requests);
+
+    [LoggerMessage(EventId = 8, EventName = "PluginFailed", Level = LogLevel.Warning,
+        Message = "The {Plugin} threw from {Operation} for request {RequestId}; the request keeps its outcome and the engine goes on")]
+    public static partial void PluginFailed(ILogger logger, Exception error, string plugin, string operation, long requestId);
+
+    [LoggerMessage(EventId = 9, EventName = "CleanupFailed", Level = LogLevel.Warning,
+        Message = "Freeing the KV-cache slot of request {RequestId} failed; the slot is not used again")]
+    public static partial void CleanupFailed(ILogger logger, Exception error, long requestId);
+
+    [LoggerMessage(EventId = 10, EventName = "MetricsListenerFailed", Level = LogLevel.Warning,
+        Message = "A listener of the engine's metrics threw; measurements it throws on are dropped (logged once per engine)")]
+    public static partial void MetricsListenerFailed(ILogger logger, Exception error);
 }

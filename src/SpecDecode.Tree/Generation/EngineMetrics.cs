@@ -33,16 +33,21 @@ internal sealed class EngineMetrics : IDisposable
     ];
 
     private readonly bool _ownsMeter;
+    private readonly Action<Exception> _listenerFailed;
     private readonly Counter<long> _drafts, _draftTokens, _accepted, _acceptedPerPosition, _generated, _requests;
-    private readonly Histogram<double> _stepDuration;
+    private readonly Counter<long> _promptTokens, _prefixQueries, _prefixHits, _preemptions;
+    private readonly Histogram<double> _stepDuration, _timeToFirstToken;
     private readonly Histogram<int> _batchSize;
     // Boxed position tags, grown (rarely) on the engine thread only.
     private KeyValuePair<string, object?>[] _positions = Positions(0, 16);
 
     /// <summary>Creates the instruments on a meter from <paramref name="factory"/> (which owns it), or on a meter of the
-    /// engine's own (scoped to <paramref name="scope"/>, disposed with this object) when the factory is null.</summary>
-    public EngineMetrics(IMeterFactory? factory, object scope)
+    /// engine's own (scoped to <paramref name="scope"/>, disposed with this object) when the factory is null.
+    /// <paramref name="listenerFailed"/> gets what a listener throws from a measurement callback (which runs inside the
+    /// record call, on the engine thread); the measurement is dropped and the engine goes on.</summary>
+    public EngineMetrics(IMeterFactory? factory, object scope, Action<Exception> listenerFailed)
     {
+        _listenerFailed = listenerFailed;
         var options = new MeterOptions(MeterName) { Version = Version };
         if (factory is null)
         {
@@ -70,6 +75,16 @@ internal sealed class EngineMetrics : IDisposable
             "Engine time per step; tag phase: draft, verify, host (the rest of the step), prefill (admitting prompts).");
         _batchSize = Meter.CreateHistogram<int>("specdecode.step.batch_size", "{request}",
             "Requests in a verification step.");
+        _promptTokens = Meter.CreateCounter<long>("specdecode.prompt_tokens", "{token}",
+            "Prompt tokens of admitted requests (vllm:prompt_tokens).");
+        _prefixQueries = Meter.CreateCounter<long>("specdecode.prefix_cache.queries", "{token}",
+            "Prompt tokens looked up in the KV prefix cache (vllm:prefix_cache_queries).");
+        _prefixHits = Meter.CreateCounter<long>("specdecode.prefix_cache.hits", "{token}",
+            "Prompt tokens found cached and not computed again (vllm:prefix_cache_hits).");
+        _preemptions = Meter.CreateCounter<long>("specdecode.num_preemptions", "{preemption}",
+            "Running requests that gave their KV blocks back because the cache was full (vllm:num_preemptions).");
+        _timeToFirstToken = Meter.CreateHistogram<double>("specdecode.time_to_first_token", "s",
+            "Time from submission to a request's first token (vllm:time_to_first_token_seconds).");
     }
 
     /// <summary>The meter the instruments live on.</summary>
@@ -80,59 +95,123 @@ internal sealed class EngineMetrics : IDisposable
         .GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0]
         ?? typeof(EngineMetrics).Assembly.GetName().Version?.ToString();
 
-    public void RecordPrefill(double seconds) => _stepDuration.Record(seconds, Prefill);
+    public void RecordPrefill(double seconds)
+    {
+        try
+        {
+            _stepDuration.Record(seconds, Prefill);
+        }
+        catch (Exception e)
+        {
+            _listenerFailed(e);
+        }
+    }
+
+    public void RecordPrompt(long tokens, long cached) => Guarded(() =>
+    {
+        _promptTokens.Add(tokens);
+        _prefixQueries.Add(tokens);
+        _prefixHits.Add(cached);
+    });
+
+    public void RecordTimeToFirstToken(double seconds) => Guarded(() => _timeToFirstToken.Record(seconds));
+
+    public void RecordPreemption() => Guarded(() => _preemptions.Add(1));
+
+    /// <summary>Runs a recording; a listener that throws loses that measurement and is reported once.</summary>
+    private void Guarded(Action record)
+    {
+        try
+        {
+            record();
+        }
+        catch (Exception e)
+        {
+            _listenerFailed(e);
+        }
+    }
 
     public void RecordStep(int batch, double stepSeconds, double draftSeconds, double verifySeconds)
     {
-        _batchSize.Record(batch);
-        _stepDuration.Record(draftSeconds, Draft);
-        _stepDuration.Record(verifySeconds, Verify);
-        _stepDuration.Record(Math.Max(0, stepSeconds - draftSeconds - verifySeconds), Host);
+        try
+        {
+            _batchSize.Record(batch);
+            _stepDuration.Record(draftSeconds, Draft);
+            _stepDuration.Record(verifySeconds, Verify);
+            _stepDuration.Record(Math.Max(0, stepSeconds - draftSeconds - verifySeconds), Host);
+        }
+        catch (Exception e)
+        {
+            _listenerFailed(e);
+        }
     }
 
     public void RecordRequestStep(int draftTokens, int accepted, int emitted)
     {
-        _generated.Add(emitted);
-        if (draftTokens == 0)
+        try
         {
-            return;
+            _generated.Add(emitted);
+            if (draftTokens == 0)
+            {
+                return;
+            }
+            _drafts.Add(1);
+            _draftTokens.Add(draftTokens);
+            _accepted.Add(accepted);
+            if (!_acceptedPerPosition.Enabled)
+            {
+                return;
+            }
+            if (accepted > _positions.Length)
+            {
+                _positions = Positions(0, Math.Max(accepted, 2 * _positions.Length));
+            }
+            for (int i = 0; i < accepted; i++)
+            {
+                _acceptedPerPosition.Add(1, _positions[i]);
+            }
         }
-        _drafts.Add(1);
-        _draftTokens.Add(draftTokens);
-        _accepted.Add(accepted);
-        if (!_acceptedPerPosition.Enabled)
+        catch (Exception e)
         {
-            return;
-        }
-        if (accepted > _positions.Length)
-        {
-            _positions = Positions(0, Math.Max(accepted, 2 * _positions.Length));
-        }
-        for (int i = 0; i < accepted; i++)
-        {
-            _acceptedPerPosition.Add(1, _positions[i]);
+            _listenerFailed(e);
         }
     }
 
-    public void RecordFinished(FinishReason reason) => _requests.Add(1, reason switch
+    /// <summary>A finished request: its reason, or null for a cancelled (<paramref name="failed"/> false) or failed one.</summary>
+    public void RecordFinished(FinishReason? reason, bool failed)
     {
-        FinishReason.Length => Reasons[0],
-        FinishReason.Stop => Reasons[1],
-        _ => Reasons[2],
-    });
-
-    public void RecordCancelled() => _requests.Add(1, Reasons[3]);
-
-    public void RecordFailed() => _requests.Add(1, Reasons[4]);
+        try
+        {
+            _requests.Add(1, reason switch
+            {
+                FinishReason.Length => Reasons[0],
+                FinishReason.Stop => Reasons[1],
+                FinishReason.ContextFull => Reasons[2],
+                _ => failed ? Reasons[4] : Reasons[3],
+            });
+        }
+        catch (Exception e)
+        {
+            _listenerFailed(e);
+        }
+    }
 
     private static KeyValuePair<string, object?>[] Positions(int from, int count) =>
         Enumerable.Range(from, count).Select(i => new KeyValuePair<string, object?>("position", i)).ToArray();
 
     public void Dispose()
     {
-        if (_ownsMeter)
+        if (!_ownsMeter)
         {
-            Meter.Dispose();
+            return;
+        }
+        try
+        {
+            Meter.Dispose(); // calls the listeners' MeasurementsCompleted
+        }
+        catch (Exception e)
+        {
+            _listenerFailed(e);
         }
     }
 }

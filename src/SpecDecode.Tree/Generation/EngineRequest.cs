@@ -22,7 +22,23 @@ internal sealed class EngineRequest
         Stream = stream;
         Forced = forced;
         SubmittedAt = Stopwatch.GetTimestamp();
+        Sequence = [.. prompt];
     }
+
+    /// <summary>The prompt and every token the target emitted for it since (stop tokens included): what the request's
+    /// cache holds, plus its root (the last token). A preempted request resumes from it.</summary>
+    public List<int> Sequence { get; }
+
+    /// <summary>Tokens of <see cref="Sequence"/> (but its last) cached in the request's slot; prefill chunks advance it.</summary>
+    public int Prefilled { get; set; }
+
+    /// <summary>Prompt tokens found cached at the first admission.</summary>
+    public int CachedPromptTokens { get; set; } = -1;
+
+    /// <summary>When the first token was emitted (0: none yet).</summary>
+    public long FirstTokenAt { get; set; }
+
+    public int Preemptions { get; set; }
 
     public RequestId Id { get; }
 
@@ -60,6 +76,23 @@ internal sealed class EngineRequest
     public long AdmittedAt { get; set; }
 
     public int Slot { get; set; } = -1;
+
+    /// <summary>Whether the drafter started this request (and so must end it).</summary>
+    public bool DrafterStarted { get; set; }
+
+    /// <summary>Whether the request has completed, failed or been cancelled.</summary>
+    public bool Finished { get; private set; }
+
+    /// <summary>Marks the request finished; false when it already was (each request ends exactly once).</summary>
+    public bool TryFinish()
+    {
+        if (Finished)
+        {
+            return false;
+        }
+        Finished = true;
+        return true;
+    }
 
     /// <summary>The last emitted token (or the prompt's last token), not yet in the target's cache.</summary>
     public int Root { get; set; }
@@ -106,6 +139,11 @@ internal sealed class EngineRequest
             Stopwatch.GetElapsedTime(0, DraftingTicks), Stopwatch.GetElapsedTime(0, VerificationTicks),
             Stopwatch.GetElapsedTime(0, PrefillTicks),
             AdmittedAt == 0 ? Stopwatch.GetElapsedTime(SubmittedAt, now) : Stopwatch.GetElapsedTime(SubmittedAt, AdmittedAt),
-            Stopwatch.GetElapsedTime(SubmittedAt, now));
+            Stopwatch.GetElapsedTime(SubmittedAt, now))
+        {
+            CachedPromptTokens = Math.Max(0, CachedPromptTokens),
+            TimeToFirstToken = FirstTokenAt == 0 ? TimeSpan.Zero : Stopwatch.GetElapsedTime(SubmittedAt, FirstTokenAt),
+            Preemptions = Preemptions,
+        };
     }
 }

@@ -13,15 +13,15 @@ public sealed partial class SpeculativeEngine
     /// greedy acceptance on the device when every request is greedy, multi-step speculative sampling otherwise (greedy
     /// requests then get exact greedy acceptance within the same step; each sampled request draws from its own random
     /// stream).</summary>
-    private VerifiedStep[] Verify(TreeInput[] inputs)
+    private VerifiedStep[] Verify(EngineRequest[] batch, TreeInput[] inputs)
     {
         try
         {
-            if (_active.Any(r => r.Forced is not null))
+            if (batch.Any(r => r.Forced is not null))
             {
-                return _model.VerifyForced(inputs, _active.Select(r => r.Forced is { } f ? f[(int)Math.Min(r.Emitted, f.Length)..] : []).ToArray());
+                return _model.VerifyForced(inputs, batch.Select(r => r.Forced is { } f ? f[(int)Math.Min(r.Emitted, f.Length)..] : []).ToArray());
             }
-            if (_active.All(r => r.IsGreedy))
+            if (batch.All(r => r.IsGreedy))
             {
                 return _model.VerifyGreedy(inputs);
             }
@@ -29,7 +29,7 @@ public sealed partial class SpeculativeEngine
             var distributions = new Tensor?[inputs.Length];
             for (int i = 0; i < inputs.Length; i++)
             {
-                options[i] = _active[i].IsGreedy ? Greedy : _active[i].Sampling!;
+                options[i] = batch[i].IsGreedy ? Greedy : batch[i].Sampling!;
                 distributions[i] = DraftDistributions.TryGet(inputs[i].Draft, out Tensor? q) ? q : null;
             }
             return _model.VerifySampled(inputs, options, distributions);

@@ -37,20 +37,28 @@ public sealed partial class SpeculativeEngine : ISpeculativeGenerator, IDisposab
     private readonly AdaptiveSpeculation? _adaptive;
     private readonly ConcurrentQueue<EngineRequest> _submitted = new();
     private readonly SemaphoreSlim _wake = new(0);
-    private readonly Queue<EngineRequest> _waiting = new();
+    private readonly LinkedList<EngineRequest> _waiting = new();
+    // Admitted requests whose prompts are being prefilled, a chunk per step, and running requests.
+    private readonly List<EngineRequest> _prefilling = [];
     private readonly List<EngineRequest> _active = [];
+    // Rows the last verification step computed (batch × widest tree): the prefill chunks get the rest of the step's budget.
+    private int _lastStepRows;
     private readonly Stack<int> _freeSlots = new();
     private readonly Thread _thread;
     private readonly EngineCounters _counters;
     private readonly EngineMetrics _metrics;
-    private readonly ILogger _logger;
+    private readonly GuardedLogger _logger;
+    private readonly string _drafterName;
+    // Submit enqueues and Stop sets _stopping under this gate: a request is either refused or reaches the engine thread.
+    private readonly Lock _submitGate = new();
     private long _nextId;
     // Moving average of accepted tokens per draft over all requests (optimistic start, so drafting gets tried).
     private double _recentAccepted = 4.0;
     private volatile bool _stopping;
+    private Exception? _stopReason;
+    private int _metricsFailed;
 
-    private SpeculativeEngine(TargetModel model, Tokenizer tokenizer, IDrafter? drafter, SpeculativeEngineOptions options,
-        VerificationCostModel? cost)
+    private SpeculativeEngine(TargetModel model, Tokenizer tokenizer, IDrafter? drafter, SpeculativeEngineOptions options)
     {
         _model = model;
         _tokenizer = tokenizer;
@@ -58,32 +66,51 @@ public sealed partial class SpeculativeEngine : ISpeculativeGenerator, IDisposab
         _options = options;
         _maxBatch = options.MaxBatch ?? model.MaxBatch;
         _defaultStopIds = [.. options.EndOfSequenceTokenIds ?? model.EndOfSequenceTokenIds];
-        _adaptive = cost is null ? null : new AdaptiveSpeculation(cost);
-        _logger = options.Logger ?? NullLogger.Instance;
-        _metrics = new EngineMetrics(options.MeterFactory, this);
-        _counters = new EngineCounters(_metrics);
-        EngineLog.EngineStarted(_logger, model.Config.Architecture.ToString(), model.Config.LayerCount, model.Config.HiddenSize,
-            model.Config.VocabSize, model.Capacity, _maxBatch, drafter?.GetType().Name ?? "none", options.MaxDraftTokens,
-            cost is null ? "off" : options.CostModel is null ? "measured" : "given");
-        for (int slot = _maxBatch - 1; slot >= 0; slot--)
+        _logger = new GuardedLogger(options.Logger ?? NullLogger.Instance);
+        _drafterName = drafter is null ? "none" : PluginName(drafter);
+        model.AttachEngine(this);
+        try
         {
-            _freeSlots.Push(slot);
+            VerificationCostModel? cost = null;
+            if (options.AdaptiveSpeculation && drafter is not null && options.MaxDraftTokens > 0)
+            {
+                cost = options.CostModel ?? VerificationCostModel.Measure(model,
+                    options.CostModelContext ?? Math.Min(2048, model.Capacity / 4), maxWidth: Math.Min(64, options.MaxDraftTokens + 1));
+            }
+            _adaptive = cost is null ? null : new AdaptiveSpeculation(cost);
+            _metrics = new EngineMetrics(options.MeterFactory, this, MetricsListenerFailed);
+            _counters = new EngineCounters(_metrics);
+            EngineLog.EngineStarted(_logger, model.Config.Architecture.ToString(), model.Config.LayerCount, model.Config.HiddenSize,
+                model.Config.VocabSize, model.Capacity, _maxBatch, drafter?.GetType().Name ?? "none", options.MaxDraftTokens,
+                cost is null ? "off" : options.CostModel is null ? "measured" : "given");
+            for (int slot = _maxBatch - 1; slot >= 0; slot--)
+            {
+                _freeSlots.Push(slot);
+            }
+            _thread = new Thread(Run) { IsBackground = true, Name = "SpecDecode engine" };
+            _thread.Start();
         }
-        _thread = new Thread(Run) { IsBackground = true, Name = "SpecDecode engine" };
-        _thread.Start();
+        catch
+        {
+            model.DetachEngine(this);
+            _metrics?.Dispose();
+            throw;
+        }
     }
 
     /// <summary>
-    /// Creates an engine over a loaded target model. With <see cref="SpeculativeEngineOptions.AdaptiveSpeculation"/> and
-    /// no <see cref="SpeculativeEngineOptions.CostModel"/>, measures the model's verification cost first (every slot must
-    /// be empty).
+    /// Creates an engine over a loaded target model, which it owns until it is disposed. With
+    /// <see cref="SpeculativeEngineOptions.AdaptiveSpeculation"/> and no <see cref="SpeculativeEngineOptions.CostModel"/>,
+    /// measures the model's verification cost first (every slot must be empty).
     /// </summary>
-    /// <param name="model">The target; its cache slots must be empty (the engine owns them from now on).</param>
+    /// <param name="model">The target; its cache slots must be empty and no other engine may serve it.</param>
     /// <param name="tokenizer">The target's tokenizer (e.g. <see cref="Tokenization.CheckpointTokenizer.Load"/>).</param>
     /// <param name="drafter">The drafter for every request; null for plain decoding (one token per step).</param>
     /// <param name="options">Scheduling and speculation options; null for the defaults.</param>
     /// <exception cref="ArgumentOutOfRangeException">An option is out of range.</exception>
     /// <exception cref="InvalidOperationException">A cache slot is in use.</exception>
+    /// <exception cref="ModelInUseException">Another engine, not yet disposed, serves <paramref name="model"/>.</exception>
+    /// <exception cref="ObjectDisposedException"><paramref name="model"/> is disposed.</exception>
     /// <exception cref="VocabularyMismatchException">A draft model's vocabulary differs from the target's.</exception>
     /// <exception cref="ArgumentException">A draft model has fewer request slots than the engine's batch.</exception>
     public static SpeculativeEngine Create(TargetModel model, Tokenizer tokenizer, IDrafter? drafter, SpeculativeEngineOptions? options = null)
@@ -100,13 +127,30 @@ public sealed partial class SpeculativeEngine : ISpeculativeGenerator, IDisposab
             }
         }
         ValidateDrafter(model, tokenizer, drafter, options.MaxBatch ?? model.MaxBatch);
-        VerificationCostModel? cost = null;
-        if (options.AdaptiveSpeculation && drafter is not null && options.MaxDraftTokens > 0)
+        return new SpeculativeEngine(model, tokenizer, drafter, options);
+    }
+
+    /// <summary>"drafter 'name'" for messages; the name is read once, and a drafter whose <c>Name</c> throws is named by its type.</summary>
+    private static string PluginName(IDrafter drafter)
+    {
+        string name;
+        try
         {
-            cost = options.CostModel ?? VerificationCostModel.Measure(model,
-                options.CostModelContext ?? Math.Min(2048, model.Capacity / 4), maxWidth: Math.Min(64, options.MaxDraftTokens + 1));
+            name = drafter.Name;
         }
-        return new SpeculativeEngine(model, tokenizer, drafter, options, cost);
+        catch (Exception)
+        {
+            name = drafter.GetType().Name;
+        }
+        return $"drafter '{name}'";
+    }
+
+    private void MetricsListenerFailed(Exception error)
+    {
+        if (Interlocked.Exchange(ref _metricsFailed, 1) == 0)
+        {
+            EngineLog.MetricsListenerFailed(_logger, error);
+        }
     }
 
     /// <summary>Checks draft models inside <paramref name="drafter"/> (directly or in a <see cref="HybridDrafter"/>): the
@@ -142,11 +186,20 @@ public sealed partial class SpeculativeEngine : ISpeculativeGenerator, IDisposab
     public System.Diagnostics.Metrics.Meter Meter => _metrics.Meter;
 
     /// <inheritdoc />
-    public EngineStatistics Statistics => _counters.Snapshot(_active.Count, _waiting.Count + _submitted.Count);
+    public EngineStatistics Statistics => _counters.Snapshot(_active.Count + _prefilling.Count, _waiting.Count + _submitted.Count);
 
     /// <inheritdoc />
+    /// <remarks>An already-cancelled <paramref name="cancellationToken"/> gives a cancelled task. Malformed and refused
+    /// requests, and requests submitted after <see cref="Dispose"/>, throw at once.</remarks>
+    /// <exception cref="ObjectDisposedException">The engine (or its model) is disposed.</exception>
+    /// <exception cref="PluginFailedException">The tokenizer threw while encoding the prompt.</exception>
     public Task<GenerationResult> GenerateAsync(GenerationRequest request, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(request);
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return Task.FromCanceled<GenerationResult>(cancellationToken);
+        }
         EngineRequest r = Submit(request, stream: false, forced: null, cancellationToken);
         return r.Completion.Task;
     }
@@ -190,7 +243,7 @@ public sealed partial class SpeculativeEngine : ISpeculativeGenerator, IDisposab
     private EngineRequest Submit(GenerationRequest request, bool stream, int[]? forced, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
-        ObjectDisposedException.ThrowIf(_stopping, this);
+        ThrowIfStopped();
         request.Validate();
         cancellationToken.ThrowIfCancellationRequested();
         int[] prompt = PromptTokens(request);
@@ -232,9 +285,29 @@ public sealed partial class SpeculativeEngine : ISpeculativeGenerator, IDisposab
                 engine.Wake();
             }, (this, r));
         }
-        _submitted.Enqueue(r);
+        lock (_submitGate)
+        {
+            if (_stopping)
+            {
+                // Stopped while the prompt was tokenized: refused here, so the engine thread's last drain cannot miss it.
+                r.Registration.Dispose();
+                ThrowIfStopped();
+            }
+            _submitted.Enqueue(r);
+        }
         Wake();
         return r;
+    }
+
+    private void ThrowIfStopped()
+    {
+        if (_stopping)
+        {
+            throw new ObjectDisposedException(nameof(SpeculativeEngine),
+                _stopReason is ObjectDisposedException { ObjectName: nameof(TargetModel) }
+                    ? "The engine stopped because its target model was disposed; load the model again and create a new engine."
+                    : "The engine is disposed; create a new one.");
+        }
     }
 
     private int[] PromptTokens(GenerationRequest request)
@@ -247,14 +320,26 @@ public sealed partial class SpeculativeEngine : ISpeculativeGenerator, IDisposab
         {
             Tokenization.ChatTemplate template = _options.ChatTemplate
                 ?? throw new ArgumentException("This engine has no chat template (SpeculativeEngineOptions.ChatTemplate, e.g. ChatTemplate.Load(checkpointFolder)): pass Prompt or PromptTokens instead, or give the engine the checkpoint's template.", nameof(request));
-            return [.. _tokenizer.EncodeToIds(template.Render(request.Messages, addGenerationPrompt: true))];
+            return Encode(template.Render(request.Messages, addGenerationPrompt: true));
         }
-        int[] ids = [.. _tokenizer.EncodeToIds(request.Prompt!)];
+        int[] ids = Encode(request.Prompt!);
         if (_options.PrependBosToText && _model.Config.BosTokenId is int bos && (ids.Length == 0 || ids[0] != bos))
         {
             ids = [bos, .. ids];
         }
         return ids;
+    }
+
+    private int[] Encode(string text)
+    {
+        try
+        {
+            return [.. _tokenizer.EncodeToIds(text)];
+        }
+        catch (Exception e)
+        {
+            throw new PluginFailedException("tokenizer", "EncodeToIds", RequestId.Invalid, null, e);
+        }
     }
 
     /// <summary>Wakes the engine thread; a no-op once the engine is disposed (a late cancellation must not throw in the
@@ -270,19 +355,28 @@ public sealed partial class SpeculativeEngine : ISpeculativeGenerator, IDisposab
         }
     }
 
-    /// <summary>Stops the engine: requests still waiting or running fail with <see cref="ObjectDisposedException"/>.</summary>
-    public void Dispose()
+    /// <summary>Stops the engine: the step in flight ends, then requests still waiting or running fail with
+    /// <see cref="ObjectDisposedException"/> (cancelled ones are cancelled), and the model is free for another engine.
+    /// Safe to call more than once and from several threads.</summary>
+    public void Dispose() =>
+        Stop(new ObjectDisposedException(nameof(SpeculativeEngine), "The engine was disposed before the request finished."));
+
+    /// <summary>Stops the engine with <paramref name="reason"/> as the error of the requests it still holds, and waits for
+    /// its thread to end (unless called on that thread, e.g. by a plug-in).</summary>
+    internal void Stop(Exception reason)
     {
-        if (_stopping)
+        lock (_submitGate)
         {
-            return;
+            if (!_stopping)
+            {
+                _stopReason = reason;
+                _stopping = true;
+            }
         }
-        _stopping = true;
-        _wake.Release();
-        _thread.Join();
-        _wake.Dispose();
-        EngineStatistics statistics = Statistics;
-        EngineLog.EngineStopped(_logger, statistics.Completed, statistics.Batches, statistics.Totals.MeanAcceptanceLength);
-        _metrics.Dispose();
+        Wake();
+        if (Thread.CurrentThread != _thread)
+        {
+            _thread.Join();
+        }
     }
 }

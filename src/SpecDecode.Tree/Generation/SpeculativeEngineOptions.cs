@@ -10,6 +10,13 @@ public sealed class SpeculativeEngineOptions
     /// which is also the default. Further requests wait for a slot.</summary>
     public int? MaxBatch { get; init; }
 
+    /// <summary>
+    /// Tokens one engine step computes at most, verification rows first (batch × widest tree) and then chunks of waiting
+    /// prompts: a long prompt is prefilled a chunk per step beside the running requests' steps instead of stalling them
+    /// for the whole prompt. At least a sixteenth of it always goes to prompts, so they progress at any batch. Default 2048.
+    /// </summary>
+    public int StepTokenBudget { get; init; } = 2048;
+
     /// <summary>Draft tokens per request per step, at most (tree nodes). Default 32.</summary>
     public int MaxDraftTokens { get; init; } = 32;
 
@@ -67,6 +74,10 @@ public sealed class SpeculativeEngineOptions
         if (MaxBatch is int batch && (batch < 1 || batch > model.MaxBatch))
         {
             throw new ArgumentOutOfRangeException(nameof(MaxBatch), batch, $"MaxBatch must be 1 .. {model.MaxBatch} (the model's TargetModelOptions.MaxBatch).");
+        }
+        if (StepTokenBudget < 16)
+        {
+            throw new ArgumentOutOfRangeException(nameof(StepTokenBudget), StepTokenBudget, "StepTokenBudget must be at least 16 tokens.");
         }
         if (MaxDraftTokens < 0 || MaxDraftTokens >= model.Capacity)
         {

@@ -102,6 +102,10 @@ public sealed class VerificationCostModel
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentOutOfRangeException.ThrowIfLessThan(repeats, 1);
+        // Every slot holds the context and the widest tree at once: in a KV pool smaller than that, measure at the
+        // context that fits (the cost's dependence on the context is small next to batch and width).
+        long perSlot = model.KvCache.Blocks / model.MaxBatch * (long)model.KvCache.BlockSize;
+        context = (int)Math.Max(0, Math.Min(context, perSlot - maxWidth));
         var batches = new List<int>();
         for (int b = 1; b < model.MaxBatch; b *= 2)
         {

@@ -22,6 +22,15 @@ typedef __nv_bfloat16 bf16;
 #define ATTN_CHUNK 128     // keys per attention block
 #define MAX_GROUPS 8       // query heads per key/value head
 
+// The paged KV cache (Serving/KvCache.cs owns the layout): per layer and k/v a pool of rows, each row one position of one
+// sequence with every kv head (head_stride apart), rows row_stride apart; position pos of a sequence lives in row
+// table[pos >> shift] << shift | pos & (block size - 1). The table is written by the host between steps, never by a
+// kernel; it is read through L2 like the cache.
+__device__ __forceinline__ int64_t kv_row(const int* table, int shift, int64_t pos)
+{
+    return ((int64_t)__ldcg(table + (pos >> shift)) << shift) | (pos & ((1ll << shift) - 1));
+}
+
 __device__ __forceinline__ float round_bf16(float v) { return __bfloat162float(__float2bfloat16_rn(v)); }
 __device__ __forceinline__ float lo_bf16(uint32_t v) { return __uint_as_float(v << 16); }
 __device__ __forceinline__ float hi_bf16(uint32_t v) { return __uint_as_float(v & 0xffff0000u); }
@@ -159,9 +168,12 @@ struct GemvParams
     const int64_t* state;   // [token, cached length]: the new token's position is state[1]
     const float* cos;       // [positions, head_dim] float32
     const float* sin;
-    bf16* k_cache;          // [kv heads, capacity, head_dim] of this layer and slot (head stride below)
+    bf16* k_cache;          // this layer's pool of rows (kv_row), keys and values
     bf16* v_cache;
-    int64_t head_stride;
+    int64_t head_stride;    // elements between kv heads of a row
+    int64_t row_stride;     // elements between rows
+    const int* block_table; // the sequence's blocks
+    int block_shift;        // log2 of the block size
     int heads;
     int kv_heads;
     int head_dim;
@@ -337,7 +349,8 @@ __device__ void gemv(const GemvParams& p)
             float o2 = round_bf16(round_bf16(x2 * c2) + round_bf16(x1 * s2));
             if (lane == 0)
             {
-                bf16* dst = is_q ? p.y + head * p.head_dim : p.k_cache + (head - p.heads) * p.head_stride + pos * p.head_dim;
+                bf16* dst = is_q ? p.y + head * p.head_dim
+                                 : p.k_cache + kv_row(p.block_table, p.block_shift, pos) * p.row_stride + (head - p.heads) * p.head_stride;
                 dst[d] = __float2bfloat16_rn(o1);
                 dst[d + half] = __float2bfloat16_rn(o2);
             }
@@ -348,7 +361,8 @@ __device__ void gemv(const GemvParams& p)
             int row = item - pairs;   // v row: kv head row / head_dim, dimension row % head_dim
             float v = round_bf16(acc_a);
             if (p.b2 != nullptr) v = round_bf16(v + __bfloat162float(p.b2[row]));
-            if (lane == 0) p.v_cache[(row / p.head_dim) * p.head_stride + pos * p.head_dim + row % p.head_dim] = __float2bfloat16_rn(v);
+            if (lane == 0)
+                p.v_cache[kv_row(p.block_table, p.block_shift, pos) * p.row_stride + (row / p.head_dim) * p.head_stride + row % p.head_dim] = __float2bfloat16_rn(v);
         }
     }
     if (MODE == 3)
@@ -405,9 +419,12 @@ extern "C" __global__ void __launch_bounds__(256) gemv_head_argmax(GemvParams p)
 struct AttentionParams
 {
     const bf16* q;            // [heads, head_dim], rotated
-    const bf16* k_cache;      // [kv heads, capacity, head_dim] (head stride below)
+    const bf16* k_cache;      // this layer's pool of rows (kv_row)
     const bf16* v_cache;
-    int64_t head_stride;
+    int64_t head_stride;      // elements between kv heads of a row
+    int64_t row_stride;       // elements between rows
+    const int* block_table;   // the sequence's blocks
+    int block_shift;          // log2 of the block size
     const int64_t* state;     // keys 0..state[1] inclusive are attended
     float* partial_o;         // [splits, heads, head_dim] float32
     float* partial_ml;        // [splits, heads, 2]: the split's max score and sum of exponentials
@@ -459,7 +476,7 @@ __device__ void attention(const AttentionParams& p)
     int key_local = tid / 4, quarter = tid % 4;
     int64_t key = start + key_local;
     bool has_key = key_local < count;
-    const uint4* kr = reinterpret_cast<const uint4*>(kc + key * HD + quarter * QD);
+    const uint4* kr = reinterpret_cast<const uint4*>(kc + (has_key ? kv_row(p.block_table, p.block_shift, key) : 0) * p.row_stride + quarter * QD);
     uint4 kq[QV];
     if (has_key && key != pos)
     {
@@ -467,10 +484,14 @@ __device__ void attention(const AttentionParams& p)
         for (int j = 0; j < QV; j++) kq[j] = __ldcg(kr + j);
     }
     int d = tid % HD, run = (tid / HD) * RUN;
+    // a run of keys lies in one block when blocks hold at least RUN keys (runs start at multiples of RUN)
+    bool run_in_block = (1 << p.block_shift) >= RUN;
+    int64_t run_row = run < count ? kv_row(p.block_table, p.block_shift, start + run) : 0;
     bf16 vv[RUN];
 #pragma unroll
     for (int j = 0; j < RUN; j++)
-        if (run + j < count && start + run + j != pos) vv[j] = __ldcg(vc + (int64_t)(start + run + j) * HD + d);
+        if (run + j < count && start + run + j != pos)
+            vv[j] = __ldcg(vc + (run_in_block ? run_row + j : kv_row(p.block_table, p.block_shift, start + run + j)) * p.row_stride + d);
     grid_wait();
     grid_trigger();
     float* ml = p.partial_ml + ((int64_t)split * p.heads + kvh * groups) * 2;
@@ -558,7 +579,7 @@ __device__ void attention(const AttentionParams& p)
         {
             if (run + j < count)
             {
-                if (start + run + j == pos) vv[j] = __ldcg(vc + (int64_t)pos * HD + d);
+                if (start + run + j == pos) vv[j] = __ldcg(vc + kv_row(p.block_table, p.block_shift, pos) * p.row_stride + d);
                 float v = __bfloat162float(vv[j]);
 #pragma unroll
                 for (int g = 0; g < MAX_GROUPS; g++)

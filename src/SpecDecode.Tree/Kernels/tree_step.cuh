@@ -401,9 +401,12 @@ struct TreeFinishParams
     const int64_t* state;       // the step's inputs
     const float* cos;           // [positions, head_dim] float32
     const float* sin;
-    bf16* k_cache;              // [kv heads, capacity, head_dim] of this layer and slot
+    bf16* k_cache;              // this layer's pool of rows (kv_row)
     bf16* v_cache;
-    int64_t head_stride;
+    int64_t head_stride;        // elements between kv heads of a row
+    int64_t row_stride;         // elements between rows
+    const int* block_table;     // the sequence's blocks
+    int block_shift;            // log2 of the block size
     int heads;
     int kv_heads;
     int head_dim;
@@ -512,7 +515,7 @@ __device__ void tree_finish(const TreeFinishParams& p)
             o1[i] = round_bf16(round_bf16(a * ca) + round_bf16(-b * sa));
             o2[i] = round_bf16(round_bf16(b * cb) + round_bf16(a * sb));
         }
-        bf16* dst = is_q ? p.y + (int64_t)t * qr + r : p.k_cache + (br / hd) * p.head_stride + at * hd + d;
+        bf16* dst = is_q ? p.y + (int64_t)t * qr + r : p.k_cache + kv_row(p.block_table, p.block_shift, at) * p.row_stride + (br / hd) * p.head_stride + d;
         *reinterpret_cast<uint2*>(dst) = make_uint2(pack_bf16(o1[0], o1[1]), pack_bf16(o1[2], o1[3]));
         *reinterpret_cast<uint2*>(dst + half) = make_uint2(pack_bf16(o2[0], o2[1]), pack_bf16(o2[2], o2[3]));
     }
@@ -527,7 +530,8 @@ __device__ void tree_finish(const TreeFinishParams& p)
             o[i] = round_bf16(f4(v, i));
             if (p.b2 != nullptr) o[i] = round_bf16(o[i] + __bfloat162float(p.b2[row + i]));
         }
-        *reinterpret_cast<uint2*>(p.v_cache + (row / hd) * p.head_stride + at * hd + row % hd) = make_uint2(pack_bf16(o[0], o[1]), pack_bf16(o[2], o[3]));
+        *reinterpret_cast<uint2*>(p.v_cache + kv_row(p.block_table, p.block_shift, at) * p.row_stride + (row / hd) * p.head_stride + row % hd) =
+            make_uint2(pack_bf16(o[0], o[1]), pack_bf16(o[2], o[3]));
     }
 }
 
@@ -568,9 +572,12 @@ extern "C" __global__ void __launch_bounds__(NORM_THREADS) tree_norm(TreeNormPar
 struct TreeAttentionParams
 {
     const bf16* q;              // [rows, heads × head_dim], rotated
-    const bf16* k_cache;        // [kv heads, capacity, head_dim] of this layer and slot
+    const bf16* k_cache;        // this layer's pool of rows (kv_row)
     const bf16* v_cache;
-    int64_t head_stride;
+    int64_t head_stride;        // elements between kv heads of a row
+    int64_t row_stride;         // elements between rows
+    const int* block_table;     // the sequence's blocks
+    int block_shift;            // log2 of the block size
     const int64_t* state;       // the step's inputs
     float* partial_o;           // [chunks, rows × heads, head_dim] float32
     float* partial_ml;          // [chunks, rows × heads, 2]: the chunk's max score (log2 units) and sum of exponentials
@@ -614,19 +621,22 @@ __device__ void tree_attention(const TreeAttentionParams& p)
     const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
     // a thread copies 16-byte piece tid % (HD / 8) of keys tid / (HD / 8) + j × threads / (HD / 8)
     int piece = tid % (HD / 8), first_key = tid / (HD / 8), key_step = threads / (HD / 8);
+    // sub-chunks start at multiples of TREE_SUB: with blocks of at least TREE_SUB keys a sub-chunk lies in one block
+    bool sub_in_block = (1 << p.block_shift) >= TREE_SUB;
+    auto row_of = [&](int64_t position) { return kv_row(p.block_table, p.block_shift, position); };
     auto stage = [&](int64_t base, int buffer)
     {
         if (base + TREE_SUB <= end)
         {
-            // a whole sub-chunk: no bounds on the cache, the addresses one increment apart
+            // a whole sub-chunk: no bounds on the cache
             bf16* kd = kbuf + buffer * BUFFER + piece * 8;
             bf16* vd = vbuf + buffer * BUFFER + piece * 8;
-            const bf16* ks = kc + base * HD + piece * 8;
-            const bf16* vs = vc + base * HD + piece * 8;
+            int64_t first_row = sub_in_block ? row_of(base) : 0;
             for (int key = first_key; key < TREE_SUB; key += key_step)
             {
-                cp_async16(kd + key * STRIDE, ks + key * HD);
-                cp_async16(vd + key * STRIDE, vs + key * HD);
+                int64_t at = (sub_in_block ? first_row + key : row_of(base + key)) * p.row_stride + piece * 8;
+                cp_async16(kd + key * STRIDE, kc + at);
+                cp_async16(vd + key * STRIDE, vc + at);
             }
             return;
         }
@@ -637,8 +647,9 @@ __device__ void tree_attention(const TreeAttentionParams& p)
             bf16* vd = vbuf + buffer * BUFFER + key * STRIDE + c * 8;
             if (base + key < end)
             {
-                cp_async16(kd, kc + (base + key) * HD + c * 8);
-                cp_async16(vd, vc + (base + key) * HD + c * 8);
+                int64_t at = row_of(base + key) * p.row_stride + c * 8;
+                cp_async16(kd, kc + at);
+                cp_async16(vd, vc + at);
             }
             else
             {
@@ -909,11 +920,13 @@ struct TreeAcceptParams
     const int64_t* state;              // the step's inputs
     int rows;
     const unsigned long long* argmax;  // [rows], packed
-    bf16* cache;                       // the KV cache: [layers, 2, slots, kv heads, capacity, head_dim]
+    bf16* cache;                       // the KV pool: [layers, 2, rows, kv heads, head_dim] (kv_row)
     int64_t layer_stride;              // elements
     int64_t kv_stride;
-    int64_t slot_offset;               // slot × slot stride
+    int64_t row_stride;
     int64_t head_stride;
+    const int* block_table;            // the sequence's blocks
+    int block_shift;
     int head_dim;
     int64_t* result;                   // [2 + 2 × rows]: accepted count, bonus token, tokens by depth 1.., entries by depth 1..
 };
@@ -972,11 +985,17 @@ extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_accept(TreeAccep
         }
     }
     __syncthreads();
-    int c = count, vectors = p.head_dim / 8;   // 16-byte vectors per row
-    bf16* base = p.cache + blockIdx.z * p.layer_stride + blockIdx.y * p.kv_stride + p.slot_offset + blockIdx.x * p.head_stride;
-    const uint4* from = reinterpret_cast<const uint4*>(base);
-    uint4* to = reinterpret_cast<uint4*>(base);
-    for (int i = threadIdx.x; i < c * vectors; i += blockDim.x) moved[i] = __ldcg(from + (length + path[i / vectors]) * vectors + i % vectors);
+    int c = count, vectors = p.head_dim / 8;   // 16-byte vectors per head
+    bf16* base = p.cache + blockIdx.z * p.layer_stride + blockIdx.y * p.kv_stride + blockIdx.x * p.head_stride;
+    for (int i = threadIdx.x; i < c * vectors; i += blockDim.x)
+    {
+        const bf16* from = base + kv_row(p.block_table, p.block_shift, length + path[i / vectors]) * p.row_stride;
+        moved[i] = __ldcg(reinterpret_cast<const uint4*>(from) + i % vectors);
+    }
     __syncthreads();
-    for (int i = threadIdx.x; i < c * vectors; i += blockDim.x) to[(length + 1 + i / vectors) * vectors + i % vectors] = moved[i];
+    for (int i = threadIdx.x; i < c * vectors; i += blockDim.x)
+    {
+        bf16* to = base + kv_row(p.block_table, p.block_shift, length + 1 + i / vectors) * p.row_stride;
+        reinterpret_cast<uint4*>(to)[i % vectors] = moved[i];
+    }
 }

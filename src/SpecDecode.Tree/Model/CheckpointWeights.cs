@@ -11,12 +11,16 @@ internal sealed class CheckpointWeights : IDisposable
     private readonly SafeTensorsFile[] _files;
     private readonly Dictionary<string, SafeTensorsFile> _byTensor;
 
-    private CheckpointWeights(string folder, SafeTensorsFile[] files, Dictionary<string, SafeTensorsFile> byTensor)
+    private CheckpointWeights(string folder, SafeTensorsFile[] files, Dictionary<string, SafeTensorsFile> byTensor, string? index)
     {
         Folder = folder;
         _files = files;
         _byTensor = byTensor;
+        _index = index;
     }
+
+    // model.safetensors.index.json for a sharded checkpoint; null for one model.safetensors.
+    private readonly string? _index;
 
     /// <summary>The checkpoint folder.</summary>
     public string Folder { get; }
@@ -35,7 +39,7 @@ internal sealed class CheckpointWeights : IDisposable
         if (File.Exists(single))
         {
             SafeTensorsFile file = SafeTensorsFile.Open(single);
-            return new CheckpointWeights(folder, [file], file.Tensors.Keys.ToDictionary(k => k, _ => file, StringComparer.Ordinal));
+            return new CheckpointWeights(folder, [file], file.Tensors.Keys.ToDictionary(k => k, _ => file, StringComparer.Ordinal), null);
         }
         if (!File.Exists(index))
         {
@@ -74,7 +78,7 @@ internal sealed class CheckpointWeights : IDisposable
                 }
                 byTensor[tensor] = file;
             }
-            return new CheckpointWeights(folder, files.Values.ToArray(), byTensor);
+            return new CheckpointWeights(folder, files.Values.ToArray(), byTensor, index);
         }
         catch
         {
@@ -99,12 +103,28 @@ internal sealed class CheckpointWeights : IDisposable
         return info;
     }
 
+    /// <summary>Checks every tensor a model needs against the headers (present, of the expected shape) before anything is
+    /// allocated: a config.json whose shapes the weights do not have is refused here, not by a libtorch allocation.</summary>
+    /// <exception cref="SafeTensorsException">A tensor is missing or of another shape; the message names it.</exception>
+    public void CheckShapes(IEnumerable<(string Name, long[] Shape)> expected)
+    {
+        foreach ((string name, long[] shape) in expected)
+        {
+            Get(name, shape);
+        }
+    }
+
+    /// <summary>The file that holds <paramref name="name"/> (the folder when no file does).</summary>
+    public string FileOf(string name) => _byTensor.TryGetValue(name, out SafeTensorsFile? file) ? file.Path : Folder;
+
     /// <summary>The entry of a tensor.</summary>
     /// <exception cref="SafeTensorsException">No shard holds the tensor.</exception>
     public SafeTensorInfo Get(string name) =>
         _byTensor.TryGetValue(name, out SafeTensorsFile? file)
             ? file.Get(name)
-            : throw new SafeTensorsException($"{Folder}: the checkpoint has no tensor '{name}'.");
+            : throw new SafeTensorsException(_index is null
+                ? $"{_files[0].Path}: no tensor '{name}' (the file has {_files[0].Tensors.Count}): the weights do not belong to this config.json, or the file is corrupt."
+                : $"{_index}: no shard holds tensor '{name}': the weights do not belong to this config.json, or the index is corrupt.");
 
     /// <summary>A read-only stream over one tensor's bytes.</summary>
     /// <exception cref="SafeTensorsException">No shard holds the tensor.</exception>

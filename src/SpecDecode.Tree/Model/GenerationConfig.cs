@@ -18,7 +18,13 @@ public static class GenerationConfig
     /// <exception cref="DirectoryNotFoundException">The folder does not exist.</exception>
     /// <exception cref="ModelConfigException">A file is not valid JSON or not an object, or <c>eos_token_id</c> is
     /// neither a token id nor a list of them.</exception>
-    public static IReadOnlyList<int> EosTokenIds(string folder)
+    public static IReadOnlyList<int> EosTokenIds(string folder) => EosTokenIds(folder, vocabSize: null);
+
+    /// <summary>As <see cref="EosTokenIds(string)"/>, refusing ids outside a vocabulary of <paramref name="vocabSize"/>
+    /// tokens (an end-of-sequence id the model can never emit would let generation run on past every end).</summary>
+    /// <exception cref="ModelConfigException">As <see cref="EosTokenIds(string)"/>, or an id is outside the vocabulary;
+    /// the message names the file, the key and the id.</exception>
+    internal static IReadOnlyList<int> EosTokenIds(string folder, int? vocabSize)
     {
         ArgumentException.ThrowIfNullOrEmpty(folder);
         if (!Directory.Exists(folder))
@@ -29,7 +35,7 @@ public static class GenerationConfig
         foreach (string file in new[] { "generation_config.json", "config.json" })
         {
             string path = Path.Combine(folder, file);
-            if (File.Exists(path) && ReadEosTokenIds(path) is { } ids)
+            if (File.Exists(path) && ReadEosTokenIds(path, vocabSize) is { } ids)
             {
                 return ids;
             }
@@ -39,7 +45,7 @@ public static class GenerationConfig
     }
 
     /// <summary>The <c>eos_token_id</c> of one JSON file, or null when it has none.</summary>
-    internal static int[]? ReadEosTokenIds(string path)
+    internal static int[]? ReadEosTokenIds(string path, int? vocabSize)
     {
         JsonDocument document;
         try
@@ -65,19 +71,7 @@ public static class GenerationConfig
                 return null;
             }
 
-            IEnumerable<JsonElement> items = eos.ValueKind == JsonValueKind.Array ? eos.EnumerateArray() : [eos];
-            var ids = new List<int>();
-            foreach (JsonElement item in items)
-            {
-                if (item.ValueKind != JsonValueKind.Number || !item.TryGetInt32(out int id) || id < 0)
-                {
-                    throw new ModelConfigException(path, $"'eos_token_id' must be a token id or a list of them, not {eos.GetRawText()}.");
-                }
-
-                ids.Add(id);
-            }
-
-            return [.. ids];
+            return ModelConfig.TokenIds(eos, "eos_token_id", vocabSize, path);
         }
     }
 }

@@ -30,7 +30,7 @@ public enum RopeType
 
 /// <summary>Thrown when a checkpoint's config.json cannot be used: missing, malformed, inconsistent, or describing an
 /// architecture or setting this library does not implement (never run wrong).</summary>
-public sealed class ModelConfigException : Exception
+public sealed class ModelConfigException : SpecDecodeException
 {
     /// <summary>Creates the exception for <paramref name="path"/>.</summary>
     public ModelConfigException(string path, string message, Exception? inner = null)
@@ -160,18 +160,30 @@ public sealed class ModelConfig
     private static ModelConfig Resolve(RawModelConfig raw, string name)
     {
         ModelArchitecture architecture = ArchitectureOf(raw, name);
-        int hidden = Required(raw.HiddenSize, "hidden_size", name);
-        int heads = Required(raw.NumAttentionHeads, "num_attention_heads", name);
-        int kvHeads = raw.NumKeyValueHeads ?? heads;
-        int headDim = raw.HeadDim ?? (heads > 0 && hidden % heads == 0 ? hidden / heads : 0);
-        int layers = Required(raw.NumHiddenLayers, "num_hidden_layers", name);
-        int intermediate = Required(raw.IntermediateSize, "intermediate_size", name);
-        int vocab = Required(raw.VocabSize, "vocab_size", name);
-        if (headDim <= 0)
+        int hidden = Bounded(Required(raw.HiddenSize, "hidden_size", name), "hidden_size", 1, ConfigBounds.MaxHiddenSize, name);
+        int heads = Bounded(Required(raw.NumAttentionHeads, "num_attention_heads", name), "num_attention_heads", 1, ConfigBounds.MaxHeads, name);
+        int kvHeads = raw.NumKeyValueHeads is int kv ? Bounded(kv, "num_key_value_heads", 1, ConfigBounds.MaxHeads, name) : heads;
+        int layers = Bounded(Required(raw.NumHiddenLayers, "num_hidden_layers", name), "num_hidden_layers", 1, ConfigBounds.MaxLayers, name);
+        int intermediate = Bounded(Required(raw.IntermediateSize, "intermediate_size", name), "intermediate_size", 1, ConfigBounds.MaxIntermediateSize, name);
+        int vocab = Bounded(Required(raw.VocabSize, "vocab_size", name), "vocab_size", 1, ConfigBounds.MaxVocabSize, name);
+        int headDim;
+        if (raw.HeadDim is int given)
+        {
+            headDim = Bounded(given, "head_dim", 2, ConfigBounds.MaxHeadDim, name);
+        }
+        else if (hidden % heads == 0)
+        {
+            headDim = Bounded(hidden / heads, "head_dim", 2, ConfigBounds.MaxHeadDim, name, " (hidden_size / num_attention_heads, as head_dim is not given)");
+        }
+        else
         {
             throw new ModelConfigException(name, $"hidden_size {hidden} is not a multiple of num_attention_heads {heads} and head_dim is not given.");
         }
-        if (kvHeads <= 0 || heads % kvHeads != 0)
+        if (headDim % 2 != 0)
+        {
+            throw new ModelConfigException(name, $"'head_dim' is {headDim}: rotary position embeddings rotate pairs of dimensions, so it must be even. {ConfigBounds.Advice}");
+        }
+        if (heads % kvHeads != 0)
         {
             throw new ModelConfigException(name, $"num_attention_heads {heads} is not a multiple of num_key_value_heads {kvHeads}.");
         }
@@ -183,9 +195,14 @@ public sealed class ModelConfig
         {
             throw new ModelConfigException(name, "use_sliding_window is true: sliding-window attention is not implemented.");
         }
+        int maxPositions = raw.MaxPositionEmbeddings is int positions
+            ? Bounded(positions, "max_position_embeddings", 1, ConfigBounds.MaxPositions, name)
+            : 2048;
+        double eps = raw.RmsNormEps is double e ? Between(e, "rms_norm_eps", 0, 1, name) : 1e-6;
 
         RawRopeParameters? rope = raw.RopeParameters ?? raw.RopeScaling;
-        double theta = raw.RopeParameters?.RopeTheta ?? raw.RopeTheta ?? 10000.0;
+        string thetaKey = raw.RopeParameters?.RopeTheta is not null ? "rope_parameters.rope_theta" : "rope_theta";
+        double theta = Between(raw.RopeParameters?.RopeTheta ?? raw.RopeTheta ?? 10000.0, thetaKey, 0, double.MaxValue, name);
         string ropeType = rope?.RopeType ?? rope?.LegacyType ?? "default";
         RopeType ropeKind = ropeType switch
         {
@@ -193,9 +210,23 @@ public sealed class ModelConfig
             "llama3" => RopeType.Llama3,
             _ => throw new ModelConfigException(name, $"rope type '{ropeType}' is not implemented (default or llama3)."),
         };
-        if (ropeKind == RopeType.Llama3 && (rope!.Factor is null || rope.OriginalMaxPositionEmbeddings is null))
+        double ropeFactor = 1, lowFreq = rope?.LowFreqFactor ?? 1, highFreq = rope?.HighFreqFactor ?? 4;
+        int originalPositions = rope?.OriginalMaxPositionEmbeddings ?? raw.MaxPositionEmbeddings ?? 2048;
+        if (ropeKind == RopeType.Llama3)
         {
-            throw new ModelConfigException(name, "rope type llama3 needs factor and original_max_position_embeddings.");
+            if (rope!.Factor is null || rope.OriginalMaxPositionEmbeddings is null)
+            {
+                throw new ModelConfigException(name, "rope type llama3 needs factor and original_max_position_embeddings.");
+            }
+            ropeFactor = Between(rope.Factor.Value, "factor", 0, double.MaxValue, name);
+            lowFreq = Between(lowFreq, "low_freq_factor", 0, double.MaxValue, name);
+            highFreq = Between(highFreq, "high_freq_factor", 0, double.MaxValue, name);
+            originalPositions = Bounded(originalPositions, "original_max_position_embeddings", 1, ConfigBounds.MaxPositions, name);
+            if (highFreq <= lowFreq)
+            {
+                throw new ModelConfigException(name,
+                    $"'high_freq_factor' ({F(highFreq)}) must exceed 'low_freq_factor' ({F(lowFreq)}): llama3 scaling divides by their difference. {ConfigBounds.Advice}");
+            }
         }
 
         string? dtype = raw.Dtype ?? raw.TorchDtype;
@@ -207,29 +238,29 @@ public sealed class ModelConfig
         return new ModelConfig
         {
             Architecture = architecture,
-            HiddenSize = Positive(hidden, "hidden_size", name),
-            IntermediateSize = Positive(intermediate, "intermediate_size", name),
-            LayerCount = Positive(layers, "num_hidden_layers", name),
-            HeadCount = Positive(heads, "num_attention_heads", name),
+            HiddenSize = hidden,
+            IntermediateSize = intermediate,
+            LayerCount = layers,
+            HeadCount = heads,
             KeyValueHeadCount = kvHeads,
             HeadDim = headDim,
-            VocabSize = Positive(vocab, "vocab_size", name),
-            MaxPositionEmbeddings = raw.MaxPositionEmbeddings ?? 2048,
-            RmsNormEps = raw.RmsNormEps ?? 1e-6,
+            VocabSize = vocab,
+            MaxPositionEmbeddings = maxPositions,
+            RmsNormEps = eps,
             RopeTheta = theta,
             Rope = ropeKind,
-            RopeFactor = ropeKind == RopeType.Llama3 ? rope!.Factor!.Value : 1,
-            RopeLowFreqFactor = rope?.LowFreqFactor ?? 1,
-            RopeHighFreqFactor = rope?.HighFreqFactor ?? 4,
-            RopeOriginalMaxPositions = rope?.OriginalMaxPositionEmbeddings ?? raw.MaxPositionEmbeddings ?? 2048,
+            RopeFactor = ropeFactor,
+            RopeLowFreqFactor = lowFreq,
+            RopeHighFreqFactor = highFreq,
+            RopeOriginalMaxPositions = originalPositions,
             TieWordEmbeddings = raw.TieWordEmbeddings ?? false,
             QkvBias = architecture == ModelArchitecture.Qwen2 || attentionBias,
             OutputBias = architecture != ModelArchitecture.Qwen2 && attentionBias,
             MlpBias = raw.MlpBias ?? false,
             QkNorm = architecture == ModelArchitecture.Qwen3,
             DType = dtype,
-            BosTokenId = TokenIds(raw.BosTokenId, "bos_token_id", name) is [int bos, ..] ? bos : null,
-            EosTokenIds = TokenIds(raw.EosTokenId, "eos_token_id", name),
+            BosTokenId = TokenIds(raw.BosTokenId, "bos_token_id", vocab, name) is [int bos, ..] ? bos : null,
+            EosTokenIds = TokenIds(raw.EosTokenId, "eos_token_id", vocab, name),
         };
     }
 
@@ -250,22 +281,69 @@ public sealed class ModelConfig
     private static int Required(int? value, string field, string name) =>
         value ?? throw new ModelConfigException(name, $"required field '{field}' is missing.");
 
-    private static int Positive(int value, string field, string name) =>
-        value > 0 ? value : throw new ModelConfigException(name, $"'{field}' must be positive, not {value}.");
+    /// <summary><paramref name="value"/> when it lies in [<paramref name="min"/>, <paramref name="max"/>]; otherwise a
+    /// refusal naming the key, the value and the bounds (see <see cref="ConfigBounds"/>).</summary>
+    private static int Bounded(int value, string key, int min, int max, string name, string derived = "") =>
+        value >= min && value <= max
+            ? value
+            : throw new ModelConfigException(name, $"'{key}'{derived} is {value}, outside {min} .. {max}. {ConfigBounds.Advice}");
 
-    private static int[] TokenIds(JsonElement? element, string field, string name)
+    /// <summary><paramref name="value"/> when it is finite and lies in the open interval (<paramref name="above"/>,
+    /// <paramref name="below"/>) (below <see cref="double.MaxValue"/> means any finite value); otherwise a refusal.</summary>
+    private static double Between(double value, string key, double above, double below, string name) =>
+        double.IsFinite(value) && value > above && (value < below || below == double.MaxValue)
+            ? value
+            : throw new ModelConfigException(name, below == double.MaxValue
+                ? $"'{key}' is {F(value)}; it must be a finite number above {F(above)}. {ConfigBounds.Advice}"
+                : $"'{key}' is {F(value)}; it must lie strictly between {F(above)} and {F(below)}. {ConfigBounds.Advice}");
+
+    private static string F(double value) => value.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>The token ids of a <c>bos_token_id</c> or <c>eos_token_id</c> field (one id or a list), each inside the
+    /// vocabulary when its size is known (else non-negative).</summary>
+    internal static int[] TokenIds(JsonElement? element, string field, int? vocab, string name)
     {
         if (element is not { } e || e.ValueKind == JsonValueKind.Null)
         {
             return [];
         }
-        try
+        IEnumerable<JsonElement> items = e.ValueKind == JsonValueKind.Array ? e.EnumerateArray() : [e];
+        var ids = new List<int>();
+        foreach (JsonElement item in items)
         {
-            return e.ValueKind == JsonValueKind.Array ? e.EnumerateArray().Select(x => x.GetInt32()).ToArray() : [e.GetInt32()];
+            if (item.ValueKind != JsonValueKind.Number || !item.TryGetInt32(out int id) || (vocab is null && id < 0))
+            {
+                throw new ModelConfigException(name, $"'{field}' must be a token id or a list of them, not {Shorten(e.GetRawText())}.");
+            }
+            if (id < 0 || id >= vocab)
+            {
+                throw new ModelConfigException(name,
+                    $"'{field}' {id} is outside the vocabulary (0 .. {vocab - 1}; config.json's vocab_size is {vocab}): a token the model can never read or emit. {ConfigBounds.Advice}");
+            }
+            ids.Add(id);
         }
-        catch (Exception ex) when (ex is InvalidOperationException or FormatException)
-        {
-            throw new ModelConfigException(name, $"'{field}' must be a token id or a list of them.", ex);
-        }
+        return [.. ids];
     }
+
+    private static string Shorten(string text) => text.Length <= 60 ? text : text[..57] + "...";
+}
+
+/// <summary>
+/// The largest values config.json may hold, about four times what the largest released decoders use (Llama 3.1 405B:
+/// hidden 16,384, MLP 53,248, 126 layers, 128 heads; vocabularies up to 262,144; Llama 4 Scout: 10 M positions). A value
+/// beyond them is a corrupt or foreign file, refused before it sizes a libtorch allocation (a hidden_size of 2e9 came
+/// back from libtorch as a native allocation failure with a stack trace).
+/// </summary>
+internal static class ConfigBounds
+{
+    public const int MaxHiddenSize = 1 << 16;
+    public const int MaxIntermediateSize = 1 << 18;
+    public const int MaxLayers = 1024;
+    public const int MaxHeads = 1024;
+    public const int MaxHeadDim = 1024;
+    public const int MaxVocabSize = 1 << 22;
+    public const int MaxPositions = 1 << 26;
+
+    /// <summary>What every refusal of a value ends with.</summary>
+    public const string Advice = "The file is corrupt or not a decoder's config.json: restore the checkpoint's original file.";
 }

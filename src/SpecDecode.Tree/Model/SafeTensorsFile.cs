@@ -31,7 +31,7 @@ public sealed record SafeTensorInfo(string Name, SafeTensorsDType DType, long[] 
 
 /// <summary>Thrown when a safetensors file or its index is missing, truncated or corrupt, or lacks a tensor; the message
 /// names the file and, where it applies, the tensor.</summary>
-public sealed class SafeTensorsException : Exception
+public sealed class SafeTensorsException : SpecDecodeException
 {
     /// <summary>Creates the exception.</summary>
     public SafeTensorsException(string message, Exception? inner = null) : base(message, inner) { }
@@ -129,9 +129,79 @@ public sealed class SafeTensorsFile : IDisposable
     /// <inheritdoc />
     public void Dispose() => _map.Dispose();
 
+    /// <summary>One tensor's header entry, every field checked: its dtype, a shape of non-negative integers whose byte
+    /// count fits a file, and two offsets inside the data that give exactly that count. Arithmetic cannot overflow.</summary>
+    private static SafeTensorInfo Entry(JsonProperty entry, string path, long dataStart, long dataLength)
+    {
+        string where = $"{path}: corrupt header: tensor '{entry.Name}'";
+        JsonElement e = entry.Value;
+        if (e.ValueKind != JsonValueKind.Object)
+        {
+            throw new SafeTensorsException($"{where} is a JSON {e.ValueKind}, not an object with dtype, shape and data_offsets.");
+        }
+        string dtypeName = e.TryGetProperty("dtype", out JsonElement d) && d.ValueKind == JsonValueKind.String
+            ? d.GetString()!
+            : throw new SafeTensorsException($"{where}: \"dtype\" must be a string such as \"BF16\".");
+        (SafeTensorsDType dtype, int size) = dtypeName switch
+        {
+            "F32" => (SafeTensorsDType.Float32, 4),
+            "F16" => (SafeTensorsDType.Float16, 2),
+            "BF16" => (SafeTensorsDType.BFloat16, 2),
+            _ => throw new SafeTensorsException($"{path}: tensor '{entry.Name}' has dtype {dtypeName}; F32, F16 and BF16 are supported."),
+        };
+        long[] shape = Integers(e, "shape", -1, where);
+        long[] offsets = Integers(e, "data_offsets", 2, where);
+        long begin = offsets[0], end = offsets[1];
+        if (shape.Any(dim => dim < 0) || begin < 0 || end < begin || end > dataLength)
+        {
+            throw new SafeTensorsException(
+                $"{path}: tensor '{entry.Name}' has offsets [{begin}, {end}) outside the file's {dataLength} data bytes (truncated file?).");
+        }
+        long bytes;
+        try
+        {
+            bytes = checked(shape.Aggregate(1L, (a, b) => a * b) * size);
+        }
+        catch (OverflowException)
+        {
+            throw new SafeTensorsException($"{path}: tensor '{entry.Name}' of shape [{string.Join(", ", shape)}] has more elements than a file can hold.");
+        }
+        if (bytes != end - begin)
+        {
+            throw new SafeTensorsException(
+                $"{path}: tensor '{entry.Name}' of shape [{string.Join(", ", shape)}] {dtypeName} needs {bytes} bytes, its offsets give {end - begin}.");
+        }
+        return new SafeTensorInfo(entry.Name, dtype, shape, dataStart + begin, end - begin);
+    }
+
+    /// <summary>A field that must be a list of integers (of <paramref name="count"/> of them, unless -1).</summary>
+    private static long[] Integers(JsonElement entry, string field, int count, string where)
+    {
+        bool found = entry.TryGetProperty(field, out JsonElement list);
+        if (found && list.ValueKind == JsonValueKind.Array && (count < 0 || list.GetArrayLength() == count))
+        {
+            var values = new long[list.GetArrayLength()];
+            bool integers = true;
+            int i = 0;
+            foreach (JsonElement item in list.EnumerateArray())
+            {
+                integers &= item.ValueKind == JsonValueKind.Number && item.TryGetInt64(out values[i++]);
+            }
+            if (integers)
+            {
+                return values;
+            }
+        }
+        string what = count < 0 ? "a list of integers" : $"a list of {count} integers";
+        throw new SafeTensorsException($"{where}: \"{field}\" must be {what}, not {(found ? Shorten(list.GetRawText()) : "missing")}.");
+    }
+
+    private static string Shorten(string text) => text.Length <= 60 ? text : text[..57] + "...";
+
     private static Dictionary<string, SafeTensorInfo> ParseHeader(byte[] header, string path, long dataStart, long fileLength)
     {
         var tensors = new Dictionary<string, SafeTensorInfo>(StringComparer.Ordinal);
+        long dataLength = fileLength - dataStart;
         try
         {
             using JsonDocument doc = JsonDocument.Parse(header);
@@ -145,34 +215,16 @@ public sealed class SafeTensorsFile : IDisposable
                 {
                     continue;
                 }
-                JsonElement e = entry.Value;
-                string dtypeName = e.GetProperty("dtype").GetString() ?? "";
-                (SafeTensorsDType dtype, int size) = dtypeName switch
+                SafeTensorInfo info = Entry(entry, path, dataStart, dataLength);
+                if (!tensors.TryAdd(entry.Name, info))
                 {
-                    "F32" => (SafeTensorsDType.Float32, 4),
-                    "F16" => (SafeTensorsDType.Float16, 2),
-                    "BF16" => (SafeTensorsDType.BFloat16, 2),
-                    _ => throw new SafeTensorsException($"{path}: tensor '{entry.Name}' has dtype {dtypeName}; F32, F16 and BF16 are supported."),
-                };
-                long[] shape = e.GetProperty("shape").EnumerateArray().Select(x => x.GetInt64()).ToArray();
-                JsonElement offsets = e.GetProperty("data_offsets");
-                long begin = offsets[0].GetInt64(), end = offsets[1].GetInt64();
-                if (shape.Any(d => d < 0) || begin < 0 || end < begin || dataStart + end > fileLength)
-                {
-                    throw new SafeTensorsException(
-                        $"{path}: tensor '{entry.Name}' has offsets [{begin}, {end}) outside the file's {fileLength - dataStart} data bytes (truncated file?).");
+                    throw new SafeTensorsException($"{path}: corrupt header: tensor '{entry.Name}' appears twice.");
                 }
-                var info = new SafeTensorInfo(entry.Name, dtype, shape, dataStart + begin, end - begin);
-                if (info.ElementCount * size != info.Length)
-                {
-                    throw new SafeTensorsException(
-                        $"{path}: tensor '{entry.Name}' of shape [{string.Join(", ", shape)}] {dtypeName} needs {info.ElementCount * size} bytes, its offsets give {info.Length}.");
-                }
-                tensors.Add(entry.Name, info);
             }
         }
-        catch (Exception ex) when (ex is JsonException or KeyNotFoundException or InvalidOperationException or IndexOutOfRangeException or FormatException)
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException)
         {
+            // Malformed JSON, or text that is not valid UTF-8 or UTF-16 where a name is read.
             throw new SafeTensorsException($"{path}: corrupt header ({ex.Message}).", ex);
         }
         SafeTensorInfo[] ordered = tensors.Values.OrderBy(t => t.Offset).ToArray();

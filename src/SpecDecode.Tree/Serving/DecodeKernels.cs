@@ -96,6 +96,46 @@ internal static class DecodeKernels
         return null;
     }
 
+    /// <summary>
+    /// Why the embedded fatbin must not run with this build's host code, or null: build.sh records the SHA-256 of the
+    /// kernel sources it compiled (decode_step.cu.sha256), and this build embeds the sources its launch code was written
+    /// for. A source changed without a rebuilt fatbin (which needs nvcc on a CUDA machine) would launch kernels whose
+    /// arguments and cache addressing differ from the host's: they stay off instead, and the plain steps take the
+    /// captured libtorch step.
+    /// </summary>
+    internal static string? StaleReason()
+    {
+        var assembly = typeof(DecodeKernels).Assembly;
+        string Read(string name)
+        {
+            using Stream? stream = assembly.GetManifestResourceStream("SpecDecode.Tree.Kernels." + name);
+            if (stream is null)
+            {
+                return "";
+            }
+            using var reader = new StreamReader(stream);
+            return reader.ReadToEnd();
+        }
+        Dictionary<string, string> recorded = Read("decode_step.cu.sha256").Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Select(line => line.Split(' ', 2, StringSplitOptions.TrimEntries))
+            .Where(f => f.Length == 2)
+            .ToDictionary(f => f[1], f => f[0]);
+        foreach (string file in SourceFiles)
+        {
+            using Stream? stream = assembly.GetManifestResourceStream("SpecDecode.Tree.Kernels." + file);
+            string actual = stream is null ? "" : Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(stream));
+            if (recorded.GetValueOrDefault(file) != actual)
+            {
+                return $"the embedded fatbin was built from another {file} than this build's (run src/SpecDecode.Tree/Kernels/build.sh on a " +
+                    "machine with nvcc and commit decode_step.fatbin with decode_step.cu.sha256)";
+            }
+        }
+        return null;
+    }
+
+    /// <summary>The kernel sources build.sh compiles into the fatbin.</summary>
+    internal static readonly string[] SourceFiles = ["decode_step.cu", "tree_step.cuh"];
+
     /// <summary>The fatbin's bytes: the file <see cref="SpecDecodeKernelsVariable"/> names, else the embedded resource; null
     /// when neither is there.</summary>
     internal static byte[]? Image(out string source)
@@ -148,6 +188,11 @@ internal static class DecodeKernels
         if (image is null)
         {
             return (null, $"this build of SpecDecode.Tree has no {ResourceName} (run src/SpecDecode.Tree/Kernels/build.sh on a machine with nvcc)");
+        }
+        // (a fatbin named by SPECDECODE_DECODE_KERNELS is the developer's own build, taken as it is)
+        if (source.StartsWith("embedded ", StringComparison.Ordinal) && StaleReason() is { } stale)
+        {
+            return (null, stale);
         }
         if (!NativeLibrary.TryLoad(Driver, out IntPtr driver))
         {
@@ -399,6 +444,9 @@ internal struct GemvParams
     public IntPtr KCache;
     public IntPtr VCache;
     public long HeadStride;
+    public long RowStride;
+    public IntPtr BlockTable;
+    public int BlockShift;
     public int Heads;
     public int KvHeads;
     public int HeadDim;
@@ -413,6 +461,9 @@ internal struct AttentionParams
     public IntPtr KCache;
     public IntPtr VCache;
     public long HeadStride;
+    public long RowStride;
+    public IntPtr BlockTable;
+    public int BlockShift;
     public IntPtr State;
     public IntPtr PartialO;
     public IntPtr PartialMl;
@@ -462,6 +513,9 @@ internal struct TreeFinishParams
     public IntPtr KCache;
     public IntPtr VCache;
     public long HeadStride;
+    public long RowStride;
+    public IntPtr BlockTable;
+    public int BlockShift;
     public int Heads;
     public int KvHeads;
     public int HeadDim;
@@ -490,6 +544,9 @@ internal struct TreeAttentionParams
     public IntPtr KCache;
     public IntPtr VCache;
     public long HeadStride;
+    public long RowStride;
+    public IntPtr BlockTable;
+    public int BlockShift;
     public IntPtr State;
     public IntPtr PartialO;
     public IntPtr PartialMl;
@@ -512,8 +569,10 @@ internal struct TreeAcceptParams
     public IntPtr Cache;
     public long LayerStride;
     public long KvStride;
-    public long SlotOffset;
+    public long RowStride;
     public long HeadStride;
+    public IntPtr BlockTable;
+    public int BlockShift;
     public int HeadDim;
     public IntPtr Result;
 }

@@ -39,11 +39,11 @@ internal static class GreedyAcceptance
         Tensor entryAtDepth = arange(t + 1, int64, step.Tokens.device).view(1, t + 1).expand(b, t + 1).contiguous();
         entryAtDepth.scatter_(1, where(onPath, step.Depths, full_like(step.Depths, t)), entries.contiguous());
         entryAtDepth = entryAtDepth.narrow(1, 0, t);
-        cache.MoveAccepted(entryAtDepth, step.Lengths, window);
+        cache.MoveAccepted(step.Slots, entryAtDepth, step.Lengths, window);
         return cat([step.Tokens.gather(1, entryAtDepth), entryAtDepth, bonus, count], 1);
     }
 
-    /// <summary>Reads <see cref="Decide"/>'s result on the host and advances the caches' lengths.</summary>
+    /// <summary>Reads <see cref="Decide"/>'s result on the host and advances the caches by each root and accepted path.</summary>
     public static VerifiedStep[] Read(long[] result, IReadOnlyList<TreeInput> inputs, StepPlan plan, KvCache cache)
     {
         int t = plan.Width, stride = 2 * t + 2;
@@ -53,9 +53,19 @@ internal static class GreedyAcceptance
             int slot = inputs[i].Slot, row = slot * stride;
             int count = (int)result[row + 2 * t + 1];
             steps[i] = Path(slot, result.AsSpan(row + 1, count), result.AsSpan(row + t + 1, count), result[row + 2 * t]);
-            cache.SetLength(slot, cache.Length(slot) + 1 + count);
+            Commit(cache, inputs[i].Root, steps[i]);
         }
         return steps;
+    }
+
+    /// <summary>Advances the sequence's cache by what a step cached: its root, then the accepted draft tokens (the bonus
+    /// token is the next root, not cached yet).</summary>
+    public static void Commit(KvCache cache, int root, VerifiedStep step)
+    {
+        Span<int> cached = step.Tokens.Length <= 128 ? stackalloc int[step.Tokens.Length] : new int[step.Tokens.Length];
+        cached[0] = root;
+        step.Tokens.AsSpan(0, step.Tokens.Length - 1).CopyTo(cached[1..]);
+        cache.Append(step.Slot, cached);
     }
 
     /// <summary>The step an accepted path makes: its tokens and entries by depth from 1 (entry e is draft node e − 1),

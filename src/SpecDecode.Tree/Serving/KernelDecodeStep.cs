@@ -14,10 +14,11 @@ internal sealed class KernelDecodeStep : KernelStep
     private readonly Tensor _hidden, _normed, _q, _attention, _act, _partialO, _partialMl, _counters, _rowCounter;
     private readonly int _maxSplits;
 
-    public KernelDecodeStep(ModelConfig config, CausalLMWeights weights, Tensor cache, Tensor cos, Tensor sin, int capacity)
+    public KernelDecodeStep(ModelConfig config, CausalLMWeights weights, KvCache cache, Tensor cos, Tensor sin)
         : base("decode-step", config, weights, cache, cos, sin)
     {
         ModelConfig c = config;
+        int capacity = cache.Capacity;
         _hidden = Buffer(c.HiddenSize, ScalarType.BFloat16);
         _normed = Buffer(c.HiddenSize, ScalarType.BFloat16);
         _q = Buffer(c.HeadCount * c.HeadDim, ScalarType.BFloat16);
@@ -52,13 +53,14 @@ internal sealed class KernelDecodeStep : KernelStep
 
     /// <summary>Launches the step for <paramref name="slot"/> over <paramref name="keys"/> keys at most (the attention grid
     /// covers them; keys past the length are skipped on the device). <paramref name="state"/>: [token, length] int64 on the
-    /// device.</summary>
+    /// device. The slot's rows are found through its device block table, which must cover the length (the caller
+    /// reserves and syncs the tables before the step, outside any capture).</summary>
     public void Enqueue(int slot, long keys, Tensor state)
     {
         ModelConfig c = Config;
-        long[] stride = Cache.stride(); // [layer, k/v, slot, kv head, position, dim]
+        KernelAddressing kv = Cache.Addressing;
+        IntPtr table = kv.Table(slot);
         int splits = (int)Math.Min((keys + DecodeKernels.AttentionChunk - 1) / DecodeKernels.AttentionChunk, _maxSplits);
-        IntPtr cacheBase = P(Cache);
         IntPtr statePtr = P(state);
         float eps = (float)c.RmsNormEps;
         IntPtr hidden = P(_hidden), normed = P(_normed);
@@ -70,8 +72,7 @@ internal sealed class KernelDecodeStep : KernelStep
         {
             DecoderLayerWeights layer = Weights.Layers[i];
             AttentionWeights a = layer.Attention;
-            IntPtr kCache = cacheBase + (nint)((i * stride[0] + 0 * stride[1] + slot * stride[2]) * 2);
-            IntPtr vCache = cacheBase + (nint)((i * stride[0] + 1 * stride[1] + slot * stride[2]) * 2);
+            IntPtr kCache = kv.Layer(i, 0), vCache = kv.Layer(i, 1);
             int qkvItems = (c.HeadCount + c.KeyValueHeadCount) * (c.HeadDim / 2) + c.KeyValueHeadCount * c.HeadDim;
             Module.Launch("gemv_qkv_rotary", Blocks(qkvItems, 128), 1, 128, new GemvParams
             {
@@ -79,11 +80,13 @@ internal sealed class KernelDecodeStep : KernelStep
                 W0 = P(a.QProj.Weight), W1 = P(a.KProj.Weight), W2 = P(a.VProj.Weight),
                 B0 = Optional(a.QProj.Bias), B1 = Optional(a.KProj.Bias), B2 = Optional(a.VProj.Bias),
                 Y = P(_q), State = statePtr, Cos = P(Cos), Sin = P(Sin), KCache = kCache, VCache = vCache,
-                HeadStride = stride[3], Heads = c.HeadCount, KvHeads = c.KeyValueHeadCount, HeadDim = c.HeadDim,
+                HeadStride = kv.HeadStride, RowStride = kv.RowStride, BlockTable = table, BlockShift = kv.BlockShift,
+                Heads = c.HeadCount, KvHeads = c.KeyValueHeadCount, HeadDim = c.HeadDim,
             });
             Module.Launch("attention_decode_" + c.HeadDim, splits, c.KeyValueHeadCount, DecodeKernels.AttentionThreads, new AttentionParams
             {
-                Q = P(_q), KCache = kCache, VCache = vCache, HeadStride = stride[3], State = statePtr,
+                Q = P(_q), KCache = kCache, VCache = vCache, HeadStride = kv.HeadStride, RowStride = kv.RowStride, BlockTable = table,
+                BlockShift = kv.BlockShift, State = statePtr,
                 PartialO = P(_partialO), PartialMl = P(_partialMl), Counters = P(_counters), Out = P(_attention),
                 Heads = c.HeadCount, KvHeads = c.KeyValueHeadCount, HeadDim = c.HeadDim, Scale = (float)(1.0 / Math.Sqrt(c.HeadDim)),
             });

@@ -11,9 +11,9 @@ internal abstract class KernelStep : IDisposable
 {
     private readonly List<Tensor> _buffers = [];
 
-    protected KernelStep(string what, ModelConfig config, CausalLMWeights weights, Tensor cache, Tensor cos, Tensor sin)
+    protected KernelStep(string what, ModelConfig config, CausalLMWeights weights, KvCache cache, Tensor cos, Tensor sin)
     {
-        if (!cache.is_contiguous() || !cos.is_contiguous() || !sin.is_contiguous() || cos.dtype != ScalarType.Float32)
+        if (!cache.Data.is_contiguous() || !cos.is_contiguous() || !sin.is_contiguous() || cos.dtype != ScalarType.Float32)
         {
             throw new InvalidOperationException($"The {what} kernels need a contiguous KV cache and contiguous float32 rotary tables.");
         }
@@ -29,8 +29,8 @@ internal abstract class KernelStep : IDisposable
 
     protected CausalLMWeights Weights { get; }
 
-    /// <summary>The KV cache: [layer, k/v, slot, kv head, position, dim].</summary>
-    protected Tensor Cache { get; }
+    /// <summary>The paged KV cache (its <see cref="KvCache.Addressing"/> tells the kernels where rows are).</summary>
+    protected KvCache Cache { get; }
 
     protected Tensor Cos { get; }
 
@@ -39,7 +39,7 @@ internal abstract class KernelStep : IDisposable
     protected DecodeKernels.Module Module { get; }
 
     /// <summary>A zeroed buffer of <paramref name="elements"/> on the cache's device, kept until <see cref="Dispose"/>.</summary>
-    protected Tensor Buffer(long elements, ScalarType type) => Keep(zeros(elements, type, Cache.device));
+    protected Tensor Buffer(long elements, ScalarType type) => Keep(zeros(elements, type, Cache.Data.device));
 
     /// <summary>Keeps <paramref name="tensor"/> until <see cref="Dispose"/>, out of any dispose scope.</summary>
     protected Tensor Keep(Tensor tensor)

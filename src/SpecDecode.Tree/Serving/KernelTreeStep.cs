@@ -44,7 +44,7 @@ internal sealed class KernelTreeStep : KernelStep
     private readonly Tensor _hidden, _normed, _q, _attention, _act, _work, _partialO, _partialMl;
     private Tensor? _logits;
 
-    public KernelTreeStep(ModelConfig config, CausalLMWeights weights, Tensor cache, Tensor cos, Tensor sin)
+    public KernelTreeStep(ModelConfig config, CausalLMWeights weights, KvCache cache, Tensor cos, Tensor sin)
         : base("tree", config, weights, cache, cos, sin)
     {
         ModelConfig c = config;
@@ -216,8 +216,9 @@ internal sealed class KernelTreeStep : KernelStep
         {
             _logits ??= Buffer((long)MaxRows * c.VocabSize, ScalarType.BFloat16);
         }
-        long[] stride = Cache.stride(); // [layer, k/v, slot, kv head, position, dim]
-        IntPtr cacheBase = P(Cache), state = P(State), hidden = P(_hidden), normed = P(_normed);
+        KernelAddressing kv = Cache.Addressing;
+        IntPtr table = kv.Table(slot);
+        IntPtr state = P(State), hidden = P(_hidden), normed = P(_normed);
         float eps = (float)c.RmsNormEps;
         int sms = Module.Multiprocessors, attentionWidth = c.HeadCount * c.HeadDim, shared = SharedBytes(rows);
         // attention: a warp per 16 query rows of a kv head, at most four per block
@@ -258,16 +259,17 @@ internal sealed class KernelTreeStep : KernelStep
         {
             DecoderLayerWeights layer = Weights.Layers[i];
             AttentionWeights a = layer.Attention;
-            IntPtr kCache = cacheBase + (nint)((i * stride[0] + 0 * stride[1] + slot * stride[2]) * 2);
-            IntPtr vCache = cacheBase + (nint)((i * stride[0] + 1 * stride[1] + slot * stride[2]) * 2);
+            IntPtr kCache = kv.Layer(i, 0), vCache = kv.Layer(i, 1);
             int splits = Product("tree_qkv", normed, c.HiddenSize, QkvRows, P(a.QProj.Weight), P(a.KProj.Weight), P(a.VProj.Weight));
             Module.Launch("tree_finish_qkv", Blocks((long)rows * qkvItems), 1, 256, Finish(splits, QkvRows, P(_q)) with
             {
-                B0 = Optional(a.QProj.Bias), B1 = Optional(a.KProj.Bias), B2 = Optional(a.VProj.Bias), KCache = kCache, VCache = vCache, HeadStride = stride[3],
+                B0 = Optional(a.QProj.Bias), B1 = Optional(a.KProj.Bias), B2 = Optional(a.VProj.Bias), KCache = kCache, VCache = vCache,
+                HeadStride = kv.HeadStride, RowStride = kv.RowStride, BlockTable = table, BlockShift = kv.BlockShift,
             });
             var attention = new TreeAttentionParams
             {
-                Q = P(_q), KCache = kCache, VCache = vCache, HeadStride = stride[3], State = state, PartialO = P(_partialO), PartialMl = P(_partialMl),
+                Q = P(_q), KCache = kCache, VCache = vCache, HeadStride = kv.HeadStride, RowStride = kv.RowStride, BlockTable = table,
+                BlockShift = kv.BlockShift, State = state, PartialO = P(_partialO), PartialMl = P(_partialMl),
                 Out = P(_attention), Rows = rows, Heads = c.HeadCount, KvHeads = c.KeyValueHeadCount, Chunk = chunk, Chunks = chunks,
                 Scale = (float)(1.0 / Math.Sqrt(c.HeadDim)),
             };
@@ -289,8 +291,8 @@ internal sealed class KernelTreeStep : KernelStep
         {
             Module.Launch("tree_accept", c.KeyValueHeadCount, 2, Threads, new TreeAcceptParams
             {
-                State = state, Rows = rows, Argmax = P(Argmax), Cache = cacheBase, LayerStride = stride[0], KvStride = stride[1],
-                SlotOffset = slot * stride[2], HeadStride = stride[3], HeadDim = c.HeadDim, Result = P(Result),
+                State = state, Rows = rows, Argmax = P(Argmax), Cache = kv.Base, LayerStride = kv.LayerStride, KvStride = kv.KvStride,
+                RowStride = kv.RowStride, HeadStride = kv.HeadStride, BlockTable = table, BlockShift = kv.BlockShift, HeadDim = c.HeadDim, Result = P(Result),
             }, gridZ: c.LayerCount);
         }
     }

@@ -27,13 +27,14 @@ internal sealed class ScriptedDecoder
         def layers(x: Tensor, in_norm: List[Tensor], wq: List[Tensor], wk: List[Tensor], wv: List[Tensor], wo: List[Tensor],
                    bq: List[Tensor], bk: List[Tensor], bv: List[Tensor], q_norm: List[Tensor], k_norm: List[Tensor],
                    post_norm: List[Tensor], gate: List[Tensor], up: List[Tensor], down: List[Tensor], final_norm: Tensor,
-                   cache: Tensor, write_at: Tensor, slots: Tensor, mask: Tensor, cos: Tensor, sin: Tensor, keys: int, heads: int,
+                   cache: Tensor, write_rows: Tensor, read_rows: Tensor, mask: Tensor, cos: Tensor, sin: Tensor, heads: int,
                    kv_heads: int, head_dim: int, eps: float, has_bias: bool, has_qk_norm: bool,
                    matmul_attention: bool, causal: bool, skip_attention: bool) -> Tensor:
             b = x.size(0)
             t = x.size(1)
             groups = heads // kv_heads
-            index = write_at.view(b, 1, t, 1).expand(b, kv_heads, t, head_dim)
+            keys = read_rows.size(1)
+            read_flat = read_rows.reshape([b * keys])
             for i in range(len(wq)):
                 h = rms(x, in_norm[i], eps)
                 q = torch.linear(h, wq[i])
@@ -51,32 +52,27 @@ internal sealed class ScriptedDecoder
                     k = rms(k, k_norm[i], eps)
                 q = q * cos + rotate_half(q) * sin
                 k = k * cos + rotate_half(k) * sin
+                # the cache's rows: [rows, kv heads, head dim] per layer and k/v
+                kall = cache.select(0, i).select(0, 0)
+                vall = cache.select(0, i).select(0, 1)
+                kall.index_copy_(0, write_rows, k.reshape(b * t, kv_heads, head_dim))
+                vall.index_copy_(0, write_rows, v.reshape(b * t, kv_heads, head_dim))
                 if causal:
-                    # row r of this forward is slot slots[r]: write with (slot, head, position) indices
-                    slot_rows = slots.view(b, 1, 1)
-                    head_rows = torch.arange(kv_heads, device=x.device).view(1, kv_heads, 1)
-                    position_rows = write_at.view(b, 1, t)
-                    kall = cache.select(0, i).select(0, 0)
-                    vall = cache.select(0, i).select(0, 1)
-                    kall[slot_rows, head_rows, position_rows] = k.transpose(1, 2)
-                    vall[slot_rows, head_rows, position_rows] = v.transpose(1, 2)
                     kr = k.transpose(1, 2).unsqueeze(2).expand(b, kv_heads, groups, t, head_dim).reshape(b, heads, t, head_dim)
                     vr = v.transpose(1, 2).unsqueeze(2).expand(b, kv_heads, groups, t, head_dim).reshape(b, heads, t, head_dim)
                     o = torch.scaled_dot_product_attention(q.transpose(1, 2), kr, vr, is_causal=True)
                     o = o.transpose(1, 2).reshape(b, t, heads * head_dim)
                 else:
-                    kc = cache.select(0, i).select(0, 0).narrow(0, 0, b)
-                    vc = cache.select(0, i).select(0, 1).narrow(0, 0, b)
-                    kc.scatter_(2, index, k.transpose(1, 2))
-                    vc.scatter_(2, index, v.transpose(1, 2))
+                    kc = kall.index_select(0, read_flat).view(b, keys, kv_heads, head_dim).transpose(1, 2)
+                    vc = vall.index_select(0, read_flat).view(b, keys, kv_heads, head_dim).transpose(1, 2)
                     grouped = q.view(b, t, kv_heads, groups, head_dim).permute(0, 2, 3, 1, 4).reshape(b, kv_heads, groups * t, head_dim)
                     if skip_attention:
                         o = grouped
                     elif matmul_attention:
-                        scores = torch.matmul(grouped, kc.narrow(2, 0, keys).transpose(2, 3)) * (float(head_dim) ** -0.5) + mask
-                        o = torch.matmul(torch.softmax(scores.float(), 3).to(grouped.dtype), vc.narrow(2, 0, keys))
+                        scores = torch.matmul(grouped, kc.transpose(2, 3)) * (float(head_dim) ** -0.5) + mask
+                        o = torch.matmul(torch.softmax(scores.float(), 3).to(grouped.dtype), vc)
                     else:
-                        o = torch.scaled_dot_product_attention(grouped, kc.narrow(2, 0, keys), vc.narrow(2, 0, keys), mask)
+                        o = torch.scaled_dot_product_attention(grouped, kc, vc, mask)
                     o = o.view(b, kv_heads, groups, t, head_dim).permute(0, 3, 1, 2, 4).reshape(b, t, heads * head_dim)
                 x = x + torch.linear(o, wo[i])
                 h = rms(x, post_norm[i], eps)
@@ -144,29 +140,39 @@ internal sealed class ScriptedDecoder
         return groups * rows >= 16 && keys >= _matmulMinKeys && batch * _config.HeadCount * rows * keys <= MatmulAttentionMaxScores;
     }
 
-    /// <summary>Runs every layer and the final norm; writes the step's keys and values into <paramref name="cache"/> at
-    /// positions <paramref name="writeAt"/> [B, T]. <paramref name="mask"/> [B, 1, groups × T, keys] with row b = slot b,
-    /// or null for plain causal attention among the forward's own rows (every sequence starting at an empty cache, row b
-    /// writing to slot <paramref name="slots"/>[b]): then the fresh keys and values are attended with <c>is_causal</c>
-    /// and no mask, which lets PyTorch pick flash attention on CUDA in float16/bfloat16.</summary>
+    /// <summary>Runs every layer and the final norm; writes the step's keys and values into <paramref name="cache"/> (the
+    /// paged pool, <see cref="KvCache.Data"/>) at rows <paramref name="writeRows"/> [B × T]. <paramref name="mask"/> [B, 1,
+    /// groups × T, keys] over the rows <paramref name="readRows"/> [B, keys] each sequence's attention reads, or both null
+    /// for plain causal attention among the forward's own rows (every sequence starting at an empty cache): then the
+    /// fresh keys and values are attended with <c>is_causal</c> and no mask, which lets PyTorch pick flash attention on
+    /// CUDA in float16/bfloat16.</summary>
     /// <remarks><paramref name="attention"/> says how masked (non-causal) attention is computed: <see cref="DecodeAttention.Default"/>
     /// picks SDPA or matrix products by <see cref="UseMatmulAttention"/>; the others are the graphed step's experiment
     /// knob (<see cref="TargetModel.GraphAttention"/>). It is ignored for causal attention (<paramref name="mask"/> null).</remarks>
-    public Tensor Forward(Tensor x, Tensor cache, Tensor writeAt, Tensor slots, Tensor? mask, Tensor cos, Tensor sin, long keys,
+    public Tensor Forward(Tensor x, Tensor cache, Tensor writeRows, Tensor? readRows, Tensor? mask, Tensor cos, Tensor sin,
         DecodeAttention attention = DecodeAttention.Default)
     {
         ModelConfig c = _config;
         bool causal = mask is null;
+        long keys = readRows?.shape[1] ?? 0;
         bool matmul = attention switch
         {
             DecodeAttention.Default => !causal && UseMatmulAttention(x.shape[0], x.shape[1], keys),
             DecodeAttention.GroupedMatmul or DecodeAttention.Skipped => !causal,
             _ => throw new ArgumentOutOfRangeException(nameof(attention), attention, "Unknown DecodeAttention."),
         };
+        // TorchSharp's invoke turns a number or bool argument into a temporary Scalar and keeps only its native handle: a
+        // garbage collection before the native call could finalize it and free what the handle points at (libtorch then
+        // read garbage: "Expected false to be true" from Scalar::toLong, issue 16). These Scalars live until the call ends.
+        using Tensor? noMask = mask is null ? empty(0, x.dtype, x.device) : null;
+        using Tensor? noRows = readRows is null ? zeros([x.shape[0], 0], ScalarType.Int64, x.device) : null;
+        using Scalar heads = (long)c.HeadCount, kvHeads = (long)c.KeyValueHeadCount, headDim = (long)c.HeadDim,
+            eps = c.RmsNormEps, qkvBias = c.QkvBias, qkNorm = c.QkNorm, useMatmul = matmul, isCausal = causal,
+            skipped = !causal && attention == DecodeAttention.Skipped;
         return (Tensor)Compiled.Value.invoke("layers",
             x, _inNorm, _wq, _wk, _wv, _wo, _bq, _bk, _bv, _qNorm, _kNorm, _postNorm, _gate, _up, _down, _finalNorm,
-            cache, writeAt, slots, mask ?? empty(0, x.dtype, x.device), cos, sin, keys, (long)c.HeadCount, (long)c.KeyValueHeadCount,
-            (long)c.HeadDim, c.RmsNormEps, c.QkvBias, c.QkNorm, matmul, causal, !causal && attention == DecodeAttention.Skipped);
+            cache, writeRows, readRows ?? noRows!, mask ?? noMask!, cos, sin, heads, kvHeads, headDim, eps, qkvBias, qkNorm, useMatmul,
+            isCausal, skipped);
     }
 }
 

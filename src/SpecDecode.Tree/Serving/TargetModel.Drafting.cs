@@ -72,6 +72,7 @@ public sealed partial class TargetModel
                 throw new InvalidOperationException(
                     $"Slot {b} holds {length} tokens and its draft region {region}, past the KV cache's capacity of {Capacity}: draft smaller trees or raise the context.");
             }
+            _cache.Reserve(b, length + region);
             var hops = new int[region];
             for (int e = 0; e < region; e++)
             {
@@ -112,6 +113,7 @@ public sealed partial class TargetModel
 
         ModelConfig c = Config;
         int groups = c.HeadCount / c.KeyValueHeadCount;
+        _cache.SyncTables();
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         Tensor all = tensor(packed).to(Device); // the forward's one upload
@@ -124,36 +126,38 @@ public sealed partial class TargetModel
         Tensor rows = all.narrow(0, rowAt, n);
 
         // visible[b, t, w]: region entry w is row t's entry or one of its ancestors.
-        Tensor ancestors = Ancestors(parents, maxHops);
+        Tensor ancestors = _reference.Ancestors(parents, maxHops);
         Tensor visible = ancestors.gather(1, entries.view(batch, width, 1).expand(batch, width, window));
-        Tensor writeAt = where(valid, lengths.view(batch, 1) + entries, full_like(entries, _cache.Scratch));
-        Tensor mask = AttentionMask(visible, lengths, valid, keys, groups);
+        Tensor slots = arange(batch, int64, Device); // row b is slot b
+        Tensor writeRows = where(valid, _cache.Rows(slots, lengths.view(batch, 1) + entries), full_like(entries, _cache.ScratchRowScalar)).view(-1);
+        Tensor readRows = _cache.ReadRows(slots, keys);
+        Tensor mask = _reference.AttentionMask(visible, lengths, valid, keys, groups);
         Tensor positions = (lengths.view(batch, 1) + offsets).view(-1);
         Tensor cos = _cos.index_select(0, positions).view(batch, width, 1, c.HeadDim).to(DType);
         Tensor sin = _sin.index_select(0, positions).view(batch, width, 1, c.HeadDim).to(DType);
 
         Tensor x = _weights.EmbedTokens.index_select(0, tokens.view(-1)).view(batch, width, c.HiddenSize);
-        Tensor slots = arange(batch, int64, Device); // row b is slot b
         x = _scripted is not null
-            ? _scripted.Forward(x, _cache.Data, writeAt, slots, mask, cos, sin, keys)
-            : EagerLayers(x, writeAt, slots, mask, cos, sin, keys);
+            ? _scripted.Forward(x, _cache.Data, writeRows, readRows, mask, cos, sin)
+            : _reference.EagerLayers(x, writeRows, readRows, mask, cos, sin);
         // The output projection for the wanted rows only (a vocabulary-wide projection of every row would dominate a
         // small model's forward).
         Tensor hidden = x.view(batch * width, c.HiddenSize).index_select(0, rows);
         return nn.functional.linear(hidden, _weights.Head).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Adds <paramref name="count"/> entries of <paramref name="slot"/>'s draft region to its cached prefix: the
-    /// entries a draft forward wrote there at their final positions (a chain fed from the root) become context.</summary>
+    /// <summary>Adds the first <paramref name="tokens"/>.Length entries of <paramref name="slot"/>'s draft region to its
+    /// cached prefix: the entries a draft forward wrote there at their final positions (a chain fed from the root, whose
+    /// tokens these are) become context.</summary>
     /// <exception cref="ArgumentOutOfRangeException">The slot is out of range, or the length would leave 0 .. capacity.</exception>
-    internal void CommitDraftRegion(int slot, int count)
+    internal void CommitDraftRegion(int slot, ReadOnlySpan<int> tokens)
     {
         CheckSlot(slot);
         int length = _cache.Length(slot);
-        if (count < 0 || length + count > Capacity)
+        if (length + tokens.Length > Capacity)
         {
-            throw new ArgumentOutOfRangeException(nameof(count), count, $"Slot {slot} caches {length} of {Capacity} tokens.");
+            throw new ArgumentOutOfRangeException(nameof(tokens), tokens.Length, $"Slot {slot} caches {length} of {Capacity} tokens.");
         }
-        _cache.SetLength(slot, length + count);
+        _cache.Append(slot, tokens);
     }
 }

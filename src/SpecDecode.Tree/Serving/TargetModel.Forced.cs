@@ -23,47 +23,7 @@ public sealed partial class TargetModel
             throw new ArgumentException($"{inputs.Count} inputs but {references.Count} references: give one per input.", nameof(references));
         }
         CheckTrees(inputs);
-        if (IsGraphedStep(inputs))
-        {
-            // A plain step through the graph costs what it costs; only the token that counts as the target's changes.
-            VerifiedStep graphed = GraphedStep(inputs[0])[0];
-            return references[0].Length > 0 ? [graphed with { Tokens = [references[0][0]] }] : [graphed];
-        }
-        if (IsKernelTree(inputs))
-        {
-            return KernelTree(inputs[0], ForcedChoices(inputs[0].Draft, references[0]));
-        }
-        StepPlan plan = StepPlan.ForTrees(inputs, _cache.Lengths, Capacity);
-        var forced = new long[plan.Batch * plan.Width];
-        Array.Fill(forced, -1L);
-        for (int i = 0; i < inputs.Count; i++)
-        {
-            ForcedChoices(inputs[i].Draft, references[i]).CopyTo(forced, inputs[i].Slot * plan.Width);
-        }
-        long[] result;
-        using (var scope = NewDisposeScope())
-        using (no_grad())
-        {
-            StepTensors step = Forward(plan);
-            Tensor forcedNext = tensor(forced, [plan.Batch, plan.Width]).to(Device);
-            Tensor decided = GreedyAcceptance.Decide(step, _cache, plan.MaxDepth + 1, forcedNext);
-            result = decided.cpu().data<long>().ToArray(); // the step's one synchronisation
-        }
-        return GreedyAcceptance.Read(result, inputs, plan, _cache);
-    }
-
-    /// <summary>Per entry of a step (0 the root, i + 1 draft node i), the recorded token that counts as the target's choice
-    /// after it, or -1 past the end of <paramref name="reference"/>.</summary>
-    private static long[] ForcedChoices(DraftTree draft, int[] reference)
-    {
-        var forced = new long[draft.Count + 1];
-        forced[0] = reference.Length > 0 ? reference[0] : -1;
-        for (int node = 0; node < draft.Count; node++)
-        {
-            int depth = draft.Depths[node];
-            forced[node + 1] = depth < reference.Length ? reference[depth] : -1;
-        }
-        return forced;
+        return Run(new VerifyStep(inputs, AcceptanceRule.Forced, Forced: references));
     }
 
     /// <summary>Sets a slot's cached length without computing anything (the cache keeps whatever values it holds): for
@@ -75,6 +35,17 @@ public sealed partial class TargetModel
         {
             throw new ArgumentOutOfRangeException(nameof(length), length, $"0 .. {Capacity}");
         }
-        _cache.SetLength(slot, length);
+        int current = _cache.Length(slot);
+        if (length < current)
+        {
+            _cache.Truncate(slot, length);
+            if (length > 0)
+            {
+                _cache.AppendUnknown(slot, 0);
+            }
+            return;
+        }
+        _cache.Reserve(slot, length);
+        _cache.AppendUnknown(slot, length - current);
     }
 }

@@ -23,7 +23,16 @@ public sealed partial class TargetModel : IDisposable
     private readonly int _prefillChunk;
     private readonly int _causalPrefillChunk;
     private readonly ScriptedDecoder? _scripted;
-    private bool _disposed;
+    private SpeculativeEngine? _engine;   // the engine that owns the slots and runs the model; null while none does
+    private readonly ReferenceBackend _reference;
+    // the fixed-shape step exists for every model (tests compare its attention variants); it serves steps with graphs on
+    private readonly GraphedDecodeBackend _graphed;
+    private readonly bool _graphsOn;
+    private readonly string _graphsOffReason = "", _kernelsOffReason = "";
+    private readonly TreeKernelBackend? _treeKernels;
+    // in order of preference: a step runs on the first that takes it
+    private readonly IStepBackend[] _backends;
+    private volatile bool _disposed;
 
     private TargetModel(ModelConfig config, CausalLMWeights weights, TargetModelOptions options, Device device, ScalarType dtype)
     {
@@ -33,32 +42,76 @@ public sealed partial class TargetModel : IDisposable
         DType = dtype;
         _prefillChunk = options.PrefillChunk;
         _causalPrefillChunk = options.CausalPrefillChunk;
-        _cache = new KvCache(config, options.MaxBatch, options.MaxContext, dtype, device);
+        _cache = new KvCache(config, options.MaxBatch, options.MaxContext, options.KvBlockSize, options.KvBlocks, options.PrefixCaching, dtype, device);
         if (device.type == DeviceType.CUDA)
         {
             AttentionBackends.Set("CuDNN", options.CuDnnAttention);
         }
-        (_cos, _sin) = RotaryTables(config, options.MaxContext + 1, device);
+        (_cos, _sin) = ReferenceBackend.RotaryTables(config, options.MaxContext + 1, device);
         _scripted = options.ScriptedLayers ? ScriptedDecoder.TryCreate(config, weights, options.MatmulAttentionMinKeys) : null;
         if (_scripted is not null)
         {
             ScriptedDecoder.Compile();
         }
-        _graphBucket = options.CudaGraphKeyBucket;
-        _graphs = options.CudaGraphs ? new DecodeGraphs(this, options.CudaGraphCapture) : null;
+        var parts = new ModelParts(config, weights, _cache, _cos, _sin, device, dtype, _scripted);
+        _reference = new ReferenceBackend(parts);
         // The graphed step: SpecDecode's kernels where they can run this model on this GPU, else the captured libtorch step.
         // The kernels' module lives in the context of the GPU that was current when it loaded: the first GPU only.
-        GraphAttention = _graphs is not null && options.DecodeKernels && device.index <= 0
-            && SpecDecode.Tree.DecodeKernels.Unsupported(config, dtype, options.MaxContext) is null && SpecDecode.Tree.DecodeKernels.IsAvailable
-            ? DecodeAttention.Kernels
-            : DecodeAttention.Default;
+        string? graphsOff = options.CudaGraphs == false ? "TargetModelOptions.CudaGraphs is false" : GraphsUnavailable(config, options, device);
+        _graphsOn = options.CudaGraphs == true || graphsOff is null;
+        _graphsOffReason = graphsOff ?? "";
+        string? kernelsOff = !options.DecodeKernels ? "TargetModelOptions.DecodeKernels is false"
+            : device.index > 0 ? "the kernels load on the first GPU only"
+            : SpecDecode.Tree.DecodeKernels.Unsupported(config, dtype, options.MaxContext) ?? (SpecDecode.Tree.DecodeKernels.IsAvailable ? null : SpecDecode.Tree.DecodeKernels.UnavailableReason);
+        _kernelsOffReason = kernelsOff ?? "";
+        bool kernels = _graphsOn && kernelsOff is null;
+        _graphed = new GraphedDecodeBackend(parts, options.CudaGraphCapture, options.CudaGraphKeyBucket, kernels ? DecodeAttention.Kernels : DecodeAttention.Default);
+        _treeKernels = kernels && KernelTreeStep.Unsupported(config) is null ? new TreeKernelBackend(parts, _graphed) : null;
+        _backends = [.. new IStepBackend?[] { _treeKernels, _graphsOn ? _graphed : null, _reference }.OfType<IStepBackend>()];
+        if (options.Logger is { } logger)
+        {
+            ModelLog.StepPaths(logger, config.Architecture.ToString(), device.ToString(), dtype.ToString(), StepPaths);
+        }
+    }
+
+    /// <summary>Runs a checked step on the first backend that takes it, after reserving its rows.</summary>
+    private VerifiedStep[] Run(VerifyStep step)
+    {
+        ReserveRows(step.Inputs);
+        foreach (IStepBackend backend in _backends)
+        {
+            if (backend.Refuses(step) is null)
+            {
+                return backend.Verify(step);
+            }
+        }
+        throw new InvalidOperationException("No step backend took the step."); // the reference path takes every step
+    }
+
+    /// <summary>Which backend would run <paramref name="step"/>, and why each before it would not: for logs and tests.</summary>
+    internal string Explain(VerifyStep step)
+    {
+        var refusals = new List<string>();
+        foreach (IStepBackend backend in _backends)
+        {
+            if (backend.Refuses(step) is { } why)
+            {
+                refusals.Add($"not {backend.Name}: {why}");
+                continue;
+            }
+            return refusals.Count == 0 ? backend.Name : $"{backend.Name} ({string.Join("; ", refusals)})";
+        }
+        return "none";
     }
 
     /// <summary>What the weights, the KV cache and the kernel steps' buffers take on the device (see
     /// <see cref="MemoryEstimate.MaxSequences"/> for how many sequences of a length would fit elsewhere).
     /// <see cref="MemoryEstimate.For"/> gives the same before loading, with the kernel buffers as large as any GPU needs
     /// them.</summary>
-    public MemoryEstimate Memory => MemoryEstimate.For(Config, new TargetModelOptions { MaxBatch = MaxBatch, MaxContext = Capacity, DType = DType }) with
+    public MemoryEstimate Memory => MemoryEstimate.For(Config, new TargetModelOptions
+    {
+        MaxBatch = MaxBatch, MaxContext = Capacity, DType = DType, KvBlockSize = _cache.BlockSize, KvCacheTokens = (long)_cache.BlockCount * _cache.BlockSize,
+    }) with
     {
         KernelBufferBytes = UsesDecodeKernels ? MemoryEstimate.KernelBuffers(Config, Capacity, UsesTreeKernels, DecodeKernels.Get().Multiprocessors) : 0,
     };
@@ -89,8 +142,10 @@ public sealed partial class TargetModel : IDisposable
     /// Loads a Hugging Face checkpoint folder (config.json + model.safetensors or sharded safetensors with an index) onto
     /// the device and dtype of <paramref name="options"/>.
     /// </summary>
-    /// <exception cref="ModelConfigException">config.json is missing, malformed or unsupported.</exception>
-    /// <exception cref="SafeTensorsException">A weights file or tensor is missing, corrupt or has the wrong shape.</exception>
+    /// <exception cref="ModelConfigException">config.json is missing, malformed, unsupported or holds a value no decoder
+    /// has (see docs/guide.md), or an end-of-sequence id of generation_config.json is outside the vocabulary.</exception>
+    /// <exception cref="SafeTensorsException">A weights file or tensor is missing or corrupt, has another shape than
+    /// config.json implies (checked before anything is allocated), or holds a NaN or an infinity.</exception>
     /// <exception cref="NotSupportedException"><see cref="TargetModelOptions.CudaGraphs"/> is on without a CUDA device, a
     /// CUDA libtorch with the graph exports, or the scripted layers.</exception>
     public static TargetModel Load(string folder, TargetModelOptions? options = null)
@@ -100,7 +155,9 @@ public sealed partial class TargetModel : IDisposable
         options.Validate();
         TorchRuntime.EnsureLoaded();
         ModelConfig config = ModelConfig.Load(folder);
+        IReadOnlyList<int> endOfSequence = GenerationConfig.EosTokenIds(folder, config.VocabSize);
         using CheckpointWeights checkpoint = CheckpointWeights.Open(folder);
+        checkpoint.CheckShapes(ParameterShapes(config)); // before config.json's shapes size any allocation
         (Device device, ScalarType dtype) = Placement(config, options);
         CheckGraphOptions(config, options, device);
         var weights = new CausalLMWeights(config, dtype, device);
@@ -113,7 +170,7 @@ public sealed partial class TargetModel : IDisposable
                     checkpoint.CopyInto(name, parameter);
                 }
             }
-            return new TargetModel(config, weights, options, device, dtype) { EndOfSequenceTokenIds = GenerationConfig.EosTokenIds(folder) };
+            return new TargetModel(config, weights, options, device, dtype) { EndOfSequenceTokenIds = endOfSequence };
         }
         catch
         {
@@ -171,7 +228,7 @@ public sealed partial class TargetModel : IDisposable
     {
         CheckSlot(slot);
         using var scope = NewDisposeScope();
-        return _cache.Data.select(2, slot).narrow(3, 0, _cache.Length(slot)).cpu().to(float32).clone().MoveToOuterDisposeScope();
+        return _cache.SequenceRows(slot, 0, _cache.Length(slot)).to(float32).MoveToOuterDisposeScope();
     }
 
     /// <summary>The parameter names and shapes of a model of <paramref name="config"/>, built on the meta device (no
@@ -197,7 +254,9 @@ public sealed partial class TargetModel : IDisposable
     /// <summary>Tokens cached for <paramref name="slot"/>.</summary>
     public int CachedLength(int slot) => _cache.Length(CheckSlot(slot));
 
-    /// <summary>Rolls <paramref name="slot"/> back to its first <paramref name="length"/> cached tokens (0 frees it).</summary>
+    /// <summary>Rolls <paramref name="slot"/> back to its first <paramref name="length"/> cached tokens; blocks past them
+    /// return to the pool. 0 ends the sequence: with <see cref="TargetModelOptions.PrefixCaching"/> its tokens stay cached
+    /// for <see cref="ReusePrefix"/> until the pool needs their blocks.</summary>
     /// <exception cref="ArgumentOutOfRangeException">The slot is out of range or <paramref name="length"/> exceeds what is cached.</exception>
     public void Truncate(int slot, int length)
     {
@@ -206,8 +265,44 @@ public sealed partial class TargetModel : IDisposable
         {
             throw new ArgumentOutOfRangeException(nameof(length), length, $"Slot {slot} caches {_cache.Length(slot)} tokens; truncate to 0 .. that.");
         }
-        _cache.SetLength(slot, length);
+        _cache.Truncate(slot, length);
     }
+
+    /// <summary>
+    /// Starts the empty <paramref name="slot"/> from the longest prefix of <paramref name="tokens"/> whose keys and values
+    /// are cached (an earlier sequence that began the same way: the same conversation's previous call, or a shared system
+    /// prompt), matched by content: whole cached blocks are shared, a block matched in part is copied. Returns how many
+    /// tokens are now cached (0 on a miss or with <see cref="TargetModelOptions.PrefixCaching"/> off); pass the rest to
+    /// <see cref="Prefill"/>. At most <c>tokens.Length</c> are reused: give the prompt without its last token, as to
+    /// Prefill.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The slot is out of range.</exception>
+    /// <exception cref="InvalidOperationException">The slot is not empty.</exception>
+    public int ReusePrefix(int slot, ReadOnlySpan<int> tokens)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        CheckSlot(slot);
+        return _cache.ReusePrefix(slot, tokens, tokens.Length);
+    }
+
+    /// <summary>The KV pool's state: blocks, the block size, and how many blocks sequences hold, cached prefixes keep
+    /// (evictable) and are free.</summary>
+    public KvCacheUsage KvCache => new(_cache.BlockSize, _cache.BlockCount, _cache.Blocks.FreeBlocks, _cache.Blocks.IdleCachedBlocks,
+        _cache.Blocks.RegisteredBlocks);
+
+    /// <summary>Forgets every cached prefix no sequence uses: benchmarks that compare runs from a cold cache.</summary>
+    internal void DropCachedPrefixes() => _cache.DropCachedPrefixes();
+
+    /// <summary>The KV blocks <paramref name="slot"/> holds, in table order (tests of sharing).</summary>
+    internal IReadOnlyList<int> KvBlocksOf(int slot) => _cache.BlocksOf(CheckSlot(slot));
+
+    /// <summary>Whether <paramref name="slot"/> can grow to <paramref name="tokens"/> cached tokens now, taking blocks from the
+    /// free ones or evicting cached prefixes no sequence uses; for schedulers deciding whom to admit or preempt.</summary>
+    public bool CanReserve(int slot, long tokens) => _cache.CanReserve(CheckSlot(slot), tokens);
+
+    /// <summary>Gives <paramref name="slot"/> the blocks for <paramref name="tokens"/> cached tokens now (false, with nothing
+    /// taken, when the pool cannot): a scheduler reserves a step's rows before the step.</summary>
+    public bool TryReserve(int slot, long tokens) => _cache.TryReserve(CheckSlot(slot), tokens);
 
     /// <summary>
     /// Appends tokens to sequences' caches. A sequence whose slot is empty first caches up to
@@ -229,6 +324,11 @@ public sealed partial class TargetModel : IDisposable
                 throw new InvalidOperationException($"Slot {slot}: {_cache.Length(slot)} cached + {tokens.Length} tokens exceed the capacity of {Capacity}; raise TargetModelOptions.MaxContext.");
             }
         }
+        foreach ((int slot, int[] tokens) in sequences)
+        {
+            _cache.Reserve(slot, _cache.Length(slot) + tokens.Length);
+        }
+        _cache.SyncTables();
         var done = new int[sequences.Count]; // tokens of each sequence cached so far
         if (_causalPrefillChunk > 0)
         {
@@ -250,6 +350,10 @@ public sealed partial class TargetModel : IDisposable
             var next = Enumerable.Range(0, sequences.Count).Where(i => done[i] < sequences[i].Tokens.Length).ToList();
             if (next.Count == 0)
             {
+                foreach ((int slot, int[] _) in sequences)
+                {
+                    _cache.Register(slot); // its prompt rows never change again: other sequences may share them now
+                }
                 return;
             }
             var chunks = new List<(int Slot, ReadOnlyMemory<int> Tokens)>(next.Count);
@@ -289,23 +393,7 @@ public sealed partial class TargetModel : IDisposable
         return groups;
     }
 
-    /// <summary>One prefill forward over each slot's chunk (causal: every slot empty, see
-    /// <see cref="StepPlan.ForCausalChunks"/>); the slots' lengths grow by their chunks.</summary>
-    private void PrefillChunks(List<(int Slot, ReadOnlyMemory<int> Tokens)> chunks, bool causal)
-    {
-        StepPlan plan = causal
-            ? StepPlan.ForCausalChunks(chunks, _cache.Lengths, Capacity)
-            : StepPlan.ForChunks(chunks, _cache.Lengths, Capacity);
-        using (var scope = NewDisposeScope())
-        using (no_grad())
-        {
-            PrefillForward(plan);
-        }
-        foreach ((int slot, ReadOnlyMemory<int> tokens) in chunks)
-        {
-            _cache.SetLength(slot, _cache.Length(slot) + tokens.Length);
-        }
-    }
+    private void PrefillChunks(List<(int Slot, ReadOnlyMemory<int> Tokens)> chunks, bool causal) => _reference.PrefillChunks(chunks, causal);
 
     /// <summary>
     /// Verifies every sequence's draft tree in one forward and accepts greedily: from the root, the child whose token is
@@ -321,24 +409,7 @@ public sealed partial class TargetModel : IDisposable
     {
         ArgumentNullException.ThrowIfNull(inputs);
         CheckTrees(inputs);
-        if (IsGraphedStep(inputs))
-        {
-            return GraphedStep(inputs[0]);
-        }
-        if (IsKernelTree(inputs))
-        {
-            return KernelTree(inputs[0], null);
-        }
-        StepPlan plan = StepPlan.ForTrees(inputs, _cache.Lengths, Capacity);
-        long[] result;
-        using (var scope = NewDisposeScope())
-        using (no_grad())
-        {
-            StepTensors step = Forward(plan);
-            Tensor decided = GreedyAcceptance.Decide(step, _cache, plan.MaxDepth + 1);
-            result = decided.cpu().data<long>().ToArray(); // the step's one synchronisation
-        }
-        return GreedyAcceptance.Read(result, inputs, plan, _cache);
+        return Run(new VerifyStep(inputs, AcceptanceRule.Greedy));
     }
 
     /// <summary>
@@ -348,10 +419,8 @@ public sealed partial class TargetModel : IDisposable
     internal Tensor TreeLogits(IReadOnlyList<TreeInput> inputs)
     {
         CheckTrees(inputs);
-        StepPlan plan = StepPlan.ForTrees(inputs, _cache.Lengths, Capacity);
-        using var scope = NewDisposeScope();
-        using var _ = no_grad();
-        return Forward(plan).Logits.to(float32).cpu().MoveToOuterDisposeScope();
+        ReserveRows(inputs);
+        return _reference.TreeLogits(inputs);
     }
 
     private void CheckTrees(IReadOnlyList<TreeInput> inputs)
@@ -365,6 +434,21 @@ public sealed partial class TargetModel : IDisposable
             ArgumentNullException.ThrowIfNull(input?.Draft, nameof(inputs));
         }
         CheckInputs(inputs.Select(i => i.Slot), inputs.SelectMany(i => i.Draft.Tokens.ToArray().Prepend(i.Root)));
+    }
+
+    /// <summary>Gives every input's sequence the blocks for its root and tree rows (they are written at length + entry)
+    /// and brings the device's block tables up to date.</summary>
+    /// <exception cref="InvalidOperationException">A sequence would pass the capacity.</exception>
+    /// <exception cref="KvCacheExhaustedException">The pool has no block left for a sequence.</exception>
+    private void ReserveRows(IReadOnlyList<TreeInput> inputs)
+    {
+        foreach (TreeInput input in inputs)
+        {
+            int length = _cache.Length(input.Slot);
+            StepPlan.CheckRoom(input.Slot, length, input.Draft.Count + 1, Capacity);
+            _cache.Reserve(input.Slot, length + input.Draft.Count + 1);
+        }
+        _cache.SyncTables();
     }
 
     private void CheckInputs(IEnumerable<int> slots, IEnumerable<int> tokens)
@@ -392,17 +476,40 @@ public sealed partial class TargetModel : IDisposable
         (uint)slot < (uint)MaxBatch ? slot
         : throw new ArgumentOutOfRangeException(nameof(slot), slot, $"Slots are 0 .. {MaxBatch - 1} (TargetModelOptions.MaxBatch).");
 
-    /// <inheritdoc />
+    /// <summary>Makes <paramref name="engine"/> the model's one engine.</summary>
+    /// <exception cref="ModelInUseException">Another engine, not yet disposed, serves this model.</exception>
+    /// <exception cref="ObjectDisposedException">The model is disposed.</exception>
+    internal void AttachEngine(SpeculativeEngine engine)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        SpeculativeEngine? other = Interlocked.CompareExchange(ref _engine, engine, null);
+        if (other is not null && other != engine)
+        {
+            throw new ModelInUseException(
+                "This TargetModel already serves a SpeculativeEngine that has not been disposed. An engine owns its model's KV-cache slots, " +
+                "and two engines on one model would overwrite each other's caches: Dispose the first engine before creating another on this model, " +
+                "or load a second TargetModel for the second engine.");
+        }
+    }
+
+    /// <summary>Frees the model for another engine once <paramref name="engine"/> has stopped.</summary>
+    internal void DetachEngine(SpeculativeEngine engine) => Interlocked.CompareExchange(ref _engine, null, engine);
+
+    /// <summary>Frees the weights, the cache and the kernels' buffers. An engine still running on the model is stopped
+    /// first (its step in flight ends, then its requests fail with <see cref="ObjectDisposedException"/>), so that no
+    /// forward runs on freed tensors; dispose the engine before its model to end it yourself.</summary>
     public void Dispose()
     {
         if (_disposed)
         {
             return;
         }
+        Volatile.Read(ref _engine)?.Stop(new ObjectDisposedException(nameof(TargetModel),
+            "The target model was disposed while the request ran; dispose the engine before its model."));
         _disposed = true;
-        _graphs?.Dispose();
-        _kernelStep?.Dispose();
-        DisposeTreeKernels();
+        _treeKernels?.Dispose();
+        _graphed.Dispose();
+        _reference.Dispose();
         _cache.Dispose();
         _cos.Dispose();
         _sin.Dispose();

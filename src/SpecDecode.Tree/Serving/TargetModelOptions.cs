@@ -12,11 +12,31 @@ public sealed class TargetModelOptions
     /// float16/bfloat16 (bfloat16 for float32 checkpoints).</summary>
     public ScalarType? DType { get; init; }
 
-    /// <summary>Sequences the KV cache holds at once (slots 0 .. MaxBatch-1). Default 1.</summary>
+    /// <summary>Sequences the model serves at once (slots 0 .. MaxBatch-1). Default 1.</summary>
     public int MaxBatch { get; init; } = 1;
 
-    /// <summary>Tokens each slot of the KV cache holds: prompt, generated tokens and one step's draft tree. Default 4096.</summary>
+    /// <summary>Tokens one sequence holds at most: prompt, generated tokens and one step's draft tree. Default 4096.</summary>
     public int MaxContext { get; init; } = 4096;
+
+    /// <summary>
+    /// Tokens of KV cache the model allocates for all sequences together, in blocks of <see cref="KvBlockSize"/>: a
+    /// sequence takes blocks as it grows, so short and long sequences share the pool instead of each holding
+    /// <see cref="MaxContext"/>. Null (default) allocates MaxBatch × MaxContext (every slot can reach MaxContext at once).
+    /// At least <see cref="MaxContext"/>; <see cref="MemoryEstimate.KvTokensFor"/> gives what fits in a memory budget.
+    /// </summary>
+    public long? KvCacheTokens { get; init; }
+
+    /// <summary>Token rows per KV block (a power of two, 16 to 1024). Default 64; see docs/kv-cache.md for the
+    /// measurement behind it.</summary>
+    public int KvBlockSize { get; init; } = 64;
+
+    /// <summary>
+    /// Keep finished sequences' keys and values and reuse them for later sequences that begin with the same tokens
+    /// (<see cref="TargetModel.ReusePrefix"/>; the engine does this for every request): a conversation's next call then
+    /// computes only its new tokens. Cached blocks no sequence uses are evicted, least recently used first, when the pool
+    /// needs room. Default on.
+    /// </summary>
+    public bool PrefixCaching { get; init; } = true;
 
     /// <summary>Prompt tokens per sequence per forward for prefill chunks that attend to tokens already cached (a
     /// prompt's tokens past <see cref="CausalPrefillChunk"/>, or a prefill that continues a cached sequence). Such a
@@ -47,21 +67,21 @@ public sealed class TargetModelOptions
     public bool CuDnnAttention { get; init; }
 
     /// <summary>
-    /// Replay plain decoding steps as CUDA graphs (default off). A <see cref="TargetModel.VerifyGreedy"/> call with exactly
-    /// one sequence and an empty draft (one new token) runs a fixed-shape step captured once per slot and key bucket (the
-    /// cached length + 1 rounded up to a multiple of 1024, at most the capacity; keys past the length are masked) and
-    /// replayed with one launch; where the decode-step kernels run, so does a call with one sequence and a draft of up to 63
-    /// nodes (SpecDecode's tree kernels, one graph per slot, padded tree size and key bucket:
-    /// <see cref="TargetModel.UsesTreeKernels"/>); every other call takes the usual path. Needs a CUDA device, a CUDA libtorch with the graph
-    /// exports, and the scripted layers: <see cref="TargetModel.Load"/> throws <see cref="NotSupportedException"/> otherwise
-    /// (on the CPU too). Graphs are captured lazily, the first time a slot reaches a bucket, and kept until the model is
-    /// disposed (each holds a private memory pool of a few MB). For a bf16 Llama-family model (head size 64 or 128, no
-    /// q/k norms, no output or MLP biases) the graphed step is SpecDecode's own decode-step kernels
-    /// (<see cref="DecodeKernels"/>): 5 launches per layer at about 1.15x the memory-bandwidth floor on an H100, against
-    /// 2.3x for the captured libtorch step (bench/RESULTS.md); other models, and GPUs the kernels were not built for, get
-    /// the captured libtorch step.
+    /// Replay single-sequence steps as CUDA graphs, through SpecDecode's kernels where they cover the model. Null (the
+    /// default): on wherever they work (a CUDA device, a CUDA libtorch with the graph exports, the scripted layers and a
+    /// model without output or MLP projection biases), off elsewhere, the CPU included; true: required,
+    /// <see cref="TargetModel.Load"/> throws <see cref="NotSupportedException"/> where it cannot work; false: off.
+    /// With graphs, a <see cref="TargetModel.VerifyGreedy"/> call with one sequence and an empty draft runs a fixed-shape
+    /// step captured once per slot and key bucket (the cached length + 1 rounded up to a multiple of 1024, at most the
+    /// capacity; keys past the length are masked), and where the decode-step kernels run, a call with one sequence and a
+    /// draft of up to 63 nodes runs the tree kernels (<see cref="TargetModel.UsesTreeKernels"/>); every other call takes
+    /// the libtorch path. <see cref="TargetModel.StepPaths"/> (and <see cref="Logger"/> at load) says which path runs
+    /// what, and why. Graphs are captured lazily and kept until the model is disposed (each holds a private memory pool of
+    /// a few MB). For a bf16 Llama-family model (head size 64 or 128, no q/k norms, no output or MLP biases) the graphed
+    /// step is SpecDecode's decode-step kernels (<see cref="DecodeKernels"/>): 5 launches per layer at about 1.15x the
+    /// memory-bandwidth floor on an H100, against 2.3x for the captured libtorch step (bench/RESULTS.md).
     /// </summary>
-    public bool CudaGraphs { get; init; }
+    public bool? CudaGraphs { get; init; }
 
     /// <summary>
     /// With <see cref="CudaGraphs"/>, run graphed plain steps through SpecDecode's decode-step kernels, and one-sequence
@@ -69,6 +89,9 @@ public sealed class TargetModelOptions
     /// step and the usual path for trees, e.g. to compare them.
     /// </summary>
     public bool DecodeKernels { get; init; } = true;
+
+    /// <summary>Where the model logs, at load, which path runs which steps and why (Information); null for none.</summary>
+    public Microsoft.Extensions.Logging.ILogger? Logger { get; init; }
 
     /// <summary>Key count granularity of <see cref="CudaGraphs"/>: a graphed step attends over the cached length + 1
     /// rounded up to a multiple of this (at most the capacity). Lowered by tests to cross buckets on tiny models.</summary>
@@ -82,6 +105,9 @@ public sealed class TargetModelOptions
     /// ScriptedDecoder); lowered by tests to reach that branch on tiny models.</summary>
     internal long MatmulAttentionMinKeys { get; init; } = 8192;
 
+    /// <summary>Blocks of the KV pool these options allocate (see <see cref="KvCacheTokens"/>).</summary>
+    internal int KvBlocks => (int)(((KvCacheTokens ?? (long)MaxBatch * MaxContext) + KvBlockSize - 1) / KvBlockSize);
+
     internal void Validate()
     {
         if (MaxBatch < 1)
@@ -91,6 +117,15 @@ public sealed class TargetModelOptions
         if (MaxContext < 2)
         {
             throw new ArgumentOutOfRangeException(nameof(MaxContext), MaxContext, "MaxContext must be at least 2.");
+        }
+        if (KvBlockSize < 16 || KvBlockSize > 1024 || (KvBlockSize & (KvBlockSize - 1)) != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(KvBlockSize), KvBlockSize, "KvBlockSize must be a power of two from 16 to 1024.");
+        }
+        if (KvCacheTokens is long tokens && (tokens < MaxContext || tokens > (long)int.MaxValue * KvBlockSize))
+        {
+            throw new ArgumentOutOfRangeException(nameof(KvCacheTokens), tokens,
+                $"KvCacheTokens must hold at least one whole sequence (MaxContext = {MaxContext}); leave it null for MaxBatch × MaxContext.");
         }
         if (PrefillChunk < 1)
         {

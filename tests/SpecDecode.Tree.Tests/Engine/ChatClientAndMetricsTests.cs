@@ -1,7 +1,8 @@
 using System.Diagnostics.Metrics;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Logging;
-using SpecDecode.Tree.Tokenization;
+using SpecDecode.Extensions.AI;
+using SpecDecode.Tokenization;
 
 namespace SpecDecode.Tree.Tests;
 
@@ -290,7 +291,7 @@ public sealed class ChatClientAndMetricsTests
                 _ = engine.GenerateAsync(new GenerationRequest { PromptTokens = EngineFixture.Prompt(2, 200), MaxNewTokens = 4 });
             });
             drafter.Fail = true;
-            await Assert.ThrowsAsync<InvalidOperationException>(() =>
+            await Assert.ThrowsAsync<PluginFailedException>(() =>
                 engine.GenerateAsync(new GenerationRequest { PromptTokens = EngineFixture.Prompt(3, 20), MaxNewTokens = 4 }));
             drafter.Fail = false;
             using var cts = new CancellationTokenSource();
@@ -313,10 +314,10 @@ public sealed class ChatClientAndMetricsTests
         Assert.Contains("cost model given", started.Message);
         Assert.Contains(entries, e => e.Event == "RequestCompleted" && e.Level == LogLevel.Debug && e.Message.Contains("(Length)"));
         Assert.Contains(entries, e => e.Event == "RequestRefused" && e.Level == LogLevel.Debug && e.Message.Contains("200 tokens"));
-        var stepFailed = Assert.Single(entries, e => e.Event == "StepFailed");
-        Assert.Equal(LogLevel.Error, stepFailed.Level);
-        Assert.IsType<InvalidOperationException>(stepFailed.Error);
-        Assert.Contains(entries, e => e.Event == "RequestFailed" && e.Level == LogLevel.Warning && e.Message.Contains("draft failed"));
+        // A drafter that throws fails its request only (issue 16): no step failed.
+        Assert.DoesNotContain(entries, e => e.Event == "StepFailed");
+        Assert.Contains(entries, e => e.Event == "RequestFailed" && e.Level == LogLevel.Warning
+            && e.Message.Contains("drafter 'failing' failed in Propose") && e.Message.Contains("draft failed"));
         Assert.Contains(entries, e => e.Event == "RequestCancelled" && e.Level == LogLevel.Debug);
         Assert.Equal("EngineStopped", entries[^1].Event);
     }

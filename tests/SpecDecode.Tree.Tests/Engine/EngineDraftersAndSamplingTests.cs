@@ -1,4 +1,4 @@
-using SpecDecode.Tree.Tokenization;
+using SpecDecode.Tokenization;
 using static TorchSharp.torch;
 
 namespace SpecDecode.Tree.Tests;
@@ -51,6 +51,41 @@ public sealed class EngineDraftersAndSamplingTests
         {
             Assert.True(hybrid.ModelDrafts > 0, "the hybrid never used the draft model");
         }
+    }
+
+    /// <summary>Issue 16 item 4: temperatures at or below 1e-38 passed validation, the division overflowed, the
+    /// probabilities became NaN and the sampler picked the last token id, so the request ended at once. Temperatures
+    /// below <see cref="SamplingOptions.MinTemperature"/> decode greedily (as vLLM does below its 1e-5).</summary>
+    [Theory]
+    [InlineData(1e-38f)]
+    [InlineData(float.Epsilon)]
+    [InlineData(1e-6f)]
+    public async Task TinyTemperature_DecodesGreedily(float temperature)
+    {
+        using TargetModel model = EngineFixture.LoadModel(maxBatch: 2);
+        using IDrafter drafter = EngineFixture.Drafter("suffix");
+        using SpeculativeEngine engine = SpeculativeEngine.Create(model, ByteTokenizer.Instance, drafter,
+            new SpeculativeEngineOptions { CostModel = EngineFixture.FlatCost(2), EndOfSequenceTokenIds = [] });
+        // With a plain sampled request beside it, the batch goes through the sampling verifier.
+        Task<GenerationResult> sampled = engine.GenerateAsync(new GenerationRequest
+        {
+            PromptTokens = EngineFixture.Prompt(91, 20), MaxNewTokens = 16, Sampling = new SamplingOptions { Temperature = 1f, Seed = 1 },
+        });
+        GenerationResult tiny = await engine.GenerateAsync(new GenerationRequest
+        {
+            PromptTokens = EngineFixture.Prompt(90, 20), MaxNewTokens = 16, Sampling = new SamplingOptions { Temperature = temperature, Seed = 2 },
+        });
+        Assert.Equal(Reference(90, 20, 16), tiny.TokenIds);
+        Assert.Equal(16, (await sampled).TokenIds.Count);
+    }
+
+    /// <summary>The target distribution at a tiny temperature is the argmax point mass, never NaN.</summary>
+    [Fact]
+    public void TinyTemperature_TargetProbabilitiesAreTheArgmaxPointMass()
+    {
+        using Tensor logits = tensor(new float[] { 3f, 90f, -50f, 89.5f, 0f });
+        using Tensor probabilities = SamplingTreeVerifier.TargetProbabilities(logits, 1e-38f, 0, 1f);
+        Assert.Equal(new float[] { 0, 1, 0, 0, 0 }, probabilities.data<float>().ToArray());
     }
 
     [Fact]

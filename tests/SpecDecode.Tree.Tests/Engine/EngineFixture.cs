@@ -8,9 +8,12 @@ internal static class EngineFixture
 {
     public const string Checkpoint = "llama-gqa";
 
-    public static TargetModel LoadModel(int maxBatch, int maxContext = 192) =>
-        TargetModel.Load(SharedFixtures.TinyCheckpoint(Checkpoint),
-            new TargetModelOptions { Device = CPU, MaxBatch = maxBatch, MaxContext = maxContext, PrefillChunk = 32 });
+    public static TargetModel LoadModel(int maxBatch, int maxContext = 192, long? kvTokens = null, int kvBlock = 64, bool prefixCaching = true) =>
+        TargetModel.Load(SharedFixtures.TinyCheckpoint(Checkpoint), new TargetModelOptions
+        {
+            Device = CPU, MaxBatch = maxBatch, MaxContext = maxContext, PrefillChunk = 32, KvCacheTokens = kvTokens, KvBlockSize = kvBlock,
+            PrefixCaching = prefixCaching,
+        });
 
     /// <summary>A prompt with repeated segments (so drafters find matches), tokens below 256.</summary>
     public static int[] Prompt(int seed, int length)

@@ -1,0 +1,3 @@
+using SpecDecode.AgentReplay;
+
+return await AgentReplayCommand.RunAsync(args);

@@ -1,0 +1,3 @@
+using SpecDecode.Server;
+
+return await ServerCommand.RunAsync(args);

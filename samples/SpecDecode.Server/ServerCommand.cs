@@ -1,0 +1,81 @@
+using System.CommandLine;
+using SpecDecode.CommandLine;
+
+namespace SpecDecode.Server;
+
+/// <summary>The server's command line, by the tools' convention (<see cref="ToolRunner"/>): with no arguments it serves
+/// the embedded default model on http://127.0.0.1:8000.</summary>
+public static class ServerCommand
+{
+    /// <summary>The environment variable read for the API key when <c>--api-key</c> is not given.</summary>
+    public const string ApiKeyVariable = "SPECDECODE_API_KEY";
+
+    /// <summary>Parses <paramref name="args"/>, loads the model and serves until stopped (Ctrl+C).</summary>
+    public static Task<int> RunAsync(string[] args) => ToolRunner.RunAsync(Build(), args);
+
+    /// <summary>The root command.</summary>
+    public static RootCommand Build()
+    {
+        var model = new Option<string?>("--model", "-m") { Description = "A Hugging Face checkpoint folder. Default: the embedded model (models/default in the repository)." };
+        var name = new Option<string?>("--served-model-name") { Description = "The name clients send as 'model'. Default: the checkpoint folder's name." };
+        var device = ToolOptions.Choice("--device", "cpu or cuda (default: cuda when a CUDA libtorch is loaded, else cpu).", null, ["cpu", "cuda"]);
+        var dtype = ToolOptions.Choice("--dtype", "float32, float16 or bfloat16 (default: float32 on the CPU, the checkpoint's half type on CUDA).", null, ["float32", "float16", "bfloat16"]);
+        var maxContext = ToolOptions.OptionalInt("--max-context", $"Tokens of context per request (prompt and answer). Default: the model's max_position_embeddings, at most {ModelFit.DefaultContextCap}.", 16);
+        var maxBatch = ToolOptions.Int("--max-batch", "Requests decoded at once (KV-cache slots).", 8, 1, 1024);
+        var maxWaiting = ToolOptions.Int("--max-waiting", "Requests that may wait for a slot; more are refused with 503.", 64, 0);
+        var draft = ToolOptions.Choice("--draft", "The drafter: suffix (default), prompt-lookup or none.", "suffix", ["suffix", "prompt-lookup", "none"]);
+        var budget = ToolOptions.OptionalInt("--budget", "Draft tokens per request per step at most (default 32, below --max-context).", 0);
+        var noAdaptive = new Option<bool>("--no-adaptive") { Description = "Verify every draft as proposed (no cost model)." };
+        var noCudaGraphs = new Option<bool>("--no-cuda-graphs") { Description = "On CUDA, no CUDA graphs for plain single-sequence steps." };
+        var apiKey = new Option<string?>("--api-key") { Description = $"Require 'Authorization: Bearer <key>' on /v1 (default: the {ApiKeyVariable} environment variable; none: open)." };
+        var urls = new Option<string[]>("--urls") { Description = "Where to listen (repeatable). Default: http://127.0.0.1:8000.", AllowMultipleArgumentsPerToken = false };
+        var benchmark = ToolOptions.InputFile("--benchmark-random-weights", "BENCHMARK MODE, never for real use: build a model of this config.json's shape with random weights; requests may then force acceptance with recorded answers (docs/server.md).");
+
+        var root = new RootCommand("An OpenAI-compatible HTTP server (chat completions, completions, models, health, Prometheus metrics) on SpecDecode's speculative engine.")
+        {
+            model, name, device, dtype, maxContext, maxBatch, maxWaiting, draft, budget, noAdaptive, noCudaGraphs, apiKey, urls, benchmark,
+        };
+        root.Validators.Add(r =>
+        {
+            if (r.GetResult(benchmark) is { Implicit: false } && r.GetResult(model) is { Implicit: false })
+            {
+                r.AddError("--benchmark-random-weights builds its own model: leave --model out.");
+            }
+        });
+        root.SetAction(async (p, ct) =>
+        {
+            var settings = new ServerSettings
+            {
+                ModelFolder = p.GetValue(model),
+                ServedModelName = p.GetValue(name),
+                Device = p.GetValue(device),
+                DType = p.GetValue(dtype),
+                MaxContext = p.GetValue(maxContext),
+                MaxBatch = p.GetValue(maxBatch),
+                MaxWaiting = p.GetValue(maxWaiting),
+                Draft = p.GetValue(draft)!,
+                Budget = p.GetValue(budget),
+                Adaptive = !p.GetValue(noAdaptive),
+                CudaGraphs = !p.GetValue(noCudaGraphs),
+                ApiKey = p.GetValue(apiKey) ?? Environment.GetEnvironmentVariable(ApiKeyVariable),
+                Urls = p.GetValue(urls) is { Length: > 0 } u ? u : ["http://127.0.0.1:8000"],
+                BenchmarkRandomWeights = p.GetValue(benchmark)?.FullName,
+            };
+            using ModelHost host = ModelHost.Load(settings, Console.WriteLine);
+            await using WebApplication app = ServerApp.Build(settings, host);
+            await app.StartAsync(ct).ConfigureAwait(false);
+            Console.WriteLine($"listening on {string.Join(", ", app.Urls)}: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health, GET /metrics" +
+                (settings.ApiKey is null ? "" : " (API key required)"));
+            try
+            {
+                await Task.Delay(Timeout.Infinite, ct).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+            }
+            await app.StopAsync(CancellationToken.None).ConfigureAwait(false);
+            return ToolExitCodes.Ok;
+        });
+        return root;
+    }
+}
