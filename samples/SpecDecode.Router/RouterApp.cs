@@ -9,13 +9,16 @@ public static class RouterApp
     /// <summary>The cluster's id.</summary>
     public const string ClusterId = "replicas";
 
-    /// <summary>Builds the application from the command line and configuration (section <see cref="RouterOptions.Section"/>).</summary>
+    /// <summary>Builds the application (not started) over <paramref name="options"/>, listening on <paramref name="urls"/>.</summary>
     /// <exception cref="RouterConfigurationException">The router's settings cannot work; the message says what to set.</exception>
-    public static WebApplication Build(string[] args)
+    public static WebApplication Build(RouterOptions options, IReadOnlyList<string> urls)
     {
-        WebApplicationBuilder builder = WebApplication.CreateBuilder(args);
-        var options = builder.Configuration.GetSection(RouterOptions.Section).Get<RouterOptions>() ?? new RouterOptions();
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(urls);
         options.Validate();
+        WebApplicationBuilder builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseUrls([.. urls]);
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton<ILoadBalancingPolicy, ConversationLoadBalancingPolicy>();
         builder.Services.AddSingleton<FailoverMiddleware>();

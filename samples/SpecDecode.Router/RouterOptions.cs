@@ -1,11 +1,10 @@
+using SpecDecode.CommandLine;
+
 namespace SpecDecode.Router;
 
-/// <summary>The router's settings (configuration section <c>Router</c>; command line <c>--Router:Replicas:0=http://…</c>).</summary>
+/// <summary>The router's settings (command line: <see cref="RouterCommand"/>).</summary>
 public sealed class RouterOptions
 {
-    /// <summary>The configuration section.</summary>
-    public const string Section = "Router";
-
     /// <summary>The header a client sets to name its conversation (an agent's session id).</summary>
     public const string ConversationHeader = "X-SpecDecode-Conversation";
 
@@ -43,21 +42,22 @@ public sealed class RouterOptions
     {
         if (Replicas.Count == 0)
         {
-            throw new RouterConfigurationException("Name at least one replica: --Router:Replicas:0=http://127.0.0.1:5001 (or the Router:Replicas list in appsettings.json).");
+            throw new RouterConfigurationException("Name at least one replica: --replica http://127.0.0.1:8001/ (repeat it for each replica).");
         }
-        foreach (string r in Replicas)
+        foreach (string r in Replicas.Where(r => !IsReplicaUrl(r)))
         {
-            if (!Uri.TryCreate(r, UriKind.Absolute, out Uri? uri) || uri.Scheme is not ("http" or "https"))
-            {
-                throw new RouterConfigurationException($"Replica '{r}' is not an absolute http(s) URL.");
-            }
+            throw new RouterConfigurationException($"--replica: '{r}' is not an absolute http(s) URL; give one such as http://127.0.0.1:8001/.");
         }
         if (FirstMessages < 1 || MaxAttempts < 1 || MaxBodyBytes < 1 || HealthIntervalSeconds <= 0 || HealthTimeoutSeconds <= 0 || ReactivationSeconds <= 0)
         {
-            throw new RouterConfigurationException("Router: FirstMessages, MaxAttempts, MaxBodyBytes and the health timings must be positive.");
+            throw new RouterConfigurationException("FirstMessages, MaxAttempts, MaxBodyBytes and the health timings must be positive.");
         }
     }
+
+    /// <summary>Whether <paramref name="url"/> is an absolute http or https URL.</summary>
+    public static bool IsReplicaUrl(string url) =>
+        Uri.TryCreate(url, UriKind.Absolute, out Uri? uri) && uri.Scheme is "http" or "https";
 }
 
-/// <summary>The router's settings cannot work; the message says what to set.</summary>
-public sealed class RouterConfigurationException(string message) : Exception(message);
+/// <summary>The router's settings cannot work; the message says what to set (the command line exits 2 with it).</summary>
+public sealed class RouterConfigurationException(string message) : ToolUsageException(message);

@@ -22,7 +22,7 @@ public sealed class DotnetApp : LocalServer
 
     /// <summary>Starts the program built from <paramref name="projectFolder"/> (relative to the repository root).</summary>
     /// <param name="projectFolder">E.g. <c>samples/SpecDecode.Router</c>; its assembly is named after the folder.</param>
-    /// <param name="arguments">Extra command-line arguments (configuration such as <c>--Router:Replicas:0=…</c>).</param>
+    /// <param name="arguments">Extra command-line arguments (such as the router's <c>--replica http://…</c>).</param>
     /// <exception cref="LocalServerException">The program is not built, or did not start listening.</exception>
     public static DotnetApp StartNew(string projectFolder, params string[] arguments)
     {
@@ -37,7 +37,7 @@ public sealed class DotnetApp : LocalServer
 
     /// <inheritdoc />
     protected override IEnumerable<string> Arguments() =>
-        [_dll, "--urls", Url, "--contentRoot", Path.GetDirectoryName(_dll)!, .. _arguments];
+        [_dll, "--urls", Url, .. _arguments];
 
     /// <summary>The build configuration of this assembly, which the tests that use it share (Release or Debug).</summary>
     private static string Configuration() =>

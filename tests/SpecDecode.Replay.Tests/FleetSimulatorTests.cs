@@ -1,3 +1,5 @@
+using SpecDecode.CommandLine;
+using SpecDecode.Tests.Shared;
 using Spectre.Console;
 
 namespace SpecDecode.Replay.Tests;
@@ -140,7 +142,7 @@ public sealed class FleetSimulatorTests
             Assert.Equal("shared", json.RootElement.GetProperty("results")[2].GetProperty("label").GetString());
             Assert.True(new FileInfo(Path.Combine(folder, "f.png")).Length > 1000);
 
-            Assert.Equal(2, FleetCommand.Execute(TraceFixture.Path, new TraceSelection { First = 0 }, configs, 1, null, null, console));
+            Assert.Throws<ToolUsageException>(() => FleetCommand.Execute(TraceFixture.Path, new TraceSelection { First = 0 }, configs, 1, null, null, console));
 
             // Merging reports of one selection keeps each configuration once.
             List<FleetSettings> more = FleetCommand.Configurations(new FleetSettings(), [2], [FleetMode.Pooled], [(0, 0)]);
@@ -153,11 +155,39 @@ public sealed class FleetSimulatorTests
                 merged.RootElement.GetProperty("results").EnumerateArray().Select(r => r.GetProperty("label").GetString()));
             Assert.Equal(json.RootElement.GetProperty("results")[1].GetProperty("tokens_per_step").GetDouble(),
                 merged.RootElement.GetProperty("results")[1].GetProperty("tokens_per_step").GetDouble());
-            Assert.Equal(1, FleetCommand.Merge([Path.Combine(folder, "missing.json")], null, null, console));
+            Assert.Throws<FileNotFoundException>(() => FleetCommand.Merge([Path.Combine(folder, "missing.json")], null, null, console));
         }
         finally
         {
             Directory.Delete(folder, recursive: true);
         }
+    }
+
+    /// <summary>The fleet subcommand follows the tools' convention: a bad value is one line on stderr naming the
+    /// option, exit 2, before any trace is read.</summary>
+    [Theory]
+    [InlineData("--replicas", "0", "--replicas: '0' is not a positive integer")]
+    [InlineData("--modes", "gossip", "--modes: Unknown mode 'gossip'")]
+    [InlineData("--delay", "soon", "--delay: 'soon' is not a delay")]
+    [InlineData("--token-ms", "0", "--token-ms: 0 is out of range")]
+    [InlineData("--drafter", "prompt-lookup", "--drafter: 'prompt-lookup' is not one of suffix, suffix-calibrated")]
+    [InlineData("--parallel", "0", "--parallel: 0 is too small")]
+    [InlineData("--first", "x", "--first: 'x' is not a whole number")]
+    public void Bad_values_are_refused_naming_the_option(string option, string value, string message)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        int code = ReplayCommand.Run(["fleet", "--traces", TraceFixture.Path, option, value], output, error);
+        Assert.Equal(ToolExitCodes.Usage, code);
+        ToolAssert.OneErrorLine(error.ToString(), message);
+    }
+
+    [Fact]
+    public void Merging_a_missing_report_is_bad_input_on_one_line()
+    {
+        var error = new StringWriter();
+        int code = ReplayCommand.Run(["fleet", "--from", "/nonexistent/fleet.json"], new StringWriter(), error);
+        Assert.Equal(ToolExitCodes.Usage, code);
+        ToolAssert.OneErrorLine(error.ToString(), "/nonexistent/fleet.json");
     }
 }

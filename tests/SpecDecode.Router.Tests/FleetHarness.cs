@@ -50,8 +50,8 @@ internal sealed class FleetHarness : IAsyncDisposable
             }
             if (replicas > 1)
             {
-                var args = new List<string> { "--Router:HealthIntervalSeconds=0.5", "--Router:HealthTimeoutSeconds=1", "--Router:ReactivationSeconds=1" };
-                args.AddRange(fleet.Replicas.Select((r, i) => $"--Router:Replicas:{i}={r.Url}/"));
+                var args = new List<string> { "--health-interval", "0.5", "--health-timeout", "1", "--reactivation", "1" };
+                args.AddRange(fleet.Replicas.SelectMany(r => new[] { "--replica", r.Url + "/" }));
                 fleet.Router = DotnetApp.StartNew("samples/SpecDecode.Router", [.. args]);
             }
             return fleet;

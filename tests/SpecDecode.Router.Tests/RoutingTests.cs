@@ -53,7 +53,7 @@ public sealed class RoutingTests
     [Fact]
     public void Settings_that_cannot_work_are_refused_with_what_to_set()
     {
-        Assert.Contains("--Router:Replicas:0=", Assert.Throws<RouterConfigurationException>(() => new RouterOptions().Validate()).Message);
+        Assert.Contains("--replica http://", Assert.Throws<RouterConfigurationException>(() => new RouterOptions().Validate()).Message);
         Assert.Throws<RouterConfigurationException>(() => new RouterOptions { Replicas = ["127.0.0.1:5000"] }.Validate());
         Assert.Throws<RouterConfigurationException>(() => new RouterOptions { Replicas = ["http://a"], MaxAttempts = 0 }.Validate());
         new RouterOptions { Replicas = ["http://127.0.0.1:5000/"] }.Validate();

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
+using SpecDecode.CommandLine;
 using Spectre.Console;
 
 namespace SpecDecode.Replay;
@@ -8,21 +9,23 @@ namespace SpecDecode.Replay;
 /// <summary>The <c>fleet</c> subcommand: the fleet simulation over replica counts and sharing modes.</summary>
 public static class FleetCommand
 {
-    /// <summary>Builds the subcommand.</summary>
+    /// <summary>Builds the subcommand. It runs under the replay's command line and so by the tools' convention
+    /// (<see cref="ToolRunner"/>): a bad value is refused while parsing, naming the option; bad input exits 2, a drafter
+    /// that fails 1.</summary>
     public static Command Build()
     {
         var traces = new Option<string?>("--traces") { Description = "Trace file (.jsonl.gz). Default: ../shared/data/swebench/gemini3pro-minisweagent.jsonl.gz from the repository root." };
-        var first = new Option<int?>("--first") { Description = "Simulate only the first N trajectories." };
+        var first = ToolOptions.OptionalInt("--first", "Simulate only the first N trajectories.", 1);
         var replicas = new Option<string[]>("--replicas") { Description = "Replica counts; repeat or comma list. Default: 1,2,4,8,16." };
         var modes = new Option<string[]>("--modes") { Description = "isolated, shared, pooled (one process seeing everything); repeat or comma list. Default: all three." };
         var delays = new Option<string[]>("--delay") { Description = "Shared mode's delivery delays: seconds with 's' (30s) or calls finished fleet-wide with 'c' (100c), a bare number is seconds; one shared run per delay. Default: 0." };
-        var agents = new Option<int>("--agents-per-replica") { Description = "Trajectories each replica serves at once.", DefaultValueFactory = _ => 1 };
-        var tokenMs = new Option<double>("--token-ms") { Description = "Simulated ms per response token (sets when calls start and end).", DefaultValueFactory = _ => 10 };
-        var gap = new Option<double>("--gap-seconds") { Description = "Simulated seconds between a trajectory's calls (tool runs).", DefaultValueFactory = _ => 0 };
-        var drafter = new Option<string>("--drafter") { Description = "suffix or suffix-calibrated.", DefaultValueFactory = _ => DrafterFactory.Suffix };
-        var budget = new Option<int>("--budget") { Description = "Draft-token budget per step.", DefaultValueFactory = _ => 32 };
-        var maxTokens = new Option<long>("--max-cached-tokens") { Description = "Each replica's global-tree token bound (-1: unbounded).", DefaultValueFactory = _ => -1 };
-        var parallel = new Option<int>("--parallel") { Description = "Configurations run at once (each on its own core).", DefaultValueFactory = _ => 1 };
+        var agents = ToolOptions.Int("--agents-per-replica", "Trajectories each replica serves at once.", 1, 1);
+        var tokenMs = ToolOptions.Double("--token-ms", "Simulated ms per response token (sets when calls start and end).", 10, NumberRange.Above(0));
+        var gap = ToolOptions.Double("--gap-seconds", "Simulated seconds between a trajectory's calls (tool runs).", 0, NumberRange.AtLeast(0));
+        var drafter = ToolOptions.Choice("--drafter", "The replicas' drafter.", DrafterFactory.Suffix, [DrafterFactory.Suffix, DrafterFactory.SuffixCalibrated]);
+        var budget = ToolOptions.Int("--budget", "Draft-token budget per step.", 32, 0);
+        var maxTokens = ToolOptions.Long("--max-cached-tokens", "Each replica's global-tree token bound (-1: unbounded).", -1, -1);
+        var parallel = ToolOptions.Int("--parallel", "Configurations run at once (each on its own core).", 1, 1);
         var output = new Option<string?>("--out") { Description = "JSON results file. Default: bench/out/fleet.json." };
         var plot = new Option<string?>("--plot") { Description = "PNG plot file. Default: bench/out/fleet.png." };
         var from = new Option<string[]>("--from") { Description = "Run nothing: merge these earlier fleet JSON reports (same selection) into one table, JSON and plot; repeat." };
@@ -41,30 +44,34 @@ public static class FleetCommand
             {
                 return Merge(reports, parse.GetValue(output), parse.GetValue(plot), AnsiConsole.Console);
             }
-            List<FleetSettings> configs;
-            try
+            var template = new FleetSettings
             {
-                var template = new FleetSettings
-                {
-                    AgentsPerReplica = parse.GetValue(agents),
-                    TokenMilliseconds = parse.GetValue(tokenMs),
-                    GapSeconds = parse.GetValue(gap),
-                    Drafter = parse.GetValue(drafter)!,
-                    Budget = parse.GetValue(budget),
-                    DrafterSettings = new DrafterSettings { MaxCachedTokens = parse.GetValue(maxTokens) },
-                };
-                configs = Configurations(template, ParseInts(parse.GetValue(replicas), [1, 2, 4, 8, 16]),
-                    ParseModes(parse.GetValue(modes)), ParseDelays(parse.GetValue(delays)));
-            }
-            catch (FormatException ex)
-            {
-                AnsiConsole.MarkupLine($"[red]error:[/] {Markup.Escape(ex.Message)}");
-                return 2;
-            }
+                AgentsPerReplica = parse.GetValue(agents),
+                TokenMilliseconds = parse.GetValue(tokenMs),
+                GapSeconds = parse.GetValue(gap),
+                Drafter = parse.GetValue(drafter)!,
+                Budget = parse.GetValue(budget),
+                DrafterSettings = new DrafterSettings { MaxCachedTokens = parse.GetValue(maxTokens) },
+            };
+            List<FleetSettings> configs = Configurations(template, Usage(() => ParseInts(parse.GetValue(replicas), [1, 2, 4, 8, 16]), "--replicas"),
+                Usage(() => ParseModes(parse.GetValue(modes)), "--modes"), Usage(() => ParseDelays(parse.GetValue(delays)), "--delay"));
             return Execute(parse.GetValue(traces), new TraceSelection { First = parse.GetValue(first) }, configs,
-                Math.Max(1, parse.GetValue(parallel)), parse.GetValue(output), parse.GetValue(plot), AnsiConsole.Console);
+                parse.GetValue(parallel), parse.GetValue(output), parse.GetValue(plot), AnsiConsole.Console);
         });
         return command;
+    }
+
+    /// <summary>A list option's parse failure as bad usage naming the option.</summary>
+    private static T Usage<T>(Func<T> parse, string option)
+    {
+        try
+        {
+            return parse();
+        }
+        catch (FormatException ex)
+        {
+            throw new ToolUsageException(ex.Message.StartsWith(option, StringComparison.Ordinal) ? ex.Message : $"{option}: {ex.Message}");
+        }
     }
 
     /// <summary>Every configuration to run: one per replica count and mode (one per delay for shared), a single run
@@ -96,7 +103,10 @@ public static class FleetCommand
     }
 
     /// <summary>Reads the trace once, runs every configuration, prints the table, writes the JSON and the plot.</summary>
-    /// <returns>0 on success, 1 on bad input or a drafter failure, 2 on bad arguments.</returns>
+    /// <returns>0 (failures are thrown).</returns>
+    /// <exception cref="ToolUsageException">A setting is out of range.</exception>
+    /// <exception cref="TraceFormatException">The trace file is missing or malformed, or the selection holds no call.</exception>
+    /// <exception cref="ReplayException">A drafter failed.</exception>
     public static int Execute(string? tracePath, TraceSelection selection, IReadOnlyList<FleetSettings> configs, int parallel,
         string? outputPath, string? plotPath, IAnsiConsole console)
     {
@@ -104,106 +114,92 @@ public static class FleetCommand
         ArgumentNullException.ThrowIfNull(console);
         if (selection.First is <= 0)
         {
-            console.MarkupLine("[red]error:[/] --first must be at least 1.");
-            return 2;
+            throw new ToolUsageException("--first: give 1 or more trajectories.");
         }
         if (configs.Select(c => c.Validate()).FirstOrDefault(e => e is not null) is { } invalid)
         {
-            console.MarkupLine($"[red]error:[/] {Markup.Escape(invalid)}");
-            return 2;
+            throw new ToolUsageException(invalid);
         }
-        try
+        ArgumentOutOfRangeException.ThrowIfLessThan(parallel, 1);
+        DateTime started = DateTime.UtcNow;
+        long readStart = Stopwatch.GetTimestamp();
+        TraceReader reader = TraceReader.Open(tracePath ?? RepoRoot.DefaultTraces(), ProtocolTokenizer.CreateO200kBase(), selection);
+        List<TraceTrajectory> trajectories = reader.Read().ToList();
+        double readSeconds = Stopwatch.GetElapsedTime(readStart).TotalSeconds;
+        long calls = trajectories.Sum(t => (long)t.Calls.Length);
+        console.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
+            $"{reader.Path}: {trajectories.Count} trajectories, {calls} calls ({selection}), read in {readSeconds:F1} s; {configs.Count} configurations")));
+        if (calls == 0)
         {
-            DateTime started = DateTime.UtcNow;
-            long readStart = Stopwatch.GetTimestamp();
-            TraceReader reader = TraceReader.Open(tracePath ?? RepoRoot.DefaultTraces(), ProtocolTokenizer.CreateO200kBase(), selection);
-            List<TraceTrajectory> trajectories = reader.Read().ToList();
-            double readSeconds = Stopwatch.GetElapsedTime(readStart).TotalSeconds;
-            long calls = trajectories.Sum(t => (long)t.Calls.Length);
-            console.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
-                $"{reader.Path}: {trajectories.Count} trajectories, {calls} calls ({selection}), read in {readSeconds:F1} s; {configs.Count} configurations")));
-            if (calls == 0)
+            throw new TraceFormatException(TraceErrorKind.MissingField, reader.Path, 0, "The selection holds no call to replay.");
+        }
+
+        var results = new FleetResult[configs.Count];
+        string json = Path.GetFullPath(outputPath ?? Path.Combine(RepoRoot.Find(), "bench", "out", "fleet.json"));
+        FleetReport Report() => new()
+        {
+            Traces = reader.Path,
+            Selection = selection.ToString(),
+            Trajectories = trajectories.Count,
+            Calls = calls,
+            TraceReadSeconds = readSeconds,
+            Machine = MachineInfo.Current(),
+            StartedUtc = started,
+            ProcessPeakMemoryBytes = ProcessMemory.PeakBytes(),
+            Results = results.Where(r => r is not null).ToList(),
+        };
+        Parallel.For(0, configs.Count, new ParallelOptions { MaxDegreeOfParallelism = parallel }, i =>
+        {
+            FleetResult r = FleetSimulator.Run(trajectories, configs[i]);
+            lock (console)
             {
-                throw new TraceFormatException(TraceErrorKind.MissingField, reader.Path, 0, "The selection holds no call to replay.");
+                results[i] = r;
+                console.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
+                    $"R={r.Settings.Replicas,-2} {r.Label,-14} tokens/step {r.TokensPerStep:F3}  acceptance {r.AcceptanceRate:P1}  delivered {r.DeliveredTokens:N0} tokens  {r.WallSeconds:F0} s")));
+                // A long run keeps what it has measured so far: the JSON is rewritten after every configuration.
+                Report().Write(json);
             }
+        });
 
-            var results = new FleetResult[configs.Count];
-            string json = Path.GetFullPath(outputPath ?? Path.Combine(RepoRoot.Find(), "bench", "out", "fleet.json"));
-            FleetReport Report() => new()
-            {
-                Traces = reader.Path,
-                Selection = selection.ToString(),
-                Trajectories = trajectories.Count,
-                Calls = calls,
-                TraceReadSeconds = readSeconds,
-                Machine = MachineInfo.Current(),
-                StartedUtc = started,
-                ProcessPeakMemoryBytes = ProcessMemory.PeakBytes(),
-                Results = results.Where(r => r is not null).ToList(),
-            };
-            Parallel.For(0, configs.Count, new ParallelOptions { MaxDegreeOfParallelism = parallel }, i =>
-            {
-                FleetResult r = FleetSimulator.Run(trajectories, configs[i]);
-                lock (console)
-                {
-                    results[i] = r;
-                    console.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
-                        $"R={r.Settings.Replicas,-2} {r.Label,-14} tokens/step {r.TokensPerStep:F3}  acceptance {r.AcceptanceRate:P1}  delivered {r.DeliveredTokens:N0} tokens  {r.WallSeconds:F0} s")));
-                    // A long run keeps what it has measured so far: the JSON is rewritten after every configuration.
-                    Report().Write(json);
-                }
-            });
-
-            FleetReport report = Report();
-            WriteOutputs(report, json, plotPath, console);
-            return 0;
-        }
-        catch (Exception ex) when (ex is TraceFormatException or ReplayException or DirectoryNotFoundException)
-        {
-            console.MarkupLine($"[red]error:[/] {Markup.Escape(ex.Message)}");
-            return 1;
-        }
+        FleetReport report = Report();
+        WriteOutputs(report, json, plotPath, console);
+        return 0;
     }
 
     /// <summary>Merges earlier reports of one selection (a configuration in several keeps its first result).</summary>
-    /// <returns>0 on success, 1 when a report cannot be read or the reports cover different selections.</returns>
+    /// <returns>0 (failures are thrown).</returns>
+    /// <exception cref="IOException">A report cannot be read.</exception>
+    /// <exception cref="FormatException">A file holds no fleet report, or the reports cover different selections.</exception>
+    /// <exception cref="System.Text.Json.JsonException">A file is not JSON.</exception>
     public static int Merge(IReadOnlyList<string> reports, string? outputPath, string? plotPath, IAnsiConsole console)
     {
         ArgumentNullException.ThrowIfNull(reports);
         ArgumentNullException.ThrowIfNull(console);
-        try
+        var loaded = reports.Select(path =>
+            System.Text.Json.JsonSerializer.Deserialize<FleetReport>(File.ReadAllText(path), ReplayReport.JsonOptions)
+            ?? throw new FormatException($"{path} holds no fleet report.")).ToList();
+        FleetReport head = loaded[0];
+        if (loaded.Any(r => r.Traces != head.Traces || r.Selection != head.Selection || r.Calls != head.Calls))
         {
-            var loaded = reports.Select(path =>
-                System.Text.Json.JsonSerializer.Deserialize<FleetReport>(File.ReadAllText(path), ReplayReport.JsonOptions)
-                ?? throw new FormatException($"{path} holds no fleet report.")).ToList();
-            FleetReport head = loaded[0];
-            if (loaded.Any(r => r.Traces != head.Traces || r.Selection != head.Selection || r.Calls != head.Calls))
-            {
-                throw new FormatException("The reports cover different traces or selections: merge only runs of one selection.");
-            }
-            var seen = new HashSet<(int, string)>();
-            List<FleetResult> results = loaded.SelectMany(r => r.Results).Where(r => seen.Add((r.Settings.Replicas, r.Label))).ToList();
-            var merged = new FleetReport
-            {
-                Traces = head.Traces,
-                Selection = head.Selection,
-                Trajectories = head.Trajectories,
-                Calls = head.Calls,
-                TraceReadSeconds = head.TraceReadSeconds,
-                Machine = head.Machine,
-                StartedUtc = loaded.Min(r => r.StartedUtc),
-                ProcessPeakMemoryBytes = loaded.Max(r => r.ProcessPeakMemoryBytes),
-                Note = head.Note + $"; merged from {string.Join(", ", reports.Select(Path.GetFileName))}",
-                Results = results.OrderBy(r => r.Settings.Replicas).ToList(),
-            };
-            WriteOutputs(merged, outputPath, plotPath, console);
-            return 0;
+            throw new FormatException("The reports cover different traces or selections: merge only runs of one selection.");
         }
-        catch (Exception ex) when (ex is IOException or FormatException or System.Text.Json.JsonException or UnauthorizedAccessException)
+        var seen = new HashSet<(int, string)>();
+        List<FleetResult> results = loaded.SelectMany(r => r.Results).Where(r => seen.Add((r.Settings.Replicas, r.Label))).ToList();
+        var merged = new FleetReport
         {
-            console.MarkupLine($"[red]error:[/] {Markup.Escape(ex.Message)}");
-            return 1;
-        }
+            Traces = head.Traces,
+            Selection = head.Selection,
+            Trajectories = head.Trajectories,
+            Calls = head.Calls,
+            TraceReadSeconds = head.TraceReadSeconds,
+            Machine = head.Machine,
+            StartedUtc = loaded.Min(r => r.StartedUtc),
+            ProcessPeakMemoryBytes = loaded.Max(r => r.ProcessPeakMemoryBytes),
+            Note = head.Note + $"; merged from {string.Join(", ", reports.Select(Path.GetFileName))}",
+            Results = results.OrderBy(r => r.Settings.Replicas).ToList(),
+        };
+        WriteOutputs(merged, outputPath, plotPath, console);
+        return 0;
     }
 
     private static void WriteOutputs(FleetReport report, string? outputPath, string? plotPath, IAnsiConsole console)
