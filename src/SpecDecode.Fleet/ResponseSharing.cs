@@ -51,7 +51,7 @@ public sealed class ResponseSharing : IAsyncDisposable
     private long _published, _publishRetries, _publishDropped, _received, _ingested, _duplicates, _malformed, _foreign,
         _ingestDropped, _notKept, _readerRestarts, _pendingPublishes;
     private ulong _lastSequence;
-    private int _disposed;
+    private int _disposed, _brokerFailing;
 
     private ResponseSharing(SuffixDecodingCache cache, ResponseSharingOptions options, ILogger logger)
     {
@@ -202,12 +202,13 @@ public sealed class ResponseSharing : IAsyncDisposable
                             .ConfigureAwait(false);
                         ack.EnsureSuccess();
                         Interlocked.Increment(ref _published);
+                        BrokerAnswered();
                         break;
                     }
                     catch (Exception ex) when (!stop.IsCancellationRequested && ex is not OperationCanceledException)
                     {
                         Interlocked.Increment(ref _publishRetries);
-                        _logger.LogWarning("Publishing response {Id} failed ({Error}); retrying in {Delay}.", id, ex.Message, _options.RetryDelay);
+                        BrokerFailed(ex, $"publishing response {id}");
                         _streamReady = false;
                         await Task.Delay(_options.RetryDelay, stop).ConfigureAwait(false);
                     }
@@ -248,6 +249,7 @@ public sealed class ResponseSharing : IAsyncDisposable
                     OptStartSeq = resumeAfter == 0 ? 0 : resumeAfter + 1,
                 };
                 INatsJSConsumer consumer = await _js.CreateOrderedConsumerAsync(_options.StreamName, opts, stop).ConfigureAwait(false);
+                BrokerAnswered();
                 await foreach (NatsJSMsg<byte[]> msg in consumer.ConsumeAsync<byte[]>(cancellationToken: stop).ConfigureAwait(false))
                 {
                     if (msg.Metadata is { } meta)
@@ -260,7 +262,7 @@ public sealed class ResponseSharing : IAsyncDisposable
             }
             catch (Exception ex) when (!stop.IsCancellationRequested)
             {
-                _logger.LogWarning("Reading {Stream} failed ({Error}); reconnecting in {Delay}.", _options.StreamName, ex.Message, _options.RetryDelay);
+                BrokerFailed(ex, $"reading {_options.StreamName}");
                 _streamReady = false;
                 try
                 {
@@ -275,6 +277,30 @@ public sealed class ResponseSharing : IAsyncDisposable
             {
                 return;
             }
+        }
+    }
+
+    /// <summary>Logs a broker failure: a warning for the first since the broker last answered, then debug lines only,
+    /// so a broker that stays down for hours does not fill the log with a line per retry.</summary>
+    private void BrokerFailed(Exception ex, string what)
+    {
+        if (Interlocked.Exchange(ref _brokerFailing, 1) == 0)
+        {
+            _logger.LogWarning("Sharing: {What} failed ({Error}); serving from the local cache and retrying every {Delay} (further failures are logged at debug level).",
+                what, ex.Message, _options.RetryDelay);
+        }
+        else
+        {
+            _logger.LogDebug("Sharing: {What} failed again ({Error}).", what, ex.Message);
+        }
+    }
+
+    /// <summary>Notes that the broker answered; logs the recovery after failures.</summary>
+    private void BrokerAnswered()
+    {
+        if (Interlocked.Exchange(ref _brokerFailing, 0) == 1)
+        {
+            _logger.LogInformation("Sharing: the broker answers again; resuming.");
         }
     }
 

@@ -1,5 +1,7 @@
+using Microsoft.Extensions.Logging;
 using NATS.Client.Core;
 using NATS.Client.JetStream;
+using NATS.Client.JetStream.Models;
 using NATS.Net;
 using SpecDecode.LocalServers;
 using SpecDecode.Suffix;
@@ -151,6 +153,71 @@ public sealed class ResponseSharingTests : IDisposable
         Assert.Equal(21, sb.Received);
         Assert.Equal(21 * 200, cacheB.GetStatistics().CachedResponseTokens);
         cacheB.CheckIntegrity();
+    }
+
+    /// <summary>A failure that persists (here a stream of the same name that does not take our subjects, so every
+    /// publication and every consumer is refused) is one warning, then debug lines, and one line when it ends; not a
+    /// warning per retry. (A broker that is merely down raises nothing: NATS.Net holds the calls until it is back.)</summary>
+    [Fact]
+    public async Task A_persistent_broker_failure_is_logged_once_not_at_every_retry()
+    {
+        await using (var admin = new NatsClient(_nats.Url))
+        {
+            await admin.CreateJetStreamContext().CreateStreamAsync(new StreamConfig("SPECDECODE_RESPONSES", ["someone-else.>"]));
+        }
+        var log = new ListLogger();
+        using var cache = new SuffixDecodingCache();
+        await using ResponseSharing a = ResponseSharing.Start(cache, Options("a") with { RetryDelay = TimeSpan.FromMilliseconds(50) }, log);
+        a.Publish(Tokens(500));
+        await Until(() => a.GetStatistics().PublishRetries + a.GetStatistics().ReaderRestarts >= 6, "several refused attempts", 40);
+        Assert.Equal(1, log.Count(LogLevel.Warning));
+        Assert.True(log.Count(LogLevel.Debug) >= 4, $"later failures at debug level: {string.Join(" | ", log.Lines)}");
+        Assert.Equal(0, a.GetStatistics().Published);
+
+        await using (var admin = new NatsClient(_nats.Url))
+        {
+            await admin.CreateJetStreamContext().DeleteStreamAsync("SPECDECODE_RESPONSES");
+        }
+        await Until(() => a.GetStatistics().Published == 1, "the publication once the stream was fixed", 40);
+        Assert.Contains(log.Lines, l => l.Contains("answers again", StringComparison.Ordinal));
+        Assert.Equal(1, log.Count(LogLevel.Warning));
+    }
+
+    /// <summary>A logger that keeps its lines.</summary>
+    private sealed class ListLogger : ILogger
+    {
+        private readonly List<(LogLevel Level, string Line)> _entries = [];
+
+        public IReadOnlyList<string> Lines
+        {
+            get
+            {
+                lock (_entries)
+                {
+                    return _entries.Select(e => e.Line).ToArray();
+                }
+            }
+        }
+
+        public int Count(LogLevel level)
+        {
+            lock (_entries)
+            {
+                return _entries.Count(e => e.Level == level);
+            }
+        }
+
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            lock (_entries)
+            {
+                _entries.Add((logLevel, formatter(state, exception)));
+            }
+        }
     }
 
     [Fact]
