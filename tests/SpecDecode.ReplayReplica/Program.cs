@@ -1,3 +1,4 @@
+using System.Text.Json;
 using Microsoft.AspNetCore.Mvc;
 using SpecDecode;
 using SpecDecode.Fleet;
@@ -21,7 +22,7 @@ ResponseSharing? sharing = nats is null ? null : ResponseSharing.Start(suffix.Ca
     RetryDelay = TimeSpan.FromMilliseconds(200),
 });
 IDrafter drafter = sharing is null ? suffix : new SharingDrafter(suffix, sharing);
-long calls = 0, nextRequest = 0;
+long nextRequest = 0;
 
 WebApplication app = builder.Build();
 app.MapGet("/health", () => Results.Ok(new { status = "ok", replica = id }));
@@ -55,26 +56,31 @@ app.MapPost("/v1/replay", ([FromBody] ReplayCallRequest call) =>
     {
         drafter.EndRequest(request);
     }
-    Interlocked.Increment(ref calls);
     return Results.Ok(new ReplayCallResult(id, steps, drafted, accepted, emittedSoFar));
 });
 
-app.MapGet("/fleet/stats", () =>
+// The server's admin routes and JSON (samples/SpecDecode.Server, GET /admin/cache and POST /admin/cache/check), so
+// one fleet harness reads both kinds of replica.
+var json = new JsonSerializerOptions(JsonSerializerDefaults.Web) { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+app.MapGet("/admin/cache", () => Results.Json(new
 {
-    SuffixCacheStatistics s = suffix.Cache.GetStatistics();
-    return Results.Ok(new ReplicaStatistics(id, Interlocked.Read(ref calls), s.CachedResponses, s.CachedResponseTokens, s.EvictedResponses, maxTokens, sharing?.GetStatistics()));
-});
+    Replica = id,
+    Drafter = drafter.Name,
+    MaxCachedTokens = maxTokens,
+    Cache = suffix.Cache.GetStatistics(),
+    Sharing = sharing?.GetStatistics(),
+}, json));
 
-app.MapPost("/fleet/check", () =>
+app.MapPost("/admin/cache/check", () =>
 {
     try
     {
         suffix.Cache.CheckIntegrity();
-        return Results.Ok(new { ok = true });
+        return Results.Json(new { Ok = true, Error = (string?)null }, json);
     }
     catch (SuffixTreeIntegrityException ex)
     {
-        return Results.Problem(ex.Message);
+        return Results.Json(new { Ok = false, Error = ex.Message }, json, statusCode: 500);
     }
 });
 

@@ -30,20 +30,3 @@ public sealed record ReplayCallResult(
     [property: JsonPropertyName("drafted_tokens")] long DraftedTokens,
     [property: JsonPropertyName("accepted_tokens")] long AcceptedTokens,
     [property: JsonPropertyName("tokens")] int Tokens);
-
-/// <summary>The replica's counters.</summary>
-/// <param name="Replica">Its id.</param>
-/// <param name="Calls">Calls replayed.</param>
-/// <param name="CachedResponses">Responses in the global tree.</param>
-/// <param name="CachedResponseTokens">Tokens in the global tree.</param>
-/// <param name="EvictedResponses">Responses evicted from the global tree so far.</param>
-/// <param name="MaxCachedTokens">The global tree's token bound (-1: none).</param>
-/// <param name="Sharing">The sharing counters, when a broker is configured.</param>
-public sealed record ReplicaStatistics(
-    [property: JsonPropertyName("replica")] string Replica,
-    [property: JsonPropertyName("calls")] long Calls,
-    [property: JsonPropertyName("cached_responses")] int CachedResponses,
-    [property: JsonPropertyName("cached_response_tokens")] long CachedResponseTokens,
-    [property: JsonPropertyName("evicted_responses")] long EvictedResponses,
-    [property: JsonPropertyName("max_cached_tokens")] long MaxCachedTokens,
-    [property: JsonPropertyName("sharing")] SpecDecode.Fleet.SharingStatistics? Sharing);
