@@ -142,7 +142,8 @@ public sealed class ModelHost : IDisposable
         }
         if (cache.Identity is { } fleet)
         {
-            log($"sharing responses as replica {cache.ReplicaId} through {cache.Broker} (model {fleet.Model}, tokenizer {fleet.Tokenizer}); serving meanwhile if the broker is down");
+            log(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"sharing responses as replica {cache.ReplicaId} through {cache.Broker} (model {fleet.Model}, tokenizer {fleet.Tokenizer}; identity in {cache.IdentitySeconds:F3} s); serving meanwhile if the broker is down"));
         }
         return cache;
     }

@@ -18,8 +18,10 @@ public sealed class ReplicaCache : IDisposable
     /// <summary>How long shutting down waits for queued responses to reach the broker.</summary>
     private static readonly TimeSpan FlushOnShutdown = TimeSpan.FromSeconds(5);
 
-    private ReplicaCache(SuffixDrafter suffix, ResponseSharing? sharing, FleetIdentity? identity, string replicaId, string? broker)
+    private ReplicaCache(SuffixDrafter suffix, ResponseSharing? sharing, FleetIdentity? identity, string replicaId, string? broker,
+        double identitySeconds = 0)
     {
+        IdentitySeconds = identitySeconds;
         Suffix = suffix;
         Sharing = sharing;
         Identity = identity;
@@ -47,6 +49,9 @@ public sealed class ReplicaCache : IDisposable
     /// <summary>The broker's URL, or null when sharing is off.</summary>
     public string? Broker { get; }
 
+    /// <summary>Seconds spent deriving the identity from the checkpoint's files (0 when not derived).</summary>
+    public double IdentitySeconds { get; }
+
     /// <summary>Creates the suffix drafter with <paramref name="settings"/>' token bound and, when
     /// <see cref="ServerSettings.FleetNats"/> is set, starts sharing it. Starting never waits for the broker: one that is
     /// down is retried in the background while the replica serves from its own cache.</summary>
@@ -66,7 +71,9 @@ public sealed class ReplicaCache : IDisposable
         }
         try
         {
+            long start = Stopwatch.GetTimestamp();
             FleetIdentity derived = settings.FleetModel is { } m && settings.FleetTokenizer is { } t ? new FleetIdentity(m, t) : identity();
+            double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
             var fleet = new FleetIdentity(settings.FleetModel ?? derived.Model, settings.FleetTokenizer ?? derived.Tokenizer);
             ResponseSharing sharing = ResponseSharing.Start(suffix.Cache, new ResponseSharingOptions
             {
@@ -74,7 +81,7 @@ public sealed class ReplicaCache : IDisposable
                 ReplicaId = replicaId,
                 Identity = fleet,
             }, loggers?.CreateLogger<ResponseSharing>());
-            return new ReplicaCache(suffix, sharing, fleet, replicaId, url);
+            return new ReplicaCache(suffix, sharing, fleet, replicaId, url, seconds);
         }
         catch
         {
