@@ -51,17 +51,8 @@ public static class RouterCommand
             };
             string[] listen = p.GetValue(urls) is { Length: > 0 } u ? u : ["http://127.0.0.1:8080"];
             await using WebApplication app = RouterApp.Build(options, listen);
-            await app.StartAsync(ct).ConfigureAwait(false);
-            Console.WriteLine($"routing {string.Join(", ", app.Urls)} to {options.Replicas.Count} replica(s): {string.Join(", ", options.Replicas)}");
-            try
-            {
-                await Task.Delay(Timeout.Infinite, ct).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException) when (ct.IsCancellationRequested)
-            {
-            }
-            await app.StopAsync(CancellationToken.None).ConfigureAwait(false);
-            return ToolExitCodes.Ok;
+            return await ToolRunner.ServeAsync(app.StartAsync, app.StopAsync, () =>
+                $"routing {string.Join(", ", app.Urls)} to {options.Replicas.Count} replica(s): {string.Join(", ", options.Replicas)}", ct).ConfigureAwait(false);
         });
         return root;
     }

@@ -93,18 +93,9 @@ public static class ServerCommand
             using ILoggerFactory loggers = LoggerFactory.Create(b => b.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning));
             using ModelHost host = ModelHost.Load(settings, Console.WriteLine, loggers);
             await using WebApplication app = ServerApp.Build(settings, host);
-            await app.StartAsync(ct).ConfigureAwait(false);
-            Console.WriteLine($"listening on {string.Join(", ", app.Urls)}: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health, GET /metrics, GET /admin/cache" +
-                (settings.ApiKey is null ? "" : " (API key required)"));
-            try
-            {
-                await Task.Delay(Timeout.Infinite, ct).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException) when (ct.IsCancellationRequested)
-            {
-            }
-            await app.StopAsync(CancellationToken.None).ConfigureAwait(false);
-            return ToolExitCodes.Ok;
+            return await ToolRunner.ServeAsync(app.StartAsync, app.StopAsync, () =>
+                $"listening on {string.Join(", ", app.Urls)}: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health, GET /metrics, GET /admin/cache" +
+                (settings.ApiKey is null ? "" : " (API key required)"), ct).ConfigureAwait(false);
         });
         return root;
     }
