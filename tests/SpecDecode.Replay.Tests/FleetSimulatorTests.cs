@@ -173,14 +173,8 @@ public sealed class FleetSimulatorTests
     [InlineData("--drafter", "prompt-lookup", "--drafter: 'prompt-lookup' is not one of suffix, suffix-calibrated")]
     [InlineData("--parallel", "0", "--parallel: 0 is too small")]
     [InlineData("--first", "x", "--first: 'x' is not a whole number")]
-    public void Bad_values_are_refused_naming_the_option(string option, string value, string message)
-    {
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int code = ReplayCommand.Run(["fleet", "--traces", TraceFixture.Path, option, value], output, error);
-        Assert.Equal(ToolExitCodes.Usage, code);
-        ToolAssert.OneErrorLine(error.ToString(), message);
-    }
+    public void Bad_values_are_refused_naming_the_option(string option, string value, string message) =>
+        ToolAssert.Refused(ReplayCommand.Build(), ["fleet", "--traces", TraceFixture.Path, option, value], message);
 
     [Fact]
     public void Merging_a_missing_report_is_bad_input_on_one_line()

@@ -1,4 +1,3 @@
-using SpecDecode.CommandLine;
 using SpecDecode.Tests.Shared;
 
 namespace SpecDecode.Router.Tests;
@@ -13,14 +12,6 @@ public sealed class RouterCommandTests
     [InlineData(new[] { "--replica", "http://127.0.0.1:8001/", "--max-attempts", "x" }, "--max-attempts: 'x' is not a whole number")]
     [InlineData(new[] { "--replica", "http://127.0.0.1:8001/", "--first-messages", "0" }, "--first-messages: 0 is too small")]
     [InlineData(new string[0], "Name at least one replica: --replica http://")]
-    public void Bad_settings_are_one_line_and_exit_2(string[] args, string message)
-    {
-        using var output = new StringWriter();
-        using var error = new StringWriter();
-
-        int code = ToolRunner.Run(RouterCommand.Build(), args, output, error);
-
-        Assert.Equal(ToolExitCodes.Usage, code);
-        ToolAssert.OneErrorLine(error.ToString(), message);
-    }
+    public void Bad_settings_are_one_line_and_exit_2(string[] args, string message) =>
+        ToolAssert.Refused(RouterCommand.Build(), args, message);
 }
