@@ -29,7 +29,7 @@ public sealed class TinyCheckpoints : IDisposable
         WriteTokenizer(LongContext, mergeOffset: 0);
         string config = Path.Combine(LongContext, "config.json");
         JsonNode json = JsonNode.Parse(File.ReadAllText(config))!;
-        json["max_position_embeddings"] = int.MaxValue;
+        json["max_position_embeddings"] = 1 << 26; // the most config.json may claim (ConfigBounds.MaxPositions)
         File.WriteAllText(config, json.ToJsonString());
     }
 
@@ -47,7 +47,7 @@ public sealed class TinyCheckpoints : IDisposable
     /// <summary>The same weights with a tokenizer whose merged tokens differ (ids 256..999 name other pairs).</summary>
     public string OtherVocabulary { get; }
 
-    /// <summary>The same checkpoint claiming a context of int.MaxValue positions: a large --max-context passes the
+    /// <summary>The same checkpoint claiming a context of 2^26 positions (the most config.json may claim): a large --max-context passes the
     /// context check and must be refused by the memory check before libtorch allocates.</summary>
     public string LongContext { get; }
 
