@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using SpecDecode.Replay;
 using SpecDecode.Server;
 
 namespace SpecDecode.AgentReplay;

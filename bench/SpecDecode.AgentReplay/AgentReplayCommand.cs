@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using SpecDecode.CommandLine;
+using SpecDecode.Replay;
 using SpecDecode.Server;
 
 namespace SpecDecode.AgentReplay;

@@ -65,6 +65,32 @@ public static class ToolRunner
         Func<Exception, int?>? classify = null) =>
         RunAsync(root, args, output, error, classify).GetAwaiter().GetResult();
 
+    /// <summary>Runs a service (a web server) until the command is cancelled (Ctrl+C): starts it, writes
+    /// <paramref name="startedLine"/>'s line, waits for <paramref name="cancellationToken"/>, then stops it.</summary>
+    /// <param name="start">Starts the service (e.g. <c>app.StartAsync</c>).</param>
+    /// <param name="stop">Stops it (e.g. <c>app.StopAsync</c>); called with a token that does not cancel.</param>
+    /// <param name="startedLine">The line to print once it runs (its addresses are known only then).</param>
+    /// <param name="cancellationToken">The command's token.</param>
+    /// <returns><see cref="ToolExitCodes.Ok"/>.</returns>
+    public static async Task<int> ServeAsync(Func<CancellationToken, Task> start, Func<CancellationToken, Task> stop, Func<string> startedLine,
+        CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(start);
+        ArgumentNullException.ThrowIfNull(stop);
+        ArgumentNullException.ThrowIfNull(startedLine);
+        await start(cancellationToken).ConfigureAwait(false);
+        Console.WriteLine(startedLine());
+        try
+        {
+            await Task.Delay(Timeout.Infinite, cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+        await stop(CancellationToken.None).ConfigureAwait(false);
+        return ToolExitCodes.Ok;
+    }
+
     /// <summary>Writes <paramref name="exception"/> as one error line and returns its exit code: the tool's
     /// <paramref name="classify"/> first, then <see cref="ToolUsageException"/>, argument, file, format and JSON errors
     /// (bad input: 2), <see cref="ToolCheckFailedException"/> (1), cancellation (130), anything else (1, with its type).</summary>

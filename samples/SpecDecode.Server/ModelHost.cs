@@ -1,5 +1,6 @@
 using Microsoft.ML.Tokenizers;
 using SpecDecode.CommandLine;
+using SpecDecode.Fleet;
 using SpecDecode.Hosting;
 using SpecDecode.Suffix;
 using SpecDecode.Tokenization;
@@ -19,9 +20,11 @@ public sealed class ModelHost : IDisposable
 {
     private readonly IDisposable[] _owned;
 
-    private ModelHost(SpeculativeEngine engine, string servedModelName, int capacity, BenchmarkMode? benchmark, IDrafter? drafter, params IDisposable[] owned)
+    private ModelHost(SpeculativeEngine engine, string servedModelName, int capacity, BenchmarkMode? benchmark, IDrafter? drafter,
+        ReplicaCache? cache, params IDisposable[] owned)
     {
         Drafter = drafter;
+        Cache = cache;
         Engine = engine;
         ServedModelName = servedModelName;
         Capacity = capacity;
@@ -34,6 +37,10 @@ public sealed class ModelHost : IDisposable
 
     /// <summary>The drafter the engine drafts with (benchmarks teach it warm-up calls), or null for plain decoding.</summary>
     internal IDrafter? Drafter { get; }
+
+    /// <summary>The suffix drafter's cache and its sharing with the fleet (the admin endpoints), or null when the server
+    /// drafts otherwise.</summary>
+    public ReplicaCache? Cache { get; }
 
     /// <summary>Generates the answer to an accepted request: forced by its recorded answer in benchmark mode, else as the
     /// model decodes it. The HTTP endpoints and the in-process benchmark path both come through here.</summary>
@@ -59,8 +66,11 @@ public sealed class ModelHost : IDisposable
 
     /// <summary>Loads what <paramref name="settings"/> names: the checkpoint (or, in benchmark mode, a random-weight model of
     /// a config.json's shape), its tokenizer and template, the drafter, and the engine.</summary>
+    /// <param name="settings">What to load and serve.</param>
+    /// <param name="log">Progress lines (null: none).</param>
+    /// <param name="loggers">Where the fleet's sharing logs broker failures (null: nowhere).</param>
     /// <exception cref="ToolUsageException">A setting does not fit the model or the machine, or the model does not load.</exception>
-    public static ModelHost Load(ServerSettings settings, Action<string>? log = null)
+    public static ModelHost Load(ServerSettings settings, Action<string>? log = null, ILoggerFactory? loggers = null)
     {
         ArgumentNullException.ThrowIfNull(settings);
         log ??= _ => { };
@@ -81,7 +91,7 @@ public sealed class ModelHost : IDisposable
         };
         if (settings.BenchmarkRandomWeights is not null)
         {
-            return LoadBenchmark(settings, device, dtype, log);
+            return LoadBenchmark(settings, device, dtype, log, loggers);
         }
         string folder = DefaultModel.Resolve(settings.ModelFolder);
         ModelPlan plan = ModelLoader.Plan(folder, settings.MaxContext, settings.MaxBatch, device, dtype, settings.CudaGraphs);
@@ -90,19 +100,55 @@ public sealed class ModelHost : IDisposable
         ChatTemplate? template = ModelLoader.LoadChatTemplate(folder);
         log($"loading {folder} ({plan.Config.LayerCount} layers, context {plan.Context}, {settings.MaxBatch} slots) ...");
         TargetModel model = ModelLoader.Load(plan);
-        IDrafter? drafter = NewDrafter(settings.Draft);
-        SpeculativeEngine engine = SpeculativeEngine.Create(model, tokenizer, drafter, new SpeculativeEngineOptions
+        ReplicaCache? cache = null;
+        try
         {
-            MaxDraftTokens = drafter is null ? 0 : budget,
-            AdaptiveSpeculation = settings.Adaptive,
-            ChatTemplate = template,
-        });
-        string name = settings.ServedModelName ?? Path.GetFileName(folder.TrimEnd(Path.DirectorySeparatorChar));
-        log($"serving {name}: {model.Device.type.ToString().ToLowerInvariant()} {model.DType}, drafter {settings.Draft}, chat template {(template is null ? "none (chat completions refused)" : "yes")}");
-        return new ModelHost(engine, name, plan.Context, null, drafter, [engine, .. Owned(drafter), model]);
+            cache = StartCache(settings, () => CheckpointIdentity.Of(folder), log, loggers);
+            IDrafter? drafter = cache?.Drafter ?? NewDrafter(settings.Draft);
+            SpeculativeEngine engine = SpeculativeEngine.Create(model, tokenizer, drafter, new SpeculativeEngineOptions
+            {
+                MaxDraftTokens = drafter is null ? 0 : budget,
+                AdaptiveSpeculation = settings.Adaptive,
+                ChatTemplate = template,
+            });
+            string name = settings.ServedModelName ?? Path.GetFileName(folder.TrimEnd(Path.DirectorySeparatorChar));
+            log($"serving {name}: {model.Device.type.ToString().ToLowerInvariant()} {model.DType}, drafter {settings.Draft}, chat template {(template is null ? "none (chat completions refused)" : "yes")}");
+            return new ModelHost(engine, name, plan.Context, null, drafter, cache, [engine, .. Owned(drafter, cache), model]);
+        }
+        catch
+        {
+            cache?.Dispose();
+            model.Dispose();
+            throw;
+        }
     }
 
-    private static ModelHost LoadBenchmark(ServerSettings settings, Device? device, ScalarType? dtype, Action<string> log)
+    /// <summary>The suffix drafter's cache, shared with the fleet when <see cref="ServerSettings.FleetNats"/> is set; null
+    /// for the other drafters.</summary>
+    private static ReplicaCache? StartCache(ServerSettings settings, Func<FleetIdentity> identity, Action<string> log, ILoggerFactory? loggers)
+    {
+        if (settings.Draft != "suffix")
+        {
+            return null;
+        }
+        ReplicaCache cache;
+        try
+        {
+            cache = ReplicaCache.Start(settings, identity, loggers);
+        }
+        catch (ArgumentException e)
+        {
+            throw new ToolUsageException($"The fleet settings (--fleet-nats, --replica-id, --fleet-model, --fleet-tokenizer) do not work: {ToolRunner.FirstLine(e.Message)}", e);
+        }
+        if (cache.Identity is { } fleet)
+        {
+            log(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"sharing responses as replica {cache.ReplicaId} through {cache.Broker} (model {fleet.Model}, tokenizer {fleet.Tokenizer}; identity in {cache.IdentitySeconds:F3} s); serving meanwhile if the broker is down"));
+        }
+        return cache;
+    }
+
+    private static ModelHost LoadBenchmark(ServerSettings settings, Device? device, ScalarType? dtype, Action<string> log, ILoggerFactory? loggers)
     {
         string config = Path.GetFullPath(settings.BenchmarkRandomWeights!);
         ModelConfig shape = ModelLoader.Loading(() => ModelConfig.Load(config), config);
@@ -119,7 +165,8 @@ public sealed class ModelHost : IDisposable
         log($"BENCHMARK MODE: random weights of {config}'s shape; answers are garbage; requests may force acceptance with recorded answers.");
         TargetModel model = ModelLoader.Loading(() => TargetModel.CreateRandom(shape, options, seed: 1), config);
         var benchmark = BenchmarkMode.Create(shape.VocabSize);
-        IDrafter? drafter = NewDrafter(settings.Draft);
+        ReplicaCache? cache = StartCache(settings, () => CheckpointIdentity.OfBenchmark(config, shape.VocabSize), log, loggers);
+        IDrafter? drafter = cache?.Drafter ?? NewDrafter(settings.Draft);
         SpeculativeEngine engine = SpeculativeEngine.Create(model, benchmark.Tokenizer, drafter, new SpeculativeEngineOptions
         {
             MaxDraftTokens = drafter is null ? 0 : budget,
@@ -128,19 +175,22 @@ public sealed class ModelHost : IDisposable
             SkipPrefillForBenchmark = true,   // as EngineBench: prefill cost is measured elsewhere, its values do not matter
         });
         return new ModelHost(engine, settings.ServedModelName ?? "benchmark-" + Path.GetFileNameWithoutExtension(config), context, benchmark,
-            drafter, [engine, .. Owned(drafter), model]);
+            drafter, cache, [engine, .. Owned(drafter, cache), model]);
     }
 
+    /// <summary>The drafters other than suffix (which <see cref="ReplicaCache"/> makes).</summary>
     private static IDrafter? NewDrafter(string name) => name switch
     {
-        "none" => null,
         "prompt-lookup" => new PromptLookupDrafter(),
-        _ => new SuffixDrafter(),
+        _ => null,
     };
 
-    private static IDisposable[] Owned(IDrafter? drafter) => drafter is null ? [] : [drafter];
+    /// <summary>What the host frees after the engine: the suffix cache (which flushes and stops sharing, then frees its
+    /// drafter) or the other drafter.</summary>
+    private static IDisposable[] Owned(IDrafter? drafter, ReplicaCache? cache) => cache is not null ? [cache] : drafter is null ? [] : [drafter];
 
-    /// <summary>Stops the engine (requests still running fail), then frees the drafter and the model.</summary>
+    /// <summary>Stops the engine (requests still running fail), then frees the drafter (sending its last responses to
+    /// the fleet first, when shared) and the model.</summary>
     public void Dispose()
     {
         foreach (IDisposable owned in _owned)

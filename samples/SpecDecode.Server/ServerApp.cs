@@ -7,7 +7,9 @@ namespace SpecDecode.Server;
 /// <summary>
 /// Builds the web application over a loaded <see cref="ModelHost"/>: ASP.NET Core minimal APIs for the OpenAI routes,
 /// <c>GET /health</c>, Prometheus <c>GET /metrics</c> through OpenTelemetry (the engine's meter <c>SpecDecode</c> and the
-/// server's <c>SpecDecode.Server</c>), the optional API key, and OpenAI-style 404s for unknown routes.
+/// server's <c>SpecDecode.Server</c>), the suffix cache's admin routes (<c>GET /admin/cache</c>, <c>POST
+/// /admin/cache/check</c>), the optional API key (on <c>/v1</c> and <c>/admin</c>), and OpenAI-style 404s for unknown
+/// routes.
 /// </summary>
 public static class ServerApp
 {
@@ -37,7 +39,7 @@ public static class ServerApp
             byte[] expected = Encoding.UTF8.GetBytes("Bearer " + key);
             app.Use(async (context, next) =>
             {
-                if (context.Request.Path.StartsWithSegments("/v1")
+                if ((context.Request.Path.StartsWithSegments("/v1") || context.Request.Path.StartsWithSegments("/admin"))
                     && !CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(context.Request.Headers.Authorization.ToString()), expected))
                 {
                     await new OpenAiException(401, "Incorrect or missing API key: send it as 'Authorization: Bearer <key>'.", code: "invalid_api_key")
@@ -58,7 +60,21 @@ public static class ServerApp
             : new ErrorResult(new OpenAiException(404, $"The model '{id}' does not exist here; this server serves '{host.ServedModelName}'.", "model", "model_not_found")));
         app.MapGet("/health", () => Results.Json(new { status = "ok", model = host.ServedModelName, benchmark = host.Benchmark is not null }));
         app.MapPrometheusScrapingEndpoint("/metrics");
-        app.MapFallback((HttpContext context) => new OpenAiException(404, $"No route {context.Request.Method} {context.Request.Path}: this server offers POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health and GET /metrics.", code: "not_found")
+        // The suffix cache: its counters and the sharing's (GET), and its integrity check (POST: it holds the global
+        // tree's read lock while it walks every node, so a scraper must not run it by accident).
+        app.MapGet("/admin/cache", () => host.Cache is { } cache
+            ? Results.Json(cache.Report(), ReplicaCache.JsonOptions)
+            : NoSuffixCache());
+        app.MapPost("/admin/cache/check", () =>
+        {
+            if (host.Cache is not { } cache)
+            {
+                return NoSuffixCache();
+            }
+            IntegrityReport report = cache.CheckIntegrity();
+            return Results.Json(report, ReplicaCache.JsonOptions, statusCode: report.Ok ? 200 : 500);
+        });
+        app.MapFallback((HttpContext context) => new OpenAiException(404, $"No route {context.Request.Method} {context.Request.Path}: this server offers POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health, GET /metrics, GET /admin/cache and POST /admin/cache/check.", code: "not_found")
             .WriteAsync(context));
         return app;
     }
@@ -70,6 +86,9 @@ public static class ServerApp
         return app.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>().Features
             .Get<Microsoft.AspNetCore.Hosting.Server.Features.IServerAddressesFeature>()!.Addresses.First();
     }
+
+    private static IResult NoSuffixCache() => new ErrorResult(
+        new OpenAiException(404, "This server drafts without a suffix cache (--draft prompt-lookup or none): /admin/cache has nothing to show.", code: "not_found"));
 
     private static ModelCard Card(ModelHost host) =>
         new(host.ServedModelName, "model", StartedAt, "specdecode", host.Capacity);

@@ -29,17 +29,41 @@ public static class ServerCommand
         var noCudaGraphs = new Option<bool>("--no-cuda-graphs") { Description = "On CUDA, no CUDA graphs for plain single-sequence steps." };
         var apiKey = new Option<string?>("--api-key") { Description = $"Require 'Authorization: Bearer <key>' on /v1 (default: the {ApiKeyVariable} environment variable; none: open)." };
         var urls = new Option<string[]>("--urls") { Description = "Where to listen (repeatable). Default: http://127.0.0.1:8000.", AllowMultipleArgumentsPerToken = false };
+        var maxCachedTokens = ToolOptions.Long("--max-cached-tokens", "Suffix drafter: response tokens its global tree keeps, oldest evicted first (-1: all). Bound it in a fleet: every replica holds every replica's responses.", -1, -1);
+        var fleetNats = new Option<string?>("--fleet-nats") { Description = "Share finished responses with the other replicas through this NATS server (JetStream on), e.g. nats://10.0.0.5:4222. Default: no sharing (docs/fleet.md)." };
+        fleetNats.Validators.Add(r =>
+        {
+            if (r.Tokens.Count > 0 && !IsNatsUrl(r.Tokens[^1].Value))
+            {
+                r.AddError($"--fleet-nats: '{r.Tokens[^1].Value}' is not a NATS URL; give one such as nats://127.0.0.1:4222.");
+            }
+        });
+        var replicaId = new Option<string?>("--replica-id") { Description = "This replica's name in the fleet. Default: the machine's name and the process id." };
+        var fleetModel = new Option<string?>("--fleet-model") { Description = "The model part of the fleet identity (replicas share only with the same identity). Default: a hash of config.json and the weights." };
+        var fleetTokenizer = new Option<string?>("--fleet-tokenizer") { Description = "The tokenizer part of the fleet identity. Default: a hash of the tokenizer files." };
         var benchmark = ToolOptions.InputFile("--benchmark-random-weights", "BENCHMARK MODE, never for real use: build a model of this config.json's shape with random weights; requests may then force acceptance with recorded answers (docs/server.md).");
 
         var root = new RootCommand("An OpenAI-compatible HTTP server (chat completions, completions, models, health, Prometheus metrics) on SpecDecode's speculative engine.")
         {
-            model, name, device, dtype, maxContext, maxBatch, maxWaiting, draft, budget, noAdaptive, noCudaGraphs, apiKey, urls, benchmark,
+            model, name, device, dtype, maxContext, maxBatch, maxWaiting, draft, budget, noAdaptive, noCudaGraphs, apiKey, urls,
+            maxCachedTokens, fleetNats, replicaId, fleetModel, fleetTokenizer, benchmark,
         };
         root.Validators.Add(r =>
         {
             if (r.GetResult(benchmark) is { Implicit: false } && r.GetResult(model) is { Implicit: false })
             {
                 r.AddError("--benchmark-random-weights builds its own model: leave --model out.");
+            }
+            if (r.GetResult(fleetNats) is { Implicit: false } && r.GetResult(draft) is { Implicit: false } && r.GetValue(draft) != "suffix")
+            {
+                r.AddError($"--fleet-nats shares the suffix drafter's cache: use --draft suffix (not {r.GetValue(draft)}).");
+            }
+            foreach (Option<string?> part in new[] { replicaId, fleetModel, fleetTokenizer })
+            {
+                if (r.GetResult(part) is { Implicit: false } && r.GetResult(fleetNats) is not { Implicit: false })
+                {
+                    r.AddError($"{part.Name} names this replica in a fleet: give --fleet-nats too.");
+                }
             }
         });
         root.SetAction(async (p, ct) =>
@@ -60,22 +84,23 @@ public static class ServerCommand
                 ApiKey = p.GetValue(apiKey) ?? Environment.GetEnvironmentVariable(ApiKeyVariable),
                 Urls = p.GetValue(urls) is { Length: > 0 } u ? u : ["http://127.0.0.1:8000"],
                 BenchmarkRandomWeights = p.GetValue(benchmark)?.FullName,
+                MaxCachedTokens = p.GetValue(maxCachedTokens),
+                FleetNats = p.GetValue(fleetNats),
+                ReplicaId = p.GetValue(replicaId),
+                FleetModel = p.GetValue(fleetModel),
+                FleetTokenizer = p.GetValue(fleetTokenizer),
             };
-            using ModelHost host = ModelHost.Load(settings, Console.WriteLine);
+            using ILoggerFactory loggers = LoggerFactory.Create(b => b.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning));
+            using ModelHost host = ModelHost.Load(settings, Console.WriteLine, loggers);
             await using WebApplication app = ServerApp.Build(settings, host);
-            await app.StartAsync(ct).ConfigureAwait(false);
-            Console.WriteLine($"listening on {string.Join(", ", app.Urls)}: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health, GET /metrics" +
-                (settings.ApiKey is null ? "" : " (API key required)"));
-            try
-            {
-                await Task.Delay(Timeout.Infinite, ct).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException) when (ct.IsCancellationRequested)
-            {
-            }
-            await app.StopAsync(CancellationToken.None).ConfigureAwait(false);
-            return ToolExitCodes.Ok;
+            return await ToolRunner.ServeAsync(app.StartAsync, app.StopAsync, () =>
+                $"listening on {string.Join(", ", app.Urls)}: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health, GET /metrics, GET /admin/cache" +
+                (settings.ApiKey is null ? "" : " (API key required)"), ct).ConfigureAwait(false);
         });
         return root;
     }
+
+    /// <summary>Whether <paramref name="url"/> is a NATS client URL (nats, tls, ws or wss, with a host).</summary>
+    public static bool IsNatsUrl(string url) =>
+        Uri.TryCreate(url, UriKind.Absolute, out Uri? uri) && uri.Scheme is "nats" or "tls" or "ws" or "wss" && uri.Host.Length > 0;
 }

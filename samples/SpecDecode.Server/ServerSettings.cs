@@ -42,6 +42,24 @@ public sealed record ServerSettings
     /// <summary>The URLs to listen on (Kestrel), e.g. http://127.0.0.1:8000.</summary>
     public IReadOnlyList<string> Urls { get; init; } = ["http://127.0.0.1:8000"];
 
+    /// <summary>The suffix drafter's global tree keeps at most this many response tokens (oldest responses evicted
+    /// first); -1 keeps every response. With sharing, every replica holds the whole fleet's responses, so bound it.</summary>
+    public long MaxCachedTokens { get; init; } = -1;
+
+    /// <summary>The NATS server (JetStream on) through which the replicas of a fleet share finished responses, e.g.
+    /// nats://10.0.0.5:4222; null: no sharing (docs/fleet.md).</summary>
+    public string? FleetNats { get; init; }
+
+    /// <summary>This replica's name in the fleet; null for the machine's name and the process id.</summary>
+    public string? ReplicaId { get; init; }
+
+    /// <summary>The model part of the fleet identity; null derives it from the checkpoint's files
+    /// (<see cref="CheckpointIdentity"/>).</summary>
+    public string? FleetModel { get; init; }
+
+    /// <summary>The tokenizer part of the fleet identity; null derives it from the checkpoint's tokenizer files.</summary>
+    public string? FleetTokenizer { get; init; }
+
     /// <summary>Benchmark mode: a config.json whose shape the server builds with random weights, and whose requests may
     /// carry recorded answers that force acceptance (<see cref="BenchmarkMode"/>). Null in production.</summary>
     public string? BenchmarkRandomWeights { get; init; }

@@ -18,7 +18,7 @@ namespace SpecDecode.Suffix;
 /// <see cref="CheckIntegrity"/> and <see cref="EstimateMemoryBytes"/> contend for (they read every request's tree from
 /// another thread).</para>
 /// </remarks>
-public sealed class SuffixDecodingCache : IDisposable
+public sealed partial class SuffixDecodingCache : IDisposable
 {
     private const string Owner = nameof(SuffixDecodingCache);
 

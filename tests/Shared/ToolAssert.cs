@@ -1,3 +1,5 @@
+using System.CommandLine;
+using SpecDecode.CommandLine;
 using Xunit;
 
 namespace SpecDecode.Tests.Shared;
@@ -15,5 +17,19 @@ internal static class ToolAssert
         Assert.Contains(message, line);
         Assert.DoesNotContain("   at ", error);
         return line;
+    }
+
+    /// <summary>Runs <paramref name="command"/> by the tools' runner on <paramref name="args"/> and asserts that it was
+    /// refused as bad usage (exit 2) with one error line holding <paramref name="message"/> and nothing on stdout.</summary>
+    public static void Refused(Command command, IReadOnlyList<string> args, string message)
+    {
+        using var output = new StringWriter();
+        using var error = new StringWriter();
+
+        int code = ToolRunner.Run(command, args, output, error);
+
+        Assert.True(code == ToolExitCodes.Usage, $"exit {code}, not {ToolExitCodes.Usage}: {error}");
+        OneErrorLine(error.ToString(), message);
+        Assert.Equal("", output.ToString());
     }
 }

@@ -28,8 +28,8 @@ public sealed partial class PackableProjectsTests
         }
         Assert.Equal(
             ["src/SpecDecode.Core/SpecDecode.Core.csproj", "src/SpecDecode.Extensions.AI/SpecDecode.Extensions.AI.csproj",
-             "src/SpecDecode.Suffix/SpecDecode.Suffix.csproj", "src/SpecDecode.Tokenization/SpecDecode.Tokenization.csproj",
-             "src/SpecDecode.Tree/SpecDecode.Tree.csproj"],
+             "src/SpecDecode.Fleet/SpecDecode.Fleet.csproj", "src/SpecDecode.Suffix/SpecDecode.Suffix.csproj",
+             "src/SpecDecode.Tokenization/SpecDecode.Tokenization.csproj", "src/SpecDecode.Tree/SpecDecode.Tree.csproj"],
             packable);
     }
 

@@ -7,8 +7,8 @@ using Xunit.Abstractions;
 namespace SpecDecode.Packaging.Tests;
 
 /// <summary>
-/// What a user gets from <c>dotnet pack -c Release</c>: the five packages with their dependencies (no native dependency
-/// in Core, Suffix, Tokenization and Extensions.AI; TorchSharp, not a libtorch, in Tree), one version, the licence expression, repository metadata, a
+/// What a user gets from <c>dotnet pack -c Release</c>: the six packages with their dependencies (no native dependency
+/// in Core, Suffix, Tokenization, Extensions.AI and Fleet; TorchSharp, not a libtorch, in Tree), one version, the licence expression, repository metadata, a
 /// readme, XML docs, symbol packages, deterministic CI builds and Tree's buildTransitive Debian 12 fix.
 /// </summary>
 [Collection(PackagesCollection.Name)]
@@ -148,6 +148,15 @@ public sealed class PackageTests(PackagesFixture packages, ITestOutputHelper out
     }
 
     [Fact]
+    public void FleetDependsOnSuffixAndTheNatsClientOnly()
+    {
+        var dependencies = packages.Packages["SpecDecode.Fleet"].Dependencies();
+        Assert.Equal(packages.ExpectedVersion, dependencies.GetValueOrDefault("SpecDecode.Suffix"));
+        Assert.True(dependencies.ContainsKey("NATS.Net"), "SpecDecode.Fleet must depend on NATS.Net");
+        Assert.Equal(["Microsoft.Extensions.Logging.Abstractions", "NATS.Net", "SpecDecode.Suffix"], dependencies.Keys.Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
     public void TreeDependsOnTorchSharpNotOnALibTorch()
     {
         var dependencies = packages.Packages["SpecDecode.Tree"].Dependencies();
@@ -166,6 +175,7 @@ public sealed class PackageTests(PackagesFixture packages, ITestOutputHelper out
     [InlineData("SpecDecode.Suffix")]
     [InlineData("SpecDecode.Tokenization")]
     [InlineData("SpecDecode.Extensions.AI")]
+    [InlineData("SpecDecode.Fleet")]
     public void PureCSharpPackagesCarryNoNativeDependency(string id)
     {
         Package package = packages.Packages[id];

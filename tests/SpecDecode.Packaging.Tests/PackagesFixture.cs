@@ -8,7 +8,7 @@ using System.Xml.Linq;
 namespace SpecDecode.Packaging.Tests;
 
 /// <summary>
-/// Packs the five libraries (SpecDecode.Core, .Suffix, .Tokenization, .Extensions.AI and .Tree) once, as a user or a release job would
+/// Packs the six libraries (SpecDecode.Core, .Suffix, .Tokenization, .Extensions.AI, .Fleet and .Tree) once, as a user or a release job would
 /// (<c>dotnet pack -c Release</c> with <c>ContinuousIntegrationBuild=true</c>), into a temporary folder, and opens the
 /// packages. The pack uses its own artifacts folder (<c>--artifacts-path</c>): it restores from the local NuGet cache and
 /// never writes into the repository's bin/ and obj/ folders, so it cannot disturb the solution build around it. The version
@@ -20,7 +20,7 @@ public sealed class PackagesFixture : IDisposable
 {
     /// <summary>The packable libraries, in dependency order.</summary>
     public static readonly string[] PackageIds =
-        ["SpecDecode.Core", "SpecDecode.Suffix", "SpecDecode.Tokenization", "SpecDecode.Extensions.AI", "SpecDecode.Tree"];
+        ["SpecDecode.Core", "SpecDecode.Suffix", "SpecDecode.Tokenization", "SpecDecode.Extensions.AI", "SpecDecode.Fleet", "SpecDecode.Tree"];
 
     private readonly string _work;
 

@@ -39,13 +39,7 @@ public sealed class ReplayCommandTests
         try
         {
             var writer = new StringWriter();
-            var console = AnsiConsole.Create(new AnsiConsoleSettings
-            {
-                Ansi = AnsiSupport.No,
-                Interactive = InteractionSupport.No,
-                Out = new AnsiConsoleOutput(writer),
-            });
-            console.Profile.Width = 200;
+            IAnsiConsole console = PlainConsole.Create(writer, 200);
             var run = new ReplayRun
             {
                 Traces = TraceFixture.Path,

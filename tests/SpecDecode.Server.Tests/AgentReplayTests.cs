@@ -1,4 +1,5 @@
 using SpecDecode.AgentReplay;
+using SpecDecode.Replay;
 
 namespace SpecDecode.Server.Tests;
 

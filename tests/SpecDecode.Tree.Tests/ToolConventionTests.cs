@@ -67,15 +67,5 @@ public sealed class ToolConventionTests
         Assert.DoesNotContain("Actual value", error.ToString());   // ArgumentOutOfRangeException's second line is cut
     }
 
-    private static void AssertRefused(Command command, string[] args, string message)
-    {
-        using var output = new StringWriter();
-        using var error = new StringWriter();
-
-        int code = ToolRunner.Run(command, args, output, error);
-
-        Assert.Equal(ToolExitCodes.Usage, code);
-        ToolAssert.OneErrorLine(error.ToString(), message);
-        Assert.Equal("", output.ToString());
-    }
+    private static void AssertRefused(Command command, string[] args, string message) => ToolAssert.Refused(command, args, message);
 }

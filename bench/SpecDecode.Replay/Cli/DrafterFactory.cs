@@ -59,6 +59,7 @@ public static class DrafterFactory
             MergeCandidates = settings.MergeCandidates,
             MaxCachedResponses = settings.MaxCachedResponses,
             MaxCachedTokens = settings.MaxCachedTokens,
+            MaxCachedConversations = settings.MaxCachedConversations,
         });
         // The label is the drafter's own name: "suffix" for path drafts, "suffix-tree" for tree drafts.
         return new DrafterHandle(drafter, drafter.Name, drafter.EstimateMemoryBytes);

@@ -42,6 +42,9 @@ public sealed record DrafterSettings
     /// <summary>Suffix drafter: tokens kept in the global cache, -1 for no bound (<c>--max-cached-tokens</c>).</summary>
     [JsonPropertyName("max_cached_tokens")] public long MaxCachedTokens { get; init; } = -1;
 
+    /// <summary>Suffix drafter: ended conversations whose context tree is kept for their next call (<c>--max-cached-conversations</c>).</summary>
+    [JsonPropertyName("max_cached_conversations")] public int MaxCachedConversations { get; init; } = 64;
+
     /// <summary>Prompt lookup: shortest n-gram matched (<c>--ngram-min</c>).</summary>
     [JsonPropertyName("ngram_min")] public int NgramMin { get; init; } = 1;
 

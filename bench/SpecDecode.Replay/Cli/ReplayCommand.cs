@@ -51,7 +51,7 @@ public static class ReplayCommand
         var root = new RootCommand("Replays SWE-bench agent traces through model-free drafters and reports tokens per verification step.")
         {
             traces, drafters, first, tasks, budgets, depth, factor, offset, minProb, mode, calibrated, merge, maxResponses, maxTokens, ngramMin, ngramMax,
-            output, plot, skipBad,
+            output, plot, skipBad, FleetCommand.Build(),
         };
         root.SetAction(parse =>
         {

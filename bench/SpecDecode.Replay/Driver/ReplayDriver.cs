@@ -109,6 +109,22 @@ public static class ReplayDriver
         };
     }
 
+    /// <summary>Proposes a draft for the request and verifies it greedily against the true <paramref name="remaining"/>
+    /// response tokens (the caller then lets the drafter observe the emitted ones).</summary>
+    /// <exception cref="ReplayException">The draft is over the budget.</exception>
+    internal static GreedyStep ProposeAndAccept(IDrafter drafter, RequestId request, ReadOnlySpan<int> remaining, int budget)
+    {
+        long start = Stopwatch.GetTimestamp();
+        DraftTree draft = drafter.Propose(request, budget);
+        long ticks = Stopwatch.GetTimestamp() - start;
+        if (draft.Count > budget)
+        {
+            throw new ReplayException($"Drafter '{drafter.Name}' proposed {draft.Count} tokens over the budget of {budget}.");
+        }
+        int accepted = draft.AcceptGreedy(remaining, out _);
+        return new GreedyStep(draft, accepted, Math.Min(accepted + 1, remaining.Length), ticks);
+    }
+
     private static void ReplayCall(IDrafter drafter, RequestId request, TraceCall call, DraftRequestOptions options, int budget,
         ReplayRecorder recorder)
     {
@@ -120,24 +136,15 @@ public static class ReplayDriver
         int emittedSoFar = 0;
         while (emittedSoFar < response.Length)
         {
-            long proposeStart = Stopwatch.GetTimestamp();
-            DraftTree draft = drafter.Propose(request, budget);
-            long proposeTicks = Stopwatch.GetTimestamp() - proposeStart;
-            if (draft.Count > budget)
-            {
-                throw new ReplayException($"Drafter '{drafter.Name}' proposed {draft.Count} tokens over the budget of {budget}.");
-            }
-
             ReadOnlySpan<int> remaining = response[emittedSoFar..];
-            int accepted = draft.AcceptGreedy(remaining, out _);
-            int emitted = Math.Min(accepted + 1, remaining.Length);
+            GreedyStep step = ProposeAndAccept(drafter, request, remaining, budget);
 
             long observeStart = Stopwatch.GetTimestamp();
-            drafter.Observe(request, remaining[..emitted]);
+            drafter.Observe(request, remaining[..step.Emitted]);
             long observeTicks = Stopwatch.GetTimestamp() - observeStart;
 
-            recorder.RecordStep(draft, accepted, emitted, proposeTicks, observeTicks);
-            emittedSoFar += emitted;
+            recorder.RecordStep(step.Draft, step.Accepted, step.Emitted, step.ProposeTicks, observeTicks);
+            emittedSoFar += step.Emitted;
         }
 
         long t1 = Stopwatch.GetTimestamp();
@@ -145,6 +152,10 @@ public static class ReplayDriver
         recorder.RecordEnd(Stopwatch.GetTimestamp() - t1);
     }
 }
+
+/// <summary>One replayed step before the drafter observes it: the draft, how much of it a greedy target accepts, what
+/// the step emits (accepted + the bonus token, or only what remains), and the Stopwatch ticks Propose took.</summary>
+internal readonly record struct GreedyStep(DraftTree Draft, int Accepted, int Emitted, long ProposeTicks);
 
 /// <summary>Thrown when a drafter fails or breaks the <see cref="IDrafter"/> contract during a replay.</summary>
 public sealed class ReplayException : Exception

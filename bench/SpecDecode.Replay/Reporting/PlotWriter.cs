@@ -14,16 +14,24 @@ internal static class PlotWriter
     public static void Write(string path, IReadOnlyList<ReplayResult> results, int width = 1400, int height = 560)
     {
         ArgumentNullException.ThrowIfNull(results);
+        SaveColumns(path, width, height, p => DrawTokensPerStep(p, results), p => DrawAcceptanceByPosition(p, results));
+    }
+
+    /// <summary>Draws one panel per action, side by side, into a PNG (creating its folder).</summary>
+    internal static void SaveColumns(string path, int width, int height, params Action<Plot>[] panels)
+    {
         string? folder = Path.GetDirectoryName(Path.GetFullPath(path));
         if (folder is not null)
         {
             Directory.CreateDirectory(folder);
         }
         var multiplot = new Multiplot();
-        multiplot.AddPlots(2);
+        multiplot.AddPlots(panels.Length);
         multiplot.Layout = new ScottPlot.MultiplotLayouts.Columns();
-        DrawTokensPerStep(multiplot.GetPlot(0), results);
-        DrawAcceptanceByPosition(multiplot.GetPlot(1), results);
+        for (int i = 0; i < panels.Length; i++)
+        {
+            panels[i](multiplot.GetPlot(i));
+        }
         multiplot.SavePng(path, width, height);
     }
 

@@ -1,7 +1,7 @@
 using System.IO.Compression;
 using System.Text.Json;
 
-namespace SpecDecode.AgentReplay;
+namespace SpecDecode.Replay;
 
 /// <summary>One recorded agent run as a conversation: its messages and which of them the model wrote. Call k sends every
 /// message before <c>AssistantIndices[k]</c> (the whole conversation so far, as the agent sent it) and the model answered

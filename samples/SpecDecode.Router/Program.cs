@@ -1,0 +1,3 @@
+using SpecDecode.Router;
+
+return await RouterCommand.RunAsync(args);
