@@ -25,7 +25,11 @@ internal sealed record AgentRun(string Variant, bool Reuse, int Agents, int Traj
 internal sealed record ContinuedCall(int Context, int NewTokens, bool Reuse, double TimeToFirstTokenMs, long CachedTokens);
 
 /// <summary>How many SWE-bench conversations at their real lengths the KV pool holds, against fixed slots.</summary>
-internal sealed record Concurrency(long PoolTokens, int BlockSize, int FixedSlotTokens, int FixedSlots, int RealLengthConversations, double MeanConversationTokens);
+/// <summary>How many SWE-bench conversations the KV pool holds, against fixed slots: at their final lengths (each as
+/// long as it ever gets), and at the lengths they hold while they run (each conversation taken at each of its calls,
+/// prompt and answer: what an agent's conversation occupies between and during its calls).</summary>
+internal sealed record Concurrency(long PoolTokens, int BlockSize, int FixedSlotTokens, int FixedSlots, int RealLengthConversations, double MeanConversationTokens,
+    int RunningLengthConversations = 0, double MeanRunningTokens = 0);
 
 internal sealed record AgentsReport(string Date, string Device, string Model, int MaxContext, int BlockSize, long KvTokens, string KvPool,
     Concurrency Concurrency, IReadOnlyList<ContinuedCall> Continued, IReadOnlyList<AgentRun> Runs);
@@ -58,28 +62,29 @@ internal static class AgentsCommand
         var variants = new Option<string>("--variants") { Description = "plain, suffix-adaptive.", DefaultValueFactory = _ => "plain,suffix-adaptive" };
         var reuse = new Option<string>("--reuse") { Description = "on, off or on,off.", DefaultValueFactory = _ => "on,off" };
         var continued = new Option<string>("--continued") { Description = "Context:new pairs for the time-to-first-token probe, e.g. 30000:1000 (empty: none).", DefaultValueFactory = _ => "30000:1000" };
+        var only = new Option<bool>("--concurrency-only") { Description = "Print the concurrency figures for the pool and stop (no model is loaded)." };
         var graphs = new Option<bool>("--cuda-graphs") { Description = "TargetModelOptions.CudaGraphs (the kernels at batch 1).", DefaultValueFactory = _ => true };
         var output = new Option<string>("--out") { DefaultValueFactory = _ => "bench/out" };
         var command = new Command("agents", "Replay whole trajectories as agent conversations (prefix reuse on and off).")
         {
-            traces, config, skip, agents, perAgent, callsPer, maxContext, kvTokens, block, variants, reuse, continued, graphs, output, gpu, longest,
+            traces, config, skip, agents, perAgent, callsPer, maxContext, kvTokens, block, variants, reuse, continued, graphs, output, gpu, longest, only,
         };
         command.SetAction(p => Run(p.GetValue(traces)!, p.GetValue(config)!, p.GetValue(skip),
             p.GetValue(agents)!.Split(',', StringSplitOptions.TrimEntries).Select(int.Parse).ToArray(), p.GetValue(perAgent), p.GetValue(callsPer),
             p.GetValue(maxContext), p.GetValue(kvTokens), p.GetValue(block), p.GetValue(variants)!.Split(',', StringSplitOptions.TrimEntries),
             p.GetValue(reuse)!.Split(',', StringSplitOptions.TrimEntries).Select(r => r == "on").ToArray(), p.GetValue(continued)!,
-            p.GetValue(graphs), p.GetValue(output)!, p.GetValue(gpu), p.GetValue(longest)));
+            p.GetValue(graphs), p.GetValue(output)!, p.GetValue(gpu), p.GetValue(longest), p.GetValue(only)));
         return command;
     }
 
     private static int Run(string traces, string configPath, int skip, int[] agentCounts, int perAgent, int callsPer, int maxContext, long kvTokens,
-        int block, string[] variants, bool[] reuses, string continuedSpec, bool graphs, string output, double gpuGib, int longest)
+        int block, string[] variants, bool[] reuses, string continuedSpec, bool graphs, string output, double gpuGib, int longest, bool concurrencyOnly)
     {
         TorchRuntime.EnsureLoaded();
         Device device = TorchRuntime.DefaultDevice;
         ModelConfig config = ModelConfig.Load(configPath);
         int maxAgents = agentCounts.Max();
-        (List<TraceCallTokens> teach, List<List<TraceCallTokens>> trajectories, List<int> finalLengths) =
+        (List<TraceCallTokens> teach, List<List<TraceCallTokens>> trajectories, List<int> finalLengths, List<int> callLengths) =
             Load(traces, skip, maxAgents * perAgent, callsPer, maxContext, config.VocabSize, longest);
         Console.WriteLine($"{trajectories.Count} trajectories, {trajectories.Sum(t => t.Count)} calls (mean prompt {trajectories.SelectMany(t => t).Average(c => c.Prompt.Length):F0}, " +
             $"mean response {trajectories.SelectMany(t => t).Average(c => c.Response.Length):F0} tokens); {teach.Count} calls teach the drafter");
@@ -96,9 +101,14 @@ internal static class AgentsCommand
             CudaGraphs = graphs && device.type == DeviceType.CUDA, PrefixCaching = reuse,
         };
         TargetModelOptions options = Options(true);
-        Concurrency concurrency = Fit(config, options, finalLengths);
+        Concurrency concurrency = Fit(config, options, finalLengths, callLengths);
         Console.WriteLine($"KV pool {pool} tokens in blocks of {block}: {concurrency.FixedSlots} fixed slots of {concurrency.FixedSlotTokens}, " +
-            $"{concurrency.RealLengthConversations} SWE-bench conversations at their final lengths (mean {concurrency.MeanConversationTokens:F0} tokens)");
+            $"{concurrency.RealLengthConversations} SWE-bench conversations at their final lengths (mean {concurrency.MeanConversationTokens:F0} tokens), " +
+            $"{concurrency.RunningLengthConversations} at the lengths they hold while running (mean {concurrency.MeanRunningTokens:F0} tokens)");
+        if (concurrencyOnly)
+        {
+            return 0;
+        }
         Tokenizer tokenizer = TiktokenTokenizer.CreateForEncoding("o200k_base");
 
         var continuedCalls = new List<ContinuedCall>();
@@ -147,12 +157,13 @@ internal static class AgentsCommand
     /// <summary>The trajectories after <paramref name="skip"/> (whose calls teach the drafter), cut at their first call
     /// that does not fit <paramref name="maxContext"/> with its response, and the final lengths of all the trace's
     /// conversations that fit.</summary>
-    private static (List<TraceCallTokens> Teach, List<List<TraceCallTokens>> Trajectories, List<int> FinalLengths) Load(string traces, int skip, int count,
-        int callsPer, int maxContext, int vocab, int longest)
+    private static (List<TraceCallTokens> Teach, List<List<TraceCallTokens>> Trajectories, List<int> FinalLengths, List<int> CallLengths) Load(string traces,
+        int skip, int count, int callsPer, int maxContext, int vocab, int longest)
     {
         var teach = new List<TraceCallTokens>();
         var trajectories = new List<List<TraceCallTokens>>();
         var finals = new List<int>();
+        var running = new List<int>();
         int index = 0;
         foreach (TraceTrajectory t in TraceReader.Open(traces, ProtocolTokenizer.CreateO200kBase()).Read())
         {
@@ -165,6 +176,7 @@ internal static class AgentsCommand
                     break;
                 }
                 calls.Add(c);
+                running.Add(c.Prompt.Length + c.Response.Length);
             }
             if (calls.Count > 0)
             {
@@ -179,7 +191,7 @@ internal static class AgentsCommand
                 trajectories.Add(callsPer > 0 ? calls.Take(callsPer).ToList() : calls);
             }
         }
-        return (teach, trajectories, finals);
+        return (teach, trajectories, finals, running);
     }
 
     private static int[] Map(ReadOnlySpan<int> ids, int vocab)
@@ -202,13 +214,17 @@ internal static class AgentsCommand
 
     /// <summary>How many of the trace's conversations (final lengths, in trace order) the pool holds at once, against
     /// fixed slots of 32k tokens.</summary>
-    private static Concurrency Fit(ModelConfig config, TargetModelOptions options, List<int> finalLengths)
+    private static Concurrency Fit(ModelConfig config, TargetModelOptions options, List<int> finalLengths, List<int> callLengths)
     {
         MemoryEstimate estimate = MemoryEstimate.For(config, options);
         const int slot = 32768;
         int fixedSlots = (int)(estimate.KvTokens / slot);
         int real = estimate.SequencesFitting(Enumerable.Repeat(finalLengths, 1000).SelectMany(l => l));
-        return new Concurrency(estimate.KvTokens, options.KvBlockSize, slot, fixedSlots, real, finalLengths.Average());
+        // the pool over the mean blocks a running conversation holds (every call of every conversation, whole blocks): how
+        // many run at once on average, whatever their order in the trace
+        double meanBlocks = callLengths.Average(l => (double)((l + options.KvBlockSize - 1) / options.KvBlockSize));
+        int running = (int)(estimate.KvTokens / options.KvBlockSize / meanBlocks);
+        return new Concurrency(estimate.KvTokens, options.KvBlockSize, slot, fixedSlots, real, finalLengths.Average(), running, callLengths.Average());
     }
 
     /// <summary>A conversation of <paramref name="context"/> random tokens is served (one token), then continued with
@@ -276,7 +292,7 @@ internal static class AgentsCommand
         var md = new StringBuilder();
         md.AppendLine(CultureInfo.InvariantCulture, $"Agent replay, {report.Model} (random weights), {report.Device}, {report.Date}; KV pool {report.KvTokens} tokens in blocks of {report.BlockSize}, {report.MaxContext} per sequence.");
         md.AppendLine();
-        md.AppendLine(CultureInfo.InvariantCulture, $"Concurrency: {report.Concurrency.FixedSlots} fixed {report.Concurrency.FixedSlotTokens}-token slots, or {report.Concurrency.RealLengthConversations} SWE-bench conversations at their final lengths (mean {report.Concurrency.MeanConversationTokens:F0} tokens): {(double)report.Concurrency.RealLengthConversations / Math.Max(1, report.Concurrency.FixedSlots):F2}x.");
+        md.AppendLine(CultureInfo.InvariantCulture, $"Concurrency: {report.Concurrency.FixedSlots} fixed {report.Concurrency.FixedSlotTokens}-token slots, or {report.Concurrency.RealLengthConversations} SWE-bench conversations at their final lengths (mean {report.Concurrency.MeanConversationTokens:F0} tokens): {(double)report.Concurrency.RealLengthConversations / Math.Max(1, report.Concurrency.FixedSlots):F2}x; at the lengths they hold while running (mean {report.Concurrency.MeanRunningTokens:F0} tokens) {report.Concurrency.RunningLengthConversations}: {(double)report.Concurrency.RunningLengthConversations / Math.Max(1, report.Concurrency.FixedSlots):F2}x.");
         md.AppendLine();
         foreach (ContinuedCall c in report.Continued)
         {
