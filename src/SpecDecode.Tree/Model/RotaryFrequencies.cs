@@ -37,6 +37,6 @@ internal static class RotaryFrequencies
     public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)
     {
         long half = x.shape[^1] / 2;
-        return x * cos + cat([x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)], -1) * sin;
+        return (x * cos).Plus(cat([x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)], -1) * sin);
     }
 }

@@ -34,7 +34,7 @@ internal sealed class LinearWeights : nn.Module
 /// <summary>RMSNorm as transformers computes it: normalise in float32, cast back, then scale.</summary>
 internal sealed class RmsNormWeights : nn.Module
 {
-    private readonly double _eps;
+    private readonly Scalar _eps; // held as long as the module (TorchScalars)
 
     public RmsNormWeights(string name, long size, double eps, ScalarType dtype, Device device)
         : base(name)
@@ -50,7 +50,7 @@ internal sealed class RmsNormWeights : nn.Module
     {
         using var scope = NewDisposeScope();
         Tensor h = x.to(float32);
-        h = h * (h.pow(2).mean([-1L], keepdim: true) + _eps).rsqrt();
+        h = h * h.pow(TorchScalars.Two).mean([-1L], keepdim: true).add(_eps).rsqrt();
         return (Weight * h.to(x.dtype)).MoveToOuterDisposeScope();
     }
 }

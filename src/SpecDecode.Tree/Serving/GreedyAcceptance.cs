@@ -23,21 +23,24 @@ internal static class GreedyAcceptance
     public static Tensor Decide(StepTensors step, KvCache cache, int window, Tensor? forcedNext = null)
     {
         long b = step.Tokens.shape[0], t = step.Tokens.shape[1];
-        Tensor entries = arange(t, int64, step.Tokens.device).view(1, t).expand(b, t);
+        // every number held for the calls (TorchScalars)
+        using Scalar width = t, widthPlusOne = t + 1, lastEntry = t - 1;
+        Tensor entries = arange(width, int64, step.Tokens.device).view(1, t).expand(b, t);
         Tensor argmax = step.Logits.argmax(-1);
         if (forcedNext is not null)
         {
-            argmax = where(forcedNext.ge(0), forcedNext, argmax);
+            argmax = where(forcedNext.ge(TorchScalars.Zero), forcedNext, argmax);
         }
-        Tensor correct = step.Tokens.eq(argmax.gather(1, step.Parents)).logical_and(step.Valid).logical_or(entries.eq(0));
+        Tensor correct = step.Tokens.eq(argmax.gather(1, step.Parents)).logical_and(step.Valid).logical_or(entries.eq(TorchScalars.Zero));
         Tensor accepted = step.Ancestors.logical_and(correct.logical_not().unsqueeze(1)).any(-1).logical_not();
-        Tensor score = where(accepted, step.Depths * (t + 1) + (t - 1 - entries), full_like(step.Depths, -1));
+        // deepest first, then the lowest entry: depth × (t + 1) + (t − 1 − entry)
+        Tensor score = where(accepted, step.Depths.mul(widthPlusOne).Plus(entries.neg().add(lastEntry)), full_like(step.Depths, TorchScalars.MinusOne));
         Tensor best = score.argmax(-1).view(b, 1);
         Tensor bonus = argmax.gather(1, best);
         Tensor count = step.Depths.gather(1, best);
         Tensor onPath = step.Ancestors.gather(1, best.view(b, 1, 1).expand(b, 1, t)).squeeze(1);
-        Tensor entryAtDepth = arange(t + 1, int64, step.Tokens.device).view(1, t + 1).expand(b, t + 1).contiguous();
-        entryAtDepth.scatter_(1, where(onPath, step.Depths, full_like(step.Depths, t)), entries.contiguous());
+        Tensor entryAtDepth = arange(widthPlusOne, int64, step.Tokens.device).view(1, t + 1).expand(b, t + 1).contiguous();
+        entryAtDepth.scatter_(1, where(onPath, step.Depths, full_like(step.Depths, width)), entries.contiguous());
         entryAtDepth = entryAtDepth.narrow(1, 0, t);
         cache.MoveAccepted(step.Slots, entryAtDepth, step.Lengths, window);
         return cat([step.Tokens.gather(1, entryAtDepth), entryAtDepth, bonus, count], 1);

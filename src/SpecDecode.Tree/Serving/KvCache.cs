@@ -351,7 +351,7 @@ internal sealed class KvCache : IDisposable
     {
         Tensor table = _tables.index_select(0, slots).to(ScalarType.Int64);             // [B, blocks]
         Tensor block = table.gather(1, positions.clamp(_zero, _lastPosition).floor_divide(_blockSizeScalar));
-        return block.mul(_blockSizeScalar) + positions.remainder(_blockSizeScalar);
+        return block.mul(_blockSizeScalar).Plus(positions.remainder(_blockSizeScalar));
     }
 
     /// <summary>Rows [B, keys] of positions 0 .. keys-1 of the sequences in <paramref name="slots"/> [B]: what attention
@@ -359,7 +359,8 @@ internal sealed class KvCache : IDisposable
     public Tensor ReadRows(Tensor slots, long keys)
     {
         long b = slots.shape[0];
-        return Rows(slots, arange(keys, ScalarType.Int64, slots.device).view(1, keys).expand(b, keys));
+        using Scalar count = keys; // held for the call (TorchScalars)
+        return Rows(slots, arange(count, ScalarType.Int64, slots.device).view(1, keys).expand(b, keys));
     }
 
     /// <summary>Writes one layer's keys and values [N, kv heads, head size] at <paramref name="rows"/> [N].</summary>
@@ -394,8 +395,9 @@ internal sealed class KvCache : IDisposable
         using var scope = NewDisposeScope();
         long b = entryAtDepth.shape[0];
         Tensor start = lengths.view(b, 1);
-        Tensor source = Rows(slots, start + entryAtDepth.narrow(1, 0, window)).view(-1);
-        Tensor target = Rows(slots, start + arange(window, ScalarType.Int64, lengths.device).view(1, window)).view(-1);
+        using Scalar count = window; // held for the call (TorchScalars)
+        Tensor source = Rows(slots, start.Plus(entryAtDepth.narrow(1, 0, window))).view(-1);
+        Tensor target = Rows(slots, start.Plus(arange(count, ScalarType.Int64, lengths.device).view(1, window))).view(-1);
         Tensor moved = _data.index_select(2, source);
         _data.index_copy_(2, target, moved);
     }

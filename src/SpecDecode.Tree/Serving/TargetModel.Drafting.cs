@@ -129,11 +129,12 @@ public sealed partial class TargetModel
         // visible[b, t, w]: region entry w is row t's entry or one of its ancestors.
         Tensor ancestors = _reference.Ancestors(parents, maxHops);
         Tensor visible = ancestors.gather(1, entries.view(batch, width, 1).expand(batch, width, window));
-        Tensor slots = arange(batch, int64, Device); // row b is slot b
-        Tensor writeRows = where(valid, _cache.Rows(slots, lengths.view(batch, 1) + entries), full_like(entries, _cache.ScratchRowScalar)).view(-1);
+        using Scalar batchSize = batch; // held for the call (TorchScalars)
+        Tensor slots = arange(batchSize, int64, Device); // row b is slot b
+        Tensor writeRows = where(valid, _cache.Rows(slots, lengths.view(batch, 1).Plus(entries)), full_like(entries, _cache.ScratchRowScalar)).view(-1);
         Tensor readRows = _cache.ReadRows(slots, keys);
         Tensor mask = _reference.AttentionMask(visible, lengths, valid, keys, groups);
-        Tensor positions = (lengths.view(batch, 1) + offsets).view(-1);
+        Tensor positions = lengths.view(batch, 1).Plus(offsets).view(-1);
         Tensor cos = _cos.index_select(0, positions).view(batch, width, 1, c.HeadDim).to(DType);
         Tensor sin = _sin.index_select(0, positions).view(batch, width, 1, c.HeadDim).to(DType);
 

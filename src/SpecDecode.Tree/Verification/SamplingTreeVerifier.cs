@@ -362,14 +362,14 @@ internal static class SamplingTreeVerifier
             {
                 // Keep everything >= the k-th largest value, ties included (transformers' TopKLogitsWarper).
                 Tensor kth = sorted.gather(-1, f.KthIndex.expand(sorted.shape[0], sorted.shape[1], 1));
-                sorted.masked_fill_(sorted < kth, float.NegativeInfinity);
+                sorted.masked_fill_(sorted < kth, TorchScalars.NegativeInfinity);
             }
             Tensor ps = sorted.softmax(-1);
             sorted.Dispose();
             // transformers removes a token when its ascending cumulative mass is <= 1 − top_p, i.e. when the tokens
             // sorted before it (more probable) hold >= top_p. The most probable token has 0 before it: always kept.
             Tensor before = ps.cumsum(-1).sub_(ps);
-            ps.masked_fill_(before >= f.TopPBound, 0f);
+            ps.masked_fill_(before >= f.TopPBound, TorchScalars.Zero);
             before.Dispose();
             ps.div_(ps.sum(-1, keepdim: true));
             p = zeros_like(ps).scatter_(-1, order, ps);
@@ -381,9 +381,10 @@ internal static class SamplingTreeVerifier
                 // Top-k alone needs no full sort: the k-th largest of each row from one topk of the batch's largest k
                 // (a full sort of the vocabulary costs far more on the CPU); rows without top-k keep everything.
                 Tensor largest = z.topk(f.MaxTopK, -1, largest: true, sorted: true).Item1;
-                Tensor kth = largest.gather(-1, f.KthIndex.clamp_max(f.MaxTopK - 1).expand(z.shape[0], z.shape[1], 1));
-                kth.masked_fill_(f.KthIndex >= f.MaxTopK, float.NegativeInfinity);
-                z.masked_fill_(z < kth, float.NegativeInfinity);
+                using Scalar maxTopK = f.MaxTopK, lastOfTopK = f.MaxTopK - 1; // held for the calls (TorchScalars)
+                Tensor kth = largest.gather(-1, f.KthIndex.clamp_max(lastOfTopK).expand(z.shape[0], z.shape[1], 1));
+                kth.masked_fill_(f.KthIndex.ge(maxTopK), TorchScalars.NegativeInfinity);
+                z.masked_fill_(z < kth, TorchScalars.NegativeInfinity);
             }
             p = z.softmax(-1);
         }

@@ -166,8 +166,9 @@ internal sealed class GraphedDecodeBackend : IStepBackend
         Tensor sin = _parts.Sin.index_select(0, length).view(1, 1, 1, c.HeadDim).to(_parts.DType);
         Tensor x = _parts.Weights.EmbedTokens.index_select(0, token).view(1, 1, c.HiddenSize);
         // The cached prefix (key < length) and the new token (key = length); the rest of the bucket is masked.
-        Tensor beyond = arange(keys, ScalarType.Int64, device).gt(length).view(1, 1, 1, keys).expand(1, 1, groups, keys);
-        Tensor mask = zeros([1, 1, groups, keys], _parts.DType, device).masked_fill(beyond, double.NegativeInfinity);
+        using Scalar count = keys; // held for the call (TorchScalars)
+        Tensor beyond = arange(count, ScalarType.Int64, device).gt(length).view(1, 1, 1, keys).expand(1, 1, groups, keys);
+        Tensor mask = zeros([1, 1, groups, keys], _parts.DType, device).masked_fill(beyond, TorchScalars.NegativeInfinity);
         // The slot's rows through its device block table (device ops only, so the step can be captured).
         Tensor slots = _slotIndices[slot];
         Tensor writeRows = _parts.Cache.Rows(slots, length.view(1, 1)).view(1);

@@ -175,10 +175,11 @@ internal sealed partial class ReferenceBackend(ModelParts parts) : IStepBackend
     {
         ModelConfig c = Config;
         long b = tokens.shape[0], t = tokens.shape[1];
-        Tensor entries = arange(t, int64, Device).view(1, t);
-        Tensor writeRows = where(valid, _cache.Rows(slots, lengths.view(b, 1) + entries), full_like(tokens, _cache.ScratchRowScalar)).view(-1);
+        using Scalar width = t; // held for the call (TorchScalars)
+        Tensor entries = arange(width, int64, Device).view(1, t);
+        Tensor writeRows = where(valid, _cache.Rows(slots, lengths.view(b, 1).Plus(entries)), full_like(tokens, _cache.ScratchRowScalar)).view(-1);
         Tensor? readRows = mask is null ? null : _cache.ReadRows(slots, keys);
-        Tensor positions = (lengths.view(b, 1) + depths).view(-1);
+        Tensor positions = lengths.view(b, 1).Plus(depths).view(-1);
         Tensor cos = _cos.index_select(0, positions).view(b, t, 1, c.HeadDim).to(DType);
         Tensor sin = _sin.index_select(0, positions).view(b, t, 1, c.HeadDim).to(DType);
         Tensor x = _weights.EmbedTokens.index_select(0, tokens.view(-1)).view(b, t, c.HiddenSize);
@@ -235,10 +236,10 @@ internal sealed partial class ReferenceBackend(ModelParts parts) : IStepBackend
             }
             Tensor attention = a.OProj.Forward(attended);
             parts.Parallel?.AllReduce(attention); // tensor parallelism: o_proj is row-parallel, each rank holds a partial sum
-            Tensor residual = x + attention;
+            Tensor residual = x.Plus(attention);
             Tensor mlp = w.Mlp.Forward(w.PostAttentionNorm.Forward(residual));
             parts.Parallel?.AllReduce(mlp); // tensor parallelism: down_proj is row-parallel
-            Tensor output = (residual + mlp).MoveToOuterDisposeScope();
+            Tensor output = residual.Plus(mlp).MoveToOuterDisposeScope();
             if (!ReferenceEquals(x, input))
             {
                 x.Dispose(); // the previous layer's output, made here
@@ -283,14 +284,15 @@ internal sealed partial class ReferenceBackend(ModelParts parts) : IStepBackend
     internal Tensor AttentionMask(Tensor visible, Tensor lengths, Tensor valid, long keys, int groups)
     {
         long b = visible.shape[0], t = visible.shape[1], w = visible.shape[2];
-        Tensor key = arange(keys, int64, Device).view(1, keys);
-        Tensor relative = key - lengths.view(b, 1);
-        Tensor prefix = relative.lt(0);
-        Tensor window = relative.ge(0).logical_and(relative.lt(w));
-        Tensor inWindow = visible.gather(2, relative.clamp(0, w - 1).view(b, 1, keys).expand(b, t, keys));
+        using Scalar keyCount = keys, windowSize = w, lastInWindow = w - 1; // held for the calls (TorchScalars)
+        Tensor key = arange(keyCount, int64, Device).view(1, keys);
+        Tensor relative = key.Minus(lengths.view(b, 1));
+        Tensor prefix = relative.lt(TorchScalars.Zero);
+        Tensor window = relative.ge(TorchScalars.Zero).logical_and(relative.lt(windowSize));
+        Tensor inWindow = visible.gather(2, relative.clamp(TorchScalars.Zero, lastInWindow).view(b, 1, keys).expand(b, t, keys));
         Tensor allowed = prefix.view(b, 1, keys).logical_or(window.view(b, 1, keys).logical_and(inWindow));
-        allowed = where(valid.view(b, t, 1), allowed, key.eq(0).view(1, 1, keys));
-        Tensor additive = zeros([b, t, keys], DType, Device).masked_fill(allowed.logical_not(), double.NegativeInfinity);
+        allowed = where(valid.view(b, t, 1), allowed, key.eq(TorchScalars.Zero).view(1, 1, keys));
+        Tensor additive = zeros([b, t, keys], DType, Device).masked_fill(allowed.logical_not(), TorchScalars.NegativeInfinity);
         return groups == 1
             ? additive.view(b, 1, t, keys)
             : additive.view(b, 1, t, keys).expand(b, groups, t, keys).reshape(b, 1, groups * t, keys);
@@ -301,7 +303,8 @@ internal sealed partial class ReferenceBackend(ModelParts parts) : IStepBackend
     {
         using var scope = NewDisposeScope();
         Tensor inverse = tensor(RotaryFrequencies.Inverse(config).Select(f => (float)f).ToArray());
-        Tensor frequencies = arange(positions, float32).view(positions, 1) * inverse.view(1, -1);
+        using Scalar count = positions;
+        Tensor frequencies = arange(count, float32).view(positions, 1) * inverse.view(1, -1);
         Tensor angles = cat([frequencies, frequencies], -1);
         return (angles.cos().to(device).MoveToOuterDisposeScope(), angles.sin().to(device).MoveToOuterDisposeScope());
     }
