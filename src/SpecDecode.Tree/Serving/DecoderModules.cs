@@ -50,7 +50,7 @@ internal sealed class RmsNormWeights : nn.Module
     {
         using var scope = NewDisposeScope();
         Tensor h = x.to(float32);
-        h = h * h.pow(TorchScalars.Two).mean([-1L], keepdim: true).add(_eps).rsqrt();
+        h = h * h.pow(TorchScalars.Two).mean([-1L], keepdim: true).add(_eps, TorchScalars.One).rsqrt();
         return (Weight * h.to(x.dtype)).MoveToOuterDisposeScope();
     }
 }

@@ -34,7 +34,7 @@ internal static class GreedyAcceptance
         Tensor correct = step.Tokens.eq(argmax.gather(1, step.Parents)).logical_and(step.Valid).logical_or(entries.eq(TorchScalars.Zero));
         Tensor accepted = step.Ancestors.logical_and(correct.logical_not().unsqueeze(1)).any(-1).logical_not();
         // deepest first, then the lowest entry: depth × (t + 1) + (t − 1 − entry)
-        Tensor score = where(accepted, step.Depths.mul(widthPlusOne).Plus(entries.neg().add(lastEntry)), full_like(step.Depths, TorchScalars.MinusOne));
+        Tensor score = where(accepted, step.Depths.mul(widthPlusOne).Plus(entries.neg().add(lastEntry, TorchScalars.One)), full_like(step.Depths, TorchScalars.MinusOne));
         Tensor best = score.argmax(-1).view(b, 1);
         Tensor bonus = argmax.gather(1, best);
         Tensor count = step.Depths.gather(1, best);

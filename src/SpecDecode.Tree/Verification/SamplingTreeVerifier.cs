@@ -145,6 +145,9 @@ internal static class SamplingTreeVerifier
     /// <summary>Below this residual mass a rejection is treated as impossible (see the remarks on numerics).</summary>
     internal const float ResidualMassFloor = 1e-6f;
 
+    // ResidualMassFloor and the 0.5 threshold of the packed point-mass flags, held as long as the process (TorchScalars)
+    private static readonly Scalar MassFloor = ResidualMassFloor, Half = 0.5;
+
     /// <summary>Verifies a batch of trees by speculative sampling, each sequence with its own settings, random stream and
     /// draft kind, with one host-to-device and one device-to-host copy.</summary>
     /// <param name="logits">Target logits [B, T, V], any floating dtype, any device: row t of sequence b follows node t of
@@ -326,7 +329,7 @@ internal static class SamplingTreeVerifier
         Tensor Row(int r) => packed.narrow(0, offset + r * batch, batch).view(batch, 1, 1);
         return new RowFilters(
             Row(0).to(ScalarType.Float32),
-            Row(1) > 0.5,
+            Row(1).gt(Half),
             Row(2).to(ScalarType.Int64),
             Row(3).to(ScalarType.Float32),
             options.Any(o => o.IsGreedy),
@@ -502,7 +505,7 @@ internal static class SamplingTreeVerifier
                 Tensor accept, residual;
                 if (q is null)
                 {
-                    accept = px.clamp_max(1f);
+                    accept = px.clamp_max(TorchScalars.One);
                     residual = p.scatter(2, token, zeros(token.shape, ScalarType.Float32, device));
                 }
                 else
@@ -510,12 +513,13 @@ internal static class SamplingTreeVerifier
                     // Point-mass sequences have zero draft rows: adding 1 at their child's token makes q_i = δ(x_i).
                     Tensor qi = pointMassRow is null ? q : q.scatter_add(2, token, pointMassRow);
                     Tensor qx = qi.gather(2, token);
-                    accept = where(qx > 0f, (px / qx).clamp_max(1f), (px > 0f).to(ScalarType.Float32));
-                    residual = (p - qi).clamp_min_(0f);
+                    accept = where(qx.gt(TorchScalars.Zero), (px / qx).clamp_max(TorchScalars.One), px.gt(TorchScalars.Zero).to(ScalarType.Float32));
+                    residual = (p - qi).clamp_min_(TorchScalars.Zero);
                 }
                 Tensor mass = residual.sum(2, keepdim: true);
                 // Zero mass means p = q_i: rejection is impossible in exact arithmetic, keep p (see the remarks).
-                Tensor next = where((counts > i).logical_and(mass > ResidualMassFloor), residual / mass.clamp_min(ResidualMassFloor), p);
+                using Scalar rankIndex = i; // held for the call (TorchScalars)
+                Tensor next = where(counts.gt(rankIndex).logical_and(mass.gt(MassFloor)), residual / mass.clamp_min(MassFloor), p);
                 // Greedy rows have uniform 0 and accept in {0, 1}: accepted exactly when accept = 1.
                 parts[i] = (uniforms.narrow(2, i, 1) < accept).to(ScalarType.Int64).MoveToOuterDisposeScope();
                 Tensor previous = p;
@@ -527,7 +531,8 @@ internal static class SamplingTreeVerifier
         // the argmax point mass, so the argmax). The clamp only guards rounding; U < 1 keeps U · total below the total.
         Tensor cdf = p.cumsum(2);
         Tensor target = uniforms.narrow(2, maxChildren, 1) * cdf.narrow(2, vocab - 1, 1);
-        parts[maxChildren] = searchsorted(cdf, target, right: true).clamp_max(vocab - 1);
+        using Scalar lastToken = vocab - 1; // held for the call (TorchScalars)
+        parts[maxChildren] = searchsorted(cdf, target, right: true).clamp_max(lastToken);
         // The one host synchronisation.
         using Tensor decided = cat(parts, 2).cpu();
         return decided.data<long>().ToArray();

@@ -127,7 +127,7 @@ internal sealed class InProcessGroup : IDisposable
         Tensor sum = _calls[0].Tensor!.clone();
         for (int r = 1; r < WorldSize; r++)
         {
-            sum.add_(_calls[r].Tensor!.to(device));
+            sum.add_(_calls[r].Tensor!.to(device), TorchScalars.One); // a held alpha: TorchSharp's add_(tensor) passes a temporary one (TorchScalars)
         }
         return sum;
     }
