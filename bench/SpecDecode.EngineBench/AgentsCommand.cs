@@ -24,7 +24,6 @@ internal sealed record AgentRun(string Variant, bool Reuse, int Agents, int Traj
 /// <summary>The time to first token of a continued call: a long conversation cached, then a call that adds new tokens.</summary>
 internal sealed record ContinuedCall(int Context, int NewTokens, bool Reuse, double TimeToFirstTokenMs, long CachedTokens);
 
-/// <summary>How many SWE-bench conversations at their real lengths the KV pool holds, against fixed slots.</summary>
 /// <summary>How many SWE-bench conversations the KV pool holds, against fixed slots: at their final lengths (each as
 /// long as it ever gets), and at the lengths they hold while they run (each conversation taken at each of its calls,
 /// prompt and answer: what an agent's conversation occupies between and during its calls).</summary>

@@ -33,8 +33,9 @@ internal sealed class KvCache : IDisposable
     private readonly List<int> _allocated = [];
     private bool _tablesDirty = true;
     // Scalars of the row arithmetic, made once: a temporary Scalar that the garbage collector finalizes while libtorch
-    // still reads it is a use after free (seen as a libtorch "toLong" assertion under parallel tests).
-    private readonly Scalar _zero, _lastPosition, _blockSizeScalar, _scratchRow;
+    // still reads it is a use after free (seen as a libtorch "toLong" assertion under parallel tests). Zero is
+    // TorchScalars.Zero.
+    private readonly Scalar _lastPosition, _blockSizeScalar, _scratchRow;
 
     public KvCache(ModelConfig config, int slots, int capacity, int blockSize, int blockCount, bool prefixCaching, ScalarType dtype, Device device)
     {
@@ -62,7 +63,6 @@ internal sealed class KvCache : IDisposable
         _hostTables = new int[slots * BlocksPerSequence];
         Array.Fill(_hostTables, blockCount);
         _tables = full([slots, BlocksPerSequence], blockCount, ScalarType.Int32, device);
-        _zero = 0L.ToScalar();
         _lastPosition = ((long)BlocksPerSequence * blockSize - 1).ToScalar();
         _blockSizeScalar = ((long)blockSize).ToScalar();
         _scratchRow = ((long)blockCount * blockSize).ToScalar();
@@ -350,7 +350,7 @@ internal sealed class KvCache : IDisposable
     public Tensor Rows(Tensor slots, Tensor positions)
     {
         Tensor table = _tables.index_select(0, slots).to(ScalarType.Int64);             // [B, blocks]
-        Tensor block = table.gather(1, positions.clamp(_zero, _lastPosition).floor_divide(_blockSizeScalar));
+        Tensor block = table.gather(1, positions.clamp(TorchScalars.Zero, _lastPosition).floor_divide(_blockSizeScalar));
         return block.mul(_blockSizeScalar).Plus(positions.remainder(_blockSizeScalar));
     }
 
@@ -436,7 +436,6 @@ internal sealed class KvCache : IDisposable
     {
         _data.Dispose();
         _tables.Dispose();
-        _zero.Dispose();
         _lastPosition.Dispose();
         _blockSizeScalar.Dispose();
         _scratchRow.Dispose();

@@ -286,7 +286,7 @@ internal sealed partial class ReferenceBackend(ModelParts parts) : IStepBackend
         long b = visible.shape[0], t = visible.shape[1], w = visible.shape[2];
         using Scalar keyCount = keys, windowSize = w, lastInWindow = w - 1; // held for the calls (TorchScalars)
         Tensor key = arange(keyCount, int64, Device).view(1, keys);
-        Tensor relative = key.Minus(lengths.view(b, 1));
+        Tensor relative = key - lengths.view(b, 1); // tensor − tensor passes no alpha (TorchScalars)
         Tensor prefix = relative.lt(TorchScalars.Zero);
         Tensor window = relative.ge(TorchScalars.Zero).logical_and(relative.lt(windowSize));
         Tensor inWindow = visible.gather(2, relative.clamp(TorchScalars.Zero, lastInWindow).view(b, 1, keys).expand(b, t, keys));
