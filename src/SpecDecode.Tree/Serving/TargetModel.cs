@@ -201,7 +201,7 @@ public sealed partial class TargetModel : IDisposable
         {
             if (name.EndsWith("norm.weight", StringComparison.Ordinal))
             {
-                parameter.fill_(1);
+                parameter.fill_(TorchScalars.One); // a held Scalar (TorchScalars)
             }
             else
             {

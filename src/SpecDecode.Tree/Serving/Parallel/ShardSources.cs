@@ -49,7 +49,7 @@ internal sealed class RandomShardSource(long seed) : IShardSource
         }
         if (shard.Name.EndsWith("norm.weight", StringComparison.Ordinal))
         {
-            destination.fill_(1);
+            destination.fill_(TorchScalars.One); // a held Scalar (TorchScalars)
             return;
         }
         Tensor whole = empty(shard.FullShape, destination.dtype, destination.device);
