@@ -193,21 +193,7 @@ public static class CheckpointTokenizer
             throw new TokenizerLoadException(missing, "is missing; a byte-level BPE needs both vocab.json and merges.txt.");
         }
 
-        var vocab = new Dictionary<string, int>(StringComparer.Ordinal);
-        using (JsonDocument document = ParseJson(vocabJson))
-        {
-            if (document.RootElement.ValueKind != JsonValueKind.Object)
-            {
-                throw new TokenizerLoadException(vocabJson, "is not a JSON object of token to id.");
-            }
-
-            foreach (JsonProperty entry in document.RootElement.EnumerateObject())
-            {
-                vocab[entry.Name] = entry.Value.ValueKind == JsonValueKind.Number && entry.Value.TryGetInt32(out int id)
-                    ? id
-                    : throw new TokenizerLoadException(vocabJson, $"the entry \"{entry.Name}\" has no integer id.");
-            }
-        }
+        Dictionary<string, int> vocab = ReadTokenIds(vocabJson);
 
         var merges = new List<(string, string)>();
         int lineNumber = 0;
@@ -234,27 +220,33 @@ public static class CheckpointTokenizer
             vocab, merges, added, new HuggingFaceTokenizerJson.BpeSettings(null, null, null, false), preTokenizer, normalizer: null, mergesTxt);
     }
 
+    /// <summary>A JSON object of token to integer id (<c>vocab.json</c>, <c>added_tokens.json</c>).</summary>
+    /// <exception cref="TokenizerLoadException">The file is not such an object, or an entry has no integer id.</exception>
+    private static Dictionary<string, int> ReadTokenIds(string path)
+    {
+        var ids = new Dictionary<string, int>(StringComparer.Ordinal);
+        using JsonDocument document = ParseJson(path);
+        if (document.RootElement.ValueKind != JsonValueKind.Object)
+        {
+            throw new TokenizerLoadException(path, "is not a JSON object of token to id.");
+        }
+
+        foreach (JsonProperty entry in document.RootElement.EnumerateObject())
+        {
+            ids[entry.Name] = entry.Value.ValueKind == JsonValueKind.Number && entry.Value.TryGetInt32(out int id)
+                ? id
+                : throw new TokenizerLoadException(path, $"the entry \"{entry.Name}\" has no integer id.");
+        }
+
+        return ids;
+    }
+
     /// <summary>The added tokens of the "slow" tokenizer files: <c>added_tokens.json</c> (content to id) and
     /// <c>added_tokens_decoder</c> (id to {content}) in <c>tokenizer_config.json</c>.</summary>
     private static Dictionary<string, int> ReadSlowAddedTokens(string folder)
     {
-        var added = new Dictionary<string, int>(StringComparer.Ordinal);
         string addedJson = Path.Combine(folder, "added_tokens.json");
-        if (File.Exists(addedJson))
-        {
-            using JsonDocument document = ParseJson(addedJson);
-            if (document.RootElement.ValueKind != JsonValueKind.Object)
-            {
-                throw new TokenizerLoadException(addedJson, "is not a JSON object of token to id.");
-            }
-
-            foreach (JsonProperty entry in document.RootElement.EnumerateObject())
-            {
-                added[entry.Name] = entry.Value.ValueKind == JsonValueKind.Number && entry.Value.TryGetInt32(out int id)
-                    ? id
-                    : throw new TokenizerLoadException(addedJson, $"the entry \"{entry.Name}\" has no integer id.");
-            }
-        }
+        Dictionary<string, int> added = File.Exists(addedJson) ? ReadTokenIds(addedJson) : new(StringComparer.Ordinal);
 
         string configJson = Path.Combine(folder, "tokenizer_config.json");
         if (File.Exists(configJson))
