@@ -288,12 +288,14 @@ public sealed class EngineFaultTests
     [InlineData(15)]
     public async Task ModelDisposedUnderARunningEngine_FailsTheRequestWithObjectDisposed(int delayMs)
     {
-        TargetModel model = EngineFixture.LoadModel(maxBatch: 2, maxContext: 600);
+        // 5,000 tokens to go: the request must still be running when the model is disposed, also on a loaded machine (with
+        // 500, a full suite on two cores sometimes finished the request before the dispose)
+        TargetModel model = EngineFixture.LoadModel(maxBatch: 2, maxContext: 5100);
         using SpeculativeEngine engine = SpeculativeEngine.Create(model, ByteTokenizer.Instance, null, new SpeculativeEngineOptions { EndOfSequenceTokenIds = [] });
         using var started = new SemaphoreSlim(0);
         Task running = Task.Run(async () =>
         {
-            await foreach (GenerationChunk _ in engine.StreamAsync(new GenerationRequest { PromptTokens = EngineFixture.Prompt(70, 20), MaxNewTokens = 500 }))
+            await foreach (GenerationChunk _ in engine.StreamAsync(new GenerationRequest { PromptTokens = EngineFixture.Prompt(70, 20), MaxNewTokens = 5000 }))
             {
                 started.Release();
             }
