@@ -73,7 +73,7 @@ internal sealed class CostCurve(TargetModel model, double copyGBps, double matmu
     /// against operations (2 per weight per token, attention 4 per key per head dimension per token) over the measured
     /// matmul rate; the larger one.
     /// </summary>
-    private (double Ms, string Bound) Floor(int context, int batch, int treeTokens)
+    internal (double Ms, string Bound) Floor(int context, int batch, int treeTokens)
     {
         ModelConfig c = model.Config;
         double weightElements = (double)c.VocabSize * c.HiddenSize * (c.TieWordEmbeddings ? 1 : 2)

@@ -6,5 +6,6 @@ RootCommand root = VerifyCostCommand.Build();
 root.Subcommands.Add(GraphProbeCommand.Build());
 root.Subcommands.Add(DecodeGraphsCommand.Build());
 root.Subcommands.Add(TreeKernelsCommand.Build());
+root.Subcommands.Add(BatchKernelsCommand.Build());
 root.Subcommands.Add(TensorParallelCommand.Build());
 return ToolRunner.Run(root, args);

@@ -16,26 +16,103 @@ public sealed class KernelTreeStepTests
         // root, a (depth 1), b (depth 1), c under a (depth 2)
         DraftTree tree = DraftTree.Create([10, 11, 12], [-1, -1, 0], []);
         long[] forced = [7, -1, 8, -1];
-        long[] s = KernelTreeStep.PackState(100, 9, tree, 8, forced);
+        long[] s = KernelTreeStep.PackState([new TreeStepSequence(3, 100, 9, tree, forced)], 8);
         Assert.Equal(KernelTreeStep.StateLength(8), s.Length);
-        Assert.Equal(100, s[0]);
+        Assert.Equal(1, s[0]);
         Assert.Equal(4, s[1]);
-        int rows = 8, tokens = 2, depths = 2 + rows, parents = 2 + 2 * rows, ancestors = 2 + 3 * rows, forcedAt = 2 + 4 * rows;
+        int rows = 8;
+        (int tokens, int depths, int parents, int ancestors, int forcedAt, int sequence, int perSequence) = Offsets(rows);
         Assert.Equal(new long[] { 9, 10, 11, 12, 0, 0, 0, 0 }, s[tokens..depths]);
         Assert.Equal(new long[] { 0, 1, 1, 2, 0, 0, 0, 0 }, s[depths..parents]);
         Assert.Equal(new long[] { 0, 0, 0, 1, 0, 0, 0, 0 }, s[parents..ancestors]);
-        // entry e's set: itself and its ancestors (bit j = entry j); padding rows see the root only
-        Assert.Equal(new long[] { 0b1, 0b11, 0b101, 0b1011, 1, 1, 1, 1 }, s[ancestors..forcedAt]);
-        Assert.Equal(new long[] { 7, -1, 8, -1, -1, -1, -1, -1 }, s[forcedAt..]);
+        // row r's set: itself and its ancestors (bit j = row j); padding rows have none
+        Assert.Equal(new long[] { 0b1, 0b11, 0b101, 0b1011, 0, 0, 0, 0 }, s[ancestors..forcedAt]);
+        Assert.Equal(new long[] { 7, -1, 8, -1, -1, -1, -1, -1 }, s[forcedAt..sequence]);
+        Assert.Equal(new long[] { 0, 0, 0, 0, -1, -1, -1, -1 }, s[sequence..perSequence]);
+        Assert.Equal((100L, 0L, 4L, 3L), Sequence(s, rows, 0));
+    }
+
+    [Fact]
+    public void PackStatePutsEachSequenceInItsOwnRowsWithAncestorSetsOverTheStepsRows()
+    {
+        // slot 5: a plain step (root only); slot 2: root, a, b under a; slot 7: root, x, y (siblings)
+        TreeStepSequence[] sequences =
+        [
+            new(5, 40, 1, DraftTree.Empty),
+            new(2, 300, 2, DraftTree.Create([20, 21], [-1, 0], []), [30, 31, -1]),
+            new(7, 9, 3, DraftTree.Create([40, 41], [-1, -1], [])),
+        ];
+        int rows = 8;
+        long[] s = KernelTreeStep.PackState(sequences, rows);
+        (int tokens, int depths, int parents, int ancestors, int forcedAt, int sequence, int perSequence) = Offsets(rows);
+        Assert.Equal(3, s[0]);
+        Assert.Equal(7, s[1]);
+        Assert.Equal(new long[] { 1, 2, 20, 21, 3, 40, 41, 0 }, s[tokens..depths]);
+        Assert.Equal(new long[] { 0, 0, 1, 2, 0, 1, 1, 0 }, s[depths..parents]);
+        Assert.Equal(new long[] { 0, 1, 1, 2, 4, 4, 4, 0 }, s[parents..ancestors]);
+        Assert.Equal(new long[] { 0b1, 0b10, 0b110, 0b1110, 0b10000, 0b110000, 0b1010000, 0 }, s[ancestors..forcedAt]);
+        Assert.Equal(new long[] { -1, 30, 31, -1, -1, -1, -1, -1 }, s[forcedAt..sequence]);
+        Assert.Equal(new long[] { 0, 1, 1, 1, 2, 2, 2, -1 }, s[sequence..perSequence]);
+        Assert.Equal((40L, 0L, 1L, 5L), Sequence(s, rows, 0));
+        Assert.Equal((300L, 1L, 3L, 2L), Sequence(s, rows, 1));
+        Assert.Equal((9L, 4L, 3L, 7L), Sequence(s, rows, 2));
     }
 
     [Fact]
     public void PackStateTakesSixtyFourEntriesAndRefusesMoreThanTheRows()
     {
         var chain = DraftTree.Create(Enumerable.Range(1, 63).ToArray(), Enumerable.Range(-1, 63).ToArray(), []);
-        long[] s = KernelTreeStep.PackState(0, 0, chain, 64, null);
+        long[] s = KernelTreeStep.PackState([new TreeStepSequence(0, 0, 0, chain)], 64);
         Assert.Equal(-1L, s[2 + 3 * 64 + 63]); // all 64 bits: the deepest entry's ancestors are every entry
-        Assert.Throws<ArgumentOutOfRangeException>(() => KernelTreeStep.PackState(0, 0, chain, 32, null));
+        Assert.Throws<ArgumentOutOfRangeException>(() => KernelTreeStep.PackState([new TreeStepSequence(0, 0, 0, chain)], 32));
+        TreeStepSequence[] plain = Enumerable.Range(0, 64).Select(i => new TreeStepSequence(i, 10, i, DraftTree.Empty)).ToArray();
+        Assert.Equal(64, KernelTreeStep.PackState(plain, 64)[0]);
+        Assert.Throws<ArgumentOutOfRangeException>(() => KernelTreeStep.PackState([.. plain, new TreeStepSequence(64, 10, 0, DraftTree.Empty)], 64));
+        Assert.Throws<ArgumentOutOfRangeException>(() => KernelTreeStep.PackState([], 8));
+    }
+
+    [Fact]
+    public void AStepsShapeRoundsTheWidestSequenceAndTheSequenceCountUpToPowersOfTwo()
+    {
+        DraftTree five = DraftTree.Create([1, 2, 3, 4], [-1, 0, 1, 2], []);
+        Assert.Equal(new TreeStepShape(8, 8, 1, 2048), TreeStepShape.For([new TreeStepSequence(0, 10, 0, DraftTree.Create([1, 2, 3, 4, 5], [-1, 0, 1, 2, 3], []))], 2048));
+        Assert.Equal(new TreeStepShape(16, 1, 16, 1024), TreeStepShape.For(Enumerable.Range(0, 9).Select(i => new TreeStepSequence(i, 5, 0, DraftTree.Empty)).ToArray(), 1024));
+        Assert.Equal(new TreeStepShape(16, 8, 4, 1024), TreeStepShape.For([new(0, 1, 0, five), new(1, 1, 0, five), new(2, 1, 0, DraftTree.Empty)], 1024));
+    }
+
+    [Theory]
+    [InlineData(4, 1, 1)]      // a plain step of the 8B shape: four query heads per kv head, one warp
+    [InlineData(32, 2, 1)]     // eight entries
+    [InlineData(64, 4, 1)]
+    [InlineData(256, 4, 4)]    // sixty-four entries: four blocks of 64 query rows
+    public void AttentionBlocksTakeAWarpPerSixteenQueryRows(int queryRows, int warps, int groups) =>
+        Assert.Equal((warps, groups), KernelTreeStep.AttentionBlocks(queryRows));
+
+    [Fact]
+    public void TheTreeKernelsTakeBatchesOfUpToSixtyFourRowsGreedyOrForced()
+    {
+        TreeInput Plain(int slot) => new(slot, 0, DraftTree.Empty);
+        TreeInput Chain(int slot, int nodes) => new(slot, 0, DraftTree.Chain(Enumerable.Range(1, nodes).ToArray()));
+        Assert.Null(TreeKernelBackend.Refuses([Chain(0, 63)], AcceptanceRule.Greedy, suspended: false));
+        Assert.Null(TreeKernelBackend.Refuses([Plain(0), Plain(1)], AcceptanceRule.Forced, suspended: false));
+        Assert.Null(TreeKernelBackend.Refuses(Enumerable.Range(0, 64).Select(Plain).ToArray(), AcceptanceRule.Greedy, suspended: false));
+        Assert.Null(TreeKernelBackend.Refuses(Enumerable.Range(0, 8).Select(i => Chain(i, 7)).ToArray(), AcceptanceRule.Greedy, suspended: false));
+        Assert.Contains("without a draft", TreeKernelBackend.Refuses([Plain(0)], AcceptanceRule.Greedy, suspended: false), StringComparison.Ordinal);
+        Assert.Contains("65 rows", TreeKernelBackend.Refuses([Chain(0, 63), Plain(1)], AcceptanceRule.Greedy, suspended: false), StringComparison.Ordinal);
+        Assert.Contains("72 rows", TreeKernelBackend.Refuses(Enumerable.Range(0, 8).Select(i => Chain(i, 8)).ToArray(), AcceptanceRule.Greedy, suspended: false), StringComparison.Ordinal);
+        Assert.Contains("more than 64 sequences", TreeKernelBackend.Refuses(Enumerable.Range(0, 65).Select(Plain).ToArray(), AcceptanceRule.Greedy, suspended: false), StringComparison.Ordinal);
+        Assert.Contains("sampled", TreeKernelBackend.Refuses([Chain(0, 3)], AcceptanceRule.Sampled, suspended: false), StringComparison.Ordinal);
+        Assert.Contains("suspended", TreeKernelBackend.Refuses([Chain(0, 3)], AcceptanceRule.Greedy, suspended: true), StringComparison.Ordinal);
+    }
+
+    private static (int Tokens, int Depths, int Parents, int Ancestors, int Forced, int Sequence, int PerSequence) Offsets(int rows) =>
+        (2, 2 + rows, 2 + 2 * rows, 2 + 3 * rows, 2 + 4 * rows, 2 + 5 * rows, 2 + 6 * rows);
+
+    /// <summary>Sequence <paramref name="q"/>'s (length, first row, entries, slot) in a packed state.</summary>
+    private static (long, long, long, long) Sequence(long[] s, int rows, int q)
+    {
+        int b = 2 + 6 * rows, n = KernelTreeStep.MaxSequences;
+        return (s[b + q], s[b + n + q], s[b + 2 * n + q], s[b + 3 * n + q]);
     }
 
     [Theory]
@@ -81,17 +158,23 @@ public sealed class KernelTreeStepTests
     }
 
     [Fact]
-    public void ReadTurnsTheResultIntoTheAcceptedPath()
+    public void ReadTurnsEachSequencesResultIntoItsAcceptedPath()
     {
-        int rows = 8;
-        var result = new long[2 + 2 * rows];
-        result[0] = 2;            // two accepted
-        result[1] = 77;           // bonus
-        result[2] = 11;           // token at depth 1
-        result[3] = 13;           // token at depth 2
-        result[2 + rows] = 2;     // entry at depth 1 (draft node 1)
-        result[3 + rows] = 4;     // entry at depth 2 (draft node 3)
-        VerifiedStep step = KernelTreeStep.Read(5, result, rows);
+        int stride = KernelTreeStep.ResultStride, rows = KernelTreeStep.MaxRows;
+        var result = new long[3 * stride];
+        result[0] = 0;                     // sequence 0: nothing accepted, bonus 5
+        result[1] = 5;
+        int b = 2 * stride;                // sequence 2
+        result[b] = 2;                     // two accepted
+        result[b + 1] = 77;                // bonus
+        result[b + 2] = 11;                // token at depth 1
+        result[b + 3] = 13;                // token at depth 2
+        result[b + 2 + rows] = 2;          // entry at depth 1 (draft node 1)
+        result[b + 3 + rows] = 4;          // entry at depth 2 (draft node 3)
+        VerifiedStep plain = KernelTreeStep.Read(9, result, 0);
+        Assert.Empty(plain.AcceptedNodes);
+        Assert.Equal(new[] { 5 }, plain.Tokens);
+        VerifiedStep step = KernelTreeStep.Read(5, result, 2);
         Assert.Equal(5, step.Slot);
         Assert.Equal(new[] { 1, 3 }, step.AcceptedNodes);
         Assert.Equal(new[] { 11, 13, 77 }, step.Tokens);

@@ -42,7 +42,7 @@ public sealed class MemoryEstimateTests
     }
 
     /// <summary>With CUDA graphs the decode-step and tree-step kernels' buffers count too, as their sizes follow from the
-    /// shapes: the decode step's vectors, logits and per-chunk partials; the tree step's 64 rows of activations, the
+    /// shapes: the decode step's vectors, logits and per-chunk partials; the tree step's 64 rows of activations and inputs (64 sequences' results), the
     /// largest product's split sums (gate/up in 8 splits on a GPU of unknown size, o and down in 8 on an H100's 132
     /// multiprocessors, where gate/up runs in one) and 32 chunks of attention partials.</summary>
     [Fact]
@@ -51,7 +51,7 @@ public sealed class MemoryEstimateTests
         ModelConfig c = Llama31_8B();
         var options = new TargetModelOptions { MaxBatch = 8, MaxContext = 32768, CudaGraphs = true };
         long decode = (2L * 4096 + 2 * 4096 + 14336 + 128256) * 2 + 257L * (4096 + 64) * 4 + 9 * 4 + 8;
-        long rows = 64L * (2 * 4096 + 2 * 4096 + 14336) * 2, partials = 32L * 64 * (4096 + 64) * 4, inputs = (64 + 2 + 128 + 322) * 8L;
+        long rows = 64L * (2 * 4096 + 2 * 4096 + 14336) * 2, partials = 32L * 64 * (4096 + 64) * 4, inputs = (64 + 64 * (2 + 2 * 64) + (2 + 6 * 64 + 4 * 64)) * 8L; // argmax, 64 sequences' results, the step's inputs
         Assert.Equal(decode + rows + 8L * 64 * 28672 * 4 + partials + inputs, MemoryEstimate.For(c, options).KernelBufferBytes);
         long h100 = MemoryEstimate.KernelBuffers(c, 32768, treeKernels: true, 132);
         Assert.Equal(decode + rows + 8L * 64 * 4096 * 4 + partials + inputs, h100);

@@ -1,6 +1,6 @@
-// The batch-1 tree verification step: one forward over a root and its draft tree (up to 64 entries, padded to 8, 16, 32
-// or 64 rows), the greedy acceptance and the cache compaction, with no libtorch op (Serving/KernelTreeStep.cs launches
-// them). Included at the end of decode_step.cu: one translation unit, one fatbin, the same helpers and numerics.
+// The tree verification step: one forward over the roots and draft trees of up to 64 sequences (up to 64 entries in
+// all, padded to 8, 16, 32 or 64 rows; a plain decoding step is a batch of roots without drafts), the greedy acceptance
+// and the cache compaction of every sequence, with no libtorch op (Serving/KernelTreeStep.cs launches them). Included at the end of decode_step.cu: one translation unit, one fatbin, the same helpers and numerics.
 //
 // What differs from the one-row step: the products take all rows per weight load on the tensor cores (bf16 in, float32
 // sums: wgmma on sm_90a, mma.sync m16n8k16 elsewhere), so the weights are still read once; attention is flash-style on
@@ -8,10 +8,12 @@
 // with the tree's ancestor sets as the mask, and rounds the probabilities to bf16 before the product with V, as SDPA's
 // kernels do. Everything else (roundings, rotary, silu, argmax ties) is the one-row step's.
 //
-// The step's inputs, one int64 array on the device (rows R = the padded row count): [length, entries, tokens[R],
-// depths[R], parents[R], ancestors[R] (bit j: entry j is an ancestor or the entry itself), forced[R] (the token that
-// counts as the target's choice after the entry, or -1)]. Padding rows are the root's children that nobody reads: token
-// 0, depth 0, ancestors {root}; they write nothing into the cache.
+// The step's inputs, one int64 array on the device (rows R = the padded row count, S = TREE_MAX_SEQS): [sequences,
+// entries, tokens[R], depths[R] (from the row's root), parents[R] (step rows), ancestors[R] (bit j: row j is an ancestor
+// or the row itself), forced[R] (the token that counts as the target's choice after the row, or -1), sequence[R] (-1 for
+// padding)], then per sequence: cached length[S], first row[S], entries[S], slot[S]. A sequence's entries are
+// consecutive rows, its root first. Padding rows (past the entries) belong to no sequence: token 0, depth 0; nobody
+// reads their attention or argmax, and they write nothing into the cache.
 
 #define TREE_THREADS 128                    // four warps
 #define TREE_TILE 128                       // output rows per block of a product
@@ -21,6 +23,30 @@
 #define TREE_MAX_ROWS 64                    // entries per step at most: an ancestor set is one 64-bit word
 #define TREE_SUB 64                         // keys per attention sub-chunk in shared memory
 #define TREE_MAX_CHUNKS 32                  // attention chunks per (kv head, row group) at most
+#define TREE_MAX_SEQS 64                    // sequences per step at most
+#define TREE_RESULT (2 + 2 * TREE_MAX_ROWS) // int64 per sequence in the step's result
+
+// One sequence of a step: its cached length, its first row and entries, and its block table.
+struct TreeSeq
+{
+    int64_t length;
+    int first;
+    int entries;
+    const int* table;
+};
+
+__device__ __forceinline__ int tree_row_seq(const int64_t* state, int rows, int row) { return (int)state[2 + 5 * rows + row]; }
+
+__device__ __forceinline__ TreeSeq tree_seq(const int64_t* state, int rows, const int* tables, int table_stride, int seq)
+{
+    const int64_t* b = state + 2 + 6 * rows;
+    TreeSeq s;
+    s.length = b[seq];
+    s.first = (int)b[TREE_MAX_SEQS + seq];
+    s.entries = (int)b[2 * TREE_MAX_SEQS + seq];
+    s.table = tables + b[3 * TREE_MAX_SEQS + seq] * (int64_t)table_stride;
+    return s;
+}
 
 __device__ __forceinline__ void mma_bf16(float* c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1)
 {
@@ -405,8 +431,9 @@ struct TreeFinishParams
     bf16* v_cache;
     int64_t head_stride;        // elements between kv heads of a row
     int64_t row_stride;         // elements between rows
-    const int* block_table;     // the sequence's blocks
+    const int* tables;          // every slot's block table, table_stride apart
     int block_shift;            // log2 of the block size
+    int table_stride;
     int heads;
     int kv_heads;
     int head_dim;
@@ -443,7 +470,7 @@ __device__ __forceinline__ float f4(const float4& v, int i) { return i == 0 ? v.
 // The epilogue of a product, over many blocks (four outputs per thread):
 // mode 0 (block per input row, NORM_THREADS): the residual add, then the row's RMSNorm into normed;
 // mode 1: q/k rotary (a thread takes four dimensions of the first half of a head and their partners) into q or the
-//         cache, v into the cache; only the step's entries write the cache, at length + entry;
+//         cache, v into the cache; only the step's entries write the cache, each at its sequence's length + its entry;
 // mode 2: silu(gate) · up (gate and up interleaved per 64 features, as tree_gemm's mode 2 lays them out).
 template <int MODE>
 __device__ void tree_finish(const TreeFinishParams& p)
@@ -467,8 +494,6 @@ __device__ void tree_finish(const TreeFinishParams& p)
         return;
     }
     int64_t item = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    int64_t length = p.state[0];
-    int entries = (int)p.state[1];
     if (MODE == 2)
     {
         int features = p.n / 2, per_row = features / 4;
@@ -486,8 +511,11 @@ __device__ void tree_finish(const TreeFinishParams& p)
     int pair_items = (p.heads + p.kv_heads) * half / 4, per_row = pair_items + kr / 4;
     if (item >= (int64_t)p.rows * per_row) return;
     int t = (int)(item / per_row), it = (int)(item % per_row);
-    bool cache = t < entries;
-    int64_t at = length + t;
+    int seq = tree_row_seq(p.state, p.rows, t);
+    bool cache = seq >= 0;
+    // a padding row's q is computed at sequence 0's positions and never read
+    TreeSeq s = tree_seq(p.state, p.rows, p.tables, p.table_stride, cache ? seq : 0);
+    int64_t at = s.length + (t - s.first);
     const int64_t* depths = p.state + 2 + p.rows;
     if (it < pair_items)
     {
@@ -496,7 +524,7 @@ __device__ void tree_finish(const TreeFinishParams& p)
         bool is_q = r < qr;
         if (!is_q && !cache) return;
         float4 x1 = split_sum4(p, (int64_t)t * p.n + r), x2 = split_sum4(p, (int64_t)t * p.n + r + half);
-        int64_t pos = length + depths[t];
+        int64_t pos = s.length + depths[t];
         float4 c1 = __ldg(reinterpret_cast<const float4*>(p.cos + pos * hd + d)), c2 = __ldg(reinterpret_cast<const float4*>(p.cos + pos * hd + d + half));
         float4 s1 = __ldg(reinterpret_cast<const float4*>(p.sin + pos * hd + d)), s2 = __ldg(reinterpret_cast<const float4*>(p.sin + pos * hd + d + half));
         const bf16* bias = is_q ? p.b0 : p.b1;
@@ -515,7 +543,7 @@ __device__ void tree_finish(const TreeFinishParams& p)
             o1[i] = round_bf16(round_bf16(a * ca) + round_bf16(-b * sa));
             o2[i] = round_bf16(round_bf16(b * cb) + round_bf16(a * sb));
         }
-        bf16* dst = is_q ? p.y + (int64_t)t * qr + r : p.k_cache + kv_row(p.block_table, p.block_shift, at) * p.row_stride + (br / hd) * p.head_stride + d;
+        bf16* dst = is_q ? p.y + (int64_t)t * qr + r : p.k_cache + kv_row(s.table, p.block_shift, at) * p.row_stride + (br / hd) * p.head_stride + d;
         *reinterpret_cast<uint2*>(dst) = make_uint2(pack_bf16(o1[0], o1[1]), pack_bf16(o1[2], o1[3]));
         *reinterpret_cast<uint2*>(dst + half) = make_uint2(pack_bf16(o2[0], o2[1]), pack_bf16(o2[2], o2[3]));
     }
@@ -530,7 +558,7 @@ __device__ void tree_finish(const TreeFinishParams& p)
             o[i] = round_bf16(f4(v, i));
             if (p.b2 != nullptr) o[i] = round_bf16(o[i] + __bfloat162float(p.b2[row + i]));
         }
-        *reinterpret_cast<uint2*>(p.v_cache + kv_row(p.block_table, p.block_shift, at) * p.row_stride + (row / hd) * p.head_stride + row % hd) =
+        *reinterpret_cast<uint2*>(p.v_cache + kv_row(s.table, p.block_shift, at) * p.row_stride + (row / hd) * p.head_stride + row % hd) =
             make_uint2(pack_bf16(o[0], o[1]), pack_bf16(o[2], o[3]));
     }
 }
@@ -576,8 +604,9 @@ struct TreeAttentionParams
     const bf16* v_cache;
     int64_t head_stride;        // elements between kv heads of a row
     int64_t row_stride;         // elements between rows
-    const int* block_table;     // the sequence's blocks
+    const int* tables;          // every slot's block table, table_stride apart
     int block_shift;            // log2 of the block size
+    int table_stride;
     const int64_t* state;       // the step's inputs
     float* partial_o;           // [chunks, rows × heads, head_dim] float32
     float* partial_ml;          // [chunks, rows × heads, 2]: the chunk's max score (log2 units) and sum of exponentials
@@ -587,14 +616,16 @@ struct TreeAttentionParams
     int kv_heads;
     int chunk;                  // keys per block, a multiple of TREE_SUB
     int chunks;                 // blocks over the keys (at most TREE_MAX_CHUNKS)
+    int seq_groups;             // row groups per sequence: gridDim.z = sequences (bound) × seq_groups
     float scale;
 };
 
-// Tree attention: block (chunk, kv head, row group) takes a chunk of keys for up to 64 query rows of one kv head (rows
-// are (query head of the group, entry); a warp per 16 rows, as many warps as rows need), flash-style in sub-chunks of 64
+// Tree attention: block (chunk, kv head, sequence × row group) takes a chunk of one sequence's keys for up to 64 query
+// rows of one kv head (rows are (query head of the group, entry of the sequence); a warp per 16 rows, as many warps as
+// the widest sequence needs; blocks past the step's sequences or rows leave at once), flash-style in sub-chunks of 64
 // keys double-buffered through shared memory by cp.async: scores on the tensor cores, an online softmax in float32 (log2
-// units), the probabilities rounded to bf16 for the product with V. Row t sees the cached prefix (key < length) and the
-// entries in its ancestor set. Each block leaves its rows' partial output, maximum and sum; tree_attention_merge adds
+// units), the probabilities rounded to bf16 for the product with V. Row t sees its sequence's cached prefix (key <
+// length) and the entries in its ancestor set. Each block leaves its rows' partial output, maximum and sum; tree_attention_merge adds
 // the chunks.
 template <int HD>
 __device__ void tree_attention(const TreeAttentionParams& p)
@@ -607,12 +638,15 @@ __device__ void tree_attention(const TreeAttentionParams& p)
     bf16* kbuf = reinterpret_cast<bf16*>(tree_smem);   // two sub-chunks of keys, then two of values
     bf16* vbuf = kbuf + 2 * BUFFER;
     int tid = threadIdx.x, threads = blockDim.x, lane = tid & (WARP - 1), warp = tid / WARP, g = lane >> 2, q = lane & 3;
-    int chunk = blockIdx.x, kvh = blockIdx.y;
-    int groups = p.heads / p.kv_heads, query_rows = groups * p.rows, block_rows = threads / WARP * 16;
+    int chunk = blockIdx.x, kvh = blockIdx.y, seq = blockIdx.z / p.seq_groups, group = blockIdx.z % p.seq_groups;
+    int groups = p.heads / p.kv_heads, block_rows = threads / WARP * 16;
     // The step's inputs (uploaded before the step) and the cached prefix (written by earlier steps) are not the previous
     // kernel's output: read them, and start copying a first sub-chunk of prefix keys, before grid_wait.
-    int64_t length = p.state[0];
-    int entries = (int)p.state[1];
+    if (seq >= (int)p.state[0]) return;
+    TreeSeq sq = tree_seq(p.state, p.rows, p.tables, p.table_stride, seq);
+    int64_t length = sq.length;
+    int entries = sq.entries, query_rows = groups * entries;
+    if (group * block_rows >= query_rows) return;
     const unsigned long long* ancestors = reinterpret_cast<const unsigned long long*>(p.state + 2 + 3 * p.rows);
     int64_t keys = length + entries;
     int64_t begin = (int64_t)chunk * p.chunk, end = min(begin + p.chunk, keys);
@@ -623,7 +657,7 @@ __device__ void tree_attention(const TreeAttentionParams& p)
     int piece = tid % (HD / 8), first_key = tid / (HD / 8), key_step = threads / (HD / 8);
     // sub-chunks start at multiples of TREE_SUB: with blocks of at least TREE_SUB keys a sub-chunk lies in one block
     bool sub_in_block = (1 << p.block_shift) >= TREE_SUB;
-    auto row_of = [&](int64_t position) { return kv_row(p.block_table, p.block_shift, position); };
+    auto row_of = [&](int64_t position) { return kv_row(sq.table, p.block_shift, position); };
     auto stage = [&](int64_t base, int buffer)
     {
         if (base + TREE_SUB <= end)
@@ -663,7 +697,7 @@ __device__ void tree_attention(const TreeAttentionParams& p)
     if (early) stage(begin, 0);
     grid_wait();
     grid_trigger();
-    int rr[2] = {(int)blockIdx.z * block_rows + warp * 16 + g, (int)blockIdx.z * block_rows + warp * 16 + g + 8};
+    int rr[2] = {group * block_rows + warp * 16 + g, group * block_rows + warp * 16 + g + 8};
     int index[2];
     unsigned long long seen[2];
     const uint32_t* qr[2];
@@ -671,9 +705,9 @@ __device__ void tree_attention(const TreeAttentionParams& p)
     for (int j = 0; j < 2; j++)
     {
         int r = rr[j] < query_rows ? rr[j] : 0;
-        int e = r % p.rows;
-        index[j] = e * p.heads + kvh * groups + r / p.rows;   // output row: [entry][head]
-        seen[j] = ancestors[e];
+        int e = sq.first + r % entries;                        // the step's row
+        index[j] = e * p.heads + kvh * groups + r / entries;   // output row: [row][head]
+        seen[j] = ancestors[e] >> sq.first;                    // bit j: the sequence's entry j
         qr[j] = reinterpret_cast<const uint32_t*>(p.q + (int64_t)index[j] * HD);
     }
     // Q as the A operand of every k-step, straight into the registers mma takes: words 8kd + q and 8kd + 4 + q of rows
@@ -868,7 +902,7 @@ __device__ void tree_attention_merge(const TreeAttentionParams& p)
     int lane = threadIdx.x & (WARP - 1);
     int64_t stride_rows = (int64_t)p.rows * p.heads;
     int64_t idx = (int64_t)blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP;
-    if (idx >= stride_rows) return;
+    if (idx >= stride_rows || tree_row_seq(p.state, p.rows, (int)(idx / p.heads)) < 0) return;   // padding rows: never read
     const float* po = p.partial_o + idx * HD + lane * PER;
     int64_t plane = stride_rows * HD;
     float ahead[TREE_MERGE_AHEAD][PER];
@@ -925,36 +959,45 @@ struct TreeAcceptParams
     int64_t kv_stride;
     int64_t row_stride;
     int64_t head_stride;
-    const int* block_table;            // the sequence's blocks
+    const int* tables;                 // every slot's block table, table_stride apart
     int block_shift;
+    int table_stride;
     int head_dim;
-    int64_t* result;                   // [2 + 2 × rows]: accepted count, bonus token, tokens by depth 1.., entries by depth 1..
+    int layers;                        // gridDim.z = sequences (bound) × layers
+    int64_t* result;                   // per sequence TREE_RESULT: accepted count, bonus token, tokens by depth 1.. (64),
+                                       // the sequence's entries by depth 1.. (64)
 };
 
-// Greedy acceptance and the cache compaction. Every block decides the path (a walk over at most 64 entries in index
-// order, parents first): an entry is accepted when its parent is and its token is the target's choice after its parent
-// (the argmax, or the forced token); the deepest accepted entry, the lowest index among equals, ends the path, and the
-// choice after it is the bonus token. Block (kv head, k/v, layer) then moves the path's rows of its cache to length + 1,
-// length + 2, ... (read all, then write: a row may move onto another's source). Block 0 writes the result.
+// Greedy acceptance and the cache compaction, per sequence. Every block decides its sequence's path (a walk over at most
+// 64 entries in index order, parents first): an entry is accepted when its parent is and its token is the target's
+// choice after its parent (the argmax, or the forced token); the deepest accepted entry, the lowest index among equals,
+// ends the path, and the choice after it is the bonus token. Block (kv head, k/v, sequence × layers + layer) then moves
+// the path's rows of its cache to length + 1, length + 2, ... (read all, then write: a row may move onto another's
+// source). The sequence's block (0, 0, layer 0) writes its result.
 extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_accept(TreeAcceptParams p)
 {
     __shared__ int path[TREE_MAX_ROWS];
     __shared__ int count;
     __shared__ uint4 moved[TREE_MAX_ROWS * 128 / 8];
     __shared__ int64_t tokens[TREE_MAX_ROWS], depths[TREE_MAX_ROWS], parents[TREE_MAX_ROWS], choices[TREE_MAX_ROWS];
+    const int64_t* s = p.state;
+    int seq = blockIdx.z / p.layers, layer = blockIdx.z % p.layers;
+    if (seq >= (int)s[0]) return;
     grid_wait();
     grid_trigger();
-    const int64_t* s = p.state;
-    int64_t length = s[0];
-    int entries = (int)s[1];
-    // the inputs into shared memory first, all loads in flight at once: the walk below is serial
+    TreeSeq sq = tree_seq(s, p.rows, p.tables, p.table_stride, seq);
+    int64_t length = sq.length;
+    int entries = sq.entries, first = sq.first;
+    // the inputs into shared memory first (the sequence's entries, parents as entries), all loads in flight at once: the
+    // walk below is serial
     for (int e = threadIdx.x; e < entries; e += blockDim.x)
     {
-        tokens[e] = s[2 + e];
-        depths[e] = s[2 + p.rows + e];
-        parents[e] = s[2 + 2 * p.rows + e];
-        int64_t forced = s[2 + 4 * p.rows + e];
-        choices[e] = forced >= 0 ? forced : (int64_t)(0xffffffffu - (uint32_t)(__ldcg(p.argmax + e) & 0xffffffffull));
+        int row = first + e;
+        tokens[e] = s[2 + row];
+        depths[e] = s[2 + p.rows + row];
+        parents[e] = s[2 + 2 * p.rows + row] - first;
+        int64_t forced = s[2 + 4 * p.rows + row];
+        choices[e] = forced >= 0 ? forced : (int64_t)(0xffffffffu - (uint32_t)(__ldcg(p.argmax + row) & 0xffffffffull));
     }
     __syncthreads();
     if (threadIdx.x == 0)
@@ -973,29 +1016,30 @@ extern "C" __global__ void __launch_bounds__(TREE_THREADS) tree_accept(TreeAccep
         int c = (int)depths[best];
         for (int e = best; e != 0; e = (int)parents[e]) path[depths[e] - 1] = e;
         count = c;
-        if (blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0)
+        if (blockIdx.x == 0 && blockIdx.y == 0 && layer == 0)
         {
-            p.result[0] = c;
-            p.result[1] = choices[best];
+            int64_t* result = p.result + (int64_t)seq * TREE_RESULT;
+            result[0] = c;
+            result[1] = choices[best];
             for (int d = 0; d < c; d++)
             {
-                p.result[2 + d] = tokens[path[d]];
-                p.result[2 + p.rows + d] = path[d];
+                result[2 + d] = tokens[path[d]];
+                result[2 + TREE_MAX_ROWS + d] = path[d];
             }
         }
     }
     __syncthreads();
     int c = count, vectors = p.head_dim / 8;   // 16-byte vectors per head
-    bf16* base = p.cache + blockIdx.z * p.layer_stride + blockIdx.y * p.kv_stride + blockIdx.x * p.head_stride;
+    bf16* base = p.cache + layer * p.layer_stride + blockIdx.y * p.kv_stride + blockIdx.x * p.head_stride;
     for (int i = threadIdx.x; i < c * vectors; i += blockDim.x)
     {
-        const bf16* from = base + kv_row(p.block_table, p.block_shift, length + path[i / vectors]) * p.row_stride;
+        const bf16* from = base + kv_row(sq.table, p.block_shift, length + path[i / vectors]) * p.row_stride;
         moved[i] = __ldcg(reinterpret_cast<const uint4*>(from) + i % vectors);
     }
     __syncthreads();
     for (int i = threadIdx.x; i < c * vectors; i += blockDim.x)
     {
-        bf16* to = base + kv_row(p.block_table, p.block_shift, length + 1 + i / vectors) * p.row_stride;
+        bf16* to = base + kv_row(sq.table, p.block_shift, length + 1 + i / vectors) * p.row_stride;
         reinterpret_cast<uint4*>(to)[i % vectors] = moved[i];
     }
 }

@@ -514,8 +514,9 @@ internal struct TreeFinishParams
     public IntPtr VCache;
     public long HeadStride;
     public long RowStride;
-    public IntPtr BlockTable;
+    public IntPtr Tables;
     public int BlockShift;
+    public int TableStride;
     public int Heads;
     public int KvHeads;
     public int HeadDim;
@@ -545,8 +546,9 @@ internal struct TreeAttentionParams
     public IntPtr VCache;
     public long HeadStride;
     public long RowStride;
-    public IntPtr BlockTable;
+    public IntPtr Tables;
     public int BlockShift;
+    public int TableStride;
     public IntPtr State;
     public IntPtr PartialO;
     public IntPtr PartialMl;
@@ -556,6 +558,7 @@ internal struct TreeAttentionParams
     public int KvHeads;
     public int Chunk;
     public int Chunks;
+    public int SeqGroups;
     public float Scale;
 }
 
@@ -571,9 +574,11 @@ internal struct TreeAcceptParams
     public long KvStride;
     public long RowStride;
     public long HeadStride;
-    public IntPtr BlockTable;
+    public IntPtr Tables;
     public int BlockShift;
+    public int TableStride;
     public int HeadDim;
+    public int Layers;
     public IntPtr Result;
 }
 

@@ -2,17 +2,44 @@ using static TorchSharp.torch;
 
 namespace SpecDecode.Tree;
 
+/// <summary>One sequence of a kernel tree step: its slot, cached length, root and draft, and per entry the token that
+/// counts as the target's choice after it (forced acceptance; -1 or null: the argmax).</summary>
+internal readonly record struct TreeStepSequence(int Slot, int Length, int Root, DraftTree Draft, long[]? Forced = null)
+{
+    /// <summary>Rows the sequence takes: its root and its draft nodes.</summary>
+    public int Entries => Draft.Count + 1;
+}
+
+/// <summary>The launch shape of a kernel tree step, which its CUDA graph is captured for: the padded rows, the widest
+/// sequence's entries and the sequences (both rounded up to a power of two), and the keys attention covers.</summary>
+internal readonly record struct TreeStepShape(int Rows, int Width, int Sequences, long Keys)
+{
+    /// <summary>The shape of a step over <paramref name="sequences"/> whose attention covers <paramref name="keys"/> keys.</summary>
+    public static TreeStepShape For(IReadOnlyList<TreeStepSequence> sequences, long keys) =>
+        new(KernelTreeStep.PaddedRows(sequences.Sum(s => s.Entries)), PowerOfTwo(sequences.Max(s => s.Entries)), PowerOfTwo(sequences.Count), keys);
+
+    private static int PowerOfTwo(int n) => (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)n);
+}
+
 /// <summary>
-/// One tree verification step of one sequence (the root and up to 63 draft nodes, padded to 8, 16, 32 or 64 rows)
-/// through the tree kernels of <c>Kernels/tree_step.cuh</c>: the forward with every product on the tensor cores (the
-/// weights read once for all rows), tree-masked attention, the argmax per row, greedy acceptance and the compaction of
-/// the accepted path's keys and values, in 3 + (9 or 10) × layers launches and no libtorch op, so the step can be captured.
-/// The step's inputs are one int64 array on the device (<see cref="PackState"/>); its result is <see cref="Result"/>.
+/// One tree verification step of up to 64 sequences (each a root and its draft nodes, 64 entries in all, padded to 8,
+/// 16, 32 or 64 rows; a batch of plain decoding steps is a batch of roots without drafts) through the tree kernels of
+/// <c>Kernels/tree_step.cuh</c>: the forward with every product on the tensor cores (the weights read once for all rows),
+/// tree-masked attention over each sequence's own paged cache, the argmax per row, greedy acceptance and the compaction
+/// of each accepted path's keys and values, in 3 + (9 or 10) × layers launches and no libtorch op, so the step can be
+/// captured. The step's inputs are one int64 array on the device (<see cref="PackState"/>), so one graph serves every
+/// batch of its <see cref="TreeStepShape"/>, whatever the slots; its result is <see cref="Result"/>.
 /// </summary>
 internal sealed class KernelTreeStep : KernelStep
 {
-    /// <summary>Entries (root included) per step at most: an ancestor set is one 64-bit word.</summary>
+    /// <summary>Entries (roots included) per step at most: an ancestor set is one 64-bit word.</summary>
     public const int MaxRows = 64;
+
+    /// <summary>Sequences per step at most.</summary>
+    public const int MaxSequences = 64;
+
+    /// <summary>int64 per sequence in <see cref="Result"/>.</summary>
+    public const int ResultStride = 2 + 2 * MaxRows;
 
     /// <summary>Attention chunks per (kv head, row group) at most (the partial buffers' size).</summary>
     public const int MaxChunks = 32;
@@ -67,7 +94,7 @@ internal sealed class KernelTreeStep : KernelStep
         _partialO = Buffer((long)MaxChunks * MaxRows * attentionWidth, ScalarType.Float32);
         _partialMl = Buffer((long)MaxChunks * MaxRows * c.HeadCount * 2, ScalarType.Float32);
         Argmax = Buffer(MaxRows, ScalarType.Int64);
-        Result = Buffer(2 + 2 * MaxRows, ScalarType.Int64);
+        Result = Buffer((long)MaxSequences * ResultStride, ScalarType.Int64);
         State = Buffer(StateLength(MaxRows), ScalarType.Int64);
     }
 
@@ -92,7 +119,7 @@ internal sealed class KernelTreeStep : KernelStep
         int mlp = Mlp(c), attentionWidth = c.HeadCount * c.HeadDim;
         long rows = (long)MaxRows * (2L * c.HiddenSize + 2L * attentionWidth + mlp) * 2;
         long partials = (long)MaxChunks * MaxRows * (attentionWidth + c.HeadCount * 2L) * 4;
-        long inputs = (MaxRows + 2 + 2 * MaxRows + StateLength(MaxRows)) * 8L;
+        long inputs = (MaxRows + (long)MaxSequences * ResultStride + StateLength(MaxRows)) * 8L;
         long padded = mlp == c.IntermediateSize ? 0 : 3L * c.LayerCount * mlp * c.HiddenSize * 2;
         return rows + WorkElements(c, multiprocessors) * 4 + partials + inputs + padded;
     }
@@ -100,8 +127,8 @@ internal sealed class KernelTreeStep : KernelStep
     /// <summary>The step's inputs on the device: <see cref="StateLength"/>(rows) int64 (<see cref="PackState"/>).</summary>
     public Tensor State { get; }
 
-    /// <summary>[2 + 2 × 64] int64: accepted count, bonus token, the accepted tokens by depth (from index 2), their entries
-    /// by depth (from index 2 + rows).</summary>
+    /// <summary>[64 × <see cref="ResultStride"/>] int64, per sequence of the step: accepted count, bonus token, the accepted
+    /// tokens by depth (from index 2), their entries by depth (from index 2 + 64).</summary>
     public Tensor Result { get; }
 
     /// <summary>The argmax of every row, packed as <see cref="KernelDecodeStep.Unpack"/> reads it.</summary>
@@ -115,7 +142,7 @@ internal sealed class KernelTreeStep : KernelStep
         : throw new ArgumentOutOfRangeException(nameof(entries), entries, $"a kernel tree step takes at most {MaxRows} entries");
 
     /// <summary>int64 values in a step's input array for <paramref name="rows"/> rows.</summary>
-    public static int StateLength(int rows) => 2 + 5 * rows;
+    public static int StateLength(int rows) => 2 + 6 * rows + 4 * MaxSequences;
 
     /// <summary>Why the tree kernels cannot run a model that the decode-step kernels run, or null.</summary>
     public static string? Unsupported(ModelConfig c)
@@ -132,35 +159,60 @@ internal sealed class KernelTreeStep : KernelStep
     }
 
     /// <summary>
-    /// The step's input array: [length, entries, tokens, depths, parents, ancestor sets, forced tokens], each of the last
-    /// five <paramref name="rows"/> long. Entry 0 is the root, entry i + 1 draft node i; padding rows are children of
-    /// the root with token 0. <paramref name="forced"/>, per entry, the token that counts as the target's choice after it
-    /// (or -1), or null.
+    /// The step's input array (tree_step.cuh): [sequences, entries, tokens, depths, parents, ancestor sets, forced tokens,
+    /// sequence of each row], each of the last six <paramref name="rows"/> long, then per sequence (64 each): cached
+    /// length, first row, entries, slot. Sequence i's entries are consecutive rows, its root first, then draft node j at
+    /// its root's row + j + 1; depths count from the root, parents and ancestor sets (bit r: row r) index the step's rows.
+    /// Padding rows past the entries belong to no sequence (-1): token 0, depth 0.
     /// </summary>
-    public static long[] PackState(int length, int root, DraftTree draft, int rows, long[]? forced)
+    public static long[] PackState(IReadOnlyList<TreeStepSequence> sequences, int rows)
     {
-        int entries = draft.Count + 1;
-        if (entries > rows)
+        int total = sequences.Sum(q => q.Entries);
+        if (sequences.Count is 0 or > MaxSequences)
         {
-            throw new ArgumentOutOfRangeException(nameof(rows), rows, $"the tree has {entries} entries");
+            throw new ArgumentOutOfRangeException(nameof(sequences), sequences.Count, $"a kernel tree step takes 1 to {MaxSequences} sequences");
+        }
+        if (total > rows || rows > MaxRows)
+        {
+            throw new ArgumentOutOfRangeException(nameof(rows), rows, $"the step has {total} entries; a kernel tree step takes at most {MaxRows}");
         }
         var s = new long[StateLength(rows)];
-        s[0] = length;
-        s[1] = entries;
-        int tokens = 2, depths = 2 + rows, parents = 2 + 2 * rows, ancestors = 2 + 3 * rows, forcedAt = 2 + 4 * rows;
-        s[tokens] = root;
-        for (int e = 0; e < rows; e++)
+        s[0] = sequences.Count;
+        s[1] = total;
+        int tokens = 2, depths = 2 + rows, parents = 2 + 2 * rows, ancestors = 2 + 3 * rows, forcedAt = 2 + 4 * rows, sequenceOf = 2 + 5 * rows;
+        int lengths = 2 + 6 * rows, firsts = lengths + MaxSequences, entries = firsts + MaxSequences, slots = entries + MaxSequences;
+        for (int r = 0; r < rows; r++)
         {
-            s[ancestors + e] = 1L; // the root; entry e itself below
-            s[forcedAt + e] = forced is not null && e < forced.Length ? forced[e] : -1;
+            s[forcedAt + r] = -1;
+            s[sequenceOf + r] = -1;
         }
-        for (int i = 0; i < draft.Count; i++)
+        int first = 0;
+        for (int q = 0; q < sequences.Count; q++)
         {
-            int e = i + 1, parent = draft.Parents[i] + 1;
-            s[tokens + e] = draft.Tokens[i];
-            s[depths + e] = draft.Depths[i];
-            s[parents + e] = parent;
-            s[ancestors + e] = s[ancestors + parent] | (1L << e);
+            (int slot, int length, int root, DraftTree draft, long[]? forced) = sequences[q];
+            s[lengths + q] = length;
+            s[firsts + q] = first;
+            s[entries + q] = draft.Count + 1;
+            s[slots + q] = slot;
+            for (int e = 0; e <= draft.Count; e++)
+            {
+                int r = first + e;
+                s[sequenceOf + r] = q;
+                s[forcedAt + r] = forced is not null && e < forced.Length ? forced[e] : -1;
+                if (e == 0)
+                {
+                    s[tokens + r] = root;
+                    s[parents + r] = r;
+                    s[ancestors + r] = 1L << r;
+                    continue;
+                }
+                int parent = first + draft.Parents[e - 1] + 1;
+                s[tokens + r] = draft.Tokens[e - 1];
+                s[depths + r] = draft.Depths[e - 1];
+                s[parents + r] = parent;
+                s[ancestors + r] = s[ancestors + parent] | (1L << r);
+            }
+            first += draft.Count + 1;
         }
         return s;
     }
@@ -204,27 +256,28 @@ internal sealed class KernelTreeStep : KernelStep
     public Tensor Logits => _logits ?? throw new InvalidOperationException("No step has kept its logits.");
 
     /// <summary>
-    /// Launches the step for <paramref name="slot"/> with <see cref="State"/> already holding its inputs for
-    /// <paramref name="rows"/> rows; the attention grid covers <paramref name="keys"/> keys (at least length + entries).
-    /// <paramref name="accept"/> false stops after the argmax (for logits comparisons: nothing is moved in the cache);
-    /// <paramref name="keepLogits"/> writes every row's logits to <see cref="Logits"/>.
+    /// Launches a step of <paramref name="shape"/> with <see cref="State"/> already holding its inputs (<see cref="PackState"/>
+    /// for shape.Rows rows; at most shape.Sequences sequences, none wider than shape.Width entries, none reaching past
+    /// shape.Keys keys). <paramref name="accept"/> false stops after the argmax (for logits comparisons: nothing is moved
+    /// in the cache); <paramref name="keepLogits"/> writes every row's logits to <see cref="Logits"/>.
     /// </summary>
-    public void Enqueue(int slot, int rows, long keys, bool accept = true, bool keepLogits = false)
+    public void Enqueue(TreeStepShape shape, bool accept = true, bool keepLogits = false)
     {
+        (int rows, int width, int sequences, long keys) = shape;
         ModelConfig c = Config;
         if (keepLogits)
         {
             _logits ??= Buffer((long)MaxRows * c.VocabSize, ScalarType.BFloat16);
         }
         KernelAddressing kv = Cache.Addressing;
-        IntPtr table = kv.Table(slot);
+        IntPtr tables = kv.Tables;
         IntPtr state = P(State), hidden = P(_hidden), normed = P(_normed);
         float eps = (float)c.RmsNormEps;
         int sms = Module.Multiprocessors, attentionWidth = c.HeadCount * c.HeadDim, shared = SharedBytes(rows);
-        // attention: a warp per 16 query rows of a kv head, at most four per block
-        int queryRows = c.HeadCount / c.KeyValueHeadCount * rows;
-        int attentionWarps = Math.Min(4, (queryRows + 15) / 16);
-        int rowGroups = (queryRows + attentionWarps * 16 - 1) / (attentionWarps * 16);
+        // attention: a warp per 16 query rows of a kv head of one sequence, at most four per block, as many as the widest
+        // sequence needs; blocks (chunk, kv head, sequence × row group)
+        (int attentionWarps, int seqGroups) = AttentionBlocks(c.HeadCount / c.KeyValueHeadCount * width);
+        int rowGroups = sequences * seqGroups;
         int chunk = AttentionChunk(keys, rowGroups, c.KeyValueHeadCount, sms);
         int chunks = (int)((keys + chunk - 1) / chunk);
 
@@ -264,14 +317,14 @@ internal sealed class KernelTreeStep : KernelStep
             Module.Launch("tree_finish_qkv", Blocks((long)rows * qkvItems), 1, 256, Finish(splits, QkvRows, P(_q)) with
             {
                 B0 = Optional(a.QProj.Bias), B1 = Optional(a.KProj.Bias), B2 = Optional(a.VProj.Bias), KCache = kCache, VCache = vCache,
-                HeadStride = kv.HeadStride, RowStride = kv.RowStride, BlockTable = table, BlockShift = kv.BlockShift,
+                HeadStride = kv.HeadStride, RowStride = kv.RowStride, Tables = tables, BlockShift = kv.BlockShift, TableStride = kv.TableStride,
             });
             var attention = new TreeAttentionParams
             {
-                Q = P(_q), KCache = kCache, VCache = vCache, HeadStride = kv.HeadStride, RowStride = kv.RowStride, BlockTable = table,
-                BlockShift = kv.BlockShift, State = state, PartialO = P(_partialO), PartialMl = P(_partialMl),
+                Q = P(_q), KCache = kCache, VCache = vCache, HeadStride = kv.HeadStride, RowStride = kv.RowStride, Tables = tables,
+                BlockShift = kv.BlockShift, TableStride = kv.TableStride, State = state, PartialO = P(_partialO), PartialMl = P(_partialMl),
                 Out = P(_attention), Rows = rows, Heads = c.HeadCount, KvHeads = c.KeyValueHeadCount, Chunk = chunk, Chunks = chunks,
-                Scale = (float)(1.0 / Math.Sqrt(c.HeadDim)),
+                SeqGroups = seqGroups, Scale = (float)(1.0 / Math.Sqrt(c.HeadDim)),
             };
             Module.Launch("tree_attention_" + c.HeadDim, chunks, c.KeyValueHeadCount, attentionWarps * 32, attention, AttentionSharedBytes(c.HeadDim), gridZ: rowGroups);
             Module.Launch("tree_attention_merge_" + c.HeadDim, (rows * c.HeadCount + 3) / 4, 1, Threads, attention);
@@ -292,15 +345,26 @@ internal sealed class KernelTreeStep : KernelStep
             Module.Launch("tree_accept", c.KeyValueHeadCount, 2, Threads, new TreeAcceptParams
             {
                 State = state, Rows = rows, Argmax = P(Argmax), Cache = kv.Base, LayerStride = kv.LayerStride, KvStride = kv.KvStride,
-                RowStride = kv.RowStride, HeadStride = kv.HeadStride, BlockTable = table, BlockShift = kv.BlockShift, HeadDim = c.HeadDim, Result = P(Result),
-            }, gridZ: c.LayerCount);
+                RowStride = kv.RowStride, HeadStride = kv.HeadStride, Tables = tables, BlockShift = kv.BlockShift, TableStride = kv.TableStride,
+                HeadDim = c.HeadDim, Layers = c.LayerCount, Result = P(Result),
+            }, gridZ: sequences * c.LayerCount);
         }
     }
 
-    /// <summary>Reads a step's <see cref="Result"/> (copied to the host) into the accepted nodes and tokens.</summary>
-    public static VerifiedStep Read(int slot, long[] result, int rows)
+    /// <summary>Reads sequence <paramref name="sequence"/>'s part of a step's <see cref="Result"/> (copied to the host) into
+    /// the accepted nodes and tokens of <paramref name="slot"/>.</summary>
+    public static VerifiedStep Read(int slot, long[] result, int sequence)
     {
-        int count = (int)result[0];
-        return GreedyAcceptance.Path(slot, result.AsSpan(2, count), result.AsSpan(2 + rows, count), result[1]);
+        ReadOnlySpan<long> r = result.AsSpan(sequence * ResultStride, ResultStride);
+        int count = (int)r[0];
+        return GreedyAcceptance.Path(slot, r.Slice(2, count), r.Slice(2 + MaxRows, count), r[1]);
+    }
+
+    /// <summary>Warps per attention block and row groups per sequence for sequences of <paramref name="queryRows"/> query rows
+    /// per kv head (query heads of a group × entries): a warp per 16 rows, at most four warps a block.</summary>
+    internal static (int Warps, int Groups) AttentionBlocks(int queryRows)
+    {
+        int warps = Math.Min(4, (queryRows + 15) / 16);
+        return (warps, (queryRows + warps * 16 - 1) / (warps * 16));
     }
 }

@@ -14,8 +14,9 @@ public sealed partial class TargetModel
     /// false without <see cref="TargetModelOptions.CudaGraphs"/>, and where the model or the GPU is not one they cover.</summary>
     public bool UsesDecodeKernels => _graphsOn && _graphed.Attention == DecodeAttention.Kernels;
 
-    /// <summary>Whether one-sequence trees of up to 63 draft nodes run through the tree kernels (with
-    /// <see cref="UsesDecodeKernels"/>, for models whose shapes they cover).</summary>
+    /// <summary>Whether greedy and forced steps of up to 64 sequences with 64 roots and draft nodes in all (one sequence with
+    /// a draft of up to 63 nodes, or a batch) run through the tree kernels (with <see cref="UsesDecodeKernels"/>, for
+    /// models whose shapes they cover).</summary>
     public bool UsesTreeKernels => _treeKernels is not null && UsesDecodeKernels;
 
     /// <summary>Graphs captured so far (one per slot and key bucket reached); for benchmarks and tests.</summary>
@@ -123,15 +124,23 @@ public sealed partial class TargetModel
     /// <summary>Every entry's logits [entries, vocab] (float32, on the CPU) from the tree kernels, run eagerly, without
     /// accepting anything: the cache keeps its length (the entries' keys and values are written past it, as a step
     /// does). For comparisons with <see cref="TreeLogits"/>.</summary>
-    internal Tensor KernelTreeLogits(TreeInput input)
+    internal Tensor KernelTreeLogits(TreeInput input) => KernelTreeLogits([input])[0];
+
+    /// <summary>Per input, every entry's logits [entries, vocab] (float32, on the CPU) from one batched tree-kernel step
+    /// (at most 64 sequences and 64 entries in all), run eagerly, accepting nothing (see <see cref="KernelTreeLogits(TreeInput)"/>).</summary>
+    internal Tensor[] KernelTreeLogits(IReadOnlyList<TreeInput> inputs)
     {
-        CheckTrees([input]);
+        CheckTrees(inputs);
         if (!UsesTreeKernels)
         {
             throw new NotSupportedException("The tree kernels do not run this model here (see UsesTreeKernels).");
         }
-        ReserveRows([input]);
-        return _treeKernels!.Logits(input);
+        if (TreeKernelBackend.Refuses(inputs, AcceptanceRule.Greedy, suspended: false) is { } why && inputs.Count > 1)
+        {
+            throw new ArgumentException("The tree kernels do not take this step: " + why + ".", nameof(inputs));
+        }
+        ReserveRows(inputs);
+        return _treeKernels!.Logits(inputs);
     }
 
     /// <summary>A copy of the cached keys and values of <paramref name="slot"/> at positions <paramref name="start"/> ..

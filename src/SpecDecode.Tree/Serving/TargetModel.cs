@@ -444,8 +444,8 @@ public sealed partial class TargetModel : IDisposable
     /// the target's argmax at its parent, as long as there is one; the argmax after the last accepted node is the bonus
     /// token. The output is exactly what plain greedy decoding produces. Each slot's cache grows by the root plus the
     /// accepted tokens. With <see cref="TargetModelOptions.CudaGraphs"/>, a call with one sequence and an empty draft
-    /// replays a captured graph instead, and where the decode-step kernels run, so does a call with one sequence and a
-    /// draft of up to 63 nodes (<see cref="UsesTreeKernels"/>).
+    /// replays a captured graph instead, and where the decode-step kernels run, so does a call of up to 64 sequences with
+    /// 64 roots and draft nodes in all (<see cref="UsesTreeKernels"/>).
     /// </summary>
     /// <exception cref="ArgumentException">A slot is out of range or repeated, or a token is outside the vocabulary.</exception>
     /// <exception cref="InvalidOperationException">A sequence would exceed the cache's capacity.</exception>

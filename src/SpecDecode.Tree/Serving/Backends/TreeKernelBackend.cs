@@ -3,13 +3,15 @@ using static TorchSharp.torch;
 namespace SpecDecode.Tree;
 
 /// <summary>
-/// Tree verification of one sequence (a draft of 1 to 63 nodes, greedy or forced) through SpecDecode's tree kernels
-/// (<see cref="KernelTreeStep"/>), replayed as CUDA graphs, one per (slot, padded row count, key bucket), where the graphed
-/// plain step runs the decode-step kernels (<see cref="TargetModel.UsesTreeKernels"/>).
+/// Verification of up to 64 sequences with 64 entries in all (roots and drafts, greedy or forced) through SpecDecode's tree
+/// kernels (<see cref="KernelTreeStep"/>), replayed as CUDA graphs, one per <see cref="TreeStepShape"/> (padded rows,
+/// widest sequence, sequence count, key bucket), whatever the slots: one sequence with a draft tree, and batches of
+/// sequences with or without drafts. A lone sequence without a draft takes the graphed decode-step kernels
+/// (<see cref="GraphedDecodeBackend"/>), which read the weights as one-row products at the bandwidth floor.
 /// </summary>
 internal sealed class TreeKernelBackend(ModelParts parts, GraphedDecodeBackend graphs) : IStepBackend
 {
-    private readonly Dictionary<(int Slot, int Rows, long Keys), CudaGraph?> _graphs = [];
+    private readonly Dictionary<TreeStepShape, CudaGraph?> _graphs = [];
     private KernelTreeStep? _step;
 
     /// <inheritdoc />
@@ -22,55 +24,94 @@ internal sealed class TreeKernelBackend(ModelParts parts, GraphedDecodeBackend g
     public int Count => _graphs.Count;
 
     /// <inheritdoc />
-    public string? Refuses(VerifyStep step) =>
-        Suspended || graphs.Suspended ? "tree kernels suspended"
-        : step.Inputs.Count != 1 ? "a batch of sequences"
-        : step.Inputs[0].Draft.Count == 0 ? "no draft tree"
-        : step.Inputs[0].Draft.Count >= KernelTreeStep.MaxRows ? $"a tree of more than {KernelTreeStep.MaxRows - 1} draft nodes"
-        : step.Rule == AcceptanceRule.Sampled ? "sampled acceptance"
-        : null;
+    public string? Refuses(VerifyStep step) => Refuses(step.Inputs, step.Rule, Suspended || graphs.Suspended);
 
-    /// <summary>One tree step through the slot's graph for its padded rows and key bucket (captured on first use): uploads
-    /// the step's inputs, replays, reads the result (the step's one synchronisation) and advances the cached length.</summary>
+    /// <summary>Why the tree kernels do not take a step of <paramref name="inputs"/> under <paramref name="rule"/>, or null.</summary>
+    internal static string? Refuses(IReadOnlyList<TreeInput> inputs, AcceptanceRule rule, bool suspended)
+    {
+        if (suspended)
+        {
+            return "tree kernels suspended";
+        }
+        if (rule == AcceptanceRule.Sampled)
+        {
+            return "sampled acceptance";
+        }
+        if (inputs.Count == 1 && inputs[0].Draft.Count == 0)
+        {
+            return "one sequence without a draft";
+        }
+        if (inputs.Count > KernelTreeStep.MaxSequences)
+        {
+            return $"more than {KernelTreeStep.MaxSequences} sequences";
+        }
+        int entries = inputs.Sum(i => i.Draft.Count + 1);
+        return entries > KernelTreeStep.MaxRows ? $"{entries} rows (roots and draft nodes), more than the {KernelTreeStep.MaxRows} a kernel step takes" : null;
+    }
+
+    /// <summary>One step through the graph of its shape (captured on first use): uploads the step's inputs, replays, reads
+    /// the result (the step's one synchronisation) and advances each sequence's cached length.</summary>
     public VerifiedStep[] Verify(VerifyStep step)
     {
-        TreeInput input = step.Inputs[0];
-        int slot = input.Slot;
-        long[]? forced = step.Rule == AcceptanceRule.Forced ? ReferenceBackend.ForcedChoices(input.Draft, step.Forced![0]) : null;
-        (KernelTreeStep kernels, int rows, long keys) = Prepare(input, forced);
-        CudaGraph.Run(_graphs, (slot, rows, keys), graphs.Capturing, () => kernels.Enqueue(slot, rows, keys));
+        (KernelTreeStep kernels, TreeStepShape shape) = Prepare(step.Inputs, step.Rule == AcceptanceRule.Forced ? step.Forced : null);
+        CudaGraph.Run(_graphs, shape, graphs.Capturing, () => kernels.Enqueue(shape));
         long[] result;
         using (var scope = NewDisposeScope())
         {
-            result = kernels.Result.cpu().data<long>().ToArray();
+            result = kernels.Result.narrow(0, 0, (long)step.Inputs.Count * KernelTreeStep.ResultStride).cpu().data<long>().ToArray();
         }
-        VerifiedStep verified = KernelTreeStep.Read(slot, result, rows);
-        GreedyAcceptance.Commit(parts.Cache, input.Root, verified);
-        return [verified];
+        var verified = new VerifiedStep[step.Inputs.Count];
+        for (int i = 0; i < verified.Length; i++)
+        {
+            TreeInput input = step.Inputs[i];
+            verified[i] = KernelTreeStep.Read(input.Slot, result, i);
+            GreedyAcceptance.Commit(parts.Cache, input.Root, verified[i]);
+        }
+        return verified;
     }
 
-    /// <summary>The tree step with <paramref name="input"/>'s inputs uploaded at the slot's length: its padded rows and the
-    /// keys its attention covers (the key bucket of length + rows).</summary>
-    private (KernelTreeStep Step, int Rows, long Keys) Prepare(TreeInput input, long[]? forced)
+    /// <summary>The tree step with the inputs uploaded at their slots' lengths, and its shape: the keys its attention covers
+    /// are the key bucket of the longest sequence's length + entries.</summary>
+    private (KernelTreeStep Step, TreeStepShape Shape) Prepare(IReadOnlyList<TreeInput> inputs, IReadOnlyList<int[]>? forced)
     {
-        int length = parts.Cache.Length(input.Slot), rows = KernelTreeStep.PaddedRows(input.Draft.Count + 1);
+        var sequences = new TreeStepSequence[inputs.Count];
+        int reach = 0;
+        for (int i = 0; i < inputs.Count; i++)
+        {
+            TreeInput input = inputs[i];
+            int length = parts.Cache.Length(input.Slot);
+            sequences[i] = new TreeStepSequence(input.Slot, length, input.Root, input.Draft,
+                forced is null ? null : ReferenceBackend.ForcedChoices(input.Draft, forced[i]));
+            reach = Math.Max(reach, length + input.Draft.Count + 1);
+        }
+        TreeStepShape shape = TreeStepShape.For(sequences, graphs.KeyBucket(reach - 1));
         KernelTreeStep step = _step ??= new KernelTreeStep(parts.Config, parts.Weights, parts.Cache, parts.Cos, parts.Sin);
-        long[] state = KernelTreeStep.PackState(length, input.Root, input.Draft, rows, forced);
+        long[] state = KernelTreeStep.PackState(sequences, shape.Rows);
         using (var scope = NewDisposeScope())
         {
             step.State.narrow(0, 0, state.Length).copy_(tensor(state));
         }
-        return (step, rows, graphs.KeyBucket(length + rows - 1));
+        return (step, shape);
     }
 
-    /// <summary>Every entry's logits [entries, vocab] (float32, on the CPU) from the tree kernels, run eagerly, without
-    /// accepting anything: the cache keeps its length (the entries' keys and values are written past it, as a step does).</summary>
-    public Tensor Logits(TreeInput input)
+    /// <summary>Every entry's logits per input ([entries, vocab], float32, on the CPU) from the tree kernels, run eagerly,
+    /// without accepting anything: the cache keeps its lengths (the entries' keys and values are written past them, as a
+    /// step does).</summary>
+    public Tensor[] Logits(IReadOnlyList<TreeInput> inputs)
     {
-        (KernelTreeStep step, int rows, long keys) = Prepare(input, null);
-        step.Enqueue(input.Slot, rows, keys, accept: false, keepLogits: true);
+        (KernelTreeStep step, TreeStepShape shape) = Prepare(inputs, null);
+        step.Enqueue(shape, accept: false, keepLogits: true);
         using var scope = NewDisposeScope();
-        return step.Logits.view(KernelTreeStep.MaxRows, parts.Config.VocabSize).narrow(0, 0, input.Draft.Count + 1).to(float32).cpu().MoveToOuterDisposeScope();
+        Tensor all = step.Logits.view(KernelTreeStep.MaxRows, parts.Config.VocabSize).to(float32).cpu();
+        var logits = new Tensor[inputs.Count];
+        int first = 0;
+        for (int i = 0; i < inputs.Count; i++)
+        {
+            int entries = inputs[i].Draft.Count + 1;
+            logits[i] = all.narrow(0, first, entries).clone().MoveToOuterDisposeScope();
+            first += entries;
+        }
+        return logits;
     }
 
     /// <summary>The last tree step's argmax per row (unpacked); for diagnostics.</summary>

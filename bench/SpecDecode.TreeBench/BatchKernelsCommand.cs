@@ -1,0 +1,384 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using SpecDecode.CommandLine;
+using SpecDecode.Tree;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SpecDecode.TreeBench;
+
+/// <summary>One batch's logits check: the batched tree-kernel step against the usual path and against each sequence run
+/// alone through the kernels.</summary>
+internal sealed record BatchLogitCheck(string Batch, int Sequences, int Rows, double RelativeError, double WorstSequenceRelativeError,
+    int RowsWithOtherArgmax, double LargestUsualMarginWhereDifferent, double AloneRelativeError, bool Repeatable);
+
+/// <summary>One batch's step time: the tree kernels (graphed) and the usual path, against the floor.</summary>
+internal sealed record BatchTiming(string Batch, int Context, int Sequences, int EntriesEach, double KernelMedianMs, double KernelMinMs,
+    double UsualMedianMs, double FloorMs, double KernelToFloor, double KernelToPlain);
+
+internal sealed record BatchKernelsResult(string Date, string LibTorch, string Gpu, string Model, int Context, int LongContext, double CopyGBps,
+    IReadOnlyList<BatchLogitCheck> Logits, bool CompactionExact, bool ForcedTokensRight, int DecodedTokens, int[] SpeculativeFirstDifference,
+    int[] KernelPlainFirstDifference, IReadOnlyList<BatchTiming> Timings, bool Passed);
+
+/// <summary>
+/// <c>batch-kernels</c>: steps of several sequences through the tree kernels (<see cref="KernelTreeStep"/>: batches of
+/// plain steps and of trees, up to 64 rows) on the GPU, against the usual path on the same model (random weights, each
+/// slot's cache random, the slots at different lengths). Four parts: (1) every entry's logits for batches of plain steps
+/// and of trees, against the usual path and against each sequence run alone through the kernels, and bitwise
+/// repeatability; (2) the compaction of a batch of trees under forced acceptance, bit for bit, and the forced tokens;
+/// (3) batched speculative greedy decoding with trees holding the true continuation against batched plain decoding
+/// (both through the kernels), and the kernels' plain decoding against the usual path's; (4) the median step of batches of
+/// plain steps and of trees, kernels and usual path, against the floor (weights and every sequence's cached keys and
+/// values once, at the copy bandwidth measured in the same process), and at the long context a batch of plain steps.
+/// Passes when the kernels repeat bitwise, the compaction is exact, the forced tokens are the recorded ones and every
+/// batch's logits are within 0.1 of the usual path's (relative, the batch-1 tree kernels' own figure on this random model
+/// is 5.5e-2; a sequence reading another's cache gives about 1).
+/// </summary>
+internal static class BatchKernelsCommand
+{
+    public static Command Build()
+    {
+        var model = new Option<string>("--model") { Description = "Model shape (llama-3.1-8b or a config.json).", DefaultValueFactory = _ => "llama-3.1-8b" };
+        var context = ToolOptions.Int("--context", "Cached tokens per sequence (random keys and values) for the checks and the short-context times.", 2048, 64);
+        var longContext = ToolOptions.Int("--long-context", "Cached tokens per sequence for the long-context plain batch (0: skip).", 16384, 0);
+        var longBatch = ToolOptions.Int("--long-batch", "Sequences of the long-context plain batch.", 8, 2);
+        var batches = new Option<string>("--batches") { Description = "Comma-separated plain batch sizes timed (2 to 64).", DefaultValueFactory = _ => "8,16,32,64" };
+        var trees = new Option<string>("--trees") { Description = "Comma-separated tree batches timed, sequences x entries (64 rows at most).", DefaultValueFactory = _ => "8x8,4x16,2x32" };
+        var repeat = ToolOptions.Int("--repeat", "Timed steps per batch and path.", 20, 1);
+        var decode = ToolOptions.Int("--decode", "Tokens per sequence of the decoding check.", 32, 1);
+        var output = new Option<string?>("--out") { Description = "JSON file for the results." };
+        var command = new Command("batch-kernels", "Batches of plain steps and trees through the tree kernels against the usual path: logits, compaction, tokens, step time; needs CUDA.")
+        {
+            model, context, longContext, longBatch, batches, trees, repeat, decode, output,
+        };
+        command.SetAction(parse => Run(parse.GetValue(model)!, parse.GetValue(context), parse.GetValue(longContext), parse.GetValue(longBatch),
+            Ints(parse.GetValue(batches)!), parse.GetValue(trees)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                .Select(t => t.Split('x')).Select(p => (int.Parse(p[0], CultureInfo.InvariantCulture), int.Parse(p[1], CultureInfo.InvariantCulture))).ToArray(),
+            parse.GetValue(repeat), parse.GetValue(decode), parse.GetValue(output), parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error));
+        return command;
+    }
+
+    private static int[] Ints(string list) =>
+        list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+
+    public static int Run(string shape, int context, int longContext, int longBatch, int[] batches, (int Sequences, int Entries)[] trees, int repeat,
+        int decode, string? outputPath, TextWriter output, TextWriter error)
+    {
+        string version = TorchRuntime.EnsureLoaded();
+        if (!torch.cuda.is_available() || !CudaGraph.IsAvailable)
+        {
+            error.WriteLine("batch-kernels needs CUDA and CUDA graphs: " + (torch.cuda.is_available() ? CudaGraph.UnavailableReason : $"libtorch {version} reports no CUDA."));
+            return GraphProbeCommand.NoCudaExitCode;
+        }
+        if (batches.Any(b => b is < 2 or > KernelTreeStep.MaxSequences) || trees.Any(t => t.Sequences < 1 || t.Entries < 1 || t.Sequences * t.Entries > KernelTreeStep.MaxRows))
+        {
+            error.WriteLine($"--batches: 2 to {KernelTreeStep.MaxSequences}; --trees: sequences x entries of at most {KernelTreeStep.MaxRows} rows.");
+            return 2;
+        }
+        ModelConfig config = ModelShapes.Get(shape);
+        string gpu = VerifyCostCommand.GpuName();
+        (double copyGBps, double tflops) = Ceilings.Measure(CUDA);
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"libtorch {version}, {gpu}, {shape}; copy {copyGBps:F0} GB/s, bf16 matmul {tflops:F0} TFLOP/s"));
+        var checks = new List<BatchLogitCheck>();
+        var timings = new List<BatchTiming>();
+        bool compactionExact, forcedRight;
+        int[] speculative, kernelPlain;
+        int sequencesNeeded = Math.Max(KernelTreeStep.MaxSequences, batches.Max());
+        using (TargetModel target = Create(config, sequencesNeeded, context + 2 * KernelTreeStep.MaxRows))
+        {
+            var curve = new CostCurve(target, copyGBps, tflops);
+            var random = new Random(17);
+            // (1) logits: the slots at different lengths (context - 0 .. 255), each slot's cache its own random values
+            target.FillCacheForBenchmark(context);
+            int[] lengths = Enumerable.Range(0, sequencesNeeded).Select(s => context - s * 37 % 256).ToArray();
+            for (int s = 0; s < sequencesNeeded; s++)
+            {
+                target.Truncate(s, lengths[s]);
+            }
+            (string Name, TreeInput[] Inputs)[] cases =
+            [
+                ("8 plain", Plain(random, config, 0, 8)),
+                ("32 plain", Plain(random, config, 0, 32)),
+                ("64 plain", Plain(random, config, 0, 64)),
+                ("8 trees of 8", Trees(random, config, 0, 8, 8)),
+                ("4 trees of 16", Trees(random, config, 0, 4, 16)),
+                ("2 trees of 32", Trees(random, config, 0, 2, 32)),
+                ("a tree of 32, 16 plain, 4 trees of 4", [.. Trees(random, config, 0, 1, 32), .. Plain(random, config, 1, 16), .. Trees(random, config, 17, 4, 4)]),
+                ("1 tree of 64 (the batch-1 path)", Trees(random, config, 0, 1, 64)),
+            ];
+            foreach ((string name, TreeInput[] inputs) in cases)
+            {
+                BatchLogitCheck check = CheckLogits(target, name, inputs);
+                checks.Add(check);
+                output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"logits, {name} ({check.Rows} rows): relative error {check.RelativeError:E2} (worst sequence {check.WorstSequenceRelativeError:E2}), " +
+                    $"{check.RowsWithOtherArgmax} rows with another argmax (usual path's top-two margin there at most {check.LargestUsualMarginWhereDifferent:G3}); " +
+                    $"against each sequence alone through the kernels {check.AloneRelativeError:E2}; repeatable: {check.Repeatable}"));
+            }
+
+            // (2) compaction and forced tokens: seven sequences, each a chain of four recorded tokens with a wrong sibling
+            // under every chain node (9 entries), so accepted entries are not already at their final positions
+            (compactionExact, forcedRight) = CheckCompaction(target, random, lengths);
+            output.WriteLine($"compaction of 7 forced chains: moved rows bitwise equal to the rows written at their entries: {compactionExact}; tokens are the recorded ones: {forcedRight}");
+
+            // (3) decoding: batched plain decoding through the kernels (the truth), through the usual path, and batched
+            // speculative decoding through the kernels with trees of the truth
+            (speculative, kernelPlain) = CheckDecoding(target, random, lengths, 8, decode, output);
+
+            // (4) times, every slot at the context
+            for (int s = 0; s < sequencesNeeded; s++)
+            {
+                target.Truncate(s, context);
+            }
+            int root = random.Next(config.VocabSize);
+            (_, List<double> plainOne, _) = DecodeGraphsCommand.TimePlainSteps(target, root, repeat + 3);
+            target.Truncate(0, context);
+            double oneMedian = plainOne[plainOne.Count / 2];
+            double oneFloor = curve.Floor(context, 1, 1).Ms;
+            timings.Add(new BatchTiming("1 plain (decode-step kernels)", context, 1, 1, oneMedian, plainOne[0], double.NaN, oneFloor, oneMedian / oneFloor, 1));
+            Report(output, timings[^1]);
+            var plainMedians = new Dictionary<int, double> { [1] = oneMedian };
+            foreach (int b in batches)
+            {
+                BatchTiming t = Time(target, curve, $"{b} plain", Plain(random, config, 0, b), context, 1, repeat, plainMedians);
+                plainMedians[b] = t.KernelMedianMs;
+                timings.Add(t with { KernelToPlain = 1 });
+                Report(output, timings[^1]);
+            }
+            foreach ((int sequences, int entries) in trees)
+            {
+                timings.Add(Time(target, curve, $"{sequences} trees of {entries}", Trees(random, config, 0, sequences, entries), context, entries, repeat, plainMedians));
+                Report(output, timings[^1]);
+            }
+        }
+        if (longContext > 0)
+        {
+            using TargetModel target = Create(config, longBatch, longContext + 2 * KernelTreeStep.MaxRows);
+            var curve = new CostCurve(target, copyGBps, tflops);
+            var random = new Random(23);
+            target.FillCacheForBenchmark(longContext);
+            TreeInput[] inputs = Plain(random, config, 0, longBatch);
+            BatchLogitCheck check = CheckLogits(target, $"{longBatch} plain at {longContext}", inputs);
+            checks.Add(check);
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"logits, {check.Batch}: relative error {check.RelativeError:E2} (worst sequence {check.WorstSequenceRelativeError:E2}), against each alone {check.AloneRelativeError:E2}; repeatable: {check.Repeatable}"));
+            timings.Add(Time(target, curve, $"{longBatch} plain at {longContext}", inputs, longContext, 1, repeat, new Dictionary<int, double>()) with { KernelToPlain = 1 });
+            Report(output, timings[^1]);
+        }
+        bool passed = compactionExact && forcedRight && checks.All(c => c.Repeatable && c.RelativeError <= 0.1 && c.WorstSequenceRelativeError <= 0.1);
+        output.WriteLine(passed ? "PASS" : "FAIL");
+        if (outputPath is not null)
+        {
+            var result = new BatchKernelsResult(DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture), version, gpu, shape, context, longContext,
+                copyGBps, checks, compactionExact, forcedRight, decode, speculative, kernelPlain, timings, passed);
+            File.WriteAllText(outputPath, JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals }));
+        }
+        return passed ? 0 : GraphProbeCommand.MismatchExitCode;
+    }
+
+    private static TargetModel Create(ModelConfig config, int sequences, int capacity) =>
+        TargetModel.CreateRandom(config, new TargetModelOptions
+        {
+            Device = CUDA, DType = ScalarType.BFloat16, MaxBatch = sequences, MaxContext = capacity, CudaGraphs = true,
+        }, seed: 1);
+
+    /// <summary>Slots <paramref name="first"/> .. first + count − 1, each a random root without a draft.</summary>
+    private static TreeInput[] Plain(Random random, ModelConfig config, int first, int count) =>
+        Enumerable.Range(first, count).Select(s => new TreeInput(s, random.Next(config.VocabSize), DraftTree.Empty)).ToArray();
+
+    /// <summary>Slots <paramref name="first"/> .. first + count − 1, each a random root with a random tree of
+    /// <paramref name="entries"/> − 1 nodes.</summary>
+    private static TreeInput[] Trees(Random random, ModelConfig config, int first, int count, int entries) =>
+        Enumerable.Range(first, count).Select(s => new TreeInput(s, random.Next(config.VocabSize), CostCurve.RandomTree(random, entries - 1, config.VocabSize))).ToArray();
+
+    private static BatchLogitCheck CheckLogits(TargetModel target, string name, TreeInput[] inputs)
+    {
+        using var scope = NewDisposeScope();
+        Tensor usualAll = target.TreeLogits(inputs);
+        Tensor[] usual = inputs.Select(i => usualAll[i.Slot].narrow(0, 0, i.Draft.Count + 1)).ToArray();
+        Tensor[] kernels = target.KernelTreeLogits(inputs);
+        Tensor[] again = target.KernelTreeLogits(inputs);
+        Tensor[] alone = inputs.Select(i => target.KernelTreeLogits(i)).ToArray();
+        Tensor u = cat(usual, 0), k = cat(kernels, 0), a = cat(alone, 0);
+        double relative = ((k - u).norm() / u.norm()).item<float>();
+        double worst = inputs.Select((_, i) => (double)((kernels[i] - usual[i]).norm() / usual[i].norm()).item<float>()).Max();
+        Tensor other = k.argmax(-1).ne(u.argmax(-1));
+        (Tensor top, _) = u.topk(2);
+        Tensor margin = top.select(-1, 0) - top.select(-1, 1);
+        int different = (int)other.sum().item<long>();
+        double largestMargin = different == 0 ? 0 : margin.masked_select(other).max().item<float>();
+        double aloneError = ((k - a).norm() / a.norm()).item<float>();
+        bool repeatable = kernels.Zip(again).All(p => p.First.eq(p.Second).all().item<bool>());
+        return new BatchLogitCheck(name, inputs.Length, (int)k.shape[0], relative, worst, different, largestMargin, aloneError, repeatable);
+    }
+
+    private static (bool Exact, bool ForcedRight) CheckCompaction(TargetModel target, Random random, int[] lengths)
+    {
+        int vocab = target.Config.VocabSize;
+        var inputs = new TreeInput[7];
+        var references = new int[7][];
+        for (int s = 0; s < inputs.Length; s++)
+        {
+            int[] chain = Enumerable.Range(0, 5).Select(_ => random.Next(vocab)).ToArray();
+            var tokens = new List<int>();
+            var parents = new List<int>();
+            int previous = -1;
+            for (int d = 0; d < 4; d++)
+            {
+                tokens.Add((chain[d] + 1) % vocab); // the wrong sibling first
+                parents.Add(previous);
+                tokens.Add(chain[d]);
+                parents.Add(previous);
+                previous = tokens.Count - 1;
+            }
+            inputs[s] = new TreeInput(s, random.Next(vocab), DraftTree.Create(tokens.ToArray(), parents.ToArray(), []));
+            references[s] = chain;
+        }
+        using var scope = NewDisposeScope();
+        _ = target.KernelTreeLogits(inputs);
+        Tensor[] written = inputs.Select(i => target.CacheRows(i.Slot, lengths[i.Slot], i.Draft.Count + 1)).ToArray();
+        VerifiedStep[] steps = target.VerifyForced(inputs, references);
+        bool exact = true, right = true;
+        for (int s = 0; s < inputs.Length; s++)
+        {
+            VerifiedStep step = steps[s];
+            right &= step.Tokens.SequenceEqual(references[s]) && step.AcceptedNodes.SequenceEqual([1, 3, 5, 7]);
+            Tensor moved = target.CacheRows(s, lengths[s], step.AcceptedNodes.Length + 1);
+            exact &= moved.select(3, 0).eq(written[s].select(3, 0)).all().item<bool>();
+            for (int d = 0; d < step.AcceptedNodes.Length; d++)
+            {
+                exact &= moved.select(3, d + 1).eq(written[s].select(3, step.AcceptedNodes[d] + 1)).all().item<bool>();
+            }
+            target.Truncate(s, lengths[s]);
+        }
+        return (exact, right);
+    }
+
+    /// <summary>Batched plain decoding of <paramref name="decode"/> tokens per sequence through the kernels (the truth) and
+    /// through the usual path, then batched speculative decoding through the kernels with trees of 8 entries built from
+    /// the truth (a chain of the next 1-7 true tokens, one corrupted 30 % of the time, wrong siblings), every slot rolled
+    /// back to its length first. Returns per sequence the first token where speculative decoding leaves the kernels' plain
+    /// decoding, and where the kernels' plain decoding leaves the usual path's (-1: never).</summary>
+    private static (int[] Speculative, int[] KernelPlain) CheckDecoding(TargetModel target, Random random, int[] lengths, int sequences, int decode, TextWriter output)
+    {
+        int vocab = target.Config.VocabSize;
+        int[] roots = Enumerable.Range(0, sequences).Select(_ => random.Next(vocab)).ToArray();
+        int[][] PlainDecoding()
+        {
+            var tokens = Enumerable.Range(0, sequences).Select(_ => new List<int>()).ToArray();
+            int[] next = (int[])roots.Clone();
+            for (int s = 0; s < sequences; s++)
+            {
+                target.Truncate(s, lengths[s]);
+            }
+            for (int i = 0; i < decode; i++)
+            {
+                VerifiedStep[] steps = target.VerifyGreedy(Enumerable.Range(0, sequences).Select(s => new TreeInput(s, next[s], DraftTree.Empty)).ToArray());
+                for (int s = 0; s < sequences; s++)
+                {
+                    tokens[s].Add(next[s] = steps[s].Bonus);
+                }
+            }
+            return tokens.Select(t => t.ToArray()).ToArray();
+        }
+        int[][] truth = PlainDecoding();
+        target.SuspendCudaGraphs = true;
+        int[][] usual = PlainDecoding();
+        target.SuspendCudaGraphs = false;
+        int[] kernelPlain = truth.Zip(usual).Select(p => FirstDifference(p.First, p.Second)).ToArray();
+
+        var produced = Enumerable.Range(0, sequences).Select(_ => new List<int>()).ToArray();
+        int[] root = (int[])roots.Clone();
+        for (int s = 0; s < sequences; s++)
+        {
+            target.Truncate(s, lengths[s]);
+        }
+        int stepsTaken = 0;
+        while (produced.Any(p => p.Count < decode))
+        {
+            var inputs = new List<TreeInput>();
+            for (int s = 0; s < sequences; s++)
+            {
+                if (produced[s].Count >= decode)
+                {
+                    continue;
+                }
+                int at = produced[s].Count;
+                int[] plain = truth[s];
+                int chain = Math.Min(random.Next(1, 8), plain.Length - at);
+                var tokens = new List<int>();
+                var parents = new List<int>();
+                int wrong = random.NextDouble() < 0.3 ? random.Next(chain) : -1;
+                for (int d = 0; d < chain; d++)
+                {
+                    tokens.Add(d == wrong ? (plain[at + d] + 1) % vocab : plain[at + d]);
+                    parents.Add(d - 1);
+                }
+                while (tokens.Count < 7)
+                {
+                    int parent = random.Next(-1, chain);
+                    int t = (plain[Math.Min(at + parent + 1, plain.Length - 1)] + 2 + random.Next(1000)) % vocab;
+                    if (Enumerable.Range(0, tokens.Count).Any(i => parents[i] == parent && tokens[i] == t))
+                    {
+                        continue;
+                    }
+                    tokens.Add(t);
+                    parents.Add(parent);
+                }
+                inputs.Add(new TreeInput(s, root[s], DraftTree.Create(tokens.ToArray(), parents.ToArray(), [])));
+            }
+            VerifiedStep[] steps = target.VerifyGreedy(inputs);
+            foreach (VerifiedStep step in steps)
+            {
+                produced[step.Slot].AddRange(step.Tokens);
+                root[step.Slot] = step.Bonus;
+            }
+            stepsTaken++;
+        }
+        int[] speculative = Enumerable.Range(0, sequences).Select(s => FirstDifference(produced[s].Take(decode).ToArray(), truth[s])).ToArray();
+        output.WriteLine($"decoding {decode} tokens in each of {sequences} sequences: batched speculative (kernels, trees of 8) against batched plain (kernels): " +
+            $"first difference per sequence [{string.Join(' ', speculative)}] (-1: identical), {(double)produced.Sum(p => p.Count) / stepsTaken / sequences:F2} tokens per sequence-step; " +
+            $"batched plain, kernels against the usual path: [{string.Join(' ', kernelPlain)}]");
+        for (int s = 0; s < sequences; s++)
+        {
+            target.Truncate(s, lengths[s]);
+        }
+        return (speculative, kernelPlain);
+    }
+
+    private static int FirstDifference(int[] a, int[] b)
+    {
+        for (int i = 0; i < Math.Min(a.Length, b.Length); i++)
+        {
+            if (a[i] != b[i])
+            {
+                return i;
+            }
+        }
+        return -1;
+    }
+
+    /// <summary>The median step of <paramref name="inputs"/> (every slot at <paramref name="context"/> before each), through
+    /// the kernels and the usual path, against the floor and against the plain batch of as many sequences.</summary>
+    private static BatchTiming Time(TargetModel target, CostCurve curve, string name, TreeInput[] inputs, int context, int entries, int repeat,
+        Dictionary<int, double> plainMedians)
+    {
+        int batch = inputs.Max(i => i.Slot) + 1;
+        (double kernel, double kernelMin) = CostCurve.TimeSteps(target, context, batch, 3, repeat, () => target.VerifyGreedy(inputs));
+        target.SuspendTreeKernels = true;
+        (double usual, _) = CostCurve.TimeSteps(target, context, batch, 2, Math.Max(3, repeat / 4), () => target.VerifyGreedy(inputs));
+        target.SuspendTreeKernels = false;
+        double floor = curve.Floor(context, inputs.Length, entries).Ms;
+        double plain = plainMedians.TryGetValue(inputs.Length, out double p) ? p : double.NaN;
+        return new BatchTiming(name, context, inputs.Length, entries, kernel, kernelMin, usual, floor, kernel / floor, kernel / plain);
+    }
+
+    private static void Report(TextWriter output, BatchTiming t)
+    {
+        string vsPlain = double.IsNaN(t.KernelToPlain) || t.EntriesEach == 1 ? "" : string.Create(CultureInfo.InvariantCulture, $", {t.KernelToPlain:F2}x the plain batch of {t.Sequences}");
+        string usual = double.IsNaN(t.UsualMedianMs) ? "" : string.Create(CultureInfo.InvariantCulture, $"; usual path {t.UsualMedianMs:F3} ms ({t.UsualMedianMs / t.KernelMedianMs:F2}x the kernels)");
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"{t.Batch,-34} context {t.Context,6}: kernels {t.KernelMedianMs:F3} ms (min {t.KernelMinMs:F3}), {t.KernelToFloor:F2}x the floor {t.FloorMs:F3} ms") + vsPlain + usual);
+    }
+}

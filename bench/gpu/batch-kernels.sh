@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# One device call (docs/gpu-runs.md) for the batched tree kernels (issue 18): builds the fatbin from the current kernel
+# sources, then runs TreeBench `tree-kernels --quick` for the previous build (.gpu/tb-old.tar.xz: TreeBench published from
+# the commit before the change, with its own embedded fatbin) and the new one, alternating, and the new build's
+# `batch-kernels` (batches of plain steps and trees against the usual path: logits, compaction, tokens, times).
+# Needs .gpu/dotnet.tar.xz (../shared/gpu/bundle.sh), .gpu/tb-old.tar.xz and .gpu/tb-new.tar.xz (each a published
+# TreeBench folder without libtorch natives, tb-old/ and tb-new/ at the top).
+#   bash bench/gpu/batch-kernels.sh [rounds] [batch-kernels args...]
+set -uo pipefail
+rounds=${1:-2}; shift || true
+out=${OUT:-/tmp/batch-out}
+mkdir -p "$out/k" "$out/logs"
+if ! bash src/SpecDecode.Tree/Kernels/build.sh "$out/k" > "$out/logs/build.txt" 2>&1; then
+  grep -E "error|warning" "$out/logs/build.txt" | head -40; exit 1
+fi
+grep -E "registers|spill|built" "$out/logs/build.txt" | grep -E "tree_attention_128|tree_accept|tree_finish_qkv|built" | head -12
+dn=/tmp/dotnet-runtime
+[ -x "$dn/dotnet" ] || { mkdir -p "$dn"; tar -C "$dn" -xJf .gpu/dotnet.tar.xz; }
+for v in old new; do [ -d /tmp/tb-$v ] || tar -C /tmp -xJf .gpu/tb-$v.tar.xz; done
+torchlib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+export DOTNET_ROOT=$dn DOTNET_CLI_TELEMETRY_OPTOUT=1 SPECDECODE_LIBTORCH="$torchlib"
+export LD_LIBRARY_PATH="$torchlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+run() { # name, build (old/new), args
+  local name=$1 build=$2; shift 2
+  local log="$out/logs/$name.txt"
+  if [ "$build" = old ]; then
+    env -u SPECDECODE_DECODE_KERNELS "$dn/dotnet" /tmp/tb-old/SpecDecode.TreeBench.dll "$@" > "$log" 2>&1
+  else
+    SPECDECODE_DECODE_KERNELS="$out/k/decode_step.fatbin" "$dn/dotnet" /tmp/tb-new/SpecDecode.TreeBench.dll "$@" > "$log" 2>&1
+  fi
+  echo "== $name (exit $?)"; grep -E "plain|entries|error|Error|Exception|PASS|FAIL" "$log" | head -14
+}
+for r in $(seq 1 "$rounds"); do
+  run "old-tree-r$r" old tree-kernels --quick
+  run "new-tree-r$r" new tree-kernels --quick
+done
+run batch new batch-kernels --out "$out/logs/batch-kernels.json" "$@"
+cat "$out/logs/batch.txt" | tail -40
+cp src/SpecDecode.Tree/Kernels/decode_step.cu.sha256 "$out/k/committed.sha256" 2>/dev/null || true
+tar -C "$out" -czf "$out/batch-kernels.tgz" logs k
