@@ -255,6 +255,9 @@ internal sealed class KernelTreeStep : KernelStep
     /// <summary>The last <see cref="Enqueue"/> with logits on: [64, vocab] bf16, rows past the step's entries meaningless.</summary>
     public Tensor Logits => _logits ?? throw new InvalidOperationException("No step has kept its logits.");
 
+    /// <summary>Allocates <see cref="Logits"/> (before a capture: a graph must not allocate what outlives it).</summary>
+    public void EnsureLogits() => _logits ??= Buffer((long)MaxRows * Config.VocabSize, ScalarType.BFloat16);
+
     /// <summary>
     /// Launches a step of <paramref name="shape"/> with <see cref="State"/> already holding its inputs (<see cref="PackState"/>
     /// for shape.Rows rows; at most shape.Sequences sequences, none wider than shape.Width entries, none reaching past
@@ -267,7 +270,7 @@ internal sealed class KernelTreeStep : KernelStep
         ModelConfig c = Config;
         if (keepLogits)
         {
-            _logits ??= Buffer((long)MaxRows * c.VocabSize, ScalarType.BFloat16);
+            EnsureLogits();
         }
         KernelAddressing kv = Cache.Addressing;
         IntPtr tables = kv.Tables;

@@ -61,7 +61,7 @@ public sealed partial class TargetModel
         : null;
 
     /// <summary>Which path runs which steps, and why: the graphed plain step (kernels or captured libtorch), the tree
-    /// kernels, and the libtorch path for batches and sampled steps.</summary>
+    /// kernels (trees, batches of up to 64 rows, sampled steps), and the libtorch path for the rest.</summary>
     public string StepPaths
     {
         get
@@ -69,9 +69,10 @@ public sealed partial class TargetModel
             string plain = Explain(new VerifyStep([new TreeInput(0, 0, DraftTree.Empty)], AcceptanceRule.Greedy));
             string tree = Explain(new VerifyStep([new TreeInput(0, 0, DraftTree.Chain([1, 2, 3]))], AcceptanceRule.Greedy));
             string batch = MaxBatch > 1 ? Explain(new VerifyStep([new TreeInput(0, 0, DraftTree.Empty), new TreeInput(1, 0, DraftTree.Empty)], AcceptanceRule.Greedy)) : "-";
+            string sampled = Explain(new VerifyStep([new TreeInput(0, 0, DraftTree.Chain([1, 2, 3]))], AcceptanceRule.Sampled));
             string why = !_graphsOn ? $"; CUDA graphs off: {_graphsOffReason}"
                 : !UsesDecodeKernels ? $"; decode-step kernels off: {_kernelsOffReason}" : "";
-            return $"plain steps: {plain}; one-sequence trees: {tree}; batches: {batch}; sampled steps: {_reference.Name}{why}";
+            return $"plain steps: {plain}; one-sequence trees: {tree}; batches: {batch}; sampled steps: {sampled}{why}";
         }
     }
 

@@ -53,4 +53,7 @@ internal sealed record ModelParts(ModelConfig Config, CausalLMWeights Weights, K
 {
     /// <summary>Tokens one sequence holds at most.</summary>
     public int Capacity => Cache.Capacity;
+
+    /// <summary>Sampled acceptance and its random streams, shared by the backends that run sampled steps.</summary>
+    public SampledAcceptance Sampling { get; } = new();
 }

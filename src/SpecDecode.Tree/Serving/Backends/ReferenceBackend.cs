@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -16,13 +15,6 @@ internal sealed record StepTensors(Tensor Tokens, Tensor Parents, Tensor Depths,
 /// </summary>
 internal sealed partial class ReferenceBackend(ModelParts parts) : IStepBackend
 {
-    // One random stream per options object (xoshiro256** on the host, see SamplingStream): a seeded SamplingOptions gives
-    // the same tokens for the same sequence of calls, whatever else shares the batch. The table holds the options weakly.
-    private readonly ConditionalWeakTable<SamplingOptions, SamplingStream> _samplingStreams = new();
-
-    // Slots that are not in a step still have a row in the batch: they are verified greedily (no draws) and discarded.
-    private static readonly SamplingOptions IdleSlot = new() { Temperature = 0 };
-
     private ModelConfig Config => parts.Config;
     private CausalLMWeights _weights => parts.Weights;
     private KvCache _cache => parts.Cache;

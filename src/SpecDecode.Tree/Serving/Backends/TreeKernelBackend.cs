@@ -7,11 +7,14 @@ namespace SpecDecode.Tree;
 /// kernels (<see cref="KernelTreeStep"/>), replayed as CUDA graphs, one per <see cref="TreeStepShape"/> (padded rows,
 /// widest sequence, sequence count, key bucket), whatever the slots: one sequence with a draft tree, and batches of
 /// sequences with or without drafts. A lone sequence without a draft takes the graphed decode-step kernels
-/// (<see cref="GraphedDecodeBackend"/>), which read the weights as one-row products at the bandwidth floor.
+/// (<see cref="GraphedDecodeBackend"/>), which read the weights as one-row products at the bandwidth floor, unless it
+/// samples. Sampled steps run the same forward (its graph without the acceptance, keeping every row's logits), then
+/// multi-step speculative sampling and the commit on the device (<see cref="SampledAcceptance"/>, as the libtorch path).
 /// </summary>
 internal sealed class TreeKernelBackend(ModelParts parts, GraphedDecodeBackend graphs) : IStepBackend
 {
     private readonly Dictionary<TreeStepShape, CudaGraph?> _graphs = [];
+    private readonly Dictionary<TreeStepShape, CudaGraph?> _sampledGraphs = [];
     private KernelTreeStep? _step;
 
     /// <inheritdoc />
@@ -20,8 +23,8 @@ internal sealed class TreeKernelBackend(ModelParts parts, GraphedDecodeBackend g
     /// <summary>True sends trees elsewhere (benchmarks compare paths on one model).</summary>
     public bool Suspended { get; set; }
 
-    /// <summary>Tree graphs captured so far.</summary>
-    public int Count => _graphs.Count;
+    /// <summary>Tree graphs captured so far (greedy or forced, and sampled).</summary>
+    public int Count => _graphs.Count + _sampledGraphs.Count;
 
     /// <inheritdoc />
     public string? Refuses(VerifyStep step) => Refuses(step.Inputs, step.Rule, Suspended || graphs.Suspended);
@@ -33,11 +36,7 @@ internal sealed class TreeKernelBackend(ModelParts parts, GraphedDecodeBackend g
         {
             return "tree kernels suspended";
         }
-        if (rule == AcceptanceRule.Sampled)
-        {
-            return "sampled acceptance";
-        }
-        if (inputs.Count == 1 && inputs[0].Draft.Count == 0)
+        if (inputs.Count == 1 && inputs[0].Draft.Count == 0 && rule != AcceptanceRule.Sampled)
         {
             return "one sequence without a draft";
         }
@@ -53,6 +52,10 @@ internal sealed class TreeKernelBackend(ModelParts parts, GraphedDecodeBackend g
     /// the result (the step's one synchronisation) and advances each sequence's cached length.</summary>
     public VerifiedStep[] Verify(VerifyStep step)
     {
+        if (step.Rule == AcceptanceRule.Sampled)
+        {
+            return Sampled(step);
+        }
         (KernelTreeStep kernels, TreeStepShape shape) = Prepare(step.Inputs, step.Rule == AcceptanceRule.Forced ? step.Forced : null);
         CudaGraph.Run(_graphs, shape, graphs.Capturing, () => kernels.Enqueue(shape));
         long[] result;
@@ -68,6 +71,33 @@ internal sealed class TreeKernelBackend(ModelParts parts, GraphedDecodeBackend g
             GreedyAcceptance.Commit(parts.Cache, input.Root, verified[i]);
         }
         return verified;
+    }
+
+    /// <summary>A sampled step: the forward through the graph of its shape without the acceptance, keeping every row's logits;
+    /// then the inputs' rows as [inputs, widest, vocab] (padding rows repeat the root's) for <see cref="SampledAcceptance"/>.</summary>
+    private VerifiedStep[] Sampled(VerifyStep step)
+    {
+        IReadOnlyList<TreeInput> inputs = step.Inputs;
+        (KernelTreeStep kernels, TreeStepShape shape) = Prepare(inputs, null);
+        kernels.EnsureLogits();
+        CudaGraph.Run(_sampledGraphs, shape, graphs.Capturing, () => kernels.Enqueue(shape, accept: false, keepLogits: true));
+        int widest = inputs.Max(i => i.Draft.Count + 1);
+        var index = new long[inputs.Count * widest];
+        int first = 0;
+        for (int i = 0; i < inputs.Count; i++)
+        {
+            int entries = inputs[i].Draft.Count + 1;
+            for (int t = 0; t < widest; t++)
+            {
+                index[i * widest + t] = first + (t < entries ? t : 0);
+            }
+            first += entries;
+        }
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        Tensor rows = kernels.Logits.view(KernelTreeStep.MaxRows, parts.Config.VocabSize)
+            .index_select(0, tensor(index).to(parts.Device)).view(inputs.Count, widest, parts.Config.VocabSize);
+        return parts.Sampling.Accept(parts.Cache, rows, inputs, step.Sampling!, step.Drafts);
     }
 
     /// <summary>The tree step with the inputs uploaded at their slots' lengths, and its shape: the keys its attention covers

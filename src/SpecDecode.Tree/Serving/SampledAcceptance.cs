@@ -1,0 +1,85 @@
+using System.Runtime.CompilerServices;
+using static TorchSharp.torch;
+
+namespace SpecDecode.Tree;
+
+/// <summary>
+/// Multi-step speculative sampling (SpecInfer, Algorithm 2) for a step whose logits a backend computed (the libtorch
+/// path or the tree kernels), and the commit of the sampled paths: the one owner of the sampling random streams, so a
+/// request's stream goes on whichever backend runs its next step.
+/// </summary>
+internal sealed class SampledAcceptance
+{
+    // One random stream per options object (xoshiro256** on the host, see SamplingStream): a seeded SamplingOptions gives
+    // the same tokens for the same sequence of calls, whatever else shares the batch. The table holds the options weakly.
+    private readonly ConditionalWeakTable<SamplingOptions, SamplingStream> _streams = new();
+
+    /// <summary>
+    /// Samples every input's path from <paramref name="logits"/> [inputs, T, vocab] on the device (row t of input i
+    /// follows entry t of its tree, 0 the root; rows past the tree are padding), moves each accepted path's keys and
+    /// values next to its prefix and advances the cached lengths. Greedy inputs (temperature 0) take the argmax path,
+    /// exactly. One synchronisation (the sampling's copy to the host).
+    /// </summary>
+    public VerifiedStep[] Accept(KvCache cache, Tensor logits, IReadOnlyList<TreeInput> inputs, IReadOnlyList<SamplingOptions> options,
+        IReadOnlyList<Tensor?>? drafts)
+    {
+        int n = inputs.Count;
+        var parents = new int[n][];
+        var tokens = new int[n][];
+        var sequences = new SequenceSampling[n];
+        var lengths = new long[n];
+        var slots = new long[n];
+        int window = 1;
+        for (int i = 0; i < n; i++)
+        {
+            TreeInput input = inputs[i];
+            DraftTree tree = input.Draft;
+            parents[i] = [-1, .. tree.Parents.ToArray().Select(p => p + 1)];
+            tokens[i] = [input.Root, .. tree.Tokens.ToArray()];
+            SamplingOptions o = options[i];
+            sequences[i] = new SequenceSampling(o, o.IsGreedy ? null : StreamFor(o), drafts?[i]);
+            lengths[i] = cache.Length(input.Slot);
+            slots[i] = input.Slot;
+            for (int node = 0; node < tree.Count; node++)
+            {
+                window = Math.Max(window, tree.Depths[node] + 1);
+            }
+        }
+        TreeSample[] samples = SamplingTreeVerifier.Verify(logits, parents, tokens, sequences); // the one synchronisation
+        // Commit the sampled paths: entry at depth d for every input, identity past the path.
+        var entryAtDepth = new long[n * window];
+        for (int i = 0; i < n; i++)
+        {
+            for (int d = 0; d < window; d++)
+            {
+                entryAtDepth[i * window + d] = d < samples[i].AcceptedNodes.Length ? samples[i].AcceptedNodes[d] : d;
+            }
+        }
+        Device device = logits.device;
+        using (var scope = NewDisposeScope())
+        {
+            cache.MoveAccepted(tensor(slots).to(device), tensor(entryAtDepth, [n, window]).to(device), tensor(lengths).to(device), window);
+        }
+        var steps = new VerifiedStep[n];
+        for (int i = 0; i < n; i++)
+        {
+            TreeSample sample = samples[i];
+            steps[i] = new VerifiedStep(inputs[i].Slot, sample.AcceptedNodes[1..].Select(e => e - 1).ToArray(), sample.Tokens);
+            GreedyAcceptance.Commit(cache, inputs[i].Root, steps[i]);
+        }
+        return steps;
+    }
+
+    /// <summary>The random stream of <paramref name="options"/>, made at its first use and restarted when its seed is set to
+    /// another number (a seed cleared to null keeps the stream going).</summary>
+    private SamplingStream StreamFor(SamplingOptions options)
+    {
+        SamplingStream stream = _streams.GetValue(options, o => SamplingStream.Create(o.Seed));
+        if (options.Seed is long seed && stream.Seed != seed)
+        {
+            stream = SamplingStream.Create(seed);
+            _streams.AddOrUpdate(options, stream);
+        }
+        return stream;
+    }
+}
