@@ -6,6 +6,7 @@ var root = new RootCommand("Speculative engine on SWE-bench traces: tokens per s
 {
     BenchCommand.Build(),
     PlotCommand.Build(),
+    BatchPlotCommand.Build(),
     StepsCommand.Build(),
     AgentsCommand.Build(),
 };
