@@ -25,7 +25,7 @@ public sealed class KernelTreeStepTests
         Assert.Equal(new long[] { 9, 10, 11, 12, 0, 0, 0, 0 }, s[tokens..depths]);
         Assert.Equal(new long[] { 0, 1, 1, 2, 0, 0, 0, 0 }, s[depths..parents]);
         Assert.Equal(new long[] { 0, 0, 0, 1, 0, 0, 0, 0 }, s[parents..ancestors]);
-        // row r's set: itself and its ancestors (bit j = row j); padding rows have none
+        // row r's set: itself and its ancestors (bit j = the sequence's entry j); padding rows have none
         Assert.Equal(new long[] { 0b1, 0b11, 0b101, 0b1011, 0, 0, 0, 0 }, s[ancestors..forcedAt]);
         Assert.Equal(new long[] { 7, -1, 8, -1, -1, -1, -1, -1 }, s[forcedAt..sequence]);
         Assert.Equal(new long[] { 0, 0, 0, 0, -1, -1, -1, -1 }, s[sequence..perSequence]);
@@ -33,7 +33,7 @@ public sealed class KernelTreeStepTests
     }
 
     [Fact]
-    public void PackStatePutsEachSequenceInItsOwnRowsWithAncestorSetsOverTheStepsRows()
+    public void PackStatePutsEachSequenceInItsOwnRowsWithAncestorSetsOverItsOwnEntries()
     {
         // slot 5: a plain step (root only); slot 2: root, a, b under a; slot 7: root, x, y (siblings)
         TreeStepSequence[] sequences =
@@ -50,7 +50,8 @@ public sealed class KernelTreeStepTests
         Assert.Equal(new long[] { 1, 2, 20, 21, 3, 40, 41, 0 }, s[tokens..depths]);
         Assert.Equal(new long[] { 0, 0, 1, 2, 0, 1, 1, 0 }, s[depths..parents]);
         Assert.Equal(new long[] { 0, 1, 1, 2, 4, 4, 4, 0 }, s[parents..ancestors]);
-        Assert.Equal(new long[] { 0b1, 0b10, 0b110, 0b1110, 0b10000, 0b110000, 0b1010000, 0 }, s[ancestors..forcedAt]);
+        // ancestor sets in each sequence's own entries (bit e: its entry e, 0 the root)
+        Assert.Equal(new long[] { 0b1, 0b1, 0b11, 0b111, 0b1, 0b11, 0b101, 0 }, s[ancestors..forcedAt]);
         Assert.Equal(new long[] { -1, 30, 31, -1, -1, -1, -1, -1 }, s[forcedAt..sequence]);
         Assert.Equal(new long[] { 0, 1, 1, 1, 2, 2, 2, -1 }, s[sequence..perSequence]);
         Assert.Equal((40L, 0L, 1L, 5L), Sequence(s, rows, 0));

@@ -9,10 +9,10 @@
 // kernels do. Everything else (roundings, rotary, silu, argmax ties) is the one-row step's.
 //
 // The step's inputs, one int64 array on the device (rows R = the padded row count, S = TREE_MAX_SEQS): [sequences,
-// entries, tokens[R], depths[R] (from the row's root), parents[R] (step rows), ancestors[R] (bit j: row j is an ancestor
-// or the row itself), forced[R] (the token that counts as the target's choice after the row, or -1), sequence[R] (-1 for
-// padding)], then per sequence: cached length[S], first row[S], entries[S], slot[S]. A sequence's entries are
-// consecutive rows, its root first. Padding rows (past the entries) belong to no sequence: token 0, depth 0; nobody
+// entries, tokens[R], depths[R] (from the row's root), parents[R] (step rows), ancestors[R] (bit j: the sequence's entry j
+// is an ancestor or the row itself), forced[R] (the token that counts as the target's choice after the row, or -1),
+// sequence[R] (-1 for padding)], then per sequence: cached length[S], first row[S], entries[S], slot[S]. A sequence's
+// entries are consecutive rows, its root first. Padding rows (past the entries) belong to no sequence: token 0, depth 0; nobody
 // reads their attention or argmax, and they write nothing into the cache.
 
 #define TREE_THREADS 128                    // four warps
@@ -707,7 +707,7 @@ __device__ void tree_attention(const TreeAttentionParams& p)
         int r = rr[j] < query_rows ? rr[j] : 0;
         int e = sq.first + r % entries;                        // the step's row
         index[j] = e * p.heads + kvh * groups + r / entries;   // output row: [row][head]
-        seen[j] = ancestors[e] >> sq.first;                    // bit j: the sequence's entry j
+        seen[j] = ancestors[e];                                // bit j: the sequence's entry j
         qr[j] = reinterpret_cast<const uint32_t*>(p.q + (int64_t)index[j] * HD);
     }
     // Q as the A operand of every k-step, straight into the registers mma takes: words 8kd + q and 8kd + 4 + q of rows

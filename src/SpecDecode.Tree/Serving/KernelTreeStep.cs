@@ -162,7 +162,8 @@ internal sealed class KernelTreeStep : KernelStep
     /// The step's input array (tree_step.cuh): [sequences, entries, tokens, depths, parents, ancestor sets, forced tokens,
     /// sequence of each row], each of the last six <paramref name="rows"/> long, then per sequence (64 each): cached
     /// length, first row, entries, slot. Sequence i's entries are consecutive rows, its root first, then draft node j at
-    /// its root's row + j + 1; depths count from the root, parents and ancestor sets (bit r: row r) index the step's rows.
+    /// its root's row + j + 1; depths count from the root, parents index the step's rows, ancestor sets the sequence's own
+    /// entries (bit e: entry e, 0 the root).
     /// Padding rows past the entries belong to no sequence (-1): token 0, depth 0.
     /// </summary>
     public static long[] PackState(IReadOnlyList<TreeStepSequence> sequences, int rows)
@@ -203,14 +204,14 @@ internal sealed class KernelTreeStep : KernelStep
                 {
                     s[tokens + r] = root;
                     s[parents + r] = r;
-                    s[ancestors + r] = 1L << r;
+                    s[ancestors + r] = 1L;
                     continue;
                 }
                 int parent = first + draft.Parents[e - 1] + 1;
                 s[tokens + r] = draft.Tokens[e - 1];
                 s[depths + r] = draft.Depths[e - 1];
                 s[parents + r] = parent;
-                s[ancestors + r] = s[ancestors + parent] | (1L << r);
+                s[ancestors + r] = s[ancestors + parent] | (1L << e);
             }
             first += draft.Count + 1;
         }
