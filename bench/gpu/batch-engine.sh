@@ -18,4 +18,3 @@ D=.gpu/data
 "$dn/dotnet" /tmp/eb-new/SpecDecode.EngineBench.dll run --traces $D/traces100.jsonl.gz --config $D/llama-3.1-8b.config.json \
   --calls "$calls" --max-response 256 --variants plain,suffix-adaptive --cuda-graphs --out "$out/engine" 2>&1 | tee "$out/logs/engine.txt" \
   | grep -vE "^\s*at " | tail -40
-tar -C "$out" -czf "$out/batch-engine.tgz" logs engine
