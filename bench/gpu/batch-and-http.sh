@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
-# One device call for issues 18 and 19 with the committed fatbin (docs/gpu-runs.md): TreeBench batch-kernels
-# (bench/gpu/batch-kernels.sh, no build), then issue 19's agent-loop replay over HTTP and in process
-# (.gpu/agent-replay.sh of bench/SpecDecode.AgentReplay/gpu-bundle.sh), then, while the call has time, the engine at
-# batch 1 and 32 (bench/gpu/batch-engine.sh).
+# One device call for issues 19 and 18 with the committed fatbin (docs/gpu-runs.md): issue 19's agent-loop replay over
+# HTTP and in process (.gpu/agent-replay.sh of bench/SpecDecode.AgentReplay/gpu-bundle.sh), then TreeBench batch-kernels
+# (bench/gpu/batch-kernels.sh, no build), then, while the call has time, the engine at batch 1 and 32
+# (bench/gpu/batch-engine.sh).
 set -uo pipefail
 out=${OUT:-/tmp/batch-http-out}
 mkdir -p "$out/logs"
 start=$SECONDS
-EMBEDDED=1 bash bench/gpu/batch-kernels.sh 0 2>&1 | tail -45
-echo "== batch-kernels done at ${SECONDS}s"
 bash .gpu/agent-replay.sh --warmup-trajectories 40 --trajectories 8 --max-calls 4 --agents 1,8 --max-context 8192 --probe-pairs 10 \
   --phases http,in-process --out "$out/ar" > "$out/logs/ar.txt" 2>&1
 echo "== agent replay (exit $?) at ${SECONDS}s"; grep -vE "^\s*at " "$out/logs/ar.txt" | tail -25
+EMBEDDED=1 bash bench/gpu/batch-kernels.sh 0 2>&1 | tail -45
+echo "== batch-kernels done at ${SECONDS}s"
 if [ $((SECONDS - start)) -lt ${ENGINE_BEFORE:-330} ]; then
   EMBEDDED=1 bash bench/gpu/batch-engine.sh "${CALLS:-1=24,32=192}" 2>&1 | tail -20
   echo "== engine done at ${SECONDS}s"
