@@ -32,6 +32,24 @@ internal sealed class AdaptiveSpeculation
     /// <summary>The cost model (refined by <see cref="ObserveStep"/>).</summary>
     public VerificationCostModel Cost => _cost;
 
+    /// <summary>Steps of at most this many rows in all (roots and draft nodes) run ragged, each sequence its own rows only
+    /// (the batched tree kernels, <see cref="TargetModel.UsesTreeKernels"/>), and are priced by their rows; longer steps
+    /// pad every sequence to the widest tree (the libtorch path). 0: every step pads.</summary>
+    public int RaggedRows { get; init; }
+
+    /// <summary>The rows a step of these trees computes: their roots and nodes where the step runs ragged
+    /// (<see cref="RaggedRows"/>), else batch × the widest tree.</summary>
+    public int StepRows(IReadOnlyList<DraftTree> trees)
+    {
+        int ragged = 0, widest = 0;
+        foreach (DraftTree tree in trees)
+        {
+            ragged += tree.Count + 1;
+            widest = Math.Max(widest, tree.Count + 1);
+        }
+        return ragged <= RaggedRows ? ragged : trees.Count * widest;
+    }
+
     /// <summary>
     /// Whether drafting is worth running this step, judged before drafting from each request's recent accepted tokens per
     /// draft and its budget: false when even those expected tokens do not pay for drafting plus the larger verification.
@@ -59,9 +77,12 @@ internal sealed class AdaptiveSpeculation
 
     /// <summary>Prunes every tree to the batch-wide best selection; returns the trees to verify (the same objects where
     /// nothing was cut) and the expected accepted tokens of the selection.</summary>
-    /// <remarks>A verification step pads every sequence to the widest tree of the batch, so its cost follows batch size ×
-    /// widest tree, not the number of draft tokens: for each cap w on nodes per tree, each tree keeps its w best nodes
-    /// (best-first, so ancestor-closed), and the cap with the best expected tokens per second wins (0: no draft).</remarks>
+    /// <remarks>A libtorch verification step pads every sequence to the widest tree of the batch, so its cost follows batch
+    /// size × widest tree, not the number of draft tokens: for each cap w on nodes per tree, each tree keeps its w best
+    /// nodes (best-first, so ancestor-closed), and the cap with the best expected tokens per second wins (0: no draft).
+    /// Where steps of up to <see cref="RaggedRows"/> rows run ragged, the candidates also include, for every row count up
+    /// to that, the most valuable nodes of all trees together (the trees' best-first orders merged by marginal gain, so
+    /// each tree keeps an ancestor-closed prefix), priced by their rows; the best of all candidates wins.</remarks>
     public DraftTree[] Select(IReadOnlyList<DraftTree> trees, out double expectedAccepted)
     {
         int batch = trees.Count;
@@ -95,11 +116,43 @@ internal sealed class AdaptiveSpeculation
                 bestExpected = expected;
             }
         }
+        int[]? bestCounts = null;
+        if (RaggedRows > batch)
+        {
+            // the trees' best-first orders merged by marginal gain (non-increasing along each order: a node's probability
+            // is at most its parent's), priced by the step's real rows
+            var taken = new int[batch];
+            var next = new PriorityQueue<int, (double Gain, int Tree)>();
+            for (int i = 0; i < batch; i++)
+            {
+                if (orders[i].Length > 0)
+                {
+                    next.Enqueue(i, (-gains[i][1], i));
+                }
+            }
+            double expected = 0;
+            for (int rows = batch + 1; rows <= RaggedRows && next.TryDequeue(out int i, out _); rows++)
+            {
+                taken[i]++;
+                expected += gains[i][taken[i]] - gains[i][taken[i] - 1];
+                if (taken[i] < orders[i].Length)
+                {
+                    next.Enqueue(i, (-(gains[i][taken[i] + 1] - gains[i][taken[i]]), i));
+                }
+                double ratio = (batch + expected) / _cost.Predict(batch, rows);
+                if (ratio > bestRatio)
+                {
+                    bestRatio = ratio;
+                    bestExpected = expected;
+                    bestCounts = (int[])taken.Clone();
+                }
+            }
+        }
         expectedAccepted = bestExpected;
         var result = new DraftTree[batch];
         for (int i = 0; i < batch; i++)
         {
-            int keep = Math.Min(bestCap, orders[i].Length);
+            int keep = bestCounts?[i] ?? Math.Min(bestCap, orders[i].Length);
             result[i] = keep == 0 ? DraftTree.Empty
                 : keep == trees[i].Count ? trees[i]
                 : Subtree(trees[i], [.. orders[i].AsSpan(0, keep)]);

@@ -406,7 +406,8 @@ public sealed partial class SpeculativeEngine
             inputs[i] = new TreeInput(batch[i].Slot, batch[i].Root, trees[i]);
             widest = Math.Max(widest, trees[i].Count + 1);
         }
-        int totalTokens = size * widest; // what the step computes: every sequence is padded to the widest tree
+        // what the step computes: its rows where the tree kernels take it ragged, else every sequence padded to the widest tree
+        int totalTokens = _adaptive?.StepRows(trees) ?? size * widest;
         _lastStepRows = totalTokens;
         long verifyStart = Stopwatch.GetTimestamp();
         VerifiedStep[] steps = Verify(batch, inputs);

@@ -77,7 +77,8 @@ public sealed partial class SpeculativeEngine : ISpeculativeGenerator, IDisposab
                 cost = options.CostModel ?? VerificationCostModel.Measure(model,
                     options.CostModelContext ?? Math.Min(2048, model.Capacity / 4), maxWidth: Math.Min(64, options.MaxDraftTokens + 1));
             }
-            _adaptive = cost is null ? null : new AdaptiveSpeculation(cost);
+            // steps the tree kernels take are ragged (docs/target-model.md, "Batched tree kernels")
+            _adaptive = cost is null ? null : new AdaptiveSpeculation(cost) { RaggedRows = model.UsesTreeKernels ? KernelTreeStep.MaxRows : 0 };
             _metrics = new EngineMetrics(options.MeterFactory, this, MetricsListenerFailed);
             _counters = new EngineCounters(_metrics);
             EngineLog.EngineStarted(_logger, model.Config.Architecture.ToString(), model.Config.LayerCount, model.Config.HiddenSize,

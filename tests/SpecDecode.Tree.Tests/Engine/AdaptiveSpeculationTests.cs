@@ -84,4 +84,80 @@ public sealed class AdaptiveSpeculationTests
         Assert.All(none, t => Assert.True(t.IsEmpty));
         Assert.Equal(0, expected);
     }
+
+    /// <summary>Costs of a ragged kernel path: flat up to 64 rows, then steep (the libtorch path).</summary>
+    private static VerificationCostModel FlatTo64(int maxBatch)
+    {
+        int[] batches = Enumerable.Range(1, maxBatch).ToArray();
+        int[] widths = [1, 2, 4, 8, 16, 32, 64];
+        var seconds = new double[batches.Length, widths.Length];
+        for (int i = 0; i < batches.Length; i++)
+        {
+            for (int j = 0; j < widths.Length; j++)
+            {
+                int rows = batches[i] * widths[j];
+                seconds[i, j] = rows <= 64 ? 0.010 + 0.00001 * rows : 0.03 * rows / 64.0;
+            }
+        }
+        return new VerificationCostModel(batches, widths, seconds);
+    }
+
+    [Theory]
+    [InlineData(2, 1)]
+    [InlineData(6, 2)]
+    [InlineData(8, 3)]
+    public void RaggedSteps_TakeTheBestNodesOfAllTrees_AndBeatEveryCapAndEveryNodeCount(int batch, int seed)
+    {
+        var rng = new Random(seed);
+        VerificationCostModel cost = FlatTo64(8);
+        DraftTree[] trees = Enumerable.Range(0, batch).Select(i => i == 0 ? DraftTree.Empty : RandomTree(rng, rng.Next(5, 30))).ToArray();
+        var rule = new AdaptiveSpeculation(cost) { RaggedRows = 64 };
+
+        DraftTree[] kept = rule.Select(trees, out double expected);
+
+        double[] all = trees.SelectMany(t => t.Probabilities.ToArray().Select(p => Math.Min(1.0, p))).OrderDescending().ToArray();
+        int nodes = kept.Sum(t => t.Count);
+        int rows = rule.StepRows(kept);
+        double chosen = (batch + expected) / cost.Predict(batch, rows);
+        // brute force: every cap, priced padded as the libtorch path computes it ...
+        for (int cap = 0; cap <= 30; cap++)
+        {
+            double gain = trees.Sum(t => t.Probabilities.ToArray().OrderDescending().Take(cap).Sum(p => Math.Min(1.0, p)));
+            Assert.True((batch + gain) / cost.Predict(batch, batch * (cap + 1)) <= chosen + 1e-9, $"cap {cap} beats the choice");
+        }
+        // ... and every count of the most valuable nodes of all trees, priced by its rows
+        for (int k = 0; k <= Math.Min(all.Length, 64 - batch); k++)
+        {
+            Assert.True((batch + all.Take(k).Sum()) / cost.Predict(batch, batch + k) <= chosen + 1e-6, $"the best {k} nodes beat the choice");
+        }
+        if (batch >= 6)
+        {
+            // more nodes than 64 rows hold: no cap fills the rows as well as the best nodes of all trees
+            Assert.Equal(batch + nodes, rows);
+        }
+        if (rows == batch + nodes)
+        {
+            // ragged: within the kernels' rows, and the kept nodes are the most valuable of all trees
+            Assert.True(rows <= 64);
+            Assert.Equal(all.Take(nodes).Sum(), expected, 4);
+        }
+        for (int i = 0; i < batch; i++)
+        {
+            for (int node = 0; node < kept[i].Count; node++)
+            {
+                int[] path = kept[i].TokensTo(node);
+                Assert.Contains(Enumerable.Range(0, trees[i].Count), n => trees[i].TokensTo(n).SequenceEqual(path));
+            }
+        }
+    }
+
+    [Fact]
+    public void StepRows_CountsRaggedRowsOnlyWithinTheKernelsLimit()
+    {
+        var rng = new Random(9);
+        DraftTree[] trees = [RandomTree(rng, 3), RandomTree(rng, 10), DraftTree.Empty];
+        Assert.Equal(4 + 11 + 1, new AdaptiveSpeculation(FlatTo64(4)) { RaggedRows = 64 }.StepRows(trees));
+        Assert.Equal(3 * 11, new AdaptiveSpeculation(FlatTo64(4)) { RaggedRows = 0 }.StepRows(trees));
+        Assert.Equal(3 * 11, new AdaptiveSpeculation(FlatTo64(4)) { RaggedRows = 15 }.StepRows(trees));
+    }
 }
