@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Issue 17's missing figure (docs/gpu-runs.md): the agent replay over whole trajectories at 1 agent (prefix reuse on and
+# off, plain and adaptive suffix speculation), with the committed fatbin. Needs .gpu/dotnet.tar.xz, .gpu/eb-new.tar.xz
+# (a published EngineBench folder without libtorch natives, eb-new/ at the top) and .gpu/data (traces and the 8B config).
+#   bash bench/gpu/agents-whole.sh [max calls of a trajectory]      (default 24)
+set -uo pipefail
+out=${OUT:-/tmp/agents-whole-out}
+mkdir -p "$out/logs"
+dn=/tmp/dotnet-runtime
+[ -x "$dn/dotnet" ] || { mkdir -p "$dn"; tar -C "$dn" -xJf .gpu/dotnet.tar.xz; }
+[ -d /tmp/eb-new ] || tar -C /tmp -xJf .gpu/eb-new.tar.xz
+torchlib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+export DOTNET_ROOT=$dn DOTNET_CLI_TELEMETRY_OPTOUT=1 SPECDECODE_LIBTORCH="$torchlib"
+export LD_LIBRARY_PATH="$torchlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+D=.gpu/data
+"$dn/dotnet" /tmp/eb-new/SpecDecode.EngineBench.dll agents --traces $D/traces100.jsonl.gz --config $D/llama-3.1-8b.config.json \
+  --skip-trajectories 40 --agents 1 --calls 0 --max-trajectory-calls "${1:-24}" --max-context 32768 --cuda-graphs \
+  --out "$out/agents" 2>&1 | tee "$out/logs/agents.txt" | grep -vE "^\s*at " | tail -30
