@@ -7,7 +7,7 @@ set -euo pipefail
 root=$(git rev-parse --show-toplevel)
 cd "$root"
 bash bench/SpecDecode.AgentReplay/gpu-bundle.sh
-zcat .gpu/data/gemini3pro-minisweagent.jsonl.gz | head -100 | gzip -9 > .gpu/data/traces100.jsonl.gz
+(zcat .gpu/data/gemini3pro-minisweagent.jsonl.gz || true) | head -100 | gzip -9 > .gpu/data/traces100.jsonl.gz   # zcat stops early on purpose
 rm .gpu/data/gemini3pro-minisweagent.jsonl.gz
 sed -i 's/gemini3pro-minisweagent.jsonl.gz/traces100.jsonl.gz/' .gpu/agent-replay.sh
 sed -i 's|^exec bash "$here/run.sh"|[ -d "$here/app" ] \|\| tar -C "$here" -xJf "$here/ar-app.tar.xz"\nexec bash "$here/run.sh"|' .gpu/agent-replay.sh
