@@ -21,7 +21,8 @@ if [ -z "${EMBEDDED:-}" ]; then   # EMBEDDED=1: the committed fatbin embedded in
 fi
 dn=/tmp/dotnet-runtime
 [ -x "$dn/dotnet" ] || { mkdir -p "$dn"; tar -C "$dn" -xJf .gpu/dotnet.tar.xz; }
-for v in old new; do [ -d /tmp/tb-$v ] || tar -C /tmp -xJf .gpu/tb-$v.tar.xz; done
+[ -d /tmp/tb-new ] || tar -C /tmp -xJf .gpu/tb-new.tar.xz
+[ "$rounds" -eq 0 ] || [ -d /tmp/tb-old ] || tar -C /tmp -xJf .gpu/tb-old.tar.xz   # the A/B rounds only
 torchlib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 export DOTNET_ROOT=$dn DOTNET_CLI_TELEMETRY_OPTOUT=1 SPECDECODE_LIBTORCH="$torchlib"
 export LD_LIBRARY_PATH="$torchlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
