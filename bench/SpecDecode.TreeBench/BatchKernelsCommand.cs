@@ -275,8 +275,8 @@ internal static class BatchKernelsCommand
     }
 
     /// <summary>Batched plain decoding of <paramref name="decode"/> tokens per sequence through the kernels (the truth) and
-    /// through the usual path, then batched speculative decoding through the kernels with trees of 8 entries built from
-    /// the truth (a chain of the next 1-7 true tokens, one corrupted 30 % of the time, wrong siblings), every slot rolled
+    /// through the usual path, then batched speculative decoding through the kernels with trees of at most 8 entries built
+    /// from the truth (<see cref="TreeKernelsCommand.TruthTree"/>: tree-kernels' generator), every slot rolled
     /// back to its length first. Returns per sequence the first token where speculative decoding leaves the kernels' plain
     /// decoding, and where the kernels' plain decoding leaves the usual path's (-1: never).</summary>
     private static (int[] Speculative, int[] KernelPlain) CheckDecoding(TargetModel target, Random random, int[] lengths, int sequences, int decode, TextWriter output)
@@ -323,29 +323,7 @@ internal static class BatchKernelsCommand
                 {
                     continue;
                 }
-                int at = produced[s].Count;
-                int[] plain = truth[s];
-                int chain = Math.Min(random.Next(1, 8), plain.Length - at);
-                var tokens = new List<int>();
-                var parents = new List<int>();
-                int wrong = random.NextDouble() < 0.3 ? random.Next(chain) : -1;
-                for (int d = 0; d < chain; d++)
-                {
-                    tokens.Add(d == wrong ? (plain[at + d] + 1) % vocab : plain[at + d]);
-                    parents.Add(d - 1);
-                }
-                while (tokens.Count < 7)
-                {
-                    int parent = random.Next(-1, chain);
-                    int t = (plain[Math.Min(at + parent + 1, plain.Length - 1)] + 2 + random.Next(1000)) % vocab;
-                    if (Enumerable.Range(0, tokens.Count).Any(i => parents[i] == parent && tokens[i] == t))
-                    {
-                        continue;
-                    }
-                    tokens.Add(t);
-                    parents.Add(parent);
-                }
-                inputs.Add(new TreeInput(s, root[s], DraftTree.Create(tokens.ToArray(), parents.ToArray(), [])));
+                inputs.Add(new TreeInput(s, root[s], TreeKernelsCommand.TruthTree(random, truth[s], produced[s].Count, 8, vocab).Tree));
             }
             VerifiedStep[] steps = target.VerifyGreedy(inputs);
             foreach (VerifiedStep step in steps)

@@ -236,31 +236,8 @@ internal static class TreeKernelsCommand
         int steps = 0;
         while (produced.Count < plain.Length)
         {
-            int at = produced.Count;
-            int chain = Math.Min(random.Next(1, 9), Math.Min(plain.Length - at, most - 1));
-            var tokens = new List<int>();
-            var parents = new List<int>();
-            int wrong = random.NextDouble() < 0.3 ? random.Next(chain) : -1;
-            for (int d = 0; d < chain; d++)
-            {
-                int t = plain[at + d];
-                tokens.Add(d == wrong ? (t + 1) % target.Config.VocabSize : t);
-                parents.Add(d - 1);
-            }
-            while (tokens.Count < most - 1 && random.NextDouble() < 0.9)
-            {
-                int parent = random.Next(-1, chain);
-                int truth = plain[Math.Min(at + parent + 1, plain.Length - 1)];
-                int t = (truth + 2 + random.Next(1000)) % target.Config.VocabSize;
-                // siblings carry distinct tokens
-                if (Enumerable.Range(0, tokens.Count).Any(i => parents[i] == parent && tokens[i] == t) || (parent + 1 < chain && tokens[parent + 1] == t))
-                {
-                    continue;
-                }
-                tokens.Add(t);
-                parents.Add(parent);
-            }
-            var input = new TreeInput(0, root, DraftTree.Create(tokens.ToArray(), parents.ToArray(), []));
+            (DraftTree tree, int chain, int wrong) = TruthTree(random, plain, produced.Count, most, target.Config.VocabSize);
+            var input = new TreeInput(0, root, tree);
             int length = cached + produced.Count;
             VerifiedStep step = target.VerifyGreedy([input])[0];
             if (kernels && trace is not null)
@@ -277,13 +254,13 @@ internal static class TreeKernelsCommand
                     using var scope = NewDisposeScope();
                     long[] eager = target.KernelTreeLogits(input).argmax(-1).data<long>().ToArray();
                     long[] reference = target.TreeLogits([input])[0].argmax(-1).data<long>().ToArray();
-                    trace.WriteLine($"step {steps} (length {length}, {tokens.Count + 1} entries, chain {chain}, wrong {wrong}): kernels accepted [{string.Join(' ', step.Tokens)}], " +
+                    trace.WriteLine($"step {steps} (length {length}, {tree.Count + 1} entries, chain {chain}, wrong {wrong}): kernels accepted [{string.Join(' ', step.Tokens)}], " +
                         $"usual [{string.Join(' ', usual.Tokens)}]");
-                    trace.WriteLine($"  parents  {string.Join(' ', parents)}");
-                    trace.WriteLine($"  tokens   {root} {string.Join(' ', tokens)}");
+                    trace.WriteLine($"  parents  {string.Join(' ', tree.Parents.ToArray())}");
+                    trace.WriteLine($"  tokens   {root} {string.Join(' ', tree.Tokens.ToArray())}");
                     trace.WriteLine($"  usual    {string.Join(' ', reference)}");
                     trace.WriteLine($"  eager    {string.Join(' ', eager)}");
-                    trace.WriteLine($"  graphed  {string.Join(' ', graphedArgmax.Take(tokens.Count + 1))}");
+                    trace.WriteLine($"  graphed  {string.Join(' ', graphedArgmax.Take(tree.Count + 1))}");
                     target.Truncate(0, length);
                     target.SuspendTreeKernels = true;
                     usual = target.VerifyGreedy([input])[0];
@@ -305,6 +282,37 @@ internal static class TreeKernelsCommand
             }
         }
         return -1;
+    }
+
+    /// <summary>A tree of at most <paramref name="most"/> entries built from the true continuation <paramref name="plain"/>
+    /// after its first <paramref name="at"/> tokens: a chain of the next 1-8 true tokens, one of them replaced by another
+    /// token 30% of the time (<c>Wrong</c>, -1: none), and wrong siblings on random chain nodes (siblings carry distinct
+    /// tokens).</summary>
+    internal static (DraftTree Tree, int Chain, int Wrong) TruthTree(Random random, int[] plain, int at, int most, int vocab)
+    {
+        int chain = Math.Min(random.Next(1, 9), Math.Min(plain.Length - at, most - 1));
+        var tokens = new List<int>();
+        var parents = new List<int>();
+        int wrong = random.NextDouble() < 0.3 ? random.Next(chain) : -1;
+        for (int d = 0; d < chain; d++)
+        {
+            int t = plain[at + d];
+            tokens.Add(d == wrong ? (t + 1) % vocab : t);
+            parents.Add(d - 1);
+        }
+        while (tokens.Count < most - 1 && random.NextDouble() < 0.9)
+        {
+            int parent = random.Next(-1, chain);
+            int truth = plain[Math.Min(at + parent + 1, plain.Length - 1)];
+            int t = (truth + 2 + random.Next(1000)) % vocab;
+            if (Enumerable.Range(0, tokens.Count).Any(i => parents[i] == parent && tokens[i] == t) || (parent + 1 < chain && tokens[parent + 1] == t))
+            {
+                continue;
+            }
+            tokens.Add(t);
+            parents.Add(parent);
+        }
+        return (DraftTree.Create(tokens.ToArray(), parents.ToArray(), []), chain, wrong);
     }
 
     /// <summary>Median and minimum of <paramref name="repeat"/> steps over one tree after 3 untimed ones (which capture the
