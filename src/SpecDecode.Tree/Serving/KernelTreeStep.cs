@@ -187,10 +187,11 @@ internal sealed class KernelTreeStep : KernelStep
             s[forcedAt + r] = -1;
             s[sequenceOf + r] = -1;
         }
-        int first = 0;
+        int[] firstRows = FirstRows(sequences.Select(q => q.Entries));
         for (int q = 0; q < sequences.Count; q++)
         {
             (int slot, int length, int root, DraftTree draft, long[]? forced) = sequences[q];
+            int first = firstRows[q];
             s[lengths + q] = length;
             s[firsts + q] = first;
             s[entries + q] = draft.Count + 1;
@@ -213,9 +214,22 @@ internal sealed class KernelTreeStep : KernelStep
                 s[parents + r] = parent;
                 s[ancestors + r] = s[ancestors + parent] | (1L << e);
             }
-            first += draft.Count + 1;
         }
         return s;
+    }
+
+    /// <summary>Each sequence's first row in a step, for sequences of <paramref name="entries"/> entries in step order: a
+    /// sequence's entries are consecutive rows (<see cref="PackState"/>), and the step's logits and argmax follow its rows.</summary>
+    public static int[] FirstRows(IEnumerable<int> entries)
+    {
+        var first = new List<int>();
+        int row = 0;
+        foreach (int n in entries)
+        {
+            first.Add(row);
+            row += n;
+        }
+        return [.. first];
     }
 
     /// <summary>Splits of k for a product of <paramref name="tiles"/> row tiles: as many blocks as fit in one wave

@@ -40,10 +40,7 @@ internal sealed class SampledAcceptance
             sequences[i] = new SequenceSampling(o, o.IsGreedy ? null : StreamFor(o), drafts?[i]);
             lengths[i] = cache.Length(input.Slot);
             slots[i] = input.Slot;
-            for (int node = 0; node < tree.Count; node++)
-            {
-                window = Math.Max(window, tree.Depths[node] + 1);
-            }
+            window = Math.Max(window, tree.MaxDepth + 1);
         }
         TreeSample[] samples = SamplingTreeVerifier.Verify(logits, parents, tokens, sequences); // the one synchronisation
         // Commit the sampled paths: entry at depth d for every input, identity past the path.

@@ -14,8 +14,8 @@ public sealed partial class TargetModel
     /// false without <see cref="TargetModelOptions.CudaGraphs"/>, and where the model or the GPU is not one they cover.</summary>
     public bool UsesDecodeKernels => _graphsOn && _graphed.Attention == DecodeAttention.Kernels;
 
-    /// <summary>Whether greedy and forced steps of up to 64 sequences with 64 roots and draft nodes in all (one sequence with
-    /// a draft of up to 63 nodes, or a batch) run through the tree kernels (with <see cref="UsesDecodeKernels"/>, for
+    /// <summary>Whether steps of up to 64 sequences with 64 roots and draft nodes in all (one sequence with a draft of up to
+    /// 63 nodes, a batch, or any sampled step) run through the tree kernels (with <see cref="UsesDecodeKernels"/>, for
     /// models whose shapes they cover).</summary>
     public bool UsesTreeKernels => _treeKernels is not null && UsesDecodeKernels;
 

@@ -82,16 +82,15 @@ internal sealed class TreeKernelBackend(ModelParts parts, GraphedDecodeBackend g
         kernels.EnsureLogits();
         CudaGraph.Run(_sampledGraphs, shape, graphs.Capturing, () => kernels.Enqueue(shape, accept: false, keepLogits: true));
         int widest = inputs.Max(i => i.Draft.Count + 1);
+        int[] first = KernelTreeStep.FirstRows(inputs.Select(i => i.Draft.Count + 1));
         var index = new long[inputs.Count * widest];
-        int first = 0;
         for (int i = 0; i < inputs.Count; i++)
         {
             int entries = inputs[i].Draft.Count + 1;
             for (int t = 0; t < widest; t++)
             {
-                index[i * widest + t] = first + (t < entries ? t : 0);
+                index[i * widest + t] = first[i] + (t < entries ? t : 0);
             }
-            first += entries;
         }
         using var scope = NewDisposeScope();
         using var _ = no_grad();
@@ -133,15 +132,8 @@ internal sealed class TreeKernelBackend(ModelParts parts, GraphedDecodeBackend g
         step.Enqueue(shape, accept: false, keepLogits: true);
         using var scope = NewDisposeScope();
         Tensor all = step.Logits.view(KernelTreeStep.MaxRows, parts.Config.VocabSize).to(float32).cpu();
-        var logits = new Tensor[inputs.Count];
-        int first = 0;
-        for (int i = 0; i < inputs.Count; i++)
-        {
-            int entries = inputs[i].Draft.Count + 1;
-            logits[i] = all.narrow(0, first, entries).clone().MoveToOuterDisposeScope();
-            first += entries;
-        }
-        return logits;
+        int[] first = KernelTreeStep.FirstRows(inputs.Select(i => i.Draft.Count + 1));
+        return inputs.Select((input, i) => all.narrow(0, first[i], input.Draft.Count + 1).clone().MoveToOuterDisposeScope()).ToArray();
     }
 
     /// <summary>The last tree step's argmax per row (unpacked); for diagnostics.</summary>
