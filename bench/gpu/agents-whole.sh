@@ -6,12 +6,7 @@
 set -uo pipefail
 out=${OUT:-/tmp/agents-whole-out}
 mkdir -p "$out/logs"
-dn=/tmp/dotnet-runtime
-[ -x "$dn/dotnet" ] || { mkdir -p "$dn"; tar -C "$dn" -xJf .gpu/dotnet.tar.xz; }
-[ -d /tmp/eb-new ] || tar -C /tmp -xJf .gpu/eb-new.tar.xz
-torchlib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
-export DOTNET_ROOT=$dn DOTNET_CLI_TELEMETRY_OPTOUT=1 SPECDECODE_LIBTORCH="$torchlib"
-export LD_LIBRARY_PATH="$torchlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+. bench/gpu/runtime.sh eb-new
 D=.gpu/data
 "$dn/dotnet" /tmp/eb-new/SpecDecode.EngineBench.dll agents --traces $D/traces100.jsonl.gz --config $D/llama-3.1-8b.config.json \
   --skip-trajectories 40 --agents 1 --calls 0 --max-trajectory-calls "${1:-24}" --max-context 32768 --cuda-graphs \

@@ -8,14 +8,9 @@ set -uo pipefail
 calls=${1:-1=24,32=192}
 out=${OUT:-/tmp/batch-engine-out}
 mkdir -p "$out/logs"
-dn=/tmp/dotnet-runtime
-[ -x "$dn/dotnet" ] || { mkdir -p "$dn"; tar -C "$dn" -xJf .gpu/dotnet.tar.xz; }
-[ -d /tmp/eb-new ] || tar -C /tmp -xJf .gpu/eb-new.tar.xz
-torchlib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
-export DOTNET_ROOT=$dn DOTNET_CLI_TELEMETRY_OPTOUT=1 SPECDECODE_LIBTORCH="$torchlib"
+. bench/gpu/runtime.sh eb-new
 # EMBEDDED=1: the committed fatbin embedded in the build; else the one the previous call built, carried in .gpu/k
 if [ -n "${EMBEDDED:-}" ]; then unset SPECDECODE_DECODE_KERNELS; else export SPECDECODE_DECODE_KERNELS=.gpu/k/decode_step.fatbin; fi
-export LD_LIBRARY_PATH="$torchlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 D=.gpu/data
 "$dn/dotnet" /tmp/eb-new/SpecDecode.EngineBench.dll run --traces $D/traces100.jsonl.gz --config $D/llama-3.1-8b.config.json \
   --calls "$calls" --max-response 256 --variants plain,suffix-adaptive --cuda-graphs --out "$out/engine" 2>&1 | tee "$out/logs/engine.txt" \

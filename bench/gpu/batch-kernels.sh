@@ -19,13 +19,9 @@ if [ -z "${EMBEDDED:-}" ]; then   # EMBEDDED=1: the committed fatbin embedded in
   grep -E "registers|spill|built" "$out/logs/build.txt" | grep -E "tree_attention_128|tree_accept|tree_finish_qkv|built" | head -12
   fatbin=(SPECDECODE_DECODE_KERNELS="$out/k/decode_step.fatbin")
 fi
-dn=/tmp/dotnet-runtime
-[ -x "$dn/dotnet" ] || { mkdir -p "$dn"; tar -C "$dn" -xJf .gpu/dotnet.tar.xz; }
-[ -d /tmp/tb-new ] || tar -C /tmp -xJf .gpu/tb-new.tar.xz
-[ "$rounds" -eq 0 ] || [ -d /tmp/tb-old ] || tar -C /tmp -xJf .gpu/tb-old.tar.xz   # the A/B rounds only
-torchlib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
-export DOTNET_ROOT=$dn DOTNET_CLI_TELEMETRY_OPTOUT=1 SPECDECODE_LIBTORCH="$torchlib"
-export LD_LIBRARY_PATH="$torchlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+apps=(tb-new)
+[ "$rounds" -eq 0 ] || apps+=(tb-old)   # the previous build: the A/B rounds only
+. bench/gpu/runtime.sh "${apps[@]}"
 run() { # name, build (old/new), args
   local name=$1 build=$2; shift 2
   local log="$out/logs/$name.txt"
