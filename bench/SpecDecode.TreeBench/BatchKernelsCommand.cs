@@ -104,10 +104,7 @@ internal static class BatchKernelsCommand
             // (1) logits: the slots at different lengths (context - 0 .. 255), each slot's cache its own random values
             target.FillCacheForBenchmark(context);
             int[] lengths = Enumerable.Range(0, sequencesNeeded).Select(s => context - s * 37 % 256).ToArray();
-            for (int s = 0; s < sequencesNeeded; s++)
-            {
-                target.Truncate(s, lengths[s]);
-            }
+            Rewind(target, lengths, sequencesNeeded);
             (string Name, TreeInput[] Inputs)[] cases =
             [
                 ("8 plain", Plain(random, config, 0, 8)),
@@ -287,10 +284,7 @@ internal static class BatchKernelsCommand
         {
             var tokens = Enumerable.Range(0, sequences).Select(_ => new List<int>()).ToArray();
             int[] next = (int[])roots.Clone();
-            for (int s = 0; s < sequences; s++)
-            {
-                target.Truncate(s, lengths[s]);
-            }
+            Rewind(target, lengths, sequences);
             for (int i = 0; i < decode; i++)
             {
                 VerifiedStep[] steps = target.VerifyGreedy(Enumerable.Range(0, sequences).Select(s => new TreeInput(s, next[s], DraftTree.Empty)).ToArray());
@@ -309,10 +303,7 @@ internal static class BatchKernelsCommand
 
         var produced = Enumerable.Range(0, sequences).Select(_ => new List<int>()).ToArray();
         int[] root = (int[])roots.Clone();
-        for (int s = 0; s < sequences; s++)
-        {
-            target.Truncate(s, lengths[s]);
-        }
+        Rewind(target, lengths, sequences);
         int stepsTaken = 0;
         while (produced.Any(p => p.Count < decode))
         {
@@ -338,10 +329,7 @@ internal static class BatchKernelsCommand
         // the slots brought to that point by forced steps that write what plain decoding wrote)
         string MarginAt(int s, int d)
         {
-            for (int q = 0; q < sequences; q++)
-            {
-                target.Truncate(q, lengths[q]);
-            }
+            Rewind(target, lengths, sequences);
             for (int i = 0; i < d; i++)
             {
                 target.VerifyForced(Enumerable.Range(0, sequences).Select(q => new TreeInput(q, i == 0 ? roots[q] : truth[q][i - 1], DraftTree.Empty)).ToArray(),
@@ -356,10 +344,7 @@ internal static class BatchKernelsCommand
         output.WriteLine($"decoding {decode} tokens in each of {sequences} sequences: batched speculative (kernels, trees of 8) against batched plain (kernels): " +
             $"first difference per sequence [{string.Join(' ', speculative)}] (-1: identical), {(double)produced.Sum(p => p.Count) / stepsTaken / sequences:F2} tokens per sequence-step; " +
             $"batched plain, kernels against the usual path: [{string.Join(' ', kernelPlain)}]" + (margins.Length > 0 ? $"; where speculative leaves plain: {margins}" : ""));
-        for (int s = 0; s < sequences; s++)
-        {
-            target.Truncate(s, lengths[s]);
-        }
+        Rewind(target, lengths, sequences);
         return (speculative, kernelPlain);
     }
 
@@ -426,6 +411,15 @@ internal static class BatchKernelsCommand
             $"sampled verification, {steps} steps of a tree with two of the top-{topK} tokens and two others as children: first token against the target's distribution, " +
             $"total variation {kernelsTv:F4} (bound {Bound(steps):F3}; {kernelDetail}); usual path over {usualSteps} steps {usualTv:F4} (bound {Bound(usualSteps):F3}; {usualDetail})"));
         return new SampledCheck(steps, topK, kernelsTv, Bound(steps), usualTv, usualSteps);
+    }
+
+    /// <summary>Slots 0 .. <paramref name="count"/> − 1 back to their <paramref name="lengths"/>.</summary>
+    private static void Rewind(TargetModel target, int[] lengths, int count)
+    {
+        for (int s = 0; s < count; s++)
+        {
+            target.Truncate(s, lengths[s]);
+        }
     }
 
     private static int FirstDifference(int[] a, int[] b)
