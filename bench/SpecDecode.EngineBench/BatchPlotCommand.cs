@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Globalization;
 using System.Text.Json;
 using ScottPlot;
 
@@ -48,9 +47,7 @@ internal static class BatchPlotCommand
                         LinePattern.Solid);
                 }
             }
-            int[] batches = plain.Select(t => t.Sequences).ToArray();
-            plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
-                batches.Select(b => Math.Log2(b)).ToArray(), batches.Select(b => b.ToString(CultureInfo.InvariantCulture)).ToArray());
+            PlotCommand.BatchAxis(plot, plain.Select(t => t.Sequences).ToArray());
             plot.XLabel($"batch size ({k.Gpu}, {k.Context} cached tokens each)");
             plot.YLabel("tokens/s");
             plot.Title("Decoding throughput by batch size");

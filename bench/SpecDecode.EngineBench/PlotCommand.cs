@@ -31,10 +31,7 @@ internal static class PlotCommand
             replay.LegendText = "model-free replay tokens/step";
             replay.LinePattern = LinePattern.Dashed;
             plot.Add.HorizontalLine(1.0, pattern: LinePattern.Dotted);
-            int[] batches = report.Results.Select(r => r.Batch).Distinct().Order().ToArray();
-            plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
-                batches.Select(b => Math.Log2(b)).ToArray(),
-                batches.Select(b => b.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray());
+            BatchAxis(plot, report.Results.Select(r => r.Batch).Distinct().Order().ToArray());
             plot.YLabel("speedup over plain decoding");
             plot.Title("Engine speedup by batch size");
             plot.XLabel($"batch size ({report.Device})");
@@ -44,4 +41,9 @@ internal static class PlotCommand
         });
         return command;
     }
+
+    /// <summary>The x axis of batch sizes plotted at log2(batch), ticked at <paramref name="batches"/>.</summary>
+    internal static void BatchAxis(Plot plot, int[] batches) =>
+        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
+            batches.Select(b => Math.Log2(b)).ToArray(), batches.Select(b => b.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray());
 }
