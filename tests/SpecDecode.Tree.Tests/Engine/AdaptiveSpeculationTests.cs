@@ -3,19 +3,41 @@ namespace SpecDecode.Tree.Tests;
 /// <summary>The batch-wide pruning rule against a brute-force search over caps, and its two extremes.</summary>
 public sealed class AdaptiveSpeculationTests
 {
-    private static VerificationCostModel LinearInWidth(int maxBatch, double perWidth)
+    /// <summary>A cost table for batches 1 .. <paramref name="maxBatch"/> and widths 1, 2, 4, .., 64: seconds(batch, width).</summary>
+    private static VerificationCostModel Table(int maxBatch, Func<int, int, double> seconds)
     {
         int[] batches = Enumerable.Range(1, maxBatch).ToArray();
         int[] widths = [1, 2, 4, 8, 16, 32, 64];
-        var seconds = new double[batches.Length, widths.Length];
+        var table = new double[batches.Length, widths.Length];
         for (int i = 0; i < batches.Length; i++)
         {
             for (int j = 0; j < widths.Length; j++)
             {
-                seconds[i, j] = 0.01 * (1 + perWidth * batches[i] * (widths[j] - 1));
+                table[i, j] = seconds(batches[i], widths[j]);
             }
         }
-        return new VerificationCostModel(batches, widths, seconds);
+        return new VerificationCostModel(batches, widths, table);
+    }
+
+    private static VerificationCostModel LinearInWidth(int maxBatch, double perWidth) =>
+        Table(maxBatch, (batch, width) => 0.01 * (1 + perWidth * batch * (width - 1)));
+
+    /// <summary>Costs of a ragged kernel path: flat up to 64 rows, then steep (the libtorch path).</summary>
+    private static VerificationCostModel FlatTo64(int maxBatch) =>
+        Table(maxBatch, (batch, width) => batch * width <= 64 ? 0.010 + 0.00001 * batch * width : 0.03 * batch * width / 64.0);
+
+    /// <summary>Every kept tree is an ancestor-closed subset of its original: each kept path is a path of the original with
+    /// the same tokens.</summary>
+    private static void AssertAncestorClosedSubsets(DraftTree[] kept, DraftTree[] trees)
+    {
+        for (int i = 0; i < trees.Length; i++)
+        {
+            for (int node = 0; node < kept[i].Count; node++)
+            {
+                int[] path = kept[i].TokensTo(node);
+                Assert.Contains(Enumerable.Range(0, trees[i].Count), n => trees[i].TokensTo(n).SequenceEqual(path));
+            }
+        }
     }
 
     private static DraftTree RandomTree(Random rng, int count)
@@ -64,13 +86,8 @@ public sealed class AdaptiveSpeculationTests
         for (int i = 0; i < batch; i++)
         {
             Assert.True(kept[i].Count <= Math.Min(cap, trees[i].Count));
-            // Ancestor-closed: every kept path is a path of the original tree with the same tokens.
-            for (int node = 0; node < kept[i].Count; node++)
-            {
-                int[] path = kept[i].TokensTo(node);
-                Assert.Contains(Enumerable.Range(0, trees[i].Count), n => trees[i].TokensTo(n).SequenceEqual(path));
-            }
         }
+        AssertAncestorClosedSubsets(kept, trees);
     }
 
     [Fact]
@@ -83,23 +100,6 @@ public sealed class AdaptiveSpeculationTests
         DraftTree[] none = new AdaptiveSpeculation(LinearInWidth(4, 10)).Select(trees, out double expected);
         Assert.All(none, t => Assert.True(t.IsEmpty));
         Assert.Equal(0, expected);
-    }
-
-    /// <summary>Costs of a ragged kernel path: flat up to 64 rows, then steep (the libtorch path).</summary>
-    private static VerificationCostModel FlatTo64(int maxBatch)
-    {
-        int[] batches = Enumerable.Range(1, maxBatch).ToArray();
-        int[] widths = [1, 2, 4, 8, 16, 32, 64];
-        var seconds = new double[batches.Length, widths.Length];
-        for (int i = 0; i < batches.Length; i++)
-        {
-            for (int j = 0; j < widths.Length; j++)
-            {
-                int rows = batches[i] * widths[j];
-                seconds[i, j] = rows <= 64 ? 0.010 + 0.00001 * rows : 0.03 * rows / 64.0;
-            }
-        }
-        return new VerificationCostModel(batches, widths, seconds);
     }
 
     [Theory]
@@ -141,14 +141,7 @@ public sealed class AdaptiveSpeculationTests
             Assert.True(rows <= 64);
             Assert.Equal(all.Take(nodes).Sum(), expected, 4);
         }
-        for (int i = 0; i < batch; i++)
-        {
-            for (int node = 0; node < kept[i].Count; node++)
-            {
-                int[] path = kept[i].TokensTo(node);
-                Assert.Contains(Enumerable.Range(0, trees[i].Count), n => trees[i].TokensTo(n).SequenceEqual(path));
-            }
-        }
+        AssertAncestorClosedSubsets(kept, trees);
     }
 
     [Fact]
