@@ -191,8 +191,9 @@ public sealed partial class TargetModel : IDisposable
     /// does not depend on the weights' values.</summary>
     internal static TargetModel CreateRandom(ModelConfig config, TargetModelOptions options, long seed) => CreateFilled(config, options, (weights, device) =>
     {
-        // TorchSharp's Generator(seed, device) makes a CPU generator; seed the default ones (all devices) instead.
-        manual_seed(seed);
+        // TorchSharp's Generator(seed, device) makes a CPU generator: the CPU draws use one of their own (no other
+        // thread's draw can move it); on a GPU seed the default CUDA generators instead.
+        using var generator = device.type == DeviceType.CPU ? new Generator((ulong)seed) : null;
         if (device.type == DeviceType.CUDA)
         {
             cuda.manual_seed_all(seed); // manual_seed alone left the CUDA generators unseeded: two models differed
@@ -205,7 +206,7 @@ public sealed partial class TargetModel : IDisposable
             }
             else
             {
-                parameter.normal_(0, 0.02);
+                parameter.normal_(0, 0.02, generator);
             }
         }
     });

@@ -30,9 +30,10 @@ internal sealed class CheckpointShardSource(string folder) : IShardSource
 /// Random weights for benchmarks (normal, std 0.02; norms 1), the same whole tensors whatever the world size: each
 /// tensor is generated whole from a seed derived from <paramref name="seed"/> and its name, on the rank's device, and the
 /// rank keeps its slice. So a model at 2 or 4 ranks has exactly the weights of the one-device model of the same seed,
-/// and their logits can be compared. Generation holds a process-wide lock around seeding libtorch's default generators
-/// and launching the draw (TorchSharp's <c>Generator</c> is CPU-only), so ranks loading on several threads stay
-/// deterministic; it reseeds those generators.
+/// and their logits can be compared. On the CPU each draw has a generator of its own, so no other thread's random draw
+/// can move it. On a GPU (TorchSharp's <c>Generator</c> is CPU-only) a process-wide lock holds the seeding of libtorch's
+/// default CUDA generators and the launch of the draw together, so ranks loading on several threads stay deterministic;
+/// it reseeds those generators, and a draw on another thread outside the lock could still move them.
 /// </summary>
 internal sealed class RandomShardSource(long seed) : IShardSource
 {
@@ -53,15 +54,20 @@ internal sealed class RandomShardSource(long seed) : IShardSource
             return;
         }
         Tensor whole = empty(shard.FullShape, destination.dtype, destination.device);
-        lock (Gate)
+        long tensorSeed = SeedOf(shard.Name);
+        if (destination.device_type == DeviceType.CPU)
         {
-            long tensorSeed = SeedOf(shard.Name);
-            manual_seed(tensorSeed);
-            if (destination.device_type == DeviceType.CUDA)
+            // A generator of its own: no other thread's draw (a test, another model) can move it.
+            using var generator = new Generator((ulong)tensorSeed);
+            whole.normal_(0, 0.02, generator);
+        }
+        else
+        {
+            lock (Gate)
             {
                 cuda.manual_seed_all(tensorSeed);
+                whole.normal_(0, 0.02);
             }
-            whole.normal_(0, 0.02);
         }
         destination.copy_(shard.Split switch
         {
