@@ -26,7 +26,7 @@ public sealed class CausalPrefillTests
     /// The scenarios: named prefill calls (each a list of slot and tokens, run one after another on a fresh model),
     /// then one verification forward of each slot's root and a chain of the next prompt tokens.
     /// </summary>
-    private static ((int Slot, int[] Tokens)[][] Calls, TreeInput[] Next) Scenario(string name, string folder)
+    internal static ((int Slot, int[] Tokens)[][] Calls, TreeInput[] Next) Scenario(string name, string folder)
     {
         int[] prompt = Ids(folder, "prompt_ids"); // 37 tokens
         int[] second = Ids(folder, "second_prompt_ids"); // 23 tokens
@@ -50,12 +50,13 @@ public sealed class CausalPrefillTests
         };
     }
 
-    private static (float[][] Caches, float[] Logits) Run(string folder, string scenario, bool scripted, int chunk, int causalChunk, ScalarType dtype = ScalarType.Float32)
+    internal static (float[][] Caches, float[] Logits) Run(string folder, string scenario, bool scripted, int chunk, int causalChunk,
+        ScalarType dtype = ScalarType.Float32, PrefillAttention prefill = PrefillAttention.Auto, int kvBlock = 64)
     {
         using TargetModel model = TargetModel.Load(folder, new TargetModelOptions
         {
             Device = CPU, DType = dtype, MaxBatch = 4, MaxContext = 64, PrefillChunk = chunk, CausalPrefillChunk = causalChunk,
-            ScriptedLayers = scripted,
+            ScriptedLayers = scripted, PrefillAttention = prefill, KvBlockSize = kvBlock,
         });
         Assert.Equal(scripted, model.UsesScriptedLayers);
         ((int Slot, int[] Tokens)[][] calls, TreeInput[] next) = Scenario(scenario, folder);

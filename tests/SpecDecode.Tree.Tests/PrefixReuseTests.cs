@@ -23,11 +23,12 @@ public sealed class PrefixReuseTests
         return SharedFixtures.Ids(expected, field).Select(i => (int)i).ToArray();
     }
 
-    private static TargetModel Load(string folder, bool prefixCaching, bool scripted = true, long? kvTokens = null, int maxBatch = 3) =>
+    private static TargetModel Load(string folder, bool prefixCaching, bool scripted = true, long? kvTokens = null, int maxBatch = 3,
+        PrefillAttention prefill = PrefillAttention.Auto) =>
         TargetModel.Load(folder, new TargetModelOptions
         {
             Device = CPU, DType = ScalarType.Float32, MaxBatch = maxBatch, MaxContext = 64, KvBlockSize = Block,
-            PrefixCaching = prefixCaching, ScriptedLayers = scripted, KvCacheTokens = kvTokens,
+            PrefixCaching = prefixCaching, ScriptedLayers = scripted, KvCacheTokens = kvTokens, PrefillAttention = prefill,
         });
 
     /// <summary>A sequence that shares the prompt's first <paramref name="shared"/> tokens and then goes elsewhere.</summary>
@@ -47,13 +48,16 @@ public sealed class PrefixReuseTests
     }
 
     [Theory]
-    [InlineData("llama-gqa", 32, true)]   // two whole blocks shared
-    [InlineData("llama-gqa", 16, false)]  // one whole block, eager layers
-    [InlineData("llama-gqa", 21, true)]   // one block shared, the second copied for its first 5 tokens
-    [InlineData("llama-gqa", 35, false)]
-    [InlineData("qwen2-tied", 32, true)]
-    [InlineData("qwen2-tied", 9, true)]   // only a copied part of the first block
-    public void LogitsAfterAReusedPrefixEqualAFreshPrefill(string fixture, int shared, bool scripted)
+    [InlineData("llama-gqa", 32, true, false)]   // two whole blocks shared
+    [InlineData("llama-gqa", 16, false, false)]  // one whole block, eager layers
+    [InlineData("llama-gqa", 21, true, false)]   // one block shared, the second copied for its first 5 tokens
+    [InlineData("llama-gqa", 35, false, false)]
+    [InlineData("qwen2-tied", 32, true, false)]
+    [InlineData("qwen2-tied", 9, true, false)]   // only a copied part of the first block
+    [InlineData("llama-gqa", 32, true, true)] // the new tokens in a packed forward: on a block boundary
+    [InlineData("llama-gqa", 21, true, true)] // and inside a block
+    [InlineData("qwen2-tied", 9, true, true)]
+    public void LogitsAfterAReusedPrefixEqualAFreshPrefill(string fixture, int shared, bool scripted, bool packed)
     {
         string folder = SharedFixtures.TinyCheckpoint(fixture);
         int[] prompt = Ids(folder, "prompt_ids"); // 37 tokens
@@ -61,7 +65,7 @@ public sealed class PrefixReuseTests
         DraftTree draft = DraftTree.Chain(other[^3..]); // any tree: its rows attend to the reused prefix too
         (float[] referenceCache, float[] referenceLogits) = Fresh(folder, prompt, draft, scripted);
 
-        using TargetModel model = Load(folder, prefixCaching: true, scripted);
+        using TargetModel model = Load(folder, prefixCaching: true, scripted, prefill: packed ? PrefillAttention.Packed : PrefillAttention.Auto);
         model.Prefill([(0, other)]);
         model.Truncate(0, 0); // ends the sequence: its blocks stay cached
         int reused = model.ReusePrefix(1, prompt.AsSpan(0, prompt.Length - 1));

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -24,6 +25,36 @@ internal sealed class ScriptedDecoder
             half = x.size(3) // 2
             return torch.cat([x.narrow(3, half, half).neg(), x.narrow(3, 0, half)], 3)
 
+        def attention_inputs(x: Tensor, i: int, in_norm: List[Tensor], wq: List[Tensor], wk: List[Tensor], wv: List[Tensor],
+                             bq: List[Tensor], bk: List[Tensor], bv: List[Tensor], q_norm: List[Tensor], k_norm: List[Tensor],
+                             cos: Tensor, sin: Tensor, heads: int, kv_heads: int, head_dim: int, eps: float, has_bias: bool,
+                             has_qk_norm: bool) -> Tuple[Tensor, Tensor, Tensor]:
+            b = x.size(0)
+            t = x.size(1)
+            h = rms(x, in_norm[i], eps)
+            q = torch.linear(h, wq[i])
+            k = torch.linear(h, wk[i])
+            v = torch.linear(h, wv[i])
+            if has_bias:
+                q = q + bq[i]
+                k = k + bk[i]
+                v = v + bv[i]
+            q = q.view(b, t, heads, head_dim)
+            k = k.view(b, t, kv_heads, head_dim)
+            v = v.view(b, t, kv_heads, head_dim)
+            if has_qk_norm:
+                q = rms(q, q_norm[i], eps)
+                k = rms(k, k_norm[i], eps)
+            q = q * cos + rotate_half(q) * sin
+            k = k * cos + rotate_half(k) * sin
+            return q, k, v
+
+        def residual_mlp(x: Tensor, o: Tensor, i: int, wo: List[Tensor], post_norm: List[Tensor], gate: List[Tensor],
+                         up: List[Tensor], down: List[Tensor], eps: float) -> Tensor:
+            x = x + torch.linear(o, wo[i])
+            h = rms(x, post_norm[i], eps)
+            return x + torch.linear(torch.silu(torch.linear(h, gate[i])) * torch.linear(h, up[i]), down[i])
+
         def layers(x: Tensor, in_norm: List[Tensor], wq: List[Tensor], wk: List[Tensor], wv: List[Tensor], wo: List[Tensor],
                    bq: List[Tensor], bk: List[Tensor], bv: List[Tensor], q_norm: List[Tensor], k_norm: List[Tensor],
                    post_norm: List[Tensor], gate: List[Tensor], up: List[Tensor], down: List[Tensor], final_norm: Tensor,
@@ -36,22 +67,8 @@ internal sealed class ScriptedDecoder
             keys = read_rows.size(1)
             read_flat = read_rows.reshape([b * keys])
             for i in range(len(wq)):
-                h = rms(x, in_norm[i], eps)
-                q = torch.linear(h, wq[i])
-                k = torch.linear(h, wk[i])
-                v = torch.linear(h, wv[i])
-                if has_bias:
-                    q = q + bq[i]
-                    k = k + bk[i]
-                    v = v + bv[i]
-                q = q.view(b, t, heads, head_dim)
-                k = k.view(b, t, kv_heads, head_dim)
-                v = v.view(b, t, kv_heads, head_dim)
-                if has_qk_norm:
-                    q = rms(q, q_norm[i], eps)
-                    k = rms(k, k_norm[i], eps)
-                q = q * cos + rotate_half(q) * sin
-                k = k * cos + rotate_half(k) * sin
+                q, k, v = attention_inputs(x, i, in_norm, wq, wk, wv, bq, bk, bv, q_norm, k_norm, cos, sin, heads, kv_heads,
+                                           head_dim, eps, has_bias, has_qk_norm)
                 # the cache's rows: [rows, kv heads, head dim] per layer and k/v
                 kall = cache.select(0, i).select(0, 0)
                 vall = cache.select(0, i).select(0, 1)
@@ -74,10 +91,51 @@ internal sealed class ScriptedDecoder
                     else:
                         o = torch.scaled_dot_product_attention(grouped, kc, vc, mask)
                     o = o.view(b, kv_heads, groups, t, head_dim).permute(0, 3, 1, 2, 4).reshape(b, t, heads * head_dim)
-                x = x + torch.linear(o, wo[i])
-                h = rms(x, post_norm[i], eps)
-                x = x + torch.linear(torch.silu(torch.linear(h, gate[i])) * torch.linear(h, up[i]), down[i])
+                x = residual_mlp(x, o, i, wo, post_norm, gate, up, down, eps)
             return rms(x, final_norm, eps)
+
+        def attend_varlen(q: Tensor, k: Tensor, v: Tensor, cu_q: Tensor, cu_k: Tensor, max_q: int, max_k: int,
+                          starts_q: Tensor, starts_k: Tensor, flash: bool, kv_heads: int, head_dim: int) -> Tensor:
+            # q [rows, heads, head dim]; k, v [keys, kv heads, head dim]; sequence s owns rows cu_q[s] .. cu_q[s+1]-1
+            # and keys cu_k[s] .. cu_k[s+1]-1 (int32, on the device; starts_q and starts_k: the same on the CPU, int64),
+            # its rows being its last keys: row r of n sees keys 0 .. keys - n + r (causal, aligned at the bottom right)
+            if flash:
+                return torch._flash_attention_forward(q, k, v, cu_q, cu_k, max_q, max_k, 0.0, True, False)[0]
+            groups = q.size(1) // kv_heads
+            sq: List[int] = starts_q.tolist()
+            sk: List[int] = starts_k.tolist()
+            outs: List[Tensor] = []
+            for s in range(len(sq) - 1):
+                n = sq[s + 1] - sq[s]
+                m = sk[s + 1] - sk[s]
+                qs = q.narrow(0, sq[s], n).view(n, kv_heads, groups, head_dim).permute(1, 2, 0, 3).reshape(1, kv_heads, groups * n, head_dim)
+                ks = k.narrow(0, sk[s], m).transpose(0, 1).unsqueeze(0)
+                vs = v.narrow(0, sk[s], m).transpose(0, 1).unsqueeze(0)
+                visible = q.new_ones([n, m]).tril(m - n).repeat([groups, 1]) > 0
+                o = torch.scaled_dot_product_attention(qs, ks, vs, visible)
+                outs.append(o.view(kv_heads, groups, n, head_dim).permute(2, 0, 1, 3).reshape(n, kv_heads * groups, head_dim))
+            return torch.cat(outs, 0)
+
+        def prefill_layers(x: Tensor, in_norm: List[Tensor], wq: List[Tensor], wk: List[Tensor], wv: List[Tensor], wo: List[Tensor],
+                           bq: List[Tensor], bk: List[Tensor], bv: List[Tensor], q_norm: List[Tensor], k_norm: List[Tensor],
+                           post_norm: List[Tensor], gate: List[Tensor], up: List[Tensor], down: List[Tensor],
+                           cache: Tensor, write_rows: Tensor, read_rows: Tensor, cos: Tensor, sin: Tensor, cu_q: Tensor,
+                           cu_k: Tensor, max_q: int, max_k: int, starts_q: Tensor, starts_k: Tensor, heads: int,
+                           kv_heads: int, head_dim: int, eps: float, has_bias: bool, has_qk_norm: bool, flash: bool) -> Tensor:
+            # x [1, rows, hidden]: every sequence's chunk packed, no padding; writes their keys and values, returns nothing
+            # a caller needs (the hidden states before the final norm)
+            n = x.size(1)
+            for i in range(len(wq)):
+                q, k, v = attention_inputs(x, i, in_norm, wq, wk, wv, bq, bk, bv, q_norm, k_norm, cos, sin, heads, kv_heads,
+                                           head_dim, eps, has_bias, has_qk_norm)
+                kall = cache.select(0, i).select(0, 0)
+                vall = cache.select(0, i).select(0, 1)
+                kall.index_copy_(0, write_rows, k.reshape(n, kv_heads, head_dim))
+                vall.index_copy_(0, write_rows, v.reshape(n, kv_heads, head_dim))
+                o = attend_varlen(q.reshape(n, heads, head_dim), kall.index_select(0, read_rows), vall.index_select(0, read_rows),
+                                  cu_q, cu_k, max_q, max_k, starts_q, starts_k, flash, kv_heads, head_dim)
+                x = residual_mlp(x, o.reshape(1, n, heads * head_dim), i, wo, post_norm, gate, up, down, eps)
+            return x
 
         """;
 
@@ -173,6 +231,59 @@ internal sealed class ScriptedDecoder
             x, _inNorm, _wq, _wk, _wv, _wo, _bq, _bk, _bv, _qNorm, _kNorm, _postNorm, _gate, _up, _down, _finalNorm,
             cache, writeRows, readRows ?? noRows!, mask ?? noMask!, cos, sin, heads, kvHeads, headDim, eps, qkvBias, qkNorm, useMatmul,
             isCausal, skipped);
+    }
+
+    /// <summary>Runs every layer over one packed prefill forward (<see cref="PackedPrefillPlan"/>) and writes its keys and
+    /// values into <paramref name="cache"/>: <paramref name="x"/> [1, N, hidden] the chunks' embeddings end to end,
+    /// <paramref name="writeRows"/> [N] and <paramref name="readRows"/> [K] cache rows, <paramref name="cos"/> and
+    /// <paramref name="sin"/> [1, N, 1, head size], <paramref name="cuRows"/> and <paramref name="cuKeys"/> [S + 1] the
+    /// sequences' row and key starts (int32 on the device), <paramref name="rowStarts"/> and <paramref name="keyStarts"/>
+    /// the same as int64 on the CPU. <paramref name="flash"/>: libtorch's variable-length flash attention, else the
+    /// reference (per sequence, SDPA with a causal mask aligned at the bottom right). Returns the hidden states before the
+    /// final norm.</summary>
+    public Tensor ForwardPacked(Tensor x, Tensor cache, Tensor writeRows, Tensor readRows, Tensor cos, Tensor sin, Tensor cuRows,
+        Tensor cuKeys, long maxRows, long maxKeys, Tensor rowStarts, Tensor keyStarts, bool flash)
+    {
+        ModelConfig c = _config;
+        // Scalars held until the native call returns (see Forward).
+        using Scalar heads = (long)c.HeadCount, kvHeads = (long)c.KeyValueHeadCount, headDim = (long)c.HeadDim,
+            eps = c.RmsNormEps, qkvBias = c.QkvBias, qkNorm = c.QkNorm, maxQ = maxRows, maxK = maxKeys, useFlash = flash;
+        return (Tensor)Compiled.Value.invoke("prefill_layers",
+            x, _inNorm, _wq, _wk, _wv, _wo, _bq, _bk, _bv, _qNorm, _kNorm, _postNorm, _gate, _up, _down,
+            cache, writeRows, readRows, cos, sin, cuRows, cuKeys, maxQ, maxK, rowStarts, keyStarts, heads, kvHeads, headDim, eps,
+            qkvBias, qkNorm, useFlash);
+    }
+
+    /// <summary>
+    /// Null when libtorch's variable-length flash attention runs on <paramref name="device"/> in <paramref name="dtype"/>
+    /// for this model's heads and gives the reference attention's result on a small packed batch of random values (two
+    /// sequences whose chunks are the last of their keys: this checks the causal alignment too), else why not.
+    /// </summary>
+    public string? ProbeFlash(Device device, ScalarType dtype)
+    {
+        ModelConfig c = _config;
+        try
+        {
+            using var scope = NewDisposeScope();
+            using var _ = no_grad();
+            using var generator = new Generator(17);
+            int[] rows = [3, 5], keys = [7, 5];
+            Tensor q = randn([rows.Sum(), c.HeadCount, c.HeadDim], generator: generator).to(dtype, device);
+            Tensor k = randn([keys.Sum(), c.KeyValueHeadCount, c.HeadDim], generator: generator).to(dtype, device);
+            Tensor v = randn([keys.Sum(), c.KeyValueHeadCount, c.HeadDim], generator: generator).to(dtype, device);
+            Tensor rowStarts = tensor(new long[] { 0, rows[0], rows.Sum() }), keyStarts = tensor(new long[] { 0, keys[0], keys.Sum() });
+            Tensor cuRows = rowStarts.to(ScalarType.Int32).to(device), cuKeys = keyStarts.to(ScalarType.Int32).to(device);
+            using Scalar maxQ = (long)rows.Max(), maxK = (long)keys.Max(), kvHeads = (long)c.KeyValueHeadCount, headDim = (long)c.HeadDim,
+                on = true, off = false;
+            Tensor flash = (Tensor)Compiled.Value.invoke("attend_varlen", q, k, v, cuRows, cuKeys, maxQ, maxK, rowStarts, keyStarts, on, kvHeads, headDim);
+            Tensor reference = (Tensor)Compiled.Value.invoke("attend_varlen", q, k, v, cuRows, cuKeys, maxQ, maxK, rowStarts, keyStarts, off, kvHeads, headDim);
+            double difference = (flash.to(ScalarType.Float32) - reference.to(ScalarType.Float32)).abs().max().cpu().item<float>();
+            return difference <= 2e-2 ? null : $"its probe differed from the reference attention by {difference:G3} (a causal mask aligned at the top left?)";
+        }
+        catch (Exception e) when (e is ExternalException or InvalidOperationException or ArgumentException)
+        {
+            return $"its probe failed: {e.Message.Split('\n')[0]}";
+        }
     }
 }
 

@@ -61,7 +61,8 @@ public sealed partial class TargetModel
         : null;
 
     /// <summary>Which path runs which steps, and why: the graphed plain step (kernels or captured libtorch), the tree
-    /// kernels (trees, batches of up to 64 rows, sampled steps), and the libtorch path for the rest.</summary>
+    /// kernels (trees, batches of up to 64 rows, sampled steps), and the libtorch path for the rest; and how prefill
+    /// attends (flash attention over packed chunks, or masked chunks).</summary>
     public string StepPaths
     {
         get
@@ -72,7 +73,8 @@ public sealed partial class TargetModel
             string sampled = Explain(new VerifyStep([new TreeInput(0, 0, DraftTree.Chain([1, 2, 3]))], AcceptanceRule.Sampled));
             string why = !_graphsOn ? $"; CUDA graphs off: {_graphsOffReason}"
                 : !UsesDecodeKernels ? $"; decode-step kernels off: {_kernelsOffReason}" : "";
-            return $"plain steps: {plain}; one-sequence trees: {tree}; batches: {batch}; sampled steps: {sampled}{why}";
+            string prefill = _prefill == PrefillAttention.Masked ? $"masked chunks ({_prefillWhy})" : $"packed chunks ({_prefillWhy})";
+            return $"plain steps: {plain}; one-sequence trees: {tree}; batches: {batch}; sampled steps: {sampled}; prefill: {prefill}{why}";
         }
     }
 

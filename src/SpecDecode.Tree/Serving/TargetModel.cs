@@ -22,6 +22,9 @@ public sealed partial class TargetModel : IDisposable
     private readonly Tensor _sin;
     private readonly int _prefillChunk;
     private readonly int _causalPrefillChunk;
+    private PrefillAttention _prefill;                    // Masked, Packed or Flash: how Prefill's forwards attend
+    private readonly PrefillAttention _prefillChosen;     // what the load chose (PrefillPath may switch back to Masked)
+    private readonly string _prefillWhy;
     private readonly ScriptedDecoder? _scripted;
     private SpeculativeEngine? _engine;   // the engine that owns the slots and runs the model; null while none does
     private readonly ReferenceBackend _reference;
@@ -46,7 +49,6 @@ public sealed partial class TargetModel : IDisposable
         DType = dtype;
         _prefillChunk = options.PrefillChunk;
         _causalPrefillChunk = options.CausalPrefillChunk;
-        _cache = new KvCache(config, options.MaxBatch, options.MaxContext, options.KvBlockSize, options.KvBlocks, options.PrefixCaching, dtype, device);
         if (device.type == DeviceType.CUDA)
         {
             AttentionBackends.Set("CuDNN", options.CuDnnAttention);
@@ -57,6 +59,10 @@ public sealed partial class TargetModel : IDisposable
         {
             ScriptedDecoder.Compile();
         }
+        (_prefill, _prefillWhy) = ChoosePrefill(options.PrefillAttention, _scripted, device, dtype);
+        _prefillChosen = _prefill;
+        // the cache after the prefill choice, which may refuse the model: a refusal then leaves no cache behind
+        _cache = new KvCache(config, options.MaxBatch, options.MaxContext, options.KvBlockSize, options.KvBlocks, options.PrefixCaching, dtype, device);
         var parts = new ModelParts(config, weights, _cache, _cos, _sin, device, dtype, _scripted, parallel);
         _reference = new ReferenceBackend(parts);
         // The graphed step: SpecDecode's kernels where they can run this model on this GPU, else the captured libtorch step.
@@ -366,6 +372,11 @@ public sealed partial class TargetModel : IDisposable
             _cache.Reserve(slot, _cache.Length(slot) + tokens.Length);
         }
         _cache.SyncTables();
+        if (_prefill != PrefillAttention.Masked)
+        {
+            PrefillPacked(sequences);
+            return;
+        }
         var done = new int[sequences.Count]; // tokens of each sequence cached so far
         if (_causalPrefillChunk > 0)
         {
@@ -402,6 +413,63 @@ public sealed partial class TargetModel : IDisposable
             }
             PrefillChunks(chunks, causal: false);
         }
+    }
+
+    /// <summary>How <see cref="Prefill"/> attends now: <see cref="PrefillAttention.Masked"/>, <see cref="PrefillAttention.Packed"/>
+    /// or <see cref="PrefillAttention.Flash"/>. Benchmarks switch a model between what its load chose and the masked
+    /// chunks to compare them on the same weights and cache.</summary>
+    /// <exception cref="ArgumentException">Neither <see cref="PrefillAttention.Masked"/> nor what the load chose.</exception>
+    internal PrefillAttention PrefillPath
+    {
+        get => _prefill;
+        set => _prefill = value == PrefillAttention.Masked || value == _prefillChosen ? value
+            : throw new ArgumentException($"This model's prefill can run {_prefillChosen} or Masked, not {value}.", nameof(value));
+    }
+
+    /// <summary>Prefill in packed forwards of up to <see cref="TargetModelOptions.CausalPrefillChunk"/> tokens in all
+    /// (<see cref="PackedPrefillPlan.Schedule"/>); then the prompts' rows are registered for sharing.</summary>
+    private void PrefillPacked(IReadOnlyList<(int Slot, int[] Tokens)> sequences)
+    {
+        int budget = _causalPrefillChunk > 0 ? _causalPrefillChunk : _prefillChunk;
+        foreach (List<(int Sequence, int Start, int Count)> forward in PackedPrefillPlan.Schedule(sequences.Select(s => s.Tokens.Length).ToList(), budget))
+        {
+            _reference.PrefillPacked(forward.Select(p => (sequences[p.Sequence].Slot, (ReadOnlyMemory<int>)sequences[p.Sequence].Tokens.AsMemory(p.Start, p.Count))).ToList(),
+                flash: _prefill == PrefillAttention.Flash);
+        }
+        foreach ((int slot, int[] _) in sequences)
+        {
+            _cache.Register(slot);
+        }
+    }
+
+    /// <summary>How <see cref="Prefill"/> attends, and why: what was asked where it can run, else the masked chunks. A
+    /// model that must run flash attention and cannot is refused.</summary>
+    /// <exception cref="NotSupportedException"><see cref="PrefillAttention.Flash"/> was asked and cannot run.</exception>
+    private static (PrefillAttention Path, string Why) ChoosePrefill(PrefillAttention asked, ScriptedDecoder? scripted, Device device, ScalarType dtype)
+    {
+        if (asked == PrefillAttention.Masked)
+        {
+            return (PrefillAttention.Masked, "TargetModelOptions.PrefillAttention is Masked");
+        }
+        if (scripted is null)
+        {
+            return (PrefillAttention.Masked, "packed prefill needs the scripted layers");
+        }
+        if (asked == PrefillAttention.Packed)
+        {
+            return (PrefillAttention.Packed, "the reference attention was asked for");
+        }
+        string? flashOff = device.type != DeviceType.CUDA ? "flash attention needs a CUDA device"
+            : dtype is not (ScalarType.BFloat16 or ScalarType.Float16) ? $"flash attention needs bfloat16 or float16, not {dtype}"
+            : scripted.ProbeFlash(device, dtype) is { } failed ? $"flash attention: {failed}"
+            : null;
+        if (flashOff is null)
+        {
+            return (PrefillAttention.Flash, "libtorch's variable-length flash attention");
+        }
+        return asked == PrefillAttention.Flash
+            ? throw new NotSupportedException($"Prefill with flash attention cannot run here: {flashOff}. Leave TargetModelOptions.PrefillAttention at Auto.")
+            : (PrefillAttention.Masked, flashOff);
     }
 
     /// <summary>

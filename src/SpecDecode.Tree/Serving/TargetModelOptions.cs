@@ -51,6 +51,10 @@ public sealed class TargetModelOptions
     /// [rows, intermediate] products), ≈ 0.8 GB at the default 8192. It also bounds each such forward's rows × width
     /// (sequences of similar lengths share one). The rest of a longer prompt goes in masked chunks of
     /// <see cref="PrefillChunk"/>. 0 turns the causal path off (every chunk masked). Default 8192.
+    /// Where prefill runs on packed chunks with flash attention (a CUDA device in bfloat16 or float16; <see cref="TargetModel.StepPaths"/>
+    /// says whether it does), there is no mask and no padding: each prefill forward then carries up to this many prompt
+    /// tokens of all its sequences together, whether or not they continue cached tokens (<see cref="PrefillChunk"/> when
+    /// this is 0).
     /// </summary>
     public int CausalPrefillChunk { get; init; } = 8192;
 
@@ -104,6 +108,10 @@ public sealed class TargetModelOptions
     /// <summary>Shortest cache (keys) for which the scripted layers may compute attention with matrix products (see
     /// ScriptedDecoder); lowered by tests to reach that branch on tiny models.</summary>
     internal long MatmulAttentionMinKeys { get; init; } = 8192;
+
+    /// <summary>How prefill forwards attend (<see cref="SpecDecode.Tree.PrefillAttention"/>): flash attention over packed
+    /// chunks where it runs, else masked chunks. Benchmarks and tests set it to compare the paths.</summary>
+    internal PrefillAttention PrefillAttention { get; init; } = PrefillAttention.Auto;
 
     /// <summary>Blocks of the KV pool these options allocate (see <see cref="KvCacheTokens"/>).</summary>
     internal int KvBlocks => (int)(((KvCacheTokens ?? (long)MaxBatch * MaxContext) + KvBlockSize - 1) / KvBlockSize);

@@ -8,11 +8,13 @@ internal static class EngineFixture
 {
     public const string Checkpoint = "llama-gqa";
 
-    public static TargetModel LoadModel(int maxBatch, int maxContext = 192, long? kvTokens = null, int kvBlock = 64, bool prefixCaching = true) =>
+    public static TargetModel LoadModel(int maxBatch, int maxContext = 192, long? kvTokens = null, int kvBlock = 64, bool prefixCaching = true,
+        PrefillAttention prefill = PrefillAttention.Auto) =>
         TargetModel.Load(SharedFixtures.TinyCheckpoint(Checkpoint), new TargetModelOptions
         {
             Device = CPU, MaxBatch = maxBatch, MaxContext = maxContext, PrefillChunk = 32, KvCacheTokens = kvTokens, KvBlockSize = kvBlock,
-            PrefixCaching = prefixCaching,
+            PrefixCaching = prefixCaching, PrefillAttention = prefill,
+            CausalPrefillChunk = prefill == PrefillAttention.Packed ? 24 : 8192, // packed: 24 tokens per forward, so prompts split
         });
 
     /// <summary>A prompt with repeated segments (so drafters find matches), tokens below 256.</summary>

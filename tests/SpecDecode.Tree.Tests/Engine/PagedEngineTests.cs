@@ -24,13 +24,15 @@ public sealed class PagedEngineTests
         });
 
     [Theory]
-    [InlineData(true, "none")]
-    [InlineData(true, "suffix")]
-    [InlineData(false, "none")]
-    [InlineData(false, "suffix")]
-    public async Task AConversationsCallsEmitPlainGreedy_AndReuseTheEarlierCalls(bool reuse, string drafterKind)
+    [InlineData(true, "none", false)]
+    [InlineData(true, "suffix", false)]
+    [InlineData(false, "none", false)]
+    [InlineData(false, "suffix", false)]
+    [InlineData(true, "suffix", true)] // packed prefill forwards (flash attention's contract, on the CPU)
+    [InlineData(false, "suffix", true)]
+    public async Task AConversationsCallsEmitPlainGreedy_AndReuseTheEarlierCalls(bool reuse, string drafterKind, bool packed)
     {
-        using TargetModel model = EngineFixture.LoadModel(maxBatch: 2, maxContext: 256, kvBlock: 16, prefixCaching: reuse);
+        using TargetModel model = EngineFixture.LoadModel(maxBatch: 2, maxContext: 256, kvBlock: 16, prefixCaching: reuse, prefill: packed ? PrefillAttention.Packed : PrefillAttention.Auto);
         using IDrafter? drafter = drafterKind == "none" ? null : EngineFixture.Drafter(drafterKind);
         using SpeculativeEngine engine = Engine(model, drafter);
         int[] prompt = EngineFixture.Prompt(21, 37);
@@ -85,12 +87,13 @@ public sealed class PagedEngineTests
     }
 
     [Theory]
-    [InlineData("none")]
-    [InlineData("suffix")]
-    public async Task APoolTooSmallForTheLoad_PreemptsAndEvicts_AndEveryRequestStillEmitsPlainGreedy(string drafterKind)
+    [InlineData("none", false)]
+    [InlineData("suffix", false)]
+    [InlineData("suffix", true)]
+    public async Task APoolTooSmallForTheLoad_PreemptsAndEvicts_AndEveryRequestStillEmitsPlainGreedy(string drafterKind, bool packed)
     {
         // 16 blocks of 16 tokens; four requests of 60 + 40 tokens at once would need 28
-        using TargetModel model = EngineFixture.LoadModel(maxBatch: 4, maxContext: 128, kvTokens: 256, kvBlock: 16);
+        using TargetModel model = EngineFixture.LoadModel(maxBatch: 4, maxContext: 128, kvTokens: 256, kvBlock: 16, prefill: packed ? PrefillAttention.Packed : PrefillAttention.Auto);
         using IDrafter? drafter = drafterKind == "none" ? null : EngineFixture.Drafter(drafterKind);
         using SpeculativeEngine engine = Engine(model, drafter);
         int[][] prompts = Enumerable.Range(0, 6).Select(i => EngineFixture.Prompt(50 + i, 60)).ToArray();

@@ -107,6 +107,35 @@ internal sealed partial class ReferenceBackend(ModelParts parts) : IStepBackend
         }
     }
 
+    /// <summary>One packed prefill forward (<see cref="PackedPrefillPlan"/>) over each slot's next chunk, with the scripted
+    /// layers: libtorch's flash attention when <paramref name="flash"/>, else the script's reference attention. The
+    /// slots' lengths grow by their chunks.</summary>
+    public void PrefillPacked(List<(int Slot, ReadOnlyMemory<int> Tokens)> chunks, bool flash)
+    {
+        ScriptedDecoder scripted = _scripted ?? throw new InvalidOperationException("Packed prefill needs the scripted layers.");
+        PackedPrefillPlan plan = PackedPrefillPlan.For(chunks, _cache);
+        using (var scope = NewDisposeScope())
+        using (no_grad())
+        {
+            ModelConfig c = Config;
+            long n = plan.Rows, k = plan.Keys, s = plan.Sequences;
+            Tensor all = tensor(plan.Packed).to(Device); // the forward's one upload
+            Tensor tokens = all.narrow(0, 0, n), positions = all.narrow(0, n, n), writeRows = all.narrow(0, 2 * n, n), readRows = all.narrow(0, 3 * n, k);
+            Tensor cuRows = all.narrow(0, plan.StartsOffset, s + 1).to(ScalarType.Int32);
+            Tensor cuKeys = all.narrow(0, plan.StartsOffset + s + 1, s + 1).to(ScalarType.Int32);
+            Tensor starts = tensor(plan.Packed.AsSpan(plan.StartsOffset).ToArray()); // the same starts on the CPU (the reference attention's loop)
+            Tensor cos = _cos.index_select(0, positions).view(1, n, 1, c.HeadDim).to(DType);
+            Tensor sin = _sin.index_select(0, positions).view(1, n, 1, c.HeadDim).to(DType);
+            Tensor x = _weights.EmbedTokens.index_select(0, tokens).view(1, n, c.HiddenSize);
+            scripted.ForwardPacked(x, _cache.Data, writeRows, readRows, cos, sin, cuRows, cuKeys, plan.MaxRows, plan.MaxKeys,
+                starts.narrow(0, 0, s + 1), starts.narrow(0, s + 1, s + 1), flash);
+        }
+        foreach ((int slot, ReadOnlyMemory<int> tokens) in chunks)
+        {
+            _cache.Append(slot, tokens.Span);
+        }
+    }
+
     public void Dispose()
     {
     }
