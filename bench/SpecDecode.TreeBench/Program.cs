@@ -8,4 +8,5 @@ root.Subcommands.Add(DecodeGraphsCommand.Build());
 root.Subcommands.Add(TreeKernelsCommand.Build());
 root.Subcommands.Add(BatchKernelsCommand.Build());
 root.Subcommands.Add(TensorParallelCommand.Build());
+root.Subcommands.Add(PrefillAttentionCommand.Build());
 return ToolRunner.Run(root, args);
