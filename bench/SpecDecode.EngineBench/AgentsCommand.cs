@@ -63,21 +63,27 @@ internal static class AgentsCommand
         var continued = new Option<string>("--continued") { Description = "Context:new pairs for the time-to-first-token probe, e.g. 30000:1000 (empty: none).", DefaultValueFactory = _ => "30000:1000" };
         var only = new Option<bool>("--concurrency-only") { Description = "Print the concurrency figures for the pool and stop (no model is loaded)." };
         var graphs = new Option<bool>("--cuda-graphs") { Description = "TargetModelOptions.CudaGraphs (the kernels at batch 1).", DefaultValueFactory = _ => true };
+        var prefill = new Option<string>("--prefill") { Description = "auto (packed chunks with flash attention where it runs) or masked (the masked chunks).", DefaultValueFactory = _ => "auto" };
+        prefill.AcceptOnlyFromAmong("auto", "masked");
+        var continuedOnly = new Option<bool>("--continued-only") { Description = "Measure the continued calls (--continued) and stop: no trajectories are replayed." };
         var output = new Option<string>("--out") { DefaultValueFactory = _ => "bench/out" };
         var command = new Command("agents", "Replay whole trajectories as agent conversations (prefix reuse on and off).")
         {
             traces, config, skip, agents, perAgent, callsPer, maxContext, kvTokens, block, variants, reuse, continued, graphs, output, gpu, longest, only,
+            prefill, continuedOnly,
         };
         command.SetAction(p => Run(p.GetValue(traces)!, p.GetValue(config)!, p.GetValue(skip),
             p.GetValue(agents)!.Split(',', StringSplitOptions.TrimEntries).Select(int.Parse).ToArray(), p.GetValue(perAgent), p.GetValue(callsPer),
             p.GetValue(maxContext), p.GetValue(kvTokens), p.GetValue(block), p.GetValue(variants)!.Split(',', StringSplitOptions.TrimEntries),
             p.GetValue(reuse)!.Split(',', StringSplitOptions.TrimEntries).Select(r => r == "on").ToArray(), p.GetValue(continued)!,
-            p.GetValue(graphs), p.GetValue(output)!, p.GetValue(gpu), p.GetValue(longest), p.GetValue(only)));
+            p.GetValue(graphs), p.GetValue(output)!, p.GetValue(gpu), p.GetValue(longest), p.GetValue(only),
+            p.GetValue(prefill) == "masked" ? PrefillAttention.Masked : PrefillAttention.Auto, p.GetValue(continuedOnly)));
         return command;
     }
 
     private static int Run(string traces, string configPath, int skip, int[] agentCounts, int perAgent, int callsPer, int maxContext, long kvTokens,
-        int block, string[] variants, bool[] reuses, string continuedSpec, bool graphs, string output, double gpuGib, int longest, bool concurrencyOnly)
+        int block, string[] variants, bool[] reuses, string continuedSpec, bool graphs, string output, double gpuGib, int longest, bool concurrencyOnly,
+        PrefillAttention prefill, bool continuedOnly)
     {
         TorchRuntime.EnsureLoaded();
         Device device = TorchRuntime.DefaultDevice;
@@ -97,7 +103,7 @@ internal static class AgentsCommand
         TargetModelOptions Options(bool reuse) => new()
         {
             Device = device, DType = dtype, MaxBatch = maxAgents, MaxContext = maxContext, KvCacheTokens = pool, KvBlockSize = block,
-            CudaGraphs = graphs && device.type == DeviceType.CUDA, PrefixCaching = reuse,
+            CudaGraphs = graphs && device.type == DeviceType.CUDA, PrefixCaching = reuse, PrefillAttention = prefill,
         };
         TargetModelOptions options = Options(true);
         Concurrency concurrency = Fit(config, options, finalLengths, callLengths);
@@ -115,12 +121,17 @@ internal static class AgentsCommand
         foreach (bool reuse in reuses)
         {
             using TargetModel model = TargetModel.CreateRandom(config, Options(reuse), seed: 1);
+            Console.WriteLine(model.StepPaths);
             foreach (string pair in continuedSpec.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
             {
                 string[] parts = pair.Split(':');
                 ContinuedCall c = Continue(model, tokenizer, int.Parse(parts[0], CultureInfo.InvariantCulture), int.Parse(parts[1], CultureInfo.InvariantCulture), reuse);
                 continuedCalls.Add(c);
                 Console.WriteLine($"continued call: {c.Context} cached + {c.NewTokens} new tokens, reuse {(reuse ? "on" : "off")}: time to first token {c.TimeToFirstTokenMs:F1} ms ({c.CachedTokens} tokens found cached)");
+            }
+            if (continuedOnly)
+            {
+                continue;
             }
             VerificationCostModel? cost = variants.Any(v => v != "plain") ? VerificationCostModel.Measure(model, 2048, maxWidth: 33) : null;
             // warm-up, untimed: the first calls of one trajectory through every variant (kernels, graphs, JIT)
