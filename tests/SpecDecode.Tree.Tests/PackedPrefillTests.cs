@@ -115,6 +115,21 @@ public sealed class PackedPrefillTests
         Assert.Contains("needs a CUDA device", e.Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData(null, "Auto")]
+    [InlineData("", "Auto")]
+    [InlineData("masked", "Masked")]
+    [InlineData("FLASH", "Flash")]
+    [InlineData("packed", "Packed")]
+    public void TheEnvironmentOverrideNamesAPath(string? value, string expected) =>
+        Assert.Equal(expected, TargetModel.PrefillOverride(value).ToString());
+
+    [Theory]
+    [InlineData("fast")]
+    [InlineData("1")] // Enum.TryParse takes numbers; the override does not
+    public void AnUnknownEnvironmentOverrideIsRefusedWithTheNames(string value) =>
+        Assert.Contains("use auto, masked, packed or flash", Assert.Throws<ArgumentException>(() => TargetModel.PrefillOverride(value)).Message, StringComparison.Ordinal);
+
     [Fact]
     public void TheFlashProbeReportsWhyItCannotRun_InsteadOfThrowing()
     {

@@ -447,6 +447,16 @@ public sealed partial class TargetModel : IDisposable
     /// <exception cref="NotSupportedException"><see cref="PrefillAttention.Flash"/> was asked and cannot run.</exception>
     private static (PrefillAttention Path, string Why) ChoosePrefill(PrefillAttention asked, ScriptedDecoder? scripted, Device device, ScalarType dtype)
     {
+        // SPECDECODE_PREFILL_ATTENTION=masked (or packed, flash) overrides the default, as SPECDECODE_DECODE_KERNELS does the
+        // kernels: a way around a libtorch whose flash attention misbehaves past what the probe sees, without a rebuild.
+        if (asked == PrefillAttention.Auto)
+        {
+            asked = PrefillOverride(Environment.GetEnvironmentVariable("SPECDECODE_PREFILL_ATTENTION"));
+            if (asked == PrefillAttention.Masked)
+            {
+                return (PrefillAttention.Masked, "SPECDECODE_PREFILL_ATTENTION is masked");
+            }
+        }
         if (asked == PrefillAttention.Masked)
         {
             return (PrefillAttention.Masked, "TargetModelOptions.PrefillAttention is Masked");
@@ -471,6 +481,14 @@ public sealed partial class TargetModel : IDisposable
             ? throw new NotSupportedException($"Prefill with flash attention cannot run here: {flashOff}. Leave TargetModelOptions.PrefillAttention at Auto.")
             : (PrefillAttention.Masked, flashOff);
     }
+
+    /// <summary>What <c>SPECDECODE_PREFILL_ATTENTION</c> asks for: <see cref="PrefillAttention.Auto"/> when unset or
+    /// empty.</summary>
+    /// <exception cref="ArgumentException">A value other than auto, masked, packed or flash (any case).</exception>
+    internal static PrefillAttention PrefillOverride(string? value) =>
+        string.IsNullOrEmpty(value) ? PrefillAttention.Auto
+        : Enum.TryParse(value, ignoreCase: true, out PrefillAttention parsed) && Enum.IsDefined(parsed) && !value.Any(char.IsDigit) ? parsed
+        : throw new ArgumentException($"SPECDECODE_PREFILL_ATTENTION is '{value}'; use auto, masked, packed or flash.");
 
     /// <summary>
     /// Splits causal first chunks of the given lengths (each at most <paramref name="maxRows"/>) into forwards, longest
