@@ -73,7 +73,8 @@ internal static class EngineRunner
         EngineStatistics s = engine.Statistics;
         if (hybrid is not null)
         {
-            Console.WriteLine($"  hybrid: {hybrid.CheapDrafts} cheap drafts, {hybrid.ModelDrafts} model drafts");
+            Console.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"  hybrid: {hybrid.CheapDrafts} cheap drafts, {hybrid.ModelDrafts} model drafts, {hybrid.ModelDraftsSkippedForCost} skipped for cost (model proposal {hybrid.ModelDraftSeconds * 1e3:F1} ms, step {hybrid.StepSeconds * 1e3:F1} ms)"));
         }
         GenerationStatistics t = s.Totals;
         long tokens = results.Sum(r => (long)r.TokenIds.Count);

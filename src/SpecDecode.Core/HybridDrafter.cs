@@ -12,6 +12,10 @@ namespace SpecDecode;
 /// accepted from this request's recent model drafts (starting from the average over all requests' model drafts, at first
 /// <see cref="HybridDrafterOptions.InitialModelAcceptance"/>),
 /// and the model is not asked at all once that average falls below <see cref="HybridDrafterOptions.MinModelAcceptance"/>.</para>
+/// <para>The model's time counts too (<see cref="HybridDrafterOptions.WeighDraftCost"/>): a step asks the model only when
+/// the tokens its drafts are expected to add, over all the step's requests, outweigh the time it adds to the step, both
+/// measured as the hybrid runs. So a slow draft model, or a large batch whose cheap drafts already yield many tokens, leaves
+/// the cheap drafter in charge rather than slowing every step.</para>
 /// <para>Both drafters see every request's whole lifecycle (start, every emitted token, end), so either can draft at any
 /// step. The model drafter runs once per step for all requests that need it when it is an <see cref="IBatchDrafter"/>.
 /// The hybrid does not own its drafters: dispose them yourself.</para>
@@ -24,6 +28,11 @@ public sealed class HybridDrafter : IBatchDrafter
     private readonly Dictionary<RequestId, State> _requests = [];
     private readonly Lock _gate = new();
     private double _sharedModelAcceptance;
+    private readonly TimeProvider _time;
+    private long _lastProposal;           // timestamp of the previous ProposeBatch's start; 0 before the first
+    private double _lastModelSeconds;     // the model drafter's time within the previous ProposeBatch
+    private double _modelSeconds;         // moving average of a model proposal's time; 0 until measured
+    private double _stepSeconds;          // moving average of a step's time outside the model drafter; 0 until measured
 
     /// <summary>Creates the hybrid.</summary>
     /// <param name="cheap">The model-free drafter (e.g. a suffix drafter).</param>
@@ -38,6 +47,7 @@ public sealed class HybridDrafter : IBatchDrafter
         _options = options ?? new HybridDrafterOptions();
         _options.Validate();
         _sharedModelAcceptance = _options.InitialModelAcceptance;
+        _time = _options.Time;
     }
 
     /// <inheritdoc />
@@ -57,6 +67,36 @@ public sealed class HybridDrafter : IBatchDrafter
 
     /// <summary>Drafts taken from the model drafter so far.</summary>
     public long ModelDrafts { get; private set; }
+
+    /// <summary>Requests whose model draft promised more accepted tokens than the cheap draft, but not enough to pay for
+    /// the model drafter's time that step (<see cref="HybridDrafterOptions.WeighDraftCost"/>), so they took the cheap draft.</summary>
+    public long ModelDraftsSkippedForCost { get; private set; }
+
+    /// <summary>The moving average of one model proposal's wall time (all the step's model queries together), in seconds;
+    /// 0 until the model drafter has run.</summary>
+    public double ModelDraftSeconds
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _modelSeconds;
+            }
+        }
+    }
+
+    /// <summary>The moving average of a step's wall time outside the model drafter (from one proposal to the next:
+    /// verification, the engine's bookkeeping, the cheap drafter), in seconds; 0 until two proposals were made.</summary>
+    public double StepSeconds
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _stepSeconds;
+            }
+        }
+    }
 
     /// <inheritdoc />
     public void StartRequest(RequestId request, ReadOnlySpan<int> prompt, DraftRequestOptions? options)
@@ -92,10 +132,12 @@ public sealed class HybridDrafter : IBatchDrafter
     public IReadOnlyList<DraftTree> ProposeBatch(IReadOnlyList<DraftQuery> queries)
     {
         ArgumentNullException.ThrowIfNull(queries);
+        MeasureStep();
         var drafts = new DraftTree[queries.Count];
         var modelQueries = new List<DraftQuery>();
         var modelRows = new List<int>();
         var states = new State[queries.Count];
+        double expectedTokens = 0, modelGain = 0; // the step's expected emitted tokens with cheap drafts; what the model adds
         for (int i = 0; i < queries.Count; i++)
         {
             DraftQuery q = queries[i];
@@ -103,20 +145,36 @@ public sealed class HybridDrafter : IBatchDrafter
             ArgumentOutOfRangeException.ThrowIfGreaterThan(q.MaxTokens, MaxBudget);
             states[i] = Get(q.Request);
             drafts[i] = q.MaxTokens == 0 ? DraftTree.Empty : _cheap.Propose(q.Request, q.MaxTokens);
-            bool modelBetter = q.MaxTokens > 0 && states[i].ModelAcceptance >= _options.MinModelAcceptance
-                && drafts[i].Score < Math.Min(q.MaxTokens, states[i].ModelAcceptance);
+            expectedTokens += 1 + drafts[i].Score;
+            double modelExpected = Math.Min(q.MaxTokens, states[i].ModelAcceptance);
+            bool modelBetter = q.MaxTokens > 0 && states[i].ModelAcceptance >= _options.MinModelAcceptance && drafts[i].Score < modelExpected;
             states[i].LastFromModel = modelBetter;
             if (modelBetter)
             {
                 modelQueries.Add(q);
                 modelRows.Add(i);
+                modelGain += modelExpected - drafts[i].Score;
             }
         }
+        int skipped = 0;
+        if (modelQueries.Count > 0 && !ModelPays(expectedTokens, modelGain))
+        {
+            skipped = modelQueries.Count;
+            foreach (int row in modelRows)
+            {
+                states[row].LastFromModel = false;
+            }
+            modelQueries.Clear();
+            modelRows.Clear();
+        }
+        double modelSeconds = 0;
         if (modelQueries.Count > 0)
         {
+            long start = _time.GetTimestamp();
             IReadOnlyList<DraftTree> modelDrafts = _model is IBatchDrafter batch
                 ? batch.ProposeBatch(modelQueries)
                 : modelQueries.Select(q => _model.Propose(q.Request, q.MaxTokens)).ToArray();
+            modelSeconds = _time.GetElapsedTime(start).TotalSeconds;
             for (int k = 0; k < modelRows.Count; k++)
             {
                 drafts[modelRows[k]] = modelDrafts[k];
@@ -125,7 +183,13 @@ public sealed class HybridDrafter : IBatchDrafter
         lock (_gate)
         {
             ModelDrafts += modelQueries.Count;
+            ModelDraftsSkippedForCost += skipped;
             CheapDrafts += queries.Count(q => q.MaxTokens > 0) - modelQueries.Count;
+            _lastModelSeconds = modelSeconds;
+            if (modelQueries.Count > 0)
+            {
+                _modelSeconds = _modelSeconds == 0 ? modelSeconds : (1 - TimeSmoothing) * _modelSeconds + TimeSmoothing * modelSeconds;
+            }
         }
         for (int i = 0; i < queries.Count; i++)
         {
@@ -178,6 +242,53 @@ public sealed class HybridDrafter : IBatchDrafter
     {
     }
 
+    /// <summary>Weight of the newest sample in the moving averages of the model drafter's and the step's time.</summary>
+    private const double TimeSmoothing = 0.2;
+
+    /// <summary>A gap between proposals longer than this many times the step's average is idle time (no requests), not a
+    /// step, and is not counted.</summary>
+    private const double IdleGapFactor = 5;
+
+    /// <summary>
+    /// Whether asking the model drafter pays for the step: the step then emits <paramref name="expectedTokens"/> +
+    /// <paramref name="modelGain"/> tokens in the step's time plus the model's, against <paramref name="expectedTokens"/>
+    /// in the step's time alone, so the model pays when gain × step time &gt; tokens × model time. The model's time is
+    /// taken as one proposal's, whatever the number of its queries (its forwards run per depth for all queries together,
+    /// and at these sizes cost about the same for one query as for many). Before both times are measured, and with
+    /// <see cref="HybridDrafterOptions.WeighDraftCost"/> off, the model is asked whenever its acceptance beats the cheap
+    /// draft's.
+    /// </summary>
+    private bool ModelPays(double expectedTokens, double modelGain)
+    {
+        if (!_options.WeighDraftCost)
+        {
+            return true;
+        }
+        lock (_gate)
+        {
+            return _modelSeconds <= 0 || _stepSeconds <= 0 || modelGain * _stepSeconds > expectedTokens * _modelSeconds;
+        }
+    }
+
+    /// <summary>Counts the time since the previous proposal, less the model drafter's share of it, as one step (an idle gap
+    /// excepted).</summary>
+    private void MeasureStep()
+    {
+        long now = _time.GetTimestamp();
+        lock (_gate)
+        {
+            if (_lastProposal != 0)
+            {
+                double step = _time.GetElapsedTime(_lastProposal, now).TotalSeconds - _lastModelSeconds;
+                if (step > 0 && (_stepSeconds == 0 || step <= IdleGapFactor * _stepSeconds))
+                {
+                    _stepSeconds = _stepSeconds == 0 ? step : (1 - TimeSmoothing) * _stepSeconds + TimeSmoothing * step;
+                }
+            }
+            _lastProposal = now;
+        }
+    }
+
     private State Get(RequestId request)
     {
         lock (_gate)
@@ -208,6 +319,17 @@ public sealed class HybridDrafterOptions
 
     /// <summary>Weight of the newest model draft in the moving average of its accepted tokens. Default 0.2.</summary>
     public double AcceptanceSmoothing { get; init; } = 0.2;
+
+    /// <summary>
+    /// Weigh the model drafter's time against the step's (both measured as the hybrid runs): a step asks the model only
+    /// when the extra tokens its drafts are expected to win are worth the time the model adds to the step, so the hybrid
+    /// is not slower than its cheap drafter alone where the model is slow or the batch large. Default on; off asks the
+    /// model whenever its expected acceptance beats the cheap draft's score.
+    /// </summary>
+    public bool WeighDraftCost { get; init; } = true;
+
+    /// <summary>The clock the hybrid measures time with (tests substitute their own).</summary>
+    internal TimeProvider Time { get; init; } = TimeProvider.System;
 
     internal void Validate()
     {

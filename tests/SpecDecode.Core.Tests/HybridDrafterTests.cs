@@ -31,6 +31,95 @@ public sealed class HybridDrafterTests
         public void Dispose() { }
     }
 
+    /// <summary>A clock that moves only when told to.</summary>
+    private sealed class ManualClock : TimeProvider
+    {
+        public long Ticks { get; private set; } = 1;
+        public override long TimestampFrequency => 1_000_000;
+        public override long GetTimestamp() => Ticks;
+        public void AdvanceMs(double ms) => Ticks += (long)(ms * 1000);
+    }
+
+    /// <summary>A model drafter that takes <paramref name="ms"/> of the clock per proposal.</summary>
+    private sealed class SlowModel(ManualClock clock, double ms) : IBatchDrafter
+    {
+        private readonly FixedDrafter _inner = new("model", 9, 0.9f, batch: true);
+        public int BatchCalls => _inner.BatchCalls;
+        public string Name => "slow model";
+        public int MaxBudget => 64;
+        public void StartRequest(RequestId request, ReadOnlySpan<int> prompt, DraftRequestOptions? options) { }
+        public DraftTree Propose(RequestId request, int maxTokens) => ProposeBatch([new DraftQuery(request, maxTokens)])[0];
+        public IReadOnlyList<DraftTree> ProposeBatch(IReadOnlyList<DraftQuery> queries)
+        {
+            clock.AdvanceMs(ms);
+            return _inner.ProposeBatch(queries);
+        }
+        public void Observe(RequestId request, ReadOnlySpan<int> emitted) { }
+        public void EndRequest(RequestId request) { }
+        public void Dispose() { }
+    }
+
+    /// <summary>Steps of <paramref name="stepMs"/> each (the verification, on the clock), every request proposing
+    /// 4 tokens; returns the tokens of the last step's drafts' first nodes.</summary>
+    private static int[] Steps(HybridDrafter hybrid, ManualClock clock, RequestId[] requests, int steps, double stepMs)
+    {
+        int[] first = [];
+        for (int s = 0; s < steps; s++)
+        {
+            first = [.. hybrid.ProposeBatch([.. requests.Select(r => new DraftQuery(r, 4))]).Select(d => d.Tokens[0])];
+            clock.AdvanceMs(stepMs);
+            foreach (RequestId r in requests)
+            {
+                hybrid.Observe(r, [9, 9, 5]); // two of the model's tokens accepted: its estimate stays at 2
+            }
+        }
+        return first;
+    }
+
+    [Theory]
+    [InlineData(1, 2.0, true)]    // 1 request: gain 1.06 of 1.94 tokens is worth a 2 ms draft on a 20 ms step (0.55 > 0.1)
+    [InlineData(1, 15.0, false)]  // a 15 ms draft on a 20 ms step is not (0.55 < 0.75)
+    [InlineData(16, 2.0, true)]   // gain and tokens both grow with the batch: the ratio stays 0.55
+    public void TheModelIsAskedOnlyWhenItsExtraTokensPayForItsTime(int batch, double modelMs, bool modelUsed)
+    {
+        var clock = new ManualClock();
+        var cheap = new FixedDrafter("suffix", 7, 0.5f);  // score 0.94 for 4 tokens
+        var model = new SlowModel(clock, modelMs);
+        var hybrid = new HybridDrafter(cheap, model, new HybridDrafterOptions { InitialModelAcceptance = 2, AcceptanceSmoothing = 0.5, Time = clock });
+        RequestId[] requests = [.. Enumerable.Range(1, batch).Select(i => new RequestId(i))];
+        foreach (RequestId r in requests)
+        {
+            hybrid.StartRequest(r, [1], null);
+        }
+        int[] first = Steps(hybrid, clock, requests, steps: 6, stepMs: 20);
+        Assert.Equal(modelMs / 1e3, hybrid.ModelDraftSeconds, 6);
+        Assert.Equal(20 / 1e3, hybrid.StepSeconds, 6);
+        Assert.All(first, t => Assert.Equal(modelUsed ? 9 : 7, t));
+        // the model ran for the first step (nothing measured yet), and after that only where it pays
+        Assert.Equal(modelUsed ? 6 : 1, model.BatchCalls);
+        Assert.Equal(modelUsed ? 0 : 5L * batch, hybrid.ModelDraftsSkippedForCost);
+    }
+
+    [Fact]
+    public void AnIdleGapIsNotAStep_AndWithoutTheCostRuleASlowModelIsStillAsked()
+    {
+        var clock = new ManualClock();
+        var cheap = new FixedDrafter("suffix", 7, 0.5f);
+        var model = new SlowModel(clock, 15);
+        var weighed = new HybridDrafter(cheap, model, new HybridDrafterOptions { InitialModelAcceptance = 2, Time = clock });
+        var r = new RequestId(1);
+        weighed.StartRequest(r, [1], null);
+        Steps(weighed, clock, [r], steps: 3, stepMs: 20);
+        clock.AdvanceMs(60_000); // no request for a minute
+        Steps(weighed, clock, [r], steps: 1, stepMs: 20);
+        Assert.Equal(0.020, weighed.StepSeconds, 6);
+
+        var unweighed = new HybridDrafter(cheap, model, new HybridDrafterOptions { InitialModelAcceptance = 2, Time = clock, WeighDraftCost = false });
+        unweighed.StartRequest(r, [1], null);
+        Assert.All(Steps(unweighed, clock, [r], steps: 4, stepMs: 20), t => Assert.Equal(9, t));
+        Assert.Equal(0, unweighed.ModelDraftsSkippedForCost);
+    }
+
     [Fact]
     public void StrongCheapDraft_IsUsed_WeakOneFallsBackToTheModel()
     {
@@ -39,11 +128,11 @@ public sealed class HybridDrafterTests
         var model = new FixedDrafter("model", 9, 0.5f, batch: true);
         var r = new RequestId(1);
 
-        var hybridStrong = new HybridDrafter(strong, model, new HybridDrafterOptions { InitialModelAcceptance = 2 });
+        var hybridStrong = new HybridDrafter(strong, model, new HybridDrafterOptions { InitialModelAcceptance = 2, WeighDraftCost = false });
         hybridStrong.StartRequest(r, [1, 2], null);
         Assert.Equal(7, hybridStrong.Propose(r, 4).Tokens[0]);
 
-        var hybridWeak = new HybridDrafter(weak, model, new HybridDrafterOptions { InitialModelAcceptance = 2 });
+        var hybridWeak = new HybridDrafter(weak, model, new HybridDrafterOptions { InitialModelAcceptance = 2, WeighDraftCost = false });
         hybridWeak.StartRequest(r, [1, 2], null);
         Assert.Equal(9, hybridWeak.Propose(r, 4).Tokens[0]);
         Assert.Equal(1, hybridWeak.ModelDrafts);
@@ -55,7 +144,7 @@ public sealed class HybridDrafterTests
     {
         var cheap = new FixedDrafter("suffix", 7, 0.5f);   // score ~ 0.94 for 4 tokens
         var model = new FixedDrafter("model", 9, 0.9f, batch: true);
-        var hybrid = new HybridDrafter(cheap, model, new HybridDrafterOptions { InitialModelAcceptance = 2, AcceptanceSmoothing = 0.5 });
+        var hybrid = new HybridDrafter(cheap, model, new HybridDrafterOptions { InitialModelAcceptance = 2, AcceptanceSmoothing = 0.5, WeighDraftCost = false });
         var r = new RequestId(3);
         hybrid.StartRequest(r, [1], null);
 
@@ -73,7 +162,7 @@ public sealed class HybridDrafterTests
     {
         var cheap = new FixedDrafter("suffix", 7, 0.01f);
         var model = new FixedDrafter("model", 9, 0.9f, batch: true);
-        var hybrid = new HybridDrafter(cheap, model);
+        var hybrid = new HybridDrafter(cheap, model, new HybridDrafterOptions { WeighDraftCost = false });
         RequestId a = new(1), b = new(2);
         hybrid.StartRequest(a, [1], null);
         hybrid.StartRequest(b, [1], null);
@@ -96,7 +185,7 @@ public sealed class HybridDrafterTests
     {
         var cheap = new FixedDrafter("suffix", 7, 0f);   // score 0: nothing to offer
         var model = new FixedDrafter("model", 9, 0.9f, batch: true);
-        var hybrid = new HybridDrafter(cheap, model, new HybridDrafterOptions { InitialModelAcceptance = 1, AcceptanceSmoothing = 0.5, MinModelAcceptance = 0.4 });
+        var hybrid = new HybridDrafter(cheap, model, new HybridDrafterOptions { InitialModelAcceptance = 1, AcceptanceSmoothing = 0.5, MinModelAcceptance = 0.4, WeighDraftCost = false });
         var r = new RequestId(5);
         hybrid.StartRequest(r, [1], null);
         Assert.Equal(9, hybrid.Propose(r, 3).Tokens[0]);   // 1 >= 0.4: the model
