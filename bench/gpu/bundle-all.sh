@@ -9,6 +9,7 @@ cd "$root"
 bash bench/SpecDecode.AgentReplay/gpu-bundle.sh
 (zcat .gpu/data/gemini3pro-minisweagent.jsonl.gz || true) | head -100 | gzip -9 > .gpu/data/traces100.jsonl.gz   # zcat stops early on purpose
 rm .gpu/data/gemini3pro-minisweagent.jsonl.gz
+cp ../shared/fixtures/configs/llama-3.2-1b.config.json .gpu/data/   # the draft model's shape (bench/gpu/hybrid.sh)
 sed -i 's/gemini3pro-minisweagent.jsonl.gz/traces100.jsonl.gz/' .gpu/agent-replay.sh
 sed -i 's|^exec bash "$here/run.sh"|[ -d "$here/app" ] \|\| tar -C "$here" -xJf "$here/ar-app.tar.xz"\nexec bash "$here/run.sh"|' .gpu/agent-replay.sh
 (cd .gpu && tar -cJf ar-app.tar.xz app && rm -rf app)
