@@ -41,7 +41,8 @@ public sealed class TargetModelOptions
     /// <summary>Prompt tokens per sequence per forward for prefill chunks that attend to tokens already cached (a
     /// prompt's tokens past <see cref="CausalPrefillChunk"/>, or a prefill that continues a cached sequence). Such a
     /// chunk's attention takes a materialised mask of chunk × cached keys (a few bytes per entry, times the query heads
-    /// per key/value head), so this bounds the mask: a long prompt never needs a prompt × prompt mask. Default 512.</summary>
+    /// per key/value head), so this bounds the mask: a long prompt never needs a prompt × prompt mask. Default 512.
+    /// Packed prefill (flash attention on CUDA) has no mask and does not use it (see <see cref="CausalPrefillChunk"/>).</summary>
     public int PrefillChunk { get; init; } = 512;
 
     /// <summary>
