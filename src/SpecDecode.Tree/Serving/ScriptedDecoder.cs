@@ -122,9 +122,11 @@ internal sealed class ScriptedDecoder
                            cache: Tensor, write_rows: Tensor, read_rows: Tensor, cos: Tensor, sin: Tensor, cu_q: Tensor,
                            cu_k: Tensor, max_q: int, max_k: int, starts_q: Tensor, starts_k: Tensor, heads: int,
                            kv_heads: int, head_dim: int, eps: float, has_bias: bool, has_qk_norm: bool, flash: bool) -> Tensor:
-            # x [1, rows, hidden]: every sequence's chunk packed, no padding; writes their keys and values, returns nothing
-            # a caller needs (the hidden states before the final norm)
+            # x [1, rows, hidden]: every sequence's chunk packed, no padding; writes their keys and values and returns
+            # nothing a caller needs (the last layer's input). Prefill computes no logits, so the last layer stops once its
+            # keys and values are written: its attention, output projection and MLP would feed nothing.
             n = x.size(1)
+            last = len(wq) - 1
             for i in range(len(wq)):
                 q, k, v = attention_inputs(x, i, in_norm, wq, wk, wv, bq, bk, bv, q_norm, k_norm, cos, sin, heads, kv_heads,
                                            head_dim, eps, has_bias, has_qk_norm)
@@ -132,6 +134,8 @@ internal sealed class ScriptedDecoder
                 vall = cache.select(0, i).select(0, 1)
                 kall.index_copy_(0, write_rows, k.reshape(n, kv_heads, head_dim))
                 vall.index_copy_(0, write_rows, v.reshape(n, kv_heads, head_dim))
+                if i == last:
+                    break
                 o = attend_varlen(q.reshape(n, heads, head_dim), kall.index_select(0, read_rows), vall.index_select(0, read_rows),
                                   cu_q, cu_k, max_q, max_k, starts_q, starts_k, flash, kv_heads, head_dim)
                 x = residual_mlp(x, o.reshape(1, n, heads * head_dim), i, wo, post_norm, gate, up, down, eps)
@@ -239,8 +243,8 @@ internal sealed class ScriptedDecoder
     /// <paramref name="sin"/> [1, N, 1, head size], <paramref name="cuRows"/> and <paramref name="cuKeys"/> [S + 1] the
     /// sequences' row and key starts (int32 on the device), <paramref name="rowStarts"/> and <paramref name="keyStarts"/>
     /// the same as int64 on the CPU. <paramref name="flash"/>: libtorch's variable-length flash attention, else the
-    /// reference (per sequence, SDPA with a causal mask aligned at the bottom right). Returns the hidden states before the
-    /// final norm.</summary>
+    /// reference (per sequence, SDPA with a causal mask aligned at the bottom right). The last layer stops after writing
+    /// its keys and values (prefill computes no logits); returns that layer's input, which no caller needs.</summary>
     public Tensor ForwardPacked(Tensor x, Tensor cache, Tensor writeRows, Tensor readRows, Tensor cos, Tensor sin, Tensor cuRows,
         Tensor cuKeys, long maxRows, long maxKeys, Tensor rowStarts, Tensor keyStarts, bool flash)
     {
