@@ -60,12 +60,15 @@ internal sealed class ScriptedDecoder
                    post_norm: List[Tensor], gate: List[Tensor], up: List[Tensor], down: List[Tensor], final_norm: Tensor,
                    cache: Tensor, write_rows: Tensor, read_rows: Tensor, mask: Tensor, cos: Tensor, sin: Tensor, heads: int,
                    kv_heads: int, head_dim: int, eps: float, has_bias: bool, has_qk_norm: bool,
-                   matmul_attention: bool, causal: bool, skip_attention: bool) -> Tensor:
+                   matmul_attention: bool, causal: bool, skip_attention: bool, cache_only: bool) -> Tensor:
+            # cache_only (prefill: no logits): the last layer stops once its keys and values are written, and the result is
+            # that layer's input, which no caller reads
             b = x.size(0)
             t = x.size(1)
             groups = heads // kv_heads
             keys = read_rows.size(1)
             read_flat = read_rows.reshape([b * keys])
+            last = len(wq) - 1
             for i in range(len(wq)):
                 q, k, v = attention_inputs(x, i, in_norm, wq, wk, wv, bq, bk, bv, q_norm, k_norm, cos, sin, heads, kv_heads,
                                            head_dim, eps, has_bias, has_qk_norm)
@@ -74,6 +77,8 @@ internal sealed class ScriptedDecoder
                 vall = cache.select(0, i).select(0, 1)
                 kall.index_copy_(0, write_rows, k.reshape(b * t, kv_heads, head_dim))
                 vall.index_copy_(0, write_rows, v.reshape(b * t, kv_heads, head_dim))
+                if cache_only and i == last:
+                    break
                 if causal:
                     kr = k.transpose(1, 2).unsqueeze(2).expand(b, kv_heads, groups, t, head_dim).reshape(b, heads, t, head_dim)
                     vr = v.transpose(1, 2).unsqueeze(2).expand(b, kv_heads, groups, t, head_dim).reshape(b, heads, t, head_dim)
@@ -207,12 +212,13 @@ internal sealed class ScriptedDecoder
     /// groups × T, keys] over the rows <paramref name="readRows"/> [B, keys] each sequence's attention reads, or both null
     /// for plain causal attention among the forward's own rows (every sequence starting at an empty cache): then the
     /// fresh keys and values are attended with <c>is_causal</c> and no mask, which lets PyTorch pick flash attention on
-    /// CUDA in float16/bfloat16.</summary>
+    /// CUDA in float16/bfloat16. <paramref name="cacheOnly"/> (prefill, no logits): the last layer stops once its keys and
+    /// values are written, and the result is that layer's input, not the final hidden states.</summary>
     /// <remarks><paramref name="attention"/> says how masked (non-causal) attention is computed: <see cref="DecodeAttention.Default"/>
     /// picks SDPA or matrix products by <see cref="UseMatmulAttention"/>; the others are the graphed step's experiment
     /// knob (<see cref="TargetModel.GraphAttention"/>). It is ignored for causal attention (<paramref name="mask"/> null).</remarks>
     public Tensor Forward(Tensor x, Tensor cache, Tensor writeRows, Tensor? readRows, Tensor? mask, Tensor cos, Tensor sin,
-        DecodeAttention attention = DecodeAttention.Default)
+        DecodeAttention attention = DecodeAttention.Default, bool cacheOnly = false)
     {
         ModelConfig c = _config;
         bool causal = mask is null;
@@ -230,11 +236,11 @@ internal sealed class ScriptedDecoder
         using Tensor? noRows = readRows is null ? zeros([x.shape[0], 0], ScalarType.Int64, x.device) : null;
         using Scalar heads = (long)c.HeadCount, kvHeads = (long)c.KeyValueHeadCount, headDim = (long)c.HeadDim,
             eps = c.RmsNormEps, qkvBias = c.QkvBias, qkNorm = c.QkNorm, useMatmul = matmul, isCausal = causal,
-            skipped = !causal && attention == DecodeAttention.Skipped;
+            skipped = !causal && attention == DecodeAttention.Skipped, onlyCache = cacheOnly;
         return (Tensor)Compiled.Value.invoke("layers",
             x, _inNorm, _wq, _wk, _wv, _wo, _bq, _bk, _bv, _qNorm, _kNorm, _postNorm, _gate, _up, _down, _finalNorm,
             cache, writeRows, readRows ?? noRows!, mask ?? noMask!, cos, sin, heads, kvHeads, headDim, eps, qkvBias, qkNorm, useMatmul,
-            isCausal, skipped);
+            isCausal, skipped, onlyCache);
     }
 
     /// <summary>Runs every layer over one packed prefill forward (<see cref="PackedPrefillPlan"/>) and writes its keys and

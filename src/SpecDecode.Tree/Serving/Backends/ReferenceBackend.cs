@@ -168,7 +168,7 @@ internal sealed partial class ReferenceBackend(ModelParts parts) : IStepBackend
         Tensor? mask = plan.Causal
             ? null
             : AttentionMask(Ancestors(parents, plan.MaxDepth), lengths, valid, plan.KeyCount, Config.HeadCount / Config.KeyValueHeadCount);
-        DecoderStack(tokens, depths, valid, lengths, slots, mask, plan.KeyCount);
+        DecoderStack(tokens, depths, valid, lengths, slots, mask, plan.KeyCount, cacheOnly: true);
     }
 
     /// <summary>The plan on the device in one host-to-device copy: tokens, parents, depths, validity [B, T], the rows'
@@ -191,8 +191,11 @@ internal sealed partial class ReferenceBackend(ModelParts parts) : IStepBackend
     /// is slot <paramref name="slots"/>[b]), padding entries' in the scratch block. <paramref name="mask"/> [B, 1,
     /// groups × T, keys] (<see cref="AttentionMask"/>) over each row's positions 0 .. keys-1, or null for plain causal
     /// attention among the forward's own rows (every sequence starting at an empty cache).
+    /// With <paramref name="cacheOnly"/> (prefill) the last layer stops once its keys and values are written, and the
+    /// result is that layer's input (no caller reads it).
     /// </summary>
-    internal Tensor DecoderStack(Tensor tokens, Tensor depths, Tensor valid, Tensor lengths, Tensor slots, Tensor? mask, long keys)
+    internal Tensor DecoderStack(Tensor tokens, Tensor depths, Tensor valid, Tensor lengths, Tensor slots, Tensor? mask, long keys,
+        bool cacheOnly = false)
     {
         ModelConfig c = Config;
         long b = tokens.shape[0], t = tokens.shape[1];
@@ -205,8 +208,8 @@ internal sealed partial class ReferenceBackend(ModelParts parts) : IStepBackend
         Tensor sin = _sin.index_select(0, positions).view(b, t, 1, c.HeadDim).to(DType);
         Tensor x = _weights.EmbedTokens.index_select(0, tokens.view(-1)).view(b, t, c.HiddenSize);
         return _scripted is not null
-            ? _scripted.Forward(x, _cache.Data, writeRows, readRows, mask, cos, sin)
-            : EagerLayers(x, writeRows, readRows, mask, cos, sin);
+            ? _scripted.Forward(x, _cache.Data, writeRows, readRows, mask, cos, sin, cacheOnly: cacheOnly)
+            : EagerLayers(x, writeRows, readRows, mask, cos, sin, cacheOnly);
     }
 
     /// <summary>The decoder layers and the final norm, one TorchSharp call per tensor operation (the reference for the
@@ -214,7 +217,7 @@ internal sealed partial class ReferenceBackend(ModelParts parts) : IStepBackend
     /// layer ends, so memory does not grow with the layer count. <paramref name="writeRows"/> [B × T]: the cache rows the
     /// entries' keys and values go to; <paramref name="readRows"/> [B, keys]: the rows attention reads (null with a null
     /// <paramref name="mask"/>: causal attention among the forward's own entries).</summary>
-    internal Tensor EagerLayers(Tensor x, Tensor writeRows, Tensor? readRows, Tensor? mask, Tensor cos, Tensor sin)
+    internal Tensor EagerLayers(Tensor x, Tensor writeRows, Tensor? readRows, Tensor? mask, Tensor cos, Tensor sin, bool cacheOnly = false)
     {
         ModelConfig c = Config;
         int groups = c.HeadCount / c.KeyValueHeadCount;
@@ -237,6 +240,10 @@ internal sealed partial class ReferenceBackend(ModelParts parts) : IStepBackend
             q = RotaryFrequencies.Apply(q, cos, sin);
             k = RotaryFrequencies.Apply(k, cos, sin);
             _cache.Write(layer, writeRows, k.reshape(b * t, c.KeyValueHeadCount, c.HeadDim), v.reshape(b * t, c.KeyValueHeadCount, c.HeadDim));
+            if (cacheOnly && layer == c.LayerCount - 1)
+            {
+                break; // prefill: the last layer's attention and MLP feed nothing (every rank of a tensor-parallel model stops here)
+            }
             Tensor attended;
             if (mask is null)
             {
