@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The first device call of a session (docs/gpu-runs.md): the two figures that can close issues on their own, in about
+# 7 minutes. (1) Issue 17's time to first token: bench/gpu/prefill.sh (packed flash prefill against the masked chunks,
+# then the engine's continued call on each path). (2) Issue 19's HTTP overhead: the agent-loop replay over HTTP and in
+# process at 1 and 8 agents. Each stage's outputs are tarred into $OUT as soon as it ends (the call returns at most 8
+# files), so a stage cut off by the call's limit still leaves the ones before it. Needs .gpu/ from bench/gpu/bundle-all.sh.
+#   bash bench/gpu/first-call.sh
+set -uo pipefail
+final=${OUT:-/tmp/first-call-out}
+work=/tmp/first-call-work
+mkdir -p "$final" "$work"
+OUT="$work/prefill" bash bench/gpu/prefill.sh 2>&1 | tee "$final/prefill.txt"
+tar -C "$work" -czf "$final/prefill.tgz" prefill
+echo "== prefill done at ${SECONDS}s"
+mkdir -p "$work/ar"
+bash .gpu/agent-replay.sh --warmup-trajectories 40 --trajectories 8 --max-calls ${AR_CALLS:-4} --agents 1,8 --max-context 8192 \
+  --probe-pairs ${AR_PROBES:-10} --phases http,in-process --out "$work/ar/out" > "$work/ar/ar.txt" 2>&1
+echo "== agent replay (exit $?) at ${SECONDS}s"
+grep -vE "^\s*at " "$work/ar/ar.txt" | tail -25 | tee "$final/ar-tail.txt"
+tar -C "$work" -czf "$final/ar.tgz" ar
