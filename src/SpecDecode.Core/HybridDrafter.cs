@@ -323,8 +323,10 @@ public sealed class HybridDrafterOptions
     /// <summary>
     /// Weigh the model drafter's time against the step's (both measured as the hybrid runs): a step asks the model only
     /// when the extra tokens its drafts are expected to win are worth the time the model adds to the step, so the hybrid
-    /// is not slower than its cheap drafter alone where the model is slow or the batch large. Default on; off asks the
-    /// model whenever its expected acceptance beats the cheap draft's score.
+    /// is not slower than its cheap drafter alone where the model is slow or the batch large. A step is the time from one
+    /// proposal call to the next, so make one <see cref="HybridDrafter.ProposeBatch"/> call per step for all requests
+    /// (the engine does); separate <see cref="HybridDrafter.Propose"/> calls for the requests of one step would look like
+    /// very short steps. Default on; off asks the model whenever its expected acceptance beats the cheap draft's score.
     /// </summary>
     public bool WeighDraftCost { get; init; } = true;
 
