@@ -478,7 +478,7 @@ public sealed partial class TargetModel : IDisposable
             return (PrefillAttention.Flash, "libtorch's variable-length flash attention");
         }
         return asked == PrefillAttention.Flash
-            ? throw new NotSupportedException($"Prefill with flash attention cannot run here: {flashOff}. Leave TargetModelOptions.PrefillAttention at Auto.")
+            ? throw new NotSupportedException($"Prefill with flash attention cannot run here: {flashOff}. Leave TargetModelOptions.PrefillAttention at Auto and SPECDECODE_PREFILL_ATTENTION unset (or auto).")
             : (PrefillAttention.Masked, flashOff);
     }
 
