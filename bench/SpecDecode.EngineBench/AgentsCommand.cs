@@ -31,7 +31,7 @@ internal sealed record Concurrency(long PoolTokens, int BlockSize, int FixedSlot
     int RunningLengthConversations = 0, double MeanRunningTokens = 0);
 
 internal sealed record AgentsReport(string Date, string Device, string Model, int MaxContext, int BlockSize, long KvTokens, string KvPool,
-    Concurrency Concurrency, IReadOnlyList<ContinuedCall> Continued, IReadOnlyList<AgentRun> Runs);
+    Concurrency Concurrency, IReadOnlyList<ContinuedCall> Continued, IReadOnlyList<AgentRun> Runs, string StepPaths);
 
 /// <summary>
 /// <c>agents</c>: whole SWE-bench trajectories replayed as agent conversations through the engine (issue 17's benchmark):
@@ -118,10 +118,12 @@ internal static class AgentsCommand
 
         var continuedCalls = new List<ContinuedCall>();
         var runs = new List<AgentRun>();
+        string stepPaths = "";
         foreach (bool reuse in reuses)
         {
             using TargetModel model = TargetModel.CreateRandom(config, Options(reuse), seed: 1);
-            Console.WriteLine(model.StepPaths);
+            stepPaths = model.StepPaths;
+            Console.WriteLine(stepPaths);
             foreach (string pair in continuedSpec.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
             {
                 string[] parts = pair.Split(':');
@@ -155,7 +157,7 @@ internal static class AgentsCommand
         }
         string deviceName = device.type == DeviceType.CUDA ? "cuda" : "cpu";
         var report = new AgentsReport(DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture), deviceName, Path.GetFileName(configPath),
-            maxContext, block, pool, $"{pool} tokens", concurrency, continuedCalls, runs);
+            maxContext, block, pool, $"{pool} tokens", concurrency, continuedCalls, runs, stepPaths);
         Directory.CreateDirectory(output);
         File.WriteAllText(Path.Combine(output, "agents.json"), JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));
         string md = Markdown(report);
@@ -301,6 +303,8 @@ internal static class AgentsCommand
     {
         var md = new StringBuilder();
         md.AppendLine(CultureInfo.InvariantCulture, $"Agent replay, {report.Model} (random weights), {report.Device}, {report.Date}; KV pool {report.KvTokens} tokens in blocks of {report.BlockSize}, {report.MaxContext} per sequence.");
+        md.AppendLine();
+        md.AppendLine("Paths: " + report.StepPaths);
         md.AppendLine();
         md.AppendLine(CultureInfo.InvariantCulture, $"Concurrency: {report.Concurrency.FixedSlots} fixed {report.Concurrency.FixedSlotTokens}-token slots, or {report.Concurrency.RealLengthConversations} SWE-bench conversations at their final lengths (mean {report.Concurrency.MeanConversationTokens:F0} tokens): {(double)report.Concurrency.RealLengthConversations / Math.Max(1, report.Concurrency.FixedSlots):F2}x; at the lengths they hold while running (mean {report.Concurrency.MeanRunningTokens:F0} tokens) {report.Concurrency.RunningLengthConversations}: {(double)report.Concurrency.RunningLengthConversations / Math.Max(1, report.Concurrency.FixedSlots):F2}x.");
         md.AppendLine();
