@@ -19,7 +19,7 @@ internal sealed record AgentCall(string TaskId, int Call, int PromptTokens, int 
 /// <summary>One configuration of the agent replay: N agents, each replaying its trajectories' calls in order.</summary>
 internal sealed record AgentRun(string Variant, bool Reuse, int Agents, int Trajectories, int Calls, double Seconds, double MeanTrajectorySeconds,
     double TokensPerSecond, long PromptTokens, long NewTokens, long CachedTokens, long PrefilledTokens, double PrefilledOverNew,
-    double MeanTimeToFirstTokenMs, double MeanDecodeMs, long Preemptions, int Mismatches, IReadOnlyList<AgentCall> PerCall);
+    double MeanTimeToFirstTokenMs, double MeanDecodeMs, long Preemptions, int Mismatches, IReadOnlyList<AgentCall> PerCall, int GraphsCaptured);
 
 /// <summary>A continued call's time to first token: the first such call at this length (which may capture CUDA graphs for
 /// a new key bucket), and a second one from the same cached conversation with other new tokens (graphs captured).</summary>
@@ -152,7 +152,7 @@ internal static class AgentsCommand
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                         $"{variant} reuse={(reuse ? "on" : "off")} agents={agents}: {run.Seconds:F1} s, {run.MeanTrajectorySeconds:F1} s per trajectory, {run.TokensPerSecond:F1} tokens/s; " +
                         $"prefilled {run.PrefilledTokens} of {run.PromptTokens} prompt tokens ({run.PrefilledOverNew:F2}x the {run.NewTokens} new ones), " +
-                        $"TTFT {run.MeanTimeToFirstTokenMs:F0} ms, decode {run.MeanDecodeMs:F0} ms per call, {run.Preemptions} preemptions, {run.Mismatches} mismatches"));
+                        $"TTFT {run.MeanTimeToFirstTokenMs:F0} ms, decode {run.MeanDecodeMs:F0} ms per call, {run.Preemptions} preemptions, {run.Mismatches} mismatches, {run.GraphsCaptured} graphs captured"));
                 }
             }
         }
@@ -273,6 +273,7 @@ internal static class AgentsCommand
         });
         var perCall = new System.Collections.Concurrent.ConcurrentBag<AgentCall>();
         var trajectorySeconds = new System.Collections.Concurrent.ConcurrentBag<double>();
+        int graphsBefore = model.CapturedGraphCount + model.CapturedTreeGraphCount;
         long start = Stopwatch.GetTimestamp();
         Task[] workers = Enumerable.Range(0, agents).Select(agent => Task.Run(async () =>
         {
@@ -302,7 +303,8 @@ internal static class AgentsCommand
         long prompt = calls.Sum(c => (long)c.PromptTokens), fresh = calls.Sum(c => (long)c.NewTokens), cached = calls.Sum(c => c.CachedTokens);
         return new AgentRun(variant, reuse, agents, trajectories.Count, calls.Length, seconds, trajectorySeconds.Average(), calls.Sum(c => (long)c.ResponseTokens) / seconds,
             prompt, fresh, cached, prompt - cached, (double)(prompt - cached) / fresh, calls.Average(c => c.TimeToFirstTokenMs), calls.Average(c => c.DecodeMs),
-            calls.Sum(c => (long)c.Preemptions), calls.Count(c => !c.Exact), calls);
+            calls.Sum(c => (long)c.Preemptions), calls.Count(c => !c.Exact), calls,
+            model.CapturedGraphCount + model.CapturedTreeGraphCount - graphsBefore); // captures (one per new slot, shape or key bucket) cost time inside the run
     }
 
     private static string Markdown(AgentsReport report)
