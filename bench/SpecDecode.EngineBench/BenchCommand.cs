@@ -127,6 +127,13 @@ internal static class BenchCommand
         {
             Console.WriteLine($"plain single-sequence steps as CUDA graphs ({(model.UsesDecodeKernels ? "decode-step kernels" : "captured libtorch step")})");
         }
+        // The floor of a decode step at batch B and cached length C: the weights and B × C tokens' keys and values read once
+        // at the copy bandwidth measured here (GPU only).
+        double copyGBps = device.type == DeviceType.CUDA ? SpecDecode.TreeBench.Ceilings.Measure(device).CopyGBps : 0;
+        if (copyGBps > 0)
+        {
+            Console.WriteLine($"copy bandwidth {copyGBps:F0} GB/s (read + written, this run)");
+        }
         Tokenizer tokenizer = TiktokenTokenizer.CreateForEncoding("o200k_base");
         Console.WriteLine($"target: {config.LayerCount} layers, hidden {config.HiddenSize}, random {dtype}, KV cache {maxBatch} x {maxContext}, scripted {model.UsesScriptedLayers}, script executor {ScriptExecutor.Mode}");
 
@@ -163,6 +170,8 @@ internal static class BenchCommand
             foreach (Variant variant in variants)
             {
                 VariantResult r = EngineRunner.Run(model, tokenizer, workload, calls, variant, batch, budget, cost, draftModel);
+                double context = MeanDecodeContext(calls);
+                r = r with { MeanContext = context, FloorTokensPerSecond = FloorTokensPerSecond(model.Memory, r.MeanBatch, context, copyGBps) };
                 results.Add(r);
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"{r.Variant} {r.Batch} {r.Calls} {r.Tokens} {r.Seconds:F2} {r.TokensPerSecond:F1} {r.TokensPerStep:F3} {r.AcceptanceRate:P1} {r.DraftTokensPerStep:F2} {r.DraftMsPerBatch:F3} {r.VerifyMsPerBatch:F2} {r.HostMsPerBatch:F3} {r.MeanBatch:F1} {r.Mismatches} gc0={r.Gen0Collections} gc2={r.Gen2Collections}"));
@@ -183,20 +192,33 @@ internal static class BenchCommand
         return results.Any(r => r.Mismatches != 0) ? 1 : 0;
     }
 
+    /// <summary>The mean cached length over the calls' decode steps, as plain decoding takes them: response token i of a
+    /// call with prompt P is produced with P + i tokens cached.</summary>
+    internal static double MeanDecodeContext(IReadOnlyList<TraceCallTokens> calls)
+    {
+        double steps = calls.Sum(c => (double)c.Response.Length);
+        return steps == 0 ? 0 : calls.Sum(c => c.Response.Length * (c.Prompt.Length + (c.Response.Length - 1) / 2.0)) / steps;
+    }
+
+    /// <summary>Tokens per second at the floor: <paramref name="batch"/> tokens per step that reads the weights and
+    /// batch × context tokens' keys and values once at <paramref name="copyGBps"/>; 0 where no bandwidth was measured.</summary>
+    internal static double FloorTokensPerSecond(MemoryEstimate memory, double batch, double context, double copyGBps) =>
+        copyGBps <= 0 || batch <= 0 ? 0 : batch / ((memory.WeightBytes + batch * context * memory.KvBytesPerToken) / (copyGBps * 1e9));
+
     internal static string Markdown(BenchReport report)
     {
         var md = new StringBuilder();
         md.AppendLine(CultureInfo.InvariantCulture, $"Engine on SWE-bench traces, {report.Model} ({report.DType}, random weights{(report.DraftModel is null ? "" : ", draft " + report.DraftModel)}{(report.MaxResponse > 0 ? $", responses cut at {report.MaxResponse} tokens" : "")}), {report.Device}, script executor {report.ScriptExecutor}, {report.Date}; budget {report.Budget}, KV {report.MaxContext} tokens per slot.");
         md.AppendLine();
-        md.AppendLine("| batch | calls | variant | tokens/s | speedup vs plain | tokens/step (engine) | tokens/step (model-free replay) | speedup / replay tokens per step | draft ms | verify ms | host ms (per batched step) |");
-        md.AppendLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        md.AppendLine("| batch | calls | variant | tokens/s | speedup vs plain | tokens/step (engine) | tokens/step (model-free replay) | speedup / replay tokens per step | draft ms | verify ms | host ms (per batched step) | mean batch, mean context | of the floor rate |");
+        md.AppendLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
         foreach (VariantResult r in report.Results)
         {
             VariantResult? plain = report.Results.FirstOrDefault(p => p.Batch == r.Batch && p.Variant == "plain");
             ReferencePoint? reference = report.ModelFree.FirstOrDefault(p => p.Batch == r.Batch);
             double speedup = plain is null ? double.NaN : r.TokensPerSecond / plain.TokensPerSecond;
             md.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {r.Batch} | {r.Calls} | {r.Variant} | {r.TokensPerSecond:F1} | {speedup:F2}x | {r.TokensPerStep:F3} | {reference?.TokensPerStep:F3} | {(r.Variant == "plain" || reference is null ? "" : (speedup / reference.TokensPerStep).ToString("F2", CultureInfo.InvariantCulture))} | {r.DraftMsPerBatch:F3} | {r.VerifyMsPerBatch:F2} | {r.HostMsPerBatch:F3} |"));
+                $"| {r.Batch} | {r.Calls} | {r.Variant} | {r.TokensPerSecond:F1} | {speedup:F2}x | {r.TokensPerStep:F3} | {reference?.TokensPerStep:F3} | {(r.Variant == "plain" || reference is null ? "" : (speedup / reference.TokensPerStep).ToString("F2", CultureInfo.InvariantCulture))} | {r.DraftMsPerBatch:F3} | {r.VerifyMsPerBatch:F2} | {r.HostMsPerBatch:F3} | {r.MeanBatch:F1}, {r.MeanContext:F0} | {(r.FloorTokensPerSecond > 0 ? (r.TokensPerSecond / r.FloorTokensPerSecond).ToString("F2", CultureInfo.InvariantCulture) + "x" : "-")} |"));
         }
         return md.ToString();
     }

@@ -9,7 +9,8 @@ namespace SpecDecode.EngineBench;
 internal sealed record VariantResult(
     string Variant, int Batch, int Calls, long Tokens, double Seconds, double TokensPerSecond, long RequestSteps, long Batches,
     double TokensPerStep, double AcceptanceRate, double DraftTokensPerStep, double DraftMsPerBatch, double VerifyMsPerBatch,
-    double HostMsPerBatch, double MeanBatch, int Mismatches, int Gen0Collections = 0, int Gen2Collections = 0);
+    double HostMsPerBatch, double MeanBatch, int Mismatches, int Gen0Collections = 0, int Gen2Collections = 0,
+    double MeanContext = 0, double FloorTokensPerSecond = 0);
 
 /// <summary>A drafter setting: none (plain decoding), the suffix drafter verified as proposed or with adaptive pruning,
 /// a draft model (random weights: its drafts are never right, so adaptive speculation must switch it off), or the hybrid
