@@ -35,16 +35,22 @@ internal static class BenchCommand
         var dtype = ToolOptions.Choice("--dtype", "bfloat16, float16 or float32.", "bfloat16", ["bfloat16", "float16", "float32"]);
         var cudaGraphs = new Option<bool>("--cuda-graphs") { Description = "Plain single-sequence steps as CUDA graphs (the decode-step kernels where they apply): TargetModelOptions.CudaGraphs." };
         var output = new Option<string>("--out") { Description = "Folder for engine-bench.json and engine-bench.md.", DefaultValueFactory = _ => "bench/out" };
+        var temperatures = new Option<string>("--temperatures")
+        {
+            Description = "Sampling temperatures (comma list; 0 = greedy): each variant runs at each, sampled runs at the recorded acceptance.",
+            DefaultValueFactory = _ => "0",
+        };
         var tensorParallel = new Option<int>("--tensor-parallel") { Description = "Ranks the target is split over (docs/tensor-parallel.md); 1: one device.", DefaultValueFactory = _ => 1 };
         var transport = new Option<string>("--transport") { Description = "With --tensor-parallel: nccl (one GPU per rank) or in-process (simulated ranks).", DefaultValueFactory = _ => "nccl" };
         var command = new Command("run", "Replay the traces through the engine and plain decoding; write JSON and markdown.")
         {
             traces, config, warmup, calls, budget, maxContext, variants, dtype, output, draftConfig, maxResponse, cudaGraphs, tensorParallel, transport,
+            temperatures,
         };
         command.SetAction(p => Run(p.GetValue(traces)!, p.GetValue(config)!, p.GetValue(warmup), ParseCalls(p.GetValue(calls)!),
             p.GetValue(budget), p.GetValue(maxContext), p.GetValue(variants)!.Split(',', StringSplitOptions.TrimEntries).Select(Variant.Parse).ToArray(),
             p.GetValue(dtype)!, p.GetValue(output)!, p.GetValue(draftConfig), p.GetValue(maxResponse), p.GetValue(cudaGraphs),
-            TensorParallel(p.GetValue(tensorParallel), p.GetValue(transport)!)));
+            TensorParallel(p.GetValue(tensorParallel), p.GetValue(transport)!), ParseTemperatures(p.GetValue(temperatures)!)));
         return command;
     }
 
@@ -65,6 +71,22 @@ internal static class BenchCommand
         return result.Count > 0 ? result : throw new ToolUsageException("--calls: no batch=calls pair given; write e.g. --calls 1=16,8=48.");
     }
 
+    /// <summary>The --temperatures list: each a number from 0 (greedy) to 2.</summary>
+    /// <exception cref="ToolUsageException">A value is not such a number, or the list is empty.</exception>
+    internal static float[] ParseTemperatures(string text)
+    {
+        var result = new List<float>();
+        foreach (string part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (!float.TryParse(part, NumberStyles.Float, CultureInfo.InvariantCulture, out float t) || !(t >= 0 && t <= 2))
+            {
+                throw new ToolUsageException($"--temperatures: '{part}' is not a temperature from 0 (greedy) to 2; write e.g. --temperatures 0,0.7.");
+            }
+            result.Add(t);
+        }
+        return result.Count > 0 ? [.. result] : throw new ToolUsageException("--temperatures: no temperature given; write e.g. --temperatures 0,0.7.");
+    }
+
     /// <summary>The --tensor-parallel and --transport options, or null for one device.</summary>
     private static TensorParallelOptions? TensorParallel(int worldSize, string transport) => worldSize <= 1 ? null : new TensorParallelOptions
     {
@@ -79,8 +101,9 @@ internal static class BenchCommand
 
     private static int Run(string traces, string configPath, int warmupTrajectories, SortedDictionary<int, int> callsPerBatch, int budget,
         int maxContext, Variant[] variants, string dtypeName, string output, string? draftConfigPath, int maxResponse, bool cudaGraphs = false,
-        TensorParallelOptions? tensorParallel = null)
+        TensorParallelOptions? tensorParallel = null, float[]? temperatures = null)
     {
+        temperatures ??= [0];
         string libtorch = TorchRuntime.EnsureLoaded();
         Device device = TorchRuntime.DefaultDevice;
         ScalarType dtype = dtypeName switch
@@ -167,9 +190,9 @@ internal static class BenchCommand
         foreach ((int batch, int n) in callsPerBatch)
         {
             IReadOnlyList<TraceCallTokens> calls = workload.Evaluation.Take(n).ToArray();
-            foreach (Variant variant in variants)
+            foreach ((Variant variant, float temperature) in variants.SelectMany(v => temperatures.Select(t => (v, t))))
             {
-                VariantResult r = EngineRunner.Run(model, tokenizer, workload, calls, variant, batch, budget, cost, draftModel);
+                VariantResult r = EngineRunner.Run(model, tokenizer, workload, calls, variant, batch, budget, cost, draftModel, temperature);
                 double context = MeanDecodeContext(calls);
                 r = r with { MeanContext = context, FloorTokensPerSecond = FloorTokensPerSecond(model.Memory, r.MeanBatch, context, copyGBps) };
                 results.Add(r);
@@ -192,6 +215,14 @@ internal static class BenchCommand
         return results.Any(r => r.Mismatches != 0) ? 1 : 0;
     }
 
+    /// <summary>A sampled run's tokens/s over its greedy twin's (the variant without "@T", same batch), or empty.</summary>
+    private static string SampledOverGreedy(IReadOnlyList<VariantResult> results, VariantResult r)
+    {
+        int at = r.Variant.IndexOf("@T", StringComparison.Ordinal);
+        VariantResult? greedy = at < 0 ? null : results.FirstOrDefault(g => g.Batch == r.Batch && g.Variant == r.Variant[..at]);
+        return greedy is null ? "" : (r.TokensPerSecond / greedy.TokensPerSecond).ToString("F2", CultureInfo.InvariantCulture) + "x";
+    }
+
     /// <summary>The mean cached length over the calls' decode steps, as plain decoding takes them: response token i of a
     /// call with prompt P is produced with P + i tokens cached.</summary>
     internal static double MeanDecodeContext(IReadOnlyList<TraceCallTokens> calls)
@@ -210,15 +241,17 @@ internal static class BenchCommand
         var md = new StringBuilder();
         md.AppendLine(CultureInfo.InvariantCulture, $"Engine on SWE-bench traces, {report.Model} ({report.DType}, random weights{(report.DraftModel is null ? "" : ", draft " + report.DraftModel)}{(report.MaxResponse > 0 ? $", responses cut at {report.MaxResponse} tokens" : "")}), {report.Device}, script executor {report.ScriptExecutor}, {report.Date}; budget {report.Budget}, KV {report.MaxContext} tokens per slot.");
         md.AppendLine();
-        md.AppendLine("| batch | calls | variant | tokens/s | speedup vs plain | tokens/step (engine) | tokens/step (model-free replay) | speedup / replay tokens per step | draft ms | verify ms | host ms (per batched step) | mean batch, mean context | of the floor rate |");
-        md.AppendLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        md.AppendLine("| batch | calls | variant | tokens/s | speedup vs plain | tokens/step (engine) | tokens/step (model-free replay) | speedup / replay tokens per step | draft ms | verify ms | host ms (per batched step) | mean batch, mean context | of the floor rate | sampled / greedy |");
+        md.AppendLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
         foreach (VariantResult r in report.Results)
         {
-            VariantResult? plain = report.Results.FirstOrDefault(p => p.Batch == r.Batch && p.Variant == "plain");
+            int at = r.Variant.IndexOf("@T", StringComparison.Ordinal);
+            string plainName = "plain" + (at < 0 ? "" : r.Variant[at..]); // plain decoding at the same temperature
+            VariantResult? plain = report.Results.FirstOrDefault(p => p.Batch == r.Batch && p.Variant == plainName);
             ReferencePoint? reference = report.ModelFree.FirstOrDefault(p => p.Batch == r.Batch);
             double speedup = plain is null ? double.NaN : r.TokensPerSecond / plain.TokensPerSecond;
             md.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {r.Batch} | {r.Calls} | {r.Variant} | {r.TokensPerSecond:F1} | {speedup:F2}x | {r.TokensPerStep:F3} | {reference?.TokensPerStep:F3} | {(r.Variant == "plain" || reference is null ? "" : (speedup / reference.TokensPerStep).ToString("F2", CultureInfo.InvariantCulture))} | {r.DraftMsPerBatch:F3} | {r.VerifyMsPerBatch:F2} | {r.HostMsPerBatch:F3} | {r.MeanBatch:F1}, {r.MeanContext:F0} | {(r.FloorTokensPerSecond > 0 ? (r.TokensPerSecond / r.FloorTokensPerSecond).ToString("F2", CultureInfo.InvariantCulture) + "x" : "-")} |"));
+                $"| {r.Batch} | {r.Calls} | {r.Variant} | {r.TokensPerSecond:F1} | {speedup:F2}x | {r.TokensPerStep:F3} | {reference?.TokensPerStep:F3} | {(r.Variant == plainName || reference is null ? "" : (speedup / reference.TokensPerStep).ToString("F2", CultureInfo.InvariantCulture))} | {r.DraftMsPerBatch:F3} | {r.VerifyMsPerBatch:F2} | {r.HostMsPerBatch:F3} | {r.MeanBatch:F1}, {r.MeanContext:F0} | {(r.FloorTokensPerSecond > 0 ? (r.TokensPerSecond / r.FloorTokensPerSecond).ToString("F2", CultureInfo.InvariantCulture) + "x" : "-")} | {SampledOverGreedy(report.Results, r)} |"));
         }
         return md.ToString();
     }

@@ -33,7 +33,7 @@ internal sealed record Variant(string Name, bool Drafts, bool Adaptive, bool Suf
 internal static class EngineRunner
 {
     public static VariantResult Run(TargetModel model, Tokenizer tokenizer, Workload workload, IReadOnlyList<TraceCallTokens> calls,
-        Variant variant, int batch, int budget, VerificationCostModel? cost, DraftModelDrafter? draftModel)
+        Variant variant, int batch, int budget, VerificationCostModel? cost, DraftModelDrafter? draftModel, float temperature = 0)
     {
         using IDrafter? suffix = variant.Suffix ? Variant.NewDrafter() : null;
         if (suffix is not null)
@@ -57,8 +57,14 @@ internal static class EngineRunner
         });
         int gen0 = GC.CollectionCount(0), gen2 = GC.CollectionCount(2);
         long start = Stopwatch.GetTimestamp();
-        Task<GenerationResult>[] tasks = calls.Select(c => engine.GenerateForcedAsync(
-            new GenerationRequest { PromptTokens = c.Prompt, MaxNewTokens = c.Response.Length, StopTokenIds = [], ConversationId = c.TaskId },
+        // Sampled requests (temperature > 0) run the speculative sampling, then take the recorded path: the same acceptance
+        // as greedy, the sampled step's cost. Each request has its own seeded stream.
+        Task<GenerationResult>[] tasks = calls.Select((c, i) => engine.GenerateForcedAsync(
+            new GenerationRequest
+            {
+                PromptTokens = c.Prompt, MaxNewTokens = c.Response.Length, StopTokenIds = [], ConversationId = c.TaskId,
+                Sampling = temperature > 0 ? new SamplingOptions { Temperature = temperature, Seed = i } : null,
+            },
             c.Response)).ToArray();
         GenerationResult[] results = Task.WhenAll(tasks).GetAwaiter().GetResult();
         double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
@@ -80,7 +86,8 @@ internal static class EngineRunner
         GenerationStatistics t = s.Totals;
         long tokens = results.Sum(r => (long)r.TokenIds.Count);
         double perBatch(TimeSpan x) => s.Batches == 0 ? 0 : x.TotalMilliseconds / s.Batches;
-        return new VariantResult(variant.Name, batch, calls.Count, tokens, seconds, tokens / seconds, t.Steps, s.Batches,
+        string name = temperature > 0 ? $"{variant.Name}@T{temperature.ToString(System.Globalization.CultureInfo.InvariantCulture)}" : variant.Name;
+        return new VariantResult(name, batch, calls.Count, tokens, seconds, tokens / seconds, t.Steps, s.Batches,
             t.Steps == 0 ? 0 : (double)tokens / t.Steps, t.AcceptanceRate, t.Steps == 0 ? 0 : (double)t.DraftTokens / t.Steps,
             perBatch(t.DraftingTime), perBatch(t.VerificationTime), perBatch(s.HostTime),
             s.Batches == 0 ? 0 : (double)t.Steps / s.Batches, mismatches,

@@ -39,6 +39,22 @@ public sealed class ToolConventionTests
         Assert.Contains(message, error.ToString());
     }
 
+    [Theory]
+    [InlineData("3", "--temperatures: '3' is not a temperature from 0 (greedy) to 2")]
+    [InlineData("0,warm", "--temperatures: 'warm' is not a temperature")]
+    [InlineData(",", "--temperatures: no temperature given")]
+    public void EngineBench_BadTemperatures_IsBadUsage(string temperatures, string message)
+    {
+        using var error = new StringWriter();
+        var e = Assert.Throws<ToolUsageException>(() => BenchCommand.ParseTemperatures(temperatures));
+        Assert.Equal(ToolExitCodes.Usage, ToolRunner.Report(e, error));
+        Assert.Contains(message, error.ToString());
+    }
+
+    [Fact]
+    public void EngineBench_Temperatures_AreParsedInvariantly() =>
+        Assert.Equal([0f, 0.7f], BenchCommand.ParseTemperatures("0, 0.7"));
+
     [Fact]
     public void Runner_UnexpectedFailure_IsOneLineWithItsType_AndExit1()
     {

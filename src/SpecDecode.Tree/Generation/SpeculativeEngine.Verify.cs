@@ -9,21 +9,20 @@ public sealed partial class SpeculativeEngine
     // Views of model drafts' distributions made for pruned trees; disposed after the step's verification.
     private readonly List<(DraftTree Tree, Tensor View)> _prunedDistributions = [];
 
-    /// <summary>One verification forward for the whole batch: recorded-response acceptance for benchmark requests,
-    /// greedy acceptance on the device when every request is greedy, multi-step speculative sampling otherwise (greedy
-    /// requests then get exact greedy acceptance within the same step; each sampled request draws from its own random
-    /// stream).</summary>
+    /// <summary>One verification forward for the whole batch: greedy acceptance on the device when every request is greedy,
+    /// multi-step speculative sampling otherwise (greedy requests then get exact greedy acceptance within the same step;
+    /// each sampled request draws from its own random stream). Benchmark requests with recorded responses decide by
+    /// them instead, after the same greedy or sampled work.</summary>
     private VerifiedStep[] Verify(EngineRequest[] batch, TreeInput[] inputs)
     {
         try
         {
-            if (batch.Any(r => r.Forced is not null))
-            {
-                return _model.VerifyForced(inputs, batch.Select(r => r.Forced is { } f ? f[(int)Math.Min(r.Emitted, f.Length)..] : []).ToArray());
-            }
+            int[][]? forced = batch.Any(r => r.Forced is not null)
+                ? batch.Select(r => r.Forced is { } f ? f[(int)Math.Min(r.Emitted, f.Length)..] : []).ToArray()
+                : null;
             if (batch.All(r => r.IsGreedy))
             {
-                return _model.VerifyGreedy(inputs);
+                return forced is null ? _model.VerifyGreedy(inputs) : _model.VerifyForced(inputs, forced);
             }
             var options = new SamplingOptions[inputs.Length];
             var distributions = new Tensor?[inputs.Length];
@@ -32,7 +31,7 @@ public sealed partial class SpeculativeEngine
                 options[i] = batch[i].IsGreedy ? Greedy : batch[i].Sampling!;
                 distributions[i] = DraftDistributions.TryGet(inputs[i].Draft, out Tensor? q) ? q : null;
             }
-            return _model.VerifySampled(inputs, options, distributions);
+            return forced is null ? _model.VerifySampled(inputs, options, distributions) : _model.VerifySampledForced(inputs, options, distributions, forced);
         }
         finally
         {

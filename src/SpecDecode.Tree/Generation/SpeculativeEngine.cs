@@ -229,15 +229,13 @@ public sealed partial class SpeculativeEngine : ISpeculativeGenerator, IDisposab
     }
 
     /// <summary>Generates with recorded response tokens deciding acceptance in place of the target (see
-    /// <see cref="TargetModel.VerifyForced"/>): benchmarks of real traces on models with random weights. The request must be
-    /// greedy; it stops after <paramref name="forcedResponse"/>'s length unless it sets a smaller budget.</summary>
+    /// <see cref="TargetModel.VerifyForced"/>): benchmarks of real traces on models with random weights. A sampled request
+    /// runs the speculative sampling as usual and then takes the recorded path (<see cref="TargetModel.VerifySampledForced"/>),
+    /// so sampled and greedy requests are timed at the same acceptance. It stops after <paramref name="forcedResponse"/>'s
+    /// length unless it sets a smaller budget.</summary>
     internal Task<GenerationResult> GenerateForcedAsync(GenerationRequest request, int[] forcedResponse, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(forcedResponse);
-        if (request.Sampling is { IsGreedy: false })
-        {
-            throw new ArgumentException("Forced acceptance replays greedy decoding; leave Sampling null.", nameof(request));
-        }
         return Submit(request, stream: false, forcedResponse, cancellationToken).Completion.Task;
     }
 

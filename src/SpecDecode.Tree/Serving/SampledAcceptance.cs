@@ -20,8 +20,11 @@ internal sealed class SampledAcceptance
     /// values next to its prefix and advances the cached lengths. Greedy inputs (temperature 0) take the argmax path,
     /// exactly. One synchronisation (the sampling's copy to the host).
     /// </summary>
+    /// <remarks>With <paramref name="forced"/> (benchmarks: recorded responses on random weights) the sampling runs as
+    /// always, then each input's recorded tokens decide its path in place of the sample, as <see cref="TargetModel.VerifyForced"/>
+    /// does for greedy steps: the step costs what a sampled step costs, at the recorded text's acceptance.</remarks>
     public VerifiedStep[] Accept(KvCache cache, Tensor logits, IReadOnlyList<TreeInput> inputs, IReadOnlyList<SamplingOptions> options,
-        IReadOnlyList<Tensor?>? drafts)
+        IReadOnlyList<Tensor?>? drafts, IReadOnlyList<int[]>? forced = null)
     {
         int n = inputs.Count;
         var parents = new int[n][];
@@ -43,6 +46,14 @@ internal sealed class SampledAcceptance
             window = Math.Max(window, tree.MaxDepth + 1);
         }
         TreeSample[] samples = SamplingTreeVerifier.Verify(logits, parents, tokens, sequences); // the one synchronisation
+        Steps++;
+        if (forced is not null)
+        {
+            for (int i = 0; i < n; i++)
+            {
+                samples[i] = ForcedPath(parents[i], tokens[i], forced[i]);
+            }
+        }
         // Commit the sampled paths: entry at depth d for every input, identity past the path.
         var entryAtDepth = new long[n * window];
         for (int i = 0; i < n; i++)
@@ -65,6 +76,42 @@ internal sealed class SampledAcceptance
             GreedyAcceptance.Commit(cache, inputs[i].Root, steps[i]);
         }
         return steps;
+    }
+
+    /// <summary>Sampled steps accepted so far (every <see cref="Accept"/> call); for tests and benchmarks.</summary>
+    public long Steps { get; private set; }
+
+    /// <summary>The path the recorded tokens <paramref name="reference"/> take through a tree of entries (0 the root,
+    /// <paramref name="parents"/> and <paramref name="tokens"/> per entry): from the root, the child whose token is the
+    /// next recorded one, as long as there is one; the recorded token after the last accepted entry is the bonus. Past
+    /// the reference (which the engine never emits: a forced request ends with it) the bonus is token 0.</summary>
+    internal static TreeSample ForcedPath(int[] parents, int[] tokens, int[] reference)
+    {
+        var accepted = new List<int> { 0 };
+        var emitted = new List<int>();
+        int entry = 0;
+        while (true)
+        {
+            int depth = accepted.Count - 1;
+            int next = depth < reference.Length ? reference[depth] : -1;
+            int child = -1;
+            for (int e = entry + 1; next >= 0 && e < parents.Length; e++)
+            {
+                if (parents[e] == entry && tokens[e] == next)
+                {
+                    child = e;
+                    break;
+                }
+            }
+            if (child < 0)
+            {
+                emitted.Add(Math.Max(next, 0));
+                return new TreeSample([.. accepted], [.. emitted]);
+            }
+            accepted.Add(child);
+            emitted.Add(next);
+            entry = child;
+        }
     }
 
     /// <summary>The random stream of <paramref name="options"/>, made at its first use and restarted when its seed is set to

@@ -26,6 +26,30 @@ public sealed partial class TargetModel
         return Run(new VerifyStep(inputs, AcceptanceRule.Forced, Forced: references));
     }
 
+    /// <summary>
+    /// <see cref="VerifySampled(IReadOnlyList{TreeInput}, IReadOnlyList{SamplingOptions}, IReadOnlyList{Tensor?})"/> with
+    /// the recorded tokens deciding the path, as <see cref="VerifyForced"/> does for greedy steps: the forward and the
+    /// speculative sampling run (and cost) as usual, then each input accepts the path its reference takes. For benchmarks
+    /// of sampled requests at the recorded text's acceptance.
+    /// </summary>
+    internal VerifiedStep[] VerifySampledForced(IReadOnlyList<TreeInput> inputs, IReadOnlyList<SamplingOptions> options,
+        IReadOnlyList<Tensor?>? draftDistributions, IReadOnlyList<int[]> references)
+    {
+        ArgumentNullException.ThrowIfNull(inputs);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(references);
+        if (references.Count != inputs.Count)
+        {
+            throw new ArgumentException($"{inputs.Count} inputs but {references.Count} references: give one per input.", nameof(references));
+        }
+        CheckTrees(inputs);
+        CheckSampling(inputs, options, draftDistributions);
+        return Run(new VerifyStep(inputs, AcceptanceRule.Sampled, Forced: references, Sampling: options, Drafts: draftDistributions));
+    }
+
+    /// <summary>Sampled steps accepted so far on this model (the libtorch path and the tree kernels); for tests.</summary>
+    internal long SampledSteps => _reference.SampledSteps;
+
     /// <summary>Sets a slot's cached length without computing anything (the cache keeps whatever values it holds): for
     /// benchmarks on random weights, where a prompt's cached values do not change what later steps cost.</summary>
     internal void SetLengthForBenchmark(int slot, int length)

@@ -18,7 +18,8 @@ internal enum AcceptanceRule
 /// <summary>One verification step as <see cref="TargetModel"/> hands it to a backend, checked and with its rows reserved.</summary>
 /// <param name="Inputs">Each sequence's slot, root and draft tree.</param>
 /// <param name="Rule">How tokens are accepted.</param>
-/// <param name="Forced">With <see cref="AcceptanceRule.Forced"/>: per input, the recorded tokens after its root.</param>
+/// <param name="Forced">With <see cref="AcceptanceRule.Forced"/>: per input, the recorded tokens after its root. With
+/// <see cref="AcceptanceRule.Sampled"/> (benchmarks): the same, deciding the path after the sampling has run.</param>
 /// <param name="Sampling">With <see cref="AcceptanceRule.Sampled"/>: per input, its sampling settings.</param>
 /// <param name="Drafts">With <see cref="AcceptanceRule.Sampled"/>: per input, a model draft's distributions or null.</param>
 internal sealed record VerifyStep(IReadOnlyList<TreeInput> Inputs, AcceptanceRule Rule, IReadOnlyList<int[]>? Forced = null,

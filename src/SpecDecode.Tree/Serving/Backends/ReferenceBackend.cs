@@ -36,7 +36,7 @@ internal sealed partial class ReferenceBackend(ModelParts parts) : IStepBackend
     {
         AcceptanceRule.Greedy => Greedy(step.Inputs, null),
         AcceptanceRule.Forced => Greedy(step.Inputs, step.Forced),
-        _ => Sampled(step.Inputs, step.Sampling!, step.Drafts),
+        _ => Sampled(step.Inputs, step.Sampling!, step.Drafts, step.Forced),
     };
 
     /// <summary>Greedy acceptance on the device, or with <paramref name="references"/> the recorded tokens deciding in place

@@ -96,7 +96,7 @@ internal sealed class TreeKernelBackend(ModelParts parts, GraphedDecodeBackend g
         using var _ = no_grad();
         Tensor rows = kernels.Logits.view(KernelTreeStep.MaxRows, parts.Config.VocabSize)
             .index_select(0, tensor(index).to(parts.Device)).view(inputs.Count, widest, parts.Config.VocabSize);
-        return parts.Sampling.Accept(parts.Cache, rows, inputs, step.Sampling!, step.Drafts);
+        return parts.Sampling.Accept(parts.Cache, rows, inputs, step.Sampling!, step.Drafts, step.Forced);
     }
 
     /// <summary>The tree step with the inputs uploaded at their slots' lengths, and its shape: the keys its attention covers
