@@ -99,13 +99,20 @@ internal sealed class ScriptedDecoder
                 x = residual_mlp(x, o, i, wo, post_norm, gate, up, down, eps)
             return rms(x, final_norm, eps)
 
+        """;
+
+    // The packed prefill's attention and layers (ForwardPacked). Its flash branch is compiled only into the flash unit,
+    // and only where flash is probed (a CUDA device in bfloat16/float16): a TorchScript compile error aborts the process
+    // (libtorch's exception is not caught across TorchSharp's boundary), so the unit every model compiles names no op that
+    // some libtorch might lack, and SPECDECODE_PREFILL_ATTENTION=masked keeps the flash unit from being compiled at all.
+    private const string PackedSource = """
         def attend_varlen(q: Tensor, k: Tensor, v: Tensor, cu_q: Tensor, cu_k: Tensor, max_q: int, max_k: int,
                           starts_q: Tensor, starts_k: Tensor, flash: bool, kv_heads: int, head_dim: int) -> Tensor:
             # q [rows, heads, head dim]; k, v [keys, kv heads, head dim]; sequence s owns rows cu_q[s] .. cu_q[s+1]-1
             # and keys cu_k[s] .. cu_k[s+1]-1 (int32, on the device; starts_q and starts_k: the same on the CPU, int64),
             # its rows being its last keys: row r of n sees keys 0 .. keys - n + r (causal, aligned at the bottom right)
             if flash:
-                return torch._flash_attention_forward(q, k, v, cu_q, cu_k, max_q, max_k, 0.0, True, False)[0]
+                FLASH_CALL
             groups = q.size(1) // kv_heads
             sq: List[int] = starts_q.tolist()
             sk: List[int] = starts_k.tolist()
@@ -148,10 +155,22 @@ internal sealed class ScriptedDecoder
 
         """;
 
+    private const string FlashCall = "return torch._flash_attention_forward(q, k, v, cu_q, cu_k, max_q, max_k, 0.0, True, False)[0]";
+
+    private const string NoFlash = "assert False, \"flash attention is in the flash unit only\"";
+
+
     private static readonly Lazy<jit.CompilationUnit> Compiled = new(() =>
     {
         ScriptExecutor.Configure();
-        return jit.compile(Source);
+        return jit.compile(Source + PackedSource.Replace("FLASH_CALL", NoFlash, StringComparison.Ordinal));
+    }, LazyThreadSafetyMode.ExecutionAndPublication);
+
+    /// <summary>The same layers with the flash branch: compiled at the first flash probe.</summary>
+    private static readonly Lazy<jit.CompilationUnit> CompiledFlash = new(() =>
+    {
+        ScriptExecutor.Configure();
+        return jit.compile(Source + PackedSource.Replace("FLASH_CALL", FlashCall, StringComparison.Ordinal));
     }, LazyThreadSafetyMode.ExecutionAndPublication);
 
     private readonly ModelConfig _config;
@@ -258,7 +277,7 @@ internal sealed class ScriptedDecoder
         // Scalars held until the native call returns (see Forward).
         using Scalar heads = (long)c.HeadCount, kvHeads = (long)c.KeyValueHeadCount, headDim = (long)c.HeadDim,
             eps = c.RmsNormEps, qkvBias = c.QkvBias, qkNorm = c.QkNorm, maxQ = maxRows, maxK = maxKeys, useFlash = flash;
-        return (Tensor)Compiled.Value.invoke("prefill_layers",
+        return (Tensor)(flash ? CompiledFlash : Compiled).Value.invoke("prefill_layers",
             x, _inNorm, _wq, _wk, _wv, _wo, _bq, _bk, _bv, _qNorm, _kNorm, _postNorm, _gate, _up, _down,
             cache, writeRows, readRows, cos, sin, cuRows, cuKeys, maxQ, maxK, rowStarts, keyStarts, heads, kvHeads, headDim, eps,
             qkvBias, qkNorm, useFlash);
@@ -285,7 +304,7 @@ internal sealed class ScriptedDecoder
             Tensor cuRows = rowStarts.to(ScalarType.Int32).to(device), cuKeys = keyStarts.to(ScalarType.Int32).to(device);
             using Scalar maxQ = (long)rows.Max(), maxK = (long)keys.Max(), kvHeads = (long)c.KeyValueHeadCount, headDim = (long)c.HeadDim,
                 on = true, off = false;
-            Tensor flash = (Tensor)Compiled.Value.invoke("attend_varlen", q, k, v, cuRows, cuKeys, maxQ, maxK, rowStarts, keyStarts, on, kvHeads, headDim);
+            Tensor flash = (Tensor)CompiledFlash.Value.invoke("attend_varlen", q, k, v, cuRows, cuKeys, maxQ, maxK, rowStarts, keyStarts, on, kvHeads, headDim);
             // the reference in float32 from the same rounded inputs: what is left is flash's own rounding (about 2^-9 of
             // the output), while a wrong alignment or head mapping is off by the size of the values
             Tensor reference = (Tensor)Compiled.Value.invoke("attend_varlen", q.to(ScalarType.Float32), k.to(ScalarType.Float32), v.to(ScalarType.Float32),
