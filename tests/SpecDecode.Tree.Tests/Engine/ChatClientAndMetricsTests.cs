@@ -295,10 +295,14 @@ public sealed class ChatClientAndMetricsTests
                 engine.GenerateAsync(new GenerationRequest { PromptTokens = EngineFixture.Prompt(3, 20), MaxNewTokens = 4 }));
             drafter.Fail = false;
             using var cts = new CancellationTokenSource();
+            // The engine waits in the stream's second step (its first chunk written) until the reader has stopped, so the
+            // request is certain to be cancelled mid-way, however slowly this thread runs.
+            drafter.HoldAt = drafter.Observed + 2;
             await foreach (GenerationChunk _ in engine.StreamAsync(new GenerationRequest { PromptTokens = EngineFixture.Prompt(4, 20), MaxNewTokens = 80 }, cts.Token))
             {
                 break; // stops reading: the engine cancels the request
             }
+            drafter.Release.Set();
             // Disposing now would fail the request before the engine thread saw the cancellation. Up to 30 s: on a loaded
             // 2-core machine (the whole suite at once) 5 s was once not enough.
             for (int i = 0; i < 3000 && engine.Statistics.Completed < 3; i++)
@@ -349,6 +353,14 @@ public sealed class ChatClientAndMetricsTests
     private sealed class FailingDrafter : IDrafter
     {
         public volatile bool Fail;
+        private int _observed;
+
+        /// <summary>The count of <see cref="Observe"/> calls at which the engine thread waits for <see cref="Release"/>.</summary>
+        public int HoldAt { get; set; } = -1;
+
+        public int Observed => Volatile.Read(ref _observed);
+
+        public ManualResetEventSlim Release { get; } = new();
 
         public string Name => "failing";
 
@@ -359,11 +371,17 @@ public sealed class ChatClientAndMetricsTests
         public DraftTree Propose(RequestId request, int maxTokens) =>
             Fail ? throw new InvalidOperationException("draft failed") : DraftTree.Empty;
 
-        public void Observe(RequestId request, ReadOnlySpan<int> emitted) { }
+        public void Observe(RequestId request, ReadOnlySpan<int> emitted)
+        {
+            if (Interlocked.Increment(ref _observed) == HoldAt)
+            {
+                Release.Wait(TimeSpan.FromMinutes(2));
+            }
+        }
 
         public void EndRequest(RequestId request) { }
 
-        public void Dispose() { }
+        public void Dispose() => Release.Dispose();
     }
 
     private sealed class CapturingLogger : ILogger
