@@ -67,24 +67,36 @@ internal static class AgentsCommand
         var prefill = new Option<string>("--prefill") { Description = "auto (packed chunks with flash attention where it runs) or masked (the masked chunks).", DefaultValueFactory = _ => "auto" };
         prefill.AcceptOnlyFromAmong("auto", "masked");
         var continuedOnly = new Option<bool>("--continued-only") { Description = "Measure the continued calls (--continued) and stop: no trajectories are replayed." };
+        var keyBucket = new Option<int>("--key-bucket")
+        {
+            Description = "Keys per CUDA graph bucket (a graph is captured per slot or step shape and bucket; coarser: fewer captures, more idle attention blocks).",
+            DefaultValueFactory = _ => new TargetModelOptions().CudaGraphKeyBucket,
+        };
+        keyBucket.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<int>() is < 64 or > 1 << 20)
+            {
+                r.AddError("--key-bucket: give a number of keys from 64 to 1048576.");
+            }
+        });
         var output = new Option<string>("--out") { DefaultValueFactory = _ => "bench/out" };
         var command = new Command("agents", "Replay whole trajectories as agent conversations (prefix reuse on and off).")
         {
             traces, config, skip, agents, perAgent, callsPer, maxContext, kvTokens, block, variants, reuse, continued, graphs, output, gpu, longest, only,
-            prefill, continuedOnly,
+            prefill, continuedOnly, keyBucket,
         };
         command.SetAction(p => Run(p.GetValue(traces)!, p.GetValue(config)!, p.GetValue(skip),
             p.GetValue(agents)!.Split(',', StringSplitOptions.TrimEntries).Select(int.Parse).ToArray(), p.GetValue(perAgent), p.GetValue(callsPer),
             p.GetValue(maxContext), p.GetValue(kvTokens), p.GetValue(block), p.GetValue(variants)!.Split(',', StringSplitOptions.TrimEntries),
             p.GetValue(reuse)!.Split(',', StringSplitOptions.TrimEntries).Select(r => r == "on").ToArray(), p.GetValue(continued)!,
             p.GetValue(graphs), p.GetValue(output)!, p.GetValue(gpu), p.GetValue(longest), p.GetValue(only),
-            p.GetValue(prefill) == "masked" ? PrefillAttention.Masked : PrefillAttention.Auto, p.GetValue(continuedOnly)));
+            p.GetValue(prefill) == "masked" ? PrefillAttention.Masked : PrefillAttention.Auto, p.GetValue(continuedOnly), p.GetValue(keyBucket)));
         return command;
     }
 
     private static int Run(string traces, string configPath, int skip, int[] agentCounts, int perAgent, int callsPer, int maxContext, long kvTokens,
         int block, string[] variants, bool[] reuses, string continuedSpec, bool graphs, string output, double gpuGib, int longest, bool concurrencyOnly,
-        PrefillAttention prefill, bool continuedOnly)
+        PrefillAttention prefill, bool continuedOnly, int keyBucket)
     {
         TorchRuntime.EnsureLoaded();
         Device device = TorchRuntime.DefaultDevice;
@@ -104,7 +116,7 @@ internal static class AgentsCommand
         TargetModelOptions Options(bool reuse) => new()
         {
             Device = device, DType = dtype, MaxBatch = maxAgents, MaxContext = maxContext, KvCacheTokens = pool, KvBlockSize = block,
-            CudaGraphs = graphs && device.type == DeviceType.CUDA, PrefixCaching = reuse, PrefillAttention = prefill,
+            CudaGraphs = graphs && device.type == DeviceType.CUDA, PrefixCaching = reuse, PrefillAttention = prefill, CudaGraphKeyBucket = keyBucket,
         };
         TargetModelOptions options = Options(true);
         Concurrency concurrency = Fit(config, options, finalLengths, callLengths);
