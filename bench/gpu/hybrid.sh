@@ -5,12 +5,5 @@
 # step's (HybridDrafterOptions.WeighDraftCost): it must not be slower than the suffix drafter alone. Needs .gpu/ from
 # bench/gpu/bundle-all.sh.
 #   bash bench/gpu/hybrid.sh [calls]        (default 1=24,32=192)
-set -uo pipefail
-calls=${1:-1=24,32=192}
-out=${OUT:-/tmp/hybrid-out}
-mkdir -p "$out/logs"
-. bench/gpu/runtime.sh eb-new
-D=.gpu/data
-"$dn/dotnet" /tmp/eb-new/SpecDecode.EngineBench.dll run --traces $D/traces100.jsonl.gz --config $D/llama-3.1-8b.config.json \
-  --draft-config $D/llama-3.2-1b.config.json --calls "$calls" --max-response 256 --variants suffix-adaptive,hybrid-adaptive \
-  --cuda-graphs --out "$out/engine" 2>&1 | tee "$out/logs/engine.txt" | grep -vE "^\s*at " | tail -40
+OUT=${OUT:-/tmp/hybrid-out} EMBEDDED=1 VARIANTS=suffix-adaptive,hybrid-adaptive \
+  exec bash bench/gpu/batch-engine.sh "${1:-1=24,32=192}" --draft-config .gpu/data/llama-3.2-1b.config.json

@@ -4,12 +4,4 @@
 # take the recorded path, so both are timed at the same acceptance; the report's "sampled / greedy" column is the target
 # (within 10 %). Graphs on, the committed fatbin. Needs .gpu/ from bench/gpu/bundle-all.sh.
 #   bash bench/gpu/sampled.sh [calls]        (default 1=24,32=192)
-set -uo pipefail
-calls=${1:-1=24,32=192}
-out=${OUT:-/tmp/sampled-out}
-mkdir -p "$out/logs"
-. bench/gpu/runtime.sh eb-new
-D=.gpu/data
-"$dn/dotnet" /tmp/eb-new/SpecDecode.EngineBench.dll run --traces $D/traces100.jsonl.gz --config $D/llama-3.1-8b.config.json \
-  --calls "$calls" --max-response 256 --variants plain,suffix-adaptive --temperatures 0,0.7 --cuda-graphs \
-  --out "$out/engine" 2>&1 | tee "$out/logs/engine.txt" | grep -vE "^\s*at " | tail -40
+OUT=${OUT:-/tmp/sampled-out} EMBEDDED=1 exec bash bench/gpu/batch-engine.sh "${1:-1=24,32=192}" --temperatures 0,0.7
