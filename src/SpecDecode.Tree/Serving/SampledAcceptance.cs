@@ -51,7 +51,7 @@ internal sealed class SampledAcceptance
         {
             for (int i = 0; i < n; i++)
             {
-                samples[i] = ForcedPath(parents[i], tokens[i], forced[i]);
+                samples[i] = ForcedPath(inputs[i].Draft, forced[i]);
             }
         }
         // Commit the sampled paths: entry at depth d for every input, identity past the path.
@@ -81,37 +81,16 @@ internal sealed class SampledAcceptance
     /// <summary>Sampled steps accepted so far (every <see cref="Accept"/> call); for tests and benchmarks.</summary>
     public long Steps { get; private set; }
 
-    /// <summary>The path the recorded tokens <paramref name="reference"/> take through a tree of entries (0 the root,
-    /// <paramref name="parents"/> and <paramref name="tokens"/> per entry): from the root, the child whose token is the
-    /// next recorded one, as long as there is one; the recorded token after the last accepted entry is the bonus. Past
-    /// the reference (which the engine never emits: a forced request ends with it) the bonus is token 0.</summary>
-    internal static TreeSample ForcedPath(int[] parents, int[] tokens, int[] reference)
+    /// <summary>The path the recorded tokens <paramref name="reference"/> take through <paramref name="draft"/>
+    /// (<see cref="DraftTree.AcceptGreedy"/>) as the verifier reports it: entries (0 the root, node n as n + 1) and the
+    /// emitted tokens, the recorded token after the last accepted entry being the bonus. Past the reference (which the
+    /// engine never emits: a forced request ends with it) the bonus is token 0.</summary>
+    internal static TreeSample ForcedPath(DraftTree draft, int[] reference)
     {
-        var accepted = new List<int> { 0 };
-        var emitted = new List<int>();
-        int entry = 0;
-        while (true)
-        {
-            int depth = accepted.Count - 1;
-            int next = depth < reference.Length ? reference[depth] : -1;
-            int child = -1;
-            for (int e = entry + 1; next >= 0 && e < parents.Length; e++)
-            {
-                if (parents[e] == entry && tokens[e] == next)
-                {
-                    child = e;
-                    break;
-                }
-            }
-            if (child < 0)
-            {
-                emitted.Add(Math.Max(next, 0));
-                return new TreeSample([.. accepted], [.. emitted]);
-            }
-            accepted.Add(child);
-            emitted.Add(next);
-            entry = child;
-        }
+        int accepted = draft.AcceptGreedy(reference, out int deepest);
+        int[] entries = [0, .. (deepest < 0 ? [] : draft.PathTo(deepest)).Select(n => n + 1)];
+        int[] tokens = [.. reference.AsSpan(0, accepted), accepted < reference.Length ? reference[accepted] : 0];
+        return new TreeSample(entries, tokens);
     }
 
     /// <summary>The random stream of <paramref name="options"/>, made at its first use and restarted when its seed is set to

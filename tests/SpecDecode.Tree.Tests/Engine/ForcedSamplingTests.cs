@@ -15,9 +15,9 @@ public sealed class ForcedSamplingTests
     [InlineData(new int[0], "0", "0")]
     public void TheRecordedTokensTakeTheirPathThroughTheTree(int[] reference, string accepted, string emitted)
     {
-        // entries: 0 the root; 1 (token 5) and 3 (token 7) under it; 2 (6) under 1; 4 (8) under 3
-        int[] parents = [-1, 0, 1, 0, 3], tokens = [1, 5, 6, 7, 8];
-        TreeSample sample = SampledAcceptance.ForcedPath(parents, tokens, reference);
+        // entries: 0 the root; 1 (token 5) and 3 (token 7) under it; 2 (6) under 1; 4 (8) under 3 (nodes: entry - 1)
+        DraftTree draft = DraftTree.Create([5, 6, 7, 8], [-1, 0, -1, 2], []);
+        TreeSample sample = SampledAcceptance.ForcedPath(draft, reference);
         Assert.Equal(accepted, string.Join(",", sample.AcceptedNodes));
         Assert.Equal(emitted, string.Join(",", sample.Tokens));
     }
