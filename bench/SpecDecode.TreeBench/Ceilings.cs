@@ -21,7 +21,11 @@ internal static class Ceilings
     }
 
     /// <summary>Median wall time of <paramref name="action"/> with the device synchronised before and after.</summary>
-    public static double MedianSeconds(Device device, Action action, int warmup, int repeat)
+    public static double MedianSeconds(Device device, Action action, int warmup, int repeat) => SortedSeconds(device, action, warmup, repeat)[repeat / 2];
+
+    /// <summary>The wall times of <paramref name="repeat"/> runs of <paramref name="action"/> after <paramref name="warmup"/>
+    /// untimed ones, each with the device synchronised before and after, sorted.</summary>
+    public static double[] SortedSeconds(Device device, Action action, int warmup, int repeat)
     {
         for (int i = 0; i < warmup; i++)
         {
@@ -37,7 +41,7 @@ internal static class Ceilings
             times[i] = Stopwatch.GetElapsedTime(start).TotalSeconds;
         }
         Array.Sort(times);
-        return times[repeat / 2];
+        return times;
     }
 
     public static void Synchronize(Device device)

@@ -189,14 +189,8 @@ internal static class PrefillAttentionCommand
     private static (double Median, double Min) Time(TargetModel target, PrefillAttention path, int repeat, Action prefill)
     {
         target.PrefillPath = path;
-        prefill();
-        var times = new double[repeat];
-        for (int i = 0; i < repeat; i++)
-        {
-            times[i] = 1e3 * Ceilings.MedianSeconds(target.Device, prefill, 0, 1);
-        }
-        Array.Sort(times);
-        return (times[repeat / 2], times[0]);
+        double[] times = Ceilings.SortedSeconds(target.Device, prefill, 1, repeat);
+        return (1e3 * times[repeat / 2], 1e3 * times[0]);
     }
 
     /// <summary>The new tokens' cache rows and the next step's logits of the flash slots against the masked slots'
