@@ -190,10 +190,10 @@ internal static class BenchCommand
         foreach ((int batch, int n) in callsPerBatch)
         {
             IReadOnlyList<TraceCallTokens> calls = workload.Evaluation.Take(n).ToArray();
+            double context = MeanDecodeContext(calls);
             foreach ((Variant variant, float temperature) in variants.SelectMany(v => temperatures.Select(t => (v, t))))
             {
                 VariantResult r = EngineRunner.Run(model, tokenizer, workload, calls, variant, batch, budget, cost, draftModel, temperature);
-                double context = MeanDecodeContext(calls);
                 r = r with { MeanContext = context, FloorTokensPerSecond = FloorTokensPerSecond(model.Memory, r.MeanBatch, context, copyGBps) };
                 results.Add(r);
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -215,11 +215,18 @@ internal static class BenchCommand
         return results.Any(r => r.Mismatches != 0) ? 1 : 0;
     }
 
-    /// <summary>A sampled run's tokens/s over its greedy twin's (the variant without "@T", same batch), or empty.</summary>
+    /// <summary>The "@T…" a sampled run's variant name ends with (EngineRunner), or "" for a greedy run.</summary>
+    private static string TemperatureSuffix(string variant)
+    {
+        int at = variant.IndexOf("@T", StringComparison.Ordinal);
+        return at < 0 ? "" : variant[at..];
+    }
+
+    /// <summary>A sampled run's tokens/s over its greedy twin's (the variant without its temperature, same batch), or empty.</summary>
     private static string SampledOverGreedy(IReadOnlyList<VariantResult> results, VariantResult r)
     {
-        int at = r.Variant.IndexOf("@T", StringComparison.Ordinal);
-        VariantResult? greedy = at < 0 ? null : results.FirstOrDefault(g => g.Batch == r.Batch && g.Variant == r.Variant[..at]);
+        string suffix = TemperatureSuffix(r.Variant);
+        VariantResult? greedy = suffix.Length == 0 ? null : results.FirstOrDefault(g => g.Batch == r.Batch && g.Variant == r.Variant[..^suffix.Length]);
         return greedy is null ? "" : (r.TokensPerSecond / greedy.TokensPerSecond).ToString("F2", CultureInfo.InvariantCulture) + "x";
     }
 
@@ -245,8 +252,7 @@ internal static class BenchCommand
         md.AppendLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
         foreach (VariantResult r in report.Results)
         {
-            int at = r.Variant.IndexOf("@T", StringComparison.Ordinal);
-            string plainName = "plain" + (at < 0 ? "" : r.Variant[at..]); // plain decoding at the same temperature
+            string plainName = "plain" + TemperatureSuffix(r.Variant); // plain decoding at the same temperature
             VariantResult? plain = report.Results.FirstOrDefault(p => p.Batch == r.Batch && p.Variant == plainName);
             ReferencePoint? reference = report.ModelFree.FirstOrDefault(p => p.Batch == r.Batch);
             double speedup = plain is null ? double.NaN : r.TokensPerSecond / plain.TokensPerSecond;
