@@ -49,6 +49,16 @@ internal sealed class ScriptedDecoder
             k = k * cos + rotate_half(k) * sin
             return q, k, v
 
+        def write_kv(cache: Tensor, i: int, write_rows: Tensor, k: Tensor, v: Tensor, rows: int, kv_heads: int,
+                     head_dim: int) -> Tuple[Tensor, Tensor]:
+            # layer i's keys and values into the cache's rows ([rows, kv heads, head dim] per layer and k/v); returns the
+            # layer's key and value rows
+            kall = cache.select(0, i).select(0, 0)
+            vall = cache.select(0, i).select(0, 1)
+            kall.index_copy_(0, write_rows, k.reshape(rows, kv_heads, head_dim))
+            vall.index_copy_(0, write_rows, v.reshape(rows, kv_heads, head_dim))
+            return kall, vall
+
         def residual_mlp(x: Tensor, o: Tensor, i: int, wo: List[Tensor], post_norm: List[Tensor], gate: List[Tensor],
                          up: List[Tensor], down: List[Tensor], eps: float) -> Tensor:
             x = x + torch.linear(o, wo[i])
@@ -72,11 +82,7 @@ internal sealed class ScriptedDecoder
             for i in range(len(wq)):
                 q, k, v = attention_inputs(x, i, in_norm, wq, wk, wv, bq, bk, bv, q_norm, k_norm, cos, sin, heads, kv_heads,
                                            head_dim, eps, has_bias, has_qk_norm)
-                # the cache's rows: [rows, kv heads, head dim] per layer and k/v
-                kall = cache.select(0, i).select(0, 0)
-                vall = cache.select(0, i).select(0, 1)
-                kall.index_copy_(0, write_rows, k.reshape(b * t, kv_heads, head_dim))
-                vall.index_copy_(0, write_rows, v.reshape(b * t, kv_heads, head_dim))
+                kall, vall = write_kv(cache, i, write_rows, k, v, b * t, kv_heads, head_dim)
                 if cache_only and i == last:
                     break
                 if causal:
@@ -142,10 +148,7 @@ internal sealed class ScriptedDecoder
             for i in range(len(wq)):
                 q, k, v = attention_inputs(x, i, in_norm, wq, wk, wv, bq, bk, bv, q_norm, k_norm, cos, sin, heads, kv_heads,
                                            head_dim, eps, has_bias, has_qk_norm)
-                kall = cache.select(0, i).select(0, 0)
-                vall = cache.select(0, i).select(0, 1)
-                kall.index_copy_(0, write_rows, k.reshape(n, kv_heads, head_dim))
-                vall.index_copy_(0, write_rows, v.reshape(n, kv_heads, head_dim))
+                kall, vall = write_kv(cache, i, write_rows, k, v, n, kv_heads, head_dim)
                 if i == last:
                     break
                 o = attend_varlen(q.reshape(n, heads, head_dim), kall.index_select(0, read_rows), vall.index_select(0, read_rows),
