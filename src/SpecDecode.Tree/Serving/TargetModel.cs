@@ -375,8 +375,21 @@ public sealed partial class TargetModel : IDisposable
         if (_prefill != PrefillAttention.Masked)
         {
             PrefillPacked(sequences);
-            return;
         }
+        else
+        {
+            PrefillMasked(sequences);
+        }
+        foreach ((int slot, int[] _) in sequences)
+        {
+            _cache.Register(slot); // its prompt rows never change again: other sequences may share them now
+        }
+    }
+
+    /// <summary>Prefill in padded forwards: an empty slot's first <see cref="TargetModelOptions.CausalPrefillChunk"/>
+    /// tokens causally, then masked chunks of <see cref="TargetModelOptions.PrefillChunk"/> for the rest.</summary>
+    private void PrefillMasked(IReadOnlyList<(int Slot, int[] Tokens)> sequences)
+    {
         var done = new int[sequences.Count]; // tokens of each sequence cached so far
         if (_causalPrefillChunk > 0)
         {
@@ -398,10 +411,6 @@ public sealed partial class TargetModel : IDisposable
             var next = Enumerable.Range(0, sequences.Count).Where(i => done[i] < sequences[i].Tokens.Length).ToList();
             if (next.Count == 0)
             {
-                foreach ((int slot, int[] _) in sequences)
-                {
-                    _cache.Register(slot); // its prompt rows never change again: other sequences may share them now
-                }
                 return;
             }
             var chunks = new List<(int Slot, ReadOnlyMemory<int> Tokens)>(next.Count);
@@ -427,7 +436,7 @@ public sealed partial class TargetModel : IDisposable
     }
 
     /// <summary>Prefill in packed forwards of up to <see cref="TargetModelOptions.CausalPrefillChunk"/> tokens in all
-    /// (<see cref="PackedPrefillPlan.Schedule"/>); then the prompts' rows are registered for sharing.</summary>
+    /// (<see cref="PackedPrefillPlan.Schedule"/>).</summary>
     private void PrefillPacked(IReadOnlyList<(int Slot, int[] Tokens)> sequences)
     {
         int budget = _causalPrefillChunk > 0 ? _causalPrefillChunk : _prefillChunk;
@@ -435,10 +444,6 @@ public sealed partial class TargetModel : IDisposable
         {
             _reference.PrefillPacked(forward.Select(p => (sequences[p.Sequence].Slot, (ReadOnlyMemory<int>)sequences[p.Sequence].Tokens.AsMemory(p.Start, p.Count))).ToList(),
                 flash: _prefill == PrefillAttention.Flash);
-        }
-        foreach ((int slot, int[] _) in sequences)
-        {
-            _cache.Register(slot);
         }
     }
 
