@@ -7,9 +7,7 @@ set -uo pipefail
 out=${OUT:-/tmp/batch-http-out}
 mkdir -p "$out/logs"
 start=$SECONDS
-bash .gpu/agent-replay.sh --warmup-trajectories 40 --trajectories 8 --max-calls ${AR_CALLS:-4} --agents 1,8 --max-context 8192 \
-  --probe-pairs ${AR_PROBES:-10} --phases http,in-process --out "$out/ar" > "$out/logs/ar.txt" 2>&1
-echo "== agent replay (exit $?) at ${SECONDS}s"; grep -vE "^\s*at " "$out/logs/ar.txt" | tail -25
+bash bench/gpu/http.sh "$out/ar" "$out/logs/ar.txt"
 EMBEDDED=1 bash bench/gpu/batch-kernels.sh 0 ${BATCH_ARGS:-} 2>&1 | tail -45
 echo "== batch-kernels done at ${SECONDS}s"
 if [ $((SECONDS - start)) -lt ${ENGINE_BEFORE:-330} ]; then

@@ -13,8 +13,5 @@ OUT="$work/prefill" bash bench/gpu/prefill.sh 2>&1 | tee "$final/prefill.txt"
 tar -C "$work" -czf "$final/prefill.tgz" prefill
 echo "== prefill done at ${SECONDS}s"
 mkdir -p "$work/ar"
-bash .gpu/agent-replay.sh --warmup-trajectories 40 --trajectories 8 --max-calls ${AR_CALLS:-4} --agents 1,8 --max-context 8192 \
-  --probe-pairs ${AR_PROBES:-10} --phases http,in-process --out "$work/ar/out" > "$work/ar/ar.txt" 2>&1
-echo "== agent replay (exit $?) at ${SECONDS}s"
-grep -vE "^\s*at " "$work/ar/ar.txt" | tail -25 | tee "$final/ar-tail.txt"
+bash bench/gpu/http.sh "$work/ar/out" "$work/ar/ar.txt" | tee "$final/ar-tail.txt"
 tar -C "$work" -czf "$final/ar.tgz" ar
