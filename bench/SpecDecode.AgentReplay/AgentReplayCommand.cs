@@ -9,9 +9,9 @@ using SpecDecode.Server;
 
 namespace SpecDecode.AgentReplay;
 
-/// <summary>One phase's figures at one number of agents.</summary>
+/// <summary>One phase's figures at one number of agents, in one round (<see cref="Round"/>, from 0).</summary>
 public sealed record PhaseResult(string Phase, int Agents, int Trajectories, int Calls, long Tokens, double SumTrajectorySeconds,
-    double MeanTrajectorySeconds, double WallSeconds, double TokensPerSecond, int StoppedEarly, IReadOnlyList<TrajectoryRun> Runs);
+    double MeanTrajectorySeconds, double WallSeconds, double TokensPerSecond, int StoppedEarly, IReadOnlyList<TrajectoryRun> Runs, int Round = 0);
 
 /// <summary>The paired probe of what the HTTP layer costs: the first replayed call, sent again and again alternating between
 /// HTTP and in-process on one engine, so that drift in the machine's load hits both alike.</summary>
@@ -24,7 +24,9 @@ public sealed record AgentReplayReport(string Date, string Model, string Device,
 /// <summary>
 /// The agent-loop replay's command line (the tools' convention): replays trajectories through the server over HTTP
 /// (Kestrel on the loopback, an HttpClient as the agent), the same calls in-process, and through a plain-decoding server;
-/// each phase on a freshly loaded model and drafter, so no phase learns from another.
+/// each phase on a freshly loaded model and drafter, so no phase learns from another. With several rounds the phase order
+/// alternates (round 0 as listed, round 1 reversed, ...), so that what the process warms up over time (tiered JIT, the
+/// allocator's pools) does not favour the phase that always runs later; the overhead is taken over all rounds' sums.
 /// </summary>
 public static class AgentReplayCommand
 {
@@ -53,10 +55,11 @@ public static class AgentReplayCommand
         var budget = ToolOptions.OptionalInt("--budget", "Draft tokens per step at most (default 32).", 0);
         var noAdaptive = new Option<bool>("--no-adaptive") { Description = "Verify every draft as proposed." };
         var noCudaGraphs = new Option<bool>("--no-cuda-graphs") { Description = "No CUDA graphs for plain single-sequence steps." };
+        var rounds = ToolOptions.Int("--rounds", "Rounds of every phase; the phase order alternates between rounds (as listed, then reversed), and the overhead is over all rounds.", 2, 1);
         var probe = ToolOptions.Int("--probe-pairs", "After the phases, the first replayed call this many times each way, alternating between HTTP and in-process on one engine: the HTTP layer's cost, paired (0: none).", 10, 0);
         var root = new RootCommand("Replays SWE-bench agent trajectories through the OpenAI-compatible server (each call the whole conversation so far), in-process and with plain decoding: end-to-end time per trajectory, HTTP overhead, speedup.")
         {
-            traces, trajectories, warmup, maxCalls, agentCounts, maxTokens, phases, output, model, benchmark, device, dtype, maxContext, budget, noAdaptive, noCudaGraphs, probe,
+            traces, trajectories, warmup, maxCalls, agentCounts, maxTokens, phases, output, model, benchmark, device, dtype, maxContext, budget, noAdaptive, noCudaGraphs, rounds, probe,
         };
         root.SetAction(async (p, ct) =>
         {
@@ -95,13 +98,13 @@ public static class AgentReplayCommand
             int context = 0;
             foreach (int n in agents)
             {
-                foreach (string phase in phaseList)
+                foreach ((string phase, int round) in PhaseOrder(phaseList, p.GetValue(rounds)))
                 {
                     ServerSettings phaseSettings = phase == "http-plain" ? settings with { Draft = "none" } : settings;
                     using ModelHost host = ModelHost.Load(phaseSettings, Console.WriteLine);
                     (deviceName, modelName, context) = (host.Engine.Model.Device.type.ToString().ToLowerInvariant(), host.ServedModelName, host.Capacity);
                     Teach(host, teach);
-                    PhaseResult result = await RunPhaseAsync(phase, n, host, phaseSettings, replay, p.GetValue(maxCalls), tokens, forced).ConfigureAwait(false);
+                    PhaseResult result = await RunPhaseAsync(phase, n, host, phaseSettings, replay, p.GetValue(maxCalls), tokens, forced).ConfigureAwait(false) with { Round = round };
                     results.Add(result);
                     Console.WriteLine(Row(result));
                 }
@@ -124,6 +127,19 @@ public static class AgentReplayCommand
             return ToolExitCodes.Ok;
         });
         return root;
+    }
+
+    /// <summary>Every phase once per round: round 0 in the listed order, round 1 reversed, and so on.</summary>
+    public static IEnumerable<(string Phase, int Round)> PhaseOrder(IReadOnlyList<string> phases, int rounds)
+    {
+        ArgumentNullException.ThrowIfNull(phases);
+        for (int round = 0; round < rounds; round++)
+        {
+            foreach (string phase in round % 2 == 0 ? phases : phases.Reverse())
+            {
+                yield return (phase, round);
+            }
+        }
     }
 
     private static async Task<PhaseResult> RunPhaseAsync(string phase, int agents, ModelHost host, ServerSettings settings,
@@ -209,7 +225,7 @@ public static class AgentReplayCommand
     }
 
     private static string Row(PhaseResult r) => string.Create(CultureInfo.InvariantCulture,
-        $"{r.Phase,-11} agents {r.Agents,2}: {r.Trajectories} trajectories, {r.Calls} calls, {r.Tokens} tokens; per trajectory {r.MeanTrajectorySeconds:F2} s; wall {r.WallSeconds:F2} s, {r.TokensPerSecond:F1} tokens/s{(r.StoppedEarly > 0 ? $"; {r.StoppedEarly} stopped early (context)" : "")}");
+        $"round {r.Round} {r.Phase,-11} agents {r.Agents,2}: {r.Trajectories} trajectories, {r.Calls} calls, {r.Tokens} tokens; per trajectory {r.MeanTrajectorySeconds:F2} s; wall {r.WallSeconds:F2} s, {r.TokensPerSecond:F1} tokens/s{(r.StoppedEarly > 0 ? $"; {r.StoppedEarly} stopped early (context)" : "")}");
 
     /// <summary>The report as markdown: per number of agents, each phase, the HTTP overhead and the speedup over plain
     /// decoding.</summary>
@@ -220,11 +236,11 @@ public static class AgentReplayCommand
         var md = new StringBuilder();
         md.AppendLine(string.Create(c, $"Agent-loop replay, {report.Date}: model {report.Model} ({(report.Benchmark ? "random weights, recorded answers forced" : "real weights, greedy")}), device {report.Device}, context {report.Context}, warm-up trajectories {report.WarmupTrajectories}, max tokens {report.MaxTokens?.ToString(c) ?? "recorded"}."));
         md.AppendLine();
-        md.AppendLine("| agents | phase | trajectories | calls | tokens | mean s per trajectory | sum s over trajectories | wall s | tokens/s |");
-        md.AppendLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        md.AppendLine("| agents | round | phase | trajectories | calls | tokens | mean s per trajectory | sum s over trajectories | wall s | tokens/s |");
+        md.AppendLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
         foreach (PhaseResult r in report.Phases)
         {
-            md.AppendLine(string.Create(c, $"| {r.Agents} | {r.Phase} | {r.Trajectories} | {r.Calls} | {r.Tokens} | {r.MeanTrajectorySeconds:F3} | {r.SumTrajectorySeconds:F2} | {r.WallSeconds:F2} | {r.TokensPerSecond:F1} |"));
+            md.AppendLine(string.Create(c, $"| {r.Agents} | {r.Round} | {r.Phase} | {r.Trajectories} | {r.Calls} | {r.Tokens} | {r.MeanTrajectorySeconds:F3} | {r.SumTrajectorySeconds:F2} | {r.WallSeconds:F2} | {r.TokensPerSecond:F1} |"));
         }
         md.AppendLine();
         if (report.Probe is { } probe)
@@ -233,18 +249,29 @@ public static class AgentReplayCommand
         }
         foreach (IGrouping<int, PhaseResult> g in report.Phases.GroupBy(r => r.Agents))
         {
-            PhaseResult? http = g.FirstOrDefault(r => r.Phase == "http");
-            PhaseResult? inProcess = g.FirstOrDefault(r => r.Phase == "in-process");
-            PhaseResult? plain = g.FirstOrDefault(r => r.Phase == "http-plain");
-            if (http is not null && inProcess is not null && http.SumTrajectorySeconds > 0)
+            // each phase summed over its rounds; the rounds alternate the order, so neither phase always runs warmer
+            PhaseTotal? http = Total(g, "http"), inProcess = Total(g, "in-process"), plain = Total(g, "http-plain");
+            if (http is not null && inProcess is not null && http.Seconds > 0)
             {
-                md.AppendLine(string.Create(c, $"- {g.Key} agent(s): HTTP overhead {(http.SumTrajectorySeconds - inProcess.SumTrajectorySeconds) / http.SumTrajectorySeconds:P1} of end-to-end time ({http.SumTrajectorySeconds:F2} s over HTTP, {inProcess.SumTrajectorySeconds:F2} s in-process; calls {http.Calls} and {inProcess.Calls})."));
+                string perRound = http.Rounds > 1
+                    ? "; by round " + string.Join(", ", g.Where(r => r.Phase == "http").Select(h => g.FirstOrDefault(r => r.Phase == "in-process" && r.Round == h.Round) is { } d && h.SumTrajectorySeconds > 0
+                        ? string.Create(c, $"{(h.SumTrajectorySeconds - d.SumTrajectorySeconds) / h.SumTrajectorySeconds:P1}") : "-"))
+                    : "";
+                md.AppendLine(string.Create(c, $"- {g.Key} agent(s): HTTP overhead {(http.Seconds - inProcess.Seconds) / http.Seconds:P1} of end-to-end time ({http.Seconds:F2} s over HTTP, {inProcess.Seconds:F2} s in-process{(http.Rounds > 1 ? $", {http.Rounds} rounds each" : "")}; calls {http.Calls} and {inProcess.Calls}{perRound})."));
             }
-            if (http is not null && plain is not null && http.SumTrajectorySeconds > 0)
+            if (http is not null && plain is not null && http.Seconds > 0)
             {
-                md.AppendLine(string.Create(c, $"- {g.Key} agent(s): speculative over plain decoding through HTTP {plain.SumTrajectorySeconds / http.SumTrajectorySeconds:F2}x end-to-end per trajectory ({plain.SumTrajectorySeconds:F2} s plain, {http.SumTrajectorySeconds:F2} s speculative)."));
+                md.AppendLine(string.Create(c, $"- {g.Key} agent(s): speculative over plain decoding through HTTP {plain.Seconds / http.Seconds:F2}x end-to-end per trajectory ({plain.Seconds:F2} s plain, {http.Seconds:F2} s speculative)."));
             }
         }
         return md.ToString();
+    }
+
+    private sealed record PhaseTotal(double Seconds, int Calls, int Rounds);
+
+    private static PhaseTotal? Total(IEnumerable<PhaseResult> results, string phase)
+    {
+        PhaseResult[] of = results.Where(r => r.Phase == phase).ToArray();
+        return of.Length == 0 ? null : new PhaseTotal(of.Sum(r => r.SumTrajectorySeconds), of.Sum(r => r.Calls), of.Length);
     }
 }

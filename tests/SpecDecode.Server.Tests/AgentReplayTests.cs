@@ -35,4 +35,21 @@ public sealed class AgentReplayTests(ServerFixture server)
         Assert.Contains("1 agent(s): HTTP overhead 5.0 % of end-to-end time", markdown);
         Assert.Contains("speculative over plain decoding through HTTP 1.50x", markdown);
     }
+
+    [Fact]
+    public void Rounds_AlternateThePhaseOrder_AndTheOverheadIsOverAllRounds()
+    {
+        Assert.Equal(
+            [("http", 0), ("in-process", 0), ("in-process", 1), ("http", 1), ("http", 2), ("in-process", 2)],
+            AgentReplayCommand.PhaseOrder(["http", "in-process"], 3).ToArray());
+
+        // the first phase of the process is slow in either order: round 0 says 10 % HTTP overhead, round 1 says -10 %;
+        // over both the HTTP layer costs 0.2 s of 20.1 s
+        PhaseResult Phase(string phase, int round, double seconds) => new(phase, 1, 2, 8, 800, seconds, seconds / 2, seconds, 80, 0, [], round);
+        var report = new AgentReplayReport("today", ServerFixture.Model, "cuda", true, 8192, 40, null,
+            [Phase("http", 0, 11.0), Phase("in-process", 0, 9.9), Phase("in-process", 1, 10.0), Phase("http", 1, 9.1)]);
+        string markdown = AgentReplayCommand.Markdown(report);
+        Assert.Contains("1 agent(s): HTTP overhead 1.0 % of end-to-end time (20.10 s over HTTP, 19.90 s in-process, 2 rounds each; calls 16 and 16; by round 10.0 %, -9.9 %)", markdown);
+        Assert.Contains("| 1 | 1 | http | 2 | 8 | 800 |", markdown);
+    }
 }
