@@ -255,9 +255,10 @@ internal static class BenchCommand
             string plainName = "plain" + TemperatureSuffix(r.Variant); // plain decoding at the same temperature
             VariantResult? plain = report.Results.FirstOrDefault(p => p.Batch == r.Batch && p.Variant == plainName);
             ReferencePoint? reference = report.ModelFree.FirstOrDefault(p => p.Batch == r.Batch);
-            double speedup = plain is null ? double.NaN : r.TokensPerSecond / plain.TokensPerSecond;
+            // no plain run at this batch and temperature (e.g. --variants suffix-adaptive,hybrid-adaptive): no speedup to show
+            double? speedup = plain is null ? null : r.TokensPerSecond / plain.TokensPerSecond;
             md.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {r.Batch} | {r.Calls} | {r.Variant} | {r.TokensPerSecond:F1} | {speedup:F2}x | {r.TokensPerStep:F3} | {reference?.TokensPerStep:F3} | {(r.Variant == plainName || reference is null ? "" : (speedup / reference.TokensPerStep).ToString("F2", CultureInfo.InvariantCulture))} | {r.DraftMsPerBatch:F3} | {r.VerifyMsPerBatch:F2} | {r.HostMsPerBatch:F3} | {r.MeanBatch:F1}, {r.MeanContext:F0} | {(r.FloorTokensPerSecond > 0 ? (r.TokensPerSecond / r.FloorTokensPerSecond).ToString("F2", CultureInfo.InvariantCulture) + "x" : "-")} | {SampledOverGreedy(report.Results, r)} |"));
+                $"| {r.Batch} | {r.Calls} | {r.Variant} | {r.TokensPerSecond:F1} | {(speedup is { } x ? x.ToString("F2", CultureInfo.InvariantCulture) + "x" : "-")} | {r.TokensPerStep:F3} | {reference?.TokensPerStep:F3} | {(r.Variant == plainName || reference is null || speedup is null ? "" : (speedup.Value / reference.TokensPerStep).ToString("F2", CultureInfo.InvariantCulture))} | {r.DraftMsPerBatch:F3} | {r.VerifyMsPerBatch:F2} | {r.HostMsPerBatch:F3} | {r.MeanBatch:F1}, {r.MeanContext:F0} | {(r.FloorTokensPerSecond > 0 ? (r.TokensPerSecond / r.FloorTokensPerSecond).ToString("F2", CultureInfo.InvariantCulture) + "x" : "-")} | {SampledOverGreedy(report.Results, r)} |"));
         }
         return md.ToString();
     }

@@ -26,4 +26,20 @@ public sealed class EngineBenchFloorTests
         Assert.Equal(2 / 0.01002, BenchCommand.FloorTokensPerSecond(memory, batch: 2, context: 1000, copyGBps: 100), 6);
         Assert.Equal(0, BenchCommand.FloorTokensPerSecond(memory, batch: 2, context: 1000, copyGBps: 0)); // not measured (CPU)
     }
+
+    [Fact]
+    public void AReportWithoutAPlainRunShowsNoSpeedup_NotNaN()
+    {
+        VariantResult Variant(string name, double tokensPerSecond) =>
+            new(name, 1, 24, 3079, 3079 / tokensPerSecond, tokensPerSecond, 1323, 1323, 2.327, 0.354, 3.75, 0.05, 7.0, 0.03, 1.0, 0);
+        BenchReport Report(params VariantResult[] results) => new("today", "cuda", "2.10", "simple", "llama", null, 256, "BFloat16", 8192, 32, 40,
+            1283, 0, 4.2, [new ReferencePoint(1, 24, 3079, 2.327, 0.354, 5161)], results);
+
+        string alone = BenchCommand.Markdown(Report(Variant("suffix-adaptive", 295.7), Variant("hybrid-adaptive", 350.1)));
+        Assert.DoesNotContain("NaN", alone);
+        Assert.Contains("| 1 | 24 | hybrid-adaptive | 350.1 | - | 2.327 | 2.327 |  |", alone);
+
+        string withPlain = BenchCommand.Markdown(Report(Variant("plain", 150.0), Variant("suffix-adaptive", 300.0)));
+        Assert.Contains("| 1 | 24 | suffix-adaptive | 300.0 | 2.00x | 2.327 | 2.327 | 0.86 |", withPlain);
+    }
 }
