@@ -16,6 +16,14 @@ public sealed class LosslessSpeculationTests
         public void StartRequest(RequestId request, ReadOnlySpan<int> prompt, DraftRequestOptions? options) { }
         public DraftTree Propose(RequestId request, int maxTokens)
         {
+            lock (_rng) // IDrafter's calls for different requests may overlap (the engine drafts large batches in parallel)
+            {
+                return Draw(maxTokens);
+            }
+        }
+
+        private DraftTree Draw(int maxTokens)
+        {
             int n = _rng.Next(0, maxTokens + 1);
             var tokens = new List<int>();
             var parents = new List<int>();

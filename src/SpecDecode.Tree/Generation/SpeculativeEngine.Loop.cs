@@ -490,6 +490,9 @@ public sealed partial class SpeculativeEngine
         return any;
     }
 
+    /// <summary>Requests with a draft budget from which a step asks the drafter on several threads at once.</summary>
+    internal const int ParallelDraftingRows = 8;
+
     /// <summary>Asks the drafter for every request with a budget. A call that throws, or a draft the engine cannot verify
     /// (null, over its budget, a token outside the target's vocabulary), fails the requests it concerns.</summary>
     private void Draft(EngineRequest[] batch, int[] budgets, DraftTree[] trees, Exception?[] failures)
@@ -524,23 +527,39 @@ public sealed partial class SpeculativeEngine
             }
             return;
         }
-        for (int i = 0; i < batch.Length; i++)
+        int[] asked = Enumerable.Range(0, batch.Length).Where(i => budgets[i] > 0 && failures[i] is null).ToArray();
+        var proposed = new DraftTree?[batch.Length];
+        void ProposeFor(int i)
         {
-            if (budgets[i] <= 0 || failures[i] is not null)
-            {
-                continue;
-            }
-            DraftTree tree;
             try
             {
-                tree = _drafter!.Propose(batch[i].Id, budgets[i]);
+                proposed[i] = _drafter!.Propose(batch[i].Id, budgets[i]);
             }
             catch (Exception e)
             {
                 failures[i] = new PluginFailedException(_drafterName, "Propose", batch[i].Id, null, e);
-                continue;
             }
-            Accept(i, tree, "Propose");
+        }
+        // IDrafter allows concurrent calls for different requests: a large batch drafts on several cores (a suffix
+        // drafter's ~70 us a request was 2 ms of a 15 ms step at batch 48 on the H100 machine, serial). Each request's
+        // outcome lands in its own element, so one that throws still fails only its own request.
+        if (asked.Length >= ParallelDraftingRows && Environment.ProcessorCount > 1)
+        {
+            Parallel.ForEach(asked, ProposeFor);
+        }
+        else
+        {
+            foreach (int i in asked)
+            {
+                ProposeFor(i);
+            }
+        }
+        foreach (int i in asked)
+        {
+            if (failures[i] is null)
+            {
+                Accept(i, proposed[i], "Propose");
+            }
         }
 
         void Accept(int i, DraftTree? tree, string operation)

@@ -144,18 +144,23 @@ public sealed class EngineFaultTests
     }
 
     /// <summary>Issue 16 item 6 and the plug-in rule: a drafter or policy that fails for one request (throws, or proposes
-    /// a token outside the vocabulary or more nodes than its budget) fails that request only; the three requests beside
-    /// it in the same steps get plain greedy output.</summary>
+    /// a token outside the vocabulary or more nodes than its budget) fails that request only; the requests beside it in
+    /// the same steps get plain greedy output. With 9 beside it the step drafts in parallel
+    /// (<see cref="SpeculativeEngine.ParallelDraftingRows"/>), and the rule holds there too.</summary>
     [Theory]
-    [InlineData(Fault.StartRequestThrows)]
-    [InlineData(Fault.ProposeThrows)]
-    [InlineData(Fault.ProposeTokenOutsideVocabulary)]
-    [InlineData(Fault.ProposeOverBudget)]
-    [InlineData(Fault.ObserveThrows)]
-    [InlineData(Fault.PolicyThrows)]
-    public async Task PluginFailingForOneRequest_FailsOnlyThatRequest(Fault fault)
+    [InlineData(Fault.StartRequestThrows, 3)]
+    [InlineData(Fault.ProposeThrows, 3)]
+    [InlineData(Fault.ProposeTokenOutsideVocabulary, 3)]
+    [InlineData(Fault.ProposeOverBudget, 3)]
+    [InlineData(Fault.ObserveThrows, 3)]
+    [InlineData(Fault.PolicyThrows, 3)]
+    [InlineData(Fault.ProposeThrows, 9)]
+    [InlineData(Fault.ProposeTokenOutsideVocabulary, 9)]
+    public async Task PluginFailingForOneRequest_FailsOnlyThatRequest(Fault fault, int beside)
     {
-        using TargetModel model = EngineFixture.LoadModel(maxBatch: 4);
+        Assert.True(beside + 1 < SpeculativeEngine.ParallelDraftingRows || beside + 1 >= SpeculativeEngine.ParallelDraftingRows + 2,
+            "the cases are meant to sit clearly on either side of the parallel drafting threshold");
+        using TargetModel model = EngineFixture.LoadModel(maxBatch: beside + 1);
         using var drafter = new FaultyDrafter(EngineFixture.Drafter("suffix"), fault, model.Config.VocabSize);
         using SpeculativeEngine engine = SpeculativeEngine.Create(model, ByteTokenizer.Instance, drafter, new SpeculativeEngineOptions
         {
@@ -164,7 +169,7 @@ public sealed class EngineFaultTests
             Policy = drafter,
             EndOfSequenceTokenIds = [],
         });
-        Task<GenerationResult>[] healthy = [.. Enumerable.Range(0, 3).Select(i => engine.GenerateAsync(Healthy(20 + i, count: 24)))];
+        Task<GenerationResult>[] healthy = [.. Enumerable.Range(0, beside).Select(i => engine.GenerateAsync(Healthy(20 + i, count: 24)))];
         Task<GenerationResult> poisoned = engine.GenerateAsync(Poisoned(30));
 
         PluginFailedException failed = await Assert.ThrowsAsync<PluginFailedException>(() => poisoned.WaitAsync(Patience));
@@ -173,7 +178,7 @@ public sealed class EngineFaultTests
         {
             Assert.Equal(Reference(20 + i, 20, 24), (await healthy[i].WaitAsync(Patience)).TokenIds);
         }
-        Assert.Equal(4, engine.Statistics.Completed);
+        Assert.Equal(beside + 1, engine.Statistics.Completed);
         Assert.Equal(0, engine.Statistics.Active);
     }
 
