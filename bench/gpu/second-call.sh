@@ -11,14 +11,7 @@ final=${OUT:-/tmp/second-call-out}
 work=/tmp/second-call-work
 limit=${STAGE_LIMIT:-200}
 mkdir -p "$final" "$work"
-stage() { # name, command...
-  local name=$1; shift
-  mkdir -p "$work/$name"
-  OUT="$work/$name" EMBEDDED=1 timeout "$limit" "$@" > "$work/$name/stdout.txt" 2>&1
-  echo "== $name (exit $?) at ${SECONDS}s"
-  grep -vE "^\s*at " "$work/$name/stdout.txt" | tail -${TAIL:-30}
-  tar -C "$work" -czf "$final/$name.tgz" "$name"
-}
+. bench/gpu/stage.sh
 stage batch-kernels bash bench/gpu/batch-kernels.sh 0
 stage sampled bash bench/gpu/sampled.sh "${CALLS:-1=24,32=192}"
 stage hybrid bash bench/gpu/hybrid.sh "${CALLS:-1=24,32=192}"
