@@ -15,3 +15,13 @@ mkdir -p "$final" "$work"
 stage http bash bench/gpu/http.sh "$work/http/ar" "$work/http/ar.txt"
 stage sweep bash bench/gpu/batch-engine.sh "${CALLS:-1=24,8=96,16=128,32=192,48=288}"
 stage batch64 bash bench/gpu/batch-engine.sh 64=384 --max-context 6144
+# (4) issue 17's first continued call (146-159 ms against 89-91 ms for the second): is it the graph capture for the new
+# key bucket? One bucket of 32,768 keys is captured by the first call already.
+ttft_bucket() {
+  . bench/gpu/runtime.sh eb-new
+  "$dn/dotnet" /tmp/eb-new/SpecDecode.EngineBench.dll agents --traces .gpu/data/traces100.jsonl.gz \
+    --config .gpu/data/llama-3.1-8b.config.json --agents 1 --continued 30000:1000 --continued-only --reuse on \
+    --max-context 32768 --cuda-graphs --key-bucket 32768 --out "$OUT/continued" 2>&1 | grep -E "prefill:|continued call|rror"
+}
+export -f ttft_bucket
+stage ttft-bucket bash -c ttft_bucket
