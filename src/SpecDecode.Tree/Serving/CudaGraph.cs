@@ -24,6 +24,19 @@ namespace SpecDecode.Tree;
 /// </remarks>
 internal sealed class CudaGraph : IDisposable
 {
+    /// <summary>Eager runs before capturing libtorch work: its allocator, cuBLAS handles and lazy initialisations settle
+    /// over the first runs (PyTorch's advice for torch.cuda.graphs).</summary>
+    public const int LibTorchWarmup = 3;
+
+    /// <summary>Eager runs before capturing SpecDecode's kernel steps: one, which loads their functions; their buffers are
+    /// allocated before any step. Each warm-up run is a whole step's time: at three, plus two full garbage collections,
+    /// a capture cost about 25-50 ms on the H100 (EngineBench: 50-60 captures, 1.6 s of a 10 s run at batch 1).</summary>
+    public const int KernelWarmup = 1;
+
+    /// <summary><c>SPECDECODE_GRAPH_CAPTURE=legacy</c>: every capture as before the fifth session of 2026-12-07 (three
+    /// warm-up runs, a full garbage collection first), for A/B runs on the device.</summary>
+    internal static readonly bool Legacy = string.Equals(Environment.GetEnvironmentVariable("SPECDECODE_GRAPH_CAPTURE"), "legacy", StringComparison.OrdinalIgnoreCase);
+
     /// <summary>Native bytes allocated for the C++ object (its real size is a few hundred bytes).</summary>
     public const int ObjectBytes = 4096;
 
@@ -65,12 +78,14 @@ internal sealed class CudaGraph : IDisposable
 
     /// <summary>Runs <paramref name="work"/> through the graph <paramref name="graphs"/> keeps under <paramref name="key"/>:
     /// captured on first use when <paramref name="capture"/> is on, replayed then and after; without capture the work runs
-    /// eagerly every time (and null is kept).</summary>
-    internal static void Run<TKey>(Dictionary<TKey, CudaGraph?> graphs, TKey key, bool capture, Action work) where TKey : notnull
+    /// eagerly every time (and null is kept). <paramref name="warmup"/>: eager runs before the capture (see
+    /// <see cref="Capture"/>); work that allocates nothing and initialises nothing lazily past its first run (the kernel
+    /// steps) needs <see cref="KernelWarmup"/>.</summary>
+    internal static void Run<TKey>(Dictionary<TKey, CudaGraph?> graphs, TKey key, bool capture, Action work, int warmup = LibTorchWarmup) where TKey : notnull
     {
         if (!graphs.TryGetValue(key, out CudaGraph? graph))
         {
-            graph = capture ? Capture(work) : null;
+            graph = capture ? Capture(work, Legacy ? LibTorchWarmup : warmup) : null;
             graphs.Add(key, graph);
         }
         if (graph is null)
@@ -89,10 +104,11 @@ internal sealed class CudaGraph : IDisposable
     /// more under capture (nothing executes), and restores the caller's current stream. The outputs of that last run are
     /// the tensors a replay writes.
     /// </summary>
-    /// <exception cref="CudaGraphUnavailableException">No CUDA libtorch with the graph API is loaded (see <see cref="UnavailableReason"/>).</exception>
-    /// <exception cref="CudaGraphCaptureException">The work failed under capture (e.g. it synchronised with the host);
-    /// the CUDA context may be unusable afterwards.</exception>
-    public static CudaGraph Capture(Action work, int warmup = 3)
+    /// <remarks>No finalizer may free a tensor (an allocator call from another thread) while the stream captures. The
+    /// capture runs in a no-GC region (no collection can queue finalizers) after the finalizers already queued have run;
+    /// only where the region cannot start does a full collection come first (as every capture did before: with the
+    /// region's own collection that was two full collections a capture).</remarks>
+    public static CudaGraph Capture(Action work, int warmup = LibTorchWarmup)
     {
         ArgumentNullException.ThrowIfNull(work);
         ArgumentOutOfRangeException.ThrowIfNegative(warmup);
@@ -124,10 +140,17 @@ internal sealed class CudaGraph : IDisposable
                 work();
             }
             torch.cuda.synchronize();
-            // No finalizer may free a tensor (an allocator call from another thread) while the stream captures.
-            GC.Collect();
-            GC.WaitForPendingFinalizers();
+            if (Legacy)
+            {
+                GC.Collect();
+                GC.WaitForPendingFinalizers();
+            }
             noGc = TryStartNoGcRegion();
+            if (!noGc && !Legacy)
+            {
+                GC.Collect();
+            }
+            GC.WaitForPendingFinalizers(); // also those queued by the region's own collection
             api.CaptureBegin(native, 0, 0, CaptureModeThreadLocal); // pool {0, 0}: a private pool
             capturing = true;
             work();

@@ -135,7 +135,7 @@ internal sealed class GraphedDecodeBackend : IStepBackend
             {
                 FixedDecodeStep(slot, keys, attention, _input, output);
             }
-        });
+        }, kernels is not null ? CudaGraph.KernelWarmup : CudaGraph.LibTorchWarmup);
         using (var scope = NewDisposeScope())
         {
             // the step's one synchronisation

@@ -57,7 +57,7 @@ internal sealed class TreeKernelBackend(ModelParts parts, GraphedDecodeBackend g
             return Sampled(step);
         }
         (KernelTreeStep kernels, TreeStepShape shape) = Prepare(step.Inputs, step.Rule == AcceptanceRule.Forced ? step.Forced : null);
-        CudaGraph.Run(_graphs, shape, graphs.Capturing, () => kernels.Enqueue(shape));
+        CudaGraph.Run(_graphs, shape, graphs.Capturing, () => kernels.Enqueue(shape), CudaGraph.KernelWarmup);
         long[] result;
         using (var scope = NewDisposeScope())
         {
@@ -80,7 +80,7 @@ internal sealed class TreeKernelBackend(ModelParts parts, GraphedDecodeBackend g
         IReadOnlyList<TreeInput> inputs = step.Inputs;
         (KernelTreeStep kernels, TreeStepShape shape) = Prepare(inputs, null);
         kernels.EnsureLogits();
-        CudaGraph.Run(_sampledGraphs, shape, graphs.Capturing, () => kernels.Enqueue(shape, accept: false, keepLogits: true));
+        CudaGraph.Run(_sampledGraphs, shape, graphs.Capturing, () => kernels.Enqueue(shape, accept: false, keepLogits: true), CudaGraph.KernelWarmup);
         int widest = inputs.Max(i => i.Draft.Count + 1);
         int[] first = KernelTreeStep.FirstRows(inputs.Select(i => i.Draft.Count + 1));
         var index = new long[inputs.Count * widest];
