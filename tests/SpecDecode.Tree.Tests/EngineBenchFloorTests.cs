@@ -31,7 +31,7 @@ public sealed class EngineBenchFloorTests
     public void AReportWithoutAPlainRunShowsNoSpeedup_NotNaN()
     {
         VariantResult Variant(string name, double tokensPerSecond) =>
-            new(name, 1, 24, 3079, 3079 / tokensPerSecond, tokensPerSecond, 1323, 1323, 2.327, 0.354, 3.75, 0.05, 7.0, 0.03, 1.0, 0);
+            new(name, 1, 24, 3079, 3079 / tokensPerSecond, tokensPerSecond, 1323, 1323, 2.327, 0.354, 3.75, 0.05, 7.0, 0.03, 1.0, 0, GraphsCaptured: 7);
         BenchReport Report(params VariantResult[] results) => new("today", "cuda", "2.10", "simple", "llama", null, 256, "BFloat16", 8192, 32, 40,
             1283, 0, 4.2, [new ReferencePoint(1, 24, 3079, 2.327, 0.354, 5161)], results);
 
@@ -41,5 +41,7 @@ public sealed class EngineBenchFloorTests
 
         string withPlain = BenchCommand.Markdown(Report(Variant("plain", 150.0), Variant("suffix-adaptive", 300.0)));
         Assert.Contains("| 1 | 24 | suffix-adaptive | 300.0 | 2.00x | 2.327 | 2.327 | 0.86 |", withPlain);
+        Assert.EndsWith("| 7 |", withPlain.TrimEnd().Split('\n')[^1]); // the graphs each variant captured, the variant-order bias
+
     }
 }
