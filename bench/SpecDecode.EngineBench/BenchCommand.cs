@@ -197,7 +197,7 @@ internal static class BenchCommand
                 r = r with { MeanContext = context, FloorTokensPerSecond = FloorTokensPerSecond(model.Memory, r.MeanBatch, context, copyGBps) };
                 results.Add(r);
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"{r.Variant} {r.Batch} {r.Calls} {r.Tokens} {r.Seconds:F2} {r.TokensPerSecond:F1} {r.TokensPerStep:F3} {r.AcceptanceRate:P1} {r.DraftTokensPerStep:F2} {r.DraftMsPerBatch:F3} {r.VerifyMsPerBatch:F2} {r.HostMsPerBatch:F3} {r.MeanBatch:F1} {r.Mismatches} gc0={r.Gen0Collections} gc2={r.Gen2Collections} graphs={r.GraphsCaptured}"));
+                    $"{r.Variant} {r.Batch} {r.Calls} {r.Tokens} {r.Seconds:F2} {r.TokensPerSecond:F1} {r.TokensPerStep:F3} {r.AcceptanceRate:P1} {r.DraftTokensPerStep:F2} {r.DraftMsPerBatch:F3} {r.VerifyMsPerBatch:F2} {r.HostMsPerBatch:F3} {r.MeanBatch:F1} {r.Mismatches} gc0={r.Gen0Collections} gc2={r.Gen2Collections} graphs={r.GraphsCaptured} full-batch={r.FullBatchTokensPerSecond:F1}"));
                 if (r.Mismatches != 0)
                 {
                     Console.Error.WriteLine($"error: {r.Mismatches} calls did not reproduce their recorded response");
@@ -243,13 +243,28 @@ internal static class BenchCommand
     internal static double FloorTokensPerSecond(MemoryEstimate memory, double batch, double context, double copyGBps) =>
         copyGBps <= 0 || batch <= 0 ? 0 : batch / ((memory.WeightBytes + batch * context * memory.KvBytesPerToken) / (copyGBps * 1e9));
 
+    /// <summary>The full-batch column (<see cref="FullBatchThroughput"/>): tokens/s over the steps that ran the whole
+    /// batch, their share of the step time, and the ratio to plain decoding's full-batch rate.</summary>
+    private static string FullBatch(VariantResult r, VariantResult? plain)
+    {
+        if (r.FullBatchTokensPerSecond <= 0)
+        {
+            return "-";
+        }
+        var c = CultureInfo.InvariantCulture;
+        string ratio = plain is not null && plain != r && plain.FullBatchTokensPerSecond > 0
+            ? string.Create(c, $", {r.FullBatchTokensPerSecond / plain.FullBatchTokensPerSecond:F2}x")
+            : "";
+        return string.Create(c, $"{r.FullBatchTokensPerSecond:F1} ({r.FullBatchShare:P0}){ratio}");
+    }
+
     internal static string Markdown(BenchReport report)
     {
         var md = new StringBuilder();
         md.AppendLine(CultureInfo.InvariantCulture, $"Engine on SWE-bench traces, {report.Model} ({report.DType}, random weights{(report.DraftModel is null ? "" : ", draft " + report.DraftModel)}{(report.MaxResponse > 0 ? $", responses cut at {report.MaxResponse} tokens" : "")}), {report.Device}, script executor {report.ScriptExecutor}, {report.Date}; budget {report.Budget}, KV {report.MaxContext} tokens per slot.");
         md.AppendLine();
-        md.AppendLine("| batch | calls | variant | tokens/s | speedup vs plain | tokens/step (engine) | tokens/step (model-free replay) | speedup / replay tokens per step | draft ms | verify ms | host ms (per batched step) | mean batch, mean context | of the floor rate | sampled / greedy | graphs captured |");
-        md.AppendLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        md.AppendLine("| batch | calls | variant | tokens/s | speedup vs plain | tokens/step (engine) | tokens/step (model-free replay) | speedup / replay tokens per step | draft ms | verify ms | host ms (per batched step) | mean batch, mean context | of the floor rate | sampled / greedy | graphs captured | at the full batch: tokens/s (share of step time), vs plain |");
+        md.AppendLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
         foreach (VariantResult r in report.Results)
         {
             string plainName = "plain" + TemperatureSuffix(r.Variant); // plain decoding at the same temperature
@@ -258,7 +273,7 @@ internal static class BenchCommand
             // no plain run at this batch and temperature (e.g. --variants suffix-adaptive,hybrid-adaptive): no speedup to show
             double? speedup = plain is null ? null : r.TokensPerSecond / plain.TokensPerSecond;
             md.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {r.Batch} | {r.Calls} | {r.Variant} | {r.TokensPerSecond:F1} | {(speedup is { } x ? x.ToString("F2", CultureInfo.InvariantCulture) + "x" : "-")} | {r.TokensPerStep:F3} | {reference?.TokensPerStep:F3} | {(r.Variant == plainName || reference is null || speedup is null ? "" : (speedup.Value / reference.TokensPerStep).ToString("F2", CultureInfo.InvariantCulture))} | {r.DraftMsPerBatch:F3} | {r.VerifyMsPerBatch:F2} | {r.HostMsPerBatch:F3} | {r.MeanBatch:F1}, {r.MeanContext:F0} | {(r.FloorTokensPerSecond > 0 ? (r.TokensPerSecond / r.FloorTokensPerSecond).ToString("F2", CultureInfo.InvariantCulture) + "x" : "-")} | {SampledOverGreedy(report.Results, r)} | {r.GraphsCaptured} |"));
+                $"| {r.Batch} | {r.Calls} | {r.Variant} | {r.TokensPerSecond:F1} | {(speedup is { } x ? x.ToString("F2", CultureInfo.InvariantCulture) + "x" : "-")} | {r.TokensPerStep:F3} | {reference?.TokensPerStep:F3} | {(r.Variant == plainName || reference is null || speedup is null ? "" : (speedup.Value / reference.TokensPerStep).ToString("F2", CultureInfo.InvariantCulture))} | {r.DraftMsPerBatch:F3} | {r.VerifyMsPerBatch:F2} | {r.HostMsPerBatch:F3} | {r.MeanBatch:F1}, {r.MeanContext:F0} | {(r.FloorTokensPerSecond > 0 ? (r.TokensPerSecond / r.FloorTokensPerSecond).ToString("F2", CultureInfo.InvariantCulture) + "x" : "-")} | {SampledOverGreedy(report.Results, r)} | {r.GraphsCaptured} | {FullBatch(r, plain)} |"));
         }
         return md.ToString();
     }

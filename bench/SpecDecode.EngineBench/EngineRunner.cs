@@ -10,7 +10,8 @@ internal sealed record VariantResult(
     string Variant, int Batch, int Calls, long Tokens, double Seconds, double TokensPerSecond, long RequestSteps, long Batches,
     double TokensPerStep, double AcceptanceRate, double DraftTokensPerStep, double DraftMsPerBatch, double VerifyMsPerBatch,
     double HostMsPerBatch, double MeanBatch, int Mismatches, int Gen0Collections = 0, int Gen2Collections = 0,
-    double MeanContext = 0, double FloorTokensPerSecond = 0, int GraphsCaptured = 0);
+    double MeanContext = 0, double FloorTokensPerSecond = 0, int GraphsCaptured = 0,
+    double FullBatchTokensPerSecond = 0, double FullBatchShare = 0);
 
 /// <summary>A drafter setting: none (plain decoding), the suffix drafter verified as proposed or with adaptive pruning,
 /// a draft model (random weights: its drafts are never right, so adaptive speculation must switch it off), or the hybrid
@@ -60,6 +61,7 @@ internal static class EngineRunner
         // captured, and spends less of its time capturing (the hybrid in the fifth session's H100 run: 0 captures, a
         // verify step 18 % shorter than the suffix run before it). The count shows that bias in the report.
         int graphs = model.CapturedGraphCount + model.CapturedTreeGraphCount;
+        using var fullBatch = new FullBatchThroughput(engine, batch);
         long start = Stopwatch.GetTimestamp();
         // Sampled requests (temperature > 0) run the speculative sampling, then take the recorded path: the same acceptance
         // as greedy, the sampled step's cost. Each request has its own seeded stream.
@@ -96,6 +98,8 @@ internal static class EngineRunner
             perBatch(t.DraftingTime), perBatch(t.VerificationTime), perBatch(s.HostTime),
             s.Batches == 0 ? 0 : (double)t.Steps / s.Batches, mismatches,
             GC.CollectionCount(0) - gen0, GC.CollectionCount(2) - gen2,
-            GraphsCaptured: model.CapturedGraphCount + model.CapturedTreeGraphCount - graphs);
+            GraphsCaptured: model.CapturedGraphCount + model.CapturedTreeGraphCount - graphs,
+            FullBatchTokensPerSecond: fullBatch.TokensPerSecond,
+            FullBatchShare: fullBatch.AllStepSeconds > 0 ? fullBatch.Seconds / fullBatch.AllStepSeconds : 0);
     }
 }

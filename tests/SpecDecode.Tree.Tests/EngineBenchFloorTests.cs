@@ -41,7 +41,12 @@ public sealed class EngineBenchFloorTests
 
         string withPlain = BenchCommand.Markdown(Report(Variant("plain", 150.0), Variant("suffix-adaptive", 300.0)));
         Assert.Contains("| 1 | 24 | suffix-adaptive | 300.0 | 2.00x | 2.327 | 2.327 | 0.86 |", withPlain);
-        Assert.EndsWith("| 7 |", withPlain.TrimEnd().Split('\n')[^1]); // the graphs each variant captured, the variant-order bias
+        Assert.EndsWith("| 7 | - |", withPlain.TrimEnd().Split('\n')[^1]); // graphs captured (the variant-order bias); no full-batch figure
+
+        string full = BenchCommand.Markdown(Report(Variant("plain", 150.0) with { FullBatchTokensPerSecond = 100, FullBatchShare = 0.9 },
+            Variant("suffix-adaptive", 300.0) with { FullBatchTokensPerSecond = 150, FullBatchShare = 0.8 }));
+        Assert.EndsWith("| 100.0 (90 %) |", full.TrimEnd().Split('\n')[^2]);
+        Assert.EndsWith("| 150.0 (80 %), 1.50x |", full.TrimEnd().Split('\n')[^1]);
 
     }
 }

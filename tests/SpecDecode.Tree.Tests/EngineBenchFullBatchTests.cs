@@ -1,0 +1,56 @@
+using SpecDecode.EngineBench;
+
+namespace SpecDecode.Tree.Tests;
+
+/// <summary>EngineBench's full-batch throughput (<see cref="FullBatchThroughput"/>): a step's tokens are paired with its
+/// batch size and durations in the order the engine records them, and on a real engine every step is counted once.</summary>
+public sealed class EngineBenchFullBatchTests
+{
+    [Fact]
+    public void AStepsTokensGoWithItsBatchSize_AndPrefillIsLeftOut()
+    {
+        var meter = new FullBatchThroughput(fullBatch: 2);
+        // a full step: two requests emit 3 and 1 tokens, batch 2, 1 + 4 + 1 ms
+        meter.Tokens(3);
+        meter.Tokens(1);
+        meter.BatchSize(2);
+        meter.Duration("draft", 0.001);
+        meter.Duration("verify", 0.004);
+        meter.Duration("host", 0.001);
+        // a prefill between steps counts nowhere
+        meter.Duration("prefill", 0.5);
+        // the tail: one request, 2 tokens, 5 ms
+        meter.Tokens(2);
+        meter.BatchSize(1);
+        meter.Duration("draft", 0);
+        meter.Duration("verify", 0.005);
+        meter.Duration("host", 0);
+
+        Assert.Equal(1, meter.Steps);
+        Assert.Equal(4, meter.EmittedTokens);
+        Assert.Equal(0.006, meter.Seconds, 9);
+        Assert.Equal(0.011, meter.AllStepSeconds, 9);
+        Assert.Equal(4 / 0.006, meter.TokensPerSecond, 6);
+    }
+
+    [Fact]
+    public async Task OnARealEngine_EveryStepIsCountedOnce_AndFullStepsCarryTheirTokens()
+    {
+        using TargetModel model = EngineFixture.LoadModel(maxBatch: 2);
+        using SpeculativeEngine engine = SpeculativeEngine.Create(model, ByteTokenizer.Instance, null,
+            new SpeculativeEngineOptions { MaxBatch = 2, EndOfSequenceTokenIds = [] });
+        using var meter = new FullBatchThroughput(engine, fullBatch: 2);
+        // two requests side by side for 6 steps, then the longer one alone for 4
+        Task<GenerationResult> shorter = engine.GenerateAsync(new GenerationRequest { PromptTokens = EngineFixture.Prompt(1, 20), MaxNewTokens = 6 });
+        Task<GenerationResult> longer = engine.GenerateAsync(new GenerationRequest { PromptTokens = EngineFixture.Prompt(2, 20), MaxNewTokens = 10 });
+        await Task.WhenAll(shorter, longer).WaitAsync(TimeSpan.FromMinutes(2));
+
+        EngineStatistics s = engine.Statistics;
+        // Plain decoding emits one token per request and step: the full steps' tokens are twice their count.
+        Assert.True(meter.Steps is > 0 and <= 6, $"{meter.Steps} full-batch steps");
+        Assert.Equal(2 * meter.Steps, meter.EmittedTokens);
+        Assert.True(meter.Steps < s.Batches, $"{meter.Steps} full steps of {s.Batches}: the tail must not count");
+        double stepSeconds = (s.Totals.DraftingTime + s.Totals.VerificationTime + s.HostTime).TotalSeconds;
+        Assert.Equal(stepSeconds, meter.AllStepSeconds, 6);
+    }
+}
