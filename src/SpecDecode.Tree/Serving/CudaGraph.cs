@@ -28,13 +28,8 @@ internal sealed class CudaGraph : IDisposable
     /// over the first runs (PyTorch's advice for torch.cuda.graphs).</summary>
     public const int LibTorchWarmup = 3;
 
-    /// <summary>Eager runs before capturing SpecDecode's kernel steps: one, which loads their functions; their buffers are
-    /// allocated before any step. Each warm-up run is a whole step's time: at three, plus two full garbage collections,
-    /// a capture cost about 25-50 ms on the H100 (EngineBench: 50-60 captures, 1.6 s of a 10 s run at batch 1).</summary>
-    public const int KernelWarmup = 1;
-
-    /// <summary><c>SPECDECODE_GRAPH_CAPTURE=legacy</c>: every capture as before the fifth session of 2026-12-07 (three
-    /// warm-up runs, a full garbage collection first), for A/B runs on the device.</summary>
+    /// <summary><c>SPECDECODE_GRAPH_CAPTURE=legacy</c>: every capture as before the fifth session of 2026-12-07 (at a key's
+    /// first use, three warm-up runs, a full garbage collection first), for A/B runs on the device.</summary>
     internal static readonly bool Legacy = string.Equals(Environment.GetEnvironmentVariable("SPECDECODE_GRAPH_CAPTURE"), "legacy", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>Native bytes allocated for the C++ object (its real size is a few hundred bytes).</summary>
@@ -79,13 +74,26 @@ internal sealed class CudaGraph : IDisposable
     /// <summary>Runs <paramref name="work"/> through the graph <paramref name="graphs"/> keeps under <paramref name="key"/>:
     /// captured on first use when <paramref name="capture"/> is on, replayed then and after; without capture the work runs
     /// eagerly every time (and null is kept). <paramref name="warmup"/>: eager runs before the capture (see
-    /// <see cref="Capture"/>); work that allocates nothing and initialises nothing lazily past its first run (the kernel
-    /// steps) needs <see cref="KernelWarmup"/>.</summary>
-    internal static void Run<TKey>(Dictionary<TKey, CudaGraph?> graphs, TKey key, bool capture, Action work, int warmup = LibTorchWarmup) where TKey : notnull
+    /// <see cref="Capture"/>).</summary>
+    /// <remarks>With <paramref name="ranEagerly"/> (the kernel steps, which allocate nothing and whose only lazy work is
+    /// loading their functions) a key's first use runs eagerly and is remembered there; its second use captures, without
+    /// warm-up runs (the eager run was one). Before (<see cref="Legacy"/>), each capture of a kernel step ran three
+    /// warm-up steps and two full garbage collections: 25-60 ms a capture on the H100, 50-60 captures in an EngineBench
+    /// run at batch 1, and 60-145 ms on a continued call's first token. A shape met once is then never captured, and the step that meets a new key
+    /// bucket (often a continued call's first token) pays one eager step instead of a capture. The total for a key used
+    /// again is what a capture at first use with one warm-up cost: one eager run, the capture, the replays.</remarks>
+    internal static void Run<TKey>(Dictionary<TKey, CudaGraph?> graphs, TKey key, bool capture, Action work, int warmup = LibTorchWarmup,
+        HashSet<TKey>? ranEagerly = null) where TKey : notnull
     {
         if (!graphs.TryGetValue(key, out CudaGraph? graph))
         {
-            graph = capture ? Capture(work, Legacy ? LibTorchWarmup : warmup) : null;
+            bool deferred = capture && !Legacy && ranEagerly is not null;
+            if (deferred && ranEagerly!.Add(key))
+            {
+                work();
+                return;
+            }
+            graph = capture ? Capture(work, Legacy ? LibTorchWarmup : deferred ? 0 : warmup) : null;
             graphs.Add(key, graph);
         }
         if (graph is null)

@@ -17,6 +17,8 @@ internal sealed class GraphedDecodeBackend : IStepBackend
     private readonly int _bucket;
     private readonly Dictionary<(int Slot, long Keys, DecodeAttention Attention), CudaGraph?> _graphs = [];
     private readonly Dictionary<(int Slot, long Keys, DecodeAttention Attention), Tensor> _outputs = [];
+    // kernel steps run once eagerly, captured at their second use (CudaGraph.Run); the scripted step captures at first use
+    private readonly HashSet<(int Slot, long Keys, DecodeAttention Attention)> _ranEagerly = [];
     private readonly Tensor _input;
     private KernelDecodeStep? _kernelStep;
     // each slot's index as a [1] device tensor, made once (a capture may not copy from the host)
@@ -135,7 +137,7 @@ internal sealed class GraphedDecodeBackend : IStepBackend
             {
                 FixedDecodeStep(slot, keys, attention, _input, output);
             }
-        }, kernels is not null ? CudaGraph.KernelWarmup : CudaGraph.LibTorchWarmup);
+        }, ranEagerly: kernels is not null ? _ranEagerly : null);
         using (var scope = NewDisposeScope())
         {
             // the step's one synchronisation

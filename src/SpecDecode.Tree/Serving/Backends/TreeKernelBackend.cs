@@ -15,6 +15,8 @@ internal sealed class TreeKernelBackend(ModelParts parts, GraphedDecodeBackend g
 {
     private readonly Dictionary<TreeStepShape, CudaGraph?> _graphs = [];
     private readonly Dictionary<TreeStepShape, CudaGraph?> _sampledGraphs = [];
+    // shapes run once eagerly, captured at their second use (CudaGraph.Run)
+    private readonly HashSet<TreeStepShape> _ranEagerly = [], _sampledRanEagerly = [];
     private KernelTreeStep? _step;
 
     /// <inheritdoc />
@@ -57,7 +59,7 @@ internal sealed class TreeKernelBackend(ModelParts parts, GraphedDecodeBackend g
             return Sampled(step);
         }
         (KernelTreeStep kernels, TreeStepShape shape) = Prepare(step.Inputs, step.Rule == AcceptanceRule.Forced ? step.Forced : null);
-        CudaGraph.Run(_graphs, shape, graphs.Capturing, () => kernels.Enqueue(shape), CudaGraph.KernelWarmup);
+        CudaGraph.Run(_graphs, shape, graphs.Capturing, () => kernels.Enqueue(shape), ranEagerly: _ranEagerly);
         long[] result;
         using (var scope = NewDisposeScope())
         {
@@ -80,7 +82,7 @@ internal sealed class TreeKernelBackend(ModelParts parts, GraphedDecodeBackend g
         IReadOnlyList<TreeInput> inputs = step.Inputs;
         (KernelTreeStep kernels, TreeStepShape shape) = Prepare(inputs, null);
         kernels.EnsureLogits();
-        CudaGraph.Run(_sampledGraphs, shape, graphs.Capturing, () => kernels.Enqueue(shape, accept: false, keepLogits: true), CudaGraph.KernelWarmup);
+        CudaGraph.Run(_sampledGraphs, shape, graphs.Capturing, () => kernels.Enqueue(shape, accept: false, keepLogits: true), ranEagerly: _sampledRanEagerly);
         int widest = inputs.Max(i => i.Draft.Count + 1);
         int[] first = KernelTreeStep.FirstRows(inputs.Select(i => i.Draft.Count + 1));
         var index = new long[inputs.Count * widest];
