@@ -33,3 +33,6 @@ export -f batch1
 stage batch1 bash -c 'batch1 now; batch1 legacy'
 # 16 calls per slot at batch 32: the run must keep a mean batch of 28+ (issue 18); 192 calls gave 24 (plain), 21 (speculative)
 stage sweep bash bench/gpu/batch-engine.sh "${CALLS:-8=128,32=512}"
+# (5) batch 64 (issue 18: speculation never below plain there) with 6,144-token slots: 64 slots of 8,192 do not fit beside
+# the 8B weights on an 80 GB card
+stage batch64 bash bench/gpu/batch-engine.sh 64=384 --max-context 6144
