@@ -926,4 +926,72 @@ public sealed class SamplingVerifierTests
         Assert.Equal(alone, other);
         Assert.True(alone.Distinct().Count() > 1, "8 calls gave one output: the case does not exercise the randomness");
     }
+
+    /// <summary>The closed form for point-mass batches against the general loop, on the same uniforms: random trees with up
+    /// to six children a node, random temperatures, top-k and top-p, greedy rows among them, and peaked rows where one
+    /// child holds nearly all the mass (the residual-floor case). Every sample agrees.</summary>
+    [Fact]
+    public void TheClosedFormForPointMassesEqualsTheGeneralLoop()
+    {
+        using var scope = NewDisposeScope();
+        var rng = new Random(77);
+        const int vocab = 64, batch = 4, width = 12;
+        int cases = 0, differentFromTheFirstChild = 0;
+        for (int round = 0; round < 150; round++)
+        {
+            var parents = new int[batch][];
+            var tokens = new int[batch][];
+            var options = new SamplingOptions[batch];
+            var logits = new float[batch * width * vocab];
+            for (int b = 0; b < batch; b++)
+            {
+                int n = rng.Next(1, width + 1);
+                parents[b] = new int[n];
+                tokens[b] = new int[n];
+                parents[b][0] = -1;
+                var used = new HashSet<(int, int)>();
+                for (int t = 1; t < n; t++)
+                {
+                    int parent = rng.Next(0, Math.Min(t, 3)); // bushy near the root: up to several children a node
+                    int token;
+                    do { token = rng.Next(vocab); } while (!used.Add((parent, token)));
+                    (parents[b][t], tokens[b][t]) = (parent, token);
+                }
+                options[b] = rng.Next(5) switch
+                {
+                    0 => new SamplingOptions { Temperature = 0 },
+                    1 => new SamplingOptions { Temperature = 0.7f, TopK = 5 },
+                    2 => new SamplingOptions { Temperature = 1.3f, TopP = 0.9f },
+                    _ => new SamplingOptions { Temperature = (float)(0.2 + rng.NextDouble()) },
+                };
+                float[] rows = RandomLogits(rng, width, vocab, rng.Next(2) == 0 ? 1.0 : 8.0); // 8: peaked rows
+                rows.CopyTo(logits, b * width * vocab);
+                // drafts worth verifying: most children hold a large share of their parent's mass, so rejections move
+                // real mass and later ranks' acceptance depends on it; now and then one holds nearly all of it
+                for (int t = 1; t < n; t++)
+                {
+                    if (rng.Next(4) != 0)
+                    {
+                        logits[(b * width + parents[b][t]) * vocab + tokens[b][t]] = (float)(4 + 3 * rng.NextDouble());
+                    }
+                }
+                if (n > 1 && rng.Next(3) == 0)
+                {
+                    logits[(b * width + parents[b][1]) * vocab + tokens[b][1]] = 60f;
+                }
+            }
+            using Tensor input = tensor(logits, [batch, width, vocab]);
+            SequenceSampling[] Sequences(int seed) => [.. options.Select((o, b) => new SequenceSampling(o, o.IsGreedy ? null : SamplingStream.Create(seed + b), null))];
+            TreeSample[] closed = SamplingTreeVerifier.Verify(input, parents, tokens, Sequences(round * 10), closedForm: true);
+            TreeSample[] loop = SamplingTreeVerifier.Verify(input, parents, tokens, Sequences(round * 10), closedForm: false);
+            for (int b = 0; b < batch; b++)
+            {
+                Assert.Equal(Describe(loop[b]), Describe(closed[b]));
+                cases++;
+                differentFromTheFirstChild += closed[b].AcceptedNodes.Length == 1 || closed[b].AcceptedNodes[1] != 1 ? 1 : 0;
+            }
+        }
+        Assert.Equal(600, cases);
+        Assert.True(differentFromTheFirstChild > 20, "the walks should reject and move past first children often");
+    }
 }

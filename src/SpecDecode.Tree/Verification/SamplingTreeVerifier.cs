@@ -12,7 +12,7 @@ namespace SpecDecode.Tree;
 /// token sampled from the target at the last accepted node. Always exactly as long as <paramref name="AcceptedNodes"/>.</param>
 internal readonly record struct TreeSample(int[] AcceptedNodes, int[] Tokens);
 
-/// <summary>How one sequence of a <see cref="SamplingTreeVerifier.Verify"/> call is sampled.</summary>
+/// <summary>How one sequence of a <see cref="SamplingTreeVerifier.Verify(Tensor, IReadOnlyList{int[]}, IReadOnlyList{int[]}, IReadOnlyList{SequenceSampling})"/> call is sampled.</summary>
 /// <param name="Options">Temperature, top-k and top-p of this sequence, read at the call (0 temperature = greedy).</param>
 /// <param name="Stream">Where this sequence's uniforms come from; may be null for a greedy sequence, which draws none.
 /// Several sequences may share one stream: they draw from it in sequence order.</param>
@@ -168,7 +168,13 @@ internal static class SamplingTreeVerifier
     /// <exception cref="ArgumentException">Shapes, devices, dtypes or tree arrays are inconsistent, a sampled sequence has
     /// no stream, or a node with children has no draft row (the message says which).</exception>
     public static TreeSample[] Verify(Tensor logits, IReadOnlyList<int[]> parents, IReadOnlyList<int[]> tokens,
-        IReadOnlyList<SequenceSampling> sequences)
+        IReadOnlyList<SequenceSampling> sequences) => Verify(logits, parents, tokens, sequences, closedForm: true);
+
+    /// <summary><see cref="Verify(Tensor, IReadOnlyList{int[]}, IReadOnlyList{int[]}, IReadOnlyList{SequenceSampling})"/>;
+    /// <paramref name="closedForm"/> false sends batches without draft distributions through the general loop too (for
+    /// the test that holds the two equal and the benchmark that compares them).</summary>
+    internal static TreeSample[] Verify(Tensor logits, IReadOnlyList<int[]> parents, IReadOnlyList<int[]> tokens,
+        IReadOnlyList<SequenceSampling> sequences, bool closedForm)
     {
         ArgumentNullException.ThrowIfNull(logits);
         ArgumentNullException.ThrowIfNull(parents);
@@ -213,7 +219,7 @@ internal static class SamplingTreeVerifier
             }
         }
 
-        long[] host = ComputeDecisions(logits, tokens, sequences, batch, rows, maxChildren, childNode, childCount);
+        long[] host = ComputeDecisions(logits, tokens, sequences, batch, rows, maxChildren, childNode, childCount, closedForm);
 
         // The walk: host only. host[(b, u, i)] for i < K is the accept flag of u's i-th child, host[(b, u, K)] the final token.
         int stride = maxChildren + 1;
@@ -255,7 +261,7 @@ internal static class SamplingTreeVerifier
     /// <summary>
     /// The target distribution of every row, per sequence: softmax(logits / temperature) after Hugging Face's top-k and
     /// top-p filtering, or the point mass on the argmax when the temperature is 0. Uploads the settings itself: for
-    /// tests and callers outside <see cref="Verify"/>, which packs them into its one upload.
+    /// tests and callers outside <see cref="Verify(Tensor, IReadOnlyList{int[]}, IReadOnlyList{int[]}, IReadOnlyList{SequenceSampling})"/>, which packs them into its one upload.
     /// </summary>
     /// <param name="logits">Logits [B, T, V], any floating dtype; not disposed.</param>
     /// <param name="options">B entries, one per sequence. Temperature 0 gives the argmax point mass (ties to the lowest id);
@@ -409,7 +415,7 @@ internal static class SamplingTreeVerifier
     /// copied to the host once.
     /// </summary>
     private static long[] ComputeDecisions(Tensor logits, IReadOnlyList<int[]> tokens, IReadOnlyList<SequenceSampling> sequences,
-        int batch, int rows, int maxChildren, int[] childNode, int[] childCount)
+        int batch, int rows, int maxChildren, int[] childNode, int[] childCount, bool closedForm)
     {
         long vocab = logits.shape[2];
         int cells = batch * rows;
@@ -495,7 +501,7 @@ internal static class SamplingTreeVerifier
             stacked.Dispose();
         }
         var parts = new Tensor[maxChildren + 1];
-        if (maxChildren > 0 && q is null)
+        if (maxChildren > 0 && q is null && closedForm)
         {
             p = PointMassRanks(p, packed.narrow(0, childrenAt, (long)cells * maxChildren).view(batch, rows, maxChildren).to(ScalarType.Int64),
                 counts, uniforms, maxChildren, parts);
