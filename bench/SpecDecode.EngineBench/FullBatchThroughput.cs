@@ -31,7 +31,7 @@ internal sealed class FullBatchThroughput : IDisposable
         {
             InstrumentPublished = (instrument, listener) =>
             {
-                if (instrument.Meter.Name == "SpecDecode" && ReferenceEquals(instrument.Meter.Scope, engine)
+                if (instrument.Meter.Name == SpecDecode.Tree.EngineMetrics.MeterName && ReferenceEquals(instrument.Meter.Scope, engine)
                     && instrument.Name is "specdecode.generation_tokens" or "specdecode.step.batch_size" or "specdecode.step.duration")
                 {
                     listener.EnableMeasurementEvents(instrument);
