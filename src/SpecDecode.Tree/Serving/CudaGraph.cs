@@ -77,11 +77,12 @@ internal sealed class CudaGraph : IDisposable
     /// <see cref="Capture"/>).</summary>
     /// <remarks>With <paramref name="ranEagerly"/> (the kernel steps, which allocate nothing and whose only lazy work is
     /// loading their functions) a key's first use runs eagerly and is remembered there; its second use captures, without
-    /// warm-up runs (the eager run was one). Before (<see cref="Legacy"/>), each capture of a kernel step ran three
-    /// warm-up steps and two full garbage collections: 25-60 ms a capture on the H100, 50-60 captures in an EngineBench
-    /// run at batch 1, and 60-145 ms on a continued call's first token. A shape met once is then never captured, and the step that meets a new key
+    /// warm-up runs (the eager run was one). A shape met once is then never captured, and the step that meets a new key
     /// bucket (often a continued call's first token) pays one eager step instead of a capture. The total for a key used
-    /// again is what a capture at first use with one warm-up cost: one eager run, the capture, the replays.</remarks>
+    /// again is what a capture at first use with one warm-up costs: one eager run, the capture, the replays. Before
+    /// (<see cref="Legacy"/>), each capture ran three warm-up steps and two full garbage collections at the key's first
+    /// use: on the H100 a continued call's first token took 146-237 ms against 89-93 ms for the next such call, and an
+    /// EngineBench run at batch 1 made 50-60 captures.</remarks>
     internal static void Run<TKey>(Dictionary<TKey, CudaGraph?> graphs, TKey key, bool capture, Action work, int warmup = LibTorchWarmup,
         HashSet<TKey>? ranEagerly = null) where TKey : notnull
     {
