@@ -138,13 +138,24 @@ public sealed class HybridDrafter : IBatchDrafter
         var modelRows = new List<int>();
         var states = new State[queries.Count];
         double expectedTokens = 0, modelGain = 0; // the step's expected emitted tokens with cheap drafts; what the model adds
+        var asked = new List<int>(queries.Count);
         for (int i = 0; i < queries.Count; i++)
         {
             DraftQuery q = queries[i];
             ArgumentOutOfRangeException.ThrowIfNegative(q.MaxTokens);
             ArgumentOutOfRangeException.ThrowIfGreaterThan(q.MaxTokens, MaxBudget);
             states[i] = Get(q.Request);
-            drafts[i] = q.MaxTokens == 0 ? DraftTree.Empty : _cheap.Propose(q.Request, q.MaxTokens);
+            drafts[i] = DraftTree.Empty;
+            if (q.MaxTokens > 0)
+            {
+                asked.Add(i);
+            }
+        }
+        // every query checked before any draft: a bad one fails the call with no request drafted
+        ParallelProposals.ForEach(asked, i => drafts[i] = _cheap.Propose(queries[i].Request, queries[i].MaxTokens));
+        for (int i = 0; i < queries.Count; i++)
+        {
+            DraftQuery q = queries[i];
             expectedTokens += 1 + drafts[i].Score;
             double modelExpected = Math.Min(q.MaxTokens, states[i].ModelAcceptance);
             bool modelBetter = q.MaxTokens > 0 && states[i].ModelAcceptance >= _options.MinModelAcceptance && drafts[i].Score < modelExpected;

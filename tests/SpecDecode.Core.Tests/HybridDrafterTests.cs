@@ -13,7 +13,10 @@ public sealed class HybridDrafterTests
         public void StartRequest(RequestId request, ReadOnlySpan<int> prompt, DraftRequestOptions? options) => Calls.Add($"start {request}");
         public DraftTree Propose(RequestId request, int maxTokens)
         {
-            Calls.Add($"propose {request}");
+            lock (Calls) // calls for different requests may overlap (a large batch drafts in parallel)
+            {
+                Calls.Add($"propose {request}");
+            }
             return DraftTree.Chain(Enumerable.Repeat(token, maxTokens).ToArray(),
                 Enumerable.Range(1, maxTokens).Select(i => MathF.Pow(probability, i)).ToArray());
         }
@@ -195,5 +198,34 @@ public sealed class HybridDrafterTests
         Assert.Equal(7, hybrid.Propose(r, 3).Tokens[0]);   // 0.25 < 0.4: not asked; the cheap draft stands
         Assert.Equal(2, hybrid.ModelDrafts);
     }
-}
 
+    /// <summary>A batch of 10 drafts its cheap proposals in parallel (<see cref="ParallelProposals"/>): the same drafts, in
+    /// the queries' order, each request asked once; a query for an unknown request fails the call before any request is
+    /// drafted.</summary>
+    [Fact]
+    public void ALargeBatchDraftsInParallel_WithTheSerialResult_AndABadQueryDraftsNothing()
+    {
+        var cheap = new FixedDrafter("suffix", 7, 0.5f);
+        var model = new FixedDrafter("model", 9, 0.9f, batch: true);
+        var hybrid = new HybridDrafter(cheap, model, new HybridDrafterOptions { MinModelAcceptance = 100 }); // cheap drafts only
+        RequestId[] requests = [.. Enumerable.Range(1, 10).Select(i => new RequestId(i))];
+        foreach (RequestId r in requests)
+        {
+            hybrid.StartRequest(r, [1], null);
+        }
+        Assert.True(requests.Length >= ParallelProposals.MinRequests);
+
+        IReadOnlyList<DraftTree> drafts = hybrid.ProposeBatch([.. requests.Select((r, i) => new DraftQuery(r, i % 5))]);
+
+        for (int i = 0; i < requests.Length; i++)
+        {
+            Assert.Equal(i % 5, drafts[i].Count); // each query's own budget: the drafts are in the queries' order
+        }
+        Assert.Equal(8, cheap.Calls.Count(c => c.StartsWith("propose", StringComparison.Ordinal))); // budget 0 asks nothing
+        Assert.Equal(0, model.BatchCalls);
+
+        int before = cheap.Calls.Count;
+        Assert.Throws<UnknownRequestException>(() => hybrid.ProposeBatch([.. requests.Select(r => new DraftQuery(r, 2)), new DraftQuery(new RequestId(99), 2)]));
+        Assert.Equal(before, cheap.Calls.Count);
+    }
+}

@@ -146,7 +146,7 @@ public sealed class EngineFaultTests
     /// <summary>Issue 16 item 6 and the plug-in rule: a drafter or policy that fails for one request (throws, or proposes
     /// a token outside the vocabulary or more nodes than its budget) fails that request only; the requests beside it in
     /// the same steps get plain greedy output. With 9 beside it the step drafts in parallel
-    /// (<see cref="SpeculativeEngine.ParallelDraftingRows"/>), and the rule holds there too.</summary>
+    /// (<see cref="ParallelProposals.MinRequests"/>), and the rule holds there too.</summary>
     [Theory]
     [InlineData(Fault.StartRequestThrows, 3)]
     [InlineData(Fault.ProposeThrows, 3)]
@@ -158,7 +158,7 @@ public sealed class EngineFaultTests
     [InlineData(Fault.ProposeTokenOutsideVocabulary, 9)]
     public async Task PluginFailingForOneRequest_FailsOnlyThatRequest(Fault fault, int beside)
     {
-        Assert.True(beside + 1 < SpeculativeEngine.ParallelDraftingRows || beside + 1 >= SpeculativeEngine.ParallelDraftingRows + 2,
+        Assert.True(beside + 1 < ParallelProposals.MinRequests || beside + 1 >= ParallelProposals.MinRequests + 2,
             "the cases are meant to sit clearly on either side of the parallel drafting threshold");
         using TargetModel model = EngineFixture.LoadModel(maxBatch: beside + 1);
         using var drafter = new FaultyDrafter(EngineFixture.Drafter("suffix"), fault, model.Config.VocabSize);
