@@ -31,33 +31,31 @@ public sealed class CudaGraphTests
         Assert.False(ran);
     }
 
-    /// <summary>Kernel steps (a <c>ranEagerly</c> set) run a key's first use eagerly, without touching the graph API, and
-    /// capture at its second use (here: the typed refusal of the CPU build, after the work's one eager run).</summary>
+    /// <summary>Kernel steps (capture at the second use) run a key's first use eagerly, without touching the graph API,
+    /// and capture at its second use (here: the typed refusal of the CPU build, after the work's one eager run).</summary>
     [Fact]
     public void AKernelStepsFirstUseRunsEagerly_AndItsSecondUseCaptures()
     {
         Assert.False(CudaGraph.Legacy, "run the tests without SPECDECODE_GRAPH_CAPTURE=legacy");
-        var graphs = new Dictionary<int, CudaGraph?>();
-        var ranEagerly = new HashSet<int>();
+        using var graphs = new CudaGraphSet<int>();
         int runs = 0;
 
-        CudaGraph.Run(graphs, 7, capture: true, () => runs++, ranEagerly: ranEagerly);
+        graphs.Run(7, capture: true, () => runs++, captureAtSecondUse: true);
         Assert.Equal(1, runs);
-        Assert.Empty(graphs);
-        Assert.Contains(7, ranEagerly);
+        Assert.Equal(0, graphs.Count);
 
-        CudaGraph.Run(graphs, 8, capture: true, () => runs++, ranEagerly: ranEagerly); // another shape: its own first use
+        graphs.Run(8, capture: true, () => runs++, captureAtSecondUse: true); // another shape: its own first use
         Assert.Equal(2, runs);
 
-        Assert.Throws<CudaGraphUnavailableException>(() => CudaGraph.Run(graphs, 7, capture: true, () => runs++, ranEagerly: ranEagerly));
+        Assert.Throws<CudaGraphUnavailableException>(() => graphs.Run(7, capture: true, () => runs++, captureAtSecondUse: true));
         Assert.Equal(2, runs); // the CPU build refuses the capture before any warm-up run
 
-        // Without the set (libtorch work) the first use captures at once; with capture off every use runs eagerly.
-        Assert.Throws<CudaGraphUnavailableException>(() => CudaGraph.Run(graphs, 9, capture: true, () => runs++));
-        CudaGraph.Run(graphs, 10, capture: false, () => runs++, ranEagerly: ranEagerly);
-        CudaGraph.Run(graphs, 10, capture: false, () => runs++, ranEagerly: ranEagerly);
+        // Libtorch work captures at its first use; with capture off every use runs eagerly and the key is kept.
+        Assert.Throws<CudaGraphUnavailableException>(() => graphs.Run(9, capture: true, () => runs++, captureAtSecondUse: false));
+        graphs.Run(10, capture: false, () => runs++, captureAtSecondUse: true);
+        graphs.Run(10, capture: false, () => runs++, captureAtSecondUse: true);
         Assert.Equal(4, runs);
-        Assert.DoesNotContain(10, ranEagerly);
+        Assert.Equal(1, graphs.Count);
     }
 
     [Fact]

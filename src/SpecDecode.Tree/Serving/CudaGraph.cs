@@ -71,42 +71,6 @@ internal sealed class CudaGraph : IDisposable
     /// <summary>Why <see cref="IsAvailable"/> is false (empty when it is true).</summary>
     public static string UnavailableReason => Resolved.Value.Reason;
 
-    /// <summary>Runs <paramref name="work"/> through the graph <paramref name="graphs"/> keeps under <paramref name="key"/>:
-    /// captured on first use when <paramref name="capture"/> is on, replayed then and after; without capture the work runs
-    /// eagerly every time (and null is kept). <paramref name="warmup"/>: eager runs before the capture (see
-    /// <see cref="Capture"/>).</summary>
-    /// <remarks>With <paramref name="ranEagerly"/> (the kernel steps, which allocate nothing and whose only lazy work is
-    /// loading their functions) a key's first use runs eagerly and is remembered there; its second use captures, without
-    /// warm-up runs (the eager run was one). A shape met once is then never captured, and the step that meets a new key
-    /// bucket (often a continued call's first token) pays one eager step instead of a capture. The total for a key used
-    /// again is what a capture at first use with one warm-up costs: one eager run, the capture, the replays. Before
-    /// (<see cref="Legacy"/>), each capture ran three warm-up steps and two full garbage collections at the key's first
-    /// use: on the H100 a continued call's first token took 146-237 ms against 89-93 ms for the next such call, and an
-    /// EngineBench run at batch 1 made 50-60 captures.</remarks>
-    internal static void Run<TKey>(Dictionary<TKey, CudaGraph?> graphs, TKey key, bool capture, Action work, int warmup = LibTorchWarmup,
-        HashSet<TKey>? ranEagerly = null) where TKey : notnull
-    {
-        if (!graphs.TryGetValue(key, out CudaGraph? graph))
-        {
-            bool deferred = capture && !Legacy && ranEagerly is not null;
-            if (deferred && ranEagerly!.Add(key))
-            {
-                work();
-                return;
-            }
-            graph = capture ? Capture(work, Legacy ? LibTorchWarmup : deferred ? 0 : warmup) : null;
-            graphs.Add(key, graph);
-        }
-        if (graph is null)
-        {
-            work();
-        }
-        else
-        {
-            graph.Replay();
-        }
-    }
-
     /// <summary>
     /// Captures the kernels <paramref name="work"/> launches: on a stream from libtorch's pool, runs it
     /// <paramref name="warmup"/> times (its allocations and lazy initialisations happen then), synchronises, runs it once
@@ -311,3 +275,62 @@ internal sealed class CudaGraphUnavailableException(string message) : NotSupport
 
 /// <summary>Capturing a CUDA graph failed; the inner exception is the work's own failure, if any.</summary>
 internal sealed class CudaGraphCaptureException(string message, Exception? inner) : InvalidOperationException(message, inner);
+
+/// <summary>
+/// The graphs of one kind of step, by key (shape, bucket, slot), captured when first needed and disposed together: the
+/// one place that decides when a key is captured and that frees every graph it holds.
+/// </summary>
+/// <remarks>With <c>captureAtSecondUse</c> (the kernel steps, which allocate nothing and whose only lazy work is loading
+/// their functions) a key's first use runs eagerly; its second use captures, without warm-up runs (the eager run was
+/// one). A shape met once is then never captured, and the step that meets a new key bucket (often a continued call's
+/// first token) pays one eager step instead of a capture. The total for a key used again is what a capture at first use
+/// with one warm-up costs: one eager run, the capture, the replays. Otherwise (libtorch work, or
+/// <see cref="CudaGraph.Legacy"/>) the first use captures after <see cref="CudaGraph.LibTorchWarmup"/> warm-up runs. Before
+/// the fifth session of 2026-12-07 every capture was that: on the H100 a continued call's first token took 146-237 ms
+/// against 89-93 ms for the next such call, and an EngineBench run at batch 1 made 50-60 captures.</remarks>
+internal sealed class CudaGraphSet<TKey> : IDisposable where TKey : notnull
+{
+    private readonly Dictionary<TKey, CudaGraph?> _graphs = [];
+    private readonly HashSet<TKey> _ranEagerly = [];
+
+    /// <summary>Keys reached so far: captured graphs, and without capture the keys run eagerly (not those run once before
+    /// their capture).</summary>
+    public int Count => _graphs.Count;
+
+    /// <summary>Runs <paramref name="work"/> through the graph kept under <paramref name="key"/>: captured when
+    /// <paramref name="capture"/> is on (at the key's first use, or its second with <paramref name="captureAtSecondUse"/>),
+    /// replayed after; without capture the work runs eagerly every time (and null is kept).</summary>
+    public void Run(TKey key, bool capture, Action work, bool captureAtSecondUse)
+    {
+        if (!_graphs.TryGetValue(key, out CudaGraph? graph))
+        {
+            bool deferred = capture && captureAtSecondUse && !CudaGraph.Legacy;
+            if (deferred && _ranEagerly.Add(key))
+            {
+                work();
+                return;
+            }
+            graph = capture ? CudaGraph.Capture(work, deferred ? 0 : CudaGraph.LibTorchWarmup) : null;
+            _graphs.Add(key, graph);
+        }
+        if (graph is null)
+        {
+            work();
+        }
+        else
+        {
+            graph.Replay();
+        }
+    }
+
+    /// <summary>Disposes every graph (their memory pools go back to the allocator) and forgets every key.</summary>
+    public void Dispose()
+    {
+        foreach (CudaGraph? graph in _graphs.Values)
+        {
+            graph?.Dispose();
+        }
+        _graphs.Clear();
+        _ranEagerly.Clear();
+    }
+}

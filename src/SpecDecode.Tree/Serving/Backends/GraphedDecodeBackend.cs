@@ -15,10 +15,9 @@ internal sealed class GraphedDecodeBackend : IStepBackend
 {
     private readonly ModelParts _parts;
     private readonly int _bucket;
-    private readonly Dictionary<(int Slot, long Keys, DecodeAttention Attention), CudaGraph?> _graphs = [];
+    // kernel steps: each key's first use runs eagerly, its second is captured; the scripted step captures at first use
+    private readonly CudaGraphSet<(int Slot, long Keys, DecodeAttention Attention)> _graphs = new();
     private readonly Dictionary<(int Slot, long Keys, DecodeAttention Attention), Tensor> _outputs = [];
-    // kernel steps run once eagerly, captured at their second use (CudaGraph.Run); the scripted step captures at first use
-    private readonly HashSet<(int Slot, long Keys, DecodeAttention Attention)> _ranEagerly = [];
     private readonly Tensor _input;
     private KernelDecodeStep? _kernelStep;
     // each slot's index as a [1] device tensor, made once (a capture may not copy from the host)
@@ -127,7 +126,7 @@ internal sealed class GraphedDecodeBackend : IStepBackend
             output = zeros(1, ScalarType.Int64, _parts.Device);
             _outputs.Add((slot, keys, attention), output);
         }
-        CudaGraph.Run(_graphs, (slot, keys, attention), Capturing, () =>
+        _graphs.Run((slot, keys, attention), Capturing, () =>
         {
             if (kernels is not null)
             {
@@ -137,7 +136,7 @@ internal sealed class GraphedDecodeBackend : IStepBackend
             {
                 FixedDecodeStep(slot, keys, attention, _input, output);
             }
-        }, ranEagerly: kernels is not null ? _ranEagerly : null);
+        }, captureAtSecondUse: kernels is not null);
         using (var scope = NewDisposeScope())
         {
             // the step's one synchronisation
@@ -181,15 +180,11 @@ internal sealed class GraphedDecodeBackend : IStepBackend
 
     public void Dispose()
     {
-        foreach (CudaGraph? graph in _graphs.Values)
-        {
-            graph?.Dispose();
-        }
+        _graphs.Dispose();
         foreach (Tensor output in _outputs.Values)
         {
             output.Dispose();
         }
-        _graphs.Clear();
         _outputs.Clear();
         _input.Dispose();
         foreach (Tensor index in _slotIndices)

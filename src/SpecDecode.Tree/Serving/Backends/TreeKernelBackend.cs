@@ -13,10 +13,8 @@ namespace SpecDecode.Tree;
 /// </summary>
 internal sealed class TreeKernelBackend(ModelParts parts, GraphedDecodeBackend graphs) : IStepBackend
 {
-    private readonly Dictionary<TreeStepShape, CudaGraph?> _graphs = [];
-    private readonly Dictionary<TreeStepShape, CudaGraph?> _sampledGraphs = [];
-    // shapes run once eagerly, captured at their second use (CudaGraph.Run)
-    private readonly HashSet<TreeStepShape> _ranEagerly = [], _sampledRanEagerly = [];
+    // kernel steps: each shape's first use runs eagerly, its second is captured (CudaGraphSet)
+    private readonly CudaGraphSet<TreeStepShape> _graphs = new(), _sampledGraphs = new();
     private KernelTreeStep? _step;
 
     /// <inheritdoc />
@@ -59,7 +57,7 @@ internal sealed class TreeKernelBackend(ModelParts parts, GraphedDecodeBackend g
             return Sampled(step);
         }
         (KernelTreeStep kernels, TreeStepShape shape) = Prepare(step.Inputs, step.Rule == AcceptanceRule.Forced ? step.Forced : null);
-        CudaGraph.Run(_graphs, shape, graphs.Capturing, () => kernels.Enqueue(shape), ranEagerly: _ranEagerly);
+        _graphs.Run(shape, graphs.Capturing, () => kernels.Enqueue(shape), captureAtSecondUse: true);
         long[] result;
         using (var scope = NewDisposeScope())
         {
@@ -82,7 +80,7 @@ internal sealed class TreeKernelBackend(ModelParts parts, GraphedDecodeBackend g
         IReadOnlyList<TreeInput> inputs = step.Inputs;
         (KernelTreeStep kernels, TreeStepShape shape) = Prepare(inputs, null);
         kernels.EnsureLogits();
-        CudaGraph.Run(_sampledGraphs, shape, graphs.Capturing, () => kernels.Enqueue(shape, accept: false, keepLogits: true), ranEagerly: _sampledRanEagerly);
+        _sampledGraphs.Run(shape, graphs.Capturing, () => kernels.Enqueue(shape, accept: false, keepLogits: true), captureAtSecondUse: true);
         int widest = inputs.Max(i => i.Draft.Count + 1);
         int[] first = KernelTreeStep.FirstRows(inputs.Select(i => i.Draft.Count + 1));
         var index = new long[inputs.Count * widest];
@@ -148,11 +146,8 @@ internal sealed class TreeKernelBackend(ModelParts parts, GraphedDecodeBackend g
 
     public void Dispose()
     {
-        foreach (CudaGraph? graph in _graphs.Values)
-        {
-            graph?.Dispose();
-        }
-        _graphs.Clear();
+        _graphs.Dispose();
+        _sampledGraphs.Dispose();
         _step?.Dispose();
     }
 }
