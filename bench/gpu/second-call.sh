@@ -7,11 +7,7 @@
 # bench/gpu/bundle-all.sh.
 #   bash bench/gpu/second-call.sh            STAGE_LIMIT=<seconds per stage> (200), CALLS=<engine calls> (1=24,32=192)
 set -uo pipefail
-final=${OUT:-/tmp/second-call-out}
-work=/tmp/second-call-work
-limit=${STAGE_LIMIT:-200}
-mkdir -p "$final" "$work"
-. bench/gpu/stage.sh
+. bench/gpu/stage.sh second-call 200
 stage batch-kernels bash bench/gpu/batch-kernels.sh 0
 stage sampled bash bench/gpu/sampled.sh "${CALLS:-1=24,32=192}"
 stage hybrid bash bench/gpu/hybrid.sh "${CALLS:-1=24,32=192}"

@@ -1,7 +1,13 @@
-# Sourced by the staged device-call scripts of bench/gpu (second-call.sh, sweep-call.sh): `stage NAME COMMAND...` runs the
-# command with OUT=$work/NAME and EMBEDDED=1 under a limit of $limit seconds, prints its tail, and tars its folder into
-# $final/NAME.tgz at once, so that a stage cut off by its limit or by the call's still leaves the ones before it.
-# The caller sets final (the call's $OUT), work and limit.
+# Sourced by the staged device-call scripts of bench/gpu (second-call.sh, sweep-call.sh), from the repository root:
+#   . bench/gpu/stage.sh <call name> <default seconds per stage>
+# sets final (the call's $OUT, or /tmp/<call>-out), work (/tmp/<call>-work) and limit ($STAGE_LIMIT or the default).
+# `stage NAME COMMAND...` then runs the command with OUT=$work/NAME and EMBEDDED=1 under a limit of $limit seconds,
+# prints its tail, and tars its folder into $final/NAME.tgz at once, so that a stage cut off by its limit or by the
+# call's still leaves the ones before it.
+final=${OUT:-/tmp/$1-out}
+work=/tmp/$1-work
+limit=${STAGE_LIMIT:-$2}
+mkdir -p "$final" "$work"
 stage() { # name, command...
   local name=$1; shift
   mkdir -p "$work/$name"

@@ -11,11 +11,7 @@
 #   bash bench/gpu/sweep-call.sh            STAGE_LIMIT=<seconds per stage> (150), HTTP_LIMIT=<the first stage's> (260)
 # The report's "at the full batch" column (EngineBench run) is the decode throughput at batch B without the tail.
 set -uo pipefail
-final=${OUT:-/tmp/sweep-call-out}
-work=/tmp/sweep-call-work
-limit=${STAGE_LIMIT:-150}
-mkdir -p "$final" "$work"
-. bench/gpu/stage.sh
+. bench/gpu/stage.sh sweep-call 150
 # two rounds at 1 and 8 agents load the model 8 times: 110 s covered one phase pair at one agent (fifth session)
 limit=${HTTP_LIMIT:-260} stage http bash bench/gpu/http.sh "$work/http/ar" "$work/http/ar.txt"
 continued() { # capture mode (now or legacy)
