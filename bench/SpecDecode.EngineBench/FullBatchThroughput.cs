@@ -1,4 +1,5 @@
 using System.Diagnostics.Metrics;
+using SpecDecode.Tree;
 
 namespace SpecDecode.EngineBench;
 
@@ -31,8 +32,8 @@ internal sealed class FullBatchThroughput : IDisposable
         {
             InstrumentPublished = (instrument, listener) =>
             {
-                if (instrument.Meter.Name == SpecDecode.Tree.EngineMetrics.MeterName && ReferenceEquals(instrument.Meter.Scope, engine)
-                    && instrument.Name is "specdecode.generation_tokens" or "specdecode.step.batch_size" or "specdecode.step.duration")
+                if (instrument.Meter.Name == EngineMetrics.MeterName && ReferenceEquals(instrument.Meter.Scope, engine)
+                    && instrument.Name is EngineMetrics.GeneratedTokensName or EngineMetrics.BatchSizeName or EngineMetrics.StepDurationName)
                 {
                     listener.EnableMeasurementEvents(instrument);
                 }
@@ -44,7 +45,7 @@ internal sealed class FullBatchThroughput : IDisposable
         {
             foreach (KeyValuePair<string, object?> tag in tags)
             {
-                if (tag.Key == "phase" && tag.Value is string phase)
+                if (tag.Key == EngineMetrics.PhaseTag && tag.Value is string phase)
                 {
                     Duration(phase, value);
                 }
@@ -84,12 +85,12 @@ internal sealed class FullBatchThroughput : IDisposable
 
     internal void Duration(string phase, double seconds)
     {
-        if (phase == "prefill")
+        if (phase == EngineMetrics.PrefillPhase)
         {
             return;
         }
         _stepSeconds += seconds;
-        if (phase != "host")
+        if (phase != EngineMetrics.HostPhase)
         {
             return;
         }

@@ -19,10 +19,19 @@ internal sealed class EngineMetrics : IDisposable
     /// <summary>The meter's name.</summary>
     public const string MeterName = "SpecDecode";
 
-    private static readonly KeyValuePair<string, object?> Draft = new("phase", "draft");
-    private static readonly KeyValuePair<string, object?> Verify = new("phase", "verify");
-    private static readonly KeyValuePair<string, object?> Host = new("phase", "host");
-    private static readonly KeyValuePair<string, object?> Prefill = new("phase", "prefill");
+    /// <summary>Instruments a step's readers pair up (EngineBench's full-batch throughput): tokens each request emitted,
+    /// then the step's batch size, then its durations by <see cref="PhaseTag"/> (draft, verify and host, in that order;
+    /// prefill separately).</summary>
+    public const string GeneratedTokensName = "specdecode.generation_tokens", BatchSizeName = "specdecode.step.batch_size",
+        StepDurationName = "specdecode.step.duration";
+
+    /// <summary>The step durations' tag and its values.</summary>
+    public const string PhaseTag = "phase", DraftPhase = "draft", VerifyPhase = "verify", HostPhase = "host", PrefillPhase = "prefill";
+
+    private static readonly KeyValuePair<string, object?> Draft = new(PhaseTag, DraftPhase);
+    private static readonly KeyValuePair<string, object?> Verify = new(PhaseTag, VerifyPhase);
+    private static readonly KeyValuePair<string, object?> Host = new(PhaseTag, HostPhase);
+    private static readonly KeyValuePair<string, object?> Prefill = new(PhaseTag, PrefillPhase);
     private static readonly KeyValuePair<string, object?>[] Reasons =
     [
         new("finish_reason", "length"),
@@ -67,13 +76,13 @@ internal sealed class EngineMetrics : IDisposable
             "Draft tokens accepted (vllm:spec_decode_num_accepted_tokens).");
         _acceptedPerPosition = Meter.CreateCounter<long>("specdecode.spec_decode.num_accepted_tokens_per_pos", "{token}",
             "Drafts whose accepted path reached depth position + 1; tag position (0-based) (vllm:spec_decode_num_accepted_tokens_per_pos).");
-        _generated = Meter.CreateCounter<long>("specdecode.generation_tokens", "{token}",
+        _generated = Meter.CreateCounter<long>(GeneratedTokensName, "{token}",
             "Tokens emitted: accepted draft tokens plus bonus tokens, a final stop token included (vllm:generation_tokens).");
         _requests = Meter.CreateCounter<long>("specdecode.requests", "{request}",
             "Requests finished; tag finish_reason: length, stop, context_full, cancelled, error.");
-        _stepDuration = Meter.CreateHistogram<double>("specdecode.step.duration", "s",
+        _stepDuration = Meter.CreateHistogram<double>(StepDurationName, "s",
             "Engine time per step; tag phase: draft, verify, host (the rest of the step), prefill (admitting prompts).");
-        _batchSize = Meter.CreateHistogram<int>("specdecode.step.batch_size", "{request}",
+        _batchSize = Meter.CreateHistogram<int>(BatchSizeName, "{request}",
             "Requests in a verification step.");
         _promptTokens = Meter.CreateCounter<long>("specdecode.prompt_tokens", "{token}",
             "Prompt tokens of admitted requests (vllm:prompt_tokens).");
