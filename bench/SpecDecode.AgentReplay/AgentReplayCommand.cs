@@ -253,11 +253,17 @@ public static class AgentReplayCommand
             PhaseTotal? http = Total(g, "http"), inProcess = Total(g, "in-process"), plain = Total(g, "http-plain");
             if (http is not null && inProcess is not null && http.Seconds > 0)
             {
-                string perRound = http.Rounds > 1
-                    ? "; by round " + string.Join(", ", g.Where(r => r.Phase == "http").Select(h => g.FirstOrDefault(r => r.Phase == "in-process" && r.Round == h.Round) is { } d && h.SumTrajectorySeconds > 0
-                        ? string.Create(c, $"{(h.SumTrajectorySeconds - d.SumTrajectorySeconds) / h.SumTrajectorySeconds:P1}") : "-"))
-                    : "";
-                md.AppendLine(string.Create(c, $"- {g.Key} agent(s): HTTP overhead {(http.Seconds - inProcess.Seconds) / http.Seconds:P1} of end-to-end time ({http.Seconds:F2} s over HTTP, {inProcess.Seconds:F2} s in-process{(http.Rounds > 1 ? $", {http.Rounds} rounds each" : "")}; calls {http.Calls} and {inProcess.Calls}{perRound})."));
+                // the share of the time over HTTP that the in-process run did not spend
+                static string Overhead(double overHttp, double inProcess) =>
+                    overHttp > 0 ? ((overHttp - inProcess) / overHttp).ToString("P1", CultureInfo.InvariantCulture) : "-";
+                var byRound = new List<string>();
+                foreach (PhaseResult h in g.Where(r => r.Phase == "http"))
+                {
+                    PhaseResult? d = g.FirstOrDefault(r => r.Phase == "in-process" && r.Round == h.Round);
+                    byRound.Add(d is null ? "-" : Overhead(h.SumTrajectorySeconds, d.SumTrajectorySeconds));
+                }
+                string perRound = http.Rounds > 1 ? "; by round " + string.Join(", ", byRound) : "";
+                md.AppendLine(string.Create(c, $"- {g.Key} agent(s): HTTP overhead {Overhead(http.Seconds, inProcess.Seconds)} of end-to-end time ({http.Seconds:F2} s over HTTP, {inProcess.Seconds:F2} s in-process{(http.Rounds > 1 ? $", {http.Rounds} rounds each" : "")}; calls {http.Calls} and {inProcess.Calls}{perRound})."));
             }
             if (http is not null && plain is not null && http.Seconds > 0)
             {
