@@ -501,14 +501,15 @@ internal static class SamplingTreeVerifier
             stacked.Dispose();
         }
         var parts = new Tensor[maxChildren + 1];
-        if (maxChildren > 0 && q is null && closedForm)
+        Tensor? children = maxChildren > 0
+            ? packed.narrow(0, childrenAt, (long)cells * maxChildren).view(batch, rows, maxChildren).to(ScalarType.Int64)
+            : null;
+        if (children is not null && q is null && closedForm)
         {
-            p = PointMassRanks(p, packed.narrow(0, childrenAt, (long)cells * maxChildren).view(batch, rows, maxChildren).to(ScalarType.Int64),
-                counts, uniforms, maxChildren, parts);
+            p = PointMassRanks(p, children, counts, uniforms, maxChildren, parts);
         }
-        else if (maxChildren > 0)
+        else if (children is not null)
         {
-            Tensor children = packed.narrow(0, childrenAt, (long)cells * maxChildren).view(batch, rows, maxChildren).to(ScalarType.Int64);
             Tensor? pointMassRow = anyPointMass
                 ? packed.narrow(0, settingsAt + 4 * batch, batch).view(batch, 1, 1).to(ScalarType.Float32).expand(batch, rows, 1).contiguous()
                 : null;
