@@ -494,25 +494,26 @@ public sealed partial class SpeculativeEngine
     /// (null, over its budget, a token outside the target's vocabulary), fails the requests it concerns.</summary>
     private void Draft(EngineRequest[] batch, int[] budgets, DraftTree[] trees, Exception?[] failures)
     {
+        // the requests the drafter is asked about: a budget, and no plug-in failure so far
+        int[] asked = Enumerable.Range(0, batch.Length).Where(i => budgets[i] > 0 && failures[i] is null).ToArray();
         if (_drafter is IBatchDrafter batchDrafter)
         {
-            int[] rows = Enumerable.Range(0, batch.Length).Where(i => budgets[i] > 0 && failures[i] is null).ToArray();
             IReadOnlyList<DraftTree>? drafts = null;
             Exception? error = null;
             try
             {
-                drafts = batchDrafter.ProposeBatch([.. rows.Select(i => new DraftQuery(batch[i].Id, budgets[i]))]);
+                drafts = batchDrafter.ProposeBatch([.. asked.Select(i => new DraftQuery(batch[i].Id, budgets[i]))]);
             }
             catch (Exception e)
             {
                 error = e;
             }
-            string? problem = error is null && (drafts is null || drafts.Count != rows.Length)
-                ? $"it returned {drafts?.Count.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "null"} drafts for {rows.Length} queries"
+            string? problem = error is null && (drafts is null || drafts.Count != asked.Length)
+                ? $"it returned {drafts?.Count.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "null"} drafts for {asked.Length} queries"
                 : null;
-            for (int k = 0; k < rows.Length; k++)
+            for (int k = 0; k < asked.Length; k++)
             {
-                int i = rows[k];
+                int i = asked[k];
                 if (error is not null || problem is not null)
                 {
                     failures[i] = new PluginFailedException(_drafterName, "ProposeBatch", batch[i].Id, problem, error);
@@ -524,7 +525,6 @@ public sealed partial class SpeculativeEngine
             }
             return;
         }
-        int[] asked = Enumerable.Range(0, batch.Length).Where(i => budgets[i] > 0 && failures[i] is null).ToArray();
         var proposed = new DraftTree?[batch.Length];
         void ProposeFor(int i)
         {
