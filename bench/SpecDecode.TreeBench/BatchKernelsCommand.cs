@@ -23,24 +23,26 @@ internal sealed record SampledCheck(int Steps, int TopK, double TotalVariation, 
 
 internal sealed record BatchKernelsResult(string Date, string LibTorch, string Gpu, string Model, int Context, int LongContext, double CopyGBps,
     IReadOnlyList<BatchLogitCheck> Logits, bool CompactionExact, bool ForcedTokensRight, int DecodedTokens, int[] SpeculativeFirstDifference,
-    int[] KernelPlainFirstDifference, SampledCheck Sampled, IReadOnlyList<BatchTiming> Timings, bool Passed);
+    int[] KernelPlainFirstDifference, int[] WideSpeculativeFirstDifference, int[] WideKernelPlainFirstDifference, SampledCheck Sampled,
+    IReadOnlyList<BatchTiming> Timings, bool Passed);
 
 /// <summary>
 /// <c>batch-kernels</c>: steps of several sequences through the tree kernels (<see cref="KernelTreeStep"/>: batches of
-/// plain steps and of trees, up to 64 rows) on the GPU, against the usual path on the same model (random weights, each
-/// slot's cache random, the slots at different lengths). Four parts: (1) every entry's logits for batches of plain steps
-/// and of trees, against the usual path and against each sequence run alone through the kernels, and bitwise
-/// repeatability; (2) the compaction of a batch of trees under forced acceptance, bit for bit, and the forced tokens;
-/// (3) batched speculative greedy decoding with trees holding the true continuation against batched plain decoding
-/// (both through the kernels), and the kernels' plain decoding against the usual path's; (4) the median step of batches of
-/// plain steps and of trees, kernels and usual path, against the floor (weights and every sequence's cached keys and
-/// values once, at the copy bandwidth measured in the same process), and sampled steps (temperature 0.7) against greedy
-/// ones, and at the long context a batch of plain steps; (5) sampled verification through the kernels: the first token's
-/// frequencies over thousands of steps of one tree (two of the target's top tokens and two others as children) against
-/// the target's distribution at temperature 1 and top-k 8. Passes when the kernels repeat bitwise, the compaction is
-/// exact, the forced tokens are the recorded ones, every batch's logits are within 0.1 of the usual path's (relative, the
-/// batch-1 tree kernels' own figure on this random model is 5.5e-2; a sequence reading another's cache gives about 1)
-/// and the sampled frequencies are within Hoeffding's bound of the target's (see <c>CheckSampled</c>).
+/// plain steps and of trees, up to 512 rows; past 64 rows with cuBLAS's products) on the GPU, against the usual path on
+/// the same model (random weights, each slot's cache random, the slots at different lengths). Four parts: (1) every
+/// entry's logits for batches of plain steps and of trees, against the usual path and against each sequence run alone
+/// through the kernels, and bitwise repeatability; (2) the compaction of a batch of trees under forced acceptance, bit
+/// for bit, and the forced tokens; (3) batched speculative greedy decoding with trees holding the true continuation
+/// against batched plain decoding (both through the kernels), and the kernels' plain decoding against the usual path's;
+/// (4) the median step of batches of plain steps and of trees, kernels and usual path, against the floor (weights and
+/// every sequence's cached keys and values once, at the copy bandwidth measured in the same process), and sampled steps
+/// (temperature 0.7) against greedy ones, and at the long context a batch of plain steps; (5) sampled verification
+/// through the kernels: the first token's frequencies over thousands of steps of one tree (two of the target's top
+/// tokens and two others as children) against the target's distribution at temperature 1 and top-k 8. Passes when the
+/// kernels repeat bitwise, the compaction is exact, the forced tokens are the recorded ones, every batch's logits are
+/// within 0.1 of the usual path's (relative, the batch-1 tree kernels' own figure on this random model is 5.5e-2; a
+/// sequence reading another's cache gives about 1) and the sampled frequencies are within Hoeffding's bound of the
+/// target's (see <c>CheckSampled</c>).
 /// </summary>
 internal static class BatchKernelsCommand
 {
@@ -51,7 +53,11 @@ internal static class BatchKernelsCommand
         var longContext = ToolOptions.Int("--long-context", "Cached tokens per sequence for the long-context plain batch (0: skip).", 16384, 0);
         var longBatch = ToolOptions.Int("--long-batch", "Sequences of the long-context plain batch.", 8, 2);
         var batches = new Option<string>("--batches") { Description = "Comma-separated plain batch sizes timed (2 to 64).", DefaultValueFactory = _ => "8,16,32,64" };
-        var trees = new Option<string>("--trees") { Description = "Comma-separated tree batches timed, sequences x entries (64 rows at most).", DefaultValueFactory = _ => "8x8,4x16,2x32" };
+        var trees = new Option<string>("--trees")
+        {
+            Description = "Comma-separated tree batches timed, sequences x entries (64 entries a sequence and 512 rows at most; past 64 rows the products are cuBLAS's).",
+            DefaultValueFactory = _ => "8x8,4x16,2x32,8x16,32x4,32x8,32x16",
+        };
         var repeat = ToolOptions.Int("--repeat", "Timed steps per batch and path.", 20, 1);
         var decode = ToolOptions.Int("--decode", "Tokens per sequence of the decoding check.", 32, 1);
         var sampledSteps = ToolOptions.Int("--sampled-steps", "Sampled steps of the distribution check through the kernels (a quarter of them on the usual path).", 2000, 100);
@@ -81,9 +87,10 @@ internal static class BatchKernelsCommand
             error.WriteLine("batch-kernels needs CUDA and CUDA graphs: " + (torch.cuda.is_available() ? CudaGraph.UnavailableReason : $"libtorch {version} reports no CUDA."));
             return GraphProbeCommand.NoCudaExitCode;
         }
-        if (batches.Any(b => b is < 2 or > KernelTreeStep.MaxSequences) || trees.Any(t => t.Sequences < 1 || t.Entries < 1 || t.Sequences * t.Entries > KernelTreeStep.MaxRows))
+        if (batches.Any(b => b is < 2 or > KernelTreeStep.MaxSequences)
+            || trees.Any(t => t.Sequences < 1 || t.Entries < 1 || t.Entries > KernelTreeStep.MaxRows || t.Sequences * t.Entries > KernelTreeStep.StepRowLimit))
         {
-            error.WriteLine($"--batches: 2 to {KernelTreeStep.MaxSequences}; --trees: sequences x entries of at most {KernelTreeStep.MaxRows} rows.");
+            error.WriteLine($"--batches: 2 to {KernelTreeStep.MaxSequences}; --trees: sequences x entries of at most {KernelTreeStep.MaxRows} entries and {KernelTreeStep.StepRowLimit} rows.");
             return 2;
         }
         ModelConfig config = ModelShapes.Get(shape);
@@ -94,7 +101,7 @@ internal static class BatchKernelsCommand
         var timings = new List<BatchTiming>();
         bool compactionExact, forcedRight;
         SampledCheck sampled = new(0, 0, double.NaN, double.NaN, double.NaN, 0);
-        int[] speculative = [], kernelPlain = [];
+        int[] speculative = [], kernelPlain = [], wideSpeculative = [], wideKernelPlain = [];
         compactionExact = forcedRight = false;
         int sequencesNeeded = Math.Max(KernelTreeStep.MaxSequences, batches.Max());
         using (TargetModel target = Create(config, sequencesNeeded, context + 2 * KernelTreeStep.MaxRows))
@@ -115,6 +122,10 @@ internal static class BatchKernelsCommand
                 ("2 trees of 32", Trees(random, config, 0, 2, 32)),
                 ("a tree of 32, 16 plain, 4 trees of 4", [.. Trees(random, config, 0, 1, 32), .. Plain(random, config, 1, 16), .. Trees(random, config, 17, 4, 4)]),
                 ("1 tree of 64 (the batch-1 path)", Trees(random, config, 0, 1, 64)),
+                // wide steps: cuBLAS's products between the kernels
+                ("8 trees of 16 (128 rows)", Trees(random, config, 0, 8, 16)),
+                ("32 trees of 4, 16 plain (144 rows)", [.. Trees(random, config, 0, 32, 4), .. Plain(random, config, 32, 16)]),
+                ("32 trees of 16 (512 rows)", Trees(random, config, 0, 32, 16)),
             ];
             foreach ((string name, TreeInput[] inputs) in timesOnly ? [] : cases)
             {
@@ -136,6 +147,8 @@ internal static class BatchKernelsCommand
                 // (3) decoding: batched plain decoding through the kernels (the truth), through the usual path, and batched
                 // speculative decoding through the kernels with trees of the truth
                 (speculative, kernelPlain) = CheckDecoding(target, random, lengths, 8, decode, output);
+                // 32 sequences with trees of up to 8 entries: steps of up to 256 rows, wide ones among them
+                (wideSpeculative, wideKernelPlain) = CheckDecoding(target, random, lengths, 32, decode, output);
 
                 // (5) sampled verification through the kernels against the target's distribution
                 sampled = CheckSampled(target, random, lengths[0], sampledSteps, output);
@@ -187,7 +200,8 @@ internal static class BatchKernelsCommand
         if (outputPath is not null)
         {
             var result = new BatchKernelsResult(DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture), version, gpu, shape, context, longContext,
-                copyGBps, checks, compactionExact, forcedRight, decode, speculative, kernelPlain, sampled, timings, passed);
+                copyGBps, checks, compactionExact, forcedRight, decode, speculative, kernelPlain,
+                wideSpeculative, wideKernelPlain, sampled, timings, passed);
             File.WriteAllText(outputPath, JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals }));
         }
         return timesOnly || passed ? 0 : GraphProbeCommand.MismatchExitCode;

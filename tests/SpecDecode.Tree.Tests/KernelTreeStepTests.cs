@@ -90,7 +90,7 @@ public sealed class KernelTreeStepTests
         Assert.Equal((warps, groups), KernelTreeStep.AttentionBlocks(queryRows));
 
     [Fact]
-    public void TheTreeKernelsTakeBatchesOfUpToSixtyFourRowsGreedyForcedOrSampled()
+    public void TheTreeKernelsTakeBatchesOfUpTo512RowsAndSixtyFourEntriesASequenceGreedyForcedOrSampled()
     {
         TreeInput Plain(int slot) => new(slot, 0, DraftTree.Empty);
         TreeInput Chain(int slot, int nodes) => new(slot, 0, DraftTree.Chain(Enumerable.Range(1, nodes).ToArray()));
@@ -99,8 +99,13 @@ public sealed class KernelTreeStepTests
         Assert.Null(TreeKernelBackend.Refuses(Enumerable.Range(0, 64).Select(Plain).ToArray(), AcceptanceRule.Greedy, suspended: false));
         Assert.Null(TreeKernelBackend.Refuses(Enumerable.Range(0, 8).Select(i => Chain(i, 7)).ToArray(), AcceptanceRule.Greedy, suspended: false));
         Assert.Contains("without a draft", TreeKernelBackend.Refuses([Plain(0)], AcceptanceRule.Greedy, suspended: false), StringComparison.Ordinal);
-        Assert.Contains("65 rows", TreeKernelBackend.Refuses([Chain(0, 63), Plain(1)], AcceptanceRule.Greedy, suspended: false), StringComparison.Ordinal);
-        Assert.Contains("72 rows", TreeKernelBackend.Refuses(Enumerable.Range(0, 8).Select(i => Chain(i, 8)).ToArray(), AcceptanceRule.Greedy, suspended: false), StringComparison.Ordinal);
+        // past 64 rows in all a step takes cuBLAS's products (wide), up to 512 rows: 32 trees of 16
+        Assert.Null(TreeKernelBackend.Refuses([Chain(0, 63), Plain(1)], AcceptanceRule.Greedy, suspended: false));
+        Assert.Null(TreeKernelBackend.Refuses(Enumerable.Range(0, 32).Select(i => Chain(i, 15)).ToArray(), AcceptanceRule.Greedy, suspended: false));
+        Assert.Null(TreeKernelBackend.Refuses(Enumerable.Range(0, 8).Select(i => Chain(i, 15)).ToArray(), AcceptanceRule.Sampled, suspended: false));
+        Assert.Contains("528 rows", TreeKernelBackend.Refuses(Enumerable.Range(0, 33).Select(i => Chain(i, 15)).ToArray(), AcceptanceRule.Greedy, suspended: false), StringComparison.Ordinal);
+        // one sequence's entries share a 64-bit ancestor word
+        Assert.Contains("a sequence of 65 entries", TreeKernelBackend.Refuses([Chain(0, 64), Plain(1)], AcceptanceRule.Greedy, suspended: false), StringComparison.Ordinal);
         Assert.Contains("more than 64 sequences", TreeKernelBackend.Refuses(Enumerable.Range(0, 65).Select(Plain).ToArray(), AcceptanceRule.Greedy, suspended: false), StringComparison.Ordinal);
         // sampled steps run the kernels' forward too, a lone plain one included (its logits are not the decode step's)
         Assert.Null(TreeKernelBackend.Refuses([Chain(0, 3)], AcceptanceRule.Sampled, suspended: false));
@@ -125,11 +130,39 @@ public sealed class KernelTreeStepTests
     [InlineData(17, 32)]
     [InlineData(33, 64)]
     [InlineData(64, 64)]
+    [InlineData(65, 128)]      // wide steps: cuBLAS's products
+    [InlineData(129, 256)]
+    [InlineData(512, 512)]
     public void RowsArePaddedToTheKernelsSizes(int entries, int rows) => Assert.Equal(rows, KernelTreeStep.PaddedRows(entries));
 
     [Fact]
-    public void MoreThanSixtyFourEntriesAreRefused() =>
-        Assert.Throws<ArgumentOutOfRangeException>(() => KernelTreeStep.PaddedRows(KernelTreeStep.MaxRows + 1));
+    public void MoreThan512EntriesOrSixtyFourInOneSequenceAreRefused()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => KernelTreeStep.PaddedRows(KernelTreeStep.MaxStepRows + 1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => KernelTreeStep.PaddedRows(0));
+        var tooWide = new TreeStepSequence(0, 10, 1, DraftTree.Chain(Enumerable.Range(1, KernelTreeStep.MaxRows).ToArray()));
+        Assert.Throws<ArgumentOutOfRangeException>(() => KernelTreeStep.PackState([tooWide], 128));
+        Assert.False(KernelTreeStep.IsWide(64));
+        Assert.True(KernelTreeStep.IsWide(128));
+    }
+
+    /// <summary>A wide step's state: 32 sequences of 16 entries over 512 rows, each sequence's ancestor sets over its own
+    /// entries, the per-sequence block after the six row arrays.</summary>
+    [Fact]
+    public void WideStatesKeepEachSequencesEntriesConsecutive()
+    {
+        TreeStepSequence[] sequences = Enumerable.Range(0, 32)
+            .Select(q => new TreeStepSequence(q, 100 + q, 7, DraftTree.Chain(Enumerable.Range(1, 15).ToArray()))).ToArray();
+        long[] s = KernelTreeStep.PackState(sequences, 512);
+        (int tokens, _, int parents, int ancestors, _, int sequence, _) = Offsets(512);
+        Assert.Equal(KernelTreeStep.StateLength(512), s.Length);
+        Assert.Equal((32, 512), ((int)s[0], (int)s[1]));
+        Assert.Equal((131L, 496L, 16L, 31L), Sequence(s, 512, 31));
+        Assert.Equal(31, s[sequence + 511]);
+        Assert.Equal(15, s[tokens + 511]);                 // the chain's last node
+        Assert.Equal(510, s[parents + 511]);
+        Assert.Equal((1L << 16) - 1, s[ancestors + 511]);  // the whole chain of its own sequence, root included
+    }
 
     /// <summary>Llama-3.1-8B's products on 132 multiprocessors (H100 SXM): one wave of two blocks per multiprocessor, splits
     /// that divide k into runs of 64, the head unsplit.</summary>
@@ -154,10 +187,14 @@ public sealed class KernelTreeStepTests
     [InlineData(64, 1, 4)]
     public void AttentionChunksCoverTheKeysInAtMostMaxChunks(long keys, int rowGroups, int kvHeads)
     {
-        int chunk = KernelTreeStep.AttentionChunk(keys, rowGroups, kvHeads, 132);
-        Assert.Equal(0, chunk % 64);
-        long chunks = (keys + chunk - 1) / chunk;
-        Assert.InRange(chunks, 1, KernelTreeStep.MaxChunks);
+        foreach (int rows in new[] { 8, 64, 128, 256, 512 })
+        {
+            int chunk = KernelTreeStep.AttentionChunk(keys, rowGroups, kvHeads, 132, rows);
+            Assert.Equal(0, chunk % 64);
+            long chunks = (keys + chunk - 1) / chunk;
+            // the partial buffers hold 32 chunks of 64 rows: wider steps take fewer chunks
+            Assert.InRange(chunks, 1, KernelTreeStep.MaxChunks * KernelTreeStep.MaxRows / Math.Max(64, rows));
+        }
     }
 
     [Fact]

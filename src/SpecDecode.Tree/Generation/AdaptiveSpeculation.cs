@@ -37,6 +37,10 @@ internal sealed class AdaptiveSpeculation
     /// pad every sequence to the widest tree (the libtorch path). 0: every step pads.</summary>
     public int RaggedRows { get; init; }
 
+    /// <summary>Entries (root and draft nodes) one sequence keeps at most in a ragged step (the tree kernels' ancestor word
+    /// covers 64).</summary>
+    public int RaggedWidth { get; init; } = int.MaxValue;
+
     /// <summary>The rows a step of these trees computes: their roots and nodes where the step runs ragged
     /// (<see cref="RaggedRows"/>), else batch × the widest tree.</summary>
     public int StepRows(IReadOnlyList<DraftTree> trees)
@@ -101,7 +105,8 @@ internal sealed class AdaptiveSpeculation
         }
         double bestRatio = batch / _cost.Predict(batch, batch), bestExpected = 0;
         int bestCap = 0;
-        for (int cap = 1; cap <= widest; cap++)
+        // a tree wider than RaggedWidth leaves the kernels for a path the cost table (widths up to 64) does not price
+        for (int cap = 1; cap <= Math.Min(widest, RaggedWidth - 1); cap++)
         {
             double expected = 0;
             for (int i = 0; i < batch; i++)
@@ -135,7 +140,7 @@ internal sealed class AdaptiveSpeculation
             {
                 taken[i]++;
                 expected += gains[i][taken[i]] - gains[i][taken[i] - 1];
-                if (taken[i] < orders[i].Length)
+                if (taken[i] < orders[i].Length && taken[i] + 1 < RaggedWidth)
                 {
                     next.Enqueue(i, (-(gains[i][taken[i] + 1] - gains[i][taken[i]]), i));
                 }

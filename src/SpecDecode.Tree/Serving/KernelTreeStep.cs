@@ -22,18 +22,38 @@ internal readonly record struct TreeStepShape(int Rows, int Width, int Sequences
 }
 
 /// <summary>
-/// One tree verification step of up to 64 sequences (each a root and its draft nodes, 64 entries in all, padded to 8,
-/// 16, 32 or 64 rows; a batch of plain decoding steps is a batch of roots without drafts) through the tree kernels of
-/// <c>Kernels/tree_step.cuh</c>: the forward with every product on the tensor cores (the weights read once for all rows),
-/// tree-masked attention over each sequence's own paged cache, the argmax per row, greedy acceptance and the compaction
-/// of each accepted path's keys and values, in 3 + (9 or 10) × layers launches and no libtorch op, so the step can be
-/// captured. The step's inputs are one int64 array on the device (<see cref="PackState"/>), so one graph serves every
+/// One tree verification step of up to 64 sequences (each a root and its draft nodes, at most 64 entries a sequence;
+/// a batch of plain decoding steps is a batch of roots without drafts) through the tree kernels of
+/// <c>Kernels/tree_step.cuh</c>: tree-masked attention over each sequence's own paged cache, the argmax per row, greedy
+/// acceptance and the compaction of each accepted path's keys and values. Steps of up to 64 rows in all (padded to 8,
+/// 16, 32 or 64) take every product on the kernels' own tensor-core products too (the weights read once for all rows), in
+/// 3 + (9 or 10) × layers launches and no libtorch op. Wider steps (padded to 128, 256 or 512 rows: <see cref="MaxStepRows"/>)
+/// take their products from cuBLAS through libtorch (<see cref="WideQkv"/> and the other wide products) between the same kernels. Either way the
+/// step can be captured: its inputs are one int64 array on the device (<see cref="PackState"/>), so one graph serves every
 /// batch of its <see cref="TreeStepShape"/>, whatever the slots; its result is <see cref="Result"/>.
 /// </summary>
 internal sealed class KernelTreeStep : KernelStep
 {
-    /// <summary>Entries (roots included) per step at most: an ancestor set is one 64-bit word.</summary>
+    /// <summary>Entries (roots included) per sequence at most: an ancestor set is one 64-bit word. Also the rows the
+    /// kernels' own products take (wider steps take cuBLAS's).</summary>
     public const int MaxRows = 64;
+
+    /// <summary>Rows (roots and draft nodes of all sequences) per step at most: 32 trees of 16, the widest step issue 18
+    /// asks for. Steps of more than <see cref="MaxRows"/> rows take their products from cuBLAS.</summary>
+    public const int MaxStepRows = 512;
+
+    /// <summary>Set to <c>off</c> to keep steps of more than <see cref="MaxRows"/> rows off the tree kernels (the libtorch
+    /// path takes them, as before wide steps existed), for A/B measurements.</summary>
+    public const string WideVariable = "SPECDECODE_WIDE_TREE_STEPS";
+
+    /// <summary>Rows a step takes on the tree kernels here: <see cref="MaxStepRows"/>, or <see cref="MaxRows"/> with
+    /// <see cref="WideVariable"/> off.</summary>
+    public static readonly int StepRowLimit =
+        string.Equals(Environment.GetEnvironmentVariable(WideVariable), "off", StringComparison.OrdinalIgnoreCase) ? MaxRows : MaxStepRows;
+
+    /// <summary>Chunk × row planes of the attention partials: the 32 chunks of a 64-row step; wider steps take fewer
+    /// chunks (<see cref="AttentionChunk"/>), their grid being wide already.</summary>
+    private const int PartialRows = MaxChunks * MaxRows;
 
     /// <summary>Sequences per step at most.</summary>
     public const int MaxSequences = 64;
@@ -68,7 +88,7 @@ internal sealed class KernelTreeStep : KernelStep
 
     private readonly int _mlp;   // the MLP size rounded up to 64 (padded weights below when it is not already)
     private readonly Tensor[]? _gate, _up, _down;
-    private readonly Tensor _hidden, _normed, _q, _attention, _act, _work, _partialO, _partialMl;
+    private readonly Tensor _hidden, _normed, _q, _attention, _act, _work, _product, _partialO, _partialMl;
     private Tensor? _logits;
 
     public KernelTreeStep(ModelConfig config, CausalLMWeights weights, KvCache cache, Tensor cos, Tensor sin)
@@ -85,43 +105,55 @@ internal sealed class KernelTreeStep : KernelStep
             _down = weights.Layers.Select(l => Keep(nn.functional.pad(l.Mlp.DownProj.Weight, [0, pad]).contiguous())).ToArray();
         }
         int attentionWidth = c.HeadCount * c.HeadDim;
-        _hidden = Buffer((long)MaxRows * c.HiddenSize, ScalarType.BFloat16);
-        _normed = Buffer((long)MaxRows * c.HiddenSize, ScalarType.BFloat16);
-        _q = Buffer((long)MaxRows * attentionWidth, ScalarType.BFloat16);
-        _attention = Buffer((long)MaxRows * attentionWidth, ScalarType.BFloat16);
-        _act = Buffer((long)MaxRows * _mlp, ScalarType.BFloat16);
+        _hidden = Buffer((long)MaxStepRows * c.HiddenSize, ScalarType.BFloat16);
+        _normed = Buffer((long)MaxStepRows * c.HiddenSize, ScalarType.BFloat16);
+        _q = Buffer((long)MaxStepRows * attentionWidth, ScalarType.BFloat16);
+        _attention = Buffer((long)MaxStepRows * attentionWidth, ScalarType.BFloat16);
+        _act = Buffer((long)MaxStepRows * _mlp, ScalarType.BFloat16);
         _work = Buffer(WorkElements(c, Module.Multiprocessors), ScalarType.Float32);
-        _partialO = Buffer((long)MaxChunks * MaxRows * attentionWidth, ScalarType.Float32);
-        _partialMl = Buffer((long)MaxChunks * MaxRows * c.HeadCount * 2, ScalarType.Float32);
-        Argmax = Buffer(MaxRows, ScalarType.Int64);
+        _product = Buffer(WideProductElements(c), ScalarType.BFloat16);
+        _partialO = Buffer((long)PartialRows * attentionWidth, ScalarType.Float32);
+        _partialMl = Buffer((long)PartialRows * c.HeadCount * 2, ScalarType.Float32);
+        Argmax = Buffer(MaxStepRows, ScalarType.Int64);
         Result = Buffer((long)MaxSequences * ResultStride, ScalarType.Int64);
-        State = Buffer(StateLength(MaxRows), ScalarType.Int64);
+        State = Buffer(StateLength(MaxStepRows), ScalarType.Int64);
     }
 
-    /// <summary>float32 elements of the work buffer: the largest product's split sums (the head leaves none).</summary>
+    /// <summary>float32 elements of the work buffer: the largest product's split sums (the head leaves none) in a step of
+    /// the kernels' products, or the one plane of q/k/v or of a hidden-size product in a wide step (gate and up finish in
+    /// bf16 there).</summary>
     private static long WorkElements(ModelConfig c, int multiprocessors)
     {
-        int mlp = Mlp(c), attentionWidth = c.HeadCount * c.HeadDim, qkv = (c.HeadCount + 2 * c.KeyValueHeadCount) * c.HeadDim;
+        int mlp = Mlp(c), attentionWidth = c.HeadCount * c.HeadDim, qkv = QkvWidth(c);
         (string Kernel, int N, int K)[] products =
             [("tree_qkv", qkv, c.HiddenSize), ("tree_rows", c.HiddenSize, attentionWidth), ("tree_gate_up", 2 * mlp, c.HiddenSize), ("tree_rows", c.HiddenSize, mlp)];
-        return products.Max(p => (long)ProductSplits(p.Kernel, p.N, p.K, multiprocessors) * MaxRows * p.N);
+        long kernels = products.Max(p => (long)ProductSplits(p.Kernel, p.N, p.K, multiprocessors) * MaxRows * p.N);
+        return Math.Max(kernels, (long)MaxStepRows * Math.Max(qkv, c.HiddenSize));
     }
+
+    /// <summary>bf16 elements of a wide step's product outputs before they reach the work buffer (q/k/v, a hidden-size
+    /// product, or up beside gate in the activation buffer).</summary>
+    private static long WideProductElements(ModelConfig c) => (long)MaxStepRows * Math.Max(Math.Max(QkvWidth(c), c.HiddenSize), c.IntermediateSize);
+
+    private static int QkvWidth(ModelConfig c) => (c.HeadCount + 2 * c.KeyValueHeadCount) * c.HeadDim;
 
     /// <summary>The MLP size rounded up to 64.</summary>
     private static int Mlp(ModelConfig c) => (c.IntermediateSize + 63) / 64 * 64;
 
     /// <summary>Bytes a tree step of <paramref name="c"/> keeps on the device on a GPU of <paramref name="multiprocessors"/>
     /// multiprocessors (more multiprocessors, more k splits: <see cref="int.MaxValue"/> gives the most any GPU needs):
-    /// its activation rows, split sums, attention partials and inputs, and the zero-padded MLP weights of a model whose
-    /// MLP size is not a multiple of 64. Not the logits kept for comparisons.</summary>
+    /// its activation rows, split sums, wide products, attention partials, inputs and logits (a wide step's argmax reads
+    /// them; <see cref="MaxStepRows"/> rows of the vocabulary), and the zero-padded MLP weights of a model whose MLP size
+    /// is not a multiple of 64.</summary>
     public static long BufferBytes(ModelConfig c, int multiprocessors)
     {
         int mlp = Mlp(c), attentionWidth = c.HeadCount * c.HeadDim;
-        long rows = (long)MaxRows * (2L * c.HiddenSize + 2L * attentionWidth + mlp) * 2;
-        long partials = (long)MaxChunks * MaxRows * (attentionWidth + c.HeadCount * 2L) * 4;
-        long inputs = (MaxRows + (long)MaxSequences * ResultStride + StateLength(MaxRows)) * 8L;
+        long rows = (long)MaxStepRows * (2L * c.HiddenSize + 2L * attentionWidth + mlp) * 2;
+        long partials = (long)PartialRows * (attentionWidth + c.HeadCount * 2L) * 4;
+        long inputs = (MaxStepRows + (long)MaxSequences * ResultStride + StateLength(MaxStepRows)) * 8L;
         long padded = mlp == c.IntermediateSize ? 0 : 3L * c.LayerCount * mlp * c.HiddenSize * 2;
-        return rows + WorkElements(c, multiprocessors) * 4 + partials + inputs + padded;
+        long logits = (long)MaxStepRows * c.VocabSize * 2;
+        return rows + WorkElements(c, multiprocessors) * 4 + WideProductElements(c) * 2 + partials + inputs + padded + logits;
     }
 
     /// <summary>The step's inputs on the device: <see cref="StateLength"/>(rows) int64 (<see cref="PackState"/>).</summary>
@@ -136,10 +168,19 @@ internal sealed class KernelTreeStep : KernelStep
 
     private int QkvRows => (Config.HeadCount + 2 * Config.KeyValueHeadCount) * Config.HeadDim;
 
-    /// <summary>The row counts a step is padded to (one set of kernels each).</summary>
-    public static int PaddedRows(int entries) =>
-        entries <= 8 ? 8 : entries <= 16 ? 16 : entries <= 32 ? 32 : entries <= MaxRows ? MaxRows
-        : throw new ArgumentOutOfRangeException(nameof(entries), entries, $"a kernel tree step takes at most {MaxRows} entries");
+    /// <summary>The row counts a step is padded to: 8, 16, 32, 64 (one set of product kernels each), then 128, 256 and 512
+    /// (cuBLAS's products).</summary>
+    public static int PaddedRows(int entries)
+    {
+        if (entries < 1 || entries > MaxStepRows)
+        {
+            throw new ArgumentOutOfRangeException(nameof(entries), entries, $"a kernel tree step takes 1 to {MaxStepRows} entries");
+        }
+        return Math.Max(8, (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)entries));
+    }
+
+    /// <summary>Whether a step of <paramref name="rows"/> padded rows takes its products from cuBLAS (<see cref="WideQkv"/> and the other wide products).</summary>
+    public static bool IsWide(int rows) => rows > MaxRows;
 
     /// <summary>int64 values in a step's input array for <paramref name="rows"/> rows.</summary>
     public static int StateLength(int rows) => 2 + 6 * rows + 4 * MaxSequences;
@@ -173,9 +214,13 @@ internal sealed class KernelTreeStep : KernelStep
         {
             throw new ArgumentOutOfRangeException(nameof(sequences), sequences.Count, $"a kernel tree step takes 1 to {MaxSequences} sequences");
         }
-        if (total > rows || rows > MaxRows)
+        if (total > rows || rows > MaxStepRows)
         {
-            throw new ArgumentOutOfRangeException(nameof(rows), rows, $"the step has {total} entries; a kernel tree step takes at most {MaxRows}");
+            throw new ArgumentOutOfRangeException(nameof(rows), rows, $"the step has {total} entries; a kernel tree step takes at most {MaxStepRows}");
+        }
+        if (sequences.Max(q => q.Entries) > MaxRows)
+        {
+            throw new ArgumentOutOfRangeException(nameof(sequences), sequences.Max(q => q.Entries), $"a sequence of a kernel tree step takes at most {MaxRows} entries");
         }
         var s = new long[StateLength(rows)];
         s[0] = sequences.Count;
@@ -246,13 +291,14 @@ internal sealed class KernelTreeStep : KernelStep
         return splits;
     }
 
-    /// <summary>Keys per attention block for <paramref name="keys"/> keys: one wave of blocks (two per multiprocessor), but
-    /// at least one block per 1,024 keys and at most <see cref="MaxChunks"/> chunks; a multiple of 64.</summary>
-    internal static int AttentionChunk(long keys, int rowGroups, int kvHeads, int multiprocessors)
+    /// <summary>Keys per attention block for <paramref name="keys"/> keys in a step of <paramref name="rows"/> padded rows:
+    /// one wave of blocks (two per multiprocessor), but at least one block per 1,024 keys and at most
+    /// <see cref="MaxChunks"/> chunks (fewer past 64 rows, as many as the partial buffers hold); a multiple of 64.</summary>
+    internal static int AttentionChunk(long keys, int rowGroups, int kvHeads, int multiprocessors, int rows = MaxRows)
     {
         int perChunk = rowGroups * kvHeads;
         int chunks = Math.Max(Math.Max(1, BlocksPerMultiprocessor * multiprocessors / perChunk), (int)((keys + 1023) / 1024));
-        chunks = Math.Min(chunks, MaxChunks);
+        chunks = Math.Min(chunks, Math.Min(MaxChunks, PartialRows / Math.Max(rows, MaxRows)));
         long runs = (keys + 63) / 64;
         return (int)((runs + chunks - 1) / chunks) * 64;
     }
@@ -267,11 +313,12 @@ internal sealed class KernelTreeStep : KernelStep
     private static int ProductSplits(string kernel, int n, int k, int multiprocessors) =>
         kernel == "tree_head_argmax" ? 1 : Splits(k, ProductTiles(kernel, n), multiprocessors);
 
-    /// <summary>The last <see cref="Enqueue"/> with logits on: [64, vocab] bf16, rows past the step's entries meaningless.</summary>
+    /// <summary>The last <see cref="Enqueue"/> with logits on (and every wide step's): [<see cref="MaxStepRows"/> × vocab]
+    /// bf16, row-major from the step's first row; rows past the step's entries meaningless.</summary>
     public Tensor Logits => _logits ?? throw new InvalidOperationException("No step has kept its logits.");
 
     /// <summary>Allocates <see cref="Logits"/> (before a capture: a graph must not allocate what outlives it).</summary>
-    public void EnsureLogits() => _logits ??= Buffer((long)MaxRows * Config.VocabSize, ScalarType.BFloat16);
+    public void EnsureLogits() => _logits ??= Buffer((long)MaxStepRows * Config.VocabSize, ScalarType.BFloat16);
 
     /// <summary>
     /// Launches a step of <paramref name="shape"/> with <see cref="State"/> already holding its inputs (<see cref="PackState"/>
@@ -283,10 +330,14 @@ internal sealed class KernelTreeStep : KernelStep
     {
         (int rows, int width, int sequences, long keys) = shape;
         ModelConfig c = Config;
-        if (keepLogits)
+        bool wide = IsWide(rows);
+        if (keepLogits || wide)
         {
             EnsureLogits();
         }
+        // a wide step's libtorch views and argmax live until the step is enqueued
+        using var scope = wide ? NewDisposeScope() : null;
+        using var noGrad = wide ? no_grad() : null;
         KernelAddressing kv = Cache.Addressing;
         IntPtr tables = kv.Tables;
         IntPtr state = P(State), hidden = P(_hidden), normed = P(_normed);
@@ -296,7 +347,7 @@ internal sealed class KernelTreeStep : KernelStep
         // sequence needs; blocks (chunk, kv head, sequence × row group)
         (int attentionWarps, int seqGroups) = AttentionBlocks(c.HeadCount / c.KeyValueHeadCount * width);
         int rowGroups = sequences * seqGroups;
-        int chunk = AttentionChunk(keys, rowGroups, c.KeyValueHeadCount, sms);
+        int chunk = AttentionChunk(keys, rowGroups, c.KeyValueHeadCount, sms, rows);
         int chunks = (int)((keys + chunk - 1) / chunk);
 
         // a product (its splits' sums into the work buffer, or for the head the argmax), then its epilogue
@@ -331,7 +382,8 @@ internal sealed class KernelTreeStep : KernelStep
             DecoderLayerWeights layer = Weights.Layers[i];
             AttentionWeights a = layer.Attention;
             IntPtr kCache = kv.Layer(i, 0), vCache = kv.Layer(i, 1);
-            int splits = Product("tree_qkv", normed, c.HiddenSize, QkvRows, P(a.QProj.Weight), P(a.KProj.Weight), P(a.VProj.Weight));
+            int splits = wide ? WideQkv(rows, a)
+                : Product("tree_qkv", normed, c.HiddenSize, QkvRows, P(a.QProj.Weight), P(a.KProj.Weight), P(a.VProj.Weight));
             Module.Launch("tree_finish_qkv", Blocks((long)rows * qkvItems), 1, 256, Finish(splits, QkvRows, P(_q)) with
             {
                 B0 = Optional(a.QProj.Bias), B1 = Optional(a.KProj.Bias), B2 = Optional(a.VProj.Bias), KCache = kCache, VCache = vCache,
@@ -346,7 +398,15 @@ internal sealed class KernelTreeStep : KernelStep
             };
             Module.Launch("tree_attention_" + c.HeadDim, chunks, c.KeyValueHeadCount, attentionWarps * 32, attention, AttentionSharedBytes(c.HeadDim), gridZ: rowGroups);
             Module.Launch("tree_attention_merge_" + c.HeadDim, (rows * c.HeadCount + 3) / 4, 1, Threads, attention);
-            FinishRows(Product("tree_rows", P(_attention), attentionWidth, c.HiddenSize, P(a.OProj.Weight)), layer.PostAttentionNorm.Weight);
+            FinishRows(wide ? WideRows(rows, _attention, attentionWidth, a.OProj.Weight)
+                : Product("tree_rows", P(_attention), attentionWidth, c.HiddenSize, P(a.OProj.Weight)), layer.PostAttentionNorm.Weight);
+            Tensor next = i + 1 < c.LayerCount ? Weights.Layers[i + 1].InputNorm.Weight : Weights.Norm.Weight;
+            if (wide)
+            {
+                WideGateUp(rows, layer.Mlp);
+                FinishRows(WideRows(rows, _act, c.IntermediateSize, layer.Mlp.DownProj.Weight), next);
+                continue;
+            }
             // in one split the product finishes silu(gate) · up itself
             splits = Product("tree_gate_up", normed, c.HiddenSize, 2 * _mlp, P(_gate?[i] ?? layer.Mlp.GateProj.Weight), P(_up?[i] ?? layer.Mlp.UpProj.Weight),
                 y: P(_act));
@@ -354,10 +414,16 @@ internal sealed class KernelTreeStep : KernelStep
             {
                 Module.Launch("tree_finish_gate_up", Blocks((long)rows * _mlp / 4), 1, 256, Finish(splits, 2 * _mlp, P(_act)));
             }
-            FinishRows(Product("tree_rows", P(_act), _mlp, c.HiddenSize, P(_down?[i] ?? layer.Mlp.DownProj.Weight)),
-                i + 1 < c.LayerCount ? Weights.Layers[i + 1].InputNorm.Weight : Weights.Norm.Weight);
+            FinishRows(Product("tree_rows", P(_act), _mlp, c.HiddenSize, P(_down?[i] ?? layer.Mlp.DownProj.Weight)), next);
         }
-        Product("tree_head_argmax", normed, c.HiddenSize, c.VocabSize, P(Weights.Head), y: keepLogits ? P(_logits!) : IntPtr.Zero);
+        if (wide)
+        {
+            WideHead(rows);
+        }
+        else
+        {
+            Product("tree_head_argmax", normed, c.HiddenSize, c.VocabSize, P(Weights.Head), y: keepLogits ? P(_logits!) : IntPtr.Zero);
+        }
         if (accept)
         {
             Module.Launch("tree_accept", c.KeyValueHeadCount, 2, Threads, new TreeAcceptParams
@@ -368,6 +434,28 @@ internal sealed class KernelTreeStep : KernelStep
             }, gridZ: sequences * c.LayerCount);
         }
     }
+
+    // A wide step's products (WideProducts: cuBLAS through libtorch) on the step's buffers, seen as [rows, width].
+
+    /// <summary>q, k and v into the work buffer's one plane; returns the splits (1).</summary>
+    private int WideQkv(int rows, AttentionWeights a) =>
+        WideProducts.Qkv(Rows(_normed, rows, Config.HiddenSize), Rows(_product, rows, QkvRows), Rows(_work, rows, QkvRows),
+            a.QProj.Weight, a.KProj.Weight, a.VProj.Weight);
+
+    /// <summary>A hidden-size product (o or down) into the work buffer's one plane; returns the splits (1).</summary>
+    private int WideRows(int rows, Tensor input, int k, Tensor weight) =>
+        WideProducts.Plain(Rows(input, rows, k), Rows(_product, rows, Config.HiddenSize), Rows(_work, rows, Config.HiddenSize), weight);
+
+    /// <summary>silu(gate) · up into the activation buffer as [rows, MLP size] (down reads it so).</summary>
+    private void WideGateUp(int rows, MlpWeights m) =>
+        WideProducts.GateUp(Rows(_normed, rows, Config.HiddenSize), Rows(_act, rows, Config.IntermediateSize),
+            Rows(_product, rows, Config.IntermediateSize), m.GateProj.Weight, m.UpProj.Weight);
+
+    /// <summary>The logits into <see cref="Logits"/> and their packed argmax into <see cref="Argmax"/>.</summary>
+    private void WideHead(int rows) =>
+        WideProducts.HeadArgmax(Rows(_normed, rows, Config.HiddenSize), Rows(_logits!, rows, Config.VocabSize), Argmax.narrow(0, 0, rows), Weights.Head);
+
+    private static Tensor Rows(Tensor buffer, int rows, long cols) => WideProducts.RowsOf(buffer, rows, cols);
 
     /// <summary>Reads sequence <paramref name="sequence"/>'s part of a step's <see cref="Result"/> (copied to the host) into
     /// the accepted nodes and tokens of <paramref name="slot"/>.</summary>

@@ -144,6 +144,21 @@ public sealed class AdaptiveSpeculationTests
         AssertAncestorClosedSubsets(kept, trees);
     }
 
+    /// <summary>Wide ragged steps (the kernels with cuBLAS's products, up to 512 rows) still keep at most 64 entries per
+    /// sequence: the kernels' ancestor word. A cost without any growth in rows would otherwise keep every node.</summary>
+    [Fact]
+    public void RaggedSteps_KeepAtMostRaggedWidthEntriesPerSequence()
+    {
+        var rng = new Random(5);
+        VerificationCostModel flat = Table(4, (_, _) => 0.01);
+        DraftTree[] trees = Enumerable.Range(0, 4).Select(_ => RandomTree(rng, 100)).ToArray();
+        DraftTree[] unbounded = new AdaptiveSpeculation(flat) { RaggedRows = 512 }.Select(trees, out _);
+        Assert.Contains(unbounded, t => t.Count + 1 > 64);
+        DraftTree[] kept = new AdaptiveSpeculation(flat) { RaggedRows = 512, RaggedWidth = 64 }.Select(trees, out _);
+        Assert.All(kept, t => Assert.InRange(t.Count + 1, 2, 64));
+        AssertAncestorClosedSubsets(kept, trees);
+    }
+
     [Fact]
     public void StepRows_CountsRaggedRowsOnlyWithinTheKernelsLimit()
     {

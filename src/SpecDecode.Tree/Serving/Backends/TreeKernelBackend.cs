@@ -3,8 +3,8 @@ using static TorchSharp.torch;
 namespace SpecDecode.Tree;
 
 /// <summary>
-/// Verification of up to 64 sequences with 64 entries in all (roots and drafts, greedy or forced) through SpecDecode's tree
-/// kernels (<see cref="KernelTreeStep"/>), replayed as CUDA graphs, one per <see cref="TreeStepShape"/> (padded rows,
+/// Verification of up to 64 sequences with up to 64 entries each and 512 in all (roots and drafts, greedy or forced)
+/// through SpecDecode's tree kernels (<see cref="KernelTreeStep"/>; past 64 rows with cuBLAS's products), replayed as CUDA graphs, one per <see cref="TreeStepShape"/> (padded rows,
 /// widest sequence, sequence count, key bucket), whatever the slots: one sequence with a draft tree, and batches of
 /// sequences with or without drafts. A lone sequence without a draft takes the graphed decode-step kernels
 /// (<see cref="GraphedDecodeBackend"/>), which read the weights as one-row products at the bandwidth floor, unless it
@@ -44,8 +44,13 @@ internal sealed class TreeKernelBackend(ModelParts parts, GraphedDecodeBackend g
         {
             return $"more than {KernelTreeStep.MaxSequences} sequences";
         }
+        int widest = inputs.Max(i => i.Draft.Count + 1);
+        if (widest > KernelTreeStep.MaxRows)
+        {
+            return $"a sequence of {widest} entries (root and draft nodes), more than the {KernelTreeStep.MaxRows} a kernel step takes per sequence";
+        }
         int entries = inputs.Sum(i => i.Draft.Count + 1);
-        return entries > KernelTreeStep.MaxRows ? $"{entries} rows (roots and draft nodes), more than the {KernelTreeStep.MaxRows} a kernel step takes" : null;
+        return entries > KernelTreeStep.StepRowLimit ? $"{entries} rows (roots and draft nodes), more than the {KernelTreeStep.StepRowLimit} a kernel step takes" : null;
     }
 
     /// <summary>One step through the graph of its shape (captured on first use): uploads the step's inputs, replays, reads
@@ -57,7 +62,7 @@ internal sealed class TreeKernelBackend(ModelParts parts, GraphedDecodeBackend g
             return Sampled(step);
         }
         (KernelTreeStep kernels, TreeStepShape shape) = Prepare(step.Inputs, step.Rule == AcceptanceRule.Forced ? step.Forced : null);
-        _graphs.Run(shape, graphs.Capturing, () => kernels.Enqueue(shape), captureAtSecondUse: true);
+        _graphs.Run(shape, graphs.Capturing, () => kernels.Enqueue(shape), CaptureAtSecondUse(shape));
         long[] result;
         using (var scope = NewDisposeScope())
         {
@@ -80,7 +85,7 @@ internal sealed class TreeKernelBackend(ModelParts parts, GraphedDecodeBackend g
         IReadOnlyList<TreeInput> inputs = step.Inputs;
         (KernelTreeStep kernels, TreeStepShape shape) = Prepare(inputs, null);
         kernels.EnsureLogits();
-        _sampledGraphs.Run(shape, graphs.Capturing, () => kernels.Enqueue(shape, accept: false, keepLogits: true), captureAtSecondUse: true);
+        _sampledGraphs.Run(shape, graphs.Capturing, () => kernels.Enqueue(shape, accept: false, keepLogits: true), CaptureAtSecondUse(shape));
         int widest = inputs.Max(i => i.Draft.Count + 1);
         int[] first = KernelTreeStep.FirstRows(inputs.Select(i => i.Draft.Count + 1));
         var index = new long[inputs.Count * widest];
@@ -94,10 +99,15 @@ internal sealed class TreeKernelBackend(ModelParts parts, GraphedDecodeBackend g
         }
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        Tensor rows = kernels.Logits.view(KernelTreeStep.MaxRows, parts.Config.VocabSize)
+        Tensor rows = kernels.Logits.view(-1, parts.Config.VocabSize)
             .index_select(0, tensor(index).to(parts.Device)).view(inputs.Count, widest, parts.Config.VocabSize);
         return parts.Sampling.Accept(parts.Cache, rows, inputs, step.Sampling!, step.Drafts, step.Forced);
     }
+
+    /// <summary>Kernel-only steps capture at a shape's second use (<see cref="CudaGraphSet{TKey}"/>); wide steps run cuBLAS
+    /// through libtorch, whose workspaces settle over warm-up runs on the capture stream, so they capture at first use
+    /// after them.</summary>
+    private static bool CaptureAtSecondUse(TreeStepShape shape) => !KernelTreeStep.IsWide(shape.Rows);
 
     /// <summary>The tree step with the inputs uploaded at their slots' lengths, and its shape: the keys its attention covers
     /// are the key bucket of the longest sequence's length + entries.</summary>
@@ -131,7 +141,7 @@ internal sealed class TreeKernelBackend(ModelParts parts, GraphedDecodeBackend g
         (KernelTreeStep step, TreeStepShape shape) = Prepare(inputs, null);
         step.Enqueue(shape, accept: false, keepLogits: true);
         using var scope = NewDisposeScope();
-        Tensor all = step.Logits.view(KernelTreeStep.MaxRows, parts.Config.VocabSize).to(float32).cpu();
+        Tensor all = step.Logits.view(-1, parts.Config.VocabSize).narrow(0, 0, shape.Rows).to(float32).cpu();
         int[] first = KernelTreeStep.FirstRows(inputs.Select(i => i.Draft.Count + 1));
         return inputs.Select((input, i) => all.narrow(0, first[i], input.Draft.Count + 1).clone().MoveToOuterDisposeScope()).ToArray();
     }
