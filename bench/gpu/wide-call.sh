@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The device call for wide tree steps (issue 18; docs/gpu-runs.md): steps of 65-512 rows on the tree kernels with cuBLAS's
+# products (KernelTreeStep, WideProducts), committed fatbin, in stages tarred into $OUT as each ends (bench/gpu/stage.sh):
+# (1) TreeBench batch-kernels: the checks (logits of 128-, 144- and 512-row steps against the usual path, repeatability,
+#     batched speculative decoding of 32 sequences with trees of 8) and step times of 8x16, 32x4, 32x8, 32x16 against the
+#     plain batch of the same size;
+# (2) the engine at batch 32 on 512 calls (a mean batch of 28+), plain and adaptive suffix speculation;
+# (3) the engine at batch 64 with 6,144-token slots.
+# Needs .gpu/ from bench/gpu/bundle-all.sh.
+#   bash bench/gpu/wide-call.sh       KERNELS_LIMIT (260), STAGE_LIMIT (150) seconds
+set -uo pipefail
+. bench/gpu/stage.sh wide-call 150
+limit=${KERNELS_LIMIT:-260} stage batch-kernels bash bench/gpu/batch-kernels.sh 0
+stage sweep32 bash bench/gpu/batch-engine.sh 32=512
+stage batch64 bash bench/gpu/batch-engine.sh 64=384 --max-context 6144
