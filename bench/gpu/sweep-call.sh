@@ -14,14 +14,7 @@ set -uo pipefail
 . bench/gpu/stage.sh sweep-call 150
 # two rounds at 1 and 8 agents load the model 8 times: 110 s covered one phase pair at one agent (fifth session)
 limit=${HTTP_LIMIT:-260} stage http bash bench/gpu/http.sh "$work/http/ar" "$work/http/ar.txt"
-continued() { # capture mode (now or legacy)
-  . bench/gpu/runtime.sh eb-new
-  SPECDECODE_GRAPH_CAPTURE=$1 "$dn/dotnet" /tmp/eb-new/SpecDecode.EngineBench.dll agents --traces .gpu/data/traces100.jsonl.gz \
-    --config .gpu/data/llama-3.1-8b.config.json --agents 1 --continued 30000:1000 --continued-only --reuse on \
-    --max-context 32768 --cuda-graphs --out "$OUT/continued-$1" 2>&1 | grep -E "continued call:|rror" | sed "s/^/$1: /"
-}
-export -f continued
-stage ttft bash -c 'continued now; continued legacy; continued now'
+stage ttft bash -c 'bash bench/gpu/continued.sh now; bash bench/gpu/continued.sh legacy; bash bench/gpu/continued.sh now'
 batch1() { # capture mode
   SPECDECODE_GRAPH_CAPTURE=$1 OUT="$OUT/$1" bash bench/gpu/batch-engine.sh 1=24 2>&1 | grep -E "^(plain|suffix)" | sed "s/^/$1: /"
 }
