@@ -38,24 +38,28 @@ public sealed class MemoryEstimateTests
         Assert.Equal(0, m.MaxSequences(m.WeightBytes, 10));
         Assert.Equal(0, m.KernelBufferBytes);                            // no CUDA graphs: no kernel steps
         // graphs are automatic by default, so the estimate counts the kernel buffers a GPU would take
-        Assert.InRange(MemoryEstimate.For(Llama31_8B(), new TargetModelOptions { MaxBatch = 8, MaxContext = 32768 }).KernelBufferBytes, 100_000_000, 102_000_000);
+        Assert.InRange(MemoryEstimate.For(Llama31_8B(), new TargetModelOptions { MaxBatch = 8, MaxContext = 32768 }).KernelBufferBytes, 274_000_000, 276_000_000);
     }
 
     /// <summary>With CUDA graphs the decode-step and tree-step kernels' buffers count too, as their sizes follow from the
-    /// shapes: the decode step's vectors, logits and per-chunk partials; the tree step's 64 rows of activations and inputs (64 sequences' results), the
-    /// largest product's split sums (gate/up in 8 splits on a GPU of unknown size, o and down in 8 on an H100's 132
-    /// multiprocessors, where gate/up runs in one) and 32 chunks of attention partials.</summary>
+    /// shapes: the decode step's vectors, logits and per-chunk partials; the tree step's 512 rows (wide steps) of
+    /// activations, inputs (64 sequences' results) and logits, the wide products' bf16 outputs (up: 14,336 wide), the work
+    /// buffer (the largest product's split sums, gate/up in 8 splits on a GPU of unknown size; on an H100's 132
+    /// multiprocessors o and down take 8 and gate/up one, less than a wide step's q/k/v plane of 512 rows) and 32 chunks of
+    /// 64 rows of attention partials.</summary>
     [Fact]
     public void Llama31_8B_WithCudaGraphs_CountsTheKernelBuffers()
     {
         ModelConfig c = Llama31_8B();
         var options = new TargetModelOptions { MaxBatch = 8, MaxContext = 32768, CudaGraphs = true };
         long decode = (2L * 4096 + 2 * 4096 + 14336 + 128256) * 2 + 257L * (4096 + 64) * 4 + 9 * 4 + 8;
-        long rows = 64L * (2 * 4096 + 2 * 4096 + 14336) * 2, partials = 32L * 64 * (4096 + 64) * 4, inputs = (64 + 64 * (2 + 2 * 64) + (2 + 6 * 64 + 4 * 64)) * 8L; // argmax, 64 sequences' results, the step's inputs
-        Assert.Equal(decode + rows + 8L * 64 * 28672 * 4 + partials + inputs, MemoryEstimate.For(c, options).KernelBufferBytes);
+        long rows = 512L * (2 * 4096 + 2 * 4096 + 14336) * 2, partials = 32L * 64 * (4096 + 64) * 4;
+        long inputs = (512 + 64 * (2 + 2 * 64) + (2 + 6 * 512 + 4 * 64)) * 8L; // argmax, 64 sequences' results, the step's inputs
+        long wide = 512L * 14336 * 2 + 512L * 128256 * 2;                     // wide products, logits
+        Assert.Equal(decode + rows + 8L * 64 * 28672 * 4 + wide + partials + inputs, MemoryEstimate.For(c, options).KernelBufferBytes);
         long h100 = MemoryEstimate.KernelBuffers(c, 32768, treeKernels: true, 132);
-        Assert.Equal(decode + rows + 8L * 64 * 4096 * 4 + partials + inputs, h100);
-        Assert.InRange(h100, 50_000_000, 52_000_000);
+        Assert.Equal(decode + rows + 512L * 6144 * 4 + wide + partials + inputs, h100);
+        Assert.InRange(h100, 228_000_000, 230_000_000);
 
         MemoryEstimate m = MemoryEstimate.For(c, options);
         Assert.Equal(m.WeightBytes + m.KvCacheBytes + m.KernelBufferBytes, m.TotalBytes);
