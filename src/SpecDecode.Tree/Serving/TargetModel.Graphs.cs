@@ -61,7 +61,7 @@ public sealed partial class TargetModel
         : null;
 
     /// <summary>Which path runs which steps, and why: the graphed plain step (kernels or captured libtorch), the tree
-    /// kernels (trees, batches of up to 64 rows, sampled steps), and the libtorch path for the rest; and how prefill
+    /// kernels (trees, batches of up to 512 rows, sampled steps), and the libtorch path for the rest; and how prefill
     /// attends (flash attention over packed chunks, or masked chunks).</summary>
     public string StepPaths
     {
@@ -130,7 +130,7 @@ public sealed partial class TargetModel
     internal Tensor KernelTreeLogits(TreeInput input) => KernelTreeLogits([input])[0];
 
     /// <summary>Per input, every entry's logits [entries, vocab] (float32, on the CPU) from one batched tree-kernel step
-    /// (at most 64 sequences and 64 entries in all), run eagerly, accepting nothing (see <see cref="KernelTreeLogits(TreeInput)"/>).</summary>
+    /// (at most 64 sequences, 64 entries each and 512 in all), run eagerly, accepting nothing (see <see cref="KernelTreeLogits(TreeInput)"/>).</summary>
     internal Tensor[] KernelTreeLogits(IReadOnlyList<TreeInput> inputs)
     {
         CheckTrees(inputs);

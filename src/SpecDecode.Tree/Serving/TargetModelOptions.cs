@@ -90,7 +90,7 @@ public sealed class TargetModelOptions
 
     /// <summary>
     /// With <see cref="CudaGraphs"/>, run graphed plain steps through SpecDecode's decode-step kernels, and trees and
-    /// batches of up to 64 rows through its tree kernels, where the model and the GPU allow it (default on). Off keeps the
+    /// batches of up to 512 rows through its tree kernels, where the model and the GPU allow it (default on). Off keeps the
     /// captured libtorch step and the usual path for trees, e.g. to compare them.
     /// </summary>
     public bool DecodeKernels { get; init; } = true;
