@@ -41,8 +41,13 @@ internal sealed class AdaptiveSpeculation
     /// covers 64).</summary>
     public int RaggedWidth { get; init; } = int.MaxValue;
 
+    /// <summary>The rows a ragged step of that many rows computes (the tree kernels pad to 8, 16, .., 512 rows and cost what
+    /// the padded step costs); null: its rows. Applied to steps with draft rows only, so that plain steps are priced as the
+    /// cost table measured them.</summary>
+    public Func<int, int>? PadRows { get; init; }
+
     /// <summary>The rows a step of these trees computes: their roots and nodes where the step runs ragged
-    /// (<see cref="RaggedRows"/>), else batch × the widest tree.</summary>
+    /// (<see cref="RaggedRows"/>; padded by <see cref="PadRows"/> when it has draft rows), else batch × the widest tree.</summary>
     public int StepRows(IReadOnlyList<DraftTree> trees)
     {
         int ragged = 0, widest = 0;
@@ -51,8 +56,11 @@ internal sealed class AdaptiveSpeculation
             ragged += tree.Count + 1;
             widest = Math.Max(widest, tree.Count + 1);
         }
-        return ragged <= RaggedRows ? ragged : trees.Count * widest;
+        return ragged <= RaggedRows ? Padded(trees.Count, ragged) : trees.Count * widest;
     }
+
+    /// <summary>The rows a ragged step of <paramref name="rows"/> rows over <paramref name="batch"/> sequences is priced at.</summary>
+    private int Padded(int batch, int rows) => rows > batch && PadRows is { } pad ? pad(rows) : rows;
 
     /// <summary>
     /// Whether drafting is worth running this step, judged before drafting from each request's recent accepted tokens per
@@ -109,11 +117,14 @@ internal sealed class AdaptiveSpeculation
         for (int cap = 1; cap <= Math.Min(widest, RaggedWidth - 1); cap++)
         {
             double expected = 0;
+            int ragged = batch;
             for (int i = 0; i < batch; i++)
             {
                 expected += gains[i][Math.Min(cap, orders[i].Length)];
+                ragged += Math.Min(cap, orders[i].Length);
             }
-            double ratio = (batch + expected) / _cost.Predict(batch, batch * (cap + 1));
+            // priced as StepRows will count the step: ragged (padded) where the kernels take it, else padded to the cap
+            double ratio = (batch + expected) / _cost.Predict(batch, ragged <= RaggedRows ? Padded(batch, ragged) : batch * (cap + 1));
             if (ratio > bestRatio)
             {
                 bestRatio = ratio;
@@ -144,7 +155,7 @@ internal sealed class AdaptiveSpeculation
                 {
                     next.Enqueue(i, (-(gains[i][taken[i] + 1] - gains[i][taken[i]]), i));
                 }
-                double ratio = (batch + expected) / _cost.Predict(batch, rows);
+                double ratio = (batch + expected) / _cost.Predict(batch, Padded(batch, rows));
                 if (ratio > bestRatio)
                 {
                     bestRatio = ratio;

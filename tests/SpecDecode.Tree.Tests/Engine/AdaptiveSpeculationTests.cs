@@ -159,6 +159,29 @@ public sealed class AdaptiveSpeculationTests
         AssertAncestorClosedSubsets(kept, trees);
     }
 
+    /// <summary>The tree kernels pad a step to 8, 16, 32, .. rows, so 17 rows cost what 32 do. Priced by its real rows
+    /// (a table interpolated between the padded sizes it measured), a ragged step stops inside a padded size, paying for
+    /// rows it leaves empty; with <see cref="AdaptiveSpeculation.PadRows"/> it fills the padded size it pays for.</summary>
+    [Fact]
+    public void RaggedSteps_ArePricedAtTheirPaddedRows()
+    {
+        // cost linear in rows at the measured points; chains whose k-th node has probability 0.8^k
+        VerificationCostModel linear = Table(4, (batch, width) => 0.01 + 0.0005 * batch * width);
+        DraftTree Chain(int n) => DraftTree.Create(Enumerable.Range(1, n).ToArray(), Enumerable.Range(-1, n).ToArray(),
+            Enumerable.Range(1, n).Select(k => (float)Math.Pow(0.8, k)).ToArray());
+        DraftTree[] trees = Enumerable.Range(0, 4).Select(_ => Chain(10)).ToArray();
+
+        var unpadded = new AdaptiveSpeculation(linear) { RaggedRows = 64 };
+        Assert.Equal(20, unpadded.StepRows(unpadded.Select(trees, out _)));   // a 32-row step with 12 rows empty
+        var padded = new AdaptiveSpeculation(linear) { RaggedRows = 64, PadRows = KernelTreeStep.PaddedRows };
+        DraftTree[] kept = padded.Select(trees, out _);
+        Assert.Equal(16, kept.Sum(t => t.Count + 1));   // 16 real rows: the 16-row step full
+        Assert.Equal(16, padded.StepRows(kept));
+        // plain steps are not padded (the table measured them as they are); ragged steps with drafts are
+        Assert.Equal(5, padded.StepRows(Enumerable.Repeat(DraftTree.Empty, 5).ToArray()));
+        Assert.Equal(32, padded.StepRows([Chain(4), Chain(10), DraftTree.Empty]));   // 17 rows
+    }
+
     [Fact]
     public void StepRows_CountsRaggedRowsOnlyWithinTheKernelsLimit()
     {
