@@ -74,13 +74,16 @@ internal sealed class AdaptiveSpeculation
             return false;
         }
         double expected = 0;
-        int widest = 0;
+        int widest = 0, ragged = batch;
         foreach ((int budget, double recent) in requests)
         {
             expected += Math.Min(budget, recent);
             widest = Math.Max(widest, budget);
+            ragged += Math.Min(budget, RaggedWidth - 1);
         }
-        int tokens = batch * (widest + 1); // every sequence is padded to the widest tree
+        // the largest step the drafts could make, priced as Select prices it: ragged where the kernels take it, else every
+        // sequence padded to the widest tree
+        int tokens = ragged <= RaggedRows ? Padded(batch, ragged) : batch * (widest + 1);
         double plain = batch / _cost.Predict(batch, batch);
         double draft = _draftTimed ? _draftSeconds : 0;
         double speculative = (batch + expected) / (_cost.Predict(batch, tokens) + draft);

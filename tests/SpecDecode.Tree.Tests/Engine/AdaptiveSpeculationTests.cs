@@ -182,6 +182,21 @@ public sealed class AdaptiveSpeculationTests
         Assert.Equal(32, padded.StepRows([Chain(4), Chain(10), DraftTree.Empty]));   // 17 rows
     }
 
+    /// <summary>Whether to draft at all is judged on the largest step the budgets allow, priced as the step would run: one
+    /// request with a budget of 40 among seven of 1 makes a ragged step of 8 + 40 + 7 = 55 rows (64 padded) on the kernels,
+    /// not 8 × 41 padded rows on the libtorch path.</summary>
+    [Fact]
+    public void WorthDrafting_PricesTheBudgetsRaggedWhereTheKernelsTakeThem()
+    {
+        // kernels up to 64 rows: cheap; past them (the libtorch path) steep
+        VerificationCostModel cost = FlatTo64(8);
+        (int, double)[] requests = [(40, 3.0), .. Enumerable.Repeat((1, 0.2), 7)];
+        Assert.False(new AdaptiveSpeculation(cost).WorthDrafting(requests));
+        Assert.True(new AdaptiveSpeculation(cost) { RaggedRows = 64, PadRows = KernelTreeStep.PaddedRows }.WorthDrafting(requests));
+        // nothing expected from drafting: never worth it
+        Assert.False(new AdaptiveSpeculation(cost) { RaggedRows = 64 }.WorthDrafting(Enumerable.Repeat((4, 0.0), 8).ToArray()));
+    }
+
     [Fact]
     public void StepRows_CountsRaggedRowsOnlyWithinTheKernelsLimit()
     {
