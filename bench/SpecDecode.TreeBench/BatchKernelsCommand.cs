@@ -81,17 +81,17 @@ internal static class BatchKernelsCommand
     public static int Run(string shape, int context, int longContext, int longBatch, int[] batches, (int Sequences, int Entries)[] trees, int repeat,
         int decode, int sampledSteps, string? outputPath, TextWriter output, TextWriter error, bool timesOnly = false)
     {
-        string version = TorchRuntime.EnsureLoaded();
-        if (!torch.cuda.is_available() || !CudaGraph.IsAvailable)
-        {
-            error.WriteLine("batch-kernels needs CUDA and CUDA graphs: " + (torch.cuda.is_available() ? CudaGraph.UnavailableReason : $"libtorch {version} reports no CUDA."));
-            return GraphProbeCommand.NoCudaExitCode;
-        }
         if (batches.Any(b => b is < 2 or > KernelTreeStep.MaxSequences)
             || trees.Any(t => t.Sequences < 1 || t.Entries < 1 || t.Entries > KernelTreeStep.MaxRows || t.Sequences * t.Entries > KernelTreeStep.StepRowLimit))
         {
             error.WriteLine($"--batches: 2 to {KernelTreeStep.MaxSequences}; --trees: sequences x entries of at most {KernelTreeStep.MaxRows} entries and {KernelTreeStep.StepRowLimit} rows.");
             return 2;
+        }
+        string version = TorchRuntime.EnsureLoaded();
+        if (!torch.cuda.is_available() || !CudaGraph.IsAvailable)
+        {
+            error.WriteLine("batch-kernels needs CUDA and CUDA graphs: " + (torch.cuda.is_available() ? CudaGraph.UnavailableReason : $"libtorch {version} reports no CUDA."));
+            return GraphProbeCommand.NoCudaExitCode;
         }
         ModelConfig config = ModelShapes.Get(shape);
         string gpu = VerifyCostCommand.GpuName();
