@@ -15,7 +15,8 @@ public class EngineHostBenchmarks
     private TreeInput[] _inputs = null!;
     private int[] _lengths = null!;
     private DraftTree[] _trees = null!;
-    private AdaptiveSpeculation _adaptive = null!;
+    private AdaptiveSpeculation _adaptive = null!, _ragged = null!;
+    private TreeStepSequence[] _sequences = null!;
     private Tokenizer _tokenizer = null!;
     private int[] _response = null!;
 
@@ -41,9 +42,23 @@ public class EngineHostBenchmarks
             }
         }
         _adaptive = new AdaptiveSpeculation(new VerificationCostModel(batches, widths, seconds));
+        _ragged = new AdaptiveSpeculation(new VerificationCostModel(batches, widths, seconds))
+        {
+            RaggedRows = KernelTreeStep.MaxStepRows,
+            RaggedWidth = KernelTreeStep.MaxRows,
+            PadRows = KernelTreeStep.PaddedRows,
+        };
+        // the widest kernel step of this batch: each sequence's tree cut to fit 512 rows in all
+        int keep = Math.Min(31, KernelTreeStep.MaxStepRows / Batch - 1);
+        _sequences = _trees.Select((t, slot) => new TreeStepSequence(slot, _lengths[slot], 1, Prefix(t, keep))).ToArray();
         _tokenizer = TiktokenTokenizer.CreateForEncoding("o200k_base");
         _response = [.. _tokenizer.EncodeToIds(string.Concat(Enumerable.Repeat("def test_parse(self):\n    assert parse('x = 1') == {'x': 1}  # ok ünïcödé\n", 40)))];
     }
+
+    /// <summary>The first <paramref name="count"/> nodes of <paramref name="tree"/> (parents precede children, so they form
+    /// a tree).</summary>
+    private static DraftTree Prefix(DraftTree tree, int count) => DraftTree.Create(tree.Tokens[..count].ToArray(),
+        tree.Parents[..count].ToArray(), tree.Probabilities[..count].ToArray());
 
     /// <summary>A tree of <paramref name="count"/> nodes with falling path probabilities, as drafters make them.</summary>
     private static DraftTree Tree(Random rng, int count)
@@ -67,6 +82,15 @@ public class EngineHostBenchmarks
     /// <summary>Adaptive speculation's choice of the cap on nodes per tree over the batch.</summary>
     [Benchmark]
     public int SelectDrafts() => _adaptive.Select(_trees, out _).Sum(t => t.Count);
+
+    /// <summary>The same choice where the tree kernels take ragged steps of up to 512 rows, priced at their padded rows (the
+    /// rule walks every row count up to 512).</summary>
+    [Benchmark]
+    public int SelectDraftsRagged() => _ragged.Select(_trees, out _).Sum(t => t.Count);
+
+    /// <summary>Packs the input array of the widest kernel tree step of the batch (up to 512 rows).</summary>
+    [Benchmark]
+    public int PackKernelTreeState() => KernelTreeStep.PackState(_sequences, KernelTreeStep.PaddedRows(_sequences.Sum(q => q.Entries))).Length;
 
     /// <summary>Detokenizes a 1,000-token response in steps of 3 tokens per sequence of the batch (as the engine does
     /// each step), o200k_base.</summary>
