@@ -56,8 +56,13 @@ internal sealed class AdaptiveSpeculation
             ragged += tree.Count + 1;
             widest = Math.Max(widest, tree.Count + 1);
         }
-        return ragged <= RaggedRows ? Padded(trees.Count, ragged) : trees.Count * widest;
+        return PricedRows(trees.Count, ragged, widest);
     }
+
+    /// <summary>The rows a step of <paramref name="batch"/> sequences is priced at, from its <paramref name="ragged"/> rows
+    /// (roots and draft nodes) and its widest sequence's <paramref name="width"/> entries: ragged (padded by
+    /// <see cref="PadRows"/> when it has draft rows) where the kernels take it, else every sequence padded to the width.</summary>
+    private int PricedRows(int batch, int ragged, int width) => ragged <= RaggedRows ? Padded(batch, ragged) : batch * width;
 
     /// <summary>The rows a ragged step of <paramref name="rows"/> rows over <paramref name="batch"/> sequences is priced at.</summary>
     private int Padded(int batch, int rows) => rows > batch && PadRows is { } pad ? pad(rows) : rows;
@@ -81,9 +86,8 @@ internal sealed class AdaptiveSpeculation
             widest = Math.Max(widest, budget);
             ragged += Math.Min(budget, RaggedWidth - 1);
         }
-        // the largest step the drafts could make, priced as Select prices it: ragged where the kernels take it, else every
-        // sequence padded to the widest tree
-        int tokens = ragged <= RaggedRows ? Padded(batch, ragged) : batch * (widest + 1);
+        // the largest step the drafts could make, priced as Select prices it
+        int tokens = PricedRows(batch, ragged, widest + 1);
         double plain = batch / _cost.Predict(batch, batch);
         double draft = _draftTimed ? _draftSeconds : 0;
         double speculative = (batch + expected) / (_cost.Predict(batch, tokens) + draft);
@@ -126,8 +130,8 @@ internal sealed class AdaptiveSpeculation
                 expected += gains[i][Math.Min(cap, orders[i].Length)];
                 ragged += Math.Min(cap, orders[i].Length);
             }
-            // priced as StepRows will count the step: ragged (padded) where the kernels take it, else padded to the cap
-            double ratio = (batch + expected) / _cost.Predict(batch, ragged <= RaggedRows ? Padded(batch, ragged) : batch * (cap + 1));
+            // priced as StepRows will count the step
+            double ratio = (batch + expected) / _cost.Predict(batch, PricedRows(batch, ragged, cap + 1));
             if (ratio > bestRatio)
             {
                 bestRatio = ratio;
