@@ -26,11 +26,12 @@ internal readonly record struct TreeStepShape(int Rows, int Width, int Sequences
 /// a batch of plain decoding steps is a batch of roots without drafts) through the tree kernels of
 /// <c>Kernels/tree_step.cuh</c>: tree-masked attention over each sequence's own paged cache, the argmax per row, greedy
 /// acceptance and the compaction of each accepted path's keys and values. Steps of up to 64 rows in all (padded to 8,
-/// 16, 32 or 64) take every product on the kernels' own tensor-core products too (the weights read once for all rows), in
-/// 3 + (9 or 10) × layers launches and no libtorch op. Wider steps (padded to 128, 256 or 512 rows: <see cref="MaxStepRows"/>)
-/// take their products from cuBLAS through libtorch (<see cref="WideQkv"/> and the other wide products) between the same kernels. Either way the
-/// step can be captured: its inputs are one int64 array on the device (<see cref="PackState"/>), so one graph serves every
-/// batch of its <see cref="TreeStepShape"/>, whatever the slots; its result is <see cref="Result"/>.
+/// 16, 32 or 64) take every product on the kernels' own tensor-core products too (the weights read once for all rows),
+/// in 3 + (9 or 10) × layers launches and no libtorch op. Wider steps (padded to 128, 256 or 512 rows:
+/// <see cref="MaxStepRows"/>) take their products from cuBLAS through libtorch (<see cref="WideProducts"/>) between the
+/// same kernels. Either way the step can be captured: its inputs are one int64 array on the device
+/// (<see cref="PackState"/>), so one graph serves every batch of its <see cref="TreeStepShape"/>, whatever the slots; its
+/// result is <see cref="Result"/>.
 /// </summary>
 internal sealed class KernelTreeStep : KernelStep
 {
@@ -131,11 +132,12 @@ internal sealed class KernelTreeStep : KernelStep
         return Math.Max(kernels, (long)MaxStepRows * Math.Max(qkv, c.HiddenSize));
     }
 
+    /// <summary>Output rows of the q/k/v product: q, k and v heads × head dimension.</summary>
+    private static int QkvWidth(ModelConfig c) => (c.HeadCount + 2 * c.KeyValueHeadCount) * c.HeadDim;
+
     /// <summary>bf16 elements of a wide step's product outputs before they reach the work buffer (q/k/v, a hidden-size
     /// product, or up beside gate in the activation buffer).</summary>
     private static long WideProductElements(ModelConfig c) => (long)MaxStepRows * Math.Max(Math.Max(QkvWidth(c), c.HiddenSize), c.IntermediateSize);
-
-    private static int QkvWidth(ModelConfig c) => (c.HeadCount + 2 * c.KeyValueHeadCount) * c.HeadDim;
 
     /// <summary>The MLP size rounded up to 64.</summary>
     private static int Mlp(ModelConfig c) => (c.IntermediateSize + 63) / 64 * 64;
@@ -166,7 +168,7 @@ internal sealed class KernelTreeStep : KernelStep
     /// <summary>The argmax of every row, packed as <see cref="KernelDecodeStep.Unpack"/> reads it.</summary>
     public Tensor Argmax { get; }
 
-    private int QkvRows => (Config.HeadCount + 2 * Config.KeyValueHeadCount) * Config.HeadDim;
+    private int QkvRows => QkvWidth(Config);
 
     /// <summary>The row counts a step is padded to: 8, 16, 32, 64 (one set of product kernels each), then 128, 256 and 512
     /// (cuBLAS's products).</summary>
@@ -179,7 +181,8 @@ internal sealed class KernelTreeStep : KernelStep
         return Math.Max(8, (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)entries));
     }
 
-    /// <summary>Whether a step of <paramref name="rows"/> padded rows takes its products from cuBLAS (<see cref="WideQkv"/> and the other wide products).</summary>
+    /// <summary>Whether a step of <paramref name="rows"/> padded rows takes its products from cuBLAS
+    /// (<see cref="WideProducts"/>).</summary>
     public static bool IsWide(int rows) => rows > MaxRows;
 
     /// <summary>int64 values in a step's input array for <paramref name="rows"/> rows.</summary>
@@ -218,9 +221,10 @@ internal sealed class KernelTreeStep : KernelStep
         {
             throw new ArgumentOutOfRangeException(nameof(rows), rows, $"the step has {total} entries; a kernel tree step takes at most {MaxStepRows}");
         }
-        if (sequences.Max(q => q.Entries) > MaxRows)
+        int widest = sequences.Max(q => q.Entries);
+        if (widest > MaxRows)
         {
-            throw new ArgumentOutOfRangeException(nameof(sequences), sequences.Max(q => q.Entries), $"a sequence of a kernel tree step takes at most {MaxRows} entries");
+            throw new ArgumentOutOfRangeException(nameof(sequences), widest, $"a sequence of a kernel tree step takes at most {MaxRows} entries");
         }
         var s = new long[StateLength(rows)];
         s[0] = sequences.Count;

@@ -6,9 +6,9 @@ namespace SpecDecode.Tree;
 /// Verification of up to 64 sequences with up to 64 entries each and 512 in all (roots and drafts, greedy or forced)
 /// through SpecDecode's tree kernels (<see cref="KernelTreeStep"/>; past 64 rows with cuBLAS's products), replayed as
 /// CUDA graphs, one per <see cref="TreeStepShape"/> (padded rows, widest sequence, sequence count, key bucket), whatever
-/// the slots: one sequence with a draft tree, and batches of sequences with or without drafts. A lone sequence without a draft takes the graphed decode-step kernels
-/// (<see cref="GraphedDecodeBackend"/>), which read the weights as one-row products at the bandwidth floor, unless it
-/// samples. Sampled steps run the same forward (its graph without the acceptance, keeping every row's logits), then
+/// the slots: one sequence with a draft tree, and batches of sequences with or without drafts. A lone sequence without a
+/// draft takes the graphed decode-step kernels (<see cref="GraphedDecodeBackend"/>), which read the weights as one-row
+/// products at the bandwidth floor, unless it samples. Sampled steps run the same forward (its graph without the acceptance, keeping every row's logits), then
 /// multi-step speculative sampling and the commit on the device (<see cref="SampledAcceptance"/>, as the libtorch path).
 /// </summary>
 internal sealed class TreeKernelBackend(ModelParts parts, GraphedDecodeBackend graphs) : IStepBackend
