@@ -1,5 +1,5 @@
-# Sourced by the staged device-call scripts of bench/gpu (first-call.sh, second-call.sh, sweep-call.sh), from the
-# repository root:
+# Sourced by the staged device-call scripts of bench/gpu (first-call.sh, second-call.sh, sweep-call.sh, wide-call.sh,
+# reuse-call.sh), from the repository root:
 #   . bench/gpu/stage.sh <call name> <default seconds per stage>
 # sets final (the call's $OUT, or /tmp/<call>-out), work (/tmp/<call>-work) and limit ($STAGE_LIMIT or the default).
 # `stage NAME COMMAND...` then runs the command with OUT=$work/NAME and EMBEDDED=1 under a limit of $limit seconds,

@@ -5,8 +5,8 @@
 #     batched speculative decoding of 32 sequences with trees of 8) and step times of 8x16, 32x4, 32x8, 32x16 against the
 #     plain batch of the same size;
 # (2) the engine at batch 32 on 512 calls (a mean batch of 28+), plain and adaptive suffix speculation;
-# (3) the engine at batch 64 with 6,144-token slots;
-# (4) issue 17's first continued call (bench/gpu/continued.sh), which the engine changes of the same build touch too.
+# (3) the engine at batch 64 with 6,144-token slots.
+# Issue 17's continued call is reuse-call.sh's first stage, the next call.
 # Needs .gpu/ from bench/gpu/bundle-all.sh.
 #   bash bench/gpu/wide-call.sh       KERNELS_LIMIT (260), STAGE_LIMIT (150) seconds
 set -uo pipefail
@@ -14,4 +14,3 @@ set -uo pipefail
 limit=${KERNELS_LIMIT:-260} stage batch-kernels bash bench/gpu/batch-kernels.sh 0
 stage sweep32 bash bench/gpu/batch-engine.sh 32=512
 stage batch64 bash bench/gpu/batch-engine.sh 64=384 --max-context 6144
-stage ttft bash -c 'bash bench/gpu/continued.sh now; bash bench/gpu/continued.sh now'
