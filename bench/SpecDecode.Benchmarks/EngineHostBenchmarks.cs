@@ -57,8 +57,8 @@ public class EngineHostBenchmarks
 
     /// <summary>The first <paramref name="count"/> nodes of <paramref name="tree"/> (parents precede children, so they form
     /// a tree).</summary>
-    private static DraftTree Prefix(DraftTree tree, int count) => DraftTree.Create(tree.Tokens[..count].ToArray(),
-        tree.Parents[..count].ToArray(), tree.Probabilities[..count].ToArray());
+    private static DraftTree Prefix(DraftTree tree, int count) =>
+        DraftTree.Create(tree.Tokens[..count], tree.Parents[..count], tree.Probabilities[..count]);
 
     /// <summary>A tree of <paramref name="count"/> nodes with falling path probabilities, as drafters make them.</summary>
     private static DraftTree Tree(Random rng, int count)
