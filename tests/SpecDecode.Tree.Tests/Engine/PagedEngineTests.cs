@@ -55,35 +55,12 @@ public sealed class PagedEngineTests
         Assert.Equal(0, model.KvCache.UsedBlocks);
     }
 
-    /// <summary>Holds the engine thread in its third <see cref="Observe"/> until the test lets it go: a cancellation made
-    /// meanwhile is certain to land mid-call. (Without it, a starved test thread once read the last of 60 tokens before
-    /// cancelling: the call had ended, and nothing was cancelled.)</summary>
-    private sealed class GatedDrafter(IDrafter inner) : IDrafter
-    {
-        private int _observed;
-        public ManualResetEventSlim Release { get; } = new();
-        public string Name => inner.Name;
-        public int MaxBudget => inner.MaxBudget;
-        public void StartRequest(RequestId request, ReadOnlySpan<int> prompt, DraftRequestOptions? options) => inner.StartRequest(request, prompt, options);
-        public DraftTree Propose(RequestId request, int maxTokens) => inner.Propose(request, maxTokens);
-        public void Observe(RequestId request, ReadOnlySpan<int> emitted)
-        {
-            inner.Observe(request, emitted);
-            if (++_observed == 3)
-            {
-                Release.Wait(TimeSpan.FromMinutes(2));
-            }
-        }
-        public void EndRequest(RequestId request) => inner.EndRequest(request);
-        public void Dispose() => Release.Dispose();
-    }
-
     [Fact]
     public async Task ACallCancelledMidway_LeavesTheNextCallsExact()
     {
         using TargetModel model = EngineFixture.LoadModel(maxBatch: 2, maxContext: 256, kvBlock: 16);
         using IDrafter suffix = EngineFixture.Drafter("suffix");
-        using var drafter = new GatedDrafter(suffix);
+        using var drafter = new GatedDrafter(suffix, gateAt: 3);
         using SpeculativeEngine engine = Engine(model, drafter);
         int[] prompt = EngineFixture.Prompt(33, 41);
         using (var cancel = new CancellationTokenSource())

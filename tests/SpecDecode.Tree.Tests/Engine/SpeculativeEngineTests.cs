@@ -144,8 +144,9 @@ public sealed class SpeculativeEngineTests
         using var cancel = new CancellationTokenSource();
         var longRequest = new GenerationRequest { PromptTokens = EngineFixture.Prompt(21, 20), MaxNewTokens = 500 };
         // The engine could otherwise finish all 500 tokens before a starved consumer cancels (seen on a loaded CI machine):
-        // from its second step the long request waits until the consumer, holding its first chunk, has cancelled.
-        using IDrafter drafter = new GatedDrafter(EngineFixture.Drafter("suffix"), longRequest.PromptTokens, cancel.Token);
+        // at its second step the long request waits until the consumer, holding its first chunk, has cancelled.
+        using IDrafter suffix = EngineFixture.Drafter("suffix");
+        using var drafter = new GatedDrafter(suffix, gateAt: 2, longRequest.PromptTokens);
         using SpeculativeEngine engine = SpeculativeEngine.Create(model, ByteTokenizer.Instance, drafter,
             new SpeculativeEngineOptions { CostModel = EngineFixture.FlatCost(3), EndOfSequenceTokenIds = [] });
 
@@ -156,6 +157,7 @@ public sealed class SpeculativeEngineTests
             {
                 seen.Add(chunk);
                 cancel.Cancel();
+                drafter.Release.Set();
             }
             return seen;
         });
@@ -216,41 +218,5 @@ public sealed class SpeculativeEngineTests
         });
         Assert.Equal(fromIds.TokenIds, fromText.TokenIds);
         Assert.Equal(12, fromText.Statistics.PromptTokens);
-    }
-
-    /// <summary>A drafter that holds the engine at the second step of the request with <c>prompt</c> until
-    /// <c>released</c> is cancelled (at most 30 s), so a test can act between two steps of that request.</summary>
-    private sealed class GatedDrafter(IDrafter inner, IReadOnlyList<int> prompt, CancellationToken released) : IDrafter
-    {
-        private RequestId? _gated;
-        private int _observed;
-
-        public string Name => inner.Name;
-
-        public int MaxBudget => inner.MaxBudget;
-
-        public void StartRequest(RequestId request, ReadOnlySpan<int> tokens, DraftRequestOptions? options)
-        {
-            if (tokens.SequenceEqual(prompt.ToArray()))
-            {
-                _gated = request;
-            }
-            inner.StartRequest(request, tokens, options);
-        }
-
-        public DraftTree Propose(RequestId request, int maxTokens) => inner.Propose(request, maxTokens);
-
-        public void Observe(RequestId request, ReadOnlySpan<int> emitted)
-        {
-            if (request == _gated && Interlocked.Increment(ref _observed) == 2)
-            {
-                released.WaitHandle.WaitOne(TimeSpan.FromSeconds(30));
-            }
-            inner.Observe(request, emitted);
-        }
-
-        public void EndRequest(RequestId request) => inner.EndRequest(request);
-
-        public void Dispose() => inner.Dispose();
     }
 }
