@@ -51,8 +51,8 @@ public sealed class EngineBenchFullBatchTests
         Assert.Equal(2 * meter.Steps, meter.EmittedTokens);
         Assert.True(meter.Steps < s.Batches, $"{meter.Steps} full steps of {s.Batches}: the tail must not count");
         double stepSeconds = (s.Totals.DraftingTime + s.Totals.VerificationTime + s.HostTime).TotalSeconds;
-        // The engine's totals are TimeSpans (100 ns ticks) summed per step; the meter sums the seconds it was given.
-        // Each of a step's three parts may round by one tick, so the two may differ by that much per step.
+        // The engine's three totals are TimeSpans, truncated to 100 ns ticks; the meter sums each step's seconds as
+        // doubles. The bound allows one tick per part and step, more than the truncation and summation can lose.
         double tolerance = 3 * s.Batches * 1e-7 + 1e-9;
         Assert.Equal(stepSeconds, meter.AllStepSeconds, tolerance);
     }
