@@ -9,4 +9,5 @@ root.Subcommands.Add(TreeKernelsCommand.Build());
 root.Subcommands.Add(BatchKernelsCommand.Build());
 root.Subcommands.Add(TensorParallelCommand.Build());
 root.Subcommands.Add(PrefillAttentionCommand.Build());
+root.Subcommands.Add(DraftForwardCommand.Build());
 return ToolRunner.Run(root, args);

@@ -5,12 +5,14 @@
 #     batched speculative decoding of 32 sequences with trees of 8) and step times of 8x16, 32x4, 32x8, 32x16 against the
 #     plain batch of the same size;
 # (2) the engine at batch 32 on 512 calls (a mean batch of 28+), plain and adaptive suffix speculation;
-# (3) the engine at batch 64 with 6,144-token slots.
+# (3) the engine at batch 64 with 6,144-token slots;
+# (draft) a draft model's forwards on the tree kernels (draft-forward.sh: Llama-3.2-1B shape, batch 32), after (1).
 # Issue 17's continued call is reuse-call.sh's first stage, the next call.
 # Needs .gpu/ from bench/gpu/bundle-all.sh.
 #   bash bench/gpu/wide-call.sh       KERNELS_LIMIT (260), STAGE_LIMIT (150) seconds
 set -uo pipefail
 . bench/gpu/stage.sh wide-call 150
 limit=${KERNELS_LIMIT:-260} stage batch-kernels bash bench/gpu/batch-kernels.sh 0
+limit=${DRAFT_LIMIT:-90} stage draft bash bench/gpu/draft-forward.sh
 stage sweep32 bash bench/gpu/batch-engine.sh 32=512
 stage batch64 bash bench/gpu/batch-engine.sh 64=384 --max-context 6144

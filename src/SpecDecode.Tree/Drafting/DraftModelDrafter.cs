@@ -439,6 +439,7 @@ public sealed class DraftModelDrafter : IBatchDrafter
                         _model.CommitDraftRegion(job.State.Slot, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(job.State.Pending)[..(fed - 1)]);
                         job.State.Pending.RemoveRange(0, fed - 1);
                         job.RegionParents.Add(-1);
+                        job.RegionTokens.Add(job.State.Pending[0]);
                     }
                     committed = true;
                 }
@@ -463,11 +464,12 @@ public sealed class DraftModelDrafter : IBatchDrafter
                         Node node = job.Pool[job.Frontier[f]];
                         node.Entry = job.RegionParents.Count;
                         job.RegionParents.Add(node.Parent < 0 ? 0 : job.Pool[node.Parent].Entry);
+                        job.RegionTokens.Add(node.Token);
                         tokens[f] = node.Token;
                         offsets[f] = node.Depth;
                         rows.Add((job.State.Slot, f));
                     }
-                    inputs.Add(new DraftRows(job.State.Slot, before, job.RegionParents.ToArray(), tokens, offsets));
+                    inputs.Add(new DraftRows(job.State.Slot, before, job.RegionParents.ToArray(), tokens, offsets, job.RegionTokens.GetRange(0, before).ToArray()));
                 }
                 if (inputs.Count == 0)
                 {
@@ -653,6 +655,10 @@ public sealed class DraftModelDrafter : IBatchDrafter
         /// <summary>Parent entry of every draft-region entry after the first forward: entry 0 is the root (the last
         /// context token, whose parent is the cached prefix, -1), then the fed nodes.</summary>
         public List<int> RegionParents { get; } = [];
+
+        /// <summary>The token of every draft-region entry, beside <see cref="RegionParents"/> (a kernel forward feeds the
+        /// region's earlier entries again; <see cref="DraftRows.RegionTokens"/>).</summary>
+        public List<int> RegionTokens { get; } = [];
 
         /// <summary>Sampled requests: the distribution each chain token was drawn from (tensor, row).</summary>
         public List<(Tensor Rows, int Row)> Sampled { get; } = [];

@@ -15,7 +15,9 @@ namespace SpecDecode.Tree;
 /// <param name="Tokens">The new entries' tokens.</param>
 /// <param name="Offsets">The new entries' positions relative to the cached length (position = length + offset): a
 /// chain fed right after the prefix has offsets 0, 1, 2, ...; a tree node at depth d below a root at offset 0 has d.</param>
-internal sealed record DraftRows(int Slot, int RegionBefore, int[] RegionParents, int[] Tokens, int[] Offsets);
+/// <param name="RegionTokens">The tokens of the earlier entries (<see cref="RegionBefore"/> of them), or null. The tree
+/// kernels run a forward only with them: they feed the whole region again (<see cref="TargetModel.KernelDraftStep"/>).</param>
+internal sealed record DraftRows(int Slot, int RegionBefore, int[] RegionParents, int[] Tokens, int[] Offsets, int[]? RegionTokens = null);
 
 public sealed partial class TargetModel
 {
@@ -112,6 +114,15 @@ public sealed partial class TargetModel
             packed[rowAt + i] = slot * width + row;
         }
 
+        if (_treeKernels is not null && UsesTreeKernels
+            && KernelDraftStep(inputs, logitRows, out TreeInput[] trees, out long[] stepRows) is null
+            && _treeKernels.RefusesDraft(trees) is null)
+        {
+            _cache.SyncTables();
+            using var kernelScope = NewDisposeScope();
+            return _treeKernels.DraftLogits(trees, stepRows).MoveToOuterDisposeScope();
+        }
+
         ModelConfig c = Config;
         int groups = c.HeadCount / c.KeyValueHeadCount;
         _cache.SyncTables();
@@ -146,6 +157,80 @@ public sealed partial class TargetModel
         // small model's forward).
         Tensor hidden = x.view(batch * width, c.HiddenSize).index_select(0, rows);
         return nn.functional.linear(hidden, _weights.Head).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// A draft forward (checked by <see cref="DraftLogits"/>) as one step of the tree kernels, or why it is not one. The
+    /// kernels know no draft region: a step's entries sit right after each sequence's cached length, the first one the
+    /// root, the others a tree below it, each roped at length + its depth. So every slot's whole region is fed again:
+    /// root = region entry 0, draft = entries 1 .. region − 1 (their keys and values are written again where earlier
+    /// forwards wrote them). That fits when entry 0 is the only entry hanging off the cached prefix and every new row's
+    /// offset is its depth below entry 0, as <see cref="DraftModelDrafter"/>'s forwards are (the first feeds the pending
+    /// chain, the later ones tree nodes below the last context token); the kernels' own limits are the backend's to check.
+    /// </summary>
+    /// <param name="inputs">The forward's rows, checked.</param>
+    /// <param name="logitRows">The rows whose logits are wanted.</param>
+    /// <param name="trees">One tree input per slot, in the order of <paramref name="inputs"/>.</param>
+    /// <param name="stepRows">Per logit row, its row in the step (the inputs' entries one after another).</param>
+    /// <returns>Null when the forward is one kernel step, else the reason it is not.</returns>
+    internal static string? KernelDraftStep(IReadOnlyList<DraftRows> inputs, IReadOnlyList<(int Slot, int Row)> logitRows,
+        out TreeInput[] trees, out long[] stepRows)
+    {
+        trees = [];
+        stepRows = [];
+        var built = new TreeInput[inputs.Count];
+        var inputOfSlot = new Dictionary<int, int>(inputs.Count);
+        for (int i = 0; i < inputs.Count; i++)
+        {
+            DraftRows input = inputs[i];
+            int region = input.RegionParents.Length, before = input.RegionBefore;
+            if (before > 0 && input.RegionTokens?.Length != before)
+            {
+                return $"slot {input.Slot}: the tokens of its {before} earlier region entries are not given";
+            }
+            var depths = new int[region];
+            var parents = new int[region - 1];
+            for (int e = 1; e < region; e++)
+            {
+                int parent = input.RegionParents[e];
+                if (parent < 0)
+                {
+                    return $"slot {input.Slot}: region entry {e} hangs off the cached prefix beside entry 0";
+                }
+                depths[e] = depths[parent] + 1;
+                parents[e - 1] = parent - 1; // entry 0 is the root (-1 in the draft), entry e is draft node e − 1
+            }
+            for (int t = 0; t < input.Tokens.Length; t++)
+            {
+                if (input.Offsets[t] != depths[before + t])
+                {
+                    return $"slot {input.Slot}: row {t} is roped at offset {input.Offsets[t]}, not at its depth {depths[before + t]}";
+                }
+            }
+            int[] tokens = before == 0 ? input.Tokens : [.. input.RegionTokens!, .. input.Tokens];
+            DraftTree draft;
+            try
+            {
+                draft = region == 1 ? DraftTree.Empty : DraftTree.Create(tokens.AsSpan(1), parents, []);
+            }
+            catch (InvalidDraftTreeException e)
+            {
+                return $"slot {input.Slot}: its region is no draft tree ({e.Message})";
+            }
+            built[i] = new TreeInput(input.Slot, tokens[0], draft);
+            inputOfSlot[input.Slot] = i;
+        }
+        int[] first = KernelTreeStep.FirstRows(built.Select(t => t.Draft.Count + 1));
+        var rows = new long[logitRows.Count];
+        for (int n = 0; n < rows.Length; n++)
+        {
+            (int slot, int row) = logitRows[n];
+            int i = inputOfSlot[slot];
+            rows[n] = first[i] + inputs[i].RegionBefore + row;
+        }
+        trees = built;
+        stepRows = rows;
+        return null;
     }
 
     /// <summary>Adds the first <paramref name="tokens"/>.Length entries of <paramref name="slot"/>'s draft region to its

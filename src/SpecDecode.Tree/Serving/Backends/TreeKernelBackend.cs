@@ -104,6 +104,22 @@ internal sealed class TreeKernelBackend(ModelParts parts, GraphedDecodeBackend g
         return parts.Sampling.Accept(parts.Cache, rows, inputs, step.Sampling!, step.Drafts, step.Forced);
     }
 
+    /// <summary>Null when a draft model's forward of <paramref name="inputs"/> (<see cref="TargetModel.KernelDraftStep"/>) runs
+    /// here, else why not: the limits of a sampled step, whose forward it is.</summary>
+    public string? RefusesDraft(IReadOnlyList<TreeInput> inputs) => Refuses(inputs, AcceptanceRule.Sampled, Suspended || graphs.Suspended);
+
+    /// <summary>A draft model's forward (<see cref="TargetModel.DraftLogits"/>): the sampled steps' graph of its shape (the
+    /// forward without acceptance, every row's logits kept; the cache's lengths stay), then the logits of
+    /// <paramref name="rows"/> (rows of the step) as [rows, vocab] in the model's dtype, a copy in the caller's scope.</summary>
+    public Tensor DraftLogits(IReadOnlyList<TreeInput> inputs, long[] rows)
+    {
+        (KernelTreeStep kernels, TreeStepShape shape) = Prepare(inputs, null);
+        kernels.EnsureLogits();
+        _sampledGraphs.Run(shape, graphs.Capturing, () => kernels.Enqueue(shape, accept: false, keepLogits: true), CaptureAtSecondUse(shape));
+        using var _ = no_grad();
+        return kernels.Logits.view(-1, parts.Config.VocabSize).index_select(0, tensor(rows).to(parts.Device));
+    }
+
     /// <summary>Kernel-only steps capture at a shape's second use (<see cref="CudaGraphSet{TKey}"/>); wide steps run cuBLAS
     /// through libtorch, whose workspaces settle over warm-up runs on the capture stream, so they capture at first use
     /// after them.</summary>
