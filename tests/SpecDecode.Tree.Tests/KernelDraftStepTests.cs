@@ -1,0 +1,79 @@
+using static TorchSharp.torch;
+
+namespace SpecDecode.Tree.Tests;
+
+/// <summary>
+/// <see cref="TargetModel.KernelDraftStep"/>: a draft forward as the tree step the kernels run (each slot's whole draft
+/// region fed again as root and tree). On the CPU the step goes through the reference path's verification forward
+/// (<see cref="TargetModel.TreeLogits"/>), which the GPU checks hold equal to the kernels; its rows at the mapped step rows
+/// must be the draft forward's logits. Forwards the kernels cannot take get a reason.
+/// </summary>
+public sealed class KernelDraftStepTests
+{
+    private static TargetModel Load() =>
+        TargetModel.Load(SharedFixtures.TinyCheckpoint("llama-gqa"), new TargetModelOptions { Device = CPU, MaxBatch = 3, MaxContext = 128 });
+
+    [Fact]
+    public void TheMappedTreeStep_GivesEachDraftForwardsLogits_AtTheMappedRows()
+    {
+        using TargetModel model = Load();
+        var random = new Random(3);
+        int[] Tokens(int n) => Enumerable.Range(0, n).Select(_ => random.Next(1, model.Config.VocabSize)).ToArray();
+        int[] lengths = [9, 17, 30];
+        for (int s = 0; s < 3; s++)
+        {
+            model.Prefill([(s, Tokens(lengths[s]))]);
+        }
+        // A proposal's forwards as the drafter runs them: pending chains (1, 2, 3 tokens), then the chains but their last
+        // token committed, then nodes below the root, then a level below those with the earlier entries' tokens given.
+        DraftRows[] chains = Enumerable.Range(0, 3).Select(s =>
+            new DraftRows(s, 0, Enumerable.Range(-1, s + 1).ToArray(), Tokens(s + 1), Enumerable.Range(0, s + 1).ToArray())).ToArray();
+        AssertSameLogits(model, chains, chains.Select(c => (c.Slot, c.Tokens.Length - 1)).ToArray());
+        int[] roots = chains.Select(c => c.Tokens[^1]).ToArray();
+        for (int s = 0; s < 3; s++)
+        {
+            model.CommitDraftRegion(s, chains[s].Tokens.AsSpan(0, chains[s].Tokens.Length - 1));
+        }
+        int[][] level1 = [[11, 12, 13], [21, 22, 23], [31, 32, 33]];
+        DraftRows[] first = Enumerable.Range(0, 3).Select(s => new DraftRows(s, 1, [-1, 0, 0, 0], level1[s], [1, 1, 1], [roots[s]])).ToArray();
+        AssertSameLogits(model, first, [(0, 0), (1, 2), (2, 1), (0, 2)]);
+        // the second level: two children of entry 1, one of entry 3; slot 1 sits this level out
+        DraftRows[] second = new[] { 0, 2 }.Select(s => new DraftRows(s, 4, [-1, 0, 0, 0, 1, 1, 3], [41, 42, 43], [2, 2, 2], [roots[s], .. level1[s]])).ToArray();
+        AssertSameLogits(model, second, [(2, 2), (0, 0), (0, 1), (2, 0)]);
+    }
+
+    /// <summary>The draft forward's logits (reference path) against the mapped tree step's rows; the step first, so that the
+    /// forward reads keys and values the step wrote again at the same places (as the kernels do).</summary>
+    private static void AssertSameLogits(TargetModel model, DraftRows[] inputs, (int Slot, int Row)[] rows)
+    {
+        Assert.Null(TargetModel.KernelDraftStep(inputs, rows, out TreeInput[] trees, out long[] stepRows));
+        Assert.Equal(inputs.Select(i => i.Slot), trees.Select(t => t.Slot));
+        Assert.Equal(inputs.Select(i => i.RegionParents.Length), trees.Select(t => t.Draft.Count + 1));
+        using var scope = NewDisposeScope();
+        Tensor step = model.TreeLogits(trees); // [slots, widest, vocab], row t of slot b after entry t
+        Tensor flat = cat(trees.Select((t, i) => step[t.Slot].narrow(0, 0, t.Draft.Count + 1)).ToArray(), 0);
+        Tensor mapped = flat.index_select(0, tensor(stepRows));
+        Tensor draft = model.DraftLogits(inputs, rows).to(ScalarType.Float32);
+        Assert.Equal(rows.Length, (int)draft.shape[0]);
+        double relative = ((mapped - draft).norm() / draft.norm()).item<float>();
+        Assert.True(relative < 1e-4, $"relative difference {relative:E2} between the mapped tree step and the draft forward");
+        Assert.Equal(draft.argmax(-1).data<long>().ToArray(), mapped.argmax(-1).data<long>().ToArray());
+    }
+
+    [Fact]
+    public void ForwardsTheKernelsCannotFeed_GetAReason()
+    {
+        // earlier region entries without their tokens
+        Assert.Contains("tokens of its 1 earlier region entries",
+            TargetModel.KernelDraftStep([new DraftRows(0, 1, [-1, 0], [5], [1])], [(0, 0)], out _, out _));
+        // a second entry hanging off the cached prefix
+        Assert.Contains("hangs off the cached prefix",
+            TargetModel.KernelDraftStep([new DraftRows(0, 0, [-1, -1], [5, 6], [0, 0])], [(0, 1)], out _, out _));
+        // a row roped away from its depth
+        Assert.Contains("not at its depth 1",
+            TargetModel.KernelDraftStep([new DraftRows(0, 0, [-1, 0], [5, 6], [0, 3])], [(0, 1)], out _, out _));
+        // siblings sharing a token are no draft tree
+        Assert.Contains("no draft tree",
+            TargetModel.KernelDraftStep([new DraftRows(0, 0, [-1, 0, 0], [5, 6, 6], [0, 1, 1])], [(0, 1)], out _, out _));
+    }
+}
