@@ -30,6 +30,7 @@ public sealed class DecodeGraphTests
         string paths = model.StepPaths;
         Assert.Contains("plain steps: libtorch, scripted layers", paths, StringComparison.Ordinal);
         Assert.Contains("CUDA graphs off: the model runs on CPU", paths, StringComparison.Ordinal);
+        Assert.Contains("draft forwards: libtorch path (no tree kernels)", paths, StringComparison.Ordinal);
         Assert.Equal(paths, Assert.Single(logger.Messages).Split(": ", 2)[1]);
 
         using TargetModel off = TargetModel.Load(Folder, new TargetModelOptions { Device = CPU, MaxContext = 64, CudaGraphs = false });

@@ -61,7 +61,7 @@ public sealed partial class TargetModel
         : null;
 
     /// <summary>Which path runs which steps, and why: the graphed plain step (kernels or captured libtorch), the tree
-    /// kernels (trees, batches of up to 512 rows, sampled steps), and the libtorch path for the rest; and how prefill
+    /// kernels (trees, batches of up to 512 rows, sampled steps, a draft model's forwards), and the libtorch path for the rest; and how prefill
     /// attends (flash attention over packed chunks, or masked chunks).</summary>
     public string StepPaths
     {
@@ -71,10 +71,13 @@ public sealed partial class TargetModel
             string tree = Explain(new VerifyStep([new TreeInput(0, 0, DraftTree.Chain([1, 2, 3]))], AcceptanceRule.Greedy));
             string batch = MaxBatch > 1 ? Explain(new VerifyStep([new TreeInput(0, 0, DraftTree.Empty), new TreeInput(1, 0, DraftTree.Empty)], AcceptanceRule.Greedy)) : "-";
             string sampled = Explain(new VerifyStep([new TreeInput(0, 0, DraftTree.Chain([1, 2, 3]))], AcceptanceRule.Sampled));
+            string draft = _treeKernels is null || !UsesTreeKernels ? "libtorch path (no tree kernels)"
+                : _treeKernels.RefusesDraft([new TreeInput(0, 0, DraftTree.Chain([1, 2]))]) is { } refused ? $"libtorch path ({refused})"
+                : "graphed tree kernels, each region fed again (libtorch path past their limits)";
             string why = !_graphsOn ? $"; CUDA graphs off: {_graphsOffReason}"
                 : !UsesDecodeKernels ? $"; decode-step kernels off: {_kernelsOffReason}" : "";
             string prefill = _prefill == PrefillAttention.Masked ? $"masked chunks ({_prefillWhy})" : $"packed chunks ({_prefillWhy})";
-            return $"plain steps: {plain}; one-sequence trees: {tree}; batches: {batch}; sampled steps: {sampled}; prefill: {prefill}{why}";
+            return $"plain steps: {plain}; one-sequence trees: {tree}; batches: {batch}; sampled steps: {sampled}; draft forwards: {draft}; prefill: {prefill}{why}";
         }
     }
 
