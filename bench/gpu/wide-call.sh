@@ -9,10 +9,12 @@
 # (draft) a draft model's forwards on the tree kernels (draft-forward.sh: Llama-3.2-1B shape, batch 32), after (1).
 # Issue 17's continued call is reuse-call.sh's first stage, the next call.
 # Needs .gpu/ from bench/gpu/bundle-all.sh.
-#   bash bench/gpu/wide-call.sh       KERNELS_LIMIT (260), STAGE_LIMIT (150) seconds
+#   bash bench/gpu/wide-call.sh       KERNELS_LIMIT (260), DRAFT_LIMIT (90), STAGE_LIMIT (150) seconds; KERNELS_ARGS
 set -uo pipefail
 . bench/gpu/stage.sh wide-call 150
-limit=${KERNELS_LIMIT:-260} stage batch-kernels bash bench/gpu/batch-kernels.sh 0
+# KERNELS_ARGS: more batch-kernels options (e.g. a shorter run: --batches 8,32 --long-context 0 --sampled-steps 500)
+# shellcheck disable=SC2086
+limit=${KERNELS_LIMIT:-260} stage batch-kernels bash bench/gpu/batch-kernels.sh 0 ${KERNELS_ARGS:-}
 limit=${DRAFT_LIMIT:-90} stage draft bash bench/gpu/draft-forward.sh
 stage sweep32 bash bench/gpu/batch-engine.sh 32=512
 stage batch64 bash bench/gpu/batch-engine.sh 64=384 --max-context 6144
