@@ -46,13 +46,12 @@ public sealed class KernelDraftStepTests
     /// forward reads keys and values the step wrote again at the same places (as the kernels do).</summary>
     private static void AssertSameLogits(TargetModel model, DraftRows[] inputs, (int Slot, int Row)[] rows)
     {
-        Assert.Null(TargetModel.KernelDraftStep(inputs, rows, out TreeInput[] trees, out long[] stepRows));
+        Assert.Null(TargetModel.KernelDraftStep(inputs, rows, out TreeInput[] trees, out (int Input, int Entry)[] stepRows));
         Assert.Equal(inputs.Select(i => i.Slot), trees.Select(t => t.Slot));
         Assert.Equal(inputs.Select(i => i.RegionParents.Length), trees.Select(t => t.Draft.Count + 1));
         using var scope = NewDisposeScope();
         Tensor step = model.TreeLogits(trees); // [slots, widest, vocab], row t of slot b after entry t
-        Tensor flat = cat(trees.Select((t, i) => step[t.Slot].narrow(0, 0, t.Draft.Count + 1)).ToArray(), 0);
-        Tensor mapped = flat.index_select(0, tensor(stepRows));
+        Tensor mapped = stack(stepRows.Select(r => step[trees[r.Input].Slot][r.Entry]).ToArray());
         Tensor draft = model.DraftLogits(inputs, rows).to(ScalarType.Float32);
         Assert.Equal(rows.Length, (int)draft.shape[0]);
         double relative = ((mapped - draft).norm() / draft.norm()).item<float>();
@@ -75,5 +74,45 @@ public sealed class KernelDraftStepTests
         // siblings sharing a token are no draft tree
         Assert.Contains("no draft tree",
             TargetModel.KernelDraftStep([new DraftRows(0, 0, [-1, 0, 0], [5, 6, 6], [0, 1, 1])], [(0, 1)], out _, out _));
+    }
+
+    private static TreeInput Region(int slot, int entries) =>
+        new(slot, 1, entries == 1 ? DraftTree.Empty : DraftTree.Chain(Enumerable.Range(2, entries - 1).ToArray()));
+
+    [Fact]
+    public void AForwardPastAStepsRows_RunsAsSeveralSteps_OfConsecutiveInputs()
+    {
+        // a deep level at batch 32: 21 entries a sequence, 672 rows: 24 sequences (504 rows), then 8
+        TreeInput[] deep = Enumerable.Range(0, 32).Select(s => Region(s, 21)).ToArray();
+        List<int[]> steps = TreeKernelBackend.DraftSteps(deep);
+        Assert.Equal([24, 8], steps.Select(s => s.Length));
+        Assert.Equal(Enumerable.Range(0, 32), steps.SelectMany(s => s));
+        Assert.All(steps, s => Assert.True(s.Sum(i => deep[i].Draft.Count + 1) <= KernelTreeStep.StepRowLimit));
+        // sequences past a step's 64 split too; a forward that fits is one step
+        Assert.Equal([64, 6], TreeKernelBackend.DraftSteps(Enumerable.Range(0, 70).Select(s => Region(s, 1)).ToArray()).Select(s => s.Length));
+        Assert.Single(TreeKernelBackend.DraftSteps(Enumerable.Range(0, 32).Select(s => Region(s, 13)).ToArray()));
+        // an input wider than a sequence of a step takes: its step is refused, so the forward takes the libtorch path
+        TreeInput[] wide = [Region(0, 3), Region(1, 65), Region(2, 3)];
+        int[] withWide = Assert.Single(TreeKernelBackend.DraftSteps(wide));
+        Assert.Contains("65 entries", TreeKernelBackend.Refuses(withWide.Select(i => wide[i]).ToArray(), AcceptanceRule.Sampled, suspended: false));
+    }
+
+    [Fact]
+    public void TheGatherPlan_PutsEveryWantedRowBackInItsPlace()
+    {
+        // 30 inputs of 20 entries (600 rows: steps of 25 and 5); wanted rows in an order that crosses the steps
+        TreeInput[] inputs = Enumerable.Range(0, 30).Select(s => Region(s, 20)).ToArray();
+        List<int[]> steps = TreeKernelBackend.DraftSteps(inputs);
+        Assert.Equal(2, steps.Count);
+        (int Input, int Entry)[] rows = [(29, 19), (0, 0), (12, 7), (26, 1), (24, 19), (25, 0)];
+        (long[][] stepRows, long[] order) = TreeKernelBackend.GatherPlan(inputs, steps, rows);
+        // play the gather with each step row standing for (input, entry): the result must be the wanted rows in order
+        var gathered = new List<(int, int)>();
+        for (int s = 0; s < steps.Count; s++)
+        {
+            var atRow = steps[s].SelectMany(i => Enumerable.Range(0, inputs[i].Draft.Count + 1).Select(e => (i, e))).ToArray();
+            gathered.AddRange(stepRows[s].Select(r => atRow[r]));
+        }
+        Assert.Equal(rows, order.Select(o => gathered[(int)o]));
     }
 }

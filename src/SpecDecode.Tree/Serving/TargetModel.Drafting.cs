@@ -115,7 +115,7 @@ public sealed partial class TargetModel
         }
 
         if (_treeKernels is not null && UsesTreeKernels
-            && KernelDraftStep(inputs, logitRows, out TreeInput[] trees, out long[] stepRows) is null
+            && KernelDraftStep(inputs, logitRows, out TreeInput[] trees, out (int Input, int Entry)[] stepRows) is null
             && _treeKernels.RefusesDraft(trees) is null)
         {
             _cache.SyncTables();
@@ -166,15 +166,16 @@ public sealed partial class TargetModel
     /// root = region entry 0, draft = entries 1 .. region − 1 (their keys and values are written again where earlier
     /// forwards wrote them). That fits when entry 0 is the only entry hanging off the cached prefix and every new row's
     /// offset is its depth below entry 0, as <see cref="DraftModelDrafter"/>'s forwards are (the first feeds the pending
-    /// chain, the later ones tree nodes below the last context token); the kernels' own limits are the backend's to check.
+    /// chain, the later ones tree nodes below the last context token); the kernels' own limits are the backend's to check
+    /// (it runs a forward of more than a step's rows as several steps).
     /// </summary>
     /// <param name="inputs">The forward's rows, checked.</param>
     /// <param name="logitRows">The rows whose logits are wanted.</param>
     /// <param name="trees">One tree input per slot, in the order of <paramref name="inputs"/>.</param>
-    /// <param name="stepRows">Per logit row, its row in the step (the inputs' entries one after another).</param>
+    /// <param name="stepRows">Per logit row, its input (index into <paramref name="trees"/>) and entry (0 the root).</param>
     /// <returns>Null when the forward is one kernel step, else the reason it is not.</returns>
     internal static string? KernelDraftStep(IReadOnlyList<DraftRows> inputs, IReadOnlyList<(int Slot, int Row)> logitRows,
-        out TreeInput[] trees, out long[] stepRows)
+        out TreeInput[] trees, out (int Input, int Entry)[] stepRows)
     {
         trees = [];
         stepRows = [];
@@ -220,13 +221,12 @@ public sealed partial class TargetModel
             built[i] = new TreeInput(input.Slot, tokens[0], draft);
             inputOfSlot[input.Slot] = i;
         }
-        int[] first = KernelTreeStep.FirstRows(built.Select(t => t.Draft.Count + 1));
-        var rows = new long[logitRows.Count];
+        var rows = new (int, int)[logitRows.Count];
         for (int n = 0; n < rows.Length; n++)
         {
             (int slot, int row) = logitRows[n];
             int i = inputOfSlot[slot];
-            rows[n] = first[i] + inputs[i].RegionBefore + row;
+            rows[n] = (i, inputs[i].RegionBefore + row);
         }
         trees = built;
         stepRows = rows;

@@ -105,19 +105,101 @@ internal sealed class TreeKernelBackend(ModelParts parts, GraphedDecodeBackend g
     }
 
     /// <summary>Null when a draft model's forward of <paramref name="inputs"/> (<see cref="TargetModel.KernelDraftStep"/>) runs
-    /// here, else why not: the limits of a sampled step, whose forward it is.</summary>
-    public string? RefusesDraft(IReadOnlyList<TreeInput> inputs) => Refuses(inputs, AcceptanceRule.Sampled, Suspended || graphs.Suspended);
-
-    /// <summary>A draft model's forward (<see cref="TargetModel.DraftLogits"/>): the sampled steps' graph of its shape (the
-    /// forward without acceptance, every row's logits kept; the cache's lengths stay), then the logits of
-    /// <paramref name="rows"/> (rows of the step) as [rows, vocab] in the model's dtype, a copy in the caller's scope.</summary>
-    public Tensor DraftLogits(IReadOnlyList<TreeInput> inputs, long[] rows)
+    /// here, else why not: each of its steps (<see cref="DraftSteps"/>) within a sampled step's limits, whose forward it is.</summary>
+    public string? RefusesDraft(IReadOnlyList<TreeInput> inputs)
     {
-        (KernelTreeStep kernels, TreeStepShape shape) = Prepare(inputs, null);
-        kernels.EnsureLogits();
-        _sampledGraphs.Run(shape, graphs.Capturing, () => kernels.Enqueue(shape, accept: false, keepLogits: true), CaptureAtSecondUse(shape));
+        foreach (int[] step in DraftSteps(inputs))
+        {
+            if (Refuses(step.Select(i => inputs[i]).ToArray(), AcceptanceRule.Sampled, Suspended || graphs.Suspended) is { } why)
+            {
+                return why;
+            }
+        }
+        return null;
+    }
+
+    /// <summary>The steps a draft forward of <paramref name="inputs"/> takes: consecutive inputs (their indices) of at most
+    /// <see cref="KernelTreeStep.StepRowLimit"/> entries and <see cref="KernelTreeStep.MaxSequences"/> sequences in all,
+    /// one step where they fit. A forward of many wide regions (a deep level of a batch's trees) thus reads the weights
+    /// once per step instead of leaving the kernels. An input wider than a step allows a sequence leaves its step refused
+    /// (<see cref="RefusesDraft"/>), and with it the forward.</summary>
+    internal static List<int[]> DraftSteps(IReadOnlyList<TreeInput> inputs)
+    {
+        var steps = new List<int[]>();
+        var current = new List<int>();
+        int rows = 0;
+        for (int i = 0; i < inputs.Count; i++)
+        {
+            int entries = inputs[i].Draft.Count + 1;
+            if (current.Count > 0 && (rows + entries > KernelTreeStep.StepRowLimit || current.Count == KernelTreeStep.MaxSequences))
+            {
+                steps.Add([.. current]);
+                current.Clear();
+                rows = 0;
+            }
+            current.Add(i);
+            rows += entries;
+        }
+        if (current.Count > 0)
+        {
+            steps.Add([.. current]);
+        }
+        return steps;
+    }
+
+    /// <summary>A draft model's forward (<see cref="TargetModel.DraftLogits"/>): each of its steps (<see cref="DraftSteps"/>)
+    /// through the sampled steps' graph of its shape (the forward without acceptance, every row's logits kept; the cache's
+    /// lengths stay), then the logits of <paramref name="rows"/> (input, entry) as [rows, vocab] in the model's dtype, a
+    /// copy in the caller's scope. Every step runs, wanted rows or not: it writes its entries' keys and values.</summary>
+    public Tensor DraftLogits(IReadOnlyList<TreeInput> inputs, IReadOnlyList<(int Input, int Entry)> rows)
+    {
         using var _ = no_grad();
-        return kernels.Logits.view(-1, parts.Config.VocabSize).index_select(0, tensor(rows).to(parts.Device));
+        List<int[]> steps = DraftSteps(inputs);
+        (long[][] stepRows, long[] order) = GatherPlan(inputs, steps, rows);
+        var pieces = new List<Tensor>();
+        for (int s = 0; s < steps.Count; s++)
+        {
+            (KernelTreeStep kernels, TreeStepShape shape) = Prepare(steps[s].Select(i => inputs[i]).ToArray(), null);
+            kernels.EnsureLogits();
+            _sampledGraphs.Run(shape, graphs.Capturing, () => kernels.Enqueue(shape, accept: false, keepLogits: true), CaptureAtSecondUse(shape));
+            if (stepRows[s].Length > 0)
+            {
+                pieces.Add(kernels.Logits.view(-1, parts.Config.VocabSize).index_select(0, tensor(stepRows[s]).to(parts.Device)));
+            }
+        }
+        Tensor all = pieces.Count == 1 ? pieces[0] : cat(pieces, 0);
+        return order.Select((o, n) => o == n).All(same => same) ? all : all.index_select(0, tensor(order).to(parts.Device));
+    }
+
+    /// <summary>Where a draft forward's wanted <paramref name="rows"/> (input, entry) are: per step of
+    /// <paramref name="steps"/>, the step rows to gather (in the order of <paramref name="rows"/>), and per wanted row its
+    /// row among the gathered rows of all steps one after another.</summary>
+    internal static (long[][] StepRows, long[] Order) GatherPlan(IReadOnlyList<TreeInput> inputs, List<int[]> steps, IReadOnlyList<(int Input, int Entry)> rows)
+    {
+        var stepRows = new long[steps.Count][];
+        var order = new long[rows.Count];
+        int gathered = 0;
+        for (int s = 0; s < steps.Count; s++)
+        {
+            int[] step = steps[s];
+            int[] first = KernelTreeStep.FirstRows(step.Select(i => inputs[i].Draft.Count + 1));
+            var inStep = new Dictionary<int, int>(step.Length);
+            for (int g = 0; g < step.Length; g++)
+            {
+                inStep[step[g]] = g;
+            }
+            var mine = new List<long>();
+            for (int n = 0; n < rows.Count; n++)
+            {
+                if (inStep.TryGetValue(rows[n].Input, out int g))
+                {
+                    mine.Add(first[g] + rows[n].Entry);
+                    order[n] = gathered++;
+                }
+            }
+            stepRows[s] = [.. mine];
+        }
+        return (stepRows, order);
     }
 
     /// <summary>Kernel-only steps capture at a shape's second use (<see cref="CudaGraphSet{TKey}"/>); wide steps run cuBLAS
