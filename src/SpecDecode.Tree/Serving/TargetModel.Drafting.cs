@@ -159,6 +159,22 @@ public sealed partial class TargetModel
         return nn.functional.linear(hidden, _weights.Head).MoveToOuterDisposeScope();
     }
 
+    /// <summary>Which path <see cref="DraftLogits"/> takes for these rows: "tree kernels, N steps", or "libtorch path" and
+    /// why; for benchmarks and logs.</summary>
+    internal string DraftForwardPath(IReadOnlyList<DraftRows> inputs, IReadOnlyList<(int Slot, int Row)> logitRows)
+    {
+        if (_treeKernels is null || !UsesTreeKernels)
+        {
+            return "libtorch path (no tree kernels)";
+        }
+        if (KernelDraftStep(inputs, logitRows, out TreeInput[] trees, out _) is { } why)
+        {
+            return $"libtorch path ({why})";
+        }
+        return _treeKernels.RefusesDraft(trees) is { } refused ? $"libtorch path ({refused})"
+            : $"tree kernels, {TreeKernelBackend.DraftSteps(trees).Count} step(s)";
+    }
+
     /// <summary>
     /// A draft forward (checked by <see cref="DraftLogits"/>) as one step of the tree kernels, or why it is not one. The
     /// kernels know no draft region: a step's entries sit right after each sequence's cached length, the first one the
