@@ -19,6 +19,8 @@ public class EngineHostBenchmarks
     private TreeStepSequence[] _sequences = null!;
     private Tokenizer _tokenizer = null!;
     private int[] _response = null!;
+    private DraftRows[] _draftLevel = null!;
+    private (int Slot, int Row)[] _draftRows = null!;
 
     /// <summary>Sequences in the step.</summary>
     [Params(1, 8, 32)]
@@ -51,6 +53,11 @@ public class EngineHostBenchmarks
         // the widest kernel step of this batch: each sequence's tree cut to fit 512 rows in all
         int keep = Math.Min(31, KernelTreeStep.MaxStepRows / Batch - 1);
         _sequences = _trees.Select((t, slot) => new TreeStepSequence(slot, _lengths[slot], 1, Prefix(t, keep))).ToArray();
+        // a draft model's fourth forward with the default options: 8 nodes below 13 earlier region entries a sequence
+        int[] regionParents = [-1, 0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8];
+        _draftLevel = Enumerable.Range(0, Batch).Select(slot => new DraftRows(slot, 13, regionParents,
+            Enumerable.Range(2_000, 8).ToArray(), Enumerable.Repeat(3, 8).ToArray(), Enumerable.Range(1_000, 13).ToArray())).ToArray();
+        _draftRows = _draftLevel.SelectMany(d => Enumerable.Range(0, 8).Select(row => (d.Slot, row))).ToArray();
         _tokenizer = TiktokenTokenizer.CreateForEncoding("o200k_base");
         _response = [.. _tokenizer.EncodeToIds(string.Concat(Enumerable.Repeat("def test_parse(self):\n    assert parse('x = 1') == {'x': 1}  # ok ünïcödé\n", 40)))];
     }
@@ -91,6 +98,16 @@ public class EngineHostBenchmarks
     /// <summary>Packs the input array of the widest kernel tree step of the batch (up to 512 rows).</summary>
     [Benchmark]
     public int PackKernelTreeState() => KernelTreeStep.PackState(_sequences, KernelTreeStep.PaddedRows(_sequences.Sum(q => q.Entries))).Length;
+
+    /// <summary>A draft forward as tree-kernel steps: the region of each sequence as a tree input, the steps (past 512
+    /// rows, several) and where each wanted row is gathered from; what the kernel path adds on the host per forward.</summary>
+    [Benchmark]
+    public int MapDraftForward()
+    {
+        TargetModel.KernelDraftStep(_draftLevel, _draftRows, out TreeInput[] trees, out (int Input, int Entry)[] rows);
+        List<int[]> steps = TreeKernelBackend.DraftSteps(trees);
+        return TreeKernelBackend.GatherPlan(trees, steps, rows).Order.Length + steps.Count;
+    }
 
     /// <summary>Detokenizes a 1,000-token response in steps of 3 tokens per sequence of the batch (as the engine does
     /// each step), o200k_base.</summary>
