@@ -87,7 +87,7 @@ internal static class EngineRunner
         if (hybrid is not null)
         {
             Console.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                $"  hybrid: {hybrid.CheapDrafts} cheap drafts, {hybrid.ModelDrafts} model drafts, {hybrid.ModelDraftsSkippedForCost} skipped for cost (model proposal {hybrid.ModelDraftSeconds * 1e3:F1} ms, step {hybrid.StepSeconds * 1e3:F1} ms)"));
+                $"  hybrid: {hybrid.CheapDrafts} cheap drafts, {hybrid.ModelDrafts} model drafts, {hybrid.ModelDraftsSkippedForCost} skipped for cost, {hybrid.ModelProbes} probes (model proposal {hybrid.ModelDraftSeconds * 1e3:F1} ms, step {hybrid.StepSeconds * 1e3:F1} ms)"));
         }
         GenerationStatistics t = s.Totals;
         long tokens = results.Sum(r => (long)r.TokenIds.Count);

@@ -33,6 +33,8 @@ public sealed class HybridDrafter : IBatchDrafter
     private double _lastModelSeconds;     // the model drafter's time within the previous ProposeBatch
     private double _modelSeconds;         // moving average of a model proposal's time; 0 until measured
     private double _stepSeconds;          // moving average of a step's time outside the model drafter; 0 until measured
+    private int _skippedSteps;            // consecutive steps in which the cost rule skipped the model
+    private int _probeWait;               // skipped steps before the next probe (ModelProbeSteps, doubled by each failed probe)
 
     /// <summary>Creates the hybrid.</summary>
     /// <param name="cheap">The model-free drafter (e.g. a suffix drafter).</param>
@@ -48,6 +50,7 @@ public sealed class HybridDrafter : IBatchDrafter
         _options.Validate();
         _sharedModelAcceptance = _options.InitialModelAcceptance;
         _time = _options.Time;
+        _probeWait = _options.ModelProbeSteps;
     }
 
     /// <inheritdoc />
@@ -71,6 +74,10 @@ public sealed class HybridDrafter : IBatchDrafter
     /// <summary>Requests whose model draft promised more accepted tokens than the cheap draft, but not enough to pay for
     /// the model drafter's time that step (<see cref="HybridDrafterOptions.WeighDraftCost"/>), so they took the cheap draft.</summary>
     public long ModelDraftsSkippedForCost { get; private set; }
+
+    /// <summary>Steps in which the model was asked although the cost rule would have skipped it, to measure its time again
+    /// (<see cref="HybridDrafterOptions.ModelProbeSteps"/>).</summary>
+    public long ModelProbes { get; private set; }
 
     /// <summary>The moving average of one model proposal's wall time (all the step's model queries together), in seconds;
     /// 0 until the model drafter has run.</summary>
@@ -168,7 +175,8 @@ public sealed class HybridDrafter : IBatchDrafter
             }
         }
         int skipped = 0;
-        if (modelQueries.Count > 0 && !ModelPays(expectedTokens, modelGain))
+        bool probe = false;
+        if (modelQueries.Count > 0 && !ModelPays(expectedTokens, modelGain) && !(probe = ProbeDue()))
         {
             skipped = modelQueries.Count;
             foreach (int row in modelRows)
@@ -197,9 +205,19 @@ public sealed class HybridDrafter : IBatchDrafter
             ModelDraftsSkippedForCost += skipped;
             CheapDrafts += queries.Count(q => q.MaxTokens > 0) - modelQueries.Count;
             _lastModelSeconds = modelSeconds;
-            if (modelQueries.Count > 0)
+            if (probe)
+            {
+                // a fresh measurement after many skipped steps replaces the estimate, which may date from the model's
+                // first uses (eager runs, graph captures); if it still does not pay, the next probe waits twice as long
+                ModelProbes++;
+                _modelSeconds = modelSeconds;
+                _probeWait = (int)Math.Min(2L * _probeWait, int.MaxValue);
+            }
+            else if (modelQueries.Count > 0)
             {
                 _modelSeconds = _modelSeconds == 0 ? modelSeconds : (1 - TimeSmoothing) * _modelSeconds + TimeSmoothing * modelSeconds;
+                _skippedSteps = 0; // it paid: a later run of skips counts afresh and waits the first interval again
+                _probeWait = _options.ModelProbeSteps;
             }
         }
         for (int i = 0; i < queries.Count; i++)
@@ -281,6 +299,21 @@ public sealed class HybridDrafter : IBatchDrafter
         }
     }
 
+    /// <summary>Counts a step in which the cost rule skipped the model; true when that makes a probe due (the model is then
+    /// asked anyway and its time measured again).</summary>
+    private bool ProbeDue()
+    {
+        lock (_gate)
+        {
+            if (_options.ModelProbeSteps == 0 || ++_skippedSteps <= _probeWait)
+            {
+                return false;
+            }
+            _skippedSteps = 0;
+            return true;
+        }
+    }
+
     /// <summary>Counts the time since the previous proposal, less the model drafter's share of it, as one step (an idle gap
     /// excepted).</summary>
     private void MeasureStep()
@@ -341,6 +374,15 @@ public sealed class HybridDrafterOptions
     /// </summary>
     public bool WeighDraftCost { get; init; } = true;
 
+    /// <summary>
+    /// With <see cref="WeighDraftCost"/>: after this many consecutive steps in which the cost rule skipped the model, the
+    /// model is asked once anyway and its measured time replaces the estimate. Without probes one slow proposal (a model's
+    /// first, with its eager first runs and graph captures: 96 ms in an H100 run of bench/RESULTS.md) would keep the model
+    /// skipped for good. A probe that finds the model still too slow doubles the wait for the next, so a model that really
+    /// is slow costs a few probes over a long run. Default 64; 0 never probes.
+    /// </summary>
+    public int ModelProbeSteps { get; init; } = 64;
+
     /// <summary>The clock the hybrid measures time with (tests substitute their own).</summary>
     internal TimeProvider Time { get; init; } = TimeProvider.System;
 
@@ -357,6 +399,10 @@ public sealed class HybridDrafterOptions
         if (!(AcceptanceSmoothing > 0 && AcceptanceSmoothing <= 1))
         {
             throw new ArgumentOutOfRangeException(nameof(AcceptanceSmoothing), AcceptanceSmoothing, "Must lie in (0, 1].");
+        }
+        if (ModelProbeSteps < 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(ModelProbeSteps), ModelProbeSteps, "Must be >= 0 (0: never probe).");
         }
     }
 }

@@ -43,8 +43,9 @@ public sealed class HybridDrafterTests
         public void AdvanceMs(double ms) => Ticks += (long)(ms * 1000);
     }
 
-    /// <summary>A model drafter that takes <paramref name="ms"/> of the clock per proposal.</summary>
-    private sealed class SlowModel(ManualClock clock, double ms) : IBatchDrafter
+    /// <summary>A model drafter that takes <paramref name="ms"/> of the clock per proposal, or <paramref name="firstMs"/>
+    /// for its first (a first use that captures graphs) when given.</summary>
+    private sealed class SlowModel(ManualClock clock, double ms, double? firstMs = null) : IBatchDrafter
     {
         private readonly FixedDrafter _inner = new("model", 9, 0.9f, batch: true);
         public int BatchCalls => _inner.BatchCalls;
@@ -54,7 +55,7 @@ public sealed class HybridDrafterTests
         public DraftTree Propose(RequestId request, int maxTokens) => ProposeBatch([new DraftQuery(request, maxTokens)])[0];
         public IReadOnlyList<DraftTree> ProposeBatch(IReadOnlyList<DraftQuery> queries)
         {
-            clock.AdvanceMs(ms);
+            clock.AdvanceMs(BatchCalls == 0 && firstMs is double first ? first : ms);
             return _inner.ProposeBatch(queries);
         }
         public void Observe(RequestId request, ReadOnlySpan<int> emitted) { }
@@ -101,6 +102,51 @@ public sealed class HybridDrafterTests
         // the model ran for the first step (nothing measured yet), and after that only where it pays
         Assert.Equal(modelUsed ? 6 : 1, model.BatchCalls);
         Assert.Equal(modelUsed ? 0 : 5L * batch, hybrid.ModelDraftsSkippedForCost);
+    }
+
+    [Fact]
+    public void AModelSkippedForASlowFirstProposal_IsProbedAgain_AndUsedOnceItPays()
+    {
+        // the first proposal takes 100 ms (first uses), later ones 2 ms: worth it on a 20 ms step (see the theory above)
+        var clock = new ManualClock();
+        var cheap = new FixedDrafter("suffix", 7, 0.5f);
+        var model = new SlowModel(clock, 2, firstMs: 100);
+        var hybrid = new HybridDrafter(cheap, model, new HybridDrafterOptions { InitialModelAcceptance = 2, Time = clock, ModelProbeSteps = 8 });
+        var r = new RequestId(1);
+        hybrid.StartRequest(r, [1], null);
+        Steps(hybrid, clock, [r], steps: 8, stepMs: 20);
+        Assert.Equal(1, model.BatchCalls); // asked first, then skipped for its 100 ms
+        Assert.Equal(7, hybrid.ModelDraftsSkippedForCost);
+        Assert.Equal(0, hybrid.ModelProbes);
+        // after 8 skipped steps the next probes: 2 ms replaces the estimate, and from then on the model pays every step
+        Assert.All(Steps(hybrid, clock, [r], steps: 5, stepMs: 20), t => Assert.Equal(9, t));
+        Assert.Equal(1, hybrid.ModelProbes);
+        Assert.Equal(0.002, hybrid.ModelDraftSeconds, 6);
+        Assert.Equal(5, model.BatchCalls); // the first, the probe, three that paid
+        Assert.Equal(8, hybrid.ModelDraftsSkippedForCost);
+    }
+
+    [Fact]
+    public void AModelThatStaysSlow_IsProbedAtDoublingIntervals_OrNeverWithProbesOff()
+    {
+        var clock = new ManualClock();
+        var cheap = new FixedDrafter("suffix", 7, 0.5f);
+        var model = new SlowModel(clock, 15); // never pays on a 20 ms step
+        var hybrid = new HybridDrafter(cheap, model, new HybridDrafterOptions { InitialModelAcceptance = 2, Time = clock, ModelProbeSteps = 4 });
+        var r = new RequestId(1);
+        hybrid.StartRequest(r, [1], null);
+        Steps(hybrid, clock, [r], steps: 1 + 5 + 9 + 17, stepMs: 20);
+        // asked first, then probed after 4, 8 and 16 skipped steps
+        Assert.Equal(3, hybrid.ModelProbes);
+        Assert.Equal(4, model.BatchCalls);
+        Assert.Equal(4 + 8 + 16, hybrid.ModelDraftsSkippedForCost);
+
+        var never = new HybridDrafter(cheap, new SlowModel(clock, 15), new HybridDrafterOptions { InitialModelAcceptance = 2, Time = clock, ModelProbeSteps = 0 });
+        never.StartRequest(r, [1], null);
+        Steps(never, clock, [r], steps: 40, stepMs: 20);
+        Assert.Equal(0, never.ModelProbes);
+        Assert.Equal(39, never.ModelDraftsSkippedForCost);
+        Assert.Throws<ArgumentOutOfRangeException>(() => new HybridDrafter(cheap, model, new HybridDrafterOptions { ModelProbeSteps = -1 }));
     }
 
     [Fact]
