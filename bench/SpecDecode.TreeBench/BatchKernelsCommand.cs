@@ -87,11 +87,9 @@ internal static class BatchKernelsCommand
             error.WriteLine($"--batches: 2 to {KernelTreeStep.MaxSequences}; --trees: sequences x entries of at most {KernelTreeStep.MaxRows} entries and {KernelTreeStep.StepRowLimit} rows.");
             return 2;
         }
-        string version = TorchRuntime.EnsureLoaded();
-        if (!torch.cuda.is_available() || !CudaGraph.IsAvailable)
+        if (GraphProbeCommand.RequireCudaGraphs("batch-kernels", error, out string version) is int missing)
         {
-            error.WriteLine("batch-kernels needs CUDA and CUDA graphs: " + (torch.cuda.is_available() ? CudaGraph.UnavailableReason : $"libtorch {version} reports no CUDA."));
-            return GraphProbeCommand.NoCudaExitCode;
+            return missing;
         }
         ModelConfig config = ModelShapes.Get(shape);
         string gpu = VerifyCostCommand.GpuName();

@@ -77,11 +77,9 @@ internal static class DecodeGraphsCommand
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(count);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(rounds);
         attentions = attentions is { Length: > 0 } ? attentions : [DecodeAttention.Default];
-        string version = TorchRuntime.EnsureLoaded();
-        if (!torch.cuda.is_available() || !CudaGraph.IsAvailable)
+        if (GraphProbeCommand.RequireCudaGraphs("decode-graphs", error, out string version) is int missing)
         {
-            error.WriteLine("decode-graphs needs CUDA and CUDA graphs: " + (torch.cuda.is_available() ? CudaGraph.UnavailableReason : $"libtorch {version} reports no CUDA."));
-            return GraphProbeCommand.NoCudaExitCode;
+            return missing;
         }
         ModelConfig config = checkpoint is null ? ModelShapes.Get(shape) : ModelConfig.Load(checkpoint);
         shape = checkpoint ?? shape;

@@ -57,11 +57,9 @@ internal static class DraftForwardCommand
             error.WriteLine($"--batch: 2 to {KernelTreeStep.MaxSequences}.");
             return 2;
         }
-        string version = TorchRuntime.EnsureLoaded();
-        if (!torch.cuda.is_available() || !CudaGraph.IsAvailable)
+        if (GraphProbeCommand.RequireCudaGraphs("draft-forward", error, out string version) is int missing)
         {
-            error.WriteLine("draft-forward needs CUDA and CUDA graphs: " + (torch.cuda.is_available() ? CudaGraph.UnavailableReason : $"libtorch {version} reports no CUDA."));
-            return GraphProbeCommand.NoCudaExitCode;
+            return missing;
         }
         ModelConfig config = ModelShapes.Get(shape);
         string gpu = VerifyCostCommand.GpuName();

@@ -47,6 +47,19 @@ internal static class GraphProbeCommand
     /// <summary>Exit code when the replay's output differs from the eager step's.</summary>
     public const int MismatchExitCode = 1;
 
+    /// <summary>Loads libtorch (its version in <paramref name="version"/>); null when CUDA and CUDA graphs are there, else
+    /// writes why <paramref name="command"/> cannot run to <paramref name="error"/> and returns <see cref="NoCudaExitCode"/>.</summary>
+    public static int? RequireCudaGraphs(string command, TextWriter error, out string version)
+    {
+        version = TorchRuntime.EnsureLoaded();
+        if (torch.cuda.is_available() && CudaGraph.IsAvailable)
+        {
+            return null;
+        }
+        error.WriteLine($"{command} needs CUDA and CUDA graphs: " + (torch.cuda.is_available() ? CudaGraph.UnavailableReason : $"libtorch {version} reports no CUDA."));
+        return NoCudaExitCode;
+    }
+
     /// <summary>Relative tolerance (max |diff| / max |eager|) for replay vs eager in bf16; same kernels should give 0.</summary>
     public const double Tolerance = 1e-2;
 

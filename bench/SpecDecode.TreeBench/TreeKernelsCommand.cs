@@ -58,11 +58,9 @@ internal static class TreeKernelsCommand
     public static int Run(string shape, string? checkpoint, int context, int capacity, int[] sizes, int repeat, int decode, string? outputPath,
         TextWriter output, TextWriter error, bool trace = false, bool quick = false, int kvBlock = 64)
     {
-        string version = TorchRuntime.EnsureLoaded();
-        if (!torch.cuda.is_available() || !CudaGraph.IsAvailable)
+        if (GraphProbeCommand.RequireCudaGraphs("tree-kernels", error, out string version) is int missing)
         {
-            error.WriteLine("tree-kernels needs CUDA and CUDA graphs: " + (torch.cuda.is_available() ? CudaGraph.UnavailableReason : $"libtorch {version} reports no CUDA."));
-            return GraphProbeCommand.NoCudaExitCode;
+            return missing;
         }
         if (sizes.Any(s => s is < 2 or > KernelTreeStep.MaxRows))
         {
