@@ -114,18 +114,15 @@ public sealed partial class TargetModel
             packed[rowAt + i] = slot * width + row;
         }
 
-        if (_treeKernels is not null && UsesTreeKernels
-            && KernelDraftStep(inputs, logitRows, out TreeInput[] trees, out (int Input, int Entry)[] stepRows) is null
-            && _treeKernels.RefusesDraft(trees) is null)
+        _cache.SyncTables();
+        if (KernelDraftRefusal(inputs, logitRows, out TreeInput[] trees, out (int Input, int Entry)[] stepRows) is null)
         {
-            _cache.SyncTables();
             using var kernelScope = NewDisposeScope();
-            return _treeKernels.DraftLogits(trees, stepRows).MoveToOuterDisposeScope();
+            return _treeKernels!.DraftLogits(trees, stepRows).MoveToOuterDisposeScope();
         }
 
         ModelConfig c = Config;
         int groups = c.HeadCount / c.KeyValueHeadCount;
-        _cache.SyncTables();
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         Tensor all = tensor(packed).to(Device); // the forward's one upload
@@ -161,22 +158,27 @@ public sealed partial class TargetModel
 
     /// <summary>Which path <see cref="DraftLogits"/> takes for these rows: "tree kernels, N steps", or "libtorch path" and
     /// why; for benchmarks and logs.</summary>
-    internal string DraftForwardPath(IReadOnlyList<DraftRows> inputs, IReadOnlyList<(int Slot, int Row)> logitRows)
-    {
-        if (_treeKernels is null || !UsesTreeKernels)
-        {
-            return "libtorch path (no tree kernels)";
-        }
-        if (KernelDraftStep(inputs, logitRows, out TreeInput[] trees, out _) is { } why)
-        {
-            return $"libtorch path ({why})";
-        }
-        return _treeKernels.RefusesDraft(trees) is { } refused ? $"libtorch path ({refused})"
+    internal string DraftForwardPath(IReadOnlyList<DraftRows> inputs, IReadOnlyList<(int Slot, int Row)> logitRows) =>
+        KernelDraftRefusal(inputs, logitRows, out TreeInput[] trees, out _) is { } why ? $"libtorch path ({why})"
             : $"tree kernels, {TreeKernelBackend.DraftSteps(trees).Count} step(s)";
+
+    /// <summary>Null when the tree kernels run this draft forward (<paramref name="trees"/> and <paramref name="stepRows"/>
+    /// as <see cref="KernelDraftStep"/> makes them), else why the libtorch path runs it: no tree kernels here, a forward
+    /// of another form, or a step past the kernels' limits.</summary>
+    private string? KernelDraftRefusal(IReadOnlyList<DraftRows> inputs, IReadOnlyList<(int Slot, int Row)> logitRows,
+        out TreeInput[] trees, out (int Input, int Entry)[] stepRows)
+    {
+        if (!UsesTreeKernels)
+        {
+            trees = [];
+            stepRows = [];
+            return "no tree kernels";
+        }
+        return KernelDraftStep(inputs, logitRows, out trees, out stepRows) ?? _treeKernels!.RefusesDraft(trees);
     }
 
     /// <summary>
-    /// A draft forward (checked by <see cref="DraftLogits"/>) as one step of the tree kernels, or why it is not one. The
+    /// A draft forward (checked by <see cref="DraftLogits"/>) as tree-kernel steps, or why it is not one. The
     /// kernels know no draft region: a step's entries sit right after each sequence's cached length, the first one the
     /// root, the others a tree below it, each roped at length + its depth. So every slot's whole region is fed again:
     /// root = region entry 0, draft = entries 1 .. region − 1 (their keys and values are written again where earlier
@@ -189,7 +191,7 @@ public sealed partial class TargetModel
     /// <param name="logitRows">The rows whose logits are wanted.</param>
     /// <param name="trees">One tree input per slot, in the order of <paramref name="inputs"/>.</param>
     /// <param name="stepRows">Per logit row, its input (index into <paramref name="trees"/>) and entry (0 the root).</param>
-    /// <returns>Null when the forward is one kernel step, else the reason it is not.</returns>
+    /// <returns>Null when the forward maps to tree inputs, else the reason it does not.</returns>
     internal static string? KernelDraftStep(IReadOnlyList<DraftRows> inputs, IReadOnlyList<(int Slot, int Row)> logitRows,
         out TreeInput[] trees, out (int Input, int Entry)[] stepRows)
     {

@@ -71,9 +71,8 @@ public sealed partial class TargetModel
             string tree = Explain(new VerifyStep([new TreeInput(0, 0, DraftTree.Chain([1, 2, 3]))], AcceptanceRule.Greedy));
             string batch = MaxBatch > 1 ? Explain(new VerifyStep([new TreeInput(0, 0, DraftTree.Empty), new TreeInput(1, 0, DraftTree.Empty)], AcceptanceRule.Greedy)) : "-";
             string sampled = Explain(new VerifyStep([new TreeInput(0, 0, DraftTree.Chain([1, 2, 3]))], AcceptanceRule.Sampled));
-            string draft = _treeKernels is null || !UsesTreeKernels ? "libtorch path (no tree kernels)"
-                : _treeKernels.RefusesDraft([new TreeInput(0, 0, DraftTree.Chain([1, 2]))]) is { } refused ? $"libtorch path ({refused})"
-                : "graphed tree kernels, each region fed again (libtorch path past their limits)";
+            string draft = KernelDraftRefusal([new DraftRows(0, 0, [-1, 0, 1], [0, 1, 2], [0, 1, 2])], [(0, 2)], out _, out _) is { } refused
+                ? $"libtorch path ({refused})" : "graphed tree kernels, each region fed again (libtorch path past their limits)";
             string why = !_graphsOn ? $"; CUDA graphs off: {_graphsOffReason}"
                 : !UsesDecodeKernels ? $"; decode-step kernels off: {_kernelsOffReason}" : "";
             string prefill = _prefill == PrefillAttention.Masked ? $"masked chunks ({_prefillWhy})" : $"packed chunks ({_prefillWhy})";
