@@ -427,10 +427,7 @@ public sealed partial class SpeculativeEngine
             }
             try
             {
-                if (Process(r, trees[i], steps[i]))
-                {
-                    _active.Remove(r);
-                }
+                Process(r, trees[i], steps[i]);
             }
             catch (Exception e)
             {
@@ -584,8 +581,8 @@ public sealed partial class SpeculativeEngine
         return null;
     }
 
-    /// <summary>Hands a request its step's tokens; true when it finished.</summary>
-    private bool Process(EngineRequest r, DraftTree tree, VerifiedStep step)
+    /// <summary>Hands a request its step's tokens, and completes it when it finished.</summary>
+    private void Process(EngineRequest r, DraftTree tree, VerifiedStep step)
     {
         r.Steps++;
         if (!tree.IsEmpty)
@@ -661,17 +658,17 @@ public sealed partial class SpeculativeEngine
         if (finish is FinishReason reason)
         {
             Complete(r, reason, text, fresh);
-            return true;
+            return;
         }
         if (r.Stream is not null && (text.Length > 0 || fresh.Count > 0))
         {
             r.Stream.Writer.TryWrite(new GenerationChunk(text, fresh, null));
         }
-        return false;
     }
 
     private void Complete(EngineRequest r, FinishReason reason, string text, List<int> fresh)
     {
+        Forget(r); // before the result is signalled, as Fail and Cancel do: a caller who sees it must not count it active
         if (!r.TryFinish())
         {
             return;
