@@ -32,7 +32,12 @@ namespace SpecDecode.Fleet;
 /// foreign; neither reaches the cache. Each identity has its own subject, so replicas of other models are not even
 /// read.</para>
 /// <para><b>Broker down.</b> The replica keeps serving from its own cache: publications wait in the queue (oldest
-/// dropped when full) and are retried; the reader reconnects every <see cref="ResponseSharingOptions.RetryDelay"/>.</para>
+/// dropped when full) and are retried; the reader reconnects every <see cref="ResponseSharingOptions.RetryDelay"/>.
+/// A publication whose acknowledgement does not come within <see cref="ResponseSharingOptions.RequestTimeout"/> is
+/// sent again under the same message id; when the broker had stored the first, it answers the retry as a duplicate,
+/// which counts as published. (It once did not: the retry was treated as a failure and retried for good, and the fleet
+/// test saw a replica whose first publication was stored just before the broker was killed hold nine responses behind
+/// it.)</para>
 /// </remarks>
 public sealed class ResponseSharing : IAsyncDisposable
 {
@@ -76,6 +81,7 @@ public sealed class ResponseSharing : IAsyncDisposable
             ReconnectWaitMin = TimeSpan.FromMilliseconds(100),
             ReconnectWaitMax = TimeSpan.FromSeconds(2),
             RetryOnInitialConnect = true,
+            RequestTimeout = options.RequestTimeout,
         });
         _js = _client.CreateJetStreamContext();
         _publisher = Task.Run(PublishLoopAsync);
@@ -200,13 +206,20 @@ public sealed class ResponseSharing : IAsyncDisposable
                         await EnsureStreamAsync(stop).ConfigureAwait(false);
                         PubAckResponse ack = await _js.PublishAsync(_subject, body, opts: new NatsJSPubOpts { MsgId = id }, cancellationToken: stop)
                             .ConfigureAwait(false);
-                        ack.EnsureSuccess();
+                        if (!ack.Duplicate)
+                        {
+                            ack.EnsureSuccess();
+                        }
+                        // A duplicate is an earlier attempt of this message id that the broker stored but whose
+                        // acknowledgement was lost: published. (EnsureSuccess throws on it.)
                         Interlocked.Increment(ref _published);
                         BrokerAnswered();
                         break;
                     }
-                    catch (Exception ex) when (!stop.IsCancellationRequested && ex is not OperationCanceledException)
+                    catch (Exception ex) when (!stop.IsCancellationRequested)
                     {
+                        // a failure, or no acknowledgement within RequestTimeout (it may have died with the broker):
+                        // the same message id again, which the broker answers as a duplicate if it stored the first
                         Interlocked.Increment(ref _publishRetries);
                         BrokerFailed(ex, $"publishing response {id}");
                         _streamReady = false;

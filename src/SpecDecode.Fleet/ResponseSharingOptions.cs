@@ -40,6 +40,13 @@ public sealed record ResponseSharingOptions
     /// <summary>Pause before reconnecting the reader or retrying a publication after the broker failed.</summary>
     public TimeSpan RetryDelay { get; init; } = TimeSpan.FromMilliseconds(500);
 
+    /// <summary>
+    /// How long the broker may take to answer one request (a publication's acknowledgement, a stream lookup, a
+    /// consumer's creation) before the attempt counts as failed and is tried again; a publication is retried under its
+    /// message id, so the broker stores it once. NATS.Net's default is 5 seconds.
+    /// </summary>
+    public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
     internal void Validate()
     {
         if (string.IsNullOrWhiteSpace(Url) || !Uri.TryCreate(Url, UriKind.Absolute, out _))
@@ -57,6 +64,7 @@ public sealed record ResponseSharingOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(RememberedMessageIds, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(RetryDelay, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfLessThan(DuplicateWindow, TimeSpan.Zero);
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(RequestTimeout, TimeSpan.Zero);
     }
 }
 

@@ -30,12 +30,12 @@ public sealed class ResponseSharingTests : IDisposable
         return Enumerable.Range(0, length).Select(_ => rng.Next(100_000)).ToArray();
     }
 
-    private static async Task Until(Func<bool> condition, string what, int seconds = 20)
+    private static async Task Until(Func<bool> condition, string what, int seconds = 20, ListLogger? log = null)
     {
         var deadline = DateTime.UtcNow.AddSeconds(seconds);
         while (!condition())
         {
-            Assert.True(DateTime.UtcNow < deadline, $"timed out waiting for {what}");
+            Assert.True(DateTime.UtcNow < deadline, $"timed out waiting for {what} {(log is null ? "" : string.Join(" | ", log.Lines.Take(8)))}");
             await Task.Delay(20);
         }
     }
@@ -153,6 +153,40 @@ public sealed class ResponseSharingTests : IDisposable
         Assert.Equal(21, sb.Received);
         Assert.Equal(21 * 200, cacheB.GetStatistics().CachedResponseTokens);
         cacheB.CheckIntegrity();
+    }
+
+    /// <summary>A publication whose acknowledgement does not come (the broker frozen with the message sent) is sent
+    /// again after <see cref="ResponseSharingOptions.RequestTimeout"/> under its message id; once the broker answers,
+    /// the retry of the stored message is a duplicate that counts as published, the queue behind it moves, and the
+    /// stream holds each message once.</summary>
+    [Fact]
+    public async Task A_publication_whose_acknowledgement_never_comes_is_retried_and_stored_once()
+    {
+        using var cache = new SuffixDecodingCache();
+        var log = new ListLogger();
+        await using ResponseSharing a = ResponseSharing.Start(cache, Options("a") with { RequestTimeout = TimeSpan.FromMilliseconds(300) }, log);
+        a.Publish(Tokens(600));
+        await Until(() => a.GetStatistics().Published == 1, "the first publication", log: log);
+
+        _nats.Freeze();
+        try
+        {
+            a.Publish(Tokens(601));
+            a.Publish(Tokens(602));
+            // within 4 s: the option's 300 ms, not NATS.Net's default 5 s, bounds the wait
+            await Until(() => a.GetStatistics().PublishRetries >= 2, "retries while the broker does not answer", 4);
+            Assert.Equal(1, a.GetStatistics().Published);
+        }
+        finally
+        {
+            _nats.Thaw();
+        }
+        bool drained = await a.FlushAsync(TimeSpan.FromSeconds(20));
+        Assert.True(drained, $"the queue drained once the broker answered: {a.GetStatistics()} {string.Join(" | ", log.Lines.TakeLast(5))}");
+        Assert.Equal(3, a.GetStatistics().Published);
+        await using var admin = new NatsClient(_nats.Url);
+        INatsJSStream stream = await admin.CreateJetStreamContext().GetStreamAsync("SPECDECODE_RESPONSES");
+        Assert.Equal(3L, stream.Info.State.Messages);   // the retries of one message id were dropped as duplicates
     }
 
     /// <summary>A failure that persists (here a stream of the same name that does not take our subjects, so every

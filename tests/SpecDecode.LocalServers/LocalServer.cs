@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using System.Text;
 
 namespace SpecDecode.LocalServers;
@@ -125,6 +126,28 @@ public abstract class LocalServer : IDisposable
             _process = null;
         }
     }
+
+    /// <summary>Stops the process where it stands (SIGSTOP): its sockets stay open and nothing it was sent is
+    /// answered until <see cref="Thaw"/>, like a broker that hangs or a network that drops its replies.</summary>
+    public void Freeze() => Signal(19);
+
+    /// <summary>Lets a frozen process run on (SIGCONT).</summary>
+    public void Thaw() => Signal(18);
+
+    private void Signal(int signal)
+    {
+        if (_process is not { HasExited: false } p)
+        {
+            throw new InvalidOperationException($"{Path.GetFileName(Executable)} is not running.");
+        }
+        if (SendSignal(p.Id, signal) != 0)
+        {
+            throw new LocalServerException($"kill({p.Id}, {signal}) failed: errno {Marshal.GetLastPInvokeError()}");
+        }
+    }
+
+    [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int SendSignal(int pid, int signal);
 
     /// <summary>Kills and starts it again on the same port and data folder.</summary>
     public void Restart()
