@@ -43,13 +43,8 @@ public class EngineHostBenchmarks
                 seconds[i, j] = 0.017 + 0.00002 * batches[i] * widths[j];
             }
         }
-        _adaptive = new AdaptiveSpeculation(new VerificationCostModel(batches, widths, seconds));
-        _ragged = new AdaptiveSpeculation(new VerificationCostModel(batches, widths, seconds))
-        {
-            RaggedRows = KernelTreeStep.MaxStepRows,
-            RaggedWidth = KernelTreeStep.MaxRows,
-            PadRows = KernelTreeStep.PaddedRows,
-        };
+        _adaptive = AdaptiveSpeculation.For(new VerificationCostModel(batches, widths, seconds), treeKernels: false);
+        _ragged = AdaptiveSpeculation.For(new VerificationCostModel(batches, widths, seconds), treeKernels: true);
         // the widest kernel step of this batch: each sequence's tree cut to fit 512 rows in all
         int keep = Math.Min(31, KernelTreeStep.MaxStepRows / Batch - 1);
         _sequences = _trees.Select((t, slot) => new TreeStepSequence(slot, _lengths[slot], 1, Prefix(t, keep))).ToArray();

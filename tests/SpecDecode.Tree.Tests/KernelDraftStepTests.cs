@@ -60,6 +60,22 @@ public sealed class KernelDraftStepTests
     }
 
     [Fact]
+    public void ARefusedDraftForward_TakesNoCacheBlocks()
+    {
+        using TargetModel model = Load();
+        model.Prefill([(0, [5, 6, 7]), (1, [8, 9])]);
+        int free = model.KvCache.FreeBlocks;
+        // slot 0's rows are fine and come first; slot 1's logit row does not exist
+        DraftRows[] inputs = [new DraftRows(0, 0, [.. Enumerable.Range(-1, 70)], [.. Enumerable.Range(1, 70)], [.. Enumerable.Range(0, 70)]),
+            new DraftRows(1, 0, [-1], [3], [0])];
+        Assert.Throws<ArgumentException>(() => model.DraftLogits(inputs, [(0, 69), (1, 1)]));
+        Assert.Equal(free, model.KvCache.FreeBlocks);
+        // the same forward with a real row reserves slot 0's 70-entry region (3 cached tokens and 70 pass a 64-token block)
+        using Tensor logits = model.DraftLogits(inputs, [(0, 69), (1, 0)]);
+        Assert.True(model.KvCache.FreeBlocks < free, "the accepted forward reserved its region");
+    }
+
+    [Fact]
     public void ForwardsTheKernelsCannotFeed_GetAReason()
     {
         // earlier region entries without their tokens

@@ -26,6 +26,16 @@ internal sealed class AdaptiveSpeculation
 
     public AdaptiveSpeculation(VerificationCostModel cost) => _cost = cost;
 
+    /// <summary>The selection for a model's step paths: ragged steps priced by their padded rows up to the tree kernels'
+    /// step limit when <paramref name="treeKernels"/> (<see cref="TargetModel.UsesTreeKernels"/>), else every step
+    /// padded to the widest tree. The engine's one rule; benchmarks take it from here too.</summary>
+    public static AdaptiveSpeculation For(VerificationCostModel cost, bool treeKernels) => new(cost)
+    {
+        RaggedRows = treeKernels ? KernelTreeStep.StepRowLimit : 0,
+        RaggedWidth = KernelTreeStep.MaxRows,
+        PadRows = KernelTreeStep.PaddedRows,
+    };
+
     /// <summary>The current calibration factor (accepted / expected of recent selections).</summary>
     public double Calibration => _calibration;
 

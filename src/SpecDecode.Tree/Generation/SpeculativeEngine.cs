@@ -78,12 +78,7 @@ public sealed partial class SpeculativeEngine : ISpeculativeGenerator, IDisposab
                     options.CostModelContext ?? Math.Min(2048, model.Capacity / 4), maxWidth: Math.Min(64, options.MaxDraftTokens + 1));
             }
             // steps the tree kernels take are ragged (docs/target-model.md, "Batched tree kernels")
-            _adaptive = cost is null ? null : new AdaptiveSpeculation(cost)
-            {
-                RaggedRows = model.UsesTreeKernels ? KernelTreeStep.StepRowLimit : 0,
-                RaggedWidth = KernelTreeStep.MaxRows,
-                PadRows = KernelTreeStep.PaddedRows,
-            };
+            _adaptive = cost is null ? null : AdaptiveSpeculation.For(cost, model.UsesTreeKernels);
             _metrics = new EngineMetrics(options.MeterFactory, this, MetricsListenerFailed);
             _counters = new EngineCounters(_metrics);
             EngineLog.EngineStarted(_logger, model.Config.Architecture.ToString(), model.Config.LayerCount, model.Config.HiddenSize,

@@ -46,6 +46,14 @@ public sealed partial class TargetModel
         }
         CheckInputs(inputs.Select(i => i.Slot), inputs.SelectMany(i => i.Tokens));
 
+        (int maxHops, int keys) = CheckDraftRows(inputs, logitRows);
+        _cache.SyncTables();
+        if (KernelDraftRefusal(inputs, logitRows, out TreeInput[] trees, out (int Input, int Entry)[] stepRows) is null)
+        {
+            using var kernelScope = NewDisposeScope();
+            return _treeKernels!.DraftLogits(trees, stepRows).MoveToOuterDisposeScope();
+        }
+
         int batch = inputs.Max(i => i.Slot) + 1;
         int width = Math.Max(1, inputs.Max(i => i.Tokens.Length));
         int window = Math.Max(1, inputs.Max(i => i.RegionParents.Length));
@@ -58,67 +66,27 @@ public sealed partial class TargetModel
         {
             packed[parentAt + w] = w % window; // padding entries are their own parents
         }
-        var rowsOfSlot = new int[batch];
-        int maxHops = 0, keys = 1;
         foreach (DraftRows input in inputs)
         {
-            int b = input.Slot, count = input.Tokens.Length, region = input.RegionParents.Length;
-            if (input.RegionBefore < 0 || region != input.RegionBefore + count || input.Offsets.Length != count)
-            {
-                throw new ArgumentException(
-                    $"Slot {b}: {input.RegionBefore} region entries before, {count} tokens, {input.Offsets.Length} offsets and {region} region parents do not fit together.",
-                    nameof(inputs));
-            }
-            int length = _cache.Length(b);
-            if (length + region > Capacity)
-            {
-                throw new InvalidOperationException(
-                    $"Slot {b} holds {length} tokens and its draft region {region}, past the KV cache's capacity of {Capacity}: draft smaller trees or raise the context.");
-            }
-            _cache.Reserve(b, length + region);
-            var hops = new int[region];
-            for (int e = 0; e < region; e++)
+            int b = input.Slot;
+            for (int e = 0; e < input.RegionParents.Length; e++)
             {
                 int parent = input.RegionParents[e];
-                if (parent < -1 || parent >= e)
-                {
-                    throw new ArgumentException($"Slot {b}: region entry {e} has parent {parent}; parents must precede their children.", nameof(inputs));
-                }
-                hops[e] = parent < 0 ? 0 : hops[parent] + 1;
-                maxHops = Math.Max(maxHops, hops[e]);
                 packed[parentAt + b * window + e] = parent < 0 ? e : parent;
             }
-            for (int t = 0; t < count; t++)
+            for (int t = 0; t < input.Tokens.Length; t++)
             {
                 int at = b * width + t;
                 packed[at] = input.Tokens[t];
                 packed[entryAt + at] = input.RegionBefore + t;
                 packed[offsetAt + at] = input.Offsets[t];
                 packed[validAt + at] = 1;
-                if (input.Offsets[t] < 0 || length + input.Offsets[t] >= Capacity)
-                {
-                    throw new ArgumentException($"Slot {b}: row {t} has the position offset {input.Offsets[t]}, outside the cache.", nameof(inputs));
-                }
             }
-            packed[lengthAt + b] = length;
-            rowsOfSlot[b] = count;
-            keys = Math.Max(keys, length + region);
+            packed[lengthAt + b] = _cache.Length(b);
         }
         for (int i = 0; i < n; i++)
         {
-            (int slot, int row) = logitRows[i];
-            if ((uint)slot >= (uint)batch || (uint)row >= (uint)rowsOfSlot[slot])
-            {
-                throw new ArgumentException($"Logit row ({slot}, {row}) is not a row of this forward.", nameof(logitRows));
-            }
-            packed[rowAt + i] = slot * width + row;
-        }
-
-        _cache.SyncTables();
-        if (KernelDraftRefusal(inputs, logitRows, out TreeInput[] trees, out (int Input, int Entry)[] stepRows) is null)
-        {
-            using var kernelScope = NewDisposeScope();
-            return _treeKernels!.DraftLogits(trees, stepRows).MoveToOuterDisposeScope();
+            packed[rowAt + i] = logitRows[i].Slot * width + logitRows[i].Row;
         }
 
         ModelConfig c = Config;
@@ -154,6 +122,66 @@ public sealed partial class TargetModel
         // small model's forward).
         Tensor hidden = x.view(batch * width, c.HiddenSize).index_select(0, rows);
         return nn.functional.linear(hidden, _weights.Head).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Checks a draft forward's rows (<see cref="DraftLogits"/>) and reserves each slot's region in the cache,
+    /// before either path runs.</summary>
+    /// <returns>The deepest region entry's hops from its root, and the keys the widest slot attends to (cached tokens
+    /// and region).</returns>
+    private (int MaxHops, int Keys) CheckDraftRows(IReadOnlyList<DraftRows> inputs, IReadOnlyList<(int Slot, int Row)> logitRows)
+    {
+        int batch = inputs.Max(i => i.Slot) + 1;
+        var rowsOfSlot = new int[batch];
+        int maxHops = 0, keys = 1;
+        foreach (DraftRows input in inputs)
+        {
+            int b = input.Slot, count = input.Tokens.Length, region = input.RegionParents.Length;
+            if (input.RegionBefore < 0 || region != input.RegionBefore + count || input.Offsets.Length != count)
+            {
+                throw new ArgumentException(
+                    $"Slot {b}: {input.RegionBefore} region entries before, {count} tokens, {input.Offsets.Length} offsets and {region} region parents do not fit together.",
+                    nameof(inputs));
+            }
+            int length = _cache.Length(b);
+            if (length + region > Capacity)
+            {
+                throw new InvalidOperationException(
+                    $"Slot {b} holds {length} tokens and its draft region {region}, past the KV cache's capacity of {Capacity}: draft smaller trees or raise the context.");
+            }
+            var hops = new int[region];
+            for (int e = 0; e < region; e++)
+            {
+                int parent = input.RegionParents[e];
+                if (parent < -1 || parent >= e)
+                {
+                    throw new ArgumentException($"Slot {b}: region entry {e} has parent {parent}; parents must precede their children.", nameof(inputs));
+                }
+                hops[e] = parent < 0 ? 0 : hops[parent] + 1;
+                maxHops = Math.Max(maxHops, hops[e]);
+            }
+            for (int t = 0; t < count; t++)
+            {
+                if (input.Offsets[t] < 0 || length + input.Offsets[t] >= Capacity)
+                {
+                    throw new ArgumentException($"Slot {b}: row {t} has the position offset {input.Offsets[t]}, outside the cache.", nameof(inputs));
+                }
+            }
+            rowsOfSlot[b] = count;
+            keys = Math.Max(keys, length + region);
+        }
+        foreach ((int slot, int row) in logitRows)
+        {
+            if ((uint)slot >= (uint)batch || (uint)row >= (uint)rowsOfSlot[slot])
+            {
+                throw new ArgumentException($"Logit row ({slot}, {row}) is not a row of this forward.", nameof(logitRows));
+            }
+        }
+        // only once every check passed: a refused forward reserves nothing
+        foreach (DraftRows input in inputs)
+        {
+            _cache.Reserve(input.Slot, _cache.Length(input.Slot) + input.RegionParents.Length);
+        }
+        return (maxHops, keys);
     }
 
     /// <summary>Which path <see cref="DraftLogits"/> takes for these rows: "tree kernels, N steps", or "libtorch path" and
