@@ -216,6 +216,14 @@ public sealed class ResponseSharing : IAsyncDisposable
                         BrokerAnswered();
                         break;
                     }
+                    catch (NatsPayloadTooLargeException ex)
+                    {
+                        // it will never fit: retrying would hold every later response behind it
+                        Interlocked.Increment(ref _publishDropped);
+                        _logger.LogWarning("Sharing: response {Id} ({Tokens} tokens) is too large for the broker and was not shared: {Error}",
+                            id, response.Tokens.Length, ex.Message);
+                        break;
+                    }
                     catch (Exception ex) when (!stop.IsCancellationRequested)
                     {
                         // a failure, or no acknowledgement within RequestTimeout (it may have died with the broker):

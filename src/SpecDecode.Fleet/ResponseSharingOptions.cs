@@ -71,7 +71,8 @@ public sealed record ResponseSharingOptions
 /// <summary>Counters of a <see cref="ResponseSharing"/> (<see cref="ResponseSharing.GetStatistics"/>).</summary>
 /// <param name="Published">Responses the broker acknowledged.</param>
 /// <param name="PublishRetries">Publications that failed (broker down) and were tried again.</param>
-/// <param name="PublishDropped">Responses dropped unpublished because the publish queue was full.</param>
+/// <param name="PublishDropped">Responses dropped unpublished: the publish queue was full, or one was larger than the
+/// broker's largest message (its <c>max_payload</c>, 1 MB by default: about 250,000 tokens).</param>
 /// <param name="Received">Messages read from the stream.</param>
 /// <param name="Ingested">Responses added to the cache's global tree.</param>
 /// <param name="Duplicates">Messages already seen (a redelivery, or this process's own publication).</param>

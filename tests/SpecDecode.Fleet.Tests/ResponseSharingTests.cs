@@ -189,6 +189,25 @@ public sealed class ResponseSharingTests : IDisposable
         Assert.Equal(3L, stream.Info.State.Messages);   // the retries of one message id were dropped as duplicates
     }
 
+    /// <summary>A response larger than the broker takes can never be published: it is dropped and counted, with a
+    /// warning, and the responses behind it are published; retrying it would hold them for good.</summary>
+    [Fact]
+    public async Task A_response_too_large_for_the_broker_is_dropped_and_the_queue_moves_on()
+    {
+        using var small = NatsServer.StartNew(maxPayload: 4096);
+        var log = new ListLogger();
+        using var cache = new SuffixDecodingCache();
+        await using ResponseSharing a = ResponseSharing.Start(cache, Options("a") with { Url = small.Url }, log);
+        a.Publish(Tokens(700, length: 100));
+        a.Publish(Tokens(701, length: 5_000));   // about 20 KB encoded
+        a.Publish(Tokens(702, length: 100));
+        Assert.True(await a.FlushAsync(TimeSpan.FromSeconds(20)), $"the queue drained: {a.GetStatistics()} {string.Join(" | ", log.Lines)}");
+        SharingStatistics stats = a.GetStatistics();
+        Assert.Equal(2, stats.Published);
+        Assert.Equal(1, stats.PublishDropped);
+        Assert.Contains(log.Lines, l => l.Contains("too large", StringComparison.Ordinal));
+    }
+
     /// <summary>A failure that persists (here a stream of the same name that does not take our subjects, so every
     /// publication and every consumer is refused) is one warning, then debug lines, and one line when it ends; not a
     /// warning per retry. (A broker that is merely down raises nothing: NATS.Net holds the calls until it is back.)</summary>
