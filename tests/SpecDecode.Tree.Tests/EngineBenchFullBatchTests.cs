@@ -56,4 +56,22 @@ public sealed class EngineBenchFullBatchTests
         double tolerance = 3 * s.Batches * 1e-7 + 1e-9;
         Assert.Equal(stepSeconds, meter.AllStepSeconds, tolerance);
     }
+
+    /// <summary>The bench skips prefill, so a whole batch of long prompts is admitted at once and its first step runs at
+    /// the full batch; the engine's default step budget (2,048 tokens) paced admission to half a long prompt a step.</summary>
+    [Fact]
+    public async Task TheBenchsEngine_AdmitsAWholeBatchOfLongPromptsAtOnce()
+    {
+        using TargetModel model = EngineFixture.LoadModel(maxBatch: 4, maxContext: 2112);
+        using SpeculativeEngine engine = SpeculativeEngine.Create(model, ByteTokenizer.Instance, null,
+            EngineRunner.EngineOptions(Variant.Parse("plain"), batch: 4, budget: 32, cost: null));
+        using var meter = new FullBatchThroughput(engine, fullBatch: 4);
+        // 4 x 2,000 prompt tokens: four steps' worth of the default budget
+        Task<GenerationResult>[] calls = Enumerable.Range(0, 4)
+            .Select(i => engine.GenerateAsync(new GenerationRequest { PromptTokens = EngineFixture.Prompt(10 + i, 2000), MaxNewTokens = 4 })).ToArray();
+        await Task.WhenAll(calls).WaitAsync(TimeSpan.FromMinutes(2));
+        // The engine may start a step before the last call is submitted; after that, every step runs the whole batch.
+        // Paced by the default budget, the fourth call would join the first's last step: one full step at most.
+        Assert.True(meter.Steps >= 2, $"{meter.Steps} full-batch steps of {engine.Statistics.Batches}");
+    }
 }
