@@ -14,7 +14,12 @@ namespace SpecDecode.EngineBench;
 /// <summary>The results file: the set-up, the model-free reference and every configuration's figures.</summary>
 internal sealed record BenchReport(
     string Date, string Device, string Libtorch, string ScriptExecutor, string Model, string? DraftModel, int MaxResponse, string DType, int MaxContext, int Budget, int WarmupTrajectories,
-    int WarmupCalls, int SkippedTooLong, double CostModelSeconds, IReadOnlyList<ReferencePoint> ModelFree, IReadOnlyList<VariantResult> Results);
+    int WarmupCalls, int SkippedTooLong, double CostModelSeconds, IReadOnlyList<ReferencePoint> ModelFree, IReadOnlyList<VariantResult> Results)
+{
+    /// <summary>The last round's results (<c>--rounds</c>): the graphs every variant needs were captured in the rounds
+    /// before, as in a server that has run a while. All results when there was one round. What the plots draw.</summary>
+    public IReadOnlyList<VariantResult> LastRound => Results.Where(r => r.Round == Results.Max(q => q.Round)).ToArray();
+}
 
 /// <summary>The model-free replay's figure for the calls one batch size served.</summary>
 internal sealed record ReferencePoint(int Batch, int Calls, long Tokens, double TokensPerStep, double AcceptanceRate, double MeanPromptTokens);
@@ -42,15 +47,18 @@ internal static class BenchCommand
         };
         var tensorParallel = new Option<int>("--tensor-parallel") { Description = "Ranks the target is split over (docs/tensor-parallel.md); 1: one device.", DefaultValueFactory = _ => 1 };
         var transport = new Option<string>("--transport") { Description = "With --tensor-parallel: nccl (one GPU per rank) or in-process (simulated ranks).", DefaultValueFactory = _ => "nccl" };
+        var rounds = ToolOptions.Int("--rounds",
+            "Times each batch size's variants run, one after another (each round with fresh drafters, so acceptance is the same). " +
+            "Later rounds replay the CUDA graphs the first captured: round 1 is a fresh process, the last a server that has run a while.", 1, 1);
         var command = new Command("run", "Replay the traces through the engine and plain decoding; write JSON and markdown.")
         {
             traces, config, warmup, calls, budget, maxContext, variants, dtype, output, draftConfig, maxResponse, cudaGraphs, tensorParallel, transport,
-            temperatures,
+            temperatures, rounds,
         };
         command.SetAction(p => Run(p.GetValue(traces)!, p.GetValue(config)!, p.GetValue(warmup), ParseCalls(p.GetValue(calls)!),
             p.GetValue(budget), p.GetValue(maxContext), p.GetValue(variants)!.Split(',', StringSplitOptions.TrimEntries).Select(Variant.Parse).ToArray(),
             p.GetValue(dtype)!, p.GetValue(output)!, p.GetValue(draftConfig), p.GetValue(maxResponse), p.GetValue(cudaGraphs),
-            TensorParallel(p.GetValue(tensorParallel), p.GetValue(transport)!), ParseTemperatures(p.GetValue(temperatures)!)));
+            TensorParallel(p.GetValue(tensorParallel), p.GetValue(transport)!), ParseTemperatures(p.GetValue(temperatures)!), p.GetValue(rounds)));
         return command;
     }
 
@@ -101,7 +109,7 @@ internal static class BenchCommand
 
     private static int Run(string traces, string configPath, int warmupTrajectories, SortedDictionary<int, int> callsPerBatch, int budget,
         int maxContext, Variant[] variants, string dtypeName, string output, string? draftConfigPath, int maxResponse, bool cudaGraphs = false,
-        TensorParallelOptions? tensorParallel = null, float[]? temperatures = null)
+        TensorParallelOptions? tensorParallel = null, float[]? temperatures = null, int rounds = 1)
     {
         temperatures ??= [0];
         string libtorch = TorchRuntime.EnsureLoaded();
@@ -191,13 +199,14 @@ internal static class BenchCommand
         {
             IReadOnlyList<TraceCallTokens> calls = workload.Evaluation.Take(n).ToArray();
             double context = MeanDecodeContext(calls);
-            foreach ((Variant variant, float temperature) in variants.SelectMany(v => temperatures.Select(t => (v, t))))
+            foreach ((int round, Variant variant, float temperature) in Enumerable.Range(1, rounds)
+                .SelectMany(round => variants.SelectMany(v => temperatures.Select(t => (round, v, t)))))
             {
                 VariantResult r = EngineRunner.Run(model, tokenizer, workload, calls, variant, batch, budget, cost, draftModel, temperature);
-                r = r with { MeanContext = context, FloorTokensPerSecond = FloorTokensPerSecond(model.Memory, r.MeanBatch, context, copyGBps) };
+                r = r with { MeanContext = context, FloorTokensPerSecond = FloorTokensPerSecond(model.Memory, r.MeanBatch, context, copyGBps), Round = round };
                 results.Add(r);
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"{r.Variant} {r.Batch} {r.Calls} {r.Tokens} {r.Seconds:F2} {r.TokensPerSecond:F1} {r.TokensPerStep:F3} {r.AcceptanceRate:P1} {r.DraftTokensPerStep:F2} {r.DraftMsPerBatch:F3} {r.VerifyMsPerBatch:F2} {r.HostMsPerBatch:F3} {r.MeanBatch:F1} {r.Mismatches} gc0={r.Gen0Collections} gc2={r.Gen2Collections} graphs={r.GraphsCaptured} full-batch={r.FullBatchTokensPerSecond:F1}"));
+                    $"{(r.Round > 1 ? $"{r.Variant}#{r.Round}" : r.Variant)} {r.Batch} {r.Calls} {r.Tokens} {r.Seconds:F2} {r.TokensPerSecond:F1} {r.TokensPerStep:F3} {r.AcceptanceRate:P1} {r.DraftTokensPerStep:F2} {r.DraftMsPerBatch:F3} {r.VerifyMsPerBatch:F2} {r.HostMsPerBatch:F3} {r.MeanBatch:F1} {r.Mismatches} gc0={r.Gen0Collections} gc2={r.Gen2Collections} graphs={r.GraphsCaptured} full-batch={r.FullBatchTokensPerSecond:F1}"));
                 if (r.Mismatches != 0)
                 {
                     Console.Error.WriteLine($"error: {r.Mismatches} calls did not reproduce their recorded response");
@@ -226,7 +235,8 @@ internal static class BenchCommand
     private static string SampledOverGreedy(IReadOnlyList<VariantResult> results, VariantResult r)
     {
         string suffix = TemperatureSuffix(r.Variant);
-        VariantResult? greedy = suffix.Length == 0 ? null : results.FirstOrDefault(g => g.Batch == r.Batch && g.Variant == r.Variant[..^suffix.Length]);
+        VariantResult? greedy = suffix.Length == 0 ? null
+            : results.FirstOrDefault(g => g.Batch == r.Batch && g.Round == r.Round && g.Variant == r.Variant[..^suffix.Length]);
         return greedy is null ? "" : (r.TokensPerSecond / greedy.TokensPerSecond).ToString("F2", CultureInfo.InvariantCulture) + "x";
     }
 
@@ -268,12 +278,12 @@ internal static class BenchCommand
         foreach (VariantResult r in report.Results)
         {
             string plainName = "plain" + TemperatureSuffix(r.Variant); // plain decoding at the same temperature
-            VariantResult? plain = report.Results.FirstOrDefault(p => p.Batch == r.Batch && p.Variant == plainName);
+            VariantResult? plain = report.Results.FirstOrDefault(p => p.Batch == r.Batch && p.Round == r.Round && p.Variant == plainName);
             ReferencePoint? reference = report.ModelFree.FirstOrDefault(p => p.Batch == r.Batch);
             // no plain run at this batch and temperature (e.g. --variants suffix-adaptive,hybrid-adaptive): no speedup to show
             double? speedup = plain is null ? null : r.TokensPerSecond / plain.TokensPerSecond;
             md.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {r.Batch} | {r.Calls} | {r.Variant} | {r.TokensPerSecond:F1} | {(speedup is { } x ? x.ToString("F2", CultureInfo.InvariantCulture) + "x" : "-")} | {r.TokensPerStep:F3} | {reference?.TokensPerStep:F3} | {(r.Variant == plainName || reference is null || speedup is null ? "" : (speedup.Value / reference.TokensPerStep).ToString("F2", CultureInfo.InvariantCulture))} | {r.DraftMsPerBatch:F3} | {r.VerifyMsPerBatch:F2} | {r.HostMsPerBatch:F3} | {r.MeanBatch:F1}, {r.MeanContext:F0} | {(r.FloorTokensPerSecond > 0 ? (r.TokensPerSecond / r.FloorTokensPerSecond).ToString("F2", CultureInfo.InvariantCulture) + "x" : "-")} | {SampledOverGreedy(report.Results, r)} | {r.GraphsCaptured} | {FullBatch(r, plain)} |"));
+                $"| {r.Batch} | {r.Calls} | {r.Label} | {r.TokensPerSecond:F1} | {(speedup is { } x ? x.ToString("F2", CultureInfo.InvariantCulture) + "x" : "-")} | {r.TokensPerStep:F3} | {reference?.TokensPerStep:F3} | {(r.Variant == plainName || reference is null || speedup is null ? "" : (speedup.Value / reference.TokensPerStep).ToString("F2", CultureInfo.InvariantCulture))} | {r.DraftMsPerBatch:F3} | {r.VerifyMsPerBatch:F2} | {r.HostMsPerBatch:F3} | {r.MeanBatch:F1}, {r.MeanContext:F0} | {(r.FloorTokensPerSecond > 0 ? (r.TokensPerSecond / r.FloorTokensPerSecond).ToString("F2", CultureInfo.InvariantCulture) + "x" : "-")} | {SampledOverGreedy(report.Results, r)} | {r.GraphsCaptured} | {FullBatch(r, plain)} |"));
         }
         return md.ToString();
     }

@@ -11,7 +11,11 @@ internal sealed record VariantResult(
     double TokensPerStep, double AcceptanceRate, double DraftTokensPerStep, double DraftMsPerBatch, double VerifyMsPerBatch,
     double HostMsPerBatch, double MeanBatch, int Mismatches, int Gen0Collections = 0, int Gen2Collections = 0,
     double MeanContext = 0, double FloorTokensPerSecond = 0, int GraphsCaptured = 0,
-    double FullBatchTokensPerSecond = 0, double FullBatchShare = 0);
+    double FullBatchTokensPerSecond = 0, double FullBatchShare = 0, int Round = 1)
+{
+    /// <summary>The variant as the report names it: with its round after the first (<c>--rounds</c>).</summary>
+    public string Label => Round > 1 ? $"{Variant}, round {Round}" : Variant;
+}
 
 /// <summary>A drafter setting: none (plain decoding), the suffix drafter verified as proposed or with adaptive pruning,
 /// a draft model (random weights: its drafts are never right, so adaptive speculation must switch it off), or the hybrid

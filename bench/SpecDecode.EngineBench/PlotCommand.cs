@@ -17,11 +17,12 @@ internal static class PlotCommand
         {
             BenchReport report = JsonSerializer.Deserialize<BenchReport>(File.ReadAllText(p.GetValue(input)!))!;
             var plot = new Plot();
-            foreach (string variant in report.Results.Select(r => r.Variant).Distinct().Where(v => v != "plain"))
+            IReadOnlyList<VariantResult> results = report.LastRound;
+            foreach (string variant in results.Select(r => r.Variant).Distinct().Where(v => v != "plain"))
             {
-                var points = report.Results.Where(r => r.Variant == variant).Select(r =>
+                var points = results.Where(r => r.Variant == variant).Select(r =>
                 {
-                    VariantResult plain = report.Results.Single(q => q.Batch == r.Batch && q.Variant == "plain");
+                    VariantResult plain = results.Single(q => q.Batch == r.Batch && q.Variant == "plain");
                     return (X: (double)r.Batch, Y: r.TokensPerSecond / plain.TokensPerSecond);
                 }).ToArray();
                 var line = plot.Add.Scatter(points.Select(q => Math.Log2(q.X)).ToArray(), points.Select(q => q.Y).ToArray());

@@ -48,5 +48,13 @@ public sealed class EngineBenchFloorTests
         Assert.EndsWith("| 100.0 (90 %) |", full.TrimEnd().Split('\n')[^2]);
         Assert.EndsWith("| 150.0 (80 %), 1.50x |", full.TrimEnd().Split('\n')[^1]);
 
+        // --rounds 2: each round's speedup is against plain of the same round; the plots draw the last round
+        BenchReport rounds = Report(Variant("plain", 150.0), Variant("suffix-adaptive", 300.0),
+            Variant("plain", 200.0) with { Round = 2 }, Variant("suffix-adaptive", 500.0) with { Round = 2, GraphsCaptured = 0 });
+        string twice = BenchCommand.Markdown(rounds);
+        Assert.Contains("| 1 | 24 | suffix-adaptive | 300.0 | 2.00x |", twice);
+        Assert.Contains("| 1 | 24 | plain, round 2 | 200.0 | 1.00x |", twice);
+        Assert.Contains("| 1 | 24 | suffix-adaptive, round 2 | 500.0 | 2.50x |", twice);
+        Assert.Equal([200.0, 500.0], rounds.LastRound.Select(r => r.TokensPerSecond));
     }
 }
