@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using Microsoft.AspNetCore.WebUtilities;
 
 namespace SpecDecode.Router;
 
@@ -27,9 +28,21 @@ internal static class ConversationKey
         {
             return null;
         }
-        request.EnableBuffering(bufferThreshold: 1 << 20, bufferLimit: options.MaxBodyBytes);
+        // No buffer limit: a limit throws when a body without a Content-Length passes it, and the client would get a 500.
+        // The server's own request-size limit (Kestrel's MaxRequestBodySize) bounds what is buffered.
+        request.EnableBuffering(bufferThreshold: 1 << 20);
         try
         {
+            if (request.ContentLength is null)
+            {
+                // chunked: its size shows once it is read; past 1 MB it is buffered on disk (it is forwarded anyway)
+                await request.Body.DrainAsync(request.HttpContext.RequestAborted);
+                if (request.Body.Length > options.MaxBodyBytes)
+                {
+                    return null;
+                }
+                request.Body.Position = 0;
+            }
             using JsonDocument body = await JsonDocument.ParseAsync(request.Body, cancellationToken: request.HttpContext.RequestAborted);
             return FromMessages(body.RootElement, options.FirstMessages);
         }

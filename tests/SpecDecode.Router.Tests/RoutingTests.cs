@@ -22,6 +22,31 @@ public sealed class RoutingTests
         Assert.Null(Key("[1,2]"));
     }
 
+    /// <summary>A body without a Content-Length (chunked, as PostAsJsonAsync sends) past MaxBodyBytes is routed without a
+    /// key and forwarded whole; one within it is keyed as a sized body is. Both can be read again from the start.</summary>
+    [Fact]
+    public async Task A_chunked_body_past_the_limit_is_routed_without_a_key_and_kept_whole()
+    {
+        const string json = """{"model":"m","messages":[{"role":"system","content":"You are an agent."},{"role":"user","content":"Fix bug 42"}]}""";
+        async Task<(string? Key, string Forwarded)> Find(int maxBodyBytes)
+        {
+            var context = new Microsoft.AspNetCore.Http.DefaultHttpContext();
+            context.Request.Method = "POST";
+            context.Request.ContentType = "application/json";
+            // no ContentLength, and not seekable: a request body as Kestrel gives it
+            context.Request.Body = new ForwardOnlyStream(System.Text.Encoding.UTF8.GetBytes(json));
+            string? key = await ConversationKey.FindAsync(context.Request, new RouterOptions { MaxBodyBytes = maxBodyBytes });
+            using var reader = new StreamReader(context.Request.Body);
+            return (key, await reader.ReadToEndAsync());
+        }
+        (string? small, string smallBody) = await Find(maxBodyBytes: 20);
+        Assert.Null(small);
+        Assert.Equal(json, smallBody);
+        (string? large, string largeBody) = await Find(maxBodyBytes: 1 << 20);
+        Assert.Equal(Key(json), large);
+        Assert.Equal(json, largeBody);
+    }
+
     [Fact]
     public void Rendezvous_hashing_moves_only_the_dead_replicas_conversations()
     {
@@ -57,5 +82,22 @@ public sealed class RoutingTests
         Assert.Throws<RouterConfigurationException>(() => new RouterOptions { Replicas = ["127.0.0.1:5000"] }.Validate());
         Assert.Throws<RouterConfigurationException>(() => new RouterOptions { Replicas = ["http://a"], MaxAttempts = 0 }.Validate());
         new RouterOptions { Replicas = ["http://127.0.0.1:5000/"] }.Validate();
+    }
+
+    /// <summary>A stream read once from the start, like a request body off the wire.</summary>
+    private sealed class ForwardOnlyStream(byte[] data) : Stream
+    {
+        private readonly MemoryStream _inner = new(data);
+
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => false;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+        public override int Read(byte[] buffer, int offset, int count) => _inner.Read(buffer, offset, count);
+        public override void Flush() { }
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 }
