@@ -41,9 +41,10 @@ internal static class BatchPlotCommand
             if (p.GetValue(engine) is { } enginePath)
             {
                 BenchReport report = JsonSerializer.Deserialize<BenchReport>(File.ReadAllText(enginePath))!;
-                foreach (string variant in report.LastRound.Select(r => r.Variant).Distinct())
+                IReadOnlyList<VariantResult> results = report.LastRound;
+                foreach (string variant in results.Select(r => r.Variant).Distinct())
                 {
-                    Line($"engine, {variant} (at its mean batch)", report.LastRound.Where(r => r.Variant == variant).Select(r => (r.MeanBatch, r.TokensPerSecond)),
+                    Line($"engine, {variant} (at its mean batch)", results.Where(r => r.Variant == variant).Select(r => (r.MeanBatch, r.TokensPerSecond)),
                         LinePattern.Solid);
                 }
             }

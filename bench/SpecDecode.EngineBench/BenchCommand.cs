@@ -18,7 +18,14 @@ internal sealed record BenchReport(
 {
     /// <summary>The last round's results (<c>--rounds</c>): the graphs every variant needs were captured in the rounds
     /// before, as in a server that has run a while. All results when there was one round. What the plots draw.</summary>
-    public IReadOnlyList<VariantResult> LastRound => Results.Where(r => r.Round == Results.Max(q => q.Round)).ToArray();
+    public IReadOnlyList<VariantResult> LastRound
+    {
+        get
+        {
+            int last = Results.Count == 0 ? 1 : Results.Max(r => r.Round);
+            return Results.Where(r => r.Round == last).ToArray();
+        }
+    }
 }
 
 /// <summary>The model-free replay's figure for the calls one batch size served.</summary>
