@@ -13,7 +13,8 @@ namespace SpecDecode.EngineBench;
 /// </summary>
 /// <remarks>Within an engine step the engine records each request's emitted tokens (<c>specdecode.generation_tokens</c>),
 /// then the step's batch size (<c>specdecode.step.batch_size</c>), then its draft, verify and host durations
-/// (<c>specdecode.step.duration</c>, in that order); prefill durations carry phase "prefill" and are left out. Written by
+/// (<c>specdecode.step.duration</c>, in that order); prefill durations carry phase "prefill" and are left out, and so are
+/// the first tokens a prefill chose, which the engine records just before that prefill's duration. Written by
 /// hand on a <see cref="MeterListener"/> because no metrics library keeps the pairing of a step's tokens with its batch
 /// size, which is what is needed here.</remarks>
 internal sealed class FullBatchThroughput : IDisposable
@@ -87,6 +88,7 @@ internal sealed class FullBatchThroughput : IDisposable
     {
         if (phase == EngineMetrics.PrefillPhase)
         {
+            _pendingTokens = 0; // the first tokens this prefill chose: no step emitted them
             return;
         }
         _stepSeconds += seconds;

@@ -10,6 +10,10 @@ public sealed class EngineBenchFullBatchTests
     public void AStepsTokensGoWithItsBatchSize_AndPrefillIsLeftOut()
     {
         var meter = new FullBatchThroughput(fullBatch: 2);
+        // a prefill that chose two requests' first tokens: recorded before its duration, and no step's
+        meter.Tokens(1);
+        meter.Tokens(1);
+        meter.Duration("prefill", 0.2);
         // a full step: two requests emit 3 and 1 tokens, batch 2, 1 + 4 + 1 ms
         meter.Tokens(3);
         meter.Tokens(1);

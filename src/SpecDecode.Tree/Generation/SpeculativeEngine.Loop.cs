@@ -197,7 +197,10 @@ public sealed partial class SpeculativeEngine
     /// <summary>
     /// Prefills the admitted requests' prompts within the step's token budget (<see cref="SpeculativeEngineOptions.StepTokenBudget"/>
     /// minus the last verification step's rows, at least a sixteenth of it), oldest first, all chunks in the same
-    /// forwards; a request whose prompt is complete joins this step's verification.
+    /// forwards. A request whose prompt is complete gets its first token from the prefill's last row
+    /// (<see cref="TargetModel.PrefillAndChoose"/>) and joins this step's verification with that token as its root; where
+    /// the model cannot choose after a prefill (tensor parallelism, benchmarks that skip prefill) the prompt's last token
+    /// stays out of the prefill and is the first step's root instead.
     /// </summary>
     private void PrefillChunks()
     {
@@ -205,16 +208,22 @@ public sealed partial class SpeculativeEngine
         {
             return;
         }
+        bool choose = !_options.SkipPrefillForBenchmark && _model.ChoosesAfterPrefill;
+        int held = choose ? 0 : 1; // the prompt's tokens the prefill leaves to the first step
         int budget = Math.Max(_options.StepTokenBudget / 16, _options.StepTokenBudget - (_active.Count == 0 ? 0 : _lastStepRows));
         var chunks = new List<(int Slot, int[] Tokens)>();
+        var choices = new List<NextTokenChoice?>();
+        var chunkOf = new List<EngineRequest>();
         var ready = new List<EngineRequest>();
         foreach (EngineRequest r in _prefilling)
         {
-            int remaining = r.Sequence.Count - 1 - r.Prefilled;
+            int remaining = r.Sequence.Count - held - r.Prefilled;
             int take = Math.Min(remaining, budget);
             if (take > 0)
             {
                 chunks.Add((r.Slot, r.Sequence.GetRange(r.Prefilled, take).ToArray()));
+                chunkOf.Add(r);
+                choices.Add(choose && take == remaining ? Choice(r) : null);
                 budget -= take;
             }
             if (take == remaining)
@@ -226,6 +235,8 @@ public sealed partial class SpeculativeEngine
                 break;
             }
         }
+        int[]? chosen = null;
+        long prefillTicks = -1;
         if (chunks.Count > 0)
         {
             long start = Stopwatch.GetTimestamp();
@@ -238,6 +249,10 @@ public sealed partial class SpeculativeEngine
                         _model.SetLengthForBenchmark(slot, _model.CachedLength(slot) + tokens.Length);
                     }
                 }
+                else if (choose)
+                {
+                    chosen = _model.PrefillAndChoose(chunks, choices);
+                }
                 else
                 {
                     _model.Prefill(chunks);
@@ -246,27 +261,51 @@ public sealed partial class SpeculativeEngine
             catch (Exception e)
             {
                 EngineLog.StepFailed(_logger, e, chunks.Count);
-                foreach (EngineRequest r in _prefilling.Where(r => chunks.Any(c => c.Slot == r.Slot)).ToArray())
+                foreach (EngineRequest r in chunkOf)
                 {
                     Fail(r, e);
                 }
                 return;
             }
             long elapsed = Stopwatch.GetTimestamp() - start;
-            _counters.AddPrefill(elapsed);
-            foreach ((int slot, int[] tokens) in chunks)
+            prefillTicks = elapsed;
+            int total = chunks.Sum(c => c.Tokens.Length);
+            for (int i = 0; i < chunks.Count; i++)
             {
-                EngineRequest r = _prefilling.First(p => p.Slot == slot);
-                r.Prefilled += tokens.Length;
-                r.PrefillTicks += elapsed * tokens.Length / chunks.Sum(c => c.Tokens.Length);
+                chunkOf[i].Prefilled += chunks[i].Tokens.Length;
+                chunkOf[i].PrefillTicks += elapsed * chunks[i].Tokens.Length / total;
             }
         }
         foreach (EngineRequest r in ready)
         {
             _prefilling.Remove(r);
             _active.Add(r);
+            int i = chunkOf.IndexOf(r);
+            if (chosen is not null && i >= 0 && chosen[i] >= 0)
+            {
+                try
+                {
+                    Process(r, DraftTree.Empty, new VerifiedStep(r.Slot, [], [chosen[i]]));
+                }
+                catch (Exception e)
+                {
+                    // The drafter's Observe or the tokenizer failed for this request (Process wraps those): it alone fails.
+                    Fail(r, e);
+                }
+            }
+        }
+        if (prefillTicks >= 0)
+        {
+            // after the first tokens the prefill emitted: a metrics listener can tell them from the next step's (they come
+            // before the prefill's duration record, a step's before its batch size)
+            _counters.AddPrefill(prefillTicks);
         }
     }
+
+    /// <summary>How the token after <paramref name="r"/>'s prompt is chosen: its sampling (greedy without), and for a
+    /// benchmark request its recorded answer from what it has emitted on.</summary>
+    private static NextTokenChoice Choice(EngineRequest r) =>
+        new(r.IsGreedy ? Greedy : r.Sampling!, r.Forced is { } f ? f[(int)Math.Min(r.Emitted, f.Length)..] : null);
 
     /// <summary>
     /// Gives every running request the KV blocks for its step (the root and up to <paramref name="budgets"/>[i] draft

@@ -78,6 +78,27 @@ internal sealed class SampledAcceptance
         return steps;
     }
 
+    /// <summary>
+    /// The token after each of several sequences from its logits [n, vocab] (a prefill's last rows: no draft, nothing to
+    /// commit): the argmax for a greedy sequence (lowest id on ties), a draw from its options' random stream otherwise, as
+    /// a step with an empty draft would choose; with <paramref name="forced"/> (benchmarks) the recorded token instead,
+    /// after the same work. One synchronisation. Counts no sampled step.
+    /// </summary>
+    public int[] Next(Tensor logits, IReadOnlyList<int> roots, IReadOnlyList<SamplingOptions> options, IReadOnlyList<int[]?>? forced = null)
+    {
+        int n = roots.Count;
+        var sequences = new SequenceSampling[n];
+        for (int i = 0; i < n; i++)
+        {
+            SamplingOptions o = options[i];
+            sequences[i] = new SequenceSampling(o, o.IsGreedy ? null : StreamFor(o), null);
+        }
+        using var scope = NewDisposeScope();
+        TreeSample[] samples = SamplingTreeVerifier.Verify(logits.view(n, 1, -1), [.. roots.Select(_ => new[] { -1 })],
+            [.. roots.Select(r => new[] { r })], sequences); // the one synchronisation
+        return [.. Enumerable.Range(0, n).Select(i => forced?[i] is { } reference ? ForcedPath(DraftTree.Empty, reference).Tokens[0] : samples[i].Tokens[0])];
+    }
+
     /// <summary>Sampled steps accepted so far (every <see cref="Accept"/> call); for tests and benchmarks.</summary>
     public long Steps { get; private set; }
 

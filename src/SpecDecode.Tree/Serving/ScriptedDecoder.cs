@@ -137,24 +137,25 @@ internal sealed class ScriptedDecoder
         def prefill_layers(x: Tensor, in_norm: List[Tensor], wq: List[Tensor], wk: List[Tensor], wv: List[Tensor], wo: List[Tensor],
                            bq: List[Tensor], bk: List[Tensor], bv: List[Tensor], q_norm: List[Tensor], k_norm: List[Tensor],
                            post_norm: List[Tensor], gate: List[Tensor], up: List[Tensor], down: List[Tensor],
-                           cache: Tensor, write_rows: Tensor, read_rows: Tensor, cos: Tensor, sin: Tensor, cu_q: Tensor,
-                           cu_k: Tensor, max_q: int, max_k: int, starts_q: Tensor, starts_k: Tensor, heads: int,
-                           kv_heads: int, head_dim: int, eps: float, has_bias: bool, has_qk_norm: bool, flash: bool) -> Tensor:
-            # x [1, rows, hidden]: every sequence's chunk packed, no padding; writes their keys and values and returns
-            # nothing a caller needs (the last layer's input). Prefill computes no logits, so the last layer stops once its
-            # keys and values are written: its attention, output projection and MLP would feed nothing.
+                           final_norm: Tensor, cache: Tensor, write_rows: Tensor, read_rows: Tensor, cos: Tensor, sin: Tensor,
+                           cu_q: Tensor, cu_k: Tensor, max_q: int, max_k: int, starts_q: Tensor, starts_k: Tensor, heads: int,
+                           kv_heads: int, head_dim: int, eps: float, has_bias: bool, has_qk_norm: bool, flash: bool,
+                           cache_only: bool) -> Tensor:
+            # x [1, rows, hidden]: every sequence's chunk packed, no padding; writes their keys and values. With cache_only
+            # (no logits wanted) the last layer stops once its keys and values are written, and the result is that layer's
+            # input, which no caller reads; else every layer runs whole and the result is the final hidden states.
             n = x.size(1)
             last = len(wq) - 1
             for i in range(len(wq)):
                 q, k, v = attention_inputs(x, i, in_norm, wq, wk, wv, bq, bk, bv, q_norm, k_norm, cos, sin, heads, kv_heads,
                                            head_dim, eps, has_bias, has_qk_norm)
                 kall, vall = write_kv(cache, i, write_rows, k, v, n, kv_heads, head_dim)
-                if i == last:
-                    break
+                if cache_only and i == last:
+                    return x
                 o = attend_varlen(q.reshape(n, heads, head_dim), kall.index_select(0, read_rows), vall.index_select(0, read_rows),
                                   cu_q, cu_k, max_q, max_k, starts_q, starts_k, flash, kv_heads, head_dim)
                 x = residual_mlp(x, o.reshape(1, n, heads * head_dim), i, wo, post_norm, gate, up, down, eps)
-            return x
+            return rms(x, final_norm, eps)
 
         """;
 
@@ -271,19 +272,22 @@ internal sealed class ScriptedDecoder
     /// <paramref name="sin"/> [1, N, 1, head size], <paramref name="cuRows"/> and <paramref name="cuKeys"/> [S + 1] the
     /// sequences' row and key starts (int32 on the device), <paramref name="rowStarts"/> and <paramref name="keyStarts"/>
     /// the same as int64 on the CPU. <paramref name="flash"/>: libtorch's variable-length flash attention, else the
-    /// reference (per sequence, SDPA with a causal mask aligned at the bottom right). The last layer stops after writing
-    /// its keys and values (prefill computes no logits); returns that layer's input, which no caller needs.</summary>
+    /// reference (per sequence, SDPA with a causal mask aligned at the bottom right). With <paramref name="cacheOnly"/> (no
+    /// logits wanted) the last layer stops after writing its keys and values and the result is that layer's input, which
+    /// no caller needs; else the result is the final hidden states [1, N, hidden] (the last layer whole, the final
+    /// norm).</summary>
     public Tensor ForwardPacked(Tensor x, Tensor cache, Tensor writeRows, Tensor readRows, Tensor cos, Tensor sin, Tensor cuRows,
-        Tensor cuKeys, long maxRows, long maxKeys, Tensor rowStarts, Tensor keyStarts, bool flash)
+        Tensor cuKeys, long maxRows, long maxKeys, Tensor rowStarts, Tensor keyStarts, bool flash, bool cacheOnly = true)
     {
         ModelConfig c = _config;
         // Scalars held until the native call returns (see Forward).
         using Scalar heads = (long)c.HeadCount, kvHeads = (long)c.KeyValueHeadCount, headDim = (long)c.HeadDim,
-            eps = c.RmsNormEps, qkvBias = c.QkvBias, qkNorm = c.QkNorm, maxQ = maxRows, maxK = maxKeys, useFlash = flash;
+            eps = c.RmsNormEps, qkvBias = c.QkvBias, qkNorm = c.QkNorm, maxQ = maxRows, maxK = maxKeys, useFlash = flash,
+            onlyCache = cacheOnly;
         return (Tensor)(flash ? CompiledFlash : Compiled).Value.invoke("prefill_layers",
-            x, _inNorm, _wq, _wk, _wv, _wo, _bq, _bk, _bv, _qNorm, _kNorm, _postNorm, _gate, _up, _down,
+            x, _inNorm, _wq, _wk, _wv, _wo, _bq, _bk, _bv, _qNorm, _kNorm, _postNorm, _gate, _up, _down, _finalNorm,
             cache, writeRows, readRows, cos, sin, cuRows, cuKeys, maxQ, maxK, rowStarts, keyStarts, heads, kvHeads, headDim, eps,
-            qkvBias, qkNorm, useFlash);
+            qkvBias, qkNorm, useFlash, onlyCache);
     }
 
     /// <summary>

@@ -358,6 +358,14 @@ public sealed partial class TargetModel : IDisposable
     public void Prefill(IReadOnlyList<(int Slot, int[] Tokens)> sequences)
     {
         ArgumentNullException.ThrowIfNull(sequences);
+        PrefillCore(sequences, null)?.Dispose();
+    }
+
+    /// <summary><see cref="Prefill"/>, and the logits [k, vocab] (on the device, not disposed) after the last token of each
+    /// sequence <paramref name="logitsAfter"/> marks, in the sequences' order; null when it marks none. A marked
+    /// sequence's last forward runs its last layer whole; the others stop it at the keys and values as before.</summary>
+    private Tensor? PrefillCore(IReadOnlyList<(int Slot, int[] Tokens)> sequences, IReadOnlyList<bool>? logitsAfter)
+    {
         CheckInputs(sequences.Select(s => s.Slot), sequences.SelectMany(s => s.Tokens));
         foreach ((int slot, int[] tokens) in sequences)
         {
@@ -372,23 +380,57 @@ public sealed partial class TargetModel : IDisposable
             _cache.Reserve(slot, _cache.Length(slot) + tokens.Length);
         }
         _cache.SyncTables();
-        if (_prefill != PrefillAttention.Masked)
+        var rows = new List<(int Sequence, Tensor Logits)>(); // per marked sequence, its logits row, as the forwards give them
+        try
         {
-            PrefillPacked(sequences);
+            if (_prefill != PrefillAttention.Masked)
+            {
+                PrefillPacked(sequences, logitsAfter, rows);
+            }
+            else
+            {
+                PrefillMasked(sequences, logitsAfter, rows);
+            }
+            foreach ((int slot, int[] _) in sequences)
+            {
+                _cache.Register(slot); // its prompt rows never change again: other sequences may share them now
+            }
+            return rows.Count == 0 ? null : cat(rows.OrderBy(r => r.Sequence).Select(r => r.Logits).ToArray(), 0);
         }
-        else
+        finally
         {
-            PrefillMasked(sequences);
+            foreach ((int _, Tensor row) in rows)
+            {
+                row.Dispose();
+            }
         }
-        foreach ((int slot, int[] _) in sequences)
+    }
+
+    /// <summary>Runs one prefill forward's chunks (<paramref name="of"/>[j]: the sequence chunk j belongs to,
+    /// <paramref name="final"/>[j]: whether it ends that sequence's tokens) and keeps the logits rows of the marked
+    /// sequences whose last chunk it holds.</summary>
+    private void PrefillForward(List<(int Slot, ReadOnlyMemory<int> Tokens)> chunks, IReadOnlyList<int> of, IReadOnlyList<bool> final,
+        IReadOnlyList<bool>? logitsAfter, List<(int Sequence, Tensor Logits)> rows, Func<List<(int Slot, ReadOnlyMemory<int> Tokens)>, IReadOnlyList<bool>?, Tensor?> forward)
+    {
+        bool[]? marks = logitsAfter is null ? null : [.. Enumerable.Range(0, chunks.Count).Select(j => final[j] && logitsAfter[of[j]])];
+        using Tensor? logits = forward(chunks, marks is not null && marks.Any(m => m) ? marks : null);
+        if (logits is null)
         {
-            _cache.Register(slot); // its prompt rows never change again: other sequences may share them now
+            return;
+        }
+        int row = 0;
+        for (int j = 0; j < chunks.Count; j++)
+        {
+            if (marks![j])
+            {
+                rows.Add((of[j], logits.narrow(0, row++, 1).clone().DetachFromDisposeScope()));
+            }
         }
     }
 
     /// <summary>Prefill in padded forwards: an empty slot's first <see cref="TargetModelOptions.CausalPrefillChunk"/>
     /// tokens causally, then masked chunks of <see cref="TargetModelOptions.PrefillChunk"/> for the rest.</summary>
-    private void PrefillMasked(IReadOnlyList<(int Slot, int[] Tokens)> sequences)
+    private void PrefillMasked(IReadOnlyList<(int Slot, int[] Tokens)> sequences, IReadOnlyList<bool>? logitsAfter, List<(int Sequence, Tensor Logits)> rows)
     {
         var done = new int[sequences.Count]; // tokens of each sequence cached so far
         if (_causalPrefillChunk > 0)
@@ -403,7 +445,9 @@ public sealed partial class TargetModel : IDisposable
             }
             foreach (List<int> group in CausalGroups(first.Select(i => done[i]).ToList(), _causalPrefillChunk))
             {
-                PrefillChunks(group.Select(g => (sequences[first[g]].Slot, (ReadOnlyMemory<int>)sequences[first[g]].Tokens.AsMemory(0, done[first[g]]))).ToList(), causal: true);
+                int[] of = [.. group.Select(g => first[g])];
+                PrefillForward([.. of.Select(i => (sequences[i].Slot, (ReadOnlyMemory<int>)sequences[i].Tokens.AsMemory(0, done[i])))],
+                    of, [.. of.Select(i => done[i] == sequences[i].Tokens.Length)], logitsAfter, rows, (c, m) => PrefillChunks(c, causal: true, m));
             }
         }
         while (true)
@@ -420,7 +464,8 @@ public sealed partial class TargetModel : IDisposable
                 chunks.Add((sequences[i].Slot, sequences[i].Tokens.AsMemory(done[i], count)));
                 done[i] += count;
             }
-            PrefillChunks(chunks, causal: false);
+            PrefillForward(chunks, next, [.. next.Select(i => done[i] == sequences[i].Tokens.Length)], logitsAfter, rows,
+                (c, m) => PrefillChunks(c, causal: false, m));
         }
     }
 
@@ -437,13 +482,15 @@ public sealed partial class TargetModel : IDisposable
 
     /// <summary>Prefill in packed forwards of up to <see cref="TargetModelOptions.CausalPrefillChunk"/> tokens in all
     /// (<see cref="PackedPrefillPlan.Schedule"/>).</summary>
-    private void PrefillPacked(IReadOnlyList<(int Slot, int[] Tokens)> sequences)
+    private void PrefillPacked(IReadOnlyList<(int Slot, int[] Tokens)> sequences, IReadOnlyList<bool>? logitsAfter, List<(int Sequence, Tensor Logits)> rows)
     {
         int budget = _causalPrefillChunk > 0 ? _causalPrefillChunk : _prefillChunk;
+        bool flash = _prefill == PrefillAttention.Flash;
         foreach (List<(int Sequence, int Start, int Count)> forward in PackedPrefillPlan.Schedule(sequences.Select(s => s.Tokens.Length).ToList(), budget))
         {
-            _reference.PrefillPacked(forward.Select(p => (sequences[p.Sequence].Slot, (ReadOnlyMemory<int>)sequences[p.Sequence].Tokens.AsMemory(p.Start, p.Count))).ToList(),
-                flash: _prefill == PrefillAttention.Flash);
+            PrefillForward([.. forward.Select(p => (sequences[p.Sequence].Slot, (ReadOnlyMemory<int>)sequences[p.Sequence].Tokens.AsMemory(p.Start, p.Count)))],
+                [.. forward.Select(p => p.Sequence)], [.. forward.Select(p => p.Start + p.Count == sequences[p.Sequence].Tokens.Length)],
+                logitsAfter, rows, (c, m) => _reference.PrefillPacked(c, flash, m));
         }
     }
 
@@ -521,14 +568,15 @@ public sealed partial class TargetModel : IDisposable
         return groups;
     }
 
-    private void PrefillChunks(List<(int Slot, ReadOnlyMemory<int> Tokens)> chunks, bool causal)
+    private Tensor? PrefillChunks(List<(int Slot, ReadOnlyMemory<int> Tokens)> chunks, bool causal, IReadOnlyList<bool>? logitsAfter)
     {
         if (_parallel is not null)
         {
-            _parallel.Guard(() => _reference.PrefillChunks(chunks, causal)); // tensor parallelism: a failed rank stops the group
-            return;
+            // tensor parallelism: a failed rank stops the group (and no logits: the ranks' prefill commands ask for none)
+            _parallel.Guard(() => _reference.PrefillChunks(chunks, causal)?.Dispose());
+            return null;
         }
-        _reference.PrefillChunks(chunks, causal);
+        return _reference.PrefillChunks(chunks, causal, logitsAfter);
     }
 
     /// <summary>

@@ -90,30 +90,52 @@ internal sealed partial class ReferenceBackend(ModelParts parts) : IStepBackend
     }
 
     /// <summary>One prefill forward over each slot's chunk (causal: every slot empty, see
-    /// <see cref="StepPlan.ForCausalChunks"/>); the slots' lengths grow by their chunks.</summary>
-    public void PrefillChunks(List<(int Slot, ReadOnlyMemory<int> Tokens)> chunks, bool causal)
+    /// <see cref="StepPlan.ForCausalChunks"/>); the slots' lengths grow by their chunks. Returns the logits [k, vocab]
+    /// (on the device, in the chunks' order) after the last token of each chunk <paramref name="logitsAfter"/> marks, or
+    /// null when it marks none (then the last layer stops at its keys and values).</summary>
+    public Tensor? PrefillChunks(List<(int Slot, ReadOnlyMemory<int> Tokens)> chunks, bool causal, IReadOnlyList<bool>? logitsAfter = null)
     {
         StepPlan plan = causal
             ? StepPlan.ForCausalChunks(chunks, _cache.Lengths, Capacity)
             : StepPlan.ForChunks(chunks, _cache.Lengths, Capacity);
+        // the flattened [B × T] entry of each marked chunk's last token: row r of a causal plan, the slot's row otherwise
+        long[] lastRows = [.. Enumerable.Range(0, chunks.Count).Where(i => logitsAfter?[i] == true)
+            .Select(i => (long)(causal ? i : chunks[i].Slot) * plan.Width + chunks[i].Tokens.Length - 1)];
+        Tensor? logits = null;
         using (var scope = NewDisposeScope())
         using (no_grad())
         {
-            PrefillForward(plan);
+            Tensor hidden = PrefillForward(plan, cacheOnly: lastRows.Length == 0);
+            if (lastRows.Length > 0)
+            {
+                logits = LastLogits(hidden.reshape(-1, Config.HiddenSize), lastRows).MoveToOuterDisposeScope();
+            }
         }
         foreach ((int slot, ReadOnlyMemory<int> tokens) in chunks)
         {
             _cache.Append(slot, tokens.Span);
         }
+        return logits;
     }
 
     /// <summary>One packed prefill forward (<see cref="PackedPrefillPlan"/>) over each slot's next chunk, with the scripted
     /// layers: libtorch's flash attention when <paramref name="flash"/>, else the script's reference attention. The
-    /// slots' lengths grow by their chunks.</summary>
-    public void PrefillPacked(List<(int Slot, ReadOnlyMemory<int> Tokens)> chunks, bool flash)
+    /// slots' lengths grow by their chunks. Returns the logits [k, vocab] after the last token of each chunk
+    /// <paramref name="logitsAfter"/> marks (on the device, in the chunks' order), or null when it marks none.</summary>
+    public Tensor? PrefillPacked(List<(int Slot, ReadOnlyMemory<int> Tokens)> chunks, bool flash, IReadOnlyList<bool>? logitsAfter = null)
     {
         ScriptedDecoder scripted = _scripted ?? throw new InvalidOperationException("Packed prefill needs the scripted layers.");
         PackedPrefillPlan plan = PackedPrefillPlan.For(chunks, _cache);
+        // chunk i's rows follow the earlier chunks' rows end to end: its last token is row (its start + its length - 1)
+        var lastRows = new List<long>();
+        for (int i = 0, row = 0; i < chunks.Count; row += chunks[i].Tokens.Length, i++)
+        {
+            if (logitsAfter?[i] == true)
+            {
+                lastRows.Add(row + chunks[i].Tokens.Length - 1);
+            }
+        }
+        Tensor? logits = null;
         using (var scope = NewDisposeScope())
         using (no_grad())
         {
@@ -127,13 +149,26 @@ internal sealed partial class ReferenceBackend(ModelParts parts) : IStepBackend
             Tensor cos = _cos.index_select(0, positions).view(1, n, 1, c.HeadDim).to(DType);
             Tensor sin = _sin.index_select(0, positions).view(1, n, 1, c.HeadDim).to(DType);
             Tensor x = _weights.EmbedTokens.index_select(0, tokens).view(1, n, c.HiddenSize);
-            scripted.ForwardPacked(x, _cache.Data, writeRows, readRows, cos, sin, cuRows, cuKeys, plan.MaxRows, plan.MaxKeys,
-                starts.narrow(0, 0, s + 1), starts.narrow(0, s + 1, s + 1), flash);
+            Tensor hidden = scripted.ForwardPacked(x, _cache.Data, writeRows, readRows, cos, sin, cuRows, cuKeys, plan.MaxRows, plan.MaxKeys,
+                starts.narrow(0, 0, s + 1), starts.narrow(0, s + 1, s + 1), flash, cacheOnly: lastRows.Count == 0);
+            if (lastRows.Count > 0)
+            {
+                logits = LastLogits(hidden.reshape(-1, c.HiddenSize), [.. lastRows]).MoveToOuterDisposeScope();
+            }
         }
         foreach ((int slot, ReadOnlyMemory<int> tokens) in chunks)
         {
             _cache.Append(slot, tokens.Span);
         }
+        return logits;
+    }
+
+    /// <summary>The output head over the final hidden states' <paramref name="rows"/> ([rows, hidden] → [k, vocab]): only
+    /// the rows whose next token is wanted pay for the head.</summary>
+    private Tensor LastLogits(Tensor hidden, long[] rows)
+    {
+        Tensor h = hidden.index_select(0, tensor(rows).to(Device));
+        return parts.Parallel?.Logits(h) ?? nn.functional.linear(h, _weights.Head);
     }
 
     public void Dispose()
@@ -158,17 +193,19 @@ internal sealed partial class ReferenceBackend(ModelParts parts) : IStepBackend
     }
 
     /// <summary>
-    /// One prefill forward (no logits): writes every chunk's keys and values into the cache. A <see cref="StepPlan.Causal"/>
-    /// plan runs plain causal attention over its own keys, with no ancestor matrix and no mask; any other plan takes
-    /// the verification forward's mask. Must run inside a dispose scope and no_grad.
+    /// One prefill forward: writes every chunk's keys and values into the cache. A <see cref="StepPlan.Causal"/> plan runs
+    /// plain causal attention over its own keys, with no ancestor matrix and no mask; any other plan takes the verification
+    /// forward's mask. With <paramref name="cacheOnly"/> the last layer stops at its keys and values (the result is not
+    /// the final hidden states); else returns the final hidden states [B, T, hidden]. Must run inside a dispose scope and
+    /// no_grad.
     /// </summary>
-    private void PrefillForward(StepPlan plan)
+    private Tensor PrefillForward(StepPlan plan, bool cacheOnly)
     {
         (Tensor tokens, Tensor parents, Tensor depths, Tensor valid, Tensor lengths, Tensor slots) = Upload(plan);
         Tensor? mask = plan.Causal
             ? null
             : AttentionMask(Ancestors(parents, plan.MaxDepth), lengths, valid, plan.KeyCount, Config.HeadCount / Config.KeyValueHeadCount);
-        DecoderStack(tokens, depths, valid, lengths, slots, mask, plan.KeyCount, cacheOnly: true);
+        return DecoderStack(tokens, depths, valid, lengths, slots, mask, plan.KeyCount, cacheOnly: cacheOnly);
     }
 
     /// <summary>The plan on the device in one host-to-device copy: tokens, parents, depths, validity [B, T], the rows'
