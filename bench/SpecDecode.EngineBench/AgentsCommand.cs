@@ -288,7 +288,7 @@ internal static class AgentsCommand
         });
         var perCall = new System.Collections.Concurrent.ConcurrentBag<AgentCall>();
         var trajectorySeconds = new System.Collections.Concurrent.ConcurrentBag<double>();
-        int graphsBefore = model.CapturedGraphCount + model.CapturedTreeGraphCount;
+        long graphsBefore = model.CudaGraphChurn.Added;
         long start = Stopwatch.GetTimestamp();
         Task[] workers = Enumerable.Range(0, agents).Select(agent => Task.Run(async () =>
         {
@@ -319,7 +319,7 @@ internal static class AgentsCommand
         return new AgentRun(variant, reuse, agents, trajectories.Count, calls.Length, seconds, trajectorySeconds.Average(), calls.Sum(c => (long)c.ResponseTokens) / seconds,
             prompt, fresh, cached, prompt - cached, (double)(prompt - cached) / fresh, calls.Average(c => c.TimeToFirstTokenMs), calls.Average(c => c.DecodeMs),
             calls.Sum(c => (long)c.Preemptions), calls.Count(c => !c.Exact), calls,
-            model.CapturedGraphCount + model.CapturedTreeGraphCount - graphsBefore); // captures (one per new slot, shape or key bucket) cost time inside the run
+            (int)(model.CudaGraphChurn.Added - graphsBefore)); // captures (one per new shape or key bucket) cost time inside the run
     }
 
     private static string Markdown(AgentsReport report)

@@ -72,7 +72,7 @@ internal static class EngineRunner
         // Graphs are the model's and outlive the variant: a variant that runs after another replays the shapes that one
         // captured, and spends less of its time capturing (the hybrid in the fifth session's H100 run: 0 captures, a
         // verify step 18 % shorter than the suffix run before it). The count shows that bias in the report.
-        int graphs = model.CapturedGraphCount + model.CapturedTreeGraphCount;
+        long graphs = model.CudaGraphChurn.Added;
         using var fullBatch = new FullBatchThroughput(engine, batch);
         long start = Stopwatch.GetTimestamp();
         // Sampled requests (temperature > 0) run the speculative sampling, then take the recorded path: the same acceptance
@@ -110,7 +110,7 @@ internal static class EngineRunner
             perBatch(t.DraftingTime), perBatch(t.VerificationTime), perBatch(s.HostTime),
             s.Batches == 0 ? 0 : (double)t.Steps / s.Batches, mismatches,
             GC.CollectionCount(0) - gen0, GC.CollectionCount(2) - gen2,
-            GraphsCaptured: model.CapturedGraphCount + model.CapturedTreeGraphCount - graphs,
+            GraphsCaptured: (int)(model.CudaGraphChurn.Added - graphs),
             FullBatchTokensPerSecond: fullBatch.TokensPerSecond,
             FullBatchShare: fullBatch.AllStepSeconds > 0 ? fullBatch.Seconds / fullBatch.AllStepSeconds : 0);
     }

@@ -101,6 +101,7 @@ internal static class BatchKernelsCommand
         SampledCheck sampled = new(0, 0, double.NaN, double.NaN, double.NaN, 0);
         int[] speculative = [], kernelPlain = [], wideSpeculative = [], wideKernelPlain = [];
         compactionExact = forcedRight = false;
+        bool sharedGraphs = false;
         int sequencesNeeded = Math.Max(KernelTreeStep.MaxSequences, batches.Max());
         using (TargetModel target = Create(config, sequencesNeeded, context + 2 * KernelTreeStep.MaxRows))
         {
@@ -108,6 +109,7 @@ internal static class BatchKernelsCommand
             var random = new Random(17);
             // (1) logits: the slots at different lengths (context - 0 .. 255), each slot's cache its own random values
             target.FillCacheForBenchmark(context);
+            long? freeBefore = DeviceMemory.Free(); // before any step: every graph below is captured after this
             int[] lengths = Enumerable.Range(0, sequencesNeeded).Select(s => context - s * 37 % 256).ToArray();
             Rewind(target, lengths, sequencesNeeded);
             (string Name, TreeInput[] Inputs)[] cases =
@@ -150,6 +152,9 @@ internal static class BatchKernelsCommand
 
                 // (5) sampled verification through the kernels against the target's distribution
                 sampled = CheckSampled(target, random, lengths[0], sampledSteps, output);
+
+                // (6) lone plain steps of 8 slots through the graphed decode-step kernels, whose graphs the slots share
+                sharedGraphs = CheckSharedPlainGraphs(target, random, lengths, output);
             }
 
             // (4) times, every slot at the context (filled again: the checks left the slots at other lengths)
@@ -174,6 +179,7 @@ internal static class BatchKernelsCommand
                 timings.Add(Time(target, curve, $"{sequences} trees of {entries}", Trees(random, config, 0, sequences, entries), context, entries, repeat, plainMedians));
                 Report(output, timings[^1]);
             }
+            GraphMemory(output, target, freeBefore);
         }
         if (longContext > 0)
         {
@@ -192,7 +198,7 @@ internal static class BatchKernelsCommand
             timings.Add(Time(target, curve, $"{longBatch} plain at {longContext}", inputs, longContext, 1, repeat, new Dictionary<int, double>()) with { KernelToPlain = 1 });
             Report(output, timings[^1]);
         }
-        bool passed = compactionExact && forcedRight && sampled.TotalVariation <= sampled.Bound
+        bool passed = compactionExact && forcedRight && sharedGraphs && sampled.TotalVariation <= sampled.Bound
             && checks.All(c => c.Repeatable && c.RelativeError <= 0.1 && c.WorstSequenceRelativeError <= 0.1);
         output.WriteLine(timesOnly ? "times only: no checks ran" : passed ? "PASS" : "FAIL");
         if (outputPath is not null)
@@ -203,6 +209,19 @@ internal static class BatchKernelsCommand
             File.WriteAllText(outputPath, JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals }));
         }
         return timesOnly || passed ? 0 : GraphProbeCommand.MismatchExitCode;
+    }
+
+    /// <summary>The graphs this model keeps and the device memory taken since <paramref name="freeBefore"/>: an upper
+    /// bound of what one graph holds (the steps' workspaces and the allocator's growth count too), for choosing
+    /// <see cref="TargetModelOptions.MaxCudaGraphs"/>.</summary>
+    private static void GraphMemory(TextWriter output, TargetModel target, long? freeBefore)
+    {
+        int graphs = target.CapturedGraphCount + target.CapturedTreeGraphCount;
+        long? freeAfter = DeviceMemory.Free();
+        string taken = freeBefore is long before && freeAfter is long after
+            ? string.Create(CultureInfo.InvariantCulture, $"{(before - after) / 1048576.0:F1} MiB taken since the first step, at most {(before - after) / 1048576.0 / Math.Max(1, graphs):F2} MiB a graph")
+            : "device memory not readable";
+        output.WriteLine($"graphs kept: {target.CapturedGraphCount} plain, {target.CapturedTreeGraphCount} tree ({target.CudaGraphChurn.Evicted} evicted); {taken}");
     }
 
     private static TargetModel Create(ModelConfig config, int sequences, int capacity) =>
@@ -423,6 +442,35 @@ internal static class BatchKernelsCommand
             $"sampled verification, {steps} steps of a tree with two of the top-{topK} tokens and two others as children: first token against the target's distribution, " +
             $"total variation {kernelsTv:F4} (bound {Bound(steps):F3}; {kernelDetail}); usual path over {usualSteps} steps {usualTv:F4} (bound {Bound(usualSteps):F3}; {usualDetail})"));
         return new SampledCheck(steps, topK, kernelsTv, Bound(steps), usualTv, usualSteps);
+    }
+
+    /// <summary>
+    /// Lone plain steps of 8 slots in turn, three rounds, through the graphed decode-step kernels: one graph per key bucket
+    /// serves every slot, reading a copy of the stepping slot's block table (a bucket's first use runs eagerly, its second
+    /// captures, the rest replay). Each step's logits must be bitwise those of the same slot's eager kernel step, which
+    /// reads the slot's own table row. True when every step matched.
+    /// </summary>
+    private static bool CheckSharedPlainGraphs(TargetModel target, Random random, int[] lengths, TextWriter output)
+    {
+        const int slots = 8, rounds = 3;
+        int matched = 0;
+        for (int round = 0; round < rounds; round++)
+        {
+            for (int s = 0; s < slots; s++)
+            {
+                int root = random.Next(target.Config.VocabSize), length = target.CachedLength(s);
+                _ = target.VerifyGreedy([new TreeInput(s, root, DraftTree.Empty)]);
+                using Tensor graphed = target.LastKernelDecodeLogits();
+                target.Truncate(s, length);
+                using Tensor eager = target.KernelDecodeLogits(s, root);
+                matched += graphed.eq(eager).all().item<bool>() ? 1 : 0;
+                _ = target.VerifyGreedy([new TreeInput(s, root, DraftTree.Empty)]); // the slot moves on by one token
+            }
+        }
+        Rewind(target, lengths, slots);
+        output.WriteLine($"lone plain steps of {slots} slots through shared graphs ({target.CapturedGraphCount} plain graphs kept): " +
+            $"{matched} of {slots * rounds} steps bitwise equal to the slot's own eager kernel step");
+        return matched == slots * rounds;
     }
 
     /// <summary>Slots 0 .. <paramref name="count"/> − 1 back to their <paramref name="lengths"/>.</summary>

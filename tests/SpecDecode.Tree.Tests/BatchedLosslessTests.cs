@@ -204,6 +204,8 @@ public sealed class BatchedLosslessTests
         Assert.Throws<InvalidOperationException>(() => model.Prefill([(1, Enumerable.Range(1, 17).ToArray())]));
         Assert.Throws<ArgumentOutOfRangeException>(() => model.Truncate(0, 4));
         Assert.Throws<ArgumentOutOfRangeException>(() => new TargetModelOptions { MaxBatch = 0 }.Validate());
+        var graphs = Assert.Throws<ArgumentOutOfRangeException>(() => new TargetModelOptions { MaxCudaGraphs = 0 }.Validate());
+        Assert.Contains("MaxCudaGraphs", graphs.Message);
         Assert.Equal(3, model.CachedLength(0));
         Assert.Equal(0, model.CachedLength(1));
         // Still usable: a full 12-node chain fits exactly (3 cached + root + 12 = 16).

@@ -58,6 +58,50 @@ public sealed class CudaGraphTests
         Assert.Equal(1, graphs.Count);
     }
 
+    /// <summary>A set keeps at most its capacity of graphs: a new one disposes the least recently used (replays count as
+    /// use), an evicted shape that comes back is captured again, and disposing the set disposes what it still holds.</summary>
+    [Fact]
+    public void ASetBeyondItsCapacity_DisposesTheLeastRecentlyUsedGraph()
+    {
+        var made = new List<FakeGraph>();
+        var replayed = new List<int>();
+        using var graphs = new CudaGraphSet<int>(2, (work, warmup) =>
+        {
+            var graph = new FakeGraph(made.Count);
+            made.Add(graph);
+            return graph;
+        }, graph => replayed.Add(((FakeGraph)graph).Id));
+        void Use(int key) => graphs.Run(key, capture: true, () => { }, captureAtSecondUse: false);
+
+        Use(1); // graph 0
+        Use(2); // graph 1
+        Use(1); // a replay: key 1 is now the most recently used
+        Use(3); // graph 2: key 2 goes
+        Assert.Equal(3, made.Count);
+        Assert.True(made[1].Disposed, "the least recently used graph (key 2) should have been disposed");
+        Assert.False(made[0].Disposed || made[2].Disposed, "the graphs of keys 1 and 3 should be kept");
+        Assert.Equal(2, graphs.Count);
+        Assert.Equal((3L, 1L), (graphs.Added, graphs.Evicted));
+
+        Use(2); // back: captured again (graph 3), key 1 goes
+        Assert.True(made[0].Disposed);
+        Assert.Equal([0, 1, 0, 2, 3], replayed); // every use replays its graph, a new one right after its capture
+        Assert.Equal((4L, 2L), (graphs.Added, graphs.Evicted));
+
+        graphs.Dispose();
+        Assert.All(made, g => Assert.True(g.Disposed, $"graph {g.Id} should be disposed with the set"));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new CudaGraphSet<int>(0));
+    }
+
+    private sealed class FakeGraph(int id) : IDisposable
+    {
+        public int Id => id;
+
+        public bool Disposed { get; private set; }
+
+        public void Dispose() => Disposed = true;
+    }
+
     [Fact]
     public void CaptureChecksItsArgumentsFirst()
     {

@@ -233,6 +233,58 @@ public sealed class DecodeGraphTests
         }
     }
 
+    /// <summary>One graph per key bucket serves every slot: three slots decoding in turn, with other prompts, get the
+    /// usual path's tokens and caches each, and the graphs kept are the buckets reached, not slots × buckets.</summary>
+    [Fact]
+    public void SlotsShareTheGraphsOfABucket_AndEachDecodesItsOwnSequence()
+    {
+        const int capacity = 48;
+        int[] prompt = Prompt();
+        int[][] prompts = [prompt[..20], prompt[5..22], prompt[10..30]];
+        var usual = new TargetModelOptions { Device = CPU, MaxBatch = 3, MaxContext = capacity };
+        var graphedOptions = new TargetModelOptions
+        {
+            Device = CPU, MaxBatch = 3, MaxContext = capacity, CudaGraphs = true, CudaGraphCapture = false, CudaGraphKeyBucket = 8,
+        };
+        var tokens = new List<int>[2][];
+        var caches = new Tensor[2][];
+        int graphs = 0;
+        foreach ((int run, TargetModelOptions options) in new[] { (0, usual), (1, graphedOptions) })
+        {
+            using TargetModel model = TargetModel.Load(Folder, options);
+            tokens[run] = [[], [], []];
+            int[] roots = new int[3];
+            for (int slot = 0; slot < 3; slot++)
+            {
+                model.Prefill([(slot, prompts[slot][..^1])]);
+                roots[slot] = prompts[slot][^1];
+            }
+            for (int round = 0; round < 12; round++)
+            {
+                for (int slot = 0; slot < 3; slot++)
+                {
+                    roots[slot] = model.VerifyGreedy([new TreeInput(slot, roots[slot], DraftTree.Empty)])[0].Bonus;
+                    tokens[run][slot].Add(roots[slot]);
+                }
+            }
+            caches[run] = [.. Enumerable.Range(0, 3).Select(model.CachedKeysAndValues)];
+            graphs = model.CapturedGraphCount;
+        }
+        for (int slot = 0; slot < 3; slot++)
+        {
+            Assert.Equal(tokens[0][slot], tokens[1][slot]);
+            double diff = (caches[0][slot] - caches[1][slot]).abs().max().item<float>();
+            Assert.True(diff <= 1e-4, $"slot {slot}: cache differs by {diff}");
+        }
+        // cached lengths 16..30 before the steps, keys = length + 1 rounded up to 8: buckets 24 and 32 for all three slots
+        // (graphs kept per slot made 6)
+        Assert.Equal(2, graphs);
+        foreach (Tensor cache in caches.SelectMany(c => c))
+        {
+            cache.Dispose();
+        }
+    }
+
     [Fact]
     public void DecodeGraphsBenchRefusesWithoutCuda()
     {

@@ -290,46 +290,100 @@ internal sealed class CudaGraphCaptureException(string message, Exception? inner
 /// against 89-93 ms for the next such call, and an EngineBench run at batch 1 made 50-60 captures.</remarks>
 internal sealed class CudaGraphSet<TKey> : IDisposable where TKey : notnull
 {
-    private readonly Dictionary<TKey, CudaGraph?> _graphs = [];
-    private readonly HashSet<TKey> _ranEagerly = [];
+    /// <summary>Graphs one set keeps by default (<see cref="TargetModelOptions.MaxCudaGraphs"/>).</summary>
+    public const int DefaultCapacity = 512;
 
-    /// <summary>Keys reached so far: captured graphs, and without capture the keys run eagerly (not those run once before
-    /// their capture).</summary>
+    // most recently used first; a key's node holds its graph (null: the key runs eagerly, capture off)
+    private readonly LinkedList<(TKey Key, IDisposable? Graph)> _order = new();
+    private readonly Dictionary<TKey, LinkedListNode<(TKey Key, IDisposable? Graph)>> _graphs = [];
+    private readonly HashSet<TKey> _ranEagerly = [];
+    private readonly int _capacity;
+    private readonly Func<Action, int, IDisposable> _capture;
+    private readonly Action<IDisposable> _replay;
+
+    /// <summary>A set that keeps at most <paramref name="capacity"/> graphs, captured by <see cref="CudaGraph.Capture"/>.</summary>
+    public CudaGraphSet(int capacity = DefaultCapacity)
+        : this(capacity, (work, warmup) => CudaGraph.Capture(work, warmup), graph => ((CudaGraph)graph).Replay())
+    {
+    }
+
+    /// <summary>For tests: <paramref name="capture"/> and <paramref name="replay"/> stand in for CUDA's.</summary>
+    internal CudaGraphSet(int capacity, Func<Action, int, IDisposable> capture, Action<IDisposable> replay)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
+        _capacity = capacity;
+        _capture = capture;
+        _replay = replay;
+    }
+
+    /// <summary>Keys kept now: captured graphs, and without capture the keys run eagerly (not those run once before
+    /// their capture). At most the capacity.</summary>
     public int Count => _graphs.Count;
+
+    /// <summary>Keys added since the set was made (captures, or without capture the keys first run eagerly), evicted ones
+    /// included: what a benchmark counts as captures in a run.</summary>
+    public long Added { get; private set; }
+
+    /// <summary>Graphs disposed to keep the set within its capacity, least recently used first.</summary>
+    public long Evicted { get; private set; }
 
     /// <summary>Runs <paramref name="work"/> through the graph kept under <paramref name="key"/>: captured when
     /// <paramref name="capture"/> is on (at the key's first use, or its second with <paramref name="captureAtSecondUse"/>),
-    /// replayed after; without capture the work runs eagerly every time (and null is kept).</summary>
+    /// replayed after; without capture the work runs eagerly every time (and null is kept). A new graph beyond the
+    /// capacity first disposes the least recently used one.</summary>
     public void Run(TKey key, bool capture, Action work, bool captureAtSecondUse)
     {
-        if (!_graphs.TryGetValue(key, out CudaGraph? graph))
+        if (_graphs.TryGetValue(key, out LinkedListNode<(TKey Key, IDisposable? Graph)>? node))
+        {
+            _order.Remove(node);
+            _order.AddFirst(node);
+        }
+        else
         {
             bool deferred = capture && captureAtSecondUse && !CudaGraph.Legacy;
             if (deferred && _ranEagerly.Add(key))
             {
+                if (_ranEagerly.Count > 4 * _capacity)
+                {
+                    // shapes met once are only remembered to capture at their second use: forgetting them costs one more
+                    // eager run for a shape that comes back, and keeps the set bounded
+                    _ranEagerly.Clear();
+                    _ranEagerly.Add(key);
+                }
                 work();
                 return;
             }
-            graph = capture ? CudaGraph.Capture(work, deferred ? 0 : CudaGraph.LibTorchWarmup) : null;
-            _graphs.Add(key, graph);
+            IDisposable? graph = capture ? _capture(work, deferred ? 0 : CudaGraph.LibTorchWarmup) : null;
+            _ranEagerly.Remove(key);
+            if (_graphs.Count >= _capacity && _order.Last is { } oldest)
+            {
+                _order.RemoveLast();
+                _graphs.Remove(oldest.Value.Key);
+                oldest.Value.Graph?.Dispose();
+                Evicted++;
+            }
+            node = _order.AddFirst((key, graph));
+            _graphs.Add(key, node);
+            Added++;
         }
-        if (graph is null)
+        if (node.Value.Graph is { } kept)
         {
-            work();
+            _replay(kept);
         }
         else
         {
-            graph.Replay();
+            work();
         }
     }
 
     /// <summary>Disposes every graph (their memory pools go back to the allocator) and forgets every key.</summary>
     public void Dispose()
     {
-        foreach (CudaGraph? graph in _graphs.Values)
+        foreach ((TKey _, IDisposable? graph) in _order)
         {
             graph?.Dispose();
         }
+        _order.Clear();
         _graphs.Clear();
         _ranEagerly.Clear();
     }

@@ -55,11 +55,15 @@ internal sealed class KernelDecodeStep : KernelStep
     /// covers them; keys past the length are skipped on the device). <paramref name="state"/>: [token, length] int64 on the
     /// device. The slot's rows are found through its device block table, which must cover the length (the caller
     /// reserves and syncs the tables before the step, outside any capture).</summary>
-    public void Enqueue(int slot, long keys, Tensor state)
+    public void Enqueue(int slot, long keys, Tensor state) => Enqueue(Cache.Addressing.Table(slot), keys, state);
+
+    /// <summary><see cref="Enqueue(int, long, Tensor)"/> with the block table at <paramref name="table"/> (int32 on the
+    /// device, one entry per block of a sequence): a graph that serves every slot reads a fixed copy of the stepping
+    /// slot's row.</summary>
+    public void Enqueue(IntPtr table, long keys, Tensor state)
     {
         ModelConfig c = Config;
         KernelAddressing kv = Cache.Addressing;
-        IntPtr table = kv.Table(slot);
         int splits = (int)Math.Min((keys + DecodeKernels.AttentionChunk - 1) / DecodeKernels.AttentionChunk, _maxSplits);
         IntPtr statePtr = P(state);
         float eps = (float)c.RmsNormEps;

@@ -19,11 +19,23 @@ public sealed partial class TargetModel
     /// models whose shapes they cover).</summary>
     public bool UsesTreeKernels => _treeKernels is not null && UsesDecodeKernels;
 
-    /// <summary>Graphs captured so far (one per slot and key bucket reached); for benchmarks and tests.</summary>
+    /// <summary>Plain-step graphs kept now (one per key bucket reached, shared by the slots); for benchmarks and tests.</summary>
     internal int CapturedGraphCount => _graphed.Count;
 
-    /// <summary>Tree graphs captured so far; for benchmarks.</summary>
+    /// <summary>Tree graphs kept now; for benchmarks.</summary>
     internal int CapturedTreeGraphCount => _treeKernels?.Count ?? 0;
+
+    /// <summary>Graphs of every kind captured since load, evicted ones included (what a benchmark counts as captures in a
+    /// run), and those evicted to stay within <see cref="TargetModelOptions.MaxCudaGraphs"/>.</summary>
+    internal (long Added, long Evicted) CudaGraphChurn
+    {
+        get
+        {
+            (long added, long evicted) = _graphed.Churn;
+            (long treeAdded, long treeEvicted) = _treeKernels?.Churn ?? (0, 0);
+            return (added + treeAdded, evicted + treeEvicted);
+        }
+    }
 
     /// <summary>Throws when <see cref="TargetModelOptions.CudaGraphs"/> is on where it cannot work; runs before any weight is
     /// allocated.</summary>
@@ -117,6 +129,10 @@ public sealed partial class TargetModel
         ReserveRows([new TreeInput(CheckSlot(slot), token, DraftTree.Empty)]);
         return _graphed.KernelDecodeLogits(slot, token);
     }
+
+    /// <summary>A copy of the logits [vocab] (bf16) the decode-step kernels left last, graphed or eager: the last graphed
+    /// plain step's, for checks of a graph against the eager step.</summary>
+    internal Tensor LastKernelDecodeLogits() => _graphed.KernelStep().Logits.clone();
 
     /// <summary>The fixed-shape step's logits [1, 1, vocab] (in the model's dtype); writes the token's key and value at the
     /// length like the step does, and leaves the cached length alone. For tests that compare attention variants.</summary>

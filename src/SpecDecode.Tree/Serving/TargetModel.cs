@@ -76,8 +76,9 @@ public sealed partial class TargetModel : IDisposable
             : SpecDecode.Tree.DecodeKernels.Unsupported(config, dtype, options.MaxContext) ?? (SpecDecode.Tree.DecodeKernels.IsAvailable ? null : SpecDecode.Tree.DecodeKernels.UnavailableReason);
         _kernelsOffReason = kernelsOff ?? "";
         bool kernels = _graphsOn && kernelsOff is null;
-        _graphed = new GraphedDecodeBackend(parts, options.CudaGraphCapture, options.CudaGraphKeyBucket, kernels ? DecodeAttention.Kernels : DecodeAttention.Default);
-        _treeKernels = kernels && KernelTreeStep.Unsupported(config) is null ? new TreeKernelBackend(parts, _graphed) : null;
+        _graphed = new GraphedDecodeBackend(parts, options.CudaGraphCapture, options.CudaGraphKeyBucket, kernels ? DecodeAttention.Kernels : DecodeAttention.Default,
+            options.MaxCudaGraphs);
+        _treeKernels = kernels && KernelTreeStep.Unsupported(config) is null ? new TreeKernelBackend(parts, _graphed, options.MaxCudaGraphs) : null;
         _backends = parallel is not null
             ? [new TensorParallelBackend(parts, _reference)]
             : [.. new IStepBackend?[] { _treeKernels, _graphsOn ? _graphed : null, _reference }.OfType<IStepBackend>()];

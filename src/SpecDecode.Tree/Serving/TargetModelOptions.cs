@@ -95,6 +95,16 @@ public sealed class TargetModelOptions
     /// </summary>
     public bool DecodeKernels { get; init; } = true;
 
+    /// <summary>
+    /// CUDA graphs each kind of graphed step keeps (plain steps, greedy tree steps, sampled tree steps): beyond it the least
+    /// recently used graph of that kind is disposed, and captured again if its shape comes back. Default 512. Graphs are
+    /// kept per key bucket and step shape, and a long-running server meets many shapes; this bounds the device memory they
+    /// hold, which the KV pool's sizing does not count. What one graph holds has not been measured yet (docs/target-model.md);
+    /// lower it where memory is short, raise it where a workload cycles through more shapes than this (each capture costs an
+    /// eager step and a capture).
+    /// </summary>
+    public int MaxCudaGraphs { get; init; } = CudaGraphSet<int>.DefaultCapacity;
+
     /// <summary>Where the model logs, at load, which path runs which steps and why (Information); null for none.</summary>
     public Microsoft.Extensions.Logging.ILogger? Logger { get; init; }
 
@@ -143,6 +153,10 @@ public sealed class TargetModelOptions
         if (CausalPrefillChunk < 0)
         {
             throw new ArgumentOutOfRangeException(nameof(CausalPrefillChunk), CausalPrefillChunk, "CausalPrefillChunk must be at least 0 (0 turns the causal first chunk off).");
+        }
+        if (MaxCudaGraphs < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MaxCudaGraphs), MaxCudaGraphs, "MaxCudaGraphs must be at least 1 (graphs each kind of step keeps).");
         }
         if (CudaGraphKeyBucket < 1)
         {

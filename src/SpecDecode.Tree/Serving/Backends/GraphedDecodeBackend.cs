@@ -5,32 +5,39 @@ namespace SpecDecode.Tree;
 
 /// <summary>
 /// Plain decoding steps (one sequence, one new token, greedy or forced) as replayed CUDA graphs
-/// (<see cref="TargetModelOptions.CudaGraphs"/>): a fixed-shape step reads the token and the cached length from a static
-/// device tensor and the sequence's rows through its device block table, attends over a fixed key bucket (keys past the
-/// length masked), writes its keys and values at the length and leaves the argmax in a static tensor. The step is
-/// SpecDecode's decode-step kernels (<see cref="KernelDecodeStep"/>) where they run the model on this GPU
+/// (<see cref="TargetModelOptions.CudaGraphs"/>): a fixed-shape step reads the token, the cached length and the slot from
+/// a static device tensor and the sequence's rows through its device block table, attends over a fixed key bucket (keys
+/// past the length masked), writes its keys and values at the length and leaves the argmax in a static tensor. The step
+/// is SpecDecode's decode-step kernels (<see cref="KernelDecodeStep"/>) where they run the model on this GPU
 /// (<see cref="Attention"/> = <see cref="DecodeAttention.Kernels"/>), else the scripted layers captured.
 /// </summary>
+/// <remarks>One graph serves every slot (2026-12-08; before, graphs were kept per slot): the scripted step reads the slot
+/// from the static input, and the kernel step reads the block table from a static copy of the slot's row, refreshed by a
+/// device-to-device copy before each replay (the table's pointer is a launch argument, fixed in the graph). So a key
+/// bucket is captured once for all sequences, and the graphs kept are bounded by the buckets (capacity ÷
+/// <see cref="TargetModelOptions.CudaGraphKeyBucket"/> per attention variant), not by slots × buckets.</remarks>
 internal sealed class GraphedDecodeBackend : IStepBackend
 {
     private readonly ModelParts _parts;
     private readonly int _bucket;
     // kernel steps: each key's first use runs eagerly, its second is captured; the scripted step captures at first use
-    private readonly CudaGraphSet<(int Slot, long Keys, DecodeAttention Attention)> _graphs = new();
-    private readonly Dictionary<(int Slot, long Keys, DecodeAttention Attention), Tensor> _outputs = [];
+    private readonly CudaGraphSet<(long Keys, DecodeAttention Attention)> _graphs;
+    private readonly Dictionary<(long Keys, DecodeAttention Attention), Tensor> _outputs = [];
+    // [token, length, slot] int64 on the device: what a replay reads
     private readonly Tensor _input;
+    // the stepping slot's block table row (int32), copied from the cache's tables before each kernel step
+    private readonly Tensor _table;
     private KernelDecodeStep? _kernelStep;
-    // each slot's index as a [1] device tensor, made once (a capture may not copy from the host)
-    private readonly Tensor[] _slotIndices;
 
-    public GraphedDecodeBackend(ModelParts parts, bool capture, int bucket, DecodeAttention attention)
+    public GraphedDecodeBackend(ModelParts parts, bool capture, int bucket, DecodeAttention attention, int maxGraphs = CudaGraphSet<int>.DefaultCapacity)
     {
         _parts = parts;
+        _graphs = new(maxGraphs);
         Capturing = capture;
         _bucket = bucket;
         Attention = attention;
-        _input = zeros(2, ScalarType.Int64, parts.Device);
-        _slotIndices = Enumerable.Range(0, parts.Cache.Slots).Select(s => tensor(new long[] { s }, device: parts.Device).DetachFromDisposeScope()).ToArray();
+        _input = zeros(3, ScalarType.Int64, parts.Device);
+        _table = zeros(parts.Cache.Tables.shape[1], ScalarType.Int32, parts.Device);
     }
 
     /// <inheritdoc />
@@ -46,8 +53,11 @@ internal sealed class GraphedDecodeBackend : IStepBackend
     /// <summary>True sends every step elsewhere (benchmarks compare paths on one model).</summary>
     public bool Suspended { get; set; }
 
-    /// <summary>Graphs captured so far (one per slot, key bucket and attention variant).</summary>
+    /// <summary>Graphs captured so far (one per key bucket and attention variant, shared by the slots).</summary>
     public int Count => _graphs.Count;
+
+    /// <summary>Graphs captured since load (evicted ones included), and graphs evicted to stay within the capacity.</summary>
+    public (long Added, long Evicted) Churn => (_graphs.Added, _graphs.Evicted);
 
     /// <inheritdoc />
     public string? Refuses(VerifyStep step) =>
@@ -107,7 +117,7 @@ internal sealed class GraphedDecodeBackend : IStepBackend
         long keys = KeyBucket(_parts.Cache.Length(slot));
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        return FixedDecodeLogits(slot, keys, attention, tensor(new long[] { token, _parts.Cache.Length(slot) }, device: _parts.Device)).MoveToOuterDisposeScope();
+        return FixedDecodeLogits(keys, attention, tensor(new long[] { token, _parts.Cache.Length(slot), slot }, device: _parts.Device)).MoveToOuterDisposeScope();
     }
 
     /// <summary>Copies the token and length in, replays (capturing first if needed), and reads the argmax.</summary>
@@ -115,26 +125,30 @@ internal sealed class GraphedDecodeBackend : IStepBackend
     {
         DecodeAttention attention = Attention;
         long keys = KeyBucket(length);
-        using (var scope = NewDisposeScope())
-        {
-            _input.copy_(tensor(new long[] { token, length }));
-        }
         // made here, so that its buffers are allocated before, not during, a capture
         KernelDecodeStep? kernels = attention == DecodeAttention.Kernels ? KernelStep() : null;
-        if (!_outputs.TryGetValue((slot, keys, attention), out Tensor? output))
+        using (var scope = NewDisposeScope())
+        {
+            _input.copy_(tensor(new long[] { token, length, slot }));
+            if (kernels is not null)
+            {
+                _table.copy_(_parts.Cache.Tables[slot]); // on the device, before the replay in stream order
+            }
+        }
+        if (!_outputs.TryGetValue((keys, attention), out Tensor? output))
         {
             output = zeros(1, ScalarType.Int64, _parts.Device);
-            _outputs.Add((slot, keys, attention), output);
+            _outputs.Add((keys, attention), output);
         }
-        _graphs.Run((slot, keys, attention), Capturing, () =>
+        _graphs.Run((keys, attention), Capturing, () =>
         {
             if (kernels is not null)
             {
-                kernels.Enqueue(slot, keys, _input);
+                kernels.Enqueue(DecodeKernels.DataPointer(_table), keys, _input);
             }
             else
             {
-                FixedDecodeStep(slot, keys, attention, _input, output);
+                FixedDecodeStep(keys, attention, _input, output);
             }
         }, captureAtSecondUse: kernels is not null);
         using (var scope = NewDisposeScope())
@@ -145,18 +159,18 @@ internal sealed class GraphedDecodeBackend : IStepBackend
     }
 
     /// <summary>
-    /// The fixed-shape step for <paramref name="slot"/> over <paramref name="keys"/> keys: token and length from
-    /// <paramref name="input"/> [2] int64, argmax into <paramref name="output"/> [1] int64. Launches kernels only (no host
-    /// synchronisation, no host-to-device copy), so it can be captured. Runs in its own dispose scope and no_grad.
+    /// The fixed-shape step over <paramref name="keys"/> keys: token, length and slot from <paramref name="input"/> [3]
+    /// int64, argmax into <paramref name="output"/> [1] int64. Launches kernels only (no host synchronisation, no
+    /// host-to-device copy), so it can be captured. Runs in its own dispose scope and no_grad.
     /// </summary>
-    private void FixedDecodeStep(int slot, long keys, DecodeAttention attention, Tensor input, Tensor output)
+    private void FixedDecodeStep(long keys, DecodeAttention attention, Tensor input, Tensor output)
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        output.copy_(FixedDecodeLogits(slot, keys, attention, input).view(-1).argmax(0).view(1));
+        output.copy_(FixedDecodeLogits(keys, attention, input).view(-1).argmax(0).view(1));
     }
 
-    private Tensor FixedDecodeLogits(int slot, long keys, DecodeAttention attention, Tensor input)
+    private Tensor FixedDecodeLogits(long keys, DecodeAttention attention, Tensor input)
     {
         ModelConfig c = _parts.Config;
         Device device = _parts.Device;
@@ -171,7 +185,7 @@ internal sealed class GraphedDecodeBackend : IStepBackend
         Tensor beyond = arange(count, ScalarType.Int64, device).gt(length).view(1, 1, 1, keys).expand(1, 1, groups, keys);
         Tensor mask = zeros([1, 1, groups, keys], _parts.DType, device).masked_fill(beyond, TorchScalars.NegativeInfinity);
         // The slot's rows through its device block table (device ops only, so the step can be captured).
-        Tensor slots = _slotIndices[slot];
+        Tensor slots = input.narrow(0, 2, 1);
         Tensor writeRows = _parts.Cache.Rows(slots, length.view(1, 1)).view(1);
         Tensor readRows = _parts.Cache.ReadRows(slots, keys);
         Tensor hidden = _parts.Scripted!.Forward(x, _parts.Cache.Data, writeRows, readRows, mask, cos, sin, attention);
@@ -187,10 +201,7 @@ internal sealed class GraphedDecodeBackend : IStepBackend
         }
         _outputs.Clear();
         _input.Dispose();
-        foreach (Tensor index in _slotIndices)
-        {
-            index.Dispose();
-        }
+        _table.Dispose();
         _kernelStep?.Dispose();
     }
 }

@@ -11,10 +11,10 @@ namespace SpecDecode.Tree;
 /// products at the bandwidth floor, unless it samples. Sampled steps run the same forward (its graph without the acceptance, keeping every row's logits), then
 /// multi-step speculative sampling and the commit on the device (<see cref="SampledAcceptance"/>, as the libtorch path).
 /// </summary>
-internal sealed class TreeKernelBackend(ModelParts parts, GraphedDecodeBackend graphs) : IStepBackend
+internal sealed class TreeKernelBackend(ModelParts parts, GraphedDecodeBackend graphs, int maxGraphs = CudaGraphSet<int>.DefaultCapacity) : IStepBackend
 {
     // kernel steps: each shape's first use runs eagerly, its second is captured (CudaGraphSet)
-    private readonly CudaGraphSet<TreeStepShape> _graphs = new(), _sampledGraphs = new();
+    private readonly CudaGraphSet<TreeStepShape> _graphs = new(maxGraphs), _sampledGraphs = new(maxGraphs);
     private KernelTreeStep? _step;
 
     /// <inheritdoc />
@@ -25,6 +25,9 @@ internal sealed class TreeKernelBackend(ModelParts parts, GraphedDecodeBackend g
 
     /// <summary>Tree graphs captured so far (greedy or forced, and sampled).</summary>
     public int Count => _graphs.Count + _sampledGraphs.Count;
+
+    /// <summary>Tree graphs captured since load (evicted ones included), and graphs evicted to stay within the capacity.</summary>
+    public (long Added, long Evicted) Churn => (_graphs.Added + _sampledGraphs.Added, _graphs.Evicted + _sampledGraphs.Evicted);
 
     /// <inheritdoc />
     public string? Refuses(VerifyStep step) => Refuses(step.Inputs, step.Rule, Suspended || graphs.Suspended);
