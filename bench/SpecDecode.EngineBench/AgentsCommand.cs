@@ -72,7 +72,7 @@ internal static class AgentsCommand
         var continuedOnly = new Option<bool>("--continued-only") { Description = "Measure the continued calls (--continued) and stop: no trajectories are replayed." };
         var keyBucket = new Option<int>("--key-bucket")
         {
-            Description = "Keys per CUDA graph bucket (a graph is captured per slot or step shape and bucket; coarser: fewer captures, more idle attention blocks).",
+            Description = "Keys per CUDA graph bucket (a graph is captured per step shape and bucket; coarser: fewer captures, more idle attention blocks).",
             DefaultValueFactory = _ => new TargetModelOptions().CudaGraphKeyBucket,
         };
         keyBucket.Validators.Add(r =>

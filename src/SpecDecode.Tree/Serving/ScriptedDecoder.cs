@@ -71,8 +71,8 @@ internal sealed class ScriptedDecoder
                    cache: Tensor, write_rows: Tensor, read_rows: Tensor, mask: Tensor, cos: Tensor, sin: Tensor, heads: int,
                    kv_heads: int, head_dim: int, eps: float, has_bias: bool, has_qk_norm: bool,
                    matmul_attention: bool, causal: bool, skip_attention: bool, cache_only: bool) -> Tensor:
-            # cache_only (prefill: no logits): the last layer stops once its keys and values are written, and the result is
-            # that layer's input, which no caller reads
+            # cache_only (prefill): the last layer stops once its keys and values are written, and the result is that
+            # layer's input (what the output head's rows of a prefill continue from: TargetModel.PrefillAndChoose)
             b = x.size(0)
             t = x.size(1)
             groups = heads // kv_heads
@@ -84,7 +84,7 @@ internal sealed class ScriptedDecoder
                                            head_dim, eps, has_bias, has_qk_norm)
                 kall, vall = write_kv(cache, i, write_rows, k, v, b * t, kv_heads, head_dim)
                 if cache_only and i == last:
-                    break
+                    return x
                 if causal:
                     kr = k.transpose(1, 2).unsqueeze(2).expand(b, kv_heads, groups, t, head_dim).reshape(b, heads, t, head_dim)
                     vr = v.transpose(1, 2).unsqueeze(2).expand(b, kv_heads, groups, t, head_dim).reshape(b, heads, t, head_dim)
@@ -137,25 +137,24 @@ internal sealed class ScriptedDecoder
         def prefill_layers(x: Tensor, in_norm: List[Tensor], wq: List[Tensor], wk: List[Tensor], wv: List[Tensor], wo: List[Tensor],
                            bq: List[Tensor], bk: List[Tensor], bv: List[Tensor], q_norm: List[Tensor], k_norm: List[Tensor],
                            post_norm: List[Tensor], gate: List[Tensor], up: List[Tensor], down: List[Tensor],
-                           final_norm: Tensor, cache: Tensor, write_rows: Tensor, read_rows: Tensor, cos: Tensor, sin: Tensor,
-                           cu_q: Tensor, cu_k: Tensor, max_q: int, max_k: int, starts_q: Tensor, starts_k: Tensor, heads: int,
-                           kv_heads: int, head_dim: int, eps: float, has_bias: bool, has_qk_norm: bool, flash: bool,
-                           cache_only: bool) -> Tensor:
-            # x [1, rows, hidden]: every sequence's chunk packed, no padding; writes their keys and values. With cache_only
-            # (no logits wanted) the last layer stops once its keys and values are written, and the result is that layer's
-            # input, which no caller reads; else every layer runs whole and the result is the final hidden states.
+                           cache: Tensor, write_rows: Tensor, read_rows: Tensor, cos: Tensor, sin: Tensor, cu_q: Tensor,
+                           cu_k: Tensor, max_q: int, max_k: int, starts_q: Tensor, starts_k: Tensor, heads: int,
+                           kv_heads: int, head_dim: int, eps: float, has_bias: bool, has_qk_norm: bool, flash: bool) -> Tensor:
+            # x [1, rows, hidden]: every sequence's chunk packed, no padding; writes their keys and values and returns
+            # nothing a caller needs (the last layer's input). Prefill computes no logits, so the last layer stops once its
+            # keys and values are written: its attention, output projection and MLP would feed nothing.
             n = x.size(1)
             last = len(wq) - 1
             for i in range(len(wq)):
                 q, k, v = attention_inputs(x, i, in_norm, wq, wk, wv, bq, bk, bv, q_norm, k_norm, cos, sin, heads, kv_heads,
                                            head_dim, eps, has_bias, has_qk_norm)
                 kall, vall = write_kv(cache, i, write_rows, k, v, n, kv_heads, head_dim)
-                if cache_only and i == last:
-                    return x
+                if i == last:
+                    break
                 o = attend_varlen(q.reshape(n, heads, head_dim), kall.index_select(0, read_rows), vall.index_select(0, read_rows),
                                   cu_q, cu_k, max_q, max_k, starts_q, starts_k, flash, kv_heads, head_dim)
                 x = residual_mlp(x, o.reshape(1, n, heads * head_dim), i, wo, post_norm, gate, up, down, eps)
-            return rms(x, final_norm, eps)
+            return x
 
         """;
 
@@ -235,15 +234,20 @@ internal sealed class ScriptedDecoder
     /// groups × T, keys] over the rows <paramref name="readRows"/> [B, keys] each sequence's attention reads, or both null
     /// for plain causal attention among the forward's own rows (every sequence starting at an empty cache): then the
     /// fresh keys and values are attended with <c>is_causal</c> and no mask, which lets PyTorch pick flash attention on
-    /// CUDA in float16/bfloat16. <paramref name="cacheOnly"/> (prefill, no logits): the last layer stops once its keys and
-    /// values are written, and the result is that layer's input, not the final hidden states.</summary>
+    /// CUDA in float16/bfloat16. <paramref name="cacheOnly"/> (prefill): the last layer stops once its keys and values are
+    /// written, and the result is that layer's input, not the final hidden states. <paramref name="firstLayer"/> &gt; 0 runs
+    /// the layers from that one on, <paramref name="x"/> being its input (the rows a prefill chose the next token for, from
+    /// the last layer's input it left).</summary>
     /// <remarks><paramref name="attention"/> says how masked (non-causal) attention is computed: <see cref="DecodeAttention.Default"/>
     /// picks SDPA or matrix products by <see cref="UseMatmulAttention"/>; the others are the graphed step's experiment
     /// knob (<see cref="TargetModel.GraphAttention"/>). It is ignored for causal attention (<paramref name="mask"/> null).</remarks>
     public Tensor Forward(Tensor x, Tensor cache, Tensor writeRows, Tensor? readRows, Tensor? mask, Tensor cos, Tensor sin,
-        DecodeAttention attention = DecodeAttention.Default, bool cacheOnly = false)
+        DecodeAttention attention = DecodeAttention.Default, bool cacheOnly = false, int firstLayer = 0)
     {
         ModelConfig c = _config;
+        ArgumentOutOfRangeException.ThrowIfNegative(firstLayer);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(firstLayer, c.LayerCount);
+        Tensor[] From(Tensor[] all) => firstLayer == 0 || all.Length == 0 ? all : all[firstLayer..];
         bool causal = mask is null;
         long keys = readRows?.shape[1] ?? 0;
         bool matmul = attention switch
@@ -260,9 +264,12 @@ internal sealed class ScriptedDecoder
         using Scalar heads = (long)c.HeadCount, kvHeads = (long)c.KeyValueHeadCount, headDim = (long)c.HeadDim,
             eps = c.RmsNormEps, qkvBias = c.QkvBias, qkNorm = c.QkNorm, useMatmul = matmul, isCausal = causal,
             skipped = !causal && attention == DecodeAttention.Skipped, onlyCache = cacheOnly;
+        // the script indexes layers from 0: the lists and the cache (layers first) start at firstLayer
+        using Tensor? layers = firstLayer == 0 ? null : cache.narrow(0, firstLayer, c.LayerCount - firstLayer);
         return (Tensor)Compiled.Value.invoke("layers",
-            x, _inNorm, _wq, _wk, _wv, _wo, _bq, _bk, _bv, _qNorm, _kNorm, _postNorm, _gate, _up, _down, _finalNorm,
-            cache, writeRows, readRows ?? noRows!, mask ?? noMask!, cos, sin, heads, kvHeads, headDim, eps, qkvBias, qkNorm, useMatmul,
+            x, From(_inNorm), From(_wq), From(_wk), From(_wv), From(_wo), From(_bq), From(_bk), From(_bv), From(_qNorm), From(_kNorm),
+            From(_postNorm), From(_gate), From(_up), From(_down), _finalNorm,
+            layers ?? cache, writeRows, readRows ?? noRows!, mask ?? noMask!, cos, sin, heads, kvHeads, headDim, eps, qkvBias, qkNorm, useMatmul,
             isCausal, skipped, onlyCache);
     }
 
@@ -272,22 +279,19 @@ internal sealed class ScriptedDecoder
     /// <paramref name="sin"/> [1, N, 1, head size], <paramref name="cuRows"/> and <paramref name="cuKeys"/> [S + 1] the
     /// sequences' row and key starts (int32 on the device), <paramref name="rowStarts"/> and <paramref name="keyStarts"/>
     /// the same as int64 on the CPU. <paramref name="flash"/>: libtorch's variable-length flash attention, else the
-    /// reference (per sequence, SDPA with a causal mask aligned at the bottom right). With <paramref name="cacheOnly"/> (no
-    /// logits wanted) the last layer stops after writing its keys and values and the result is that layer's input, which
-    /// no caller needs; else the result is the final hidden states [1, N, hidden] (the last layer whole, the final
-    /// norm).</summary>
+    /// reference (per sequence, SDPA with a causal mask aligned at the bottom right). The last layer stops after writing
+    /// its keys and values (prefill computes no logits); returns that layer's input, which no caller needs.</summary>
     public Tensor ForwardPacked(Tensor x, Tensor cache, Tensor writeRows, Tensor readRows, Tensor cos, Tensor sin, Tensor cuRows,
-        Tensor cuKeys, long maxRows, long maxKeys, Tensor rowStarts, Tensor keyStarts, bool flash, bool cacheOnly = true)
+        Tensor cuKeys, long maxRows, long maxKeys, Tensor rowStarts, Tensor keyStarts, bool flash)
     {
         ModelConfig c = _config;
         // Scalars held until the native call returns (see Forward).
         using Scalar heads = (long)c.HeadCount, kvHeads = (long)c.KeyValueHeadCount, headDim = (long)c.HeadDim,
-            eps = c.RmsNormEps, qkvBias = c.QkvBias, qkNorm = c.QkNorm, maxQ = maxRows, maxK = maxKeys, useFlash = flash,
-            onlyCache = cacheOnly;
+            eps = c.RmsNormEps, qkvBias = c.QkvBias, qkNorm = c.QkNorm, maxQ = maxRows, maxK = maxKeys, useFlash = flash;
         return (Tensor)(flash ? CompiledFlash : Compiled).Value.invoke("prefill_layers",
-            x, _inNorm, _wq, _wk, _wv, _wo, _bq, _bk, _bv, _qNorm, _kNorm, _postNorm, _gate, _up, _down, _finalNorm,
+            x, _inNorm, _wq, _wk, _wv, _wo, _bq, _bk, _bv, _qNorm, _kNorm, _postNorm, _gate, _up, _down,
             cache, writeRows, readRows, cos, sin, cuRows, cuKeys, maxQ, maxK, rowStarts, keyStarts, heads, kvHeads, headDim, eps,
-            qkvBias, qkNorm, useFlash, onlyCache);
+            qkvBias, qkNorm, useFlash);
     }
 
     /// <summary>

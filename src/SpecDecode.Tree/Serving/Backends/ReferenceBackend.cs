@@ -92,30 +92,33 @@ internal sealed partial class ReferenceBackend(ModelParts parts) : IStepBackend
     /// <summary>One prefill forward over each slot's chunk (causal: every slot empty, see
     /// <see cref="StepPlan.ForCausalChunks"/>); the slots' lengths grow by their chunks. Returns the logits [k, vocab]
     /// (on the device, in the chunks' order) after the last token of each chunk <paramref name="logitsAfter"/> marks, or
-    /// null when it marks none (then the last layer stops at its keys and values).</summary>
+    /// null when it marks none (<see cref="LastRowLogits"/>).</summary>
     public Tensor? PrefillChunks(List<(int Slot, ReadOnlyMemory<int> Tokens)> chunks, bool causal, IReadOnlyList<bool>? logitsAfter = null)
     {
         StepPlan plan = causal
             ? StepPlan.ForCausalChunks(chunks, _cache.Lengths, Capacity)
             : StepPlan.ForChunks(chunks, _cache.Lengths, Capacity);
+        int[] marked = Marked(chunks, logitsAfter);
         // the flattened [B × T] entry of each marked chunk's last token: row r of a causal plan, the slot's row otherwise
-        long[] lastRows = [.. Enumerable.Range(0, chunks.Count).Where(i => logitsAfter?[i] == true)
-            .Select(i => (long)(causal ? i : chunks[i].Slot) * plan.Width + chunks[i].Tokens.Length - 1)];
-        Tensor? logits = null;
+        long[] lastRows = [.. marked.Select(i => (long)(causal ? i : chunks[i].Slot) * plan.Width + chunks[i].Tokens.Length - 1)];
+        Tensor? lastInputs = null;
         using (var scope = NewDisposeScope())
         using (no_grad())
         {
-            Tensor hidden = PrefillForward(plan, cacheOnly: lastRows.Length == 0);
-            if (lastRows.Length > 0)
+            Tensor hidden = PrefillForward(plan);
+            if (marked.Length > 0)
             {
-                logits = LastLogits(hidden.reshape(-1, Config.HiddenSize), lastRows).MoveToOuterDisposeScope();
+                lastInputs = hidden.reshape(-1, Config.HiddenSize).index_select(0, tensor(lastRows).to(Device)).MoveToOuterDisposeScope();
             }
         }
         foreach ((int slot, ReadOnlyMemory<int> tokens) in chunks)
         {
             _cache.Append(slot, tokens.Span);
         }
-        return logits;
+        using (lastInputs)
+        {
+            return lastInputs is null ? null : LastRowLogits(lastInputs, [.. marked.Select(i => chunks[i].Slot)]);
+        }
     }
 
     /// <summary>One packed prefill forward (<see cref="PackedPrefillPlan"/>) over each slot's next chunk, with the scripted
@@ -126,16 +129,15 @@ internal sealed partial class ReferenceBackend(ModelParts parts) : IStepBackend
     {
         ScriptedDecoder scripted = _scripted ?? throw new InvalidOperationException("Packed prefill needs the scripted layers.");
         PackedPrefillPlan plan = PackedPrefillPlan.For(chunks, _cache);
+        int[] marked = Marked(chunks, logitsAfter);
         // chunk i's rows follow the earlier chunks' rows end to end: its last token is row (its start + its length - 1)
-        var lastRows = new List<long>();
-        for (int i = 0, row = 0; i < chunks.Count; row += chunks[i].Tokens.Length, i++)
+        var ends = new long[chunks.Count];
+        for (int i = 0, row = 0; i < chunks.Count; i++)
         {
-            if (logitsAfter?[i] == true)
-            {
-                lastRows.Add(row + chunks[i].Tokens.Length - 1);
-            }
+            row += chunks[i].Tokens.Length;
+            ends[i] = row - 1;
         }
-        Tensor? logits = null;
+        Tensor? lastInputs = null;
         using (var scope = NewDisposeScope())
         using (no_grad())
         {
@@ -150,25 +152,64 @@ internal sealed partial class ReferenceBackend(ModelParts parts) : IStepBackend
             Tensor sin = _sin.index_select(0, positions).view(1, n, 1, c.HeadDim).to(DType);
             Tensor x = _weights.EmbedTokens.index_select(0, tokens).view(1, n, c.HiddenSize);
             Tensor hidden = scripted.ForwardPacked(x, _cache.Data, writeRows, readRows, cos, sin, cuRows, cuKeys, plan.MaxRows, plan.MaxKeys,
-                starts.narrow(0, 0, s + 1), starts.narrow(0, s + 1, s + 1), flash, cacheOnly: lastRows.Count == 0);
-            if (lastRows.Count > 0)
+                starts.narrow(0, 0, s + 1), starts.narrow(0, s + 1, s + 1), flash);
+            if (marked.Length > 0)
             {
-                logits = LastLogits(hidden.reshape(-1, c.HiddenSize), [.. lastRows]).MoveToOuterDisposeScope();
+                lastInputs = hidden.reshape(-1, c.HiddenSize).index_select(0, tensor(marked.Select(i => ends[i]).ToArray()).to(Device)).MoveToOuterDisposeScope();
             }
         }
         foreach ((int slot, ReadOnlyMemory<int> tokens) in chunks)
         {
             _cache.Append(slot, tokens.Span);
         }
-        return logits;
+        using (lastInputs)
+        {
+            return lastInputs is null ? null : LastRowLogits(lastInputs, [.. marked.Select(i => chunks[i].Slot)]);
+        }
     }
 
-    /// <summary>The output head over the final hidden states' <paramref name="rows"/> ([rows, hidden] → [k, vocab]): only
-    /// the rows whose next token is wanted pay for the head.</summary>
-    private Tensor LastLogits(Tensor hidden, long[] rows)
+    /// <summary>The chunks <paramref name="logitsAfter"/> marks, in order.</summary>
+    private static int[] Marked(List<(int Slot, ReadOnlyMemory<int> Tokens)> chunks, IReadOnlyList<bool>? logitsAfter) =>
+        logitsAfter is null ? [] : [.. Enumerable.Range(0, chunks.Count).Where(i => logitsAfter[i])];
+
+    /// <summary>
+    /// The logits [k, vocab] after the last cached token of each of <paramref name="slots"/>, from that token's last-layer
+    /// input <paramref name="inputs"/> [k, hidden] (what a prefill forward leaves: every layer's keys and values are
+    /// cached, the last layer stopped after writing its own). Only those rows run the last layer's attention and MLP, the
+    /// final norm and the output head: one row a sequence at its last position, attending its cache up to and including
+    /// that position, the verification forward's mask and layout, writing nothing (their keys and values are in the cache
+    /// already). So a prefill that gives the next token costs its forward plus a one-layer step of k rows, not a whole last
+    /// layer over every row.
+    /// </summary>
+    private Tensor LastRowLogits(Tensor inputs, int[] slots)
     {
-        Tensor h = hidden.index_select(0, tensor(rows).to(Device));
-        return parts.Parallel?.Logits(h) ?? nn.functional.linear(h, _weights.Head);
+        ModelConfig c = Config;
+        int[] lengths = (int[])_cache.Lengths.Clone();
+        var roots = new TreeInput[slots.Length];
+        for (int i = 0; i < slots.Length; i++)
+        {
+            lengths[slots[i]]--; // the plan's root is the last cached token, at its position
+            roots[i] = new TreeInput(slots[i], 0, DraftTree.Empty);
+        }
+        StepPlan plan = StepPlan.ForTrees(roots, lengths, Capacity);
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        (Tensor _, Tensor parents, Tensor depths, Tensor valid, Tensor rowLengths, Tensor rowSlots) = Upload(plan);
+        Tensor mask = AttentionMask(Ancestors(parents, plan.MaxDepth), rowLengths, valid, plan.KeyCount, c.HeadCount / c.KeyValueHeadCount);
+        long b = plan.Batch;
+        Tensor at = tensor(slots.Select(s => (long)s).ToArray()).to(Device);
+        Tensor x = zeros([b, c.HiddenSize], inputs.dtype, Device).index_copy(0, at, inputs).view(b, 1, c.HiddenSize);
+        Tensor writeRows = full([b], _cache.ScratchRowScalar, int64, Device); // the keys and values are cached: nothing to write
+        Tensor readRows = _cache.ReadRows(rowSlots, plan.KeyCount);
+        Tensor positions = rowLengths.Plus(depths.view(-1));
+        Tensor cos = _cos.index_select(0, positions).view(b, 1, 1, c.HeadDim).to(DType);
+        Tensor sin = _sin.index_select(0, positions).view(b, 1, 1, c.HeadDim).to(DType);
+        int last = c.LayerCount - 1;
+        Tensor hidden = _scripted is not null
+            ? _scripted.Forward(x, _cache.Data, writeRows, readRows, mask, cos, sin, firstLayer: last)
+            : EagerLayers(x, writeRows, readRows, mask, cos, sin, firstLayer: last);
+        Tensor h = hidden.view(b, c.HiddenSize).index_select(0, at);
+        return (parts.Parallel?.Logits(h) ?? nn.functional.linear(h, _weights.Head)).MoveToOuterDisposeScope();
     }
 
     public void Dispose()
@@ -193,19 +234,18 @@ internal sealed partial class ReferenceBackend(ModelParts parts) : IStepBackend
     }
 
     /// <summary>
-    /// One prefill forward: writes every chunk's keys and values into the cache. A <see cref="StepPlan.Causal"/> plan runs
+    /// One prefill forward: writes every chunk's keys and values into the cache; the last layer stops once its keys and
+    /// values are written, and the result is that layer's input [B, T, hidden]. A <see cref="StepPlan.Causal"/> plan runs
     /// plain causal attention over its own keys, with no ancestor matrix and no mask; any other plan takes the verification
-    /// forward's mask. With <paramref name="cacheOnly"/> the last layer stops at its keys and values (the result is not
-    /// the final hidden states); else returns the final hidden states [B, T, hidden]. Must run inside a dispose scope and
-    /// no_grad.
+    /// forward's mask. Must run inside a dispose scope and no_grad.
     /// </summary>
-    private Tensor PrefillForward(StepPlan plan, bool cacheOnly)
+    private Tensor PrefillForward(StepPlan plan)
     {
         (Tensor tokens, Tensor parents, Tensor depths, Tensor valid, Tensor lengths, Tensor slots) = Upload(plan);
         Tensor? mask = plan.Causal
             ? null
             : AttentionMask(Ancestors(parents, plan.MaxDepth), lengths, valid, plan.KeyCount, Config.HeadCount / Config.KeyValueHeadCount);
-        return DecoderStack(tokens, depths, valid, lengths, slots, mask, plan.KeyCount, cacheOnly: cacheOnly);
+        return DecoderStack(tokens, depths, valid, lengths, slots, mask, plan.KeyCount, cacheOnly: true);
     }
 
     /// <summary>The plan on the device in one host-to-device copy: tokens, parents, depths, validity [B, T], the rows'
@@ -229,7 +269,7 @@ internal sealed partial class ReferenceBackend(ModelParts parts) : IStepBackend
     /// groups × T, keys] (<see cref="AttentionMask"/>) over each row's positions 0 .. keys-1, or null for plain causal
     /// attention among the forward's own rows (every sequence starting at an empty cache).
     /// With <paramref name="cacheOnly"/> (prefill) the last layer stops once its keys and values are written, and the
-    /// result is that layer's input (no caller reads it).
+    /// result is that layer's input (<see cref="LastRowLogits"/> continues the rows whose next token is wanted).
     /// </summary>
     internal Tensor DecoderStack(Tensor tokens, Tensor depths, Tensor valid, Tensor lengths, Tensor slots, Tensor? mask, long keys,
         bool cacheOnly = false)
@@ -254,13 +294,14 @@ internal sealed partial class ReferenceBackend(ModelParts parts) : IStepBackend
     /// layer ends, so memory does not grow with the layer count. <paramref name="writeRows"/> [B × T]: the cache rows the
     /// entries' keys and values go to; <paramref name="readRows"/> [B, keys]: the rows attention reads (null with a null
     /// <paramref name="mask"/>: causal attention among the forward's own entries).</summary>
-    internal Tensor EagerLayers(Tensor x, Tensor writeRows, Tensor? readRows, Tensor? mask, Tensor cos, Tensor sin, bool cacheOnly = false)
+    internal Tensor EagerLayers(Tensor x, Tensor writeRows, Tensor? readRows, Tensor? mask, Tensor cos, Tensor sin, bool cacheOnly = false,
+        int firstLayer = 0)
     {
         ModelConfig c = Config;
         int groups = c.HeadCount / c.KeyValueHeadCount;
         long b = x.shape[0], t = x.shape[1];
         Tensor input = x;
-        for (int layer = 0; layer < c.LayerCount; layer++)
+        for (int layer = firstLayer; layer < c.LayerCount; layer++)
         {
             using var layerScope = NewDisposeScope();
             DecoderLayerWeights w = _weights.Layers[layer];
@@ -279,7 +320,9 @@ internal sealed partial class ReferenceBackend(ModelParts parts) : IStepBackend
             _cache.Write(layer, writeRows, k.reshape(b * t, c.KeyValueHeadCount, c.HeadDim), v.reshape(b * t, c.KeyValueHeadCount, c.HeadDim));
             if (cacheOnly && layer == c.LayerCount - 1)
             {
-                break; // prefill: the last layer's attention and MLP feed nothing (every rank of a tensor-parallel model stops here)
+                // prefill: the last layer's attention and MLP feed only the rows whose next token is wanted, which
+                // LastRowLogits runs alone (every rank of a tensor-parallel model stops here)
+                return x;
             }
             Tensor attended;
             if (mask is null)
