@@ -57,15 +57,19 @@ internal static class BenchCommand
         var rounds = ToolOptions.Int("--rounds",
             "Times each batch size's variants run, one after another (each round with fresh drafters, so acceptance is the same). " +
             "Later rounds replay the CUDA graphs the first captured: round 1 is a fresh process, the last a server that has run a while.", 1, 1);
+        var keyBucket = ToolOptions.Int("--key-bucket",
+            "Keys per CUDA graph bucket: a graph is captured per step shape and bucket (coarser: fewer captures in a run, more idle attention blocks a step).",
+            new TargetModelOptions().CudaGraphKeyBucket, 1);
         var command = new Command("run", "Replay the traces through the engine and plain decoding; write JSON and markdown.")
         {
             traces, config, warmup, calls, budget, maxContext, variants, dtype, output, draftConfig, maxResponse, cudaGraphs, tensorParallel, transport,
-            temperatures, rounds,
+            temperatures, rounds, keyBucket,
         };
         command.SetAction(p => Run(p.GetValue(traces)!, p.GetValue(config)!, p.GetValue(warmup), ParseCalls(p.GetValue(calls)!),
             p.GetValue(budget), p.GetValue(maxContext), p.GetValue(variants)!.Split(',', StringSplitOptions.TrimEntries).Select(Variant.Parse).ToArray(),
             p.GetValue(dtype)!, p.GetValue(output)!, p.GetValue(draftConfig), p.GetValue(maxResponse), p.GetValue(cudaGraphs),
-            TensorParallel(p.GetValue(tensorParallel), p.GetValue(transport)!), ParseTemperatures(p.GetValue(temperatures)!), p.GetValue(rounds)));
+            TensorParallel(p.GetValue(tensorParallel), p.GetValue(transport)!), ParseTemperatures(p.GetValue(temperatures)!), p.GetValue(rounds),
+            p.GetValue(keyBucket)));
         return command;
     }
 
@@ -116,7 +120,7 @@ internal static class BenchCommand
 
     private static int Run(string traces, string configPath, int warmupTrajectories, SortedDictionary<int, int> callsPerBatch, int budget,
         int maxContext, Variant[] variants, string dtypeName, string output, string? draftConfigPath, int maxResponse, bool cudaGraphs = false,
-        TensorParallelOptions? tensorParallel = null, float[]? temperatures = null, int rounds = 1)
+        TensorParallelOptions? tensorParallel = null, float[]? temperatures = null, int rounds = 1, int keyBucket = 1024)
     {
         temperatures ??= [0];
         string libtorch = TorchRuntime.EnsureLoaded();
@@ -151,7 +155,10 @@ internal static class BenchCommand
             Console.WriteLine($"model-free replay, first {calls.Count} calls: {tps:F3} tokens/step, acceptance {rate:P1}");
         }
 
-        var options = new TargetModelOptions { Device = device, DType = dtype, MaxBatch = maxBatch, MaxContext = maxContext, CudaGraphs = cudaGraphs };
+        var options = new TargetModelOptions
+        {
+            Device = device, DType = dtype, MaxBatch = maxBatch, MaxContext = maxContext, CudaGraphs = cudaGraphs, CudaGraphKeyBucket = keyBucket,
+        };
         using TargetModel model = tensorParallel is null
             ? TargetModel.CreateRandom(config, options, seed: 1)
             : TargetModel.CreateRandomTensorParallel(config, tensorParallel, options, seed: 1);
