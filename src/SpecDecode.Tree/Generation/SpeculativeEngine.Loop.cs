@@ -198,9 +198,9 @@ public sealed partial class SpeculativeEngine
     /// Prefills the admitted requests' prompts within the step's token budget (<see cref="SpeculativeEngineOptions.StepTokenBudget"/>
     /// minus the last verification step's rows, at least a sixteenth of it), oldest first, all chunks in the same
     /// forwards. A request whose prompt is complete gets its first token from the prefill's last row
-    /// (<see cref="TargetModel.PrefillAndChoose"/>) and joins this step's verification with that token as its root; where
-    /// the model cannot choose after a prefill (tensor parallelism, benchmarks that skip prefill) the prompt's last token
-    /// stays out of the prefill and is the first step's root instead.
+    /// (<see cref="TargetModel.PrefillAndChoose"/>) and joins this step's verification with that token as its root. Benchmarks
+    /// that skip prefill (<see cref="SpeculativeEngineOptions.SkipPrefillForBenchmark"/>) compute no logits: there the
+    /// prompt's last token stays out of the prefill and is the first step's root.
     /// </summary>
     private void PrefillChunks()
     {
@@ -208,7 +208,7 @@ public sealed partial class SpeculativeEngine
         {
             return;
         }
-        bool choose = !_options.SkipPrefillForBenchmark && _model.ChoosesAfterPrefill;
+        bool choose = !_options.SkipPrefillForBenchmark;
         int held = choose ? 0 : 1; // the prompt's tokens the prefill leaves to the first step
         int budget = Math.Max(_options.StepTokenBudget / 16, _options.StepTokenBudget - (_active.Count == 0 ? 0 : _lastStepRows));
         var chunks = new List<(int Slot, int[] Tokens)>();

@@ -10,10 +10,6 @@ internal readonly record struct NextTokenChoice(SamplingOptions Sampling, int[]?
 
 public sealed partial class TargetModel
 {
-    /// <summary>Whether <see cref="PrefillAndChoose"/> runs on this model: on one device. Tensor-parallel ranks prefill
-    /// without logits, so there the first token comes from the first verification step.</summary>
-    internal bool ChoosesAfterPrefill => _parallel is null;
-
     /// <summary>
     /// <see cref="Prefill"/>, and for each sequence with a choice the token after its last token, from the logits of the
     /// prefill's own last row: the first token of a request comes with its prompt's prefill instead of a verification step
@@ -24,7 +20,6 @@ public sealed partial class TargetModel
     /// <returns>Per sequence the chosen token, or -1 where <paramref name="choices"/> has none.</returns>
     /// <exception cref="ArgumentException">The choices are not one per sequence, or a sequence with a choice has no
     /// token.</exception>
-    /// <exception cref="NotSupportedException">A tensor-parallel model (<see cref="ChoosesAfterPrefill"/> is false).</exception>
     internal int[] PrefillAndChoose(IReadOnlyList<(int Slot, int[] Tokens)> sequences, IReadOnlyList<NextTokenChoice?> choices)
     {
         ArgumentNullException.ThrowIfNull(sequences);
@@ -37,10 +32,6 @@ public sealed partial class TargetModel
         if (marked.FirstOrDefault(i => sequences[i].Tokens.Length == 0, -1) is int empty and >= 0)
         {
             throw new ArgumentException($"Sequence {empty} (slot {sequences[empty].Slot}) has a choice but no token: the token after a prefill follows its last token.", nameof(choices));
-        }
-        if (marked.Length > 0 && !ChoosesAfterPrefill)
-        {
-            throw new NotSupportedException("A tensor-parallel model prefills without logits; take the first token from a verification step.");
         }
         var chosen = new int[sequences.Count];
         Array.Fill(chosen, -1);
@@ -59,6 +50,11 @@ public sealed partial class TargetModel
         return chosen;
     }
 
+    /// <summary>A tensor-parallel rank's replay of the coordinator's prefill: the marked sequences' last rows take part in
+    /// the last layer's collectives and the head's gather; only the coordinator chooses.</summary>
+    internal void PrefillOnRank(IReadOnlyList<(int Slot, int[] Tokens)> sequences, IReadOnlyList<bool> logitsAfter) =>
+        PrefillCore(sequences, logitsAfter.Any(m => m) ? logitsAfter : null)?.Dispose();
+
     /// <summary><see cref="Prefill"/> that returns the logits after the last token of each sequence
     /// <paramref name="logitsAfter"/> marks: [k, vocab] float32 on the CPU, in the sequences' order (null when none is
     /// marked). For tests of the prefill's last rows.</summary>
@@ -66,9 +62,9 @@ public sealed partial class TargetModel
     {
         ArgumentNullException.ThrowIfNull(sequences);
         ArgumentNullException.ThrowIfNull(logitsAfter);
-        if (logitsAfter.Count != sequences.Count || (logitsAfter.Any(m => m) && !ChoosesAfterPrefill))
+        if (logitsAfter.Count != sequences.Count)
         {
-            throw new ArgumentException("Give one mark per sequence, on a model that is not tensor-parallel.", nameof(logitsAfter));
+            throw new ArgumentException("Give one mark per sequence.", nameof(logitsAfter));
         }
         using var scope = NewDisposeScope();
         return PrefillCore(sequences, logitsAfter.Any(m => m) ? logitsAfter : null)?.to(ScalarType.Float32).cpu().MoveToOuterDisposeScope();

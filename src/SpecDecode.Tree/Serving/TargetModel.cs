@@ -375,7 +375,7 @@ public sealed partial class TargetModel : IDisposable
                 throw new InvalidOperationException($"Slot {slot}: {_cache.Length(slot)} cached + {tokens.Length} tokens exceed the capacity of {Capacity}; raise TargetModelOptions.MaxContext.");
             }
         }
-        _parallel?.Announce(RankCommand.Prefill(sequences)); // tensor parallelism: every rank prefills its heads
+        _parallel?.Announce(RankCommand.Prefill(sequences, logitsAfter)); // tensor parallelism: every rank prefills its heads
         foreach ((int slot, int[] tokens) in sequences)
         {
             _cache.Reserve(slot, _cache.Length(slot) + tokens.Length);
@@ -571,13 +571,10 @@ public sealed partial class TargetModel : IDisposable
 
     private Tensor? PrefillChunks(List<(int Slot, ReadOnlyMemory<int> Tokens)> chunks, bool causal, IReadOnlyList<bool>? logitsAfter)
     {
-        if (_parallel is not null)
-        {
-            // tensor parallelism: a failed rank stops the group (and no logits: the ranks' prefill commands ask for none)
-            _parallel.Guard(() => _reference.PrefillChunks(chunks, causal)?.Dispose());
-            return null;
-        }
-        return _reference.PrefillChunks(chunks, causal, logitsAfter);
+        // tensor parallelism: a failed rank stops the group
+        return _parallel is not null
+            ? _parallel.Guard(() => _reference.PrefillChunks(chunks, causal, logitsAfter))
+            : _reference.PrefillChunks(chunks, causal, logitsAfter);
     }
 
     /// <summary>

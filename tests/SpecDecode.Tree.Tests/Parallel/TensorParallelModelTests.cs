@@ -118,6 +118,30 @@ public sealed class TensorParallelModelTests : IDisposable
         AssertRanksHoldTheWholeCache(whole, parallel, [0, 2]);
     }
 
+    /// <summary>A prefill that chooses the next token (the engine's first token) on a sharded model: every rank runs the
+    /// marked rows' last layer and the head's gather with the coordinator, whose logits equal the one-device model's;
+    /// the ranks' caches then hold the whole model's, and the coordinator's greedy choice is the one-device choice.</summary>
+    [Theory]
+    [InlineData("llama-gqa", 2)]
+    [InlineData("biased", 4)]
+    public void APrefillThatChoosesTheNextToken_TakesEveryRankAlong(string name, int world)
+    {
+        string folder = Checkpoint(name);
+        using TargetModel whole = TargetModel.Load(folder, Options());
+        using TargetModel parallel = TargetModel.LoadTensorParallel(folder, new TensorParallelOptions { WorldSize = world, CollectiveTimeout = TimeSpan.FromSeconds(60) }, Options());
+        int vocab = whole.Config.VocabSize;
+        int[] first = Prompt(vocab, seed: 7, length: 41), second = Prompt(vocab, seed: 8, length: 12);
+        (int, int[])[] sequences = [(0, first), (2, second)];
+        using (Tensor expected = whole.PrefillWithLogits(sequences, [true, true])!, actual = parallel.PrefillWithLogits(sequences, [true, true])!)
+        {
+            AssertClose(expected, actual, $"{name} on {world} ranks: logits after the prompts' last tokens");
+        }
+        AssertRanksHoldTheWholeCache(whole, parallel, [0, 2]);
+        var greedy = new SamplingOptions { Temperature = 0 };
+        int[] third = Prompt(vocab, seed: 9, length: 20);
+        Assert.Equal(whole.PrefillAndChoose([(1, third)], [new NextTokenChoice(greedy)]), parallel.PrefillAndChoose([(1, third)], [new NextTokenChoice(greedy)]));
+    }
+
     [Theory]
     [InlineData(2)]
     [InlineData(4)]

@@ -208,8 +208,8 @@ internal sealed partial class ReferenceBackend(ModelParts parts) : IStepBackend
         Tensor hidden = _scripted is not null
             ? _scripted.Forward(x, _cache.Data, writeRows, readRows, mask, cos, sin, firstLayer: last)
             : EagerLayers(x, writeRows, readRows, mask, cos, sin, firstLayer: last);
-        Tensor h = hidden.view(b, c.HiddenSize).index_select(0, at);
-        return (parts.Parallel?.Logits(h) ?? nn.functional.linear(h, _weights.Head)).MoveToOuterDisposeScope();
+        Tensor h = hidden.view(b, c.HiddenSize).index_select(0, at).unsqueeze(1); // [k, 1, hidden]: the head's [B, T, hidden]
+        return (parts.Parallel?.Logits(h) ?? nn.functional.linear(h, _weights.Head)).squeeze(1).MoveToOuterDisposeScope();
     }
 
     public void Dispose()

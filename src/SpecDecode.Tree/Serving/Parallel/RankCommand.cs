@@ -48,14 +48,17 @@ internal static class RankCommand
 {
     public static long[] Stop() => [(long)RankCommandKind.Stop];
 
-    public static long[] Prefill(IReadOnlyList<(int Slot, int[] Tokens)> sequences)
+    /// <summary>A prefill; <paramref name="logitsAfter"/> marks the sequences whose next token the coordinator chooses
+    /// (every rank takes part in the last layer's rows and the head's gather for them).</summary>
+    public static long[] Prefill(IReadOnlyList<(int Slot, int[] Tokens)> sequences, IReadOnlyList<bool>? logitsAfter = null)
     {
         var w = new Writer(RankCommandKind.Prefill);
         w.Add(sequences.Count);
-        foreach ((int slot, int[] tokens) in sequences)
+        for (int i = 0; i < sequences.Count; i++)
         {
-            w.Add(slot);
-            w.AddTokens(tokens);
+            w.Add(sequences[i].Slot);
+            w.AddTokens(sequences[i].Tokens);
+            w.Add(logitsAfter?[i] == true ? 1 : 0);
         }
         return w.ToArray();
     }
@@ -110,11 +113,13 @@ internal static class RankCommand
         {
             case RankCommandKind.Prefill:
                 var sequences = new (int, int[])[r.Int()];
+                var marks = new bool[sequences.Length];
                 for (int i = 0; i < sequences.Length; i++)
                 {
                     sequences[i] = (r.Int(), r.Tokens());
+                    marks[i] = r.Int() != 0;
                 }
-                model.Prefill(sequences);
+                model.PrefillOnRank(sequences, marks);
                 break;
             case RankCommandKind.Verify:
                 model.VerifyGreedy(ReadInputs(ref r));
