@@ -363,8 +363,9 @@ public sealed partial class TargetModel : IDisposable
     }
 
     /// <summary><see cref="Prefill"/>, and the logits [k, vocab] (on the device, not disposed) after the last token of each
-    /// sequence <paramref name="logitsAfter"/> marks, in the sequences' order; null when it marks none. A marked
-    /// sequence's last forward runs its last layer whole; the others stop it at the keys and values as before.</summary>
+    /// sequence <paramref name="logitsAfter"/> marks, in the sequences' order; null when it marks none. Every forward stops
+    /// its last layer at the keys and values; the marked last rows alone then run that layer's attention and MLP, the norm
+    /// and the head (<see cref="ReferenceBackend"/>'s LastRowLogits).</summary>
     private Tensor? PrefillCore(IReadOnlyList<(int Slot, int[] Tokens)> sequences, IReadOnlyList<bool>? logitsAfter)
     {
         CheckInputs(sequences.Select(s => s.Slot), sequences.SelectMany(s => s.Tokens));
