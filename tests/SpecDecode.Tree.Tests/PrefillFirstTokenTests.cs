@@ -18,12 +18,38 @@ public sealed class PrefillFirstTokenTests
         return SharedFixtures.Ids(expected, field).Select(i => (int)i).ToArray();
     }
 
-    private static TargetModel Load(string folder, PrefillAttention prefill, int chunk, int causalChunk, bool scripted = true) =>
+    private static TargetModel Load(string folder, PrefillAttention prefill, int chunk, int causalChunk, bool scripted = true,
+        ScalarType dtype = ScalarType.Float32) =>
         TargetModel.Load(folder, new TargetModelOptions
         {
-            Device = CPU, MaxBatch = 4, MaxContext = 64, PrefillChunk = chunk, CausalPrefillChunk = causalChunk,
+            Device = CPU, DType = dtype, MaxBatch = 4, MaxContext = 64, PrefillChunk = chunk, CausalPrefillChunk = causalChunk,
             ScriptedLayers = scripted, PrefillAttention = prefill, KvBlockSize = 16,
         });
+
+    /// <summary>The GPU's dtype: in bfloat16 the last rows' logits stay within the half-precision tolerance of a step's
+    /// (as PackedPrefillTests' bfloat16 case), on the masked and the packed path.</summary>
+    [Theory]
+    [InlineData("Masked", 5, 0)]
+    [InlineData("Packed", 512, 7)]
+    public void InBFloat16_TheLastRowsLogitsStayWithinTheHalfPrecisionTolerance(string path, int chunk, int causalChunk)
+    {
+        string folder = SharedFixtures.TinyCheckpoint("llama-gqa");
+        int[] prompt = Ids(folder, "prompt_ids");
+        PrefillAttention prefill = Enum.Parse<PrefillAttention>(path);
+        float[] ours, reference;
+        using (TargetModel model = Load(folder, prefill, chunk, causalChunk, dtype: ScalarType.BFloat16))
+        {
+            using Tensor logits = model.PrefillWithLogits([(1, prompt)], [true])!;
+            ours = logits.data<float>().ToArray();
+        }
+        using (TargetModel model = Load(folder, prefill, chunk, causalChunk, dtype: ScalarType.BFloat16))
+        {
+            model.Prefill([(1, prompt[..^1])]);
+            using Tensor step = model.TreeLogits([new TreeInput(1, prompt[^1], DraftTree.Empty)]);
+            reference = step.data<float>().ToArray()[ours.Length..]; // slot 1's row
+        }
+        CausalPrefillTests.AssertClose(reference, ours, 2e-2, $"bfloat16 {path}: logits after the prompt");
+    }
 
     public static TheoryData<string, string, int, int, bool> Paths()
     {
