@@ -77,12 +77,12 @@ public sealed class TargetModelOptions
     /// model without output or MLP projection biases), off elsewhere, the CPU included; true: required,
     /// <see cref="TargetModel.Load"/> throws <see cref="NotSupportedException"/> where it cannot work; false: off.
     /// With graphs, a <see cref="TargetModel.VerifyGreedy"/> call with one sequence and an empty draft runs a fixed-shape
-    /// step captured once per slot and key bucket (the cached length + 1 rounded up to a multiple of 1024, at most the
-    /// capacity; keys past the length are masked), and where the decode-step kernels run, a call of up to 64 sequences
+    /// step captured once per key bucket and shared by every slot (the cached length + 1 rounded up to a multiple of 1024,
+    /// at most the capacity; keys past the length are masked), and where the decode-step kernels run, a call of up to 64 sequences
     /// with 64 roots and draft nodes in all (one sequence with a draft, a batch, or any sampled call) runs the tree
     /// kernels (<see cref="TargetModel.UsesTreeKernels"/>); every wider call takes the libtorch path.
-    /// <see cref="TargetModel.StepPaths"/> (and <see cref="Logger"/> at load) says which path runs what, and why. Graphs are captured lazily and kept until the model is disposed (each holds a private memory pool of
-    /// a few MB). For a bf16 Llama-family model (head size 64 or 128, no q/k norms, no output or MLP biases) the graphed
+    /// <see cref="TargetModel.StepPaths"/> (and <see cref="Logger"/> at load) says which path runs what, and why. Graphs are captured lazily and kept until the model is disposed, at most
+    /// <see cref="MaxCudaGraphs"/> of each kind (the least recently used goes first). For a bf16 Llama-family model (head size 64 or 128, no q/k norms, no output or MLP biases) the graphed
     /// step is SpecDecode's decode-step kernels (<see cref="DecodeKernels"/>): 5 launches per layer at about 1.15x the
     /// memory-bandwidth floor on an H100, against 2.3x for the captured libtorch step (bench/RESULTS.md).
     /// </summary>
