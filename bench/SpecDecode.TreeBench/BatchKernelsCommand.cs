@@ -109,7 +109,7 @@ internal static class BatchKernelsCommand
             var random = new Random(17);
             // (1) logits: the slots at different lengths (context - 0 .. 255), each slot's cache its own random values
             target.FillCacheForBenchmark(context);
-            long? freeBefore = DeviceMemory.Free(); // before any step: every graph below is captured after this
+            long? freeBefore = FreeDeviceMemory(); // before any step: every graph below is captured after this
             int[] lengths = Enumerable.Range(0, sequencesNeeded).Select(s => context - s * 37 % 256).ToArray();
             Rewind(target, lengths, sequencesNeeded);
             (string Name, TreeInput[] Inputs)[] cases =
@@ -217,12 +217,15 @@ internal static class BatchKernelsCommand
     private static void GraphMemory(TextWriter output, TargetModel target, long? freeBefore)
     {
         int graphs = target.CapturedGraphCount + target.CapturedTreeGraphCount;
-        long? freeAfter = DeviceMemory.Free();
+        long? freeAfter = FreeDeviceMemory();
         string taken = freeBefore is long before && freeAfter is long after
             ? string.Create(CultureInfo.InvariantCulture, $"{(before - after) / 1048576.0:F1} MiB taken since the first step, at most {(before - after) / 1048576.0 / Math.Max(1, graphs):F2} MiB a graph")
             : "device memory not readable";
         output.WriteLine($"graphs kept: {target.CapturedGraphCount} plain, {target.CapturedTreeGraphCount} tree ({target.CudaGraphChurn.Evicted} evicted); {taken}");
     }
+
+    /// <summary>The device's free bytes from the driver the kernels loaded through; null where they did not load.</summary>
+    private static long? FreeDeviceMemory() => DecodeKernels.IsAvailable ? DecodeKernels.Get().FreeDeviceMemory() : null;
 
     private static TargetModel Create(ModelConfig config, int sequences, int capacity) =>
         TargetModel.CreateRandom(config, new TargetModelOptions

@@ -267,13 +267,12 @@ public sealed partial class SpeculativeEngine
                 }
                 return;
             }
-            long elapsed = Stopwatch.GetTimestamp() - start;
-            prefillTicks = elapsed;
+            prefillTicks = Stopwatch.GetTimestamp() - start;
             int total = chunks.Sum(c => c.Tokens.Length);
             for (int i = 0; i < chunks.Count; i++)
             {
                 chunkOf[i].Prefilled += chunks[i].Tokens.Length;
-                chunkOf[i].PrefillTicks += elapsed * chunks[i].Tokens.Length / total;
+                chunkOf[i].PrefillTicks += prefillTicks * chunks[i].Tokens.Length / total;
             }
         }
         foreach (EngineRequest r in ready)

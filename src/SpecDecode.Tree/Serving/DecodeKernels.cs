@@ -293,6 +293,15 @@ internal static class DecodeKernels
 
         public int Multiprocessors { get; }
 
+        /// <summary>Free bytes of the current device as the driver counts them (<c>cuMemGetInfo</c>: libtorch's cached blocks
+        /// and captured graphs both count as used), after the device finished its work; null where the driver lacks the
+        /// call. For benchmarks' memory lines.</summary>
+        public long? FreeDeviceMemory()
+        {
+            torch.cuda.synchronize();
+            return _api.MemGetInfo is { } info && info(out nuint free, out _) == 0 ? (long)free : null;
+        }
+
         /// <summary>Whether launches let each kernel start while the previous one finishes (programmatic dependent launch,
         /// sm_90 and later): the next kernel streams its first weights during the previous one's tail.</summary>
         public bool DependentLaunch { get; }
@@ -380,6 +389,10 @@ internal static class DecodeKernels
         public readonly CtxGetDeviceFn CtxGetDevice = Get<CtxGetDeviceFn>(library, "cuCtxGetDevice");
         public readonly FuncSetAttributeFn FuncSetAttribute = Get<FuncSetAttributeFn>(library, "cuFuncSetAttribute");
 
+        /// <summary>Null where the driver does not export it.</summary>
+        public readonly MemGetInfoFn? MemGetInfo =
+            NativeLibrary.TryGetExport(library, "cuMemGetInfo_v2", out IntPtr memInfo) ? Marshal.GetDelegateForFunctionPointer<MemGetInfoFn>(memInfo) : null;
+
         /// <summary>Null on drivers before CUDA 12.</summary>
         public readonly LaunchKernelExFn? LaunchKernelEx =
             NativeLibrary.TryGetExport(library, "cuLaunchKernelEx", out IntPtr ex) ? Marshal.GetDelegateForFunctionPointer<LaunchKernelExFn>(ex) : null;
@@ -394,6 +407,9 @@ internal static class DecodeKernels
 
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
         public delegate int GetErrorNameFn(int result, out IntPtr name);
+
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        public delegate int MemGetInfoFn(out nuint free, out nuint total);
 
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
         public delegate int CtxGetCurrentFn(out IntPtr context);

@@ -36,7 +36,7 @@ public sealed partial class TargetModel
         var chosen = new int[sequences.Count];
         Array.Fill(chosen, -1);
         using var scope = NewDisposeScope();
-        Tensor? logits = PrefillCore(sequences, marked.Length == 0 ? null : [.. Enumerable.Range(0, sequences.Count).Select(i => choices[i] is not null)]);
+        Tensor? logits = PrefillCore(sequences, [.. choices.Select(c => c is not null)]);
         if (logits is null)
         {
             return chosen;
@@ -53,7 +53,7 @@ public sealed partial class TargetModel
     /// <summary>A tensor-parallel rank's replay of the coordinator's prefill: the marked sequences' last rows take part in
     /// the last layer's collectives and the head's gather; only the coordinator chooses.</summary>
     internal void PrefillOnRank(IReadOnlyList<(int Slot, int[] Tokens)> sequences, IReadOnlyList<bool> logitsAfter) =>
-        PrefillCore(sequences, logitsAfter.Any(m => m) ? logitsAfter : null)?.Dispose();
+        PrefillCore(sequences, logitsAfter)?.Dispose();
 
     /// <summary><see cref="Prefill"/> that returns the logits after the last token of each sequence
     /// <paramref name="logitsAfter"/> marks: [k, vocab] float32 on the CPU, in the sequences' order (null when none is
@@ -67,6 +67,6 @@ public sealed partial class TargetModel
             throw new ArgumentException("Give one mark per sequence.", nameof(logitsAfter));
         }
         using var scope = NewDisposeScope();
-        return PrefillCore(sequences, logitsAfter.Any(m => m) ? logitsAfter : null)?.to(ScalarType.Float32).cpu().MoveToOuterDisposeScope();
+        return PrefillCore(sequences, logitsAfter)?.to(ScalarType.Float32).cpu().MoveToOuterDisposeScope();
     }
 }

@@ -363,7 +363,8 @@ public sealed partial class TargetModel : IDisposable
     }
 
     /// <summary><see cref="Prefill"/>, and the logits [k, vocab] (on the device, not disposed) after the last token of each
-    /// sequence <paramref name="logitsAfter"/> marks, in the sequences' order; null when it marks none. Every forward stops
+    /// sequence <paramref name="logitsAfter"/> marks (null or none marked: no logits), in the sequences' order; null when it
+    /// marks none. Every forward stops
     /// its last layer at the keys and values; the marked last rows alone then run that layer's attention and MLP, the norm
     /// and the head (<see cref="ReferenceBackend"/>'s LastRowLogits).</summary>
     private Tensor? PrefillCore(IReadOnlyList<(int Slot, int[] Tokens)> sequences, IReadOnlyList<bool>? logitsAfter)
@@ -415,7 +416,7 @@ public sealed partial class TargetModel : IDisposable
         IReadOnlyList<bool>? logitsAfter, List<(int Sequence, Tensor Logits)> rows, Func<List<(int Slot, ReadOnlyMemory<int> Tokens)>, IReadOnlyList<bool>?, Tensor?> forward)
     {
         bool[]? marks = logitsAfter is null ? null : [.. Enumerable.Range(0, chunks.Count).Select(j => final[j] && logitsAfter[of[j]])];
-        using Tensor? logits = forward(chunks, marks is not null && marks.Any(m => m) ? marks : null);
+        using Tensor? logits = forward(chunks, marks); // null when no chunk here is marked
         if (logits is null)
         {
             return;

@@ -111,14 +111,7 @@ internal sealed partial class ReferenceBackend(ModelParts parts) : IStepBackend
                 lastInputs = hidden.reshape(-1, Config.HiddenSize).index_select(0, tensor(lastRows).to(Device)).MoveToOuterDisposeScope();
             }
         }
-        foreach ((int slot, ReadOnlyMemory<int> tokens) in chunks)
-        {
-            _cache.Append(slot, tokens.Span);
-        }
-        using (lastInputs)
-        {
-            return lastInputs is null ? null : LastRowLogits(lastInputs, [.. marked.Select(i => chunks[i].Slot)]);
-        }
+        return AppendAndContinue(chunks, marked, lastInputs);
     }
 
     /// <summary>One packed prefill forward (<see cref="PackedPrefillPlan"/>) over each slot's next chunk, with the scripted
@@ -130,13 +123,6 @@ internal sealed partial class ReferenceBackend(ModelParts parts) : IStepBackend
         ScriptedDecoder scripted = _scripted ?? throw new InvalidOperationException("Packed prefill needs the scripted layers.");
         PackedPrefillPlan plan = PackedPrefillPlan.For(chunks, _cache);
         int[] marked = Marked(chunks, logitsAfter);
-        // chunk i's rows follow the earlier chunks' rows end to end: its last token is row (its start + its length - 1)
-        var ends = new long[chunks.Count];
-        for (int i = 0, row = 0; i < chunks.Count; i++)
-        {
-            row += chunks[i].Tokens.Length;
-            ends[i] = row - 1;
-        }
         Tensor? lastInputs = null;
         using (var scope = NewDisposeScope())
         using (no_grad())
@@ -155,9 +141,18 @@ internal sealed partial class ReferenceBackend(ModelParts parts) : IStepBackend
                 starts.narrow(0, 0, s + 1), starts.narrow(0, s + 1, s + 1), flash);
             if (marked.Length > 0)
             {
-                lastInputs = hidden.reshape(-1, c.HiddenSize).index_select(0, tensor(marked.Select(i => ends[i]).ToArray()).to(Device)).MoveToOuterDisposeScope();
+                // chunk i's last token is the row before chunk i + 1's first (the plan's row starts)
+                long[] ends = [.. marked.Select(i => plan.Packed[plan.StartsOffset + i + 1] - 1)];
+                lastInputs = hidden.reshape(-1, c.HiddenSize).index_select(0, tensor(ends).to(Device)).MoveToOuterDisposeScope();
             }
         }
+        return AppendAndContinue(chunks, marked, lastInputs);
+    }
+
+    /// <summary>The end of a prefill forward: the chunks' tokens join their slots' lengths, then the marked chunks' last
+    /// rows (their last-layer inputs <paramref name="lastInputs"/>, disposed here) continue to their logits.</summary>
+    private Tensor? AppendAndContinue(List<(int Slot, ReadOnlyMemory<int> Tokens)> chunks, int[] marked, Tensor? lastInputs)
+    {
         foreach ((int slot, ReadOnlyMemory<int> tokens) in chunks)
         {
             _cache.Append(slot, tokens.Span);
